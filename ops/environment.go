@@ -1,0 +1,203 @@
+package ops
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Environment is a place updates roll out to, as the operator configured it.
+// Field tags are the configuration file's key names, a contract with users.
+type Environment struct {
+	Name           string            `koanf:"name" json:"name"`
+	Tier           string            `koanf:"tier" json:"tier,omitempty"`
+	RequiresChange bool              `koanf:"requires_change" json:"requires_change"`
+	AutoRun        bool              `koanf:"auto_run" json:"auto_run"`
+	PromoteFrom    string            `koanf:"promote_from" json:"promote_from,omitempty"`
+	Change         ChangeDefaults    `koanf:"change" json:"change"`
+	Targets        []Target          `koanf:"targets" json:"targets"`
+	Deploy         DeploySpec        `koanf:"deploy" json:"deploy"`
+	VersionProbe   VersionProbe      `koanf:"version_probe" json:"version_probe"`
+	Health         []HealthCheck     `koanf:"health" json:"health,omitempty"`
+	Strategy       Strategy          `koanf:"strategy" json:"strategy"`
+	Config         map[string]string `koanf:"config" json:"config,omitempty"`
+}
+
+// ChangeDefaults says how the change request for an update of a gated
+// environment is raised.
+type ChangeDefaults struct {
+	Type            string        `koanf:"type" json:"type,omitempty"`
+	Template        string        `koanf:"template" json:"template,omitempty"`
+	CmdbCI          string        `koanf:"cmdb_ci" json:"cmdb_ci,omitempty"`
+	AssignmentGroup string        `koanf:"assignment_group" json:"assignment_group,omitempty"`
+	Risk            string        `koanf:"risk" json:"risk,omitempty"`
+	Impact          string        `koanf:"impact" json:"impact,omitempty"`
+	Window          time.Duration `koanf:"window" json:"window,omitempty"`
+}
+
+// Target is one host or instance an environment's release runs on. Vars
+// are free-form values available to command and URL templates.
+type Target struct {
+	Name string            `koanf:"name" json:"name"`
+	Vars map[string]string `koanf:"vars" json:"vars,omitempty"`
+}
+
+// DeploySpec configures the command executor: argv templates run without a
+// shell. An empty Rollback means "deploy the previous release".
+type DeploySpec struct {
+	Command  []string          `koanf:"command" json:"command,omitempty"`
+	Rollback []string          `koanf:"rollback" json:"rollback,omitempty"`
+	Timeout  time.Duration     `koanf:"timeout" json:"timeout,omitempty"`
+	Env      map[string]string `koanf:"env" json:"env,omitempty"`
+}
+
+// VersionProbe tells how to ask a target which version it really runs.
+type VersionProbe struct {
+	HTTP    *HTTPProbe    `koanf:"http" json:"http,omitempty"`
+	Command []string      `koanf:"command" json:"command,omitempty"`
+	Timeout time.Duration `koanf:"timeout" json:"timeout,omitempty"`
+}
+
+// HTTPProbe reads a version over HTTP: the whole body, trimmed, or one field
+// of a JSON body.
+type HTTPProbe struct {
+	URL       string `koanf:"url" json:"url"`
+	JSONField string `koanf:"json_field" json:"json_field,omitempty"`
+}
+
+// HealthCheck is one check run against every target after it is deployed.
+// Exactly one of HTTP, TCP and Command is set.
+type HealthCheck struct {
+	Name     string        `koanf:"name" json:"name,omitempty"`
+	HTTP     *HTTPCheck    `koanf:"http" json:"http,omitempty"`
+	TCP      *TCPCheck     `koanf:"tcp" json:"tcp,omitempty"`
+	Command  []string      `koanf:"command" json:"command,omitempty"`
+	Interval time.Duration `koanf:"interval" json:"interval,omitempty"`
+	Timeout  time.Duration `koanf:"timeout" json:"timeout,omitempty"`
+	Retries  int           `koanf:"retries" json:"retries,omitempty"`
+}
+
+// HTTPCheck passes when the URL answers with the expected status and, if
+// set, a body containing ExpectBody and JSON fields equal to ExpectJSON.
+type HTTPCheck struct {
+	URL          string            `koanf:"url" json:"url"`
+	Method       string            `koanf:"method" json:"method,omitempty"`
+	ExpectStatus int               `koanf:"expect_status" json:"expect_status,omitempty"`
+	ExpectBody   string            `koanf:"expect_body" json:"expect_body,omitempty"`
+	ExpectJSON   map[string]string `koanf:"expect_json" json:"expect_json,omitempty"`
+}
+
+// TCPCheck passes when a TCP connection to Address succeeds.
+type TCPCheck struct {
+	Address string `koanf:"address" json:"address"`
+}
+
+// Strategy shapes a rollout: how many targets per batch, how many at once,
+// how many failures are tolerated, and how long to wait and watch.
+type Strategy struct {
+	BatchSize   BatchSize     `koanf:"batch_size" json:"batch_size"`
+	MaxParallel int           `koanf:"max_parallel" json:"max_parallel,omitempty"`
+	MaxFailures int           `koanf:"max_failures" json:"max_failures"`
+	Pause       time.Duration `koanf:"pause" json:"pause,omitempty"`
+	Bake        time.Duration `koanf:"bake" json:"bake,omitempty"`
+	Canary      bool          `koanf:"canary" json:"canary,omitempty"`
+}
+
+// BatchSize is a batch size as a count of targets ("2") or a percentage of
+// them ("25%"). The zero value means one target per batch.
+type BatchSize struct {
+	Count   int
+	Percent int
+}
+
+// UnmarshalText parses "3" or "25%".
+func (b *BatchSize) UnmarshalText(text []byte) error {
+	s := strings.TrimSpace(string(text))
+	if p, ok := strings.CutSuffix(s, "%"); ok {
+		n, err := strconv.Atoi(strings.TrimSpace(p))
+		if err != nil || n < 1 || n > 100 {
+			return fmt.Errorf("batch size %q: want a percentage from 1%% to 100%%", s)
+		}
+		*b = BatchSize{Percent: n}
+		return nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		return fmt.Errorf("batch size %q: want a positive number of targets or a percentage such as \"25%%\"", s)
+	}
+	*b = BatchSize{Count: n}
+	return nil
+}
+
+// MarshalText renders the batch size the way it is configured.
+func (b BatchSize) MarshalText() ([]byte, error) {
+	return []byte(b.String()), nil
+}
+
+// String renders "3", "25%" or "1" for the zero value.
+func (b BatchSize) String() string {
+	switch {
+	case b.Percent > 0:
+		return strconv.Itoa(b.Percent) + "%"
+	case b.Count > 0:
+		return strconv.Itoa(b.Count)
+	default:
+		return "1"
+	}
+}
+
+// Of returns the number of targets per batch for a fleet of n targets:
+// at least one, at most n.
+func (b BatchSize) Of(n int) int {
+	size := b.Count
+	if b.Percent > 0 {
+		size = (n*b.Percent + 99) / 100
+	}
+	return max(1, min(size, max(n, 1)))
+}
+
+// Freeze is a period during which an environment must not change: one-off
+// (Start–End) or recurring (opens at every Cron time for Duration, in
+// Timezone).
+type Freeze struct {
+	Name         string        `koanf:"name" json:"name"`
+	Environments []string      `koanf:"environments" json:"environments,omitempty"`
+	Start        time.Time     `koanf:"start" json:"start,omitzero"`
+	End          time.Time     `koanf:"end" json:"end,omitzero"`
+	Cron         string        `koanf:"cron" json:"cron,omitempty"`
+	Duration     time.Duration `koanf:"duration" json:"duration,omitempty"`
+	Timezone     string        `koanf:"timezone" json:"timezone,omitempty"`
+}
+
+// Applies reports whether the freeze covers the named environment; a freeze
+// that names no environment covers all of them.
+func (f Freeze) Applies(env string) bool { return appliesTo(f.Environments, env) }
+
+// PolicyAction is what a failing policy does.
+type PolicyAction string
+
+// Policy actions.
+const (
+	PolicyBlock PolicyAction = "block"
+	PolicyWarn  PolicyAction = "warn"
+)
+
+// Policy is a CEL rule over the update, the environment, the change and
+// the time.
+type Policy struct {
+	Name         string       `koanf:"name" json:"name"`
+	Environments []string     `koanf:"environments" json:"environments,omitempty"`
+	Expr         string       `koanf:"expr" json:"expr"`
+	Action       PolicyAction `koanf:"action" json:"action"`
+	Message      string       `koanf:"message" json:"message,omitempty"`
+}
+
+// Applies reports whether the policy covers the named environment; a policy
+// that names no environment covers all of them.
+func (p Policy) Applies(env string) bool { return appliesTo(p.Environments, env) }
+
+func appliesTo(envs []string, env string) bool {
+	return len(envs) == 0 || slices.Contains(envs, env)
+}

@@ -1,0 +1,28 @@
+package ops
+
+import "errors"
+
+// Sentinel errors that callers branch on with errors.Is. Adapters map their
+// own failures onto these so that the console and the CLI never need to know
+// which adapter produced them.
+var (
+	// ErrNotFound reports that a record does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict reports that a write collided with existing state, such as a
+	// duplicate key or a concurrent modification.
+	ErrConflict = errors.New("conflict")
+	// ErrIllegalTransition reports an update state change that the lifecycle
+	// does not allow.
+	ErrIllegalTransition = errors.New("illegal state transition")
+	// ErrBlocked reports that an action may not run now: a policy, a change
+	// window, a freeze or another run's lease stands in the way.
+	ErrBlocked = errors.New("blocked")
+	// ErrApprovalPending reports that a change is still awaiting approval.
+	ErrApprovalPending = errors.New("change awaiting approval")
+	// ErrChangeRejected reports that the change was rejected by an approver.
+	ErrChangeRejected = errors.New("change rejected")
+	// ErrOutsideWindow reports that now is outside the change's planned window.
+	ErrOutsideWindow = errors.New("outside the change window")
+	// ErrNotImplemented reports a command whose feature has not landed yet.
+	ErrNotImplemented = errors.New("not yet available")
+)

@@ -1,0 +1,31 @@
+package ops
+
+import "time"
+
+// Event is one append-only audit record: who did what, when, to what, and
+// with which result. The store chains events by hash so that editing or
+// deleting any of them is detectable.
+type Event struct {
+	Seq          int64          `json:"seq"`
+	Time         time.Time      `json:"time"`
+	Actor        string         `json:"actor"`
+	Action       string         `json:"action"`
+	Subject      string         `json:"subject,omitempty"`
+	Environment  string         `json:"environment,omitempty"`
+	UpdateID     string         `json:"update_id,omitempty"`
+	ChangeNumber string         `json:"change,omitempty"`
+	Result       string         `json:"result,omitempty"`
+	Detail       map[string]any `json:"detail,omitempty"`
+	PrevHash     string         `json:"prev_hash"`
+	Hash         string         `json:"hash"`
+}
+
+// AuditVerification is the outcome of checking the audit chain end to end.
+type AuditVerification struct {
+	OK       bool   `json:"ok"`
+	Events   int64  `json:"events"`
+	HeadHash string `json:"head_hash,omitempty"`
+	// BadSeq is the first event whose hash, link or sequence does not match.
+	BadSeq  int64  `json:"bad_seq,omitempty"`
+	Problem string `json:"problem,omitempty"`
+}

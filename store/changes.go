@@ -1,0 +1,206 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+
+	"github.com/daytwo/daytwo/ops"
+)
+
+// UpsertStats counts what a batched upsert did.
+type UpsertStats struct {
+	// Written is the number of rows inserted or changed.
+	Written int
+	// Unchanged is the number of rows skipped because the stored copy was
+	// already as new (same or higher sys_mod_count and sys_updated_on).
+	Unchanged int
+}
+
+// UpsertChanges writes a page of mirrored change requests in one
+// transaction. Rows whose sys_mod_count and sys_updated_on are not newer than
+// the stored copy are skipped, so replaying a page is free and idempotent.
+func (db *DB) UpsertChanges(ctx context.Context, changes []ops.Change) (UpsertStats, error) {
+	var st UpsertStats
+	err := db.WithTx(ctx, func(tx *Tx) error {
+		var err error
+		st, err = tx.UpsertChanges(ctx, changes)
+		return err
+	})
+	return st, err
+}
+
+// UpsertChanges is the in-transaction form of DB.UpsertChanges.
+func (tx *Tx) UpsertChanges(ctx context.Context, changes []ops.Change) (UpsertStats, error) {
+	var st UpsertStats
+	if len(changes) == 0 {
+		return st, nil
+	}
+	stmt, err := tx.tx.PrepareContext(ctx, `INSERT INTO changes (sys_id, number, type, state, approval, risk,
+			short_description, cmdb_ci, assignment_group, requested_by, start_date, end_date, correlation_id,
+			active, close_code, sys_updated_on, sys_mod_count, raw_json, mirrored_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (sys_id) DO UPDATE SET number = excluded.number, type = excluded.type, state = excluded.state,
+			approval = excluded.approval, risk = excluded.risk, short_description = excluded.short_description,
+			cmdb_ci = excluded.cmdb_ci, assignment_group = excluded.assignment_group,
+			requested_by = excluded.requested_by, start_date = excluded.start_date, end_date = excluded.end_date,
+			correlation_id = excluded.correlation_id, active = excluded.active, close_code = excluded.close_code,
+			sys_updated_on = excluded.sys_updated_on, sys_mod_count = excluded.sys_mod_count,
+			raw_json = excluded.raw_json, mirrored_at = excluded.mirrored_at
+		WHERE excluded.sys_mod_count > changes.sys_mod_count OR excluded.sys_updated_on > changes.sys_updated_on`)
+	if err != nil {
+		return st, fmt.Errorf("store: upsert changes: %w", err)
+	}
+	defer stmt.Close()
+	now := formatTime(tx.now)
+	for _, c := range changes {
+		raw := string(c.Raw)
+		if raw == "" {
+			raw = "{}"
+		}
+		res, err := stmt.ExecContext(ctx, c.SysID, c.Number, c.Type, int(c.State), c.Approval, c.Risk,
+			c.ShortDescription, c.CmdbCI, c.AssignmentGroup, c.RequestedBy, formatTime(c.StartDate),
+			formatTime(c.EndDate), c.CorrelationID, c.Active, c.CloseCode, formatTime(c.SysUpdatedOn),
+			c.SysModCount, raw, now)
+		if err != nil {
+			return st, fmt.Errorf("store: upsert change %s: %w", c.Number, mapErr(err))
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			st.Written++
+		} else {
+			st.Unchanged++
+		}
+	}
+	return st, nil
+}
+
+// ChangeFilter narrows ListChanges. Zero values match everything.
+type ChangeFilter struct {
+	ActiveOnly        bool
+	CorrelationPrefix string
+	// Limit caps the number of rows; 0 means no cap.
+	Limit int
+}
+
+const changeColumns = `SELECT sys_id, number, type, state, approval, risk, short_description, cmdb_ci,
+	assignment_group, requested_by, start_date, end_date, correlation_id, active, close_code, sys_updated_on,
+	sys_mod_count, raw_json FROM changes`
+
+// ListChanges returns mirrored changes, most recently updated first.
+func (db *DB) ListChanges(ctx context.Context, f ChangeFilter) ([]ops.Change, error) {
+	var (
+		where []string
+		args  []any
+	)
+	if f.ActiveOnly {
+		where = append(where, "active = 1")
+	}
+	if f.CorrelationPrefix != "" {
+		where = append(where, "correlation_id >= ? AND correlation_id < ?")
+		args = append(args, f.CorrelationPrefix, f.CorrelationPrefix+"\xff")
+	}
+	q := changeColumns
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY sys_updated_on DESC, sys_id DESC"
+	if f.Limit > 0 {
+		q += " LIMIT ?"
+		args = append(args, f.Limit)
+	}
+	rows, err := db.sql.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: list changes: %w", err)
+	}
+	defer rows.Close()
+	var out []ops.Change
+	for rows.Next() {
+		c, err := scanChange(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// GetChange returns one mirrored change by number (CHG…) or sys_id.
+func (db *DB) GetChange(ctx context.Context, numberOrSysID string) (ops.Change, error) {
+	rows, err := db.sql.QueryContext(ctx, changeColumns+` WHERE number = ? OR sys_id = ? LIMIT 1`, numberOrSysID, numberOrSysID)
+	if err != nil {
+		return ops.Change{}, fmt.Errorf("store: get change %s: %w", numberOrSysID, err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return ops.Change{}, err
+		}
+		return ops.Change{}, fmt.Errorf("store: change %s: %w", numberOrSysID, ErrNotFound)
+	}
+	return scanChange(rows)
+}
+
+// CountChanges returns how many changes the mirror holds.
+func (db *DB) CountChanges(ctx context.Context) (int, error) {
+	var n int
+	err := db.sql.QueryRowContext(ctx, `SELECT COUNT(*) FROM changes`).Scan(&n)
+	return n, err
+}
+
+func scanChange(rows *sql.Rows) (ops.Change, error) {
+	var (
+		c                   ops.Change
+		state               int
+		start, end, updated string
+		raw                 string
+	)
+	if err := rows.Scan(&c.SysID, &c.Number, &c.Type, &state, &c.Approval, &c.Risk, &c.ShortDescription,
+		&c.CmdbCI, &c.AssignmentGroup, &c.RequestedBy, &start, &end, &c.CorrelationID, &c.Active, &c.CloseCode,
+		&updated, &c.SysModCount, &raw); err != nil {
+		return c, fmt.Errorf("store: scan change: %w", err)
+	}
+	c.State = ops.ChangeState(state)
+	c.Raw = []byte(raw)
+	var err error
+	if c.StartDate, err = parseTime(start); err != nil {
+		return c, err
+	}
+	if c.EndDate, err = parseTime(end); err != nil {
+		return c, err
+	}
+	c.SysUpdatedOn, err = parseTime(updated)
+	return c, err
+}
+
+// Watermark is a keyset sync cursor: the (sys_updated_on, sys_id) of the
+// last row stored.
+type Watermark struct {
+	UpdatedOn string
+	SysID     string
+}
+
+// GetWatermark returns the sync cursor of a mirrored table ("" if none).
+func (db *DB) GetWatermark(ctx context.Context, table string) (Watermark, error) {
+	var w Watermark
+	err := db.sql.QueryRowContext(ctx, `SELECT updated_on, sys_id FROM sync_watermarks WHERE table_name = ?`, table).Scan(&w.UpdatedOn, &w.SysID)
+	if err == sql.ErrNoRows {
+		return Watermark{}, nil
+	}
+	if err != nil {
+		return w, fmt.Errorf("store: watermark of %s: %w", table, err)
+	}
+	return w, nil
+}
+
+// SetWatermark moves a table's sync cursor inside tx, so that it commits
+// with the page it covers.
+func (tx *Tx) SetWatermark(ctx context.Context, table string, w Watermark) error {
+	_, err := tx.tx.ExecContext(ctx, `INSERT INTO sync_watermarks (table_name, updated_on, sys_id, synced_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (table_name) DO UPDATE SET updated_on = excluded.updated_on, sys_id = excluded.sys_id, synced_at = excluded.synced_at`,
+		table, w.UpdatedOn, w.SysID, formatTime(tx.now))
+	if err != nil {
+		return fmt.Errorf("store: set watermark of %s: %w", table, mapErr(err))
+	}
+	return nil
+}
