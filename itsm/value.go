@@ -1,0 +1,279 @@
+package itsm
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// TimeLayout is ServiceNow's value-mode date-time format. Values are UTC and
+// carry no zone marker.
+const TimeLayout = "2006-01-02 15:04:05"
+
+// ParseTime parses a ServiceNow date-time value as UTC. The empty string is
+// the zero time. It also accepts a bare date (YYYY-MM-DD) and RFC 3339, which
+// some fakes and scripted APIs send.
+func ParseTime(s string) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return time.Time{}, nil
+	}
+	for _, layout := range []string{TimeLayout, "2006-01-02T15:04:05", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
+			return t, nil
+		}
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t.UTC(), nil
+	}
+	return time.Time{}, fmt.Errorf("itsm: parse time %q: want %q (UTC)", s, TimeLayout)
+}
+
+// FormatTime formats t as a ServiceNow value-mode date-time in UTC. The zero
+// time formats as the empty string (an unset field).
+func FormatTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(TimeLayout)
+}
+
+// Value is one field of a ServiceNow record, decoded leniently. It accepts a
+// JSON string, number, boolean or null, and an object with any of "value",
+// "display_value", "display_value_internal" and "link" (Table API references,
+// sysparm_display_value=all, Change Management API typed values such as
+// {"value": 3.0} or {"value": true}).
+type Value struct {
+	// Value is the raw value as a string: numbers are rendered without a
+	// trailing ".0" ("3.0" → "3"), booleans as "true"/"false", null as "".
+	Value string
+	// Display is the display value, when the instance sent one.
+	Display string
+	// Link is the REST link of a reference, when the instance sent one.
+	Link string
+	// Null is set when the JSON was null (or {"value": null}).
+	Null bool
+}
+
+// UnmarshalJSON implements json.Unmarshaler. It never fails on a well-formed
+// JSON value of any type; unexpected shapes (arrays, nested objects) keep
+// their compact JSON text as Value.
+func (v *Value) UnmarshalJSON(b []byte) error {
+	*v = Value{}
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 {
+		return nil
+	}
+	switch b[0] {
+	case '{':
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal(b, &obj); err != nil {
+			return err
+		}
+		_, hasValue := obj["value"]
+		_, hasDisplay := obj["display_value"]
+		_, hasLink := obj["link"]
+		if !hasValue && !hasDisplay && !hasLink {
+			v.Value = compact(b)
+			return nil
+		}
+		if raw, ok := obj["value"]; ok {
+			s, null := scalar(raw)
+			v.Value, v.Null = s, null
+		} else {
+			v.Null = true
+		}
+		if raw, ok := obj["display_value"]; ok {
+			v.Display, _ = scalar(raw)
+		}
+		if raw, ok := obj["link"]; ok {
+			v.Link, _ = scalar(raw)
+		}
+		// A display-only object (sysparm_display_value=true reference) has no
+		// raw value; fall back to display so the field is not lost.
+		if !hasValue && v.Display != "" {
+			v.Value, v.Null = v.Display, false
+		}
+		return nil
+	default:
+		v.Value, v.Null = scalar(b)
+		return nil
+	}
+}
+
+// MarshalJSON renders the raw value as a JSON string (null when Null).
+func (v Value) MarshalJSON() ([]byte, error) {
+	if v.Null {
+		return []byte("null"), nil
+	}
+	return json.Marshal(v.Value)
+}
+
+// String returns the raw value.
+func (v Value) String() string { return v.Value }
+
+// Int returns the value as an int. ok is false when the value is empty or not
+// a number ("3", "3.0", "-5" and 3.0 are numbers).
+func (v Value) Int() (n int, ok bool) {
+	s := strings.TrimSpace(v.Value)
+	if s == "" {
+		return 0, false
+	}
+	if i, err := strconv.Atoi(s); err == nil {
+		return i, true
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f != math.Trunc(f) || math.Abs(f) > math.MaxInt32 {
+		return 0, false
+	}
+	return int(f), true
+}
+
+// Bool returns the value as a boolean: "true", "1" and "yes" are true.
+func (v Value) Bool() bool {
+	switch strings.ToLower(strings.TrimSpace(v.Value)) {
+	case "true", "1", "yes":
+		return true
+	}
+	return false
+}
+
+// Time parses the raw value as a UTC date-time (see ParseTime).
+func (v Value) Time() (time.Time, error) { return ParseTime(v.Value) }
+
+// scalar renders a JSON scalar as a string. Objects and arrays are kept as
+// compact JSON text.
+func scalar(b []byte) (s string, null bool) {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 {
+		return "", true
+	}
+	switch b[0] {
+	case 'n':
+		return "", true
+	case '"':
+		var str string
+		if err := json.Unmarshal(b, &str); err != nil {
+			return string(b), false
+		}
+		return str, false
+	case 't', 'f':
+		return string(b), false
+	case '{', '[':
+		// {"value": {"value": ...}} has been seen in scripted APIs: unwrap one
+		// level of value objects, otherwise keep the JSON.
+		if b[0] == '{' {
+			var nested Value
+			if err := nested.UnmarshalJSON(b); err == nil && !strings.HasPrefix(nested.Value, "{") {
+				return nested.Value, nested.Null
+			}
+		}
+		return compact(b), false
+	default:
+		return normalizeNumber(string(b)), false
+	}
+}
+
+// normalizeNumber renders an integral JSON number without fraction or
+// exponent, so 3.0 and 3 both become "3" like the Table API's "3".
+func normalizeNumber(s string) string {
+	if _, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return s
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return s
+	}
+	if f == math.Trunc(f) && math.Abs(f) < 1e15 {
+		return strconv.FormatInt(int64(f), 10)
+	}
+	return strconv.FormatFloat(f, 'f', -1, 64)
+}
+
+func compact(b []byte) string {
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, b); err != nil {
+		return string(b)
+	}
+	return buf.String()
+}
+
+// Record is one ServiceNow record as received: field name → lenient value.
+// Dot-walked fields keep their dotted names ("approver.name").
+type Record map[string]Value
+
+// Get returns the raw value of a field ("" when absent).
+func (r Record) Get(field string) string { return r[field].Value }
+
+// Int returns a field as an int; ok is false when absent or not numeric.
+func (r Record) Int(field string) (int, bool) { return r[field].Int() }
+
+// Bool returns a field as a boolean.
+func (r Record) Bool(field string) bool { return r[field].Bool() }
+
+// Time returns a field as a UTC time; malformed values yield the zero time.
+func (r Record) Time(field string) time.Time {
+	t, err := r[field].Time()
+	if err != nil {
+		return time.Time{}
+	}
+	return t
+}
+
+// Display returns a field's display value, falling back to the raw value.
+func (r Record) Display(field string) string {
+	if v := r[field]; v.Display != "" {
+		return v.Display
+	}
+	return r[field].Value
+}
+
+// DecodeRecords decodes a ServiceNow success body {"result": ...} into
+// records. result may be an object (single GET, Table API POST/PATCH, some
+// Change API endpoints), a one-element or longer array (lists, Change API
+// create and approval endpoints), or null/absent (no records). Each record
+// also comes back as its raw JSON.
+func DecodeRecords(body []byte) ([]Record, []json.RawMessage, error) {
+	var env struct {
+		Result json.RawMessage `json:"result"`
+	}
+	if err := json.Unmarshal(body, &env); err != nil {
+		return nil, nil, fmt.Errorf("itsm: decode response: %w", err)
+	}
+	res := bytes.TrimSpace(env.Result)
+	if len(res) == 0 || bytes.Equal(res, []byte("null")) {
+		return nil, nil, nil
+	}
+	var raws []json.RawMessage
+	switch res[0] {
+	case '[':
+		if err := json.Unmarshal(res, &raws); err != nil {
+			return nil, nil, fmt.Errorf("itsm: decode result list: %w", err)
+		}
+	case '{':
+		raws = []json.RawMessage{res}
+	default:
+		return nil, nil, fmt.Errorf("itsm: decode response: result is neither object nor array")
+	}
+	recs := make([]Record, 0, len(raws))
+	out := raws[:0]
+	for _, raw := range raws {
+		raw = bytes.TrimSpace(raw)
+		if len(raw) == 0 || raw[0] != '{' {
+			// A list of non-objects is not a record list; skip the element
+			// rather than failing the whole page.
+			continue
+		}
+		var rec Record
+		if err := json.Unmarshal(raw, &rec); err != nil {
+			return nil, nil, fmt.Errorf("itsm: decode record: %w", err)
+		}
+		recs = append(recs, rec)
+		out = append(out, raw)
+	}
+	return recs, out, nil
+}
