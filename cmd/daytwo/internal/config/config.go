@@ -1,0 +1,159 @@
+// Package config loads daytwo's configuration in layers — built-in
+// defaults, the YAML file, DAYTWO_* environment variables, then flags — and
+// validates it strictly: an unknown key, a wrong type or an invalid value is
+// an error naming the file, the key path and the problem, and all problems
+// are reported at once.
+//
+// Only cmd/daytwo reads configuration; the other packages receive typed
+// values built from it.
+package config
+
+import (
+	"time"
+
+	"github.com/daytwo/daytwo/ops"
+)
+
+// Config is daytwo's whole configuration. Key names (the koanf tags) are a
+// contract with users: extend, never rename.
+type Config struct {
+	Store        Store             `koanf:"store"`
+	ServiceNow   ServiceNow        `koanf:"servicenow"`
+	Sync         Sync              `koanf:"sync"`
+	Console      Console           `koanf:"console"`
+	Environments []ops.Environment `koanf:"environments"`
+	Freezes      []ops.Freeze      `koanf:"freezes"`
+	Policies     []ops.Policy      `koanf:"policies"`
+
+	// File is the configuration file that was loaded ("" if none).
+	File string `koanf:"-"`
+	// Secrets were read from the environment or from files; they are never
+	// part of the koanf tree, so nothing that prints the tree can leak them.
+	Secrets Secrets `koanf:"-"`
+}
+
+// Store configures the SQLite database.
+type Store struct {
+	Path string `koanf:"path"`
+}
+
+// ServiceNow configures the connection to the ServiceNow instance.
+type ServiceNow struct {
+	Instance          string        `koanf:"instance"`
+	Auth              Auth          `koanf:"auth"`
+	CAFile            string        `koanf:"ca_file"`
+	Timeout           time.Duration `koanf:"timeout"`
+	PageSize          int           `koanf:"page_size"`
+	AssignmentGroup   string        `koanf:"assignment_group"`
+	CorrelationPrefix string        `koanf:"correlation_prefix"`
+	MirrorCIChanges   bool          `koanf:"mirror_ci_changes"`
+	FourEyes          bool          `koanf:"four_eyes"`
+}
+
+// Auth says how daytwo authenticates to ServiceNow. Secrets are not here:
+// they come from DAYTWO_SN_PASSWORD / DAYTWO_SN_CLIENT_SECRET or from the
+// files named by PasswordFile / ClientSecretFile.
+type Auth struct {
+	Method           string `koanf:"method"`
+	Username         string `koanf:"username"`
+	PasswordFile     string `koanf:"password_file"`
+	Grant            string `koanf:"grant"`
+	ClientID         string `koanf:"client_id"`
+	ClientSecretFile string `koanf:"client_secret_file"`
+}
+
+// Sync configures the headless daemon.
+type Sync struct {
+	Interval time.Duration `koanf:"interval"`
+	Listen   string        `koanf:"listen"`
+}
+
+// Console configures the terminal console.
+type Console struct {
+	// ReadOnly disables every action that changes ServiceNow or an
+	// environment.
+	ReadOnly bool `koanf:"read_only"`
+	// LogFile receives the console's logs (never the terminal).
+	LogFile string `koanf:"log_file"`
+}
+
+// Secrets holds credentials. Its String and GoString never reveal them.
+type Secrets struct {
+	Password     string
+	ClientSecret string
+}
+
+// String redacts the secrets.
+func (s Secrets) String() string { return "[redacted]" }
+
+// GoString redacts the secrets in %#v.
+func (s Secrets) GoString() string { return "config.Secrets{[redacted]}" }
+
+// Environment returns the named environment.
+func (c *Config) Environment(name string) (ops.Environment, bool) {
+	for _, e := range c.Environments {
+		if e.Name == name {
+			return e, true
+		}
+	}
+	return ops.Environment{}, false
+}
+
+// defaults are the built-in first layer.
+func defaults() map[string]any {
+	return map[string]any{
+		"store.path":                    "daytwo.db",
+		"servicenow.auth.method":        "basic",
+		"servicenow.auth.grant":         "password",
+		"servicenow.timeout":            "30s",
+		"servicenow.page_size":          1000,
+		"servicenow.correlation_prefix": "daytwo",
+		"servicenow.mirror_ci_changes":  true,
+		"servicenow.four_eyes":          true,
+		"sync.interval":                 "30s",
+		"sync.listen":                   "127.0.0.1:9464",
+	}
+}
+
+// Per-element defaults that a flat defaults map cannot express. Those where
+// an explicit zero means something (retries: 0) are applied to the raw tree
+// instead; see elementDefaults in load.go.
+const (
+	defaultDeployTimeout = 10 * time.Minute
+	defaultChangeWindow  = 2 * time.Hour
+	defaultProbeTimeout  = 5 * time.Second
+)
+
+func applyElementDefaults(c *Config) {
+	for i := range c.Environments {
+		e := &c.Environments[i]
+		if e.Tier == "" {
+			e.Tier = e.Name
+		}
+		if e.Deploy.Timeout == 0 {
+			e.Deploy.Timeout = defaultDeployTimeout
+		}
+		if e.VersionProbe.Timeout == 0 {
+			e.VersionProbe.Timeout = defaultProbeTimeout
+		}
+		if e.RequiresChange {
+			if e.Change.Type == "" {
+				e.Change.Type = "normal"
+			}
+			if e.Change.Window == 0 {
+				e.Change.Window = defaultChangeWindow
+			}
+			if e.Change.AssignmentGroup == "" {
+				e.Change.AssignmentGroup = c.ServiceNow.AssignmentGroup
+			}
+		}
+		if e.Strategy.MaxParallel == 0 {
+			e.Strategy.MaxParallel = 1
+		}
+	}
+	for i := range c.Policies {
+		if c.Policies[i].Action == "" {
+			c.Policies[i].Action = ops.PolicyBlock
+		}
+	}
+}
