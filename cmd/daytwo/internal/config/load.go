@@ -31,15 +31,15 @@ const DefaultFile = "daytwo.yaml"
 // DAYTWO_SN_PASSWORD and DAYTWO_SN_CLIENT_SECRET are handled apart: secrets
 // never enter the configuration tree.
 var EnvKeys = map[string]string{
-	"DAYTWO_DB":           "store.path",
-	"DAYTWO_SN_INSTANCE":  "servicenow.instance",
-	"DAYTWO_SN_USER":      "servicenow.auth.username",
-	"DAYTWO_SN_AUTH":      "servicenow.auth.method",
-	"DAYTWO_SN_CLIENT_ID": "servicenow.auth.client_id",
-	"DAYTWO_SYNC_LISTEN":  "sync.listen",
+	"DAYTWO_DB":            "store.path",
+	"DAYTWO_SN_INSTANCE":   "servicenow.instance",
+	"DAYTWO_SN_USER":       "servicenow.auth.username",
+	"DAYTWO_SN_AUTH":       "servicenow.auth.method",
+	"DAYTWO_SN_CLIENT_ID":  "servicenow.auth.client_id",
+	"DAYTWO_SYNC_LISTEN":   "sync.listen",
 	"DAYTWO_SYNC_INTERVAL": "sync.interval",
-	"DAYTWO_READ_ONLY":    "console.read_only",
-	"DAYTWO_LOG_FILE":     "console.log_file",
+	"DAYTWO_READ_ONLY":     "console.read_only",
+	"DAYTWO_LOG_FILE":      "console.log_file",
 }
 
 // Source says where Load finds each layer.
@@ -144,7 +144,7 @@ func Load(src Source) (*Config, error) {
 		}
 	}
 	envLayer := env.Provider(".", env.Opt{
-		Prefix:  "DAYTWO_",
+		Prefix:      "DAYTWO_",
 		EnvironFunc: src.Environ,
 		TransformFunc: func(name, value string) (string, any) {
 			key := EnvKeys[name]
