@@ -38,7 +38,9 @@ type ChangeInput struct {
 // changeAPIMissing reports whether err says the Change Management API is not
 // installed: 404, or 400 "Requested URI does not represent any resource".
 // Once the API has answered on this client, no error counts as "missing".
-func (c *Client) changeAPIMissing(err error) bool {
+// On record-scoped endpoints (/change/{id}/...) a "No Record found" 404 is
+// about the record, not the API.
+func (c *Client) changeAPIMissing(err error, recordScoped bool) bool {
 	if c.changeAPI.Load() == changeAPIPresent {
 		return false
 	}
@@ -46,9 +48,11 @@ func (c *Client) changeAPIMissing(err error) bool {
 	if !errors.As(err, &e) || e.HTML {
 		return false
 	}
-	missing := e.Status == http.StatusNotFound
+	text := strings.ToLower(e.Message + " " + e.Detail)
+	// A record-level 404 ("No Record found") comes from an installed API.
+	missing := e.Status == http.StatusNotFound && (!recordScoped ||
+		!strings.Contains(text, "no record found") && !strings.Contains(text, "record doesn't exist"))
 	if e.Status == http.StatusBadRequest {
-		text := strings.ToLower(e.Message + " " + e.Detail)
 		missing = strings.Contains(text, "does not represent any resource") ||
 			strings.Contains(text, "namespace") || strings.Contains(text, "no such api")
 	}
@@ -141,7 +145,7 @@ func (c *Client) CreateChange(ctx context.Context, in ChangeInput) (*Change, err
 			c.changeAPI.Store(changeAPIPresent)
 			ch := ChangeFromRecord(rec, raw)
 			return &ch, nil
-		case tpl == nil && c.changeAPIMissing(err):
+		case tpl == nil && c.changeAPIMissing(err, false):
 			// The 404/400 is a definite refusal, so creating through the
 			// Table API cannot duplicate anything.
 		default:

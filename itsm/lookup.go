@@ -222,7 +222,7 @@ func (c *Client) LookupTemplate(ctx context.Context, name string) (*Template, er
 			}
 			tpl = &Template{SysID: hits[0].Get("sys_id"), Name: hits[0].Get("name"), Active: true,
 				Table: "std_change_record_producer", Fields: hits[0]}
-		case c.changeAPIMissing(err):
+		case c.changeAPIMissing(err, false):
 		default:
 			return nil, fmt.Errorf("itsm: lookup template %q: %w", name, err)
 		}

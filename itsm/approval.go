@@ -1,0 +1,233 @@
+package itsm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Approval states (sysapproval_approver.state values).
+const (
+	ApprovalNotRequested = "not requested"
+	ApprovalRequested    = "requested"
+	ApprovalApproved     = "approved"
+	ApprovalRejected     = "rejected"
+	ApprovalCancelled    = "cancelled"
+	ApprovalNotRequired  = "not_required"
+)
+
+// Approval is one approver's row (sysapproval_approver) on a change.
+type Approval struct {
+	SysID string
+	// ChangeSysID is the approved task (sysapproval); ChangeNumber and
+	// ChangeCorrelationID are filled from dot-walked fields when available.
+	ChangeSysID         string
+	ChangeNumber        string
+	ChangeCorrelationID string
+	Approver            string // sys_user sys_id
+	ApproverName        string
+	ApproverUserName    string
+	Group               string // sysapproval_group sys_id, for group approvals
+	State               string
+	Comments            string // usually empty: journal fields read back empty
+	DueDate             time.Time
+	SysCreatedOn        time.Time
+	SysUpdatedOn        time.Time
+	SysModCount         int
+	Fields              Record
+}
+
+var approvalFields = []string{
+	"sys_id", "sysapproval", "sysapproval.number", "sysapproval.correlation_id",
+	"approver", "approver.name", "approver.user_name", "group", "state", "comments",
+	"due_date", "sys_created_on", "sys_updated_on", "sys_mod_count",
+}
+
+// ApprovalFields returns the field list used for approval reads and the
+// mirror.
+func ApprovalFields() []string { return append([]string(nil), approvalFields...) }
+
+// ApprovalFromRecord converts a sysapproval_approver record.
+func ApprovalFromRecord(r Record) Approval {
+	a := Approval{
+		SysID:               r.Get("sys_id"),
+		ChangeSysID:         r.Get("sysapproval"),
+		ChangeNumber:        r.Get("sysapproval.number"),
+		ChangeCorrelationID: r.Get("sysapproval.correlation_id"),
+		Approver:            r.Get("approver"),
+		ApproverName:        nameOf(r, "approver"),
+		ApproverUserName:    r.Get("approver.user_name"),
+		Group:               r.Get("group"),
+		State:               r.Get("state"),
+		Comments:            r.Get("comments"),
+		DueDate:             r.Time("due_date"),
+		SysCreatedOn:        r.Time("sys_created_on"),
+		SysUpdatedOn:        r.Time("sys_updated_on"),
+		Fields:              r,
+	}
+	if a.ChangeNumber == "" {
+		if v := r["sysapproval"]; v.Display != "" && v.Display != v.Value {
+			a.ChangeNumber = v.Display
+		}
+	}
+	a.SysModCount, _ = r.Int("sys_mod_count")
+	return a
+}
+
+// approvalsChunk bounds the sys_ids per sysapprovalIN query: 40 ids of 33
+// characters keep the URL under ~2,000 characters with the field list, the
+// length beyond which proxies and the Ansible client start to balk.
+const approvalsChunk = 40
+
+// ListApprovals returns the approval rows of the given changes. It sends
+// sysapprovalIN<ids> in chunks of 40 ids (one request for up to 40 changes,
+// ceil(N/40) beyond). To read the approvals of every open daytwo change in
+// one request whatever their number, use ListOpenApprovals.
+func (c *Client) ListApprovals(ctx context.Context, changeSysIDs []string) ([]Approval, error) {
+	ids := make([]string, 0, len(changeSysIDs))
+	seen := map[string]bool{}
+	for _, id := range changeSysIDs {
+		if !isSysID(id) {
+			return nil, fmt.Errorf("itsm: list approvals: %q is not a sys_id", id)
+		}
+		if !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	var out []Approval
+	for start := 0; start < len(ids); start += approvalsChunk {
+		end := min(start+approvalsChunk, len(ids))
+		chunk := ids[start:end]
+		recs, err := c.listAll(ctx, TableApprover, "sysapprovalIN"+strings.Join(chunk, ","), approvalFields)
+		if err != nil {
+			return nil, fmt.Errorf("itsm: list approvals: %w", err)
+		}
+		want := map[string]bool{}
+		for _, id := range chunk {
+			want[id] = true
+		}
+		for _, r := range recs {
+			if a := ApprovalFromRecord(r); want[a.ChangeSysID] {
+				out = append(out, a)
+			}
+		}
+	}
+	return out, nil
+}
+
+// ListOpenApprovals returns the approval rows of every active change whose
+// correlation_id starts with prefix (daytwo's own changes), in one request
+// whatever the number of changes (more only if the rows exceed a page). It
+// filters by dot-walking: sysapproval.active=true^sysapproval.correlation_id
+// STARTSWITH<prefix>, and re-checks the dot-walked correlation id
+// client-side in case the instance dropped the term.
+func (c *Client) ListOpenApprovals(ctx context.Context, prefix string) ([]Approval, error) {
+	if prefix == "" {
+		return nil, errors.New("itsm: list open approvals: empty correlation prefix")
+	}
+	v, err := queryValue("correlation prefix", prefix)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := c.listAll(ctx, TableApprover,
+		"sysapproval.active=true^sysapproval.correlation_idSTARTSWITH"+v, approvalFields)
+	if err != nil {
+		return nil, fmt.Errorf("itsm: list open approvals: %w", err)
+	}
+	out := make([]Approval, 0, len(recs))
+	for _, r := range recs {
+		a := ApprovalFromRecord(r)
+		if _, ok := r["sysapproval.correlation_id"]; ok && !strings.HasPrefix(a.ChangeCorrelationID, prefix) {
+			continue
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// Approve approves the change as the configured user. See decide.
+func (c *Client) Approve(ctx context.Context, sysID, comment string) (*Change, error) {
+	ch, err := c.decide(ctx, sysID, ApprovalApproved, comment)
+	if err != nil {
+		return nil, fmt.Errorf("itsm: approve change %s: %w", sysID, err)
+	}
+	return ch, nil
+}
+
+// Reject rejects the change as the configured user; comment is required
+// (the Change Management API refuses a reject without one).
+func (c *Client) Reject(ctx context.Context, sysID, comment string) (*Change, error) {
+	if strings.TrimSpace(comment) == "" {
+		return nil, fmt.Errorf("itsm: reject change %s: a comment is required", sysID)
+	}
+	ch, err := c.decide(ctx, sysID, ApprovalRejected, comment)
+	if err != nil {
+		return nil, fmt.Errorf("itsm: reject change %s: %w", sysID, err)
+	}
+	return ch, nil
+}
+
+// decide uses PATCH /api/sn_chg_rest/change/{id}/approvals (acts for the
+// authenticated user), falling back to the Table API: the user's requested
+// sysapproval_approver rows on the change are PATCHed. A decision is not
+// blindly retried; on an unknown outcome re-read the approvals.
+func (c *Client) decide(ctx context.Context, sysID, state, comment string) (*Change, error) {
+	if !isSysID(sysID) {
+		return nil, fmt.Errorf("%q is not a sys_id", sysID)
+	}
+	body := map[string]string{"state": state}
+	if comment != "" {
+		body["comments"] = comment
+	}
+	if c.changeAPI.Load() != changeAPIAbsent {
+		path := "/api/sn_chg_rest/change/" + url.PathEscape(sysID) + "/approvals"
+		rec, raw, err := c.write(ctx, http.MethodPatch, path, nil, body, false)
+		switch {
+		case err == nil:
+			c.changeAPI.Store(changeAPIPresent)
+			if _, ok := rec["state"]; ok {
+				ch := ChangeFromRecord(rec, raw)
+				return &ch, nil
+			}
+			return c.GetChange(ctx, sysID)
+		case c.changeAPIMissing(err, true):
+		default:
+			return nil, err
+		}
+	}
+	me := c.cfg.Auth.Username
+	if me == "" {
+		return nil, errors.New("approving through the Table API needs servicenow.auth.username")
+	}
+	user, err := c.LookupUser(ctx, me)
+	if err != nil {
+		return nil, err
+	}
+	q := c.listParams("sysapproval="+sysID+"^approver="+user.SysID+"^state=requested", approvalFields, 0)
+	recs, _, err := c.listTable(ctx, TableApprover, q)
+	if err != nil {
+		return nil, err
+	}
+	n := 0
+	for _, r := range recs {
+		a := ApprovalFromRecord(r)
+		if a.ChangeSysID != sysID || a.Approver != user.SysID || a.State != ApprovalRequested {
+			continue
+		}
+		if _, _, err := c.write(ctx, http.MethodPatch, recordPath(TableApprover, a.SysID), nil, body, false); err != nil {
+			return nil, err
+		}
+		n++
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("%w: no requested approval for %s on this change", ErrNotFound, me)
+	}
+	return c.GetChange(ctx, sysID)
+}

@@ -1,0 +1,323 @@
+package itsm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Watermark is a keyset position in a table ordered by (timestamp, sys_id):
+// every row ordered at or before (UpdatedOn, SysID) has been delivered. An
+// empty SysID means no row of the second UpdatedOn has been delivered yet
+// (the position at the start of a second, as after a completed run).
+type Watermark struct {
+	UpdatedOn time.Time
+	SysID     string
+}
+
+// SyncRequest configures one mirror run over a table.
+type SyncRequest struct {
+	// Since is where the previous run (or the interrupted one) stopped. Zero
+	// means "from the beginning".
+	Since Watermark
+	// Until is the frozen upper bound (exclusive) of this run. Zero means
+	// the instance's clock (from the Date header) minus Skew, truncated to the
+	// second, so rows being written during the run are left to the next one.
+	Until time.Time
+	// Skew is subtracted from the instance clock for Until (default 10s).
+	Skew time.Duration
+	// Query is an extra encoded query ANDed to every page, e.g.
+	// "correlation_idSTARTSWITHdaytwo:". It must not contain ^NQ or ORDERBY.
+	Query string
+	// Fields to fetch (sysparm_fields); sys_id and the timestamp field are
+	// always added. Empty means every field.
+	Fields []string
+	// PageSize overrides the client's page size.
+	PageSize int
+}
+
+// SyncStats reports a run.
+type SyncStats struct {
+	Requests int
+	Pages    int
+	Rows     int
+	// Until is the frozen upper bound used.
+	Until time.Time
+	// Cursor is where the next run starts: after a complete run it is
+	// {Until, ""}; after an error, the position after the last page fn
+	// accepted.
+	Cursor Watermark
+}
+
+const defaultSyncSkew = 10 * time.Second
+
+// SyncTable pages through the rows of table changed since req.Since and
+// before the frozen upper bound, in (sys_updated_on, sys_id) order, with
+// keyset queries only (SERVICENOW.md §9): it first finishes the boundary
+// second (sys_updated_on=u^sys_id>id^ORDERBYsys_id), then moves on
+// (sys_updated_on>u^sys_updated_on<T^ORDERBYsys_updated_on^ORDERBYsys_id).
+// Offsets are never used, so rows updated during the run cannot shift
+// unchanged rows out of view, and many rows sharing one second are neither
+// skipped nor re-sent forever.
+//
+// fn receives each page and the watermark after it; persisting that
+// watermark with the page makes an interrupted run resumable. If fn returns
+// an error the run stops with it.
+//
+// A run stops on an empty page, or as soon as X-Total-Count shows that the
+// page held every remaining match, so an idle cycle costs exactly one
+// request and a cycle with fewer changes than a page also costs one. A page
+// shorter than the limit alone does not end the run: ServiceNow applies
+// sysparm_limit before ACLs (trap 7).
+func (c *Client) SyncTable(ctx context.Context, table string, req SyncRequest, fn func(page []Record, cursor Watermark) error) (SyncStats, error) {
+	return c.keyset(ctx, table, "sys_updated_on", req, func(recs []Record, _ []json.RawMessage, cur Watermark) error {
+		return fn(recs, cur)
+	})
+}
+
+// SyncChanges is SyncTable on change_request, decoding pages into Changes.
+// With no req.Fields it fetches ChangeFields().
+func (c *Client) SyncChanges(ctx context.Context, req SyncRequest, fn func(page []Change, cursor Watermark) error) (SyncStats, error) {
+	if len(req.Fields) == 0 {
+		req.Fields = changeFields
+	}
+	return c.keyset(ctx, TableChangeRequest, "sys_updated_on", req, func(recs []Record, raws []json.RawMessage, cur Watermark) error {
+		page := make([]Change, len(recs))
+		for i, r := range recs {
+			page[i] = ChangeFromRecord(r, raws[i])
+		}
+		return fn(page, cur)
+	})
+}
+
+func checkExtraQuery(q string) error {
+	u := strings.ToUpper(q)
+	if strings.Contains(u, "^NQ") || strings.Contains(u, "ORDERBY") {
+		return fmt.Errorf("itsm: sync query %q must not contain ^NQ or ORDERBY", q)
+	}
+	return nil
+}
+
+func andQuery(parts ...string) string {
+	var out []string
+	for _, p := range parts {
+		if p = strings.Trim(p, "^"); p != "" {
+			out = append(out, p)
+		}
+	}
+	return strings.Join(out, "^")
+}
+
+// keyset is the pager behind SyncTable, SyncChanges and ListDeletes; ts is
+// the timestamp column (sys_updated_on, or sys_created_on for
+// append-only tables).
+func (c *Client) keyset(ctx context.Context, table, ts string, req SyncRequest,
+	fn func([]Record, []json.RawMessage, Watermark) error) (SyncStats, error) {
+	var st SyncStats
+	if err := checkExtraQuery(req.Query); err != nil {
+		return st, err
+	}
+	if _, err := queryValue("sys_id", req.Since.SysID); err != nil {
+		return st, err
+	}
+	until := req.Until
+	if until.IsZero() {
+		skew := req.Skew
+		if skew <= 0 {
+			skew = defaultSyncSkew
+		}
+		until = c.serverNow().Add(-skew)
+	}
+	until = until.UTC().Truncate(time.Second)
+	st.Until = until
+	limit := req.PageSize
+	if limit <= 0 {
+		limit = c.cfg.PageSize
+	}
+	fields := req.Fields
+	if len(fields) > 0 {
+		fields = withFields(fields, "sys_id", ts)
+	}
+
+	cur := req.Since
+	cur.UpdatedOn = cur.UpdatedOn.UTC().Truncate(time.Second)
+	st.Cursor = cur
+	boundary := cur.SysID != "" && !cur.UpdatedOn.IsZero()
+	inclusive := cur.SysID == "" // no row of second u delivered yet
+	for {
+		var q string
+		if boundary {
+			q = andQuery(req.Query, ts+"="+FormatTime(cur.UpdatedOn), "sys_id>"+cur.SysID, "ORDERBYsys_id")
+		} else {
+			lower := ""
+			if !cur.UpdatedOn.IsZero() {
+				op := ">"
+				if inclusive {
+					op = ">="
+				}
+				lower = ts + op + FormatTime(cur.UpdatedOn)
+			}
+			q = andQuery(req.Query, lower, ts+"<"+FormatTime(until), "ORDERBY"+ts, "ORDERBYsys_id")
+		}
+		params := c.listParams(q, fields, limit)
+		params.Set("sysparm_suppress_pagination_header", "true")
+		recs, raws, total, err := c.listPage(ctx, table, params)
+		st.Requests++
+		if err != nil {
+			return st, fmt.Errorf("itsm: sync %s: %w", table, err)
+		}
+		if len(recs) == 0 {
+			if boundary {
+				boundary, inclusive = false, false
+				continue
+			}
+			break
+		}
+		last := recs[len(recs)-1]
+		lastTS, err := last[ts].Time()
+		if err != nil || lastTS.IsZero() || last.Get("sys_id") == "" {
+			return st, fmt.Errorf("itsm: sync %s: row %q has no usable %s/sys_id (does the sync user read every field?)",
+				table, last.Get("sys_id"), ts)
+		}
+		next := Watermark{UpdatedOn: lastTS, SysID: last.Get("sys_id")}
+		if err := fn(recs, raws, next); err != nil {
+			return st, err
+		}
+		st.Pages++
+		st.Rows += len(recs)
+		st.Cursor = next
+		cur = next
+		complete := total >= 0 && len(recs) >= total
+		if boundary {
+			if complete {
+				boundary, inclusive = false, false
+			}
+			continue
+		}
+		if complete {
+			break
+		}
+		boundary = true
+	}
+	if until.After(req.Since.UpdatedOn) {
+		st.Cursor = Watermark{UpdatedOn: until}
+	}
+	return st, nil
+}
+
+// listPage fetches one page and reports X-Total-Count (-1 when absent).
+func (c *Client) listPage(ctx context.Context, table string, q url.Values) ([]Record, []json.RawMessage, int, error) {
+	resp, err := c.do(ctx, request{method: http.MethodGet, path: tablePath(table), query: q, idempotent: true})
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil, 0, nil // v1 endpoint: 404 means no rows
+	}
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	recs, raws, err := decodeBody(resp)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	total := -1
+	if v := resp.header.Get("X-Total-Count"); v != "" {
+		if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n >= 0 {
+			total = n
+		}
+	}
+	return recs, raws, total, nil
+}
+
+func withFields(fields []string, must ...string) []string {
+	out := append([]string(nil), fields...)
+	for _, m := range must {
+		found := false
+		for _, f := range out {
+			if f == m {
+				found = true
+				break
+			}
+		}
+		if !found {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// listAll pages a query by sys_id keyset (sys_id>last^ORDERBYsys_id) and
+// returns every record. It stops on an empty page or when X-Total-Count
+// shows nothing is left, so a result that fits in one page costs one request.
+func (c *Client) listAll(ctx context.Context, table, query string, fields []string) ([]Record, error) {
+	var all []Record
+	last := ""
+	for {
+		q := query
+		if last != "" {
+			q = andQuery(query, "sys_id>"+last)
+		}
+		params := c.listParams(andQuery(q, "ORDERBYsys_id"), withFields(fields, "sys_id"), 0)
+		params.Set("sysparm_suppress_pagination_header", "true")
+		recs, _, total, err := c.listPage(ctx, table, params)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, recs...)
+		if len(recs) == 0 || (total >= 0 && len(recs) >= total) {
+			return all, nil
+		}
+		next := recs[len(recs)-1].Get("sys_id")
+		if next == "" || next <= last {
+			return nil, fmt.Errorf("itsm: list %s: rows without increasing sys_id; cannot page", table)
+		}
+		last = next
+	}
+}
+
+// DeletedRecord is a sys_audit_delete row: a record deleted on the instance.
+type DeletedRecord struct {
+	SysID        string
+	Table        string
+	DocumentKey  string // the deleted record's sys_id
+	DisplayValue string
+	CreatedOn    time.Time
+}
+
+// ListDeletes returns the deletions recorded in sys_audit_delete for table
+// since the given time (inclusive; boundary rows may repeat across calls,
+// which is harmless because deleting is idempotent). Pass the previous
+// run's Until. An idle call costs one request. Whether a table records
+// deletions there depends on the instance's audit settings.
+func (c *Client) ListDeletes(ctx context.Context, table string, since time.Time) ([]DeletedRecord, error) {
+	v, err := queryValue("table", table)
+	if err != nil {
+		return nil, err
+	}
+	var out []DeletedRecord
+	req := SyncRequest{
+		Since:  Watermark{UpdatedOn: since},
+		Until:  c.serverNow().Add(time.Second),
+		Query:  "tablename=" + v,
+		Fields: []string{"sys_id", "tablename", "documentkey", "display_value", "sys_created_on"},
+	}
+	_, err = c.keyset(ctx, TableAuditDelete, "sys_created_on", req, func(recs []Record, _ []json.RawMessage, _ Watermark) error {
+		for _, r := range recs {
+			if r.Get("tablename") != "" && r.Get("tablename") != table {
+				continue // the tablename term was not applied
+			}
+			out = append(out, DeletedRecord{SysID: r.Get("sys_id"), Table: r.Get("tablename"),
+				DocumentKey: r.Get("documentkey"), DisplayValue: r.Get("display_value"),
+				CreatedOn: r.Time("sys_created_on")})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("itsm: list deletes of %s: %w", table, err)
+	}
+	return out, nil
+}
