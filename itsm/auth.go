@@ -99,6 +99,7 @@ func (ts *tokenSource) grant(ctx context.Context, form url.Values) error {
 		ts.refresh = tr.RefreshToken
 	}
 	ts.expiry = ts.c.now().Add(time.Duration(secs) * time.Second)
+	ts.c.tokenSecrets.Store(&[]string{ts.access, ts.refresh})
 	return nil
 }
 

@@ -46,6 +46,10 @@ type Client struct {
 	serverSkew atomic.Int64
 	skewKnown  atomic.Bool
 
+	// tokenSecrets holds the current OAuth tokens for redaction, readable
+	// without the token lock.
+	tokenSecrets atomic.Pointer[[]string]
+
 	stats statsCounters
 	cache lookupCache
 }
@@ -269,7 +273,7 @@ func (c *Client) do(ctx context.Context, req request) (*response, error) {
 				return nil, c.ctxError(req, ctx.Err(), wrote)
 			}
 			notSent := !wrote && isDialError(err)
-			e = &Error{Method: req.method, Path: req.path, Message: transportMessage(err, c.cfg.Timeout), Err: err,
+			e = &Error{Method: req.method, Path: req.path, Message: transportMessage(err, c.cfg.Timeout), Err: redactedError{err, c.redact(err.Error())},
 				OutcomeUnknown: !req.idempotent && !notSent}
 			retryable = (req.idempotent || notSent) && !isTLSError(err)
 		default:
@@ -316,6 +320,16 @@ func (c *Client) do(ctx context.Context, req request) (*response, error) {
 		waited += wait
 	}
 }
+
+// redactedError keeps a transport error for errors.Is/As while printing a
+// redacted text.
+type redactedError struct {
+	err  error
+	text string
+}
+
+func (r redactedError) Error() string { return r.text }
+func (r redactedError) Unwrap() error { return r.err }
 
 // ctxError reports a cancelled or expired caller context. A non-idempotent
 // request that was already written has an unknown outcome.
@@ -387,6 +401,13 @@ func (c *Client) classify(req request, resp *response) *Error {
 	}
 	e := &Error{Status: resp.status, Method: req.method, Path: req.path}
 	switch {
+	case resp.status >= 300 && resp.status < 400:
+		e.Message = "instance unavailable (redirected"
+		if loc, err := url.Parse(resp.header.Get("Location")); err == nil && loc.Host != "" {
+			e.Message += " to " + loc.Host
+		}
+		e.Message += "; SSO or maintenance page?)"
+		e.OutcomeUnknown = !req.idempotent
 	case html:
 		e.HTML = true
 		e.Message = fmt.Sprintf("instance unavailable (HTML answer, HTTP %d", resp.status)
@@ -394,13 +415,6 @@ func (c *Client) classify(req request, resp *response) *Error {
 			e.Message += fmt.Sprintf(": %q", t)
 		}
 		e.Message += "; hibernating developer instance, SSO or maintenance page?)"
-		e.OutcomeUnknown = !req.idempotent
-	case resp.status >= 300 && resp.status < 400:
-		e.Message = "instance unavailable (redirected"
-		if loc, err := url.Parse(resp.header.Get("Location")); err == nil && loc.Host != "" {
-			e.Message += " to " + loc.Host
-		}
-		e.Message += "; SSO or maintenance page?)"
 		e.OutcomeUnknown = !req.idempotent
 	default:
 		parseErrorBody(e, resp.body)
@@ -411,7 +425,29 @@ func (c *Client) classify(req request, resp *response) *Error {
 			e.OutcomeUnknown = true
 		}
 	}
+	e.Message, e.Detail = c.redact(e.Message), c.redact(e.Detail)
 	return e
+}
+
+// redact removes every known secret from server-provided text, in case an
+// instance, proxy or login page echoes a credential back.
+func (c *Client) redact(s string) string {
+	if s == "" {
+		return s
+	}
+	for _, sec := range []string{c.cfg.Auth.Password, c.cfg.Auth.ClientSecret} {
+		if len(sec) >= 4 {
+			s = strings.ReplaceAll(s, sec, "[redacted]")
+		}
+	}
+	if p := c.tokenSecrets.Load(); p != nil {
+		for _, sec := range *p {
+			if len(sec) >= 4 {
+				s = strings.ReplaceAll(s, sec, "[redacted]")
+			}
+		}
+	}
+	return s
 }
 
 // isHTML recognises an HTML page by Content-Type or by its first byte (some
