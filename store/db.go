@@ -13,6 +13,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -42,6 +43,8 @@ type Options struct {
 	Clock func() time.Time
 	// BusyTimeout is how long a writer waits for another process's lock.
 	BusyTimeout time.Duration
+	// Logger records schema migrations; nil discards.
+	Logger *slog.Logger
 }
 
 // DB is an open daytwo database.
@@ -49,6 +52,7 @@ type DB struct {
 	sql   *sql.DB
 	path  string
 	clock func() time.Time
+	log   *slog.Logger
 }
 
 // Open opens (creating if needed) the database at path and brings its schema
@@ -69,6 +73,9 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	if opts.Clock == nil {
 		opts.Clock = time.Now
 	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
 	if opts.BusyTimeout == 0 {
 		opts.BusyTimeout = 5 * time.Second
 	}
@@ -76,7 +83,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	s := &DB{sql: db, path: path, clock: opts.Clock}
+	s := &DB{sql: db, path: path, clock: opts.Clock, log: opts.Logger}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: %s: %w", path, err)
@@ -102,13 +109,6 @@ func (db *DB) Close() error { return db.sql.Close() }
 
 // Ping checks that the database answers.
 func (db *DB) Ping(ctx context.Context) error { return db.sql.PingContext(ctx) }
-
-// querier is what query helpers need; both *sql.DB and *sql.Tx satisfy it.
-type querier interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
 
 // Tx is a write transaction with one timestamp for everything it stamps.
 type Tx struct {

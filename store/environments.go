@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 
@@ -12,8 +14,10 @@ import (
 // SyncEnvironments records the configured environments. The configuration
 // file is the source of truth; the store keeps a copy so that history (whose
 // foreign keys point at environments) and other processes can see them.
+// Every environment whose configuration is new or changed gets an
+// "environment.configured" audit event by actor, in the same transaction.
 // Environments removed from the configuration are kept with their history.
-func (db *DB) SyncEnvironments(ctx context.Context, envs []ops.Environment) error {
+func (db *DB) SyncEnvironments(ctx context.Context, envs []ops.Environment, actor string) error {
 	return db.WithTx(ctx, func(tx *Tx) error {
 		stmt, err := tx.tx.PrepareContext(ctx, `INSERT INTO environments (name, tier, requires_change, spec_json, updated_at)
 			VALUES (?, ?, ?, ?, ?)
@@ -29,8 +33,19 @@ func (db *DB) SyncEnvironments(ctx context.Context, envs []ops.Environment) erro
 			if err != nil {
 				return fmt.Errorf("store: encode environment %s: %w", e.Name, err)
 			}
-			if _, err := stmt.ExecContext(ctx, e.Name, e.Tier, e.RequiresChange, string(spec), formatTime(tx.now)); err != nil {
+			res, err := stmt.ExecContext(ctx, e.Name, e.Tier, e.RequiresChange, string(spec), formatTime(tx.now))
+			if err != nil {
 				return fmt.Errorf("store: sync environment %s: %w", e.Name, mapErr(err))
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				continue
+			}
+			sum := sha256.Sum256(spec)
+			if _, err := tx.AppendEvent(ctx, ops.Event{
+				Actor: actor, Action: "environment.configured", Subject: e.Name, Environment: e.Name, Result: "ok",
+				Detail: map[string]any{"spec_sha256": hex.EncodeToString(sum[:]), "targets": len(e.Targets), "requires_change": e.RequiresChange},
+			}); err != nil {
+				return err
 			}
 		}
 		return nil

@@ -89,9 +89,12 @@ func (db *DB) migrate(ctx context.Context) error {
 			if _, err := tx.tx.ExecContext(ctx, m.sql); err != nil {
 				return fmt.Errorf("apply migration %04d_%s: %w", m.version, m.name, err)
 			}
-			_, err := tx.tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
-				m.version, m.name, formatTime(tx.now))
-			return err
+			if _, err := tx.tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
+				m.version, m.name, formatTime(tx.now)); err != nil {
+				return err
+			}
+			db.log.Info("applied schema migration", "version", m.version, "name", m.name, "path", db.path)
+			return nil
 		})
 		if err != nil {
 			return err

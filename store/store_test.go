@@ -137,7 +137,7 @@ func TestConstraintViolationIsErrConflict(t *testing.T) {
 func TestReleasesSupersede(t *testing.T) {
 	db := openTest(t)
 	ctx := context.Background()
-	if err := db.SyncEnvironments(ctx, []ops.Environment{{Name: "staging"}, {Name: "production", RequiresChange: true}}); err != nil {
+	if err := db.SyncEnvironments(ctx, []ops.Environment{{Name: "staging"}, {Name: "production", RequiresChange: true}}, "test"); err != nil {
 		t.Fatal(err)
 	}
 	for _, v := range []string{"1.0.0", "1.1.0"} {
@@ -238,5 +238,27 @@ func TestWatermarkCommitsWithTx(t *testing.T) {
 	}
 	if got, _ := db.GetWatermark(ctx, "change_request"); got != w {
 		t.Fatalf("watermark = %+v", got)
+	}
+}
+
+func TestSyncEnvironmentsAuditsOnlyChanges(t *testing.T) {
+	db := openTest(t)
+	ctx := context.Background()
+	envs := []ops.Environment{{Name: "staging"}, {Name: "production", RequiresChange: true}}
+	for range 2 {
+		if err := db.SyncEnvironments(ctx, envs, "alice"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	envs[1].Strategy.MaxFailures = 1
+	if err := db.SyncEnvironments(ctx, envs, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := db.ListEvents(ctx, EventFilter{})
+	if err != nil || len(evs) != 3 {
+		t.Fatalf("events = %+v, %v; want 2 creations and 1 change", evs, err)
+	}
+	if evs[2].Actor != "bob" || evs[2].Environment != "production" || evs[2].Action != "environment.configured" {
+		t.Fatalf("last event = %+v", evs[2])
 	}
 }

@@ -30,7 +30,15 @@ type Config struct {
 	// Secrets were read from the environment or from files; they are never
 	// part of the koanf tree, so nothing that prints the tree can leak them.
 	Secrets Secrets `koanf:"-"`
+
+	// merged is the tree after all layers, as written (durations as "30s"),
+	// for `daytwo config show`.
+	merged map[string]any
 }
+
+// Merged returns the configuration tree after all layers, before
+// per-element defaults. It never holds secrets.
+func (c *Config) Merged() map[string]any { return c.merged }
 
 // Store configures the SQLite database.
 type Store struct {
@@ -81,6 +89,10 @@ type Console struct {
 type Secrets struct {
 	Password     string
 	ClientSecret string
+	// PasswordSource and ClientSecretSource say where each secret came from
+	// (an environment variable or a file), for display; "" when unset.
+	PasswordSource     string
+	ClientSecretSource string
 }
 
 // String redacts the secrets.

@@ -84,6 +84,10 @@ func TestBrokenConfigReportsEveryProblem(t *testing.T) {
 		"servicenow.timeout:",
 		"environments[0].strategy.max_parallel:",
 		"environments[0].strategy.batch_size",
+		"servicenow.auth.method: \"kerberos\" is not one of basic, oauth",
+		"environments[1].promote_from: no environment is named \"stagin\"",
+		"freezes[0].timezone:",
+		"policies[0].expr: policy \"broken-cel\": invalid CEL",
 	} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("error lacks %q:\n%s", want, msg)

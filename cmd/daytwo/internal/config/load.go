@@ -81,7 +81,7 @@ func (e *Error) Error() string {
 	}
 	fmt.Fprintf(&b, "%s: %d problems:", where, len(e.Problems))
 	for _, p := range e.Problems {
-		fmt.Fprintf(&b, "\n  %s", p)
+		fmt.Fprintf(&b, "\n  %s", strings.ReplaceAll(p.String(), "\n", "\n    "))
 	}
 	return b.String()
 }
@@ -188,16 +188,34 @@ func Load(src Source) (*Config, error) {
 		probs = append(probs, decodeProblems(err)...)
 	}
 	cfg.File = path
-	if len(probs) == 0 {
-		applyElementDefaults(&cfg)
-		probs = append(probs, validate(&cfg)...)
-		probs = append(probs, readSecrets(&cfg, src.Getenv)...)
+	cfg.merged = k.Raw()
+	// Validate even a tree that did not decode cleanly, so that one run
+	// reports everything; skip what a decode problem already covers.
+	applyElementDefaults(&cfg)
+	for _, p := range append(validate(&cfg), readSecrets(&cfg, src.Getenv)...) {
+		if !coveredBy(p.Key, probs) {
+			probs = append(probs, p)
+		}
 	}
 	if len(probs) > 0 {
 		sortProblems(probs)
 		return nil, &Error{File: path, Problems: probs}
 	}
 	return &cfg, nil
+}
+
+// coveredBy reports whether a problem at key is a consequence of one
+// already found at the same key or above it.
+func coveredBy(key string, probs []Problem) bool {
+	for _, p := range probs {
+		if p.Key == "" {
+			continue
+		}
+		if key == p.Key || strings.HasPrefix(key, p.Key+".") || strings.HasPrefix(key, p.Key+"[") || strings.HasPrefix(p.Key, key+".") {
+			return true
+		}
+	}
+	return false
 }
 
 // sortProblems orders problems by key, keeping the file's order for keys
@@ -234,23 +252,23 @@ func keyLess(a, b string) bool {
 // secret.
 func readSecrets(cfg *Config, getenv func(string) string) []Problem {
 	var probs []Problem
-	read := func(envName, key, path string) string {
+	read := func(envName, key, path string) (string, string) {
 		if v := getenv(envName); v != "" {
-			return v
+			return v, envName
 		}
 		if path == "" {
-			return ""
+			return "", ""
 		}
 		b, err := os.ReadFile(path)
 		if err != nil {
 			probs = append(probs, Problem{Key: key, Message: fmt.Sprintf("cannot read secret file %s: %v", path, errors.Unwrap(err))})
-			return ""
+			return "", ""
 		}
-		return strings.TrimRight(string(b), "\r\n")
+		return strings.TrimRight(string(b), "\r\n"), "file " + path
 	}
 	a := cfg.ServiceNow.Auth
-	cfg.Secrets.Password = read("DAYTWO_SN_PASSWORD", "servicenow.auth.password_file", a.PasswordFile)
-	cfg.Secrets.ClientSecret = read("DAYTWO_SN_CLIENT_SECRET", "servicenow.auth.client_secret_file", a.ClientSecretFile)
+	cfg.Secrets.Password, cfg.Secrets.PasswordSource = read("DAYTWO_SN_PASSWORD", "servicenow.auth.password_file", a.PasswordFile)
+	cfg.Secrets.ClientSecret, cfg.Secrets.ClientSecretSource = read("DAYTWO_SN_CLIENT_SECRET", "servicenow.auth.client_secret_file", a.ClientSecretFile)
 	return probs
 }
 

@@ -1,0 +1,242 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os/user"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/daytwo/daytwo/cmd/daytwo/internal/config"
+	"github.com/daytwo/daytwo/ops"
+	"github.com/daytwo/daytwo/store"
+)
+
+// Exit codes: a contract with scripts and CI pipelines.
+const (
+	exitOK      = 0
+	exitError   = 1
+	exitUsage   = 2 // bad usage or configuration
+	exitBlocked = 3 // policy, window, freeze or lease
+	exitPending = 4 // change still awaiting approval
+)
+
+// usageError marks an error as the caller's: wrong arguments or flags.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// silentError carries an exit code for a failure that was already reported
+// on stdout (e.g. `audit verify` printing the broken link).
+type silentError struct{ code int }
+
+func (e silentError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+// app is the composition root: it holds the streams, the global flags, and
+// lazily loads the configuration, the store and the logger for commands.
+type app struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	environ        func() []string
+	clock          func() time.Time
+
+	// Global flags.
+	configFile string
+	logLevel   string
+
+	root    *cobra.Command
+	cfg     *config.Config
+	db      *store.DB
+	logger  *slog.Logger
+	closers []func() error
+}
+
+func newApp(stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string, environ func() []string) *app {
+	return &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, environ: environ, clock: time.Now}
+}
+
+// flagKeys maps global flags onto the configuration keys they override.
+var flagKeys = map[string]string{
+	"db":        "store.path",
+	"instance":  "servicenow.instance",
+	"read-only": "console.read_only",
+}
+
+// config loads the configuration once per invocation.
+func (a *app) config() (*config.Config, error) {
+	if a.cfg != nil {
+		return a.cfg, nil
+	}
+	cfg, err := config.Load(config.Source{
+		File: a.configFile, Getenv: a.getenv, Environ: a.environ,
+		Flags: a.root.PersistentFlags(), FlagKeys: flagKeys,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.cfg = cfg
+	return cfg, nil
+}
+
+// store opens the database named by the configuration and records the
+// configured environments in it.
+func (a *app) store(ctx context.Context) (*store.DB, error) {
+	if a.db != nil {
+		return a.db, nil
+	}
+	cfg, err := a.config()
+	if err != nil {
+		return nil, err
+	}
+	db, err := store.Open(ctx, cfg.Store.Path, store.Options{Clock: a.clock, Logger: a.log()})
+	if err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, db.Close)
+	if err := db.SyncEnvironments(ctx, cfg.Environments, a.actor()); err != nil {
+		return nil, err
+	}
+	a.db = db
+	return db, nil
+}
+
+// log returns the structured logger: JSON on stderr for headless commands.
+// The console replaces it with a file logger, never the terminal.
+func (a *app) log() *slog.Logger {
+	if a.logger == nil {
+		level := slog.LevelWarn
+		if a.logLevel != "" {
+			_ = level.UnmarshalText([]byte(a.logLevel)) // validated in PersistentPreRunE
+		}
+		a.logger = slog.New(slog.NewJSONHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+	}
+	return a.logger
+}
+
+// actor names who is acting, for the audit log: $DAYTWO_ACTOR, else the
+// OS user.
+func (a *app) actor() string {
+	if v := a.getenv("DAYTWO_ACTOR"); v != "" {
+		return v
+	}
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	if v := a.getenv("USER"); v != "" {
+		return v
+	}
+	return "unknown"
+}
+
+func (a *app) close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		_ = a.closers[i]()
+	}
+}
+
+// report prints err (if any) and maps it onto an exit code: the one place
+// where errors become exit codes.
+func (a *app) report(err error) int {
+	if err == nil {
+		return exitOK
+	}
+	var silent silentError
+	if errors.As(err, &silent) {
+		return silent.code
+	}
+	fmt.Fprintf(a.stderr, "daytwo: %v\n", err)
+	var (
+		cfgErr *config.Error
+		usage  usageError
+	)
+	switch {
+	case errors.As(err, &cfgErr), errors.As(err, &usage), isCobraUsage(err):
+		return exitUsage
+	case errors.Is(err, ops.ErrApprovalPending):
+		return exitPending
+	case errors.Is(err, ops.ErrBlocked), errors.Is(err, ops.ErrOutsideWindow), errors.Is(err, ops.ErrChangeRejected):
+		return exitBlocked
+	default:
+		return exitError
+	}
+}
+
+// isCobraUsage recognises the usage errors cobra builds itself.
+func isCobraUsage(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "accepts ", "requires at least", "invalid argument", "flag needs an argument"} {
+		if strings.Contains(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// Output formats for -o.
+const (
+	outTable = "table"
+	outJSON  = "json"
+)
+
+// addOutputFlag gives a list or show command its -o flag.
+func addOutputFlag(cmd *cobra.Command, out *string) {
+	cmd.Flags().StringVarP(out, "output", "o", outTable, "output format: table or json")
+}
+
+func checkOutput(out string) error {
+	if out != outTable && out != outJSON {
+		return usagef("--output %q: want table or json", out)
+	}
+	return nil
+}
+
+// printJSON writes v as indented JSON.
+func (a *app) printJSON(v any) error {
+	enc := json.NewEncoder(a.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// table writes aligned columns; the first row is the header.
+func (a *app) table(rows [][]string) error {
+	tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	return tw.Flush()
+}
+
+// exactArgs is cobra.ExactArgs with a usage error that names the arguments.
+func exactArgs(names ...string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != len(names) {
+			return usagef("%s: want %d argument(s) (%s), got %d", cmd.CommandPath(), len(names), strings.Join(names, " "), len(args))
+		}
+		return nil
+	}
+}
+
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format("2006-01-02 15:04:05Z")
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,282 @@
+package main
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/daytwo/daytwo/ops"
+)
+
+func (a *app) envCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "env", Short: "Configured environments and what they run"}
+	cmd.AddCommand(a.envListCommand(), a.envShowCommand(), a.envDiffCommand())
+	return cmd
+}
+
+// envRow is one environment in `env list -o json`.
+type envRow struct {
+	Name           string    `json:"name"`
+	Tier           string    `json:"tier"`
+	RequiresChange bool      `json:"requires_change"`
+	ChangeType     string    `json:"change_type,omitempty"`
+	AutoRun        bool      `json:"auto_run"`
+	PromoteFrom    string    `json:"promote_from,omitempty"`
+	Targets        []string  `json:"targets"`
+	Version        string    `json:"version"`
+	Digest         string    `json:"digest,omitempty"`
+	DeployedAt     time.Time `json:"deployed_at,omitzero"`
+}
+
+func (a *app) envListCommand() *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List environments with their current release",
+		Args:  exactArgs(),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			cfg, err := a.config()
+			if err != nil {
+				return err
+			}
+			db, err := a.store(cmd.Context())
+			if err != nil {
+				return err
+			}
+			current, err := db.CurrentReleases(cmd.Context())
+			if err != nil {
+				return err
+			}
+			rows := make([]envRow, 0, len(cfg.Environments))
+			for _, e := range cfg.Environments {
+				r := envRow{
+					Name: e.Name, Tier: e.Tier, RequiresChange: e.RequiresChange, AutoRun: e.AutoRun,
+					PromoteFrom: e.PromoteFrom, Targets: targetNames(e),
+				}
+				if e.RequiresChange {
+					r.ChangeType = e.Change.Type
+				}
+				if rel, ok := current[e.Name]; ok {
+					r.Version, r.Digest, r.DeployedAt = rel.Version, rel.Digest, rel.CreatedAt
+				}
+				rows = append(rows, r)
+			}
+			if out == outJSON {
+				return a.printJSON(rows)
+			}
+			table := [][]string{{"NAME", "TIER", "GATE", "AUTO", "PROMOTES FROM", "TARGETS", "VERSION", "DEPLOYED"}}
+			for _, r := range rows {
+				gate := "none"
+				if r.RequiresChange {
+					gate = r.ChangeType + " change"
+				}
+				table = append(table, []string{r.Name, r.Tier, gate, yesNo(r.AutoRun), orDash(r.PromoteFrom),
+					strconv.Itoa(len(r.Targets)), orDash(r.Version), formatTime(r.DeployedAt)})
+			}
+			return a.table(table)
+		},
+	}
+	addOutputFlag(cmd, &out)
+	return cmd
+}
+
+// envDetail is `env show -o json`.
+type envDetail struct {
+	ops.Environment
+	Releases []ops.Release `json:"releases"`
+}
+
+func (a *app) envShowCommand() *cobra.Command {
+	var (
+		out   string
+		limit int
+	)
+	cmd := &cobra.Command{
+		Use:   "show ENV",
+		Short: "Show an environment's configuration and release history",
+		Args:  exactArgs("ENV"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			e, err := a.environment(args[0])
+			if err != nil {
+				return err
+			}
+			db, err := a.store(cmd.Context())
+			if err != nil {
+				return err
+			}
+			rels, err := db.Releases(cmd.Context(), e.Name, limit)
+			if err != nil {
+				return err
+			}
+			if out == outJSON {
+				return a.printJSON(envDetail{Environment: e, Releases: append([]ops.Release{}, rels...)})
+			}
+			w := a.stdout
+			fmt.Fprintf(w, "Environment:  %s (tier %s)\n", e.Name, e.Tier)
+			if e.RequiresChange {
+				fmt.Fprintf(w, "Gate:         %s change, CI %s, group %s, window %s\n", e.Change.Type, orDash(e.Change.CmdbCI), orDash(e.Change.AssignmentGroup), e.Change.Window)
+			} else {
+				fmt.Fprintln(w, "Gate:         none")
+			}
+			fmt.Fprintf(w, "Auto-run:     %s\n", yesNo(e.AutoRun))
+			fmt.Fprintf(w, "Promotes:     %s\n", orDash(e.PromoteFrom))
+			fmt.Fprintf(w, "Targets:      %s\n", strings.Join(targetNames(e), ", "))
+			fmt.Fprintf(w, "Strategy:     batch %s, parallel %d, max failures %d, pause %s, bake %s\n",
+				e.Strategy.BatchSize, e.Strategy.MaxParallel, e.Strategy.MaxFailures, e.Strategy.Pause, e.Strategy.Bake)
+			fmt.Fprintf(w, "Deploy:       %s\n", strings.Join(e.Deploy.Command, " "))
+			fmt.Fprintf(w, "Health:       %d check(s)\n", len(e.Health))
+			fmt.Fprintf(w, "Config:       %s\n", formatConfig(e.Config))
+			fmt.Fprintln(w)
+			table := [][]string{{"RELEASE", "VERSION", "STATUS", "UPDATE", "CREATED"}}
+			for _, r := range rels {
+				table = append(table, []string{strconv.FormatInt(r.ID, 10), r.Version, string(r.Status), orDash(r.UpdateID), formatTime(r.CreatedAt)})
+			}
+			if len(rels) == 0 {
+				fmt.Fprintln(w, "No release recorded yet.")
+				return nil
+			}
+			return a.table(table)
+		},
+	}
+	addOutputFlag(cmd, &out)
+	cmd.Flags().IntVar(&limit, "limit", 10, "how many releases of history to show (0 = all)")
+	return cmd
+}
+
+// envDiffRow is one difference in `env diff -o json`.
+type envDiffRow struct {
+	Key string `json:"key"`
+	A   string `json:"a"`
+	B   string `json:"b"`
+}
+
+func (a *app) envDiffCommand() *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "diff A B",
+		Short: "Show the version and config keys that differ between two environments",
+		Long: `Compare what two environments run: the version of their current release and
+their config maps (the deployed release's config, or the configured map where
+nothing was deployed yet). Only differences are listed.`,
+		Args: exactArgs("A", "B"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			envA, err := a.environment(args[0])
+			if err != nil {
+				return err
+			}
+			envB, err := a.environment(args[1])
+			if err != nil {
+				return err
+			}
+			db, err := a.store(cmd.Context())
+			if err != nil {
+				return err
+			}
+			current, err := db.CurrentReleases(cmd.Context())
+			if err != nil {
+				return err
+			}
+			diff := diffReleases(effectiveRelease(envA, current), effectiveRelease(envB, current))
+			if out == outJSON {
+				return a.printJSON(diff)
+			}
+			if len(diff) == 0 {
+				fmt.Fprintf(a.stdout, "%s and %s run the same version and config\n", envA.Name, envB.Name)
+				return nil
+			}
+			table := [][]string{{"KEY", strings.ToUpper(envA.Name), strings.ToUpper(envB.Name)}}
+			for _, d := range diff {
+				table = append(table, []string{d.Key, orDash(d.A), orDash(d.B)})
+			}
+			return a.table(table)
+		},
+	}
+	addOutputFlag(cmd, &out)
+	return cmd
+}
+
+// effectiveRelease is what an environment runs: its current release, or
+// no version and the configured config when nothing was deployed.
+func effectiveRelease(e ops.Environment, current map[string]ops.Release) ops.Release {
+	if r, ok := current[e.Name]; ok {
+		return r
+	}
+	return ops.Release{Environment: e.Name, Config: e.Config}
+}
+
+func diffReleases(a, b ops.Release) []envDiffRow {
+	diff := []envDiffRow{}
+	if a.Version != b.Version {
+		diff = append(diff, envDiffRow{Key: "version", A: a.Version, B: b.Version})
+	}
+	union := map[string]bool{}
+	for k := range a.Config {
+		union[k] = true
+	}
+	for k := range b.Config {
+		union[k] = true
+	}
+	for _, k := range slices.Sorted(maps.Keys(union)) {
+		if a.Config[k] != b.Config[k] {
+			diff = append(diff, envDiffRow{Key: "config." + k, A: a.Config[k], B: b.Config[k]})
+		}
+	}
+	return diff
+}
+
+// environment returns a configured environment or a usage error listing
+// the valid names.
+func (a *app) environment(name string) (ops.Environment, error) {
+	cfg, err := a.config()
+	if err != nil {
+		return ops.Environment{}, err
+	}
+	if e, ok := cfg.Environment(name); ok {
+		return e, nil
+	}
+	names := make([]string, 0, len(cfg.Environments))
+	for _, e := range cfg.Environments {
+		names = append(names, e.Name)
+	}
+	return ops.Environment{}, usagef("no environment named %q (configured: %s)", name, strings.Join(names, ", "))
+}
+
+func targetNames(e ops.Environment) []string {
+	names := make([]string, 0, len(e.Targets))
+	for _, t := range e.Targets {
+		names = append(names, t.Name)
+	}
+	return names
+}
+
+func formatConfig(m map[string]string) string {
+	if len(m) == 0 {
+		return "-"
+	}
+	parts := make([]string, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, k+"="+m[k])
+	}
+	return strings.Join(parts, " ")
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}

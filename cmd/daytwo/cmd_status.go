@@ -1,0 +1,75 @@
+package main
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/daytwo/daytwo/store"
+)
+
+type statusReport struct {
+	Version    string       `json:"version"`
+	ConfigFile string       `json:"config_file"`
+	Instance   string       `json:"servicenow_instance"`
+	AuthMethod string       `json:"servicenow_auth"`
+	ReadOnly   bool         `json:"read_only"`
+	Store      store.Status `json:"store"`
+}
+
+func (a *app) statusCommand() *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Summarise configuration, local store, mirror and outbox",
+		Args:  exactArgs(),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			cfg, err := a.config()
+			if err != nil {
+				return err
+			}
+			db, err := a.store(cmd.Context())
+			if err != nil {
+				return err
+			}
+			st, err := db.Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			rep := statusReport{Version: version, ConfigFile: cfg.File, Instance: cfg.ServiceNow.Instance,
+				AuthMethod: cfg.ServiceNow.Auth.Method, ReadOnly: cfg.Console.ReadOnly, Store: st}
+			if out == outJSON {
+				return a.printJSON(rep)
+			}
+			w := a.stdout
+			fmt.Fprintf(w, "daytwo %s\n", rep.Version)
+			fmt.Fprintf(w, "config:      %s\n", orDash(rep.ConfigFile))
+			fmt.Fprintf(w, "servicenow:  %s (%s auth)\n", orDash(rep.Instance), rep.AuthMethod)
+			fmt.Fprintf(w, "store:       %s (schema %d)\n", st.Path, st.SchemaVersion)
+			fmt.Fprintf(w, "environments %d, changes mirrored %d (%d active), audit events %d\n", st.Environments, st.Changes, st.ActiveChanges, st.AuditEvents)
+			fmt.Fprintf(w, "outbox:      %d pending, %d failed\n", st.OutboxPending, st.OutboxFailed)
+			var upd []string
+			for _, k := range slices.Sorted(maps.Keys(st.Updates)) {
+				upd = append(upd, fmt.Sprintf("%s %d", k, st.Updates[k]))
+			}
+			fmt.Fprintf(w, "updates:     %s\n", orDash(strings.Join(upd, ", ")))
+			var syncs []string
+			for _, k := range slices.Sorted(maps.Keys(st.LastSync)) {
+				syncs = append(syncs, k+" "+st.LastSync[k])
+			}
+			fmt.Fprintf(w, "last sync:   %s\n", orDash(strings.Join(syncs, ", ")))
+			if rep.ReadOnly {
+				fmt.Fprintln(w, "mode:        read-only")
+			}
+			return nil
+		},
+	}
+	addOutputFlag(cmd, &out)
+	return cmd
+}

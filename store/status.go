@@ -1,0 +1,67 @@
+package store
+
+import (
+	"context"
+	"fmt"
+)
+
+// Status summarises the store for `daytwo status` and the console.
+type Status struct {
+	Path          string            `json:"path"`
+	SchemaVersion int               `json:"schema_version"`
+	Environments  int               `json:"environments"`
+	Changes       int               `json:"changes"`
+	ActiveChanges int               `json:"active_changes"`
+	Updates       map[string]int    `json:"updates"`
+	OutboxPending int               `json:"outbox_pending"`
+	OutboxFailed  int               `json:"outbox_failed"`
+	AuditEvents   int               `json:"audit_events"`
+	LastSync      map[string]string `json:"last_sync"`
+}
+
+// Status counts what the store holds.
+func (db *DB) Status(ctx context.Context) (Status, error) {
+	st := Status{Path: db.path, SchemaVersion: SchemaVersion(), Updates: map[string]int{}, LastSync: map[string]string{}}
+	counts := []struct {
+		dst *int
+		q   string
+	}{
+		{&st.Environments, `SELECT COUNT(*) FROM environments`},
+		{&st.Changes, `SELECT COUNT(*) FROM changes`},
+		{&st.ActiveChanges, `SELECT COUNT(*) FROM changes WHERE active = 1`},
+		{&st.OutboxPending, `SELECT COUNT(*) FROM outbox WHERE state = 'pending'`},
+		{&st.OutboxFailed, `SELECT COUNT(*) FROM outbox WHERE state = 'failed'`},
+		{&st.AuditEvents, `SELECT COUNT(*) FROM audit_events`},
+	}
+	for _, c := range counts {
+		if err := db.sql.QueryRowContext(ctx, c.q).Scan(c.dst); err != nil {
+			return st, fmt.Errorf("store: status: %w", err)
+		}
+	}
+	if err := db.collect(ctx, `SELECT state, COUNT(*) FROM updates GROUP BY state`, func(k string, v string) {
+		var n int
+		fmt.Sscan(v, &n)
+		st.Updates[k] = n
+	}); err != nil {
+		return st, err
+	}
+	err := db.collect(ctx, `SELECT table_name, synced_at FROM sync_watermarks`, func(k, v string) { st.LastSync[k] = v })
+	return st, err
+}
+
+// collect runs a two-column query and hands each row to fn as strings.
+func (db *DB) collect(ctx context.Context, q string, fn func(k, v string)) error {
+	rows, err := db.sql.QueryContext(ctx, q)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+		fn(k, v)
+	}
+	return rows.Err()
+}
