@@ -1,0 +1,65 @@
+package ops
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+)
+
+// StepRequest is everything an executor needs to put one target on a
+// release (or back on the previous one).
+type StepRequest struct {
+	Environment string
+	Target      Target
+	Version     string
+	// PreviousVersion is the release the target runs before the step (the
+	// one a rollback returns to).
+	PreviousVersion string
+	Config          map[string]string
+	PreviousConfig  map[string]string
+	// Change is the ServiceNow change number authorising the step, if any.
+	Change string
+	// Rollback is set when the step returns the target to PreviousVersion.
+	Rollback bool
+}
+
+// LogSink receives a step's output line by line, as it happens. stream is
+// "stdout", "stderr" or "daytwo" for the engine's own notes.
+type LogSink func(target, stream, line string)
+
+// Executor applies releases to targets. Implementations must be safe for
+// concurrent use: the engine runs up to max_parallel steps at once.
+type Executor interface {
+	Deploy(ctx context.Context, req StepRequest, log LogSink) error
+}
+
+// Rollbacker is implemented by executors with a dedicated rollback step;
+// others are rolled back by deploying the previous release.
+type Rollbacker interface {
+	Rollback(ctx context.Context, req StepRequest, log LogSink) error
+}
+
+// HealthChecker checks that a target is healthy on a given version.
+type HealthChecker interface {
+	// Check runs every configured check once (each with its own retries and
+	// timeout) and returns the first failure, or nil with a short evidence
+	// string such as "http 200 in 12ms".
+	Check(ctx context.Context, req StepRequest, log LogSink) (evidence string, err error)
+}
+
+// VersionProber asks a target which version it really runs.
+type VersionProber interface {
+	Probe(ctx context.Context, env string, target Target) (string, error)
+}
+
+var versionRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$`)
+
+// ValidateVersion refuses version strings that could be mistaken for
+// flags, paths or shell syntax: letters, digits, '.', '_', '+' and '-', not
+// starting with a punctuation mark, at most 128 characters.
+func ValidateVersion(v string) error {
+	if !versionRE.MatchString(v) {
+		return fmt.Errorf("version %q: use letters, digits, '.', '_', '+' and '-' (at most 128, starting with a letter or digit)", v)
+	}
+	return nil
+}
