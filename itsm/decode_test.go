@@ -15,7 +15,7 @@ func TestValueDecoding(t *testing.T) {
 		link    string
 		null    bool
 	}{
-		"string number (Table API)":  {in: `"3"`, value: "3"},
+		"string number (Table API)":   {in: `"3"`, value: "3"},
 		"negative state string":       {in: `"-5"`, value: "-5"},
 		"float (Change API)":          {in: `3.0`, value: "3"},
 		"negative float":              {in: `-2.0`, value: "-2"},
