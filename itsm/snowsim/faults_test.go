@@ -1,0 +1,123 @@
+package snowsim
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseFaults(t *testing.T) {
+	tests := map[string]struct {
+		spec    string
+		want    Faults
+		wantErr string
+	}{
+		"empty":  {spec: "", want: Faults{}},
+		"off":    {spec: "off", want: Faults{}},
+		"all": {spec: "latency=50ms,429=10%,500=5%,503=1/20,html=2%,drop=2%,create-drop=5%,hibernate,retry-after=3",
+			want: Faults{Latency: 50 * time.Millisecond, RateLimit: Rule{Percent: 10}, ServerError: Rule{Percent: 5},
+				Unavailable: Rule{Every: 20}, HTML: Rule{Percent: 2}, Drop: Rule{Percent: 2}, CreateDrop: Rule{Percent: 5},
+				Hibernate: true, RetryAfter: 3 * time.Second}},
+		"spaces":       {spec: " 429 = 1/3 , latency=1s ", want: Faults{RateLimit: Rule{Every: 3}, Latency: time.Second}},
+		"unknown term": {spec: "429=1/3,teapot=5%", wantErr: `unknown term "teapot=5%"`},
+		"bad rate":     {spec: "500=lots", wantErr: `term "500=lots"`},
+		"bad percent":  {spec: "503=150%", wantErr: `term "503=150%"`},
+		"bad nth":      {spec: "drop=1/0", wantErr: `term "drop=1/0"`},
+		"bad latency":  {spec: "latency=fast", wantErr: `term "latency=fast"`},
+		"bare word":    {spec: "429", wantErr: `term "429"`},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got, err := ParseFaults(tc.spec)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("got %+v, %v; want %+v", got, err, tc.want)
+			}
+			if again, err := ParseFaults(got.String()); err != nil || again != got {
+				t.Fatalf("String() %q does not round-trip: %+v %v", got.String(), again, err)
+			}
+		})
+	}
+}
+
+func TestFaultInjection(t *testing.T) {
+	e := newEnv(t, Options{Faults: Faults{RateLimit: Rule{Every: 2}, RetryAfter: 2 * time.Second}})
+	e.call("daytwo", "GET", "/api/now/table/cmdb_ci", nil).must(t, 200)
+	r := e.call("daytwo", "GET", "/api/now/table/cmdb_ci", nil).must(t, http.StatusTooManyRequests)
+	if msg, _ := r.errorOf(t); msg != "Rate limit exceeded" || r.header.Get("Retry-After") != "2" ||
+		r.header.Get("X-RateLimit-Limit") == "" || r.header.Get("X-RateLimit-Reset") == "" || r.header.Get("X-RateLimit-Rule") == "" {
+		t.Fatalf("429 = %v %s", r.header, r.body)
+	}
+	// OAuth and admin are never faulted.
+	e.sim.SetFaults(Faults{Hibernate: true})
+	r = e.call("daytwo", "GET", "/api/now/table/cmdb_ci", nil).must(t, http.StatusOK)
+	if !strings.HasPrefix(r.header.Get("Content-Type"), "text/html") || !strings.Contains(string(r.body), "hibernating") {
+		t.Fatalf("hibernation = %v %s", r.header, r.body)
+	}
+	e.call("", "GET", "/__admin/faults", nil).must(t, 200)
+
+	e.sim.SetFaults(Faults{Unavailable: Rule{Every: 1}})
+	r = e.call("daytwo", "GET", "/api/now/table/cmdb_ci", nil).must(t, http.StatusServiceUnavailable)
+	if !strings.HasPrefix(r.header.Get("Content-Type"), "text/html") {
+		t.Fatalf("503 content type = %s", r.header.Get("Content-Type"))
+	}
+	e.sim.SetFaults(Faults{ServerError: Rule{Percent: 100}})
+	r = e.call("daytwo", "GET", "/api/now/table/cmdb_ci", nil).must(t, http.StatusInternalServerError)
+	r.errorOf(t)
+
+	e.sim.SetFaults(Faults{Drop: Rule{Every: 1}})
+	req, _ := http.NewRequest("GET", e.url+"/api/now/table/cmdb_ci", nil)
+	req.SetBasicAuth("daytwo", "daytwo")
+	req.Header.Set("Accept", "application/json")
+	if res, err := http.DefaultClient.Do(req); err == nil {
+		res.Body.Close()
+		t.Fatalf("dropped request answered %d", res.StatusCode)
+	}
+
+	e.sim.SetFaults(Faults{Latency: 30 * time.Millisecond})
+	start := time.Now()
+	e.call("daytwo", "GET", "/api/now/table/cmdb_ci", nil).must(t, 200)
+	if time.Since(start) < 30*time.Millisecond {
+		t.Fatal("latency not applied")
+	}
+}
+
+// TestCreateDrop proves the create happens although the client sees a
+// dropped connection, so a client must look its correlation_id up.
+func TestCreateDrop(t *testing.T) {
+	e := newEnv(t, Options{Faults: Faults{CreateDrop: Rule{Every: 1}}})
+	for _, path := range []string{"/api/now/table/change_request", "/api/sn_chg_rest/change/normal"} {
+		req, _ := http.NewRequestWithContext(context.Background(), "POST", e.url+path, strings.NewReader(`{"correlation_id":"rollout-1","short_description":"x"}`))
+		req.SetBasicAuth("daytwo", "daytwo")
+		req.Header.Set("Accept", "application/json")
+		req.Header.Set("Content-Type", "application/json")
+		res, err := http.DefaultClient.Do(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			t.Fatalf("%s: create-drop answered %d", path, res.StatusCode)
+		}
+	}
+	e.sim.SetFaults(Faults{})
+	got := e.call("daytwo", "GET", "/api/now/table/change_request?correlation_id=rollout-1", nil).must(t, 200)
+	if got.header.Get("X-Total-Count") != "2" {
+		t.Fatalf("creates behind dropped responses = %s", got.header.Get("X-Total-Count"))
+	}
+	var dropped int
+	for _, r := range e.sim.Requests() {
+		if r.Fault == "create-drop" {
+			dropped++
+		}
+	}
+	if dropped != 2 {
+		t.Fatalf("request log create-drop entries = %d", dropped)
+	}
+}
