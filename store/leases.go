@@ -1,0 +1,106 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// Lease is one process's exclusive claim on an environment.
+type Lease struct {
+	Environment string    `json:"environment"`
+	Holder      string    `json:"holder"`
+	RunID       string    `json:"run_id,omitempty"`
+	AcquiredAt  time.Time `json:"acquired_at"`
+	ExpiresAt   time.Time `json:"expires_at"`
+}
+
+// AcquireLease claims env for holder until now+ttl. It succeeds when the
+// environment is free, its lease expired, or holder already holds it (a
+// renewal); otherwise it fails with ErrConflict naming the holder.
+func (db *DB) AcquireLease(ctx context.Context, env, holder, runID string, ttl time.Duration) (Lease, error) {
+	var l Lease
+	err := db.WithTx(ctx, func(tx *Tx) error {
+		cur, err := tx.lease(ctx, env)
+		switch {
+		case err == nil && cur.Holder != holder && cur.ExpiresAt.After(tx.now):
+			return fmt.Errorf("store: environment %s is leased by %s until %s: %w", env, cur.Holder,
+				cur.ExpiresAt.Format(time.RFC3339), ErrConflict)
+		case err != nil && err != sql.ErrNoRows:
+			return err
+		}
+		l = Lease{Environment: env, Holder: holder, RunID: runID, AcquiredAt: tx.now, ExpiresAt: tx.now.Add(ttl)}
+		if err == nil && cur.Holder == holder {
+			l.AcquiredAt = cur.AcquiredAt
+		}
+		_, err = tx.tx.ExecContext(ctx, `INSERT INTO leases (environment, holder, run_id, acquired_at, expires_at) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (environment) DO UPDATE SET holder = excluded.holder, run_id = excluded.run_id,
+				acquired_at = excluded.acquired_at, expires_at = excluded.expires_at`,
+			env, holder, runID, formatTime(l.AcquiredAt), formatTime(l.ExpiresAt))
+		if err != nil {
+			return fmt.Errorf("store: lease %s: %w", env, mapErr(err))
+		}
+		return nil
+	})
+	return l, err
+}
+
+// ReleaseLease gives env back if holder holds it.
+func (db *DB) ReleaseLease(ctx context.Context, env, holder string) error {
+	_, err := db.sql.ExecContext(ctx, `DELETE FROM leases WHERE environment = ? AND holder = ?`, env, holder)
+	if err != nil {
+		return fmt.Errorf("store: release lease %s: %w", env, err)
+	}
+	return nil
+}
+
+// Leases returns every unexpired lease.
+func (db *DB) Leases(ctx context.Context) ([]Lease, error) {
+	rows, err := db.sql.QueryContext(ctx, `SELECT environment, holder, run_id, acquired_at, expires_at FROM leases
+		WHERE expires_at > ? ORDER BY environment`, formatTime(db.clock()))
+	if err != nil {
+		return nil, fmt.Errorf("store: leases: %w", err)
+	}
+	defer rows.Close()
+	var out []Lease
+	for rows.Next() {
+		l, err := scanLease(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, l)
+	}
+	return out, rows.Err()
+}
+
+func (tx *Tx) lease(ctx context.Context, env string) (Lease, error) {
+	rows, err := tx.tx.QueryContext(ctx, `SELECT environment, holder, run_id, acquired_at, expires_at FROM leases WHERE environment = ?`, env)
+	if err != nil {
+		return Lease{}, fmt.Errorf("store: lease %s: %w", env, err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return Lease{}, err
+		}
+		return Lease{}, sql.ErrNoRows
+	}
+	return scanLease(rows)
+}
+
+func scanLease(rows *sql.Rows) (Lease, error) {
+	var (
+		l        Lease
+		acq, exp string
+	)
+	if err := rows.Scan(&l.Environment, &l.Holder, &l.RunID, &acq, &exp); err != nil {
+		return l, fmt.Errorf("store: scan lease: %w", err)
+	}
+	var err error
+	if l.AcquiredAt, err = parseTime(acq); err != nil {
+		return l, err
+	}
+	l.ExpiresAt, err = parseTime(exp)
+	return l, err
+}
