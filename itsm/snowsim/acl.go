@@ -18,8 +18,10 @@ func canWrite(u *user, tableName, op string) bool {
 	switch tableName {
 	case "change_request":
 		return op != "Delete" || u.has("change_manager")
-	case "incident", "sys_attachment", "cmdb_ci":
+	case "incident", "cmdb_ci":
 		return op != "Delete"
+	case "sys_attachment":
+		return true
 	case "sysapproval_approver":
 		return op == "Update"
 	case "cmn_schedule", "cmn_schedule_span":

@@ -204,3 +204,5 @@ func (e *env) approvals(id string) []map[string]any {
 	return e.call("daytwo", "GET", "/api/now/table/sysapproval_approver?sysparm_exclude_reference_link=true&sysparm_query=sysapproval="+id+"^ORDERBYsys_created_on", nil).
 		must(e.t, http.StatusOK).list(e.t)
 }
+
+func jsonReader(b []byte) io.Reader { return bytes.NewReader(b) }
