@@ -9,8 +9,8 @@ import (
 
 // UpsertApprovals writes mirrored approval records inside tx, skipping
 // those that are not newer than the stored copy.
-func (tx *Tx) UpsertApprovals(ctx context.Context, approvals []ops.Approval) (UpsertStats, error) {
-	var st UpsertStats
+func (tx *Tx) UpsertApprovals(ctx context.Context, approvals []ops.Approval) (ops.UpsertStats, error) {
+	var st ops.UpsertStats
 	if len(approvals) == 0 {
 		return st, nil
 	}

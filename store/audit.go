@@ -102,18 +102,8 @@ func (tx *Tx) AppendEvent(ctx context.Context, ev ops.Event) (ops.Event, error) 
 	return ev, nil
 }
 
-// EventFilter narrows ListEvents. Zero values match everything.
-type EventFilter struct {
-	Environment string
-	UpdateID    string
-	AfterSeq    int64
-	// Limit caps the result; 0 means no cap. With a limit, the newest events
-	// are returned (still in chain order).
-	Limit int
-}
-
 // ListEvents returns audit events in chain order.
-func (db *DB) ListEvents(ctx context.Context, f EventFilter) ([]ops.Event, error) {
+func (db *DB) ListEvents(ctx context.Context, f ops.EventFilter) ([]ops.Event, error) {
 	q := `SELECT seq, ts, actor, action, subject, environment, update_id, change_number, result, detail_json, prev_hash, hash
 		FROM audit_events WHERE seq > ?`
 	args := []any{f.AfterSeq}

@@ -28,7 +28,7 @@ func TestAuditChainVerifies(t *testing.T) {
 	if err != nil || !res.OK || res.Events != 5 || res.HeadHash == "" {
 		t.Fatalf("verify = %+v, %v", res, err)
 	}
-	evs, err := db.ListEvents(context.Background(), EventFilter{Limit: 2})
+	evs, err := db.ListEvents(context.Background(), ops.EventFilter{Limit: 2})
 	if err != nil || len(evs) != 2 || evs[0].Seq != 4 || evs[1].Seq != 5 || evs[1].PrevHash != evs[0].Hash {
 		t.Fatalf("list = %+v, %v", evs, err)
 	}

@@ -9,20 +9,11 @@ import (
 	"github.com/daytwo/daytwo/ops"
 )
 
-// UpsertStats counts what a batched upsert did.
-type UpsertStats struct {
-	// Written is the number of rows inserted or changed.
-	Written int
-	// Unchanged is the number of rows skipped because the stored copy was
-	// already as new (same or higher sys_mod_count and sys_updated_on).
-	Unchanged int
-}
-
 // UpsertChanges writes a page of mirrored change requests in one
 // transaction. Rows whose sys_mod_count and sys_updated_on are not newer than
 // the stored copy are skipped, so replaying a page is free and idempotent.
-func (db *DB) UpsertChanges(ctx context.Context, changes []ops.Change) (UpsertStats, error) {
-	var st UpsertStats
+func (db *DB) UpsertChanges(ctx context.Context, changes []ops.Change) (ops.UpsertStats, error) {
+	var st ops.UpsertStats
 	err := db.WithTx(ctx, func(tx *Tx) error {
 		var err error
 		st, err = tx.UpsertChanges(ctx, changes)
@@ -32,8 +23,8 @@ func (db *DB) UpsertChanges(ctx context.Context, changes []ops.Change) (UpsertSt
 }
 
 // UpsertChanges is the in-transaction form of DB.UpsertChanges.
-func (tx *Tx) UpsertChanges(ctx context.Context, changes []ops.Change) (UpsertStats, error) {
-	var st UpsertStats
+func (tx *Tx) UpsertChanges(ctx context.Context, changes []ops.Change) (ops.UpsertStats, error) {
+	var st ops.UpsertStats
 	if len(changes) == 0 {
 		return st, nil
 	}
@@ -75,20 +66,12 @@ func (tx *Tx) UpsertChanges(ctx context.Context, changes []ops.Change) (UpsertSt
 	return st, nil
 }
 
-// ChangeFilter narrows ListChanges. Zero values match everything.
-type ChangeFilter struct {
-	ActiveOnly        bool
-	CorrelationPrefix string
-	// Limit caps the number of rows; 0 means no cap.
-	Limit int
-}
-
 const changeColumns = `SELECT sys_id, number, type, state, approval, risk, short_description, cmdb_ci,
 	assignment_group, requested_by, start_date, end_date, correlation_id, active, close_code, sys_updated_on,
 	sys_mod_count, raw_json FROM changes`
 
 // ListChanges returns mirrored changes, most recently updated first.
-func (db *DB) ListChanges(ctx context.Context, f ChangeFilter) ([]ops.Change, error) {
+func (db *DB) ListChanges(ctx context.Context, f ops.ChangeFilter) ([]ops.Change, error) {
 	var (
 		where []string
 		args  []any
@@ -173,34 +156,50 @@ func scanChange(rows *sql.Rows) (ops.Change, error) {
 	return c, err
 }
 
-// Watermark is a keyset sync cursor: the (sys_updated_on, sys_id) of the
-// last row stored.
-type Watermark struct {
-	UpdatedOn string
-	SysID     string
-}
-
 // GetWatermark returns the sync cursor of a mirrored table ("" if none).
-func (db *DB) GetWatermark(ctx context.Context, table string) (Watermark, error) {
-	var w Watermark
-	err := db.sql.QueryRowContext(ctx, `SELECT updated_on, sys_id FROM sync_watermarks WHERE table_name = ?`, table).Scan(&w.UpdatedOn, &w.SysID)
+func (db *DB) GetWatermark(ctx context.Context, table string) (ops.Watermark, error) {
+	var (
+		w  ops.Watermark
+		ts string
+	)
+	err := db.sql.QueryRowContext(ctx, `SELECT updated_on, sys_id FROM sync_watermarks WHERE table_name = ?`, table).Scan(&ts, &w.SysID)
 	if err == sql.ErrNoRows {
-		return Watermark{}, nil
+		return ops.Watermark{}, nil
 	}
 	if err != nil {
 		return w, fmt.Errorf("store: watermark of %s: %w", table, err)
 	}
-	return w, nil
+	w.UpdatedOn, err = parseTime(ts)
+	return w, err
 }
 
 // SetWatermark moves a table's sync cursor inside tx, so that it commits
 // with the page it covers.
-func (tx *Tx) SetWatermark(ctx context.Context, table string, w Watermark) error {
+func (tx *Tx) SetWatermark(ctx context.Context, table string, w ops.Watermark) error {
 	_, err := tx.tx.ExecContext(ctx, `INSERT INTO sync_watermarks (table_name, updated_on, sys_id, synced_at) VALUES (?, ?, ?, ?)
 		ON CONFLICT (table_name) DO UPDATE SET updated_on = excluded.updated_on, sys_id = excluded.sys_id, synced_at = excluded.synced_at`,
-		table, w.UpdatedOn, w.SysID, formatTime(tx.now))
+		table, formatTime(w.UpdatedOn), w.SysID, formatTime(tx.now))
 	if err != nil {
 		return fmt.Errorf("store: set watermark of %s: %w", table, mapErr(err))
 	}
 	return nil
+}
+
+// DeleteChanges removes mirrored changes (deleted in ServiceNow) inside tx,
+// with their approvals.
+func (tx *Tx) DeleteChanges(ctx context.Context, sysIDs []string) (int, error) {
+	n := 0
+	for _, id := range sysIDs {
+		res, err := tx.tx.ExecContext(ctx, `DELETE FROM changes WHERE sys_id = ?`, id)
+		if err != nil {
+			return n, fmt.Errorf("store: delete change %s: %w", id, mapErr(err))
+		}
+		if k, _ := res.RowsAffected(); k > 0 {
+			n++
+		}
+		if _, err := tx.tx.ExecContext(ctx, `DELETE FROM approvals WHERE change_sys_id = ?`, id); err != nil {
+			return n, fmt.Errorf("store: delete approvals of %s: %w", id, mapErr(err))
+		}
+	}
+	return n, nil
 }

@@ -138,6 +138,17 @@ func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
 	return nil
 }
 
+// Atomic is WithTx for callers that only know ops.Tx.
+func (db *DB) Atomic(ctx context.Context, fn func(tx ops.Tx) error) error {
+	return db.WithTx(ctx, func(tx *Tx) error { return fn(tx) })
+}
+
+// Compile-time checks that the store implements what ops declares.
+var (
+	_ ops.Store = (*DB)(nil)
+	_ ops.Tx    = (*Tx)(nil)
+)
+
 // mapErr maps driver errors onto the store's sentinels.
 func mapErr(err error) error {
 	if err == nil {

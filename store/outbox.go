@@ -49,16 +49,8 @@ func (db *DB) NextOutboxAttempt(ctx context.Context) (time.Time, error) {
 	return parseTime(s.String)
 }
 
-// OutboxFilter narrows ListOutbox.
-type OutboxFilter struct {
-	// States to include; empty means pending and failed.
-	States []ops.OutboxState
-	Key    string
-	Limit  int
-}
-
 // ListOutbox returns outbox items, oldest first.
-func (db *DB) ListOutbox(ctx context.Context, f OutboxFilter) ([]ops.OutboxItem, error) {
+func (db *DB) ListOutbox(ctx context.Context, f ops.OutboxFilter) ([]ops.OutboxItem, error) {
 	states := f.States
 	if len(states) == 0 {
 		states = []ops.OutboxState{ops.OutboxPending, ops.OutboxFailed}

@@ -74,7 +74,7 @@ func TestOutboxDeliversInOrderPerKey(t *testing.T) {
 	if len(due) != 1 || due[0].ID != b1 {
 		t.Fatalf("failed head must block its key: due = %+v", due)
 	}
-	list, _ := db.ListOutbox(ctx, OutboxFilter{Key: "u-a"})
+	list, _ := db.ListOutbox(ctx, ops.OutboxFilter{Key: "u-a"})
 	if len(list) != 2 || list[0].State != ops.OutboxFailed || list[1].ID != a3 {
 		t.Fatalf("list = %+v", list)
 	}
@@ -115,7 +115,7 @@ func TestUpdateOptimisticState(t *testing.T) {
 	if err != nil || got.ID != "u1" || got.State != ops.UpdateAwaitingApproval || got.Config["k"] != "v" {
 		t.Fatalf("by change number: %+v, %v", got, err)
 	}
-	list, err := db.ListUpdates(ctx, UpdateFilter{States: []ops.UpdateState{ops.UpdateAwaitingApproval}})
+	list, err := db.ListUpdates(ctx, ops.UpdateFilter{States: []ops.UpdateState{ops.UpdateAwaitingApproval}})
 	if err != nil || len(list) != 1 {
 		t.Fatalf("list = %+v, %v", list, err)
 	}

@@ -207,7 +207,7 @@ func TestUpsertChangesIsBatchedAndIdempotent(t *testing.T) {
 	if _, err := db.GetChange(ctx, "CHG9999999"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("missing change: err = %v", err)
 	}
-	list, err := db.ListChanges(ctx, ChangeFilter{CorrelationPrefix: "daytwo:u19", Limit: 5})
+	list, err := db.ListChanges(ctx, ops.ChangeFilter{CorrelationPrefix: "daytwo:u19", Limit: 5})
 	if err != nil || len(list) != 5 || list[0].CorrelationID[:10] != "daytwo:u19" {
 		t.Fatalf("filtered list = %d rows, %v", len(list), err)
 	}
@@ -219,7 +219,7 @@ func TestUpsertChangesIsBatchedAndIdempotent(t *testing.T) {
 func TestWatermarkCommitsWithTx(t *testing.T) {
 	db := openTest(t)
 	ctx := context.Background()
-	w := Watermark{UpdatedOn: "2026-11-01 10:00:00", SysID: "abc"}
+	w := ops.Watermark{UpdatedOn: time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC), SysID: "abc"}
 	boom := errors.New("boom")
 	err := db.WithTx(ctx, func(tx *Tx) error {
 		if err := tx.SetWatermark(ctx, "change_request", w); err != nil {
@@ -230,7 +230,7 @@ func TestWatermarkCommitsWithTx(t *testing.T) {
 	if !errors.Is(err, boom) {
 		t.Fatal(err)
 	}
-	if got, _ := db.GetWatermark(ctx, "change_request"); got != (Watermark{}) {
+	if got, _ := db.GetWatermark(ctx, "change_request"); got != (ops.Watermark{}) {
 		t.Fatalf("rolled-back watermark leaked: %+v", got)
 	}
 	if err := db.WithTx(ctx, func(tx *Tx) error { return tx.SetWatermark(ctx, "change_request", w) }); err != nil {
@@ -254,7 +254,7 @@ func TestSyncEnvironmentsAuditsOnlyChanges(t *testing.T) {
 	if err := db.SyncEnvironments(ctx, envs, "bob"); err != nil {
 		t.Fatal(err)
 	}
-	evs, err := db.ListEvents(ctx, EventFilter{})
+	evs, err := db.ListEvents(ctx, ops.EventFilter{})
 	if err != nil || len(evs) != 3 {
 		t.Fatalf("events = %+v, %v; want 2 creations and 1 change", evs, err)
 	}

@@ -75,15 +75,8 @@ func getUpdate(ctx context.Context, q queryer, where string, args ...any) (ops.U
 	return us[0], nil
 }
 
-// UpdateFilter narrows ListUpdates. Zero values match everything.
-type UpdateFilter struct {
-	Environment string
-	States      []ops.UpdateState
-	Limit       int
-}
-
 // ListUpdates returns updates, newest first.
-func (db *DB) ListUpdates(ctx context.Context, f UpdateFilter) ([]ops.Update, error) {
+func (db *DB) ListUpdates(ctx context.Context, f ops.UpdateFilter) ([]ops.Update, error) {
 	var (
 		where []string
 		args  []any

@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/daytwo/daytwo/ops"
-	"github.com/daytwo/daytwo/store"
 )
 
 func (a *app) auditCommand() *cobra.Command {
@@ -22,7 +21,7 @@ func (a *app) auditCommand() *cobra.Command {
 func (a *app) auditListCommand() *cobra.Command {
 	var (
 		out    string
-		filter store.EventFilter
+		filter ops.EventFilter
 	)
 	cmd := &cobra.Command{
 		Use:   "list",
@@ -98,7 +97,7 @@ func (a *app) auditVerifyCommand() *cobra.Command {
 func (a *app) auditExportCommand() *cobra.Command {
 	var (
 		file   string
-		filter store.EventFilter
+		filter ops.EventFilter
 	)
 	cmd := &cobra.Command{
 		Use:   "export",

@@ -1,0 +1,100 @@
+package ops
+
+import (
+	"context"
+	"time"
+)
+
+// Store is what ops needs from persistence. store.DB implements it.
+type Store interface {
+	// Atomic runs fn in one write transaction: every state change, its
+	// outbox writes and its audit events commit together or not at all.
+	Atomic(ctx context.Context, fn func(tx Tx) error) error
+
+	CurrentReleases(ctx context.Context) (map[string]Release, error)
+	Releases(ctx context.Context, env string, limit int) ([]Release, error)
+	GetUpdate(ctx context.Context, idOrChange string) (Update, error)
+	ListUpdates(ctx context.Context, f UpdateFilter) ([]Update, error)
+	GetChange(ctx context.Context, numberOrSysID string) (Change, error)
+	ListChanges(ctx context.Context, f ChangeFilter) ([]Change, error)
+	Approvals(ctx context.Context, changeSysID string) ([]Approval, error)
+	Incidents(ctx context.Context, updateID string) ([]Incident, error)
+	OpenChangeSysIDs(ctx context.Context, correlationPrefix string) ([]string, error)
+	GetWatermark(ctx context.Context, table string) (Watermark, error)
+
+	DueOutbox(ctx context.Context, now time.Time, limit int) ([]OutboxItem, error)
+	NextOutboxAttempt(ctx context.Context) (time.Time, error)
+	ListOutbox(ctx context.Context, f OutboxFilter) ([]OutboxItem, error)
+	MarkAttemptFailed(ctx context.Context, id int64, cause string, next time.Time, permanent bool) error
+	RetryOutbox(ctx context.Context, id int64) (int, error)
+
+	ListEvents(ctx context.Context, f EventFilter) ([]Event, error)
+	VerifyAudit(ctx context.Context) (AuditVerification, error)
+}
+
+// Tx is a write transaction (see Store.Atomic).
+type Tx interface {
+	Now() time.Time
+	GetUpdate(ctx context.Context, id string) (Update, error)
+	InsertUpdate(ctx context.Context, u Update) error
+	// SaveUpdate writes u if the stored update is still in state expect,
+	// and fails with ErrConflict otherwise.
+	SaveUpdate(ctx context.Context, u Update, expect UpdateState) error
+	RecordRelease(ctx context.Context, r Release) (Release, error)
+	Enqueue(ctx context.Context, it OutboxItem) (int64, error)
+	MarkDelivered(ctx context.Context, id int64, result any) error
+	UpsertChanges(ctx context.Context, changes []Change) (UpsertStats, error)
+	UpsertApprovals(ctx context.Context, approvals []Approval) (UpsertStats, error)
+	UpsertIncident(ctx context.Context, in Incident) error
+	DeleteChanges(ctx context.Context, sysIDs []string) (int, error)
+	SetWatermark(ctx context.Context, table string, w Watermark) error
+	AppendEvent(ctx context.Context, ev Event) (Event, error)
+}
+
+// UpsertStats counts what a batched upsert did.
+type UpsertStats struct {
+	// Written is the number of rows inserted or changed.
+	Written int
+	// Unchanged is the number of rows skipped because the stored copy was
+	// already as new.
+	Unchanged int
+}
+
+// Watermark is a keyset sync cursor: the (sys_updated_on, sys_id) of the
+// last row stored. An empty SysID means "at the start of that second".
+type Watermark struct {
+	UpdatedOn time.Time
+	SysID     string
+}
+
+// UpdateFilter narrows ListUpdates. Zero values match everything.
+type UpdateFilter struct {
+	Environment string
+	States      []UpdateState
+	Limit       int
+}
+
+// ChangeFilter narrows ListChanges. Zero values match everything.
+type ChangeFilter struct {
+	ActiveOnly        bool
+	CorrelationPrefix string
+	// Limit caps the number of rows; 0 means no cap.
+	Limit int
+}
+
+// OutboxFilter narrows ListOutbox.
+type OutboxFilter struct {
+	// States to include; empty means pending and failed.
+	States []OutboxState
+	Key    string
+	Limit  int
+}
+
+// EventFilter narrows ListEvents. Zero values match everything.
+type EventFilter struct {
+	Environment string
+	UpdateID    string
+	AfterSeq    int64
+	// Limit returns only the newest N events (still in chain order).
+	Limit int
+}
