@@ -1,0 +1,440 @@
+package exec
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/daytwo/daytwo/ops"
+)
+
+var _ ops.HealthChecker = (*Health)(nil)
+
+// maxBody bounds how much of an HTTP body is read for matching.
+const maxBody = 1 << 20
+
+// Health runs an environment's health checks against a target. It is safe
+// for concurrent use.
+type Health struct {
+	env      string
+	checks   []*check
+	interval time.Duration // between bake rounds: the shortest check interval
+	o        options
+}
+
+type checkKind int
+
+const (
+	kindHTTP checkKind = iota
+	kindTCP
+	kindCommand
+)
+
+// check is one parsed ops.HealthCheck.
+type check struct {
+	name     string
+	kind     checkKind
+	attempts int
+	interval time.Duration
+	timeout  time.Duration
+
+	method string // http
+	url    tmpl
+	status int
+	body   *tmpl
+	json   []jsonExpect
+
+	addr tmpl // tcp
+
+	argv argvTemplate // command
+}
+
+type jsonExpect struct {
+	path string
+	want tmpl
+}
+
+// NewHealth parses the health checks of environment env. Each check is
+// exactly one of http, tcp and command; templates are parsed here, once,
+// and errors name the check and the field. WithHTTPClient, WithSleep,
+// WithClock and WithDir apply.
+func NewHealth(env string, checks []ops.HealthCheck, opts ...Option) (*Health, error) {
+	h := &Health{env: env, o: newOptions(opts)}
+	for i, hc := range checks {
+		c, err := parseCheck(fmt.Sprintf("health[%d]", i), hc)
+		if err != nil {
+			return nil, fmt.Errorf("exec: environment %s: %w", env, err)
+		}
+		h.checks = append(h.checks, c)
+		if h.interval == 0 || c.interval < h.interval {
+			h.interval = c.interval
+		}
+	}
+	if h.interval == 0 {
+		h.interval = DefaultCheckInterval
+	}
+	return h, nil
+}
+
+func parseCheck(key string, hc ops.HealthCheck) (*check, error) {
+	c := &check{name: hc.Name, attempts: 1 + hc.Retries, interval: hc.Interval, timeout: hc.Timeout}
+	if hc.Retries < 0 {
+		return nil, fmt.Errorf("%s.retries: %d is negative", key, hc.Retries)
+	}
+	if c.interval <= 0 {
+		c.interval = DefaultCheckInterval
+	}
+	if c.timeout <= 0 {
+		c.timeout = DefaultCheckTimeout
+	}
+	kinds := 0
+	var err error
+	if h := hc.HTTP; h != nil {
+		kinds++
+		c.kind = kindHTTP
+		c.method = strings.ToUpper(h.Method)
+		if c.method == "" {
+			c.method = http.MethodGet
+		}
+		c.status = h.ExpectStatus
+		if c.status == 0 {
+			c.status = http.StatusOK
+		}
+		if c.url, err = parseTmpl(key+".http.url", h.URL); err != nil {
+			return nil, fmt.Errorf("%s.http.url: %w", key, err)
+		}
+		if h.ExpectBody != "" {
+			t, err := parseTmpl(key+".http.expect_body", h.ExpectBody)
+			if err != nil {
+				return nil, fmt.Errorf("%s.http.expect_body: %w", key, err)
+			}
+			c.body = &t
+		}
+		for _, p := range slices.Sorted(maps.Keys(h.ExpectJSON)) {
+			k := key + ".http.expect_json." + p
+			if p == "" || strings.HasPrefix(p, ".") || strings.HasSuffix(p, ".") || strings.Contains(p, "..") {
+				return nil, fmt.Errorf("%s: %q is not a dotted path such as build.version", k, p)
+			}
+			t, err := parseTmpl(k, h.ExpectJSON[p])
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", k, err)
+			}
+			c.json = append(c.json, jsonExpect{path: p, want: t})
+		}
+	}
+	if hc.TCP != nil {
+		kinds++
+		c.kind = kindTCP
+		if c.addr, err = parseTmpl(key+".tcp.address", hc.TCP.Address); err != nil {
+			return nil, fmt.Errorf("%s.tcp.address: %w", key, err)
+		}
+	}
+	if len(hc.Command) > 0 {
+		kinds++
+		c.kind = kindCommand
+		if c.argv, err = parseArgv(key+".command", hc.Command); err != nil {
+			return nil, err
+		}
+	}
+	if kinds != 1 {
+		return nil, fmt.Errorf("%s: set exactly one of http, tcp and command", key)
+	}
+	return c, nil
+}
+
+// Check runs every check once, in order, each with its retries, and
+// returns the first failure. The evidence joins what each check saw, e.g.
+// "http GET http://127.0.0.1:18091/healthz → 200 in 3ms; tcp
+// 127.0.0.1:18091 ok in 1ms". Every failed attempt is logged to log.
+func (h *Health) Check(ctx context.Context, req ops.StepRequest, log ops.LogSink) (string, error) {
+	ev, err := h.check(ctx, req, log)
+	if err != nil {
+		return "", fmt.Errorf("exec: health of %s: %w", req.Target.Name, err)
+	}
+	return ev, nil
+}
+
+// Bake keeps checking: it runs Check every interval (the shortest interval
+// among the checks) until d has passed, a last time at the end, and fails
+// on the first failure. The evidence counts the rounds and repeats the
+// last round's.
+func (h *Health) Bake(ctx context.Context, req ops.StepRequest, d time.Duration, log ops.LogSink) (string, error) {
+	start := h.o.now()
+	deadline := start.Add(d)
+	for round := 1; ; round++ {
+		ev, err := h.check(ctx, req, log)
+		if err != nil {
+			return "", fmt.Errorf("exec: bake of %s: round %d, %s into %s: %w",
+				req.Target.Name, round, fmtDur(h.o.now().Sub(start)), fmtTimeout(d), err)
+		}
+		left := deadline.Sub(h.o.now())
+		if left <= 0 {
+			return fmt.Sprintf("bake %s: %d rounds ok; last: %s", fmtTimeout(d), round, ev), nil
+		}
+		if err := h.o.sleep(ctx, min(h.interval, left)); err != nil {
+			return "", fmt.Errorf("exec: bake of %s: %w", req.Target.Name, err)
+		}
+	}
+}
+
+func (h *Health) check(ctx context.Context, req ops.StepRequest, log ops.LogSink) (string, error) {
+	if req.Version != "" {
+		if err := ops.ValidateVersion(req.Version); err != nil {
+			return "", err
+		}
+	}
+	if len(h.checks) == 0 {
+		return "no health checks configured", nil
+	}
+	d := newData(h.env, req)
+	sl := newStepLog(log, req.Target.Name)
+	evidence := make([]string, 0, len(h.checks))
+	for _, c := range h.checks {
+		ev, err := h.retry(ctx, c, d, sl)
+		if err != nil {
+			if c.name != "" {
+				return "", fmt.Errorf("check %q: %w", c.name, err)
+			}
+			return "", err
+		}
+		if c.name != "" {
+			ev = c.name + ": " + ev
+		}
+		evidence = append(evidence, ev)
+	}
+	return strings.Join(evidence, "; "), nil
+}
+
+// retry runs one check up to its number of attempts, interval apart.
+func (h *Health) retry(ctx context.Context, c *check, d *TemplateData, sl *stepLog) (string, error) {
+	for attempt := 1; ; attempt++ {
+		ev, err := h.attempt(ctx, c, d, sl)
+		if err == nil {
+			if attempt > 1 {
+				ev += fmt.Sprintf(" (attempt %d of %d)", attempt, c.attempts)
+			}
+			return ev, nil
+		}
+		if c.attempts > 1 {
+			err = fmt.Errorf("%w (attempt %d of %d)", err, attempt, c.attempts)
+		}
+		if attempt >= c.attempts || ctx.Err() != nil {
+			return "", err
+		}
+		sl.emit("daytwo", "health: "+err.Error()+"; retrying in "+fmtTimeout(c.interval))
+		if err := h.o.sleep(ctx, c.interval); err != nil {
+			return "", err
+		}
+	}
+}
+
+func (h *Health) attempt(ctx context.Context, c *check, d *TemplateData, sl *stepLog) (string, error) {
+	if c.kind == kindCommand {
+		return h.command(ctx, c, d, sl)
+	}
+	// The cause lets http and tcp say "timed out after 2s" rather than
+	// "context deadline exceeded".
+	actx, cancel := context.WithTimeoutCause(ctx, c.timeout, &TimeoutError{After: c.timeout})
+	defer cancel()
+	if c.kind == kindHTTP {
+		return h.http(actx, c, d)
+	}
+	return h.tcp(actx, c, d)
+}
+
+// causeOr prefers why ctx ended, if it did, over the error it produced.
+func causeOr(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); cause != nil {
+		return cause
+	}
+	return err
+}
+
+func (h *Health) http(ctx context.Context, c *check, d *TemplateData) (string, error) {
+	raw, err := c.url.render(d)
+	if err != nil {
+		return "", fmt.Errorf("http url: %w", err)
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("http url %q: want an absolute http:// or https:// URL", raw)
+	}
+	what := "http " + c.method + " " + u.Redacted()
+	req, err := http.NewRequestWithContext(ctx, c.method, raw, nil)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	start := h.o.now()
+	resp, err := h.o.client.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", what, causeOr(ctx, unwrapURLError(err)))
+	}
+	defer resp.Body.Close()
+	var body []byte
+	if c.body != nil || len(c.json) > 0 {
+		body, err = io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	} else {
+		// Drain a little so the connection can be reused.
+		_, err = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	}
+	if err != nil {
+		return "", fmt.Errorf("%s → %d: read body: %w", what, resp.StatusCode, causeOr(ctx, err))
+	}
+	ev := fmt.Sprintf("%s → %d in %s", what, resp.StatusCode, fmtDur(h.o.now().Sub(start)))
+	if final := resp.Request.URL; final.String() != u.String() {
+		ev += " (redirected to " + final.Redacted() + ")"
+	}
+	if resp.StatusCode != c.status {
+		return "", fmt.Errorf("%s, want %d", ev, c.status)
+	}
+	if c.body != nil {
+		want, err := c.body.render(d)
+		if err != nil {
+			return "", fmt.Errorf("%s: expect_body: %w", ev, err)
+		}
+		if !strings.Contains(string(body), want) {
+			return "", fmt.Errorf("%s: body does not contain %q (body: %s)", ev, want, snippet(body))
+		}
+	}
+	if len(c.json) > 0 {
+		if err := matchJSON(body, c.json, d); err != nil {
+			return "", fmt.Errorf("%s: %w", ev, err)
+		}
+	}
+	return ev, nil
+}
+
+func (h *Health) tcp(ctx context.Context, c *check, d *TemplateData) (string, error) {
+	addr, err := c.addr.render(d)
+	if err != nil {
+		return "", fmt.Errorf("tcp address: %w", err)
+	}
+	start := h.o.now()
+	var dialer net.Dialer
+	conn, err := dialer.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		var oe *net.OpError
+		if errors.As(err, &oe) {
+			err = oe.Err
+		}
+		return "", fmt.Errorf("tcp %s: %w", addr, causeOr(ctx, err))
+	}
+	_ = conn.Close() // only reachability matters
+	return fmt.Sprintf("tcp %s ok in %s", addr, fmtDur(h.o.now().Sub(start))), nil
+}
+
+func (h *Health) command(ctx context.Context, c *check, d *TemplateData, sl *stepLog) (string, error) {
+	argv, err := c.argv.render(d)
+	if err != nil {
+		return "", err
+	}
+	env, err := stepEnv(nil, d)
+	if err != nil {
+		return "", err
+	}
+	start := h.o.now()
+	p := proc{argv: argv, env: env, dir: h.o.dir, timeout: c.timeout, log: sl}
+	if err := p.run(ctx); err != nil {
+		return "", fmt.Errorf("command %w", err)
+	}
+	return fmt.Sprintf("command %s ok in %s", argv[0], fmtDur(h.o.now().Sub(start))), nil
+}
+
+// matchJSON compares the dotted paths of a JSON body with their rendered
+// expected values.
+func matchJSON(body []byte, want []jsonExpect, d *TemplateData) error {
+	doc, err := decodeJSON(body)
+	if err != nil {
+		return fmt.Errorf("body is not JSON: %w (body: %s)", err, snippet(body))
+	}
+	for _, e := range want {
+		w, err := e.want.render(d)
+		if err != nil {
+			return fmt.Errorf("expect_json.%s: %w", e.path, err)
+		}
+		v, ok := lookupJSON(doc, e.path)
+		if !ok {
+			return fmt.Errorf("json %s is missing, want %q", e.path, w)
+		}
+		if got := jsonString(v); got != w {
+			return fmt.Errorf("json %s = %q, want %q", e.path, got, w)
+		}
+	}
+	return nil
+}
+
+func decodeJSON(body []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var doc any
+	if err := dec.Decode(&doc); err != nil {
+		return nil, err
+	}
+	return doc, nil
+}
+
+// lookupJSON follows a dotted path through objects; a numeric segment
+// indexes an array ("items.0.version").
+func lookupJSON(v any, path string) (any, bool) {
+	for seg := range strings.SplitSeq(path, ".") {
+		switch n := v.(type) {
+		case map[string]any:
+			var ok bool
+			if v, ok = n[seg]; !ok {
+				return nil, false
+			}
+		case []any:
+			i, err := strconv.Atoi(seg)
+			if err != nil || i < 0 || i >= len(n) {
+				return nil, false
+			}
+			v = n[i]
+		default:
+			return nil, false
+		}
+	}
+	return v, true
+}
+
+// jsonString renders a JSON value for comparison: strings bare, numbers as
+// written, anything else as compact JSON.
+func jsonString(v any) string {
+	switch s := v.(type) {
+	case string:
+		return s
+	case json.Number:
+		return s.String()
+	}
+	b, _ := json.Marshal(v) // decoded values always marshal
+	return string(b)
+}
+
+// unwrapURLError drops the *url.Error wrapper, whose message repeats the
+// method and URL the caller already names.
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// snippet quotes the start of a body for an error message.
+func snippet(b []byte) string {
+	const n = 120
+	if len(b) > n {
+		return strconv.Quote(strings.ToValidUTF8(string(b[:n]), "")) + "…"
+	}
+	return strconv.Quote(string(b))
+}
