@@ -140,7 +140,7 @@ type Change struct {
 	Raw json.RawMessage
 }
 
-// ChangeFields is the explicit field list the client requests for changes
+// changeFields is the explicit field list the client requests for changes
 // (sysparm_fields). Dot-walked names fill the *Name fields.
 var changeFields = []string{
 	"sys_id", "number", "type", "state", "approval", "risk", "impact", "priority",

@@ -72,7 +72,7 @@ func (c *Client) listParams(query string, fields []string, limit int) url.Values
 	return q
 }
 
-// getJSON runs an idempotent GET and decodes the records of its result.
+// getRecords runs an idempotent GET and decodes the records of its result.
 func (c *Client) getRecords(ctx context.Context, path string, q url.Values) ([]Record, []json.RawMessage, error) {
 	resp, err := c.do(ctx, request{method: http.MethodGet, path: path, query: q, idempotent: true})
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -437,9 +438,11 @@ func TestHeaders(t *testing.T) {
 
 // TLS verification is on; CAFile adds a private CA.
 func TestTLS(t *testing.T) {
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, 200, fixture(t, "table_change.json"))
 	}))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake is expected
+	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	auth := AuthConfig{Username: testUser, Password: testPassword}
 	c, err := New(Config{Instance: srv.URL, Auth: auth, Retry: RetryConfig{MaxAttempts: 3}})
