@@ -33,3 +33,39 @@ func TestCompile(t *testing.T) {
 		})
 	}
 }
+
+func TestEvaluate(t *testing.T) {
+	set, err := NewSet([]Rule{
+		{Name: "promote", Environments: []string{"production"}, Expr: `update.version in env.promote_from.succeeded_versions`, Block: true, Message: "staging first"},
+		{Name: "no-debug", Expr: `update.config.log_level != "debug"`, Message: "debug logging"},
+		{Name: "missing-field", Environments: []string{"production"}, Expr: `change.risk == "low"`, Block: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := Input{
+		Environment: "production",
+		Update:      map[string]any{"version": "1.4.2", "config": map[string]any{"log_level": "debug"}},
+		Env:         map[string]any{"promote_from": map[string]any{"succeeded_versions": []any{"1.4.1", "1.4.2"}}},
+	}
+	got := set.Evaluate(in)
+	if len(got) != 3 {
+		t.Fatalf("verdicts = %+v", got)
+	}
+	if !got[0].Passed || got[0].Blocking() {
+		t.Errorf("promote: %+v", got[0])
+	}
+	if got[1].Passed || got[1].Blocking() || got[1].Action != "warn" {
+		t.Errorf("no-debug must warn: %+v", got[1])
+	}
+	if got[2].Passed || !got[2].Blocking() || got[2].Error == "" {
+		t.Errorf("an expression over a missing field must fail, not pass: %+v", got[2])
+	}
+	in.Environment = "staging"
+	if got := set.Evaluate(in); len(got) != 1 || got[0].Policy != "no-debug" {
+		t.Errorf("scoping: %+v", got)
+	}
+	if _, err := NewSet([]Rule{{Name: "bad", Expr: "1 +"}}); err == nil || !strings.Contains(err.Error(), `policy "bad"`) {
+		t.Errorf("invalid rule: %v", err)
+	}
+}

@@ -1,0 +1,101 @@
+package ops
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors a ChangeSystem reports, so that ops can decide whether to retry
+// without knowing the adapter.
+var (
+	// ErrUnavailable means the change system could not be reached or asked
+	// us to slow down: retry later (the outbox does).
+	ErrUnavailable = errors.New("change system unavailable")
+	// ErrRefused means the change system understood and refused the write
+	// (business rule, ACL, invalid state move, bad input): retrying the same
+	// request will not help.
+	ErrRefused = errors.New("refused by the change system")
+)
+
+// ChangeRequest is the change ops asks the change system to raise.
+type ChangeRequest struct {
+	// CorrelationID makes creation idempotent: the adapter looks it up
+	// before re-sending a create whose outcome it does not know.
+	CorrelationID    string
+	Type             string // normal, standard, emergency
+	Template         string // standard change template name
+	ShortDescription string
+	Description      string
+	CmdbCI           string // name or sys_id
+	AssignmentGroup  string // name or sys_id
+	Risk             string
+	Impact           string
+	Start, End       time.Time
+}
+
+// IncidentRequest is an incident ops opens after a failed rollout.
+type IncidentRequest struct {
+	CorrelationID    string
+	ShortDescription string
+	Description      string
+	CmdbCI           string
+	AssignmentGroup  string
+	Impact, Urgency  string
+	// CausedBy is the sys_id of the change whose rollout failed.
+	CausedBy string
+}
+
+// MirrorRequest is one incremental mirror run over change requests.
+type MirrorRequest struct {
+	Since Watermark
+	// CorrelationPrefix selects daytwo's own changes.
+	CorrelationPrefix string
+	// CIs additionally selects every change on these configuration items
+	// (names or sys_ids), to show conflicts.
+	CIs      []string
+	PageSize int
+}
+
+// MirrorStats reports a mirror run.
+type MirrorStats struct {
+	Requests int
+	Rows     int
+	Cursor   Watermark
+}
+
+// ChangeSystem is the change-management system ops works with (ServiceNow,
+// through itsm). Writes go through the outbox; ops never calls the write
+// methods from a user-facing code path directly.
+type ChangeSystem interface {
+	// CreateChange raises a change; it is idempotent on CorrelationID.
+	CreateChange(ctx context.Context, req ChangeRequest) (Change, error)
+	// RequestApproval moves a new change to the state after New for its
+	// type (normal: Assess, emergency: Authorize, standard: Scheduled).
+	RequestApproval(ctx context.Context, sysID string) (Change, error)
+	// MoveChange walks a change along its legal path to state; being there
+	// already is success.
+	MoveChange(ctx context.Context, sysID string, to ChangeState) (Change, error)
+	AddWorkNote(ctx context.Context, sysID, note string) error
+	AttachFile(ctx context.Context, sysID, name, contentType string, data []byte) error
+	// CloseChange moves the change through Review to Closed with a close
+	// code (successful, successful_issues, unsuccessful) and notes.
+	CloseChange(ctx context.Context, sysID, code, notes string) (Change, error)
+	// DecideChange approves or rejects as the configured user.
+	DecideChange(ctx context.Context, sysID string, approve bool, comment string) (Change, error)
+	// CreateIncident opens an incident; idempotent on CorrelationID.
+	CreateIncident(ctx context.Context, req IncidentRequest) (Incident, error)
+	GetChange(ctx context.Context, sysID string) (Change, error)
+
+	// MirrorChanges pages through changes updated since req.Since in
+	// (sys_updated_on, sys_id) order; fn gets each page and the cursor after
+	// it.
+	MirrorChanges(ctx context.Context, req MirrorRequest, fn func(page []Change, cursor Watermark) error) (MirrorStats, error)
+	// OpenApprovals returns the approvals of every open change whose
+	// correlation id starts with prefix, in one request.
+	OpenApprovals(ctx context.Context, correlationPrefix string) ([]Approval, error)
+	// DeletedChanges returns the sys_ids of changes deleted since since.
+	DeletedChanges(ctx context.Context, since time.Time) ([]string, error)
+	// Ping checks that the system answers (and credentials work).
+	Ping(ctx context.Context) error
+}

@@ -1,0 +1,313 @@
+package ops
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+)
+
+// DeliveryStats counts one pass over the outbox.
+type DeliveryStats struct {
+	Delivered int `json:"delivered"`
+	Retrying  int `json:"retrying"`
+	Failed    int `json:"failed"`
+}
+
+// Outbox retry schedule: exponential from 2s, capped at 5 minutes, with
+// jitter so that many daemons do not retry in step.
+const (
+	outboxBaseDelay = 2 * time.Second
+	outboxMaxDelay  = 5 * time.Minute
+)
+
+func outboxBackoff(attempts int) time.Duration {
+	d := outboxBaseDelay << min(attempts, 10)
+	d = min(d, outboxMaxDelay)
+	return d/2 + rand.N(d/2+1)
+}
+
+// DeliverOutbox delivers every due outbox item, in order per key. A write
+// refused by ServiceNow (business rule, ACL, bad input) fails permanently
+// and holds back its key until `outbox retry`; anything else is retried
+// with backoff. Items whose key is given in onlyKeys (if any) are the only
+// ones delivered.
+func (s *Service) DeliverOutbox(ctx context.Context, onlyKeys ...string) (DeliveryStats, error) {
+	var st DeliveryStats
+	if s.changes == nil {
+		return st, nil
+	}
+	for {
+		due, err := s.store.DueOutbox(ctx, s.now(), 100)
+		if err != nil {
+			return st, err
+		}
+		progressed := false
+		for _, it := range due {
+			if len(onlyKeys) > 0 && !contains(onlyKeys, it.Key) {
+				continue
+			}
+			if err := ctx.Err(); err != nil {
+				return st, err
+			}
+			err := s.deliver(ctx, it)
+			switch {
+			case err == nil:
+				st.Delivered++
+				progressed = true
+			case errors.Is(err, ErrRefused):
+				st.Failed++
+				s.log.Error("outbox write refused", "id", it.ID, "kind", it.Kind, "key", it.Key, "err", err)
+				if ferr := s.failOutbox(ctx, it, err); ferr != nil {
+					return st, ferr
+				}
+			default:
+				st.Retrying++
+				next := s.now().Add(outboxBackoff(it.Attempts))
+				s.log.Warn("outbox delivery failed; will retry", "id", it.ID, "kind", it.Kind, "key", it.Key, "next", next, "err", err)
+				if ferr := s.store.MarkAttemptFailed(ctx, it.ID, err.Error(), next, false); ferr != nil {
+					return st, ferr
+				}
+			}
+		}
+		// Delivering one item can make the next one on its key due.
+		if !progressed {
+			return st, nil
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Service) failOutbox(ctx context.Context, it OutboxItem, cause error) error {
+	if err := s.store.MarkAttemptFailed(ctx, it.ID, cause.Error(), s.now(), true); err != nil {
+		return err
+	}
+	return s.store.Atomic(ctx, func(tx Tx) error {
+		return s.audit(ctx, tx, Event{Action: "outbox.failed", Subject: fmt.Sprintf("%s #%d", it.Kind, it.ID),
+			UpdateID: updateIDOf(it), Result: "failed", Detail: map[string]any{"error": cause.Error(), "attempts": it.Attempts + 1}})
+	})
+}
+
+func updateIDOf(it OutboxItem) string {
+	var p updatePayload
+	_ = json.Unmarshal(it.Payload, &p)
+	return p.UpdateID
+}
+
+// deliver performs one item and records its effects in one transaction.
+func (s *Service) deliver(ctx context.Context, it OutboxItem) error {
+	switch it.Kind {
+	case OutboxCreateChange:
+		var p createChangePayload
+		if err := json.Unmarshal(it.Payload, &p); err != nil {
+			return fmt.Errorf("%w: bad payload: %v", ErrRefused, err)
+		}
+		ch, err := s.changes.CreateChange(ctx, p.Request)
+		if err != nil {
+			return err
+		}
+		return s.store.Atomic(ctx, func(tx Tx) error {
+			u, err := tx.GetUpdate(ctx, p.UpdateID)
+			if err != nil {
+				return err
+			}
+			expect := u.State
+			u.ChangeSysID, u.ChangeNumber = ch.SysID, ch.Number
+			if err := tx.SaveUpdate(ctx, u, expect); err != nil {
+				return err
+			}
+			if _, err := tx.UpsertChanges(ctx, []Change{ch}); err != nil {
+				return err
+			}
+			if err := tx.MarkDelivered(ctx, it.ID, map[string]string{"number": ch.Number, "sys_id": ch.SysID}); err != nil {
+				return err
+			}
+			return s.audit(ctx, tx, Event{Action: "change.created", Subject: ch.Number, Environment: u.Environment,
+				UpdateID: u.ID, ChangeNumber: ch.Number, Result: "ok",
+				Detail: map[string]any{"type": ch.Type, "correlation_id": p.Request.CorrelationID, "plan_digest": u.PlanDigest}})
+		})
+	case OutboxRequestApproval:
+		return s.deliverForChange(ctx, it, func(u Update) (Change, string, error) {
+			ch, err := s.changes.RequestApproval(ctx, u.ChangeSysID)
+			return ch, "change.approval_requested", err
+		}, func(u *Update) {
+			if u.State == UpdateProposed {
+				u.State = UpdateAwaitingApproval
+			}
+		})
+	case OutboxMoveChange:
+		var p movePayload
+		if err := json.Unmarshal(it.Payload, &p); err != nil {
+			return fmt.Errorf("%w: bad payload: %v", ErrRefused, err)
+		}
+		return s.deliverForChange(ctx, it, func(u Update) (Change, string, error) {
+			ch, err := s.changes.MoveChange(ctx, u.ChangeSysID, p.To)
+			return ch, "change.moved", err
+		}, nil)
+	case OutboxWorkNote:
+		var p notePayload
+		if err := json.Unmarshal(it.Payload, &p); err != nil {
+			return fmt.Errorf("%w: bad payload: %v", ErrRefused, err)
+		}
+		return s.deliverForChange(ctx, it, func(u Update) (Change, string, error) {
+			return Change{}, "change.work_note", s.changes.AddWorkNote(ctx, u.ChangeSysID, p.Note)
+		}, nil)
+	case OutboxAttach:
+		var p attachPayload
+		if err := json.Unmarshal(it.Payload, &p); err != nil {
+			return fmt.Errorf("%w: bad payload: %v", ErrRefused, err)
+		}
+		return s.deliverForChange(ctx, it, func(u Update) (Change, string, error) {
+			return Change{}, "change.attached", s.changes.AttachFile(ctx, u.ChangeSysID, p.Name, p.ContentType, []byte(p.Data))
+		}, nil)
+	case OutboxCloseChange:
+		var p closePayload
+		if err := json.Unmarshal(it.Payload, &p); err != nil {
+			return fmt.Errorf("%w: bad payload: %v", ErrRefused, err)
+		}
+		return s.deliverForChange(ctx, it, func(u Update) (Change, string, error) {
+			ch, err := s.changes.CloseChange(ctx, u.ChangeSysID, p.Code, p.Notes)
+			return ch, "change.closed", err
+		}, nil)
+	case OutboxDecide:
+		var p decidePayload
+		if err := json.Unmarshal(it.Payload, &p); err != nil {
+			return fmt.Errorf("%w: bad payload: %v", ErrRefused, err)
+		}
+		ch, err := s.changes.DecideChange(ctx, p.ChangeSysID, p.Approve, p.Comment)
+		if err != nil {
+			return err
+		}
+		return s.store.Atomic(ctx, func(tx Tx) error {
+			if ch.SysID != "" {
+				if _, err := tx.UpsertChanges(ctx, []Change{ch}); err != nil {
+					return err
+				}
+			}
+			if err := tx.MarkDelivered(ctx, it.ID, map[string]string{"number": p.Number, "state": ch.State.String()}); err != nil {
+				return err
+			}
+			action := "change.approved"
+			if !p.Approve {
+				action = "change.rejected"
+			}
+			return s.audit(ctx, tx, Event{Actor: p.Actor, Action: action, Subject: p.Number, ChangeNumber: p.Number,
+				Result: "ok", Detail: map[string]any{"comment": p.Comment, "as": s.cfg.Username}})
+		})
+	case OutboxCreateIncident:
+		var p incidentPayload
+		if err := json.Unmarshal(it.Payload, &p); err != nil {
+			return fmt.Errorf("%w: bad payload: %v", ErrRefused, err)
+		}
+		var inc Incident
+		return s.deliverForChange(ctx, it, func(u Update) (Change, string, error) {
+			req := p.Request
+			req.CausedBy = u.ChangeSysID
+			var err error
+			inc, err = s.changes.CreateIncident(ctx, req)
+			return Change{}, "incident.created", err
+		}, nil, func(ctx context.Context, tx Tx, u Update) error {
+			inc.UpdateID, inc.ChangeSysID = u.ID, u.ChangeSysID
+			return tx.UpsertIncident(ctx, inc)
+		})
+	default:
+		return fmt.Errorf("%w: unknown outbox kind %q", ErrRefused, it.Kind)
+	}
+}
+
+// deliverForChange runs call for the change of the item's update, then in
+// one transaction mirrors the returned change (if any), applies mutate to
+// the update, runs after (if any), marks the item delivered and audits it.
+func (s *Service) deliverForChange(ctx context.Context, it OutboxItem, call func(u Update) (Change, string, error),
+	mutate func(u *Update), after ...func(ctx context.Context, tx Tx, u Update) error) error {
+	id := updateIDOf(it)
+	u, err := s.store.GetUpdate(ctx, id)
+	if err != nil {
+		return fmt.Errorf("%w: outbox item %d: update %s: %v", ErrRefused, it.ID, id, err)
+	}
+	if u.ChangeSysID == "" {
+		return fmt.Errorf("outbox item %d: %w", it.ID, errNoChange)
+	}
+	ch, action, err := call(u)
+	if err != nil {
+		return err
+	}
+	return s.store.Atomic(ctx, func(tx Tx) error {
+		cur, err := tx.GetUpdate(ctx, id)
+		if err != nil {
+			return err
+		}
+		if mutate != nil {
+			expect := cur.State
+			mutate(&cur)
+			if cur.State != expect {
+				if err := tx.SaveUpdate(ctx, cur, expect); err != nil {
+					return err
+				}
+			}
+		}
+		if ch.SysID != "" {
+			if _, err := tx.UpsertChanges(ctx, []Change{ch}); err != nil {
+				return err
+			}
+		}
+		for _, fn := range after {
+			if err := fn(ctx, tx, cur); err != nil {
+				return err
+			}
+		}
+		if err := tx.MarkDelivered(ctx, it.ID, map[string]string{"number": u.ChangeNumber, "state": ch.State.String()}); err != nil {
+			return err
+		}
+		detail := map[string]any{"outbox_id": it.ID}
+		if ch.SysID != "" {
+			detail["change_state"] = ch.State.String()
+		}
+		return s.audit(ctx, tx, Event{Action: action, Subject: u.ChangeNumber, Environment: u.Environment,
+			UpdateID: u.ID, ChangeNumber: u.ChangeNumber, Result: "ok", Detail: detail})
+	})
+}
+
+// More outbox payloads.
+type (
+	movePayload struct {
+		UpdateID string      `json:"update_id"`
+		To       ChangeState `json:"to"`
+	}
+	notePayload struct {
+		UpdateID string `json:"update_id"`
+		Note     string `json:"note"`
+	}
+	attachPayload struct {
+		UpdateID    string `json:"update_id"`
+		Name        string `json:"name"`
+		ContentType string `json:"content_type"`
+		Data        string `json:"data"`
+	}
+	closePayload struct {
+		UpdateID string `json:"update_id"`
+		Code     string `json:"code"`
+		Notes    string `json:"notes"`
+	}
+	decidePayload struct {
+		ChangeSysID string `json:"change_sys_id"`
+		Number      string `json:"number"`
+		Approve     bool   `json:"approve"`
+		Comment     string `json:"comment"`
+		Actor       string `json:"actor"`
+	}
+	incidentPayload struct {
+		UpdateID string          `json:"update_id"`
+		Request  IncidentRequest `json:"request"`
+	}
+)

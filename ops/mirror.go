@@ -1,0 +1,190 @@
+package ops
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Mirror tables (watermark names).
+const (
+	TableChanges = "change_request"
+	TableDeletes = "sys_audit_delete"
+)
+
+// deleteLookback widens each deletion query to absorb clock skew.
+const deleteLookback = 5 * time.Minute
+
+// SyncReport summarises one sync cycle.
+type SyncReport struct {
+	Outbox      DeliveryStats `json:"outbox"`
+	Fetched     int           `json:"fetched"`
+	Upserted    int           `json:"upserted"`
+	Unchanged   int           `json:"unchanged"`
+	Deleted     int           `json:"deleted"`
+	Approvals   int           `json:"approvals"`
+	Transitions int           `json:"transitions"`
+	Requests    int           `json:"requests"`
+	Duration    time.Duration `json:"duration_ns"`
+}
+
+// SyncOnce runs one full cycle: deliver the outbox, mirror changed change
+// requests (keyset on sys_updated_on, sys_id), the approvals of every open
+// daytwo change (one request), and deletions; then move updates whose
+// change was approved, rejected or canceled.
+func (s *Service) SyncOnce(ctx context.Context) (SyncReport, error) {
+	start := time.Now()
+	var rep SyncReport
+	if s.changes == nil {
+		return rep, fmt.Errorf("sync: no ServiceNow instance configured (servicenow.instance or DAYTWO_SN_INSTANCE)")
+	}
+	var err error
+	if rep.Outbox, err = s.DeliverOutbox(ctx); err != nil {
+		return rep, err
+	}
+	since, err := s.store.GetWatermark(ctx, TableChanges)
+	if err != nil {
+		return rep, err
+	}
+	req := MirrorRequest{Since: since, CorrelationPrefix: s.cfg.CorrelationPrefix + ":"}
+	if s.cfg.MirrorCIChanges {
+		req.CIs = s.configuredCIs()
+	}
+	ms, err := s.changes.MirrorChanges(ctx, req, func(page []Change, cursor Watermark) error {
+		rep.Fetched += len(page)
+		return s.store.Atomic(ctx, func(tx Tx) error {
+			st, err := tx.UpsertChanges(ctx, page)
+			if err != nil {
+				return err
+			}
+			rep.Upserted += st.Written
+			rep.Unchanged += st.Unchanged
+			return tx.SetWatermark(ctx, TableChanges, cursor)
+		})
+	})
+	rep.Requests += ms.Requests
+	if err != nil {
+		return rep, fmt.Errorf("sync: mirror changes: %w", err)
+	}
+	if err := s.store.Atomic(ctx, func(tx Tx) error { return tx.SetWatermark(ctx, TableChanges, ms.Cursor) }); err != nil {
+		return rep, err
+	}
+
+	approvals, err := s.changes.OpenApprovals(ctx, s.cfg.CorrelationPrefix+":")
+	rep.Requests++
+	if err != nil {
+		return rep, fmt.Errorf("sync: approvals: %w", err)
+	}
+	rep.Approvals = len(approvals)
+
+	delSince, err := s.store.GetWatermark(ctx, TableDeletes)
+	if err != nil {
+		return rep, err
+	}
+	delUntil := s.now().Add(-time.Second).Truncate(time.Second)
+	// Deleting is idempotent, so look back a little further than the
+	// watermark: clock skew between us and the instance loses nothing.
+	var lookback time.Time
+	if !delSince.UpdatedOn.IsZero() {
+		lookback = delSince.UpdatedOn.Add(-deleteLookback)
+	}
+	deleted, err := s.changes.DeletedChanges(ctx, lookback)
+	rep.Requests++
+	if err != nil {
+		return rep, fmt.Errorf("sync: deletions: %w", err)
+	}
+	err = s.store.Atomic(ctx, func(tx Tx) error {
+		if _, err := tx.UpsertApprovals(ctx, approvals); err != nil {
+			return err
+		}
+		n, err := tx.DeleteChanges(ctx, deleted)
+		if err != nil {
+			return err
+		}
+		rep.Deleted = n
+		return tx.SetWatermark(ctx, TableDeletes, Watermark{UpdatedOn: delUntil})
+	})
+	if err != nil {
+		return rep, err
+	}
+	if rep.Transitions, err = s.reconcile(ctx); err != nil {
+		return rep, err
+	}
+	rep.Duration = time.Since(start)
+	return rep, nil
+}
+
+// configuredCIs lists the CIs of gated environments.
+func (s *Service) configuredCIs() []string {
+	var cis []string
+	for _, e := range s.cfg.Environments {
+		if e.RequiresChange && e.Change.CmdbCI != "" && !contains(cis, e.Change.CmdbCI) {
+			cis = append(cis, e.Change.CmdbCI)
+		}
+	}
+	return cis
+}
+
+// reconcile moves updates that wait on ServiceNow according to their
+// mirrored change: approved (Scheduled or Implement with approval
+// approved, or any standard change past New) → approved; rejected →
+// rejected; canceled → canceled. It returns how many moved.
+func (s *Service) reconcile(ctx context.Context) (int, error) {
+	waiting, err := s.store.ListUpdates(ctx, UpdateFilter{States: []UpdateState{UpdateProposed, UpdateAwaitingApproval, UpdateApproved, UpdateScheduled}})
+	if err != nil {
+		return 0, err
+	}
+	moved := 0
+	for _, u := range waiting {
+		if u.ChangeSysID == "" {
+			continue
+		}
+		ch, err := s.store.GetChange(ctx, u.ChangeSysID)
+		if err != nil {
+			continue // not mirrored yet
+		}
+		next, reason := changeOutcome(u, ch)
+		if next == "" || next == u.State {
+			continue
+		}
+		if !u.State.CanTransition(next) {
+			continue
+		}
+		err = s.store.Atomic(ctx, func(tx Tx) error {
+			expect := u.State
+			u.State = next
+			if next == UpdateApproved {
+				u.ApprovedDigest = u.PlanDigest
+			}
+			u.Reason = reason
+			if err := tx.SaveUpdate(ctx, u, expect); err != nil {
+				return err
+			}
+			return s.audit(ctx, tx, Event{Actor: "servicenow", Action: "update." + string(next), Subject: u.ID,
+				Environment: u.Environment, UpdateID: u.ID, ChangeNumber: ch.Number, Result: "ok",
+				Detail: map[string]any{"change_state": ch.State.String(), "approval": ch.Approval, "from": string(expect)}})
+		})
+		if err != nil {
+			return moved, err
+		}
+		moved++
+	}
+	return moved, nil
+}
+
+// changeOutcome maps a mirrored change onto what it means for the update
+// waiting on it.
+func changeOutcome(u Update, ch Change) (UpdateState, string) {
+	switch {
+	case ch.State == ChangeCanceled:
+		return UpdateCanceled, fmt.Sprintf("change %s was canceled", ch.Number)
+	case ch.Approval == "rejected":
+		return UpdateRejected, fmt.Sprintf("change %s was rejected", ch.Number)
+	case u.State == UpdateProposed || u.State == UpdateAwaitingApproval:
+		approved := ch.State == ChangeScheduled || ch.State == ChangeImplement
+		if approved && (ch.Approval == "approved" || ch.Type == "standard") {
+			return UpdateApproved, ""
+		}
+	}
+	return "", ""
+}

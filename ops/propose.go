@@ -1,0 +1,306 @@
+package ops
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/daytwo/daytwo/ops/policy"
+)
+
+// ProposeRequest asks to move an environment to a new release.
+type ProposeRequest struct {
+	Environment string
+	Version     string
+	// Set overrides keys of the environment's config map.
+	Set map[string]string
+	// ChangeType overrides the environment's change type.
+	ChangeType string
+	// Start and End are the planned change window; zero Start means now,
+	// zero End means Start plus the environment's change window.
+	Start, End time.Time
+	// DryRun plans and evaluates policies without saving anything.
+	DryRun bool
+}
+
+// Proposal is the outcome of Propose.
+type Proposal struct {
+	Update   Update           `json:"update"`
+	Plan     Plan             `json:"plan"`
+	Verdicts []policy.Verdict `json:"verdicts"`
+	// Blocked is set when a blocking policy failed: nothing was raised.
+	Blocked bool `json:"blocked"`
+	// Queued lists the writes waiting for ServiceNow.
+	Queued []OutboxKind `json:"queued,omitempty"`
+}
+
+var configKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// Propose plans an update, evaluates policies and, unless a blocking
+// policy fails or it is a dry run, stores the update. For a gated
+// environment it queues the change creation and the approval request in
+// the outbox, in the same transaction. A blocked proposal is stored (so
+// the audit trail shows it) and returned with an error wrapping ErrBlocked.
+func (s *Service) Propose(ctx context.Context, req ProposeRequest) (Proposal, error) {
+	env, err := s.Environment(req.Environment)
+	if err != nil {
+		return Proposal{}, err
+	}
+	if err := ValidateVersion(req.Version); err != nil {
+		return Proposal{}, err
+	}
+	config := map[string]string{}
+	for k, v := range env.Config {
+		config[k] = v
+	}
+	for k, v := range req.Set {
+		if !configKeyRE.MatchString(k) {
+			return Proposal{}, fmt.Errorf("--set %s: config keys use letters, digits and _", k)
+		}
+		config[k] = v
+	}
+	if req.ChangeType != "" {
+		if !slices.Contains([]string{"normal", "standard", "emergency"}, req.ChangeType) {
+			return Proposal{}, fmt.Errorf("change type %q: want normal, standard or emergency", req.ChangeType)
+		}
+		if !env.RequiresChange {
+			return Proposal{}, fmt.Errorf("environment %s is not gated by a change; --type does not apply", env.Name)
+		}
+		if req.ChangeType == "standard" && env.Change.Template == "" {
+			return Proposal{}, fmt.Errorf("a standard change needs environments[%s].change.template", env.Name)
+		}
+		env.Change.Type = req.ChangeType
+	}
+	if env.RequiresChange && s.changes == nil {
+		return Proposal{}, fmt.Errorf("environment %s is gated by a ServiceNow change, but no instance is configured (servicenow.instance or DAYTWO_SN_INSTANCE)", env.Name)
+	}
+	releases, err := s.store.CurrentReleases(ctx)
+	if err != nil {
+		return Proposal{}, err
+	}
+	from := releases[env.Name]
+	plan, err := BuildPlan(env, from, req.Version, config)
+	if err != nil {
+		return Proposal{}, err
+	}
+	now := s.now()
+	id := s.newID()
+	u := Update{
+		ID: id, Environment: env.Name, Version: req.Version, Config: config, FromVersion: from.Version,
+		PlanDigest: plan.Digest(), State: UpdateProposed, CreatedBy: s.cfg.Actor, CreatedAt: now,
+	}
+	if env.RequiresChange {
+		u.ChangeType = env.Change.Type
+	}
+	if u.Plan, err = json.Marshal(plan); err != nil {
+		return Proposal{}, err
+	}
+	in, err := s.policyInput(ctx, env, u, Change{}, now)
+	if err != nil {
+		return Proposal{}, err
+	}
+	p := Proposal{Plan: plan, Verdicts: s.policies.Evaluate(in)}
+	for _, v := range p.Verdicts {
+		if v.Blocking() {
+			p.Blocked = true
+			u.Reason = appendReason(u.Reason, fmt.Sprintf("policy %s: %s", v.Policy, verdictText(v)))
+		}
+	}
+	if p.Blocked {
+		u.State = UpdateBlocked
+	}
+	p.Update = u
+	if req.DryRun {
+		return p, blockedErr(p)
+	}
+
+	var outbox []OutboxItem
+	if env.RequiresChange && !p.Blocked {
+		start, end := req.Start, req.End
+		if start.IsZero() {
+			start = now
+		}
+		if end.IsZero() {
+			end = start.Add(env.Change.Window)
+		}
+		if !end.After(start) {
+			return Proposal{}, fmt.Errorf("change window ends (%s) before it starts (%s)", end.Format(time.RFC3339), start.Format(time.RFC3339))
+		}
+		creq := ChangeRequest{
+			CorrelationID: s.correlationID(id), Type: env.Change.Type, Template: env.Change.Template,
+			ShortDescription: shortDescription(u), Description: changeDescription(u, plan),
+			CmdbCI: env.Change.CmdbCI, AssignmentGroup: env.Change.AssignmentGroup,
+			Risk: env.Change.Risk, Impact: env.Change.Impact, Start: start, End: end,
+		}
+		for _, it := range []struct {
+			kind    OutboxKind
+			payload any
+		}{
+			{OutboxCreateChange, createChangePayload{UpdateID: id, Request: creq}},
+			{OutboxRequestApproval, updatePayload{UpdateID: id}},
+		} {
+			item, err := NewOutboxItem(id, it.kind, it.payload)
+			if err != nil {
+				return Proposal{}, err
+			}
+			outbox = append(outbox, item)
+			p.Queued = append(p.Queued, it.kind)
+		}
+	} else if !p.Blocked {
+		u.State = UpdateApproved // ungated: nothing to wait for
+		u.ApprovedDigest = u.PlanDigest
+	}
+	p.Update = u
+
+	err = s.store.Atomic(ctx, func(tx Tx) error {
+		if err := tx.InsertUpdate(ctx, u); err != nil {
+			return err
+		}
+		for _, it := range outbox {
+			if _, err := tx.Enqueue(ctx, it); err != nil {
+				return err
+			}
+		}
+		action, result := "update.proposed", "ok"
+		if p.Blocked {
+			action, result = "update.blocked", "blocked"
+		}
+		return s.audit(ctx, tx, Event{
+			Action: action, Subject: id, Environment: env.Name, UpdateID: id, Result: result,
+			Detail: map[string]any{"version": u.Version, "from_version": u.FromVersion, "plan_digest": u.PlanDigest,
+				"state": string(u.State), "verdicts": verdictDetail(p.Verdicts), "queued": len(outbox)},
+		})
+	})
+	if err != nil {
+		return Proposal{}, fmt.Errorf("ops: propose %s %s: %w", env.Name, req.Version, err)
+	}
+	return p, blockedErr(p)
+}
+
+func blockedErr(p Proposal) error {
+	if !p.Blocked {
+		return nil
+	}
+	return fmt.Errorf("update %s blocked: %s: %w", p.Update.ID, p.Update.Reason, ErrBlocked)
+}
+
+func appendReason(reasons, r string) string {
+	if reasons == "" {
+		return r
+	}
+	return reasons + "; " + r
+}
+
+func verdictText(v policy.Verdict) string {
+	if v.Error != "" {
+		return "cannot be evaluated: " + v.Error
+	}
+	if v.Message != "" {
+		return v.Message
+	}
+	return "failed"
+}
+
+func verdictDetail(vs []policy.Verdict) []any {
+	out := make([]any, 0, len(vs))
+	for _, v := range vs {
+		out = append(out, map[string]any{"policy": v.Policy, "action": v.Action, "passed": v.Passed})
+	}
+	return out
+}
+
+// policyInput builds what CEL policies see. env.promote_from carries the
+// source environment's succeeded versions (its release history, minus
+// rolled-back releases).
+func (s *Service) policyInput(ctx context.Context, env Environment, u Update, ch Change, now time.Time) (policy.Input, error) {
+	cfg := map[string]any{}
+	for k, v := range u.Config {
+		cfg[k] = v
+	}
+	envMap := map[string]any{
+		"name": env.Name, "tier": env.Tier, "requires_change": env.RequiresChange,
+		"targets": len(env.Targets), "current_version": u.FromVersion,
+		"promote_from": map[string]any{"name": "", "succeeded_versions": []any{}, "current_version": ""},
+	}
+	if env.PromoteFrom != "" {
+		rels, err := s.store.Releases(ctx, env.PromoteFrom, 0)
+		if err != nil {
+			return policy.Input{}, err
+		}
+		var versions []any
+		current := ""
+		for _, r := range rels {
+			if r.Status == ReleaseActive {
+				current = r.Version
+			}
+			if r.Status != ReleaseRolledBack && !slices.Contains(versions, any(r.Version)) {
+				versions = append(versions, r.Version)
+			}
+		}
+		envMap["promote_from"] = map[string]any{"name": env.PromoteFrom, "succeeded_versions": orEmptyList(versions), "current_version": current}
+	}
+	in := policy.Input{
+		Environment: env.Name,
+		Update: map[string]any{"id": u.ID, "environment": u.Environment, "version": u.Version,
+			"from_version": u.FromVersion, "config": cfg, "change_type": u.ChangeType},
+		Env: envMap,
+		Now: now,
+	}
+	if ch.SysID != "" {
+		in.Change = map[string]any{"number": ch.Number, "type": ch.Type, "state": ch.State.String(),
+			"approval": ch.Approval, "risk": ch.Risk, "cmdb_ci": ch.CmdbCI}
+	}
+	return in, nil
+}
+
+func orEmptyList(l []any) []any {
+	if l == nil {
+		return []any{}
+	}
+	return l
+}
+
+func shortDescription(u Update) string {
+	from := u.FromVersion
+	if from == "" {
+		from = "new"
+	}
+	return fmt.Sprintf("daytwo: %s %s → %s", u.Environment, from, u.Version)
+}
+
+// changeDescription is what approvers read: the whole plan, its digest and
+// the update id, so they see exactly what will happen.
+func changeDescription(u Update, p Plan) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Raised by daytwo for update %s (proposed by %s).\n\n", u.ID, orUnknown(u.CreatedBy))
+	b.WriteString(p.Text())
+	fmt.Fprintf(&b, "\nApproving this change approves plan sha256:%s. If the plan changes, daytwo raises a new change.\n", u.PlanDigest)
+	return b.String()
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+// Outbox payloads.
+type (
+	createChangePayload struct {
+		UpdateID string        `json:"update_id"`
+		Request  ChangeRequest `json:"request"`
+	}
+	updatePayload struct {
+		UpdateID string `json:"update_id"`
+	}
+)
+
+// errNoChange reports an outbox item for an update whose change has not
+// been created yet (it waits behind the create on the same key).
+var errNoChange = errors.New("update has no change yet")

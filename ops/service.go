@@ -1,0 +1,118 @@
+package ops
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/daytwo/daytwo/ops/policy"
+)
+
+// Config is what the service needs from daytwo's configuration.
+type Config struct {
+	Environments []Environment
+	Freezes      []Freeze
+	Policies     []Policy
+	// CorrelationPrefix marks daytwo's changes: correlation_id is
+	// "<prefix>:<update id>".
+	CorrelationPrefix string
+	// MirrorCIChanges also mirrors others' changes on the CIs daytwo's
+	// environments use.
+	MirrorCIChanges bool
+	// FourEyes refuses approving a change the same user requested.
+	FourEyes bool
+	// Actor is who the audit log names for this process's actions.
+	Actor string
+	// Username is the ServiceNow user daytwo acts as.
+	Username string
+}
+
+// Service is daytwo's use cases: propose, sync, gate, run, approve. The
+// CLI, the console and the daemon all go through it.
+type Service struct {
+	cfg      Config
+	store    Store
+	changes  ChangeSystem
+	clock    func() time.Time
+	log      *slog.Logger
+	policies *policy.Set
+	newID    func() string
+}
+
+// Option customises a Service.
+type Option func(*Service)
+
+// WithClock sets the clock (tests).
+func WithClock(now func() time.Time) Option { return func(s *Service) { s.clock = now } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
+
+// WithIDs sets the update id generator (tests).
+func WithIDs(next func() string) Option { return func(s *Service) { s.newID = next } }
+
+// New builds the service. changes may be nil when no ServiceNow instance is
+// configured: gated environments then cannot be proposed to.
+func New(cfg Config, st Store, changes ChangeSystem, opts ...Option) (*Service, error) {
+	s := &Service{cfg: cfg, store: st, changes: changes, clock: time.Now, log: slog.New(slog.DiscardHandler), newID: newUpdateID}
+	for _, o := range opts {
+		o(s)
+	}
+	rules := make([]policy.Rule, len(cfg.Policies))
+	for i, p := range cfg.Policies {
+		rules[i] = policy.Rule{Name: p.Name, Environments: p.Environments, Expr: p.Expr, Block: p.Action != PolicyWarn, Message: p.Message}
+	}
+	set, err := policy.NewSet(rules)
+	if err != nil {
+		return nil, fmt.Errorf("ops: %w", err)
+	}
+	s.policies = set
+	if s.cfg.CorrelationPrefix == "" {
+		s.cfg.CorrelationPrefix = "daytwo"
+	}
+	return s, nil
+}
+
+func newUpdateID() string {
+	b := make([]byte, 5)
+	_, _ = rand.Read(b)
+	return "u-" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))
+}
+
+// Environment returns the configured environment name.
+func (s *Service) Environment(name string) (Environment, error) {
+	for _, e := range s.cfg.Environments {
+		if e.Name == name {
+			return e, nil
+		}
+	}
+	names := make([]string, len(s.cfg.Environments))
+	for i, e := range s.cfg.Environments {
+		names[i] = e.Name
+	}
+	return Environment{}, fmt.Errorf("no environment named %q (configured: %s): %w", name, strings.Join(names, ", "), ErrNotFound)
+}
+
+// Environments returns the configured environments in configuration order.
+func (s *Service) Environments() []Environment { return s.cfg.Environments }
+
+// correlationID is the idempotency key of an update's change.
+func (s *Service) correlationID(updateID string) string {
+	return s.cfg.CorrelationPrefix + ":" + updateID
+}
+
+// now is the service clock in UTC.
+func (s *Service) now() time.Time { return s.clock().UTC() }
+
+// audit appends an event by this process's actor inside tx.
+func (s *Service) audit(ctx context.Context, tx Tx, ev Event) error {
+	if ev.Actor == "" {
+		ev.Actor = s.cfg.Actor
+	}
+	_, err := tx.AppendEvent(ctx, ev)
+	return err
+}
