@@ -15,8 +15,8 @@ func TestParseFaults(t *testing.T) {
 		want    Faults
 		wantErr string
 	}{
-		"empty":  {spec: "", want: Faults{}},
-		"off":    {spec: "off", want: Faults{}},
+		"empty": {spec: "", want: Faults{}},
+		"off":   {spec: "off", want: Faults{}},
 		"all": {spec: "latency=50ms,429=10%,500=5%,503=1/20,html=2%,drop=2%,create-drop=5%,hibernate,retry-after=3",
 			want: Faults{Latency: 50 * time.Millisecond, RateLimit: Rule{Percent: 10}, ServerError: Rule{Percent: 5},
 				Unavailable: Rule{Every: 20}, HTML: Rule{Percent: 2}, Drop: Rule{Percent: 2}, CreateDrop: Rule{Percent: 5},

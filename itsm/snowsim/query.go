@@ -448,22 +448,95 @@ func (q *query) selectRows(rows []*record, offset, limit int) ([]*record, int) {
 		}
 	}
 	total := len(matched)
-	if len(q.order) > 0 && total > 1 {
-		slices.SortStableFunc(matched, func(a, b *record) int {
-			for _, k := range q.order {
-				if c := k.compare(a, b); c != 0 {
-					return c
-				}
-			}
-			return 0
-		})
-	}
 	if offset >= total {
 		return nil, total
+	}
+	if len(q.order) > 0 && total > 1 {
+		if k := offset + limit; limit >= 0 && k < total/4 {
+			// Only the first k rows in order are needed: select them with a
+			// bounded heap (O(n log k)) instead of sorting every match.
+			matched = q.topK(matched, k)
+		} else {
+			slices.SortStableFunc(matched, q.cmp)
+		}
 	}
 	end := total
 	if limit >= 0 && offset+limit < total {
 		end = offset + limit
 	}
 	return matched[offset:end], total
+}
+
+func (q *query) cmp(a, b *record) int {
+	for _, k := range q.order {
+		if c := k.compare(a, b); c != 0 {
+			return c
+		}
+	}
+	return 0
+}
+
+// topK returns the k first rows of rows in query order, stable (ties keep
+// their original order), using a max-heap of the best k seen so far.
+func (q *query) topK(rows []*record, k int) []*record {
+	type item struct {
+		r   *record
+		pos int
+	}
+	less := func(a, b item) bool { // a sorts after b
+		if c := q.cmp(a.r, b.r); c != 0 {
+			return c > 0
+		}
+		return a.pos > b.pos
+	}
+	h := make([]item, 0, k)
+	down := func(i int) {
+		for {
+			l, big := 2*i+1, i
+			if l < len(h) && less(h[l], h[big]) {
+				big = l
+			}
+			if r := l + 1; r < len(h) && less(h[r], h[big]) {
+				big = r
+			}
+			if big == i {
+				return
+			}
+			h[i], h[big] = h[big], h[i]
+			i = big
+		}
+	}
+	for pos, r := range rows {
+		it := item{r, pos}
+		if len(h) < k {
+			h = append(h, it)
+			for i := len(h) - 1; i > 0; {
+				parent := (i - 1) / 2
+				if !less(h[i], h[parent]) {
+					break
+				}
+				h[i], h[parent] = h[parent], h[i]
+				i = parent
+			}
+			continue
+		}
+		if less(h[0], it) {
+			h[0] = it
+			down(0)
+		}
+	}
+	slices.SortFunc(h, func(a, b item) int {
+		if less(a, b) {
+			return 1
+		}
+		if less(b, a) {
+			return -1
+		}
+		return 0
+	})
+	out := make([]*record, len(h))
+	for i, it := range h {
+		out[i] = it.r
+	}
+	return out
 }

@@ -94,12 +94,12 @@ func TestTableErrors(t *testing.T) {
 		message            string
 		detail             any
 	}{
-		"unknown table":   {"daytwo", "GET", "/api/now/table/u_nope", nil, nil, 400, "Invalid table u_nope", "Table u_nope does not exist"},
-		"limit zero":      {"daytwo", "GET", "/api/now/table/change_request?sysparm_limit=0", nil, nil, 400, "Invalid value given for sysparm_limit", "sysparm_limit value must be a positive integer"},
-		"negative offset": {"daytwo", "GET", "/api/now/table/change_request?sysparm_offset=-1", nil, nil, 400, "Invalid value given for sysparm_offset", "sysparm_offset value must be a non-negative integer"},
-		"missing record":  {"daytwo", "GET", "/api/now/table/change_request/" + strings.Repeat("0", 32), nil, nil, 404, "No Record found", "Record doesn't exist or ACL restricts the record retrieval"},
-		"v1 empty list":   {"daytwo", "GET", "/api/now/v1/table/change_request?sysparm_query=number=NOPE", nil, nil, 404, "No Record found", "Record doesn't exist or ACL restricts the record retrieval"},
-		"read-only write": {"auditor", "PATCH", "/api/now/table/change_request/" + id, map[string]any{"description": "x"}, nil, 403, "Operation Failed", "ACL Exception Update Failed due to security constraints"},
+		"unknown table":    {"daytwo", "GET", "/api/now/table/u_nope", nil, nil, 400, "Invalid table u_nope", "Table u_nope does not exist"},
+		"limit zero":       {"daytwo", "GET", "/api/now/table/change_request?sysparm_limit=0", nil, nil, 400, "Invalid value given for sysparm_limit", "sysparm_limit value must be a positive integer"},
+		"negative offset":  {"daytwo", "GET", "/api/now/table/change_request?sysparm_offset=-1", nil, nil, 400, "Invalid value given for sysparm_offset", "sysparm_offset value must be a non-negative integer"},
+		"missing record":   {"daytwo", "GET", "/api/now/table/change_request/" + strings.Repeat("0", 32), nil, nil, 404, "No Record found", "Record doesn't exist or ACL restricts the record retrieval"},
+		"v1 empty list":    {"daytwo", "GET", "/api/now/v1/table/change_request?sysparm_query=number=NOPE", nil, nil, 404, "No Record found", "Record doesn't exist or ACL restricts the record retrieval"},
+		"read-only write":  {"auditor", "PATCH", "/api/now/table/change_request/" + id, map[string]any{"description": "x"}, nil, 403, "Operation Failed", "ACL Exception Update Failed due to security constraints"},
 		"read-only insert": {"auditor", "POST", "/api/now/table/change_request", map[string]any{"description": "x"}, nil, 403, "Operation Failed", "ACL Exception Insert Failed due to security constraints"},
 		"read-only delete": {"auditor", "DELETE", "/api/now/table/change_request/" + id, nil, nil, 403, "Operation Failed", "ACL Exception Delete Failed due to security constraints"},
 		"missing accept":   {"daytwo", "GET", "/api/now/table/change_request", nil, []string{"Accept", ""}, 400, "Missing Accept header", "The Accept header is required; use application/json"},

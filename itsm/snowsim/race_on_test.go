@@ -1,0 +1,5 @@
+//go:build race
+
+package snowsim
+
+const raceEnabled = true
