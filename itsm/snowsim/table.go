@@ -53,12 +53,6 @@ func baseURL(r *http.Request) string {
 	return scheme + "://" + r.Host
 }
 
-// listParams are the parsed sysparm_* values of a list request.
-type listParams struct {
-	limit, offset int
-	render        renderOpts
-}
-
 func parseLimit(q url.Values, def int) (int, *apiError) {
 	v := q.Get("sysparm_limit")
 	if v == "" {
