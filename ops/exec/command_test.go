@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	osexec "os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -429,6 +430,29 @@ func BenchmarkCommandNoopParallel(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			if err := c.Deploy(context.Background(), req, sink); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkSpawnFloor is the bare os/exec cost of /bin/true, to read
+// BenchmarkCommandNoop against on the same machine and load.
+func BenchmarkSpawnFloor(b *testing.B) {
+	for b.Loop() {
+		if err := osexec.Command("/bin/true").Run(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSpawnFloorParallel is BenchmarkSpawnFloor 50 at a time.
+func BenchmarkSpawnFloorParallel(b *testing.B) {
+	b.SetParallelism(max(1, 50/runtime.GOMAXPROCS(0)))
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := osexec.Command("/bin/true").Run(); err != nil {
 				b.Error(err)
 				return
 			}
