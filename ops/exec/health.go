@@ -230,6 +230,7 @@ func (h *Health) retry(ctx context.Context, c *check, d *TemplateData, sl *stepL
 			err = fmt.Errorf("%w (attempt %d of %d)", err, attempt, c.attempts)
 		}
 		if attempt >= c.attempts || ctx.Err() != nil {
+			sl.emit("daytwo", "health: "+err.Error())
 			return "", err
 		}
 		sl.emit("daytwo", "health: "+err.Error()+"; retrying in "+fmtTimeout(c.interval))
