@@ -382,6 +382,9 @@ func decodeJSON(body []byte) (any, error) {
 	if err := dec.Decode(&doc); err != nil {
 		return nil, err
 	}
+	if rest := bytes.TrimSpace(body[dec.InputOffset():]); len(rest) > 0 {
+		return nil, fmt.Errorf("unexpected %s after the JSON value", snippet(rest))
+	}
 	return doc, nil
 }
 
