@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -262,6 +263,38 @@ func TestDeployTimeoutKillsProcessGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitGone(t, pid)
+}
+
+func TestDeployLeavesBackgroundProcess(t *testing.T) {
+	// A deploy that starts a daemon without redirecting its output: the
+	// step succeeds once the script exits, after a bounded wait for the
+	// output to close, and the daemon keeps running.
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	c := mustCommand(t, ops.DeploySpec{Command: []string{"sh", "-c", `sleep 30 & echo $! > "$1"; echo started`, "sh", pidFile}})
+	var rec recorder
+	start := time.Now()
+	if err := c.Deploy(t.Context(), stepReq(), rec.sink); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > waitDelay+time.Second {
+		t.Errorf("deploy took %s", took)
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if processGone(pid) {
+		t.Error("the background process was killed")
+	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	notes := rec.stream("daytwo")
+	if len(notes) != 2 || !strings.Contains(notes[1], "output stayed open") {
+		t.Errorf("notes %q, want one about the open output", notes)
+	}
 }
 
 func TestDeployCanceled(t *testing.T) {

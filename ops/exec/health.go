@@ -189,9 +189,11 @@ func (h *Health) Bake(ctx context.Context, req ops.StepRequest, d time.Duration,
 }
 
 func (h *Health) check(ctx context.Context, req ops.StepRequest, log ops.LogSink) (string, error) {
-	if req.Version != "" {
-		if err := ops.ValidateVersion(req.Version); err != nil {
-			return "", err
+	for _, v := range []string{req.Version, req.PreviousVersion} {
+		if v != "" {
+			if err := ops.ValidateVersion(v); err != nil {
+				return "", err
+			}
 		}
 	}
 	if len(h.checks) == 0 {
@@ -293,8 +295,14 @@ func (h *Health) http(ctx context.Context, c *check, d *TemplateData) (string, e
 		return "", fmt.Errorf("%s → %d: read body: %w", what, resp.StatusCode, causeOr(ctx, err))
 	}
 	ev := fmt.Sprintf("%s → %d in %s", what, resp.StatusCode, fmtDur(h.o.now().Sub(start)))
+	// Redirects follow the client's policy; the evidence says where the
+	// answer really came from, and says so loudly when it is another host.
 	if final := resp.Request.URL; final.String() != u.String() {
-		ev += " (redirected to " + final.Redacted() + ")"
+		if final.Host != u.Host {
+			ev += " (redirected off-host to " + final.Redacted() + ")"
+		} else {
+			ev += " (redirected to " + final.Redacted() + ")"
+		}
 	}
 	if resp.StatusCode != c.status {
 		return "", fmt.Errorf("%s, want %d", ev, c.status)

@@ -39,6 +39,9 @@ func fleet(t *testing.T) *httptest.Server {
 	mux.HandleFunc("/redirect", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/healthz", http.StatusFound)
 	})
+	mux.HandleFunc("/offhost", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://127.0.0.1:"+strings.Split(r.Host, ":")[1]+"/healthz", http.StatusFound)
+	})
 	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
 		<-r.Context().Done()
 	})
@@ -106,6 +109,10 @@ func TestHealthHTTP(t *testing.T) {
 		"redirect followed and reported": {
 			check:  ops.HTTPCheck{URL: srv.URL + "/redirect"},
 			wantEv: "→ 200 in 0s (redirected to " + srv.URL + "/healthz)",
+		},
+		"redirect off-host reported": {
+			check:  ops.HTTPCheck{URL: strings.Replace(srv.URL, "127.0.0.1", "localhost", 1) + "/offhost"},
+			wantEv: "→ 200 in 0s (redirected off-host to " + srv.URL + "/healthz)",
 		},
 		"password redacted": {
 			check:  ops.HTTPCheck{URL: strings.Replace(srv.URL, "http://", "http://probe:s3cret@", 1) + "/healthz"},
