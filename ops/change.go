@@ -58,7 +58,8 @@ type Change struct {
 	ShortDescription string      `json:"short_description,omitempty"`
 	CmdbCI           string      `json:"cmdb_ci,omitempty"`
 	AssignmentGroup  string      `json:"assignment_group,omitempty"`
-	RequestedBy      string      `json:"requested_by,omitempty"`
+	RequestedBy      string      `json:"requested_by,omitempty"` // display name, else sys_id
+	RequestedByID    string      `json:"requested_by_id,omitempty"`
 	StartDate        time.Time   `json:"start_date,omitzero"`
 	EndDate          time.Time   `json:"end_date,omitzero"`
 	CorrelationID    string      `json:"correlation_id,omitempty"`

@@ -98,4 +98,6 @@ type ChangeSystem interface {
 	DeletedChanges(ctx context.Context, since time.Time) ([]string, error)
 	// Ping checks that the system answers (and credentials work).
 	Ping(ctx context.Context) error
+	// WhoAmI returns the sys_id of the user daytwo acts as.
+	WhoAmI(ctx context.Context) (string, error)
 }

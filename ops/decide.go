@@ -18,8 +18,8 @@ type DecideRequest struct {
 // eyes on, the configured user may not decide a change they requested.
 // Rejections need a comment (ServiceNow requires one).
 func (s *Service) Decide(ctx context.Context, req DecideRequest) (Change, error) {
-	if s.changes == nil {
-		return Change{}, fmt.Errorf("no ServiceNow instance configured")
+	if _, err := s.changeSystem(); err != nil {
+		return Change{}, err
 	}
 	ch, err := s.store.GetChange(ctx, req.Change)
 	if err != nil {
@@ -28,9 +28,15 @@ func (s *Service) Decide(ctx context.Context, req DecideRequest) (Change, error)
 	if !req.Approve && strings.TrimSpace(req.Comment) == "" {
 		return ch, fmt.Errorf("rejecting %s needs a comment (--comment)", ch.Number)
 	}
-	if s.cfg.FourEyes && s.cfg.Username != "" && strings.EqualFold(ch.RequestedBy, s.cfg.Username) {
-		return ch, fmt.Errorf("four eyes: %s was requested by %s, who may not also decide it (servicenow.four_eyes): %w",
-			ch.Number, ch.RequestedBy, ErrBlocked)
+	if s.cfg.FourEyes {
+		me, err := s.changes.WhoAmI(ctx)
+		if err != nil {
+			return ch, fmt.Errorf("four eyes: cannot tell who daytwo acts as, so it cannot check that %s was requested by someone else: %w", ch.Number, err)
+		}
+		if me == ch.RequestedByID || (ch.RequestedByID == "" && strings.EqualFold(ch.RequestedBy, s.cfg.Username)) {
+			return ch, fmt.Errorf("four eyes: %s was requested by %s, who may not also decide it; decide as another user (DAYTWO_SN_USER) or turn off servicenow.four_eyes: %w",
+				ch.Number, orUnknown(ch.RequestedBy), ErrBlocked)
+		}
 	}
 	if ch.State != ChangeAssess && ch.State != ChangeAuthorize {
 		return ch, fmt.Errorf("%s is in state %s: only changes in Assess or Authorize await a decision: %w", ch.Number, ch.State, ErrBlocked)

@@ -63,6 +63,8 @@ func (s *Service) DeliverOutbox(ctx context.Context, onlyKeys ...string) (Delive
 				if ferr := s.failOutbox(ctx, it, err); ferr != nil {
 					return st, ferr
 				}
+			case ctx.Err() != nil:
+				return st, ctx.Err() // the caller gave up; not the item's fault
 			default:
 				st.Retrying++
 				next := s.now().Add(outboxBackoff(it.Attempts))
@@ -116,6 +118,7 @@ func (s *Service) deliver(ctx context.Context, it OutboxItem) error {
 		if err != nil {
 			return err
 		}
+		ctx := context.WithoutCancel(ctx) // ServiceNow acted: record it even if the caller gave up
 		return s.store.Atomic(ctx, func(tx Tx) error {
 			u, err := tx.GetUpdate(ctx, p.UpdateID)
 			if err != nil {
@@ -188,6 +191,7 @@ func (s *Service) deliver(ctx context.Context, it OutboxItem) error {
 		if err != nil {
 			return err
 		}
+		ctx := context.WithoutCancel(ctx) // ServiceNow acted: record it even if the caller gave up
 		return s.store.Atomic(ctx, func(tx Tx) error {
 			if ch.SysID != "" {
 				if _, err := tx.UpsertChanges(ctx, []Change{ch}); err != nil {
@@ -242,6 +246,7 @@ func (s *Service) deliverForChange(ctx context.Context, it OutboxItem, call func
 	if err != nil {
 		return err
 	}
+	ctx = context.WithoutCancel(ctx) // ServiceNow acted: record it even if the caller gave up
 	return s.store.Atomic(ctx, func(tx Tx) error {
 		cur, err := tx.GetUpdate(ctx, id)
 		if err != nil {

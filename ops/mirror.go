@@ -2,7 +2,9 @@ package ops
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sort"
 	"time"
 )
 
@@ -35,8 +37,8 @@ type SyncReport struct {
 func (s *Service) SyncOnce(ctx context.Context) (SyncReport, error) {
 	start := time.Now()
 	var rep SyncReport
-	if s.changes == nil {
-		return rep, fmt.Errorf("sync: no ServiceNow instance configured (servicenow.instance or DAYTWO_SN_INSTANCE)")
+	if _, err := s.changeSystem(); err != nil {
+		return rep, fmt.Errorf("sync: %w", err)
 	}
 	var err error
 	if rep.Outbox, err = s.DeliverOutbox(ctx); err != nil {
@@ -106,6 +108,27 @@ func (s *Service) SyncOnce(ctx context.Context) (SyncReport, error) {
 	})
 	if err != nil {
 		return rep, err
+	}
+	// The change mirror lags by the pager's skew; an approval decided after
+	// our copy of its change means the change has probably moved. Read just
+	// those changes now (no request when nothing was decided).
+	refresh, err := s.changesBehindApprovals(ctx, approvals)
+	if err != nil {
+		return rep, err
+	}
+	for _, id := range refresh {
+		ch, err := s.changes.GetChange(ctx, id)
+		rep.Requests++
+		if err != nil {
+			return rep, fmt.Errorf("sync: refresh change %s: %w", id, err)
+		}
+		if err := s.store.Atomic(ctx, func(tx Tx) error {
+			st, err := tx.UpsertChanges(ctx, []Change{ch})
+			rep.Upserted += st.Written
+			return err
+		}); err != nil {
+			return rep, err
+		}
 	}
 	if rep.Transitions, err = s.reconcile(ctx); err != nil {
 		return rep, err
@@ -187,4 +210,30 @@ func changeOutcome(u Update, ch Change) (UpdateState, string) {
 		}
 	}
 	return "", ""
+}
+
+// changesBehindApprovals returns the sys_ids of mirrored changes that have
+// an approval updated after the mirrored copy of the change.
+func (s *Service) changesBehindApprovals(ctx context.Context, approvals []Approval) ([]string, error) {
+	latest := map[string]time.Time{}
+	for _, a := range approvals {
+		if a.SysUpdatedOn.After(latest[a.ChangeSysID]) {
+			latest[a.ChangeSysID] = a.SysUpdatedOn
+		}
+	}
+	var ids []string
+	for id, t := range latest {
+		ch, err := s.store.GetChange(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if t.After(ch.SysUpdatedOn) && ch.Active {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	return ids, nil
 }

@@ -76,8 +76,10 @@ func (s *Service) Propose(ctx context.Context, req ProposeRequest) (Proposal, er
 		}
 		env.Change.Type = req.ChangeType
 	}
-	if env.RequiresChange && s.changes == nil {
-		return Proposal{}, fmt.Errorf("environment %s is gated by a ServiceNow change, but no instance is configured (servicenow.instance or DAYTWO_SN_INSTANCE)", env.Name)
+	if env.RequiresChange {
+		if _, err := s.changeSystem(); err != nil {
+			return Proposal{}, fmt.Errorf("environment %s is gated by a ServiceNow change: %w", env.Name, err)
+		}
 	}
 	releases, err := s.store.CurrentReleases(ctx)
 	if err != nil {

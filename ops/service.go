@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base32"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -41,6 +42,9 @@ type Service struct {
 	log      *slog.Logger
 	policies *policy.Set
 	newID    func() string
+	// changesErr says why changes is nil (e.g. the ServiceNow settings are
+	// incomplete), for commands that need it.
+	changesErr error
 }
 
 // Option customises a Service.
@@ -51,6 +55,11 @@ func WithClock(now func() time.Time) Option { return func(s *Service) { s.clock 
 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
+
+// WithChangeSystemError records why there is no change system (the
+// ServiceNow settings did not validate): work that does not need ServiceNow
+// goes on, work that does reports this error.
+func WithChangeSystemError(err error) Option { return func(s *Service) { s.changesErr = err } }
 
 // WithIDs sets the update id generator (tests).
 func WithIDs(next func() string) Option { return func(s *Service) { s.newID = next } }
@@ -81,6 +90,18 @@ func newUpdateID() string {
 	b := make([]byte, 5)
 	_, _ = rand.Read(b)
 	return "u-" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))
+}
+
+// changeSystem returns the change system, or why there is none.
+func (s *Service) changeSystem() (ChangeSystem, error) {
+	switch {
+	case s.changes != nil:
+		return s.changes, nil
+	case s.changesErr != nil:
+		return nil, s.changesErr
+	default:
+		return nil, errors.New("no ServiceNow instance configured (servicenow.instance or DAYTWO_SN_INSTANCE)")
+	}
 }
 
 // Environment returns the configured environment name.

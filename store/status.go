@@ -3,6 +3,9 @@ package store
 import (
 	"context"
 	"fmt"
+	"strconv"
+
+	"github.com/daytwo/daytwo/ops"
 )
 
 // Status summarises the store for `daytwo status` and the console.
@@ -39,8 +42,7 @@ func (db *DB) Status(ctx context.Context) (Status, error) {
 		}
 	}
 	if err := db.collect(ctx, `SELECT state, COUNT(*) FROM updates GROUP BY state`, func(k string, v string) {
-		var n int
-		fmt.Sscan(v, &n)
+		n, _ := strconv.Atoi(v)
 		st.Updates[k] = n
 	}); err != nil {
 		return st, err
@@ -64,4 +66,30 @@ func (db *DB) collect(ctx context.Context, q string, fn func(k, v string)) error
 		fn(k, v)
 	}
 	return rows.Err()
+}
+
+// ChangeCounts counts active mirrored changes by state label, and outbox
+// items by state, for metrics.
+func (db *DB) ChangeCounts(ctx context.Context) (changes map[string]int, outbox map[string]int, err error) {
+	changes, outbox = map[string]int{}, map[string]int{}
+	rows, err := db.sql.QueryContext(ctx, `SELECT state, COUNT(*) FROM changes WHERE active = 1 GROUP BY state`)
+	if err != nil {
+		return nil, nil, fmt.Errorf("store: change counts: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var state, n int
+		if err := rows.Scan(&state, &n); err != nil {
+			return nil, nil, err
+		}
+		changes[ops.ChangeState(state).String()] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, err
+	}
+	err = db.collect(ctx, `SELECT state, COUNT(*) FROM outbox WHERE state <> 'delivered' GROUP BY state`, func(k, v string) {
+		n, _ := strconv.Atoi(v)
+		outbox[k] = n
+	})
+	return changes, outbox, err
 }

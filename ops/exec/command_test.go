@@ -297,6 +297,17 @@ func TestDeployLeavesBackgroundProcess(t *testing.T) {
 	}
 }
 
+func TestWithDir(t *testing.T) {
+	c, err := NewCommand("staging", ops.DeploySpec{Command: []string{"./fail.sh"}}, WithDir("testdata"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var xe *ExitError
+	if err := c.Deploy(t.Context(), stepReq(), nil); !errors.As(err, &xe) || xe.Code != 3 {
+		t.Fatalf("err = %v, want testdata/fail.sh to run and exit 3", err)
+	}
+}
+
 func TestDeployCanceled(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	c := mustCommand(t, ops.DeploySpec{Command: []string{"sleep", "30"}})

@@ -167,8 +167,9 @@ func (h *Health) Check(ctx context.Context, req ops.StepRequest, log ops.LogSink
 
 // Bake keeps checking: it runs Check every interval (the shortest interval
 // among the checks) until d has passed, a last time at the end, and fails
-// on the first failure. The evidence counts the rounds and repeats the
-// last round's.
+// on the first failed round (each check in a round keeps its retries, so a
+// single dropped request does not fail a bake). The evidence counts the
+// rounds and repeats the last round's.
 func (h *Health) Bake(ctx context.Context, req ops.StepRequest, d time.Duration, log ops.LogSink) (string, error) {
 	start := h.o.now()
 	deadline := start.Add(d)

@@ -59,6 +59,7 @@ CREATE TABLE changes (
     cmdb_ci           TEXT NOT NULL DEFAULT '',
     assignment_group  TEXT NOT NULL DEFAULT '',
     requested_by      TEXT NOT NULL DEFAULT '',
+    requested_by_id   TEXT NOT NULL DEFAULT '',
     start_date        TEXT NOT NULL DEFAULT '',
     end_date          TEXT NOT NULL DEFAULT '',
     correlation_id    TEXT NOT NULL DEFAULT '',

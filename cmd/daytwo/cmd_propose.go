@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/daytwo/daytwo/ops"
+	"github.com/daytwo/daytwo/ops/policy"
+)
+
+// proposeResult is `propose -o json`.
+type proposeResult struct {
+	ID          string           `json:"id"`
+	Environment string           `json:"environment"`
+	Version     string           `json:"version"`
+	FromVersion string           `json:"from_version"`
+	State       ops.UpdateState  `json:"state"`
+	Change      string           `json:"change"`
+	ChangeState string           `json:"change_state,omitempty"`
+	PlanDigest  string           `json:"plan_digest"`
+	Blocked     bool             `json:"blocked"`
+	Reason      string           `json:"reason,omitempty"`
+	Verdicts    []policy.Verdict `json:"verdicts"`
+	Queued      int              `json:"queued"`
+	DryRun      bool             `json:"dry_run"`
+	Plan        ops.Plan         `json:"plan"`
+}
+
+func (a *app) proposeCommand() *cobra.Command {
+	var (
+		out        string
+		sets       []string
+		changeType string
+		start, end string
+		dryRun     bool
+		wait       time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "propose ENV VERSION",
+		Short: "Propose an update: plan it, check policies, and raise its change if the environment is gated",
+		Long: `Plan moving ENV to VERSION (with --set overrides of its config map), evaluate
+the CEL policies, and record the update. For a gated environment the change
+request is queued in the outbox and delivered at once when ServiceNow answers;
+when it does not, it waits and nothing is lost ('daytwo outbox list').
+
+Exit 3 when a blocking policy fails (nothing is raised).`,
+		Args: exactArgs("ENV", "VERSION"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			if err := ops.ValidateVersion(args[1]); err != nil {
+				return usageError{err}
+			}
+			req := ops.ProposeRequest{Environment: args[0], Version: args[1], ChangeType: changeType, DryRun: dryRun, Set: map[string]string{}}
+			for _, s := range sets {
+				k, v, ok := strings.Cut(s, "=")
+				if !ok || k == "" {
+					return usagef("--set %q: want key=value", s)
+				}
+				req.Set[k] = v
+			}
+			var err error
+			if req.Start, err = parseWhen("--start", start); err != nil {
+				return err
+			}
+			if req.End, err = parseWhen("--end", end); err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			if !dryRun {
+				if err := a.refuseReadOnly(); err != nil {
+					return err
+				}
+			}
+			svc, db, err := a.service(ctx)
+			if err != nil {
+				return err
+			}
+			if _, err := svc.Environment(req.Environment); err != nil {
+				return usageError{err}
+			}
+			p, perr := svc.Propose(ctx, req)
+			if perr != nil && !errors.Is(perr, ops.ErrBlocked) {
+				return perr
+			}
+			res := proposeResult{ID: p.Update.ID, Environment: p.Update.Environment, Version: p.Update.Version,
+				FromVersion: p.Update.FromVersion, State: p.Update.State, PlanDigest: p.Update.PlanDigest, Blocked: p.Blocked,
+				Reason: p.Update.Reason, Verdicts: append([]policy.Verdict{}, p.Verdicts...), Queued: len(p.Queued), DryRun: dryRun, Plan: p.Plan}
+			if !dryRun && len(p.Queued) > 0 && wait > 0 {
+				dctx, cancel := context.WithTimeout(ctx, wait)
+				_, derr := svc.DeliverOutbox(dctx, p.Update.ID)
+				cancel()
+				if derr != nil && !errors.Is(derr, context.DeadlineExceeded) {
+					a.log().Warn("delivering the change request failed; it stays queued", "update", p.Update.ID, "err", derr)
+				}
+				if u, err := db.GetUpdate(ctx, p.Update.ID); err == nil {
+					res.State, res.Change = u.State, u.ChangeNumber
+					if ch, err := db.GetChange(ctx, u.ChangeSysID); err == nil && u.ChangeSysID != "" {
+						res.ChangeState = ch.State.String()
+					}
+				}
+				pending, _ := db.ListOutbox(ctx, ops.OutboxFilter{Key: p.Update.ID})
+				res.Queued = len(pending)
+			}
+			if out == outJSON {
+				if err := a.printJSON(res); err != nil {
+					return err
+				}
+				if perr != nil {
+					return silentError{exitBlocked}
+				}
+				return nil
+			}
+			a.printProposal(res, p.Plan)
+			return perr
+		},
+	}
+	addOutputFlag(cmd, &out)
+	f := cmd.Flags()
+	f.StringArrayVar(&sets, "set", nil, "override a config key: --set key=value (repeatable)")
+	f.StringVar(&changeType, "type", "", "change type: normal, standard or emergency (default: the environment's)")
+	f.StringVar(&start, "start", "", "planned window start (RFC 3339, e.g. 2026-11-27T22:00:00Z; default now)")
+	f.StringVar(&end, "end", "", "planned window end (RFC 3339; default start + the environment's change.window)")
+	f.BoolVar(&dryRun, "dry-run", false, "print the plan, config diff and policy verdicts without saving anything")
+	f.DurationVar(&wait, "wait", 30*time.Second, "how long to try delivering the change request now (0: leave it to the daemon)")
+	return cmd
+}
+
+func parseWhen(flag, s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, usagef("%s %q: want RFC 3339, e.g. 2026-11-27T22:00:00Z", flag, s)
+	}
+	return t.UTC(), nil
+}
+
+func (a *app) printProposal(r proposeResult, plan ops.Plan) {
+	w := a.stdout
+	if r.DryRun {
+		fmt.Fprintln(w, "Dry run: nothing was saved or raised.")
+		fmt.Fprintln(w)
+		fmt.Fprint(w, plan.Text())
+	} else {
+		from := r.FromVersion
+		if from == "" {
+			from = "(nothing deployed)"
+		}
+		fmt.Fprintf(w, "Update %s: %s %s → %s\n", r.ID, r.Environment, from, r.Version)
+		fmt.Fprintf(w, "State:       %s\n", r.State)
+		switch {
+		case r.Change != "":
+			fmt.Fprintf(w, "Change:      %s (%s)\n", r.Change, orDash(r.ChangeState))
+		case r.Queued > 0:
+			fmt.Fprintf(w, "Change:      queued (%d write(s) wait for ServiceNow; see `daytwo outbox list`)\n", r.Queued)
+		case plan.Gated:
+			fmt.Fprintln(w, "Change:      not raised")
+		default:
+			fmt.Fprintln(w, "Change:      none needed (environment is not gated)")
+		}
+		fmt.Fprintf(w, "Plan digest: sha256:%s\n", r.PlanDigest)
+	}
+	if len(r.Verdicts) > 0 {
+		fmt.Fprintln(w, "Policies:")
+		for _, v := range r.Verdicts {
+			mark := "ok  "
+			switch {
+			case v.Blocking():
+				mark = "BLOCK"
+			case !v.Passed:
+				mark = "warn"
+			}
+			line := fmt.Sprintf("  %-5s %s (%s)", mark, v.Policy, v.Action)
+			if !v.Passed {
+				line += ": " + verdictMessage(v)
+			}
+			fmt.Fprintln(w, line)
+		}
+	}
+	if r.Blocked {
+		fmt.Fprintf(w, "Blocked: %s\n", r.Reason)
+	}
+}
+
+func verdictMessage(v policy.Verdict) string {
+	if v.Error != "" {
+		return "cannot be evaluated: " + v.Error
+	}
+	return orDash(v.Message)
+}

@@ -1,0 +1,260 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+
+	"github.com/daytwo/daytwo/itsm"
+	"github.com/daytwo/daytwo/ops"
+	"github.com/daytwo/daytwo/store"
+)
+
+func (a *app) syncCommand() *cobra.Command {
+	var (
+		once, watch bool
+		interval    time.Duration
+		listen      string
+		out         string
+	)
+	cmd := &cobra.Command{
+		Use:   "sync (--once | --watch)",
+		Short: "Mirror ServiceNow and deliver the outbox: one cycle, or continuously as a daemon",
+		Long: `--once runs one cycle and prints what it did: outbox writes delivered, change
+requests fetched and stored, approvals, deletions, and updates that moved.
+
+--watch is the headless daemon: a cycle every --interval (sync.interval), with
+/metrics (Prometheus), /healthz and /readyz on --listen (sync.listen), JSON logs
+on stderr, and a graceful stop on SIGTERM or Ctrl-C.`,
+		Args: exactArgs(),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			if once == watch {
+				return usagef("sync: give exactly one of --once or --watch")
+			}
+			if watch && a.logLevel == "" {
+				a.logLevel = "info"
+			}
+			cfg, err := a.config()
+			if err != nil {
+				return err
+			}
+			if cfg.ServiceNow.Instance == "" {
+				return usagef("sync: no ServiceNow instance configured (servicenow.instance, DAYTWO_SN_INSTANCE or --instance)")
+			}
+			m := newSyncMetrics()
+			svc, db, err := a.service(cmd.Context(), itsm.WithRequestHook(m.observeRequest))
+			if err != nil {
+				return err
+			}
+			if once {
+				rep, err := svc.SyncOnce(cmd.Context())
+				if err != nil {
+					return err
+				}
+				if out == outJSON {
+					return a.printJSON(syncSummary(rep))
+				}
+				fmt.Fprintf(a.stdout, "sync: fetched %d, upserted %d (%d unchanged), deleted %d, approvals %d, updates moved %d; outbox delivered %d, retrying %d, refused %d; %d requests in %s\n",
+					rep.Fetched, rep.Upserted, rep.Unchanged, rep.Deleted, rep.Approvals, rep.Transitions,
+					rep.Outbox.Delivered, rep.Outbox.Retrying, rep.Outbox.Failed, rep.Requests, rep.Duration.Round(time.Millisecond))
+				return nil
+			}
+			if cmd.Flags().Changed("interval") {
+				cfg.Sync.Interval = interval
+			}
+			if cmd.Flags().Changed("listen") {
+				cfg.Sync.Listen = listen
+			}
+			if cfg.Sync.Interval < time.Second {
+				return usagef("--interval %s: at least 1s", cfg.Sync.Interval)
+			}
+			return a.daemon(cmd.Context(), svc, db, m, cfg.Sync.Interval, cfg.Sync.Listen)
+		},
+	}
+	addOutputFlag(cmd, &out)
+	f := cmd.Flags()
+	f.BoolVar(&once, "once", false, "run one cycle and exit")
+	f.BoolVar(&watch, "watch", false, "run continuously (the daemon)")
+	f.DurationVar(&interval, "interval", 0, "cycle interval (default sync.interval)")
+	f.StringVar(&listen, "listen", "", "address for /metrics, /healthz, /readyz (default sync.listen; empty config value disables)")
+	return cmd
+}
+
+type syncSummaryJSON struct {
+	Fetched     int               `json:"fetched"`
+	Upserted    int               `json:"upserted"`
+	Unchanged   int               `json:"unchanged"`
+	Deleted     int               `json:"deleted"`
+	Approvals   int               `json:"approvals"`
+	Transitions int               `json:"updates_moved"`
+	Outbox      ops.DeliveryStats `json:"outbox"`
+	Requests    int               `json:"requests"`
+	DurationMS  int64             `json:"duration_ms"`
+}
+
+func syncSummary(r ops.SyncReport) syncSummaryJSON {
+	return syncSummaryJSON{Fetched: r.Fetched, Upserted: r.Upserted, Unchanged: r.Unchanged, Deleted: r.Deleted,
+		Approvals: r.Approvals, Transitions: r.Transitions, Outbox: r.Outbox, Requests: r.Requests, DurationMS: r.Duration.Milliseconds()}
+}
+
+// syncMetrics are the daemon's Prometheus metrics, on a registry of its own.
+type syncMetrics struct {
+	reg       *prometheus.Registry
+	cycles    *prometheus.CounterVec
+	duration  prometheus.Histogram
+	apiCalls  *prometheus.CounterVec
+	outbox    *prometheus.GaugeVec
+	changes   *prometheus.GaugeVec
+	snUp      prometheus.Gauge
+	lastOK    atomic.Int64 // unix seconds of the last successful cycle
+	lastCycle atomic.Int64 // unix seconds of the last cycle start
+	lastErr   atomic.Pointer[string]
+}
+
+func newSyncMetrics() *syncMetrics {
+	m := &syncMetrics{
+		reg: prometheus.NewRegistry(),
+		cycles: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "daytwo_sync_cycles_total",
+			Help: "Sync cycles by result (ok or error)."}, []string{"result"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "daytwo_sync_cycle_duration_seconds",
+			Help: "Duration of sync cycles.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}),
+		apiCalls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "daytwo_servicenow_requests_total",
+			Help: "HTTP requests to ServiceNow by method and status (0: no answer)."}, []string{"method", "status"}),
+		outbox: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "daytwo_outbox_items",
+			Help: "Outbox items not yet delivered, by state (pending, failed)."}, []string{"state"}),
+		changes: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "daytwo_changes",
+			Help: "Active mirrored change requests by state."}, []string{"state"}),
+		snUp: prometheus.NewGauge(prometheus.GaugeOpts{Name: "daytwo_servicenow_up",
+			Help: "1 when the last sync cycle reached ServiceNow."}),
+	}
+	m.reg.MustRegister(m.cycles, m.duration, m.apiCalls, m.outbox, m.changes, m.snUp,
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	for _, s := range []string{"pending", "failed"} {
+		m.outbox.WithLabelValues(s)
+	}
+	return m
+}
+
+func (m *syncMetrics) observeRequest(r itsm.RequestInfo) {
+	m.apiCalls.WithLabelValues(r.Method, strconv.Itoa(r.Status)).Inc()
+}
+
+func (m *syncMetrics) refreshGauges(ctx context.Context, db *store.DB) {
+	changes, outbox, err := db.ChangeCounts(ctx)
+	if err != nil {
+		return
+	}
+	m.changes.Reset()
+	for k, v := range changes {
+		m.changes.WithLabelValues(k).Set(float64(v))
+	}
+	for _, s := range []string{"pending", "failed"} {
+		m.outbox.WithLabelValues(s).Set(float64(outbox[s]))
+	}
+}
+
+// daemon runs sync cycles until ctx is canceled.
+func (a *app) daemon(ctx context.Context, svc *ops.Service, db *store.DB, m *syncMetrics, interval time.Duration, listen string) error {
+	log := a.log()
+	var srv *http.Server
+	if listen != "" {
+		ln, err := net.Listen("tcp", listen)
+		if err != nil {
+			return fmt.Errorf("sync: listen on %s (sync.listen): %w", listen, err)
+		}
+		srv = &http.Server{Handler: a.daemonMux(db, m, interval), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics server stopped", "err", err)
+			}
+		}()
+		log.Info("daemon listening", "addr", ln.Addr().String(), "paths", "/metrics /healthz /readyz")
+	}
+	log.Info("daemon started", "interval", interval.String(), "instance", a.cfg.ServiceNow.Instance, "db", db.Path())
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		m.lastCycle.Store(time.Now().Unix())
+		start := time.Now()
+		rep, err := svc.SyncOnce(ctx)
+		m.duration.Observe(time.Since(start).Seconds())
+		m.refreshGauges(context.WithoutCancel(ctx), db)
+		switch {
+		case ctx.Err() != nil:
+		case err != nil:
+			m.cycles.WithLabelValues("error").Inc()
+			m.snUp.Set(0)
+			msg := err.Error()
+			m.lastErr.Store(&msg)
+			log.Warn("sync cycle failed; the mirror keeps serving and writes stay queued", "err", err)
+		default:
+			m.cycles.WithLabelValues("ok").Inc()
+			m.snUp.Set(1)
+			m.lastOK.Store(time.Now().Unix())
+			m.lastErr.Store(nil)
+			lvl := slog.LevelDebug
+			if rep.Fetched > 0 || rep.Transitions > 0 || rep.Outbox != (ops.DeliveryStats{}) {
+				lvl = slog.LevelInfo
+			}
+			log.Log(ctx, lvl, "sync cycle", "fetched", rep.Fetched, "upserted", rep.Upserted, "deleted", rep.Deleted,
+				"approvals", rep.Approvals, "updates_moved", rep.Transitions, "outbox_delivered", rep.Outbox.Delivered,
+				"outbox_retrying", rep.Outbox.Retrying, "outbox_refused", rep.Outbox.Failed, "requests", rep.Requests,
+				"duration_ms", rep.Duration.Milliseconds())
+		}
+		select {
+		case <-ctx.Done():
+			log.Info("daemon stopping")
+			if srv != nil {
+				sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				defer cancel()
+				_ = srv.Shutdown(sctx)
+			}
+			return nil
+		case <-ticker.C:
+		}
+	}
+}
+
+func (a *app) daemonMux(db *store.DB, m *syncMetrics, interval time.Duration) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		// Alive: the loop started a cycle recently.
+		if last := m.lastCycle.Load(); last > 0 && time.Since(time.Unix(last, 0)) > 3*interval+time.Minute {
+			http.Error(w, "sync loop stuck", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := db.Ping(ctx); err != nil {
+			http.Error(w, "store: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		if m.lastOK.Load() == 0 || m.lastErr.Load() != nil {
+			msg := "servicenow: no successful sync yet"
+			if e := m.lastErr.Load(); e != nil {
+				msg = "servicenow: " + *e
+			}
+			http.Error(w, msg, http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	return mux
+}

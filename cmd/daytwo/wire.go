@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/daytwo/daytwo/itsm"
+	"github.com/daytwo/daytwo/ops"
+	"github.com/daytwo/daytwo/store"
+)
+
+// itsmClient builds the ServiceNow client from the configuration, or nil
+// when no instance is configured.
+func (a *app) itsmClient(opts ...itsm.Option) (*itsm.Client, error) {
+	cfg, err := a.config()
+	if err != nil {
+		return nil, err
+	}
+	sn := cfg.ServiceNow
+	if sn.Instance == "" {
+		return nil, nil
+	}
+	c, err := itsm.New(itsm.Config{
+		Instance: sn.Instance,
+		Auth: itsm.AuthConfig{
+			Method: sn.Auth.Method, Username: sn.Auth.Username, Password: cfg.Secrets.Password,
+			Grant: sn.Auth.Grant, ClientID: sn.Auth.ClientID, ClientSecret: cfg.Secrets.ClientSecret,
+		},
+		CAFile: sn.CAFile, Timeout: sn.Timeout, PageSize: sn.PageSize, UserAgent: "daytwo/" + version,
+	}, append([]itsm.Option{itsm.WithLogger(a.log())}, opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("servicenow: %w", err)
+	}
+	return c, nil
+}
+
+// service wires the use cases: configuration, store and (if an instance is
+// configured) ServiceNow.
+func (a *app) service(ctx context.Context, opts ...itsm.Option) (*ops.Service, *store.DB, error) {
+	cfg, err := a.config()
+	if err != nil {
+		return nil, nil, err
+	}
+	db, err := a.store(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	// Incomplete ServiceNow settings stop only the work that needs
+	// ServiceNow (an ungated environment can still be proposed to).
+	var (
+		changes ops.ChangeSystem
+		svcOpts = []ops.Option{ops.WithLogger(a.log()), ops.WithClock(a.clock)}
+	)
+	client, err := a.itsmClient(opts...)
+	switch {
+	case err != nil:
+		svcOpts = append(svcOpts, ops.WithChangeSystemError(usageError{err}))
+	case client != nil:
+		changes = itsm.NewBridge(client)
+	}
+	svc, err := ops.New(ops.Config{
+		Environments: cfg.Environments, Freezes: cfg.Freezes, Policies: cfg.Policies,
+		CorrelationPrefix: cfg.ServiceNow.CorrelationPrefix, MirrorCIChanges: cfg.ServiceNow.MirrorCIChanges,
+		FourEyes: cfg.ServiceNow.FourEyes, Actor: a.actor(), Username: cfg.ServiceNow.Auth.Username,
+	}, db, changes, svcOpts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	return svc, db, nil
+}

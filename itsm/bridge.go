@@ -1,0 +1,253 @@
+package itsm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/daytwo/daytwo/ops"
+)
+
+// Bridge adapts a Client to the ChangeSystem that ops declares: it maps
+// ServiceNow records onto ops types and ServiceNow errors onto ops's
+// retry-or-not classes.
+type Bridge struct {
+	c *Client
+}
+
+var _ ops.ChangeSystem = (*Bridge)(nil)
+
+// NewBridge wraps c.
+func NewBridge(c *Client) *Bridge { return &Bridge{c: c} }
+
+// Client returns the wrapped client.
+func (b *Bridge) Client() *Client { return b.c }
+
+// opsErr classifies err for ops: refused writes are permanent, everything
+// else (unreachable, rate limited, 5xx, unknown outcome, auth) is retried.
+func opsErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	switch {
+	case errors.Is(err, ErrBusinessRule), errors.Is(err, ErrForbidden), errors.Is(err, ErrBadRequest), errors.Is(err, ErrNotFound):
+		return fmt.Errorf("%w: %w", ops.ErrRefused, err)
+	default:
+		return fmt.Errorf("%w: %w", ops.ErrUnavailable, err)
+	}
+}
+
+func toOpsChange(ch *Change) ops.Change {
+	if ch == nil {
+		return ops.Change{}
+	}
+	out := ops.Change{
+		SysID: ch.SysID, Number: ch.Number, Type: ch.Type, State: ops.ChangeState(ch.State), Approval: ch.Approval,
+		Risk: riskLabel(ch.Risk), ShortDescription: ch.ShortDescription, CmdbCI: firstNonEmpty(ch.CmdbCIName, ch.CmdbCI),
+		AssignmentGroup: firstNonEmpty(ch.AssignmentGroupName, ch.AssignmentGroup),
+		RequestedBy:     firstNonEmpty(ch.RequestedByName, ch.RequestedBy), RequestedByID: ch.RequestedBy,
+		StartDate:       ch.StartDate, EndDate: ch.EndDate, CorrelationID: ch.CorrelationID, Active: ch.Active,
+		CloseCode: ch.CloseCode, SysUpdatedOn: ch.SysUpdatedOn, SysModCount: ch.SysModCount, Raw: ch.Raw,
+	}
+	return out
+}
+
+func riskLabel(r int) string {
+	switch r {
+	case 1:
+		return "very high"
+	case 2:
+		return "high"
+	case 3:
+		return "moderate"
+	case 4:
+		return "low"
+	}
+	return ""
+}
+
+func firstNonEmpty(vals ...string) string {
+	for _, v := range vals {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// CreateChange implements ops.ChangeSystem.
+func (b *Bridge) CreateChange(ctx context.Context, req ops.ChangeRequest) (ops.Change, error) {
+	ch, _, err := b.c.CreateChangeIdempotent(ctx, ChangeInput{
+		Type: req.Type, Template: req.Template, ShortDescription: req.ShortDescription, Description: req.Description,
+		AssignmentGroup: req.AssignmentGroup, CmdbCI: req.CmdbCI, Risk: req.Risk, Impact: req.Impact,
+		StartDate: req.Start, EndDate: req.End, CorrelationID: req.CorrelationID,
+	})
+	return toOpsChange(ch), opsErr(err)
+}
+
+// RequestApproval implements ops.ChangeSystem.
+func (b *Bridge) RequestApproval(ctx context.Context, sysID string) (ops.Change, error) {
+	ch, err := b.c.RequestApproval(ctx, sysID)
+	return toOpsChange(ch), opsErr(err)
+}
+
+// MoveChange implements ops.ChangeSystem.
+func (b *Bridge) MoveChange(ctx context.Context, sysID string, to ops.ChangeState) (ops.Change, error) {
+	ch, err := b.c.MoveState(ctx, sysID, ChangeState(to))
+	return toOpsChange(ch), opsErr(err)
+}
+
+// AddWorkNote implements ops.ChangeSystem.
+func (b *Bridge) AddWorkNote(ctx context.Context, sysID, note string) error {
+	return opsErr(b.c.AddWorkNote(ctx, sysID, note))
+}
+
+// AttachFile implements ops.ChangeSystem.
+func (b *Bridge) AttachFile(ctx context.Context, sysID, name, contentType string, data []byte) error {
+	_, err := b.c.AttachFile(ctx, TableChangeRequest, sysID, name, contentType, data)
+	return opsErr(err)
+}
+
+// CloseChange implements ops.ChangeSystem.
+func (b *Bridge) CloseChange(ctx context.Context, sysID, code, notes string) (ops.Change, error) {
+	ch, err := b.c.CloseChange(ctx, sysID, code, notes)
+	return toOpsChange(ch), opsErr(err)
+}
+
+// DecideChange implements ops.ChangeSystem.
+func (b *Bridge) DecideChange(ctx context.Context, sysID string, approve bool, comment string) (ops.Change, error) {
+	var (
+		ch  *Change
+		err error
+	)
+	if approve {
+		ch, err = b.c.Approve(ctx, sysID, comment)
+	} else {
+		ch, err = b.c.Reject(ctx, sysID, comment)
+	}
+	return toOpsChange(ch), opsErr(err)
+}
+
+// CreateIncident implements ops.ChangeSystem.
+func (b *Bridge) CreateIncident(ctx context.Context, req ops.IncidentRequest) (ops.Incident, error) {
+	inc, _, err := b.c.CreateIncidentIdempotent(ctx, IncidentInput{
+		ShortDescription: req.ShortDescription, Description: req.Description, CmdbCI: req.CmdbCI,
+		AssignmentGroup: req.AssignmentGroup, Impact: req.Impact, Urgency: req.Urgency, CausedBy: req.CausedBy,
+		CorrelationID: req.CorrelationID,
+	})
+	if err != nil {
+		return ops.Incident{}, opsErr(err)
+	}
+	return ops.Incident{SysID: inc.SysID, Number: inc.Number, ChangeSysID: inc.CausedBy, State: strconv.Itoa(inc.State),
+		ShortDescription: inc.ShortDescription, SysUpdatedOn: inc.SysUpdatedOn, Raw: inc.Raw}, nil
+}
+
+// GetChange implements ops.ChangeSystem.
+func (b *Bridge) GetChange(ctx context.Context, sysID string) (ops.Change, error) {
+	ch, err := b.c.GetChange(ctx, sysID)
+	return toOpsChange(ch), opsErr(err)
+}
+
+// MirrorChanges implements ops.ChangeSystem: one keyset run over
+// change_request selecting daytwo's changes (correlation prefix) and, if
+// given, every change on the CIs.
+func (b *Bridge) MirrorChanges(ctx context.Context, req ops.MirrorRequest, fn func(page []ops.Change, cursor ops.Watermark) error) (ops.MirrorStats, error) {
+	q := "correlation_idSTARTSWITH" + req.CorrelationPrefix
+	if len(req.CIs) > 0 {
+		cis, err := b.ciSysIDs(ctx, req.CIs)
+		if err != nil {
+			return ops.MirrorStats{}, opsErr(err)
+		}
+		if len(cis) > 0 {
+			// ^OR binds to the condition before it: (prefix OR ci IN ...) AND the keyset terms.
+			q += "^ORcmdb_ciIN" + strings.Join(cis, ",")
+		}
+	}
+	st, err := b.c.SyncChanges(ctx, SyncRequest{
+		Since: Watermark(req.Since), Query: q, Fields: ChangeFields(), PageSize: req.PageSize,
+	}, func(page []Change, cursor Watermark) error {
+		out := make([]ops.Change, len(page))
+		for i := range page {
+			out[i] = toOpsChange(&page[i])
+		}
+		return fn(out, ops.Watermark(cursor))
+	})
+	return ops.MirrorStats{Requests: st.Requests, Rows: st.Rows, Cursor: ops.Watermark(st.Cursor)}, opsErr(err)
+}
+
+func (b *Bridge) ciSysIDs(ctx context.Context, names []string) ([]string, error) {
+	var ids []string
+	for _, n := range names {
+		ci, err := b.c.LookupCI(ctx, n)
+		if err != nil {
+			return nil, fmt.Errorf("look up CI %q: %w", n, err)
+		}
+		ids = append(ids, ci.SysID)
+	}
+	return ids, nil
+}
+
+// OpenApprovals implements ops.ChangeSystem.
+func (b *Bridge) OpenApprovals(ctx context.Context, prefix string) ([]ops.Approval, error) {
+	as, err := b.c.ListOpenApprovals(ctx, prefix)
+	if err != nil {
+		return nil, opsErr(err)
+	}
+	out := make([]ops.Approval, len(as))
+	for i, a := range as {
+		out[i] = ops.Approval{SysID: a.SysID, ChangeSysID: a.ChangeSysID, Approver: firstNonEmpty(a.ApproverUserName, a.Approver),
+			ApproverName: a.ApproverName, State: a.State, Comments: a.Comments, SysUpdatedOn: a.SysUpdatedOn, SysModCount: a.SysModCount}
+	}
+	return out, nil
+}
+
+// DeletedChanges implements ops.ChangeSystem.
+func (b *Bridge) DeletedChanges(ctx context.Context, since time.Time) ([]string, error) {
+	ds, err := b.c.ListDeletes(ctx, TableChangeRequest, since)
+	if err != nil {
+		return nil, opsErr(err)
+	}
+	ids := make([]string, len(ds))
+	for i, d := range ds {
+		ids[i] = d.DocumentKey
+	}
+	return ids, nil
+}
+
+// Ping implements ops.ChangeSystem.
+func (b *Bridge) Ping(ctx context.Context) error {
+	return opsErr(b.c.Ping(ctx))
+}
+
+// Ping checks that the instance answers JSON and accepts our credentials,
+// with the cheapest authenticated read there is: one sys_user row, one
+// field.
+func (c *Client) Ping(ctx context.Context) error {
+	q := url.Values{}
+	q.Set("sysparm_limit", "1")
+	q.Set("sysparm_fields", "sys_id")
+	q.Set("sysparm_suppress_pagination_header", "true")
+	q.Set("sysparm_no_count", "true")
+	_, _, _, err := c.listPage(ctx, "sys_user", q)
+	if err != nil {
+		return fmt.Errorf("itsm: ping %s: %w", c.Instance(), err)
+	}
+	return nil
+}
+
+// WhoAmI implements ops.ChangeSystem: the sys_id of the configured user.
+func (b *Bridge) WhoAmI(ctx context.Context) (string, error) {
+	name := b.c.cfg.Auth.Username
+	if name == "" {
+		return "", fmt.Errorf("%w: no servicenow.auth.username configured (with client_credentials, name the OAuth application user)", ops.ErrNotFound)
+	}
+	u, err := b.c.LookupUser(ctx, name)
+	if err != nil {
+		return "", opsErr(err)
+	}
+	return u.SysID, nil
+}
