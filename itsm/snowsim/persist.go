@@ -62,19 +62,36 @@ func (s *Sim) markDirty() {
 	s.persistTimer = time.AfterFunc(persistDelay, func() {
 		s.timerMu.Lock()
 		s.persistTimer = nil
-		closed := s.closed
 		s.timerMu.Unlock()
-		if closed {
-			return
-		}
-		if err := s.persist(); err != nil {
+		if err := s.persistUnlessClosed(); err != nil {
 			s.log.Error("snowsim persist", "path", s.opts.StatePath, "err", err)
 		}
 	})
 }
 
-// persist writes the state file atomically (temp file + rename).
+// persistUnlessClosed is the debounced write; Close does the final one.
+func (s *Sim) persistUnlessClosed() error {
+	s.persistMu.Lock()
+	defer s.persistMu.Unlock()
+	s.timerMu.Lock()
+	closed := s.closed
+	s.timerMu.Unlock()
+	if closed {
+		return nil
+	}
+	return s.writeState()
+}
+
+// persist writes the state file; writes never overlap, so the final write
+// in Close cannot be overtaken by an older debounced one.
 func (s *Sim) persist() error {
+	s.persistMu.Lock()
+	defer s.persistMu.Unlock()
+	return s.writeState()
+}
+
+// writeState writes the state file atomically (temp file + rename).
+func (s *Sim) writeState() error {
 	s.mu.RLock()
 	st := s.snapshot(true)
 	s.mu.RUnlock()
