@@ -134,14 +134,15 @@ func (p *proc) run(ctx context.Context) error {
 	switch {
 	case err == nil:
 		return nil
+	case errors.Is(err, osexec.ErrWaitDelay):
+		// It exited successfully, but something it left running kept its
+		// output open: a success, whatever happened to ctx meanwhile.
+		p.log.emit("daytwo", fmt.Sprintf("%s exited but its output stayed open (a background process without redirected output?); stopped reading after %s", p.argv[0], waitDelay))
+		return nil
 	case ctx.Err() != nil:
 		return fmt.Errorf("%s: %w", p.argv[0], context.Cause(ctx))
 	case errors.Is(tctx.Err(), context.DeadlineExceeded):
 		return fmt.Errorf("%s: %w", p.argv[0], &TimeoutError{After: p.timeout})
-	case errors.Is(err, osexec.ErrWaitDelay):
-		// It succeeded, but something it left running kept its output open.
-		p.log.emit("daytwo", fmt.Sprintf("%s exited but its output stayed open (a background process without redirected output?); stopped reading after %s", p.argv[0], waitDelay))
-		return nil
 	}
 	var ee *osexec.ExitError
 	if !errors.As(err, &ee) {
