@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"time"
 )
 
 // StepRequest is everything an executor needs to put one target on a
@@ -24,7 +25,8 @@ type StepRequest struct {
 }
 
 // LogSink receives a step's output line by line, as it happens. stream is
-// "stdout", "stderr" or "daytwo" for the engine's own notes.
+// "stdout", "stderr" or "daytwo" for the engine's own notes. It must be
+// safe for concurrent use: parallel steps share one sink.
 type LogSink func(target, stream, line string)
 
 // Executor applies releases to targets. Implementations must be safe for
@@ -33,8 +35,11 @@ type Executor interface {
 	Deploy(ctx context.Context, req StepRequest, log LogSink) error
 }
 
-// Rollbacker is implemented by executors with a dedicated rollback step;
-// others are rolled back by deploying the previous release.
+// Rollbacker is implemented by executors that know how to roll back. req
+// is the forward request as it was deployed (Version is the release being
+// undone, PreviousVersion the one to return to); the executor swaps them.
+// Executors without it are rolled back by the engine deploying
+// PreviousVersion.
 type Rollbacker interface {
 	Rollback(ctx context.Context, req StepRequest, log LogSink) error
 }
@@ -63,3 +68,12 @@ func ValidateVersion(v string) error {
 	}
 	return nil
 }
+
+// Baker is implemented by health checkers that can keep checking a target
+// for a bake period; the engine falls back to one Check per interval.
+type Baker interface {
+	Bake(ctx context.Context, req StepRequest, d time.Duration, log LogSink) (evidence string, err error)
+}
+
+// Executors builds what runs an environment's steps.
+type Executors func(env Environment) (Executor, HealthChecker, error)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/daytwo/daytwo/ops/policy"
@@ -35,13 +36,17 @@ type Config struct {
 // Service is daytwo's use cases: propose, sync, gate, run, approve. The
 // CLI, the console and the daemon all go through it.
 type Service struct {
-	cfg      Config
-	store    Store
-	changes  ChangeSystem
-	clock    func() time.Time
-	log      *slog.Logger
-	policies *policy.Set
-	newID    func() string
+	cfg       Config
+	store     Store
+	changes   ChangeSystem
+	clock     func() time.Time
+	log       *slog.Logger
+	policies  *policy.Set
+	newID     func() string
+	executors Executors
+	holder    string
+	outboxWG  sync.WaitGroup
+	outboxMu  sync.Mutex
 	// changesErr says why changes is nil (e.g. the ServiceNow settings are
 	// incomplete), for commands that need it.
 	changesErr error
@@ -67,7 +72,10 @@ func WithIDs(next func() string) Option { return func(s *Service) { s.newID = ne
 // New builds the service. changes may be nil when no ServiceNow instance is
 // configured: gated environments then cannot be proposed to.
 func New(cfg Config, st Store, changes ChangeSystem, opts ...Option) (*Service, error) {
-	s := &Service{cfg: cfg, store: st, changes: changes, clock: time.Now, log: slog.New(slog.DiscardHandler), newID: newUpdateID}
+	s := &Service{cfg: cfg, store: st, changes: changes, clock: time.Now, log: slog.New(slog.DiscardHandler), newID: newUpdateID,
+		holder: defaultHolder(), executors: func(env Environment) (Executor, HealthChecker, error) {
+			return nil, nil, errors.New("no executors configured")
+		}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -136,4 +144,9 @@ func (s *Service) audit(ctx context.Context, tx Tx, ev Event) error {
 	}
 	_, err := tx.AppendEvent(ctx, ev)
 	return err
+}
+
+// GetUpdate returns an update by id or change number.
+func (s *Service) GetUpdate(ctx context.Context, idOrChange string) (Update, error) {
+	return s.store.GetUpdate(ctx, idOrChange)
 }

@@ -30,6 +30,32 @@ type Store interface {
 
 	ListEvents(ctx context.Context, f EventFilter) ([]Event, error)
 	VerifyAudit(ctx context.Context) (AuditVerification, error)
+
+	// The run journal. StepStarted and StepFinished commit on their own:
+	// the journal must be durable before and after each step runs.
+	StepStarted(ctx context.Context, s StepRecord) (int64, error)
+	StepFinished(ctx context.Context, id int64, state StepState, detail string) error
+	AppendLog(ctx context.Context, lines []LogLine) error
+	GetRun(ctx context.Context, id string) (Run, error)
+	Runs(ctx context.Context, updateID string, states ...RunState) ([]Run, error)
+	Steps(ctx context.Context, runID string) ([]StepRecord, error)
+	LogLines(ctx context.Context, runID string, after int64, limit int) ([]LogLine, error)
+	TargetVersions(ctx context.Context, env string) (versions map[string]string, unknown []string, err error)
+	TakeOverRun(ctx context.Context, id, holder string) error
+
+	// Leases: at most one process rolls an environment at a time.
+	AcquireLease(ctx context.Context, env, holder, runID string, ttl time.Duration) (Lease, error)
+	ReleaseLease(ctx context.Context, env, holder string) error
+	Leases(ctx context.Context) ([]Lease, error)
+}
+
+// Lease is one process's exclusive claim on an environment.
+type Lease struct {
+	Environment string    `json:"environment"`
+	Holder      string    `json:"holder"`
+	RunID       string    `json:"run_id,omitempty"`
+	AcquiredAt  time.Time `json:"acquired_at"`
+	ExpiresAt   time.Time `json:"expires_at"`
 }
 
 // Tx is a write transaction (see Store.Atomic).
@@ -49,6 +75,8 @@ type Tx interface {
 	DeleteChanges(ctx context.Context, sysIDs []string) (int, error)
 	SetWatermark(ctx context.Context, table string, w Watermark) error
 	AppendEvent(ctx context.Context, ev Event) (Event, error)
+	InsertRun(ctx context.Context, r Run) error
+	FinishRun(ctx context.Context, id string, state RunState, cause string) error
 }
 
 // UpsertStats counts what a batched upsert did.

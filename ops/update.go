@@ -90,10 +90,13 @@ type Update struct {
 	ChangeNumber   string            `json:"change,omitempty"`
 	ChangeSysID    string            `json:"change_sys_id,omitempty"`
 	ApprovedDigest string            `json:"approved_digest,omitempty"`
-	Reason         string            `json:"reason,omitempty"`
-	CreatedBy      string            `json:"created_by,omitempty"`
-	CreatedAt      time.Time         `json:"created_at"`
-	UpdatedAt      time.Time         `json:"updated_at"`
+	// Rollback marks an update that returns an environment to an earlier
+	// release (`daytwo rollback`).
+	Rollback  bool      `json:"rollback,omitempty"`
+	Reason    string    `json:"reason,omitempty"`
+	CreatedBy string    `json:"created_by,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // Release is what an environment runs: a version and a config map. The

@@ -5,22 +5,15 @@ import (
 	"database/sql"
 	"fmt"
 	"time"
-)
 
-// Lease is one process's exclusive claim on an environment.
-type Lease struct {
-	Environment string    `json:"environment"`
-	Holder      string    `json:"holder"`
-	RunID       string    `json:"run_id,omitempty"`
-	AcquiredAt  time.Time `json:"acquired_at"`
-	ExpiresAt   time.Time `json:"expires_at"`
-}
+	"github.com/daytwo/daytwo/ops"
+)
 
 // AcquireLease claims env for holder until now+ttl. It succeeds when the
 // environment is free, its lease expired, or holder already holds it (a
 // renewal); otherwise it fails with ErrConflict naming the holder.
-func (db *DB) AcquireLease(ctx context.Context, env, holder, runID string, ttl time.Duration) (Lease, error) {
-	var l Lease
+func (db *DB) AcquireLease(ctx context.Context, env, holder, runID string, ttl time.Duration) (ops.Lease, error) {
+	var l ops.Lease
 	err := db.WithTx(ctx, func(tx *Tx) error {
 		cur, err := tx.lease(ctx, env)
 		switch {
@@ -30,7 +23,7 @@ func (db *DB) AcquireLease(ctx context.Context, env, holder, runID string, ttl t
 		case err != nil && err != sql.ErrNoRows:
 			return err
 		}
-		l = Lease{Environment: env, Holder: holder, RunID: runID, AcquiredAt: tx.now, ExpiresAt: tx.now.Add(ttl)}
+		l = ops.Lease{Environment: env, Holder: holder, RunID: runID, AcquiredAt: tx.now, ExpiresAt: tx.now.Add(ttl)}
 		if err == nil && cur.Holder == holder {
 			l.AcquiredAt = cur.AcquiredAt
 		}
@@ -56,14 +49,14 @@ func (db *DB) ReleaseLease(ctx context.Context, env, holder string) error {
 }
 
 // Leases returns every unexpired lease.
-func (db *DB) Leases(ctx context.Context) ([]Lease, error) {
+func (db *DB) Leases(ctx context.Context) ([]ops.Lease, error) {
 	rows, err := db.sql.QueryContext(ctx, `SELECT environment, holder, run_id, acquired_at, expires_at FROM leases
 		WHERE expires_at > ? ORDER BY environment`, formatTime(db.clock()))
 	if err != nil {
 		return nil, fmt.Errorf("store: leases: %w", err)
 	}
 	defer rows.Close()
-	var out []Lease
+	var out []ops.Lease
 	for rows.Next() {
 		l, err := scanLease(rows)
 		if err != nil {
@@ -74,24 +67,24 @@ func (db *DB) Leases(ctx context.Context) ([]Lease, error) {
 	return out, rows.Err()
 }
 
-func (tx *Tx) lease(ctx context.Context, env string) (Lease, error) {
+func (tx *Tx) lease(ctx context.Context, env string) (ops.Lease, error) {
 	rows, err := tx.tx.QueryContext(ctx, `SELECT environment, holder, run_id, acquired_at, expires_at FROM leases WHERE environment = ?`, env)
 	if err != nil {
-		return Lease{}, fmt.Errorf("store: lease %s: %w", env, err)
+		return ops.Lease{}, fmt.Errorf("store: lease %s: %w", env, err)
 	}
 	defer rows.Close()
 	if !rows.Next() {
 		if err := rows.Err(); err != nil {
-			return Lease{}, err
+			return ops.Lease{}, err
 		}
-		return Lease{}, sql.ErrNoRows
+		return ops.Lease{}, sql.ErrNoRows
 	}
 	return scanLease(rows)
 }
 
-func scanLease(rows *sql.Rows) (Lease, error) {
+func scanLease(rows *sql.Rows) (ops.Lease, error) {
 	var (
-		l        Lease
+		l        ops.Lease
 		acq, exp string
 	)
 	if err := rows.Scan(&l.Environment, &l.Holder, &l.RunID, &acq, &exp); err != nil {

@@ -25,10 +25,10 @@ func (tx *Tx) InsertUpdate(ctx context.Context, u ops.Update) error {
 		u.CreatedAt = tx.now
 	}
 	_, err = tx.tx.ExecContext(ctx, `INSERT INTO updates (id, environment, version, config_json, from_version, plan_json,
-			plan_digest, state, change_type, change_sys_id, change_number, approved_digest, reason, created_by, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			plan_digest, state, change_type, change_sys_id, change_number, approved_digest, rollback, reason, created_by, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		u.ID, u.Environment, u.Version, string(cfg), u.FromVersion, string(u.Plan), u.PlanDigest, string(u.State),
-		u.ChangeType, u.ChangeSysID, u.ChangeNumber, u.ApprovedDigest, u.Reason, u.CreatedBy,
+		u.ChangeType, u.ChangeSysID, u.ChangeNumber, u.ApprovedDigest, u.Rollback, u.Reason, u.CreatedBy,
 		formatTime(u.CreatedAt), formatTime(tx.now))
 	if err != nil {
 		return fmt.Errorf("store: insert update %s: %w", u.ID, mapErr(err))
@@ -40,10 +40,10 @@ func (tx *Tx) InsertUpdate(ctx context.Context, u ops.Update) error {
 // update is still in state expect: a concurrent writer that moved it first
 // wins, and this call fails with ErrConflict.
 func (tx *Tx) SaveUpdate(ctx context.Context, u ops.Update, expect ops.UpdateState) error {
-	res, err := tx.tx.ExecContext(ctx, `UPDATE updates SET state = ?, plan_json = ?, plan_digest = ?, change_sys_id = ?,
-			change_number = ?, approved_digest = ?, reason = ?, updated_at = ?
+	res, err := tx.tx.ExecContext(ctx, `UPDATE updates SET state = ?, plan_json = ?, plan_digest = ?, from_version = ?,
+			change_sys_id = ?, change_number = ?, approved_digest = ?, reason = ?, updated_at = ?
 		WHERE id = ? AND state = ?`,
-		string(u.State), string(u.Plan), u.PlanDigest, u.ChangeSysID, u.ChangeNumber, u.ApprovedDigest, u.Reason,
+		string(u.State), string(u.Plan), u.PlanDigest, u.FromVersion, u.ChangeSysID, u.ChangeNumber, u.ApprovedDigest, u.Reason,
 		formatTime(tx.now), u.ID, string(expect))
 	if err != nil {
 		return fmt.Errorf("store: save update %s: %w", u.ID, mapErr(err))
@@ -106,7 +106,7 @@ func (db *DB) ListUpdates(ctx context.Context, f ops.UpdateFilter) ([]ops.Update
 }
 
 const updateColumns = `SELECT id, environment, version, config_json, from_version, plan_json, plan_digest, state,
-	change_type, change_sys_id, change_number, approved_digest, reason, created_by, created_at, updated_at FROM updates`
+	change_type, change_sys_id, change_number, approved_digest, rollback, reason, created_by, created_at, updated_at FROM updates`
 
 func queryUpdates(ctx context.Context, q queryer, query string, args ...any) ([]ops.Update, error) {
 	rows, err := q.QueryContext(ctx, query, args...)
@@ -122,7 +122,7 @@ func queryUpdates(ctx context.Context, q queryer, query string, args ...any) ([]
 			created, updated string
 		)
 		if err := rows.Scan(&u.ID, &u.Environment, &u.Version, &cfg, &u.FromVersion, &plan, &u.PlanDigest, &u.State,
-			&u.ChangeType, &u.ChangeSysID, &u.ChangeNumber, &u.ApprovedDigest, &u.Reason, &u.CreatedBy, &created, &updated); err != nil {
+			&u.ChangeType, &u.ChangeSysID, &u.ChangeNumber, &u.ApprovedDigest, &u.Rollback, &u.Reason, &u.CreatedBy, &created, &updated); err != nil {
 			return nil, fmt.Errorf("store: scan update: %w", err)
 		}
 		if err := json.Unmarshal([]byte(cfg), &u.Config); err != nil {

@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 
 	"github.com/daytwo/daytwo/itsm"
 	"github.com/daytwo/daytwo/ops"
+	"github.com/daytwo/daytwo/ops/exec"
 	"github.com/daytwo/daytwo/store"
 )
 
@@ -58,6 +60,21 @@ func (a *app) service(ctx context.Context, opts ...itsm.Option) (*ops.Service, *
 	case client != nil:
 		changes = itsm.NewBridge(client)
 	}
+	execOpts := []exec.Option{}
+	if cfg.File != "" {
+		execOpts = append(execOpts, exec.WithDir(filepath.Dir(cfg.File)))
+	}
+	svcOpts = append(svcOpts, ops.WithExecutors(func(env ops.Environment) (ops.Executor, ops.HealthChecker, error) {
+		c, err := exec.NewCommand(env.Name, env.Deploy, execOpts...)
+		if err != nil {
+			return nil, nil, err
+		}
+		h, err := exec.NewHealth(env.Name, env.Health, execOpts...)
+		if err != nil {
+			return nil, nil, err
+		}
+		return c, h, nil
+	}))
 	svc, err := ops.New(ops.Config{
 		Environments: cfg.Environments, Freezes: cfg.Freezes, Policies: cfg.Policies,
 		CorrelationPrefix: cfg.ServiceNow.CorrelationPrefix, MirrorCIChanges: cfg.ServiceNow.MirrorCIChanges,

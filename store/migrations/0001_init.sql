@@ -37,6 +37,7 @@ CREATE TABLE updates (
     change_sys_id   TEXT NOT NULL DEFAULT '',
     change_number   TEXT NOT NULL DEFAULT '',
     approved_digest TEXT NOT NULL DEFAULT '',
+    rollback        INTEGER NOT NULL DEFAULT 0,
     reason          TEXT NOT NULL DEFAULT '',
     created_by      TEXT NOT NULL DEFAULT '',
     created_at      TEXT NOT NULL,
@@ -106,6 +107,7 @@ CREATE INDEX incidents_change ON incidents(change_sys_id);
 CREATE TABLE runs (
     id          TEXT PRIMARY KEY,
     update_id   TEXT NOT NULL REFERENCES updates(id),
+    environment TEXT NOT NULL DEFAULT '',
     kind        TEXT NOT NULL CHECK (kind IN ('rollout', 'rollback')),
     state       TEXT NOT NULL,
     holder      TEXT NOT NULL DEFAULT '',
@@ -124,6 +126,7 @@ CREATE TABLE run_steps (
     batch       INTEGER NOT NULL,
     target      TEXT NOT NULL,
     step        TEXT NOT NULL,
+    version     TEXT NOT NULL DEFAULT '',
     attempt     INTEGER NOT NULL DEFAULT 1,
     state       TEXT NOT NULL,
     detail      TEXT NOT NULL DEFAULT '',

@@ -1,0 +1,223 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/daytwo/daytwo/ops"
+)
+
+// runReport is `run -o json`.
+type runReport struct {
+	Update ops.Update `json:"update"`
+	Run    *ops.Run   `json:"run,omitempty"`
+	Gate   gateJSON   `json:"gate"`
+	Error  string     `json:"error,omitempty"`
+}
+
+type gateJSON struct {
+	Open     bool             `json:"open"`
+	Pending  bool             `json:"pending"`
+	Reasons  []ops.GateReason `json:"reasons"`
+	NextOpen time.Time        `json:"next_open,omitzero"`
+}
+
+func toGateJSON(g ops.GateResult) gateJSON {
+	return gateJSON{Open: g.Open, Pending: g.Pending, Reasons: append([]ops.GateReason{}, g.Reasons...), NextOpen: g.NextOpen}
+}
+
+func (a *app) runCommand() *cobra.Command {
+	var (
+		out     string
+		wait    bool
+		timeout time.Duration
+		poll    time.Duration
+		resume  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "run (ID|CHG | --resume)",
+		Short: "Run an update once its gate opens: batches, health checks, automatic rollback",
+		Long: `Run an approved update: take the environment's lease, move the change to
+Implement, roll out batch by batch with health checks and a bake period, and on
+failure roll every touched target back to the previous release, close the
+change unsuccessful and open an incident. Evidence (work notes, the run log)
+goes to ServiceNow through the outbox.
+
+When the gate is closed, every reason is printed: exit 4 while the change awaits
+approval, exit 3 when something else blocks (window, freeze, conflict, an edited
+plan, a policy, another run's lease). --wait keeps checking (syncing ServiceNow)
+until the gate opens or --timeout passes.
+
+--resume finishes runs a dead process left behind: it resumes them if their gate
+is still open, otherwise rolls back what they touched.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if resume != (len(args) == 0) {
+				return usagef("run: give an update id or change number, or --resume alone")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			if err := a.refuseReadOnly(); err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			svc, db, err := a.service(ctx)
+			if err != nil {
+				return err
+			}
+			defer svc.Wait()
+			progress := func(ev ops.RunEvent) {
+				if out == outTable && ev.Message != "" {
+					fmt.Fprintf(a.stdout, "%s  %s\n", ev.Time.Local().Format("15:04:05"), prefixTarget(ev))
+				}
+			}
+			if resume {
+				results, err := svc.RecoverRuns(ctx, progress)
+				if out == outJSON {
+					reps := make([]runReport, 0, len(results))
+					for _, r := range results {
+						run := r.Run
+						reps = append(reps, runReport{Update: r.Update, Run: &run, Gate: toGateJSON(r.Gate)})
+					}
+					if jerr := a.printJSON(reps); jerr != nil {
+						return jerr
+					}
+				} else if len(results) == 0 {
+					fmt.Fprintln(a.stdout, "no interrupted runs")
+				}
+				return err
+			}
+			u, err := db.GetUpdate(ctx, args[0])
+			if err != nil {
+				return fmt.Errorf("no update or change %q: %w", args[0], err)
+			}
+			if wait {
+				if err := a.waitForGate(ctx, svc, u.ID, timeout, poll, out == outTable); err != nil {
+					return a.reportGate(ctx, svc, u.ID, out, err)
+				}
+			}
+			res, err := svc.Run(ctx, ops.RunRequest{Update: u.ID, Progress: progress})
+			if res.Run.ID == "" {
+				return a.reportGate(ctx, svc, u.ID, out, err)
+			}
+			if out == outJSON {
+				run := res.Run
+				rep := runReport{Update: res.Update, Run: &run, Gate: toGateJSON(res.Gate)}
+				if err != nil {
+					rep.Error = err.Error()
+				}
+				if jerr := a.printJSON(rep); jerr != nil {
+					return jerr
+				}
+				if err != nil {
+					return silentError{exitError}
+				}
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "run %s succeeded: %s is on %s\n", res.Run.ID, res.Update.Environment, res.Update.Version)
+			return nil
+		},
+	}
+	addOutputFlag(cmd, &out)
+	f := cmd.Flags()
+	f.BoolVar(&wait, "wait", false, "wait for the gate to open (syncing ServiceNow meanwhile)")
+	f.DurationVar(&timeout, "timeout", time.Hour, "with --wait: give up after this long")
+	f.DurationVar(&poll, "poll", 5*time.Second, "with --wait: how often to check")
+	f.BoolVar(&resume, "resume", false, "recover runs interrupted by a crash (resume or roll back)")
+	return cmd
+}
+
+func prefixTarget(ev ops.RunEvent) string {
+	if ev.Target == "" {
+		return ev.Message
+	}
+	return ev.Target + ": " + ev.Message
+}
+
+// waitForGate polls until the update's gate opens, syncing ServiceNow so
+// approvals arrive, and prints what it is waiting for when that changes.
+func (a *app) waitForGate(ctx context.Context, svc *ops.Service, id string, timeout, poll time.Duration, verbose bool) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	last := ""
+	for {
+		if _, err := svc.SyncOnce(ctx); err != nil && verbose {
+			a.log().Warn("sync while waiting failed; using the mirror", "err", err)
+		}
+		u, err := svc.GetUpdate(ctx, id)
+		if err != nil {
+			return err
+		}
+		g, err := svc.Gate(ctx, u)
+		if err != nil {
+			return err
+		}
+		if g.Open {
+			return nil
+		}
+		if s := g.Summary(); s != last && verbose {
+			fmt.Fprintf(a.stdout, "%s  waiting: %s\n", time.Now().Format("15:04:05"), s)
+			last = s
+		}
+		if !g.Pending && g.NextOpen.IsZero() {
+			return g.Err() // nothing time will fix
+		}
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("gave up after %s: %w", timeout, g.Err())
+			}
+			return ctx.Err()
+		case <-time.After(poll):
+		}
+	}
+}
+
+// reportGate prints why an update may not run and returns the error whose
+// exit code says so (3 blocked, 4 pending).
+func (a *app) reportGate(ctx context.Context, svc *ops.Service, id, out string, cause error) error {
+	u, err := svc.GetUpdate(ctx, id)
+	if err != nil {
+		return cause
+	}
+	g, gerr := svc.Gate(ctx, u)
+	if gerr != nil {
+		return cause
+	}
+	if out == outJSON {
+		rep := runReport{Update: u, Gate: toGateJSON(g)}
+		if cause != nil {
+			rep.Error = cause.Error()
+		}
+		if err := a.printJSON(rep); err != nil {
+			return err
+		}
+		switch {
+		case errors.Is(cause, ops.ErrApprovalPending):
+			return silentError{exitPending}
+		case errors.Is(cause, ops.ErrBlocked):
+			return silentError{exitBlocked}
+		}
+		return cause
+	}
+	if !g.Open {
+		fmt.Fprintf(a.stdout, "update %s (%s → %s) may not run:\n", u.ID, u.Environment, u.Version)
+		for _, r := range g.Reasons {
+			fmt.Fprintf(a.stdout, "  - %s: %s\n", r.Code, r.Message)
+		}
+		if !g.NextOpen.IsZero() {
+			fmt.Fprintf(a.stdout, "  next opening: %s\n", g.NextOpen.UTC().Format("2006-01-02 15:04 UTC"))
+		}
+	}
+	return cause
+}

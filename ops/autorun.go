@@ -1,0 +1,48 @@
+package ops
+
+import (
+	"context"
+	"errors"
+	"sort"
+)
+
+// AutoRun is the daemon's engine step: it first recovers runs a dead
+// process left behind, then, for every environment with auto_run, runs
+// its oldest approved update whose gate is open. Environments are rolled
+// one after another; a failed rollout (rolled back) is reported in the
+// results, not as an error.
+func (s *Service) AutoRun(ctx context.Context, progress func(RunEvent)) ([]RunResult, error) {
+	results, err := s.RecoverRuns(ctx, progress)
+	var errs []error
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, env := range s.cfg.Environments {
+		if !env.AutoRun || ctx.Err() != nil {
+			continue
+		}
+		ups, err := s.store.ListUpdates(ctx, UpdateFilter{Environment: env.Name, States: []UpdateState{UpdateApproved, UpdateScheduled}})
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		sort.Slice(ups, func(i, j int) bool { return ups[i].CreatedAt.Before(ups[j].CreatedAt) })
+		for _, u := range ups {
+			g, err := s.Gate(ctx, u)
+			if err != nil {
+				errs = append(errs, err)
+				break
+			}
+			if !g.Open {
+				continue // e.g. its window opens later; a younger update may be ready
+			}
+			res, err := s.Run(ctx, RunRequest{Update: u.ID, Progress: progress})
+			results = append(results, res)
+			if err != nil && !errors.Is(err, ErrRunFailed) && !errors.Is(err, ErrBlocked) {
+				errs = append(errs, err)
+			}
+			break // one run per environment per cycle
+		}
+	}
+	return results, errors.Join(errs...)
+}

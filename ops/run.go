@@ -1,0 +1,75 @@
+package ops
+
+import "time"
+
+// RunKind says what a run does.
+type RunKind string
+
+// Run kinds. A rollback run is the run of a rollback update (a manual
+// `daytwo rollback`); the automatic rollback after a failure is part of
+// the failed rollout run.
+const (
+	RunRollout  RunKind = "rollout"
+	RunRollback RunKind = "rollback"
+)
+
+// RunState is where a run stands.
+type RunState string
+
+// Run states.
+const (
+	RunRunning     RunState = "running"
+	RunSucceeded   RunState = "succeeded"
+	RunRolledBack  RunState = "rolled_back"
+	RunFailed      RunState = "failed" // failed and could not be rolled back: needs a human
+	RunInterrupted RunState = "interrupted"
+)
+
+// Run is one execution of an update.
+type Run struct {
+	ID          string    `json:"id"`
+	UpdateID    string    `json:"update_id"`
+	Environment string    `json:"environment"`
+	Kind        RunKind   `json:"kind"`
+	State       RunState  `json:"state"`
+	Holder      string    `json:"holder"`
+	Error       string    `json:"error,omitempty"`
+	StartedAt   time.Time `json:"started_at"`
+	FinishedAt  time.Time `json:"finished_at,omitzero"`
+}
+
+// StepState is where a journaled step stands. A step is written as
+// started before it runs and finished after, so a crash leaves it started.
+type StepState string
+
+// Step states.
+const (
+	StepStarted   StepState = "started"
+	StepSucceeded StepState = "succeeded"
+	StepFailed    StepState = "failed"
+)
+
+// StepRecord is one journaled step on one target.
+type StepRecord struct {
+	ID         int64     `json:"id"`
+	RunID      string    `json:"run_id"`
+	Batch      int       `json:"batch"`
+	Target     string    `json:"target"`
+	Step       string    `json:"step"`
+	Version    string    `json:"version"`
+	Attempt    int       `json:"attempt"`
+	State      StepState `json:"state"`
+	Detail     string    `json:"detail,omitempty"`
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+}
+
+// LogLine is one line of a run's log.
+type LogLine struct {
+	ID     int64     `json:"id"`
+	RunID  string    `json:"run_id"`
+	Time   time.Time `json:"time"`
+	Target string    `json:"target,omitempty"`
+	Stream string    `json:"stream"`
+	Line   string    `json:"line"`
+}
