@@ -26,6 +26,10 @@ type ProposeRequest struct {
 	Start, End time.Time
 	// DryRun plans and evaluates policies without saving anything.
 	DryRun bool
+	// Rollback marks the update as a return to an earlier release, whose
+	// whole config map is Config (Set is ignored).
+	Rollback bool
+	Config   map[string]string
 }
 
 // Proposal is the outcome of Propose.
@@ -55,7 +59,11 @@ func (s *Service) Propose(ctx context.Context, req ProposeRequest) (Proposal, er
 		return Proposal{}, err
 	}
 	config := map[string]string{}
-	for k, v := range env.Config {
+	base := env.Config
+	if req.Rollback {
+		base, req.Set = req.Config, nil
+	}
+	for k, v := range base {
 		config[k] = v
 	}
 	for k, v := range req.Set {
@@ -94,7 +102,7 @@ func (s *Service) Propose(ctx context.Context, req ProposeRequest) (Proposal, er
 	id := s.newID()
 	u := Update{
 		ID: id, Environment: env.Name, Version: req.Version, Config: config, FromVersion: from.Version,
-		PlanDigest: plan.Digest(), State: UpdateProposed, CreatedBy: s.cfg.Actor, CreatedAt: now,
+		PlanDigest: plan.Digest(), State: UpdateProposed, CreatedBy: s.cfg.Actor, CreatedAt: now, Rollback: req.Rollback,
 	}
 	if env.RequiresChange {
 		u.ChangeType = env.Change.Type
@@ -271,6 +279,9 @@ func shortDescription(u Update) string {
 	from := u.FromVersion
 	if from == "" {
 		from = "new"
+	}
+	if u.Rollback {
+		return fmt.Sprintf("daytwo: roll %s back from %s to %s", u.Environment, from, u.Version)
 	}
 	return fmt.Sprintf("daytwo: %s %s → %s", u.Environment, from, u.Version)
 }

@@ -44,6 +44,7 @@ type Service struct {
 	policies  *policy.Set
 	newID     func() string
 	executors Executors
+	probers   Probers
 	holder    string
 	outboxWG  sync.WaitGroup
 	outboxMu  sync.Mutex

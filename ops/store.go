@@ -17,6 +17,7 @@ type Store interface {
 	ListUpdates(ctx context.Context, f UpdateFilter) ([]Update, error)
 	GetChange(ctx context.Context, numberOrSysID string) (Change, error)
 	ListChanges(ctx context.Context, f ChangeFilter) ([]Change, error)
+	CountChanges(ctx context.Context, f ChangeFilter) (int, error)
 	Approvals(ctx context.Context, changeSysID string) ([]Approval, error)
 	Incidents(ctx context.Context, updateID string) ([]Incident, error)
 	OpenChangeSysIDs(ctx context.Context, correlationPrefix string) ([]string, error)
@@ -42,6 +43,11 @@ type Store interface {
 	LogLines(ctx context.Context, runID string, after int64, limit int) ([]LogLine, error)
 	TargetVersions(ctx context.Context, env string) (versions map[string]string, unknown []string, err error)
 	TakeOverRun(ctx context.Context, id, holder string) error
+
+	// Drift observations.
+	DriftSeen(ctx context.Context, env, target, expected, observed string) (time.Time, error)
+	DriftCleared(ctx context.Context, env, target string) error
+	DriftedTargets(ctx context.Context) (map[string]int, error)
 
 	// Leases: at most one process rolls an environment at a time.
 	AcquireLease(ctx context.Context, env, holder, runID string, ttl time.Duration) (Lease, error)
@@ -106,8 +112,13 @@ type UpdateFilter struct {
 type ChangeFilter struct {
 	ActiveOnly        bool
 	CorrelationPrefix string
-	// Limit caps the number of rows; 0 means no cap.
-	Limit int
+	// Search matches number, short description or CI (case-insensitive
+	// substring).
+	Search string
+	// Limit caps the number of rows (0 means no cap); Offset skips rows,
+	// for screens that show one window of a large mirror.
+	Limit  int
+	Offset int
 }
 
 // OutboxFilter narrows ListOutbox.

@@ -76,25 +76,15 @@ const changeColumns = `SELECT sys_id, number, type, state, approval, risk, short
 
 // ListChanges returns mirrored changes, most recently updated first.
 func (db *DB) ListChanges(ctx context.Context, f ops.ChangeFilter) ([]ops.Change, error) {
-	var (
-		where []string
-		args  []any
-	)
-	if f.ActiveOnly {
-		where = append(where, "active = 1")
-	}
-	if f.CorrelationPrefix != "" {
-		where = append(where, "correlation_id >= ? AND correlation_id < ?")
-		args = append(args, f.CorrelationPrefix, f.CorrelationPrefix+"\xff")
-	}
-	q := changeColumns
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	q += " ORDER BY sys_updated_on DESC, sys_id DESC"
-	if f.Limit > 0 {
-		q += " LIMIT ?"
-		args = append(args, f.Limit)
+	where, args := changeWhere(f)
+	q := changeColumns + where + " ORDER BY sys_updated_on DESC, sys_id DESC"
+	if f.Limit > 0 || f.Offset > 0 {
+		limit := f.Limit
+		if limit <= 0 {
+			limit = -1
+		}
+		q += " LIMIT ? OFFSET ?"
+		args = append(args, limit, f.Offset)
 	}
 	rows, err := db.sql.QueryContext(ctx, q, args...)
 	if err != nil {
@@ -112,6 +102,39 @@ func (db *DB) ListChanges(ctx context.Context, f ops.ChangeFilter) ([]ops.Change
 	return out, rows.Err()
 }
 
+// CountChanges counts the mirrored changes f matches.
+func (db *DB) CountChanges(ctx context.Context, f ops.ChangeFilter) (int, error) {
+	where, args := changeWhere(f)
+	var n int
+	if err := db.sql.QueryRowContext(ctx, `SELECT COUNT(*) FROM changes`+where, args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: count changes: %w", err)
+	}
+	return n, nil
+}
+
+func changeWhere(f ops.ChangeFilter) (string, []any) {
+	var (
+		where []string
+		args  []any
+	)
+	if f.ActiveOnly {
+		where = append(where, "active = 1")
+	}
+	if f.CorrelationPrefix != "" {
+		where = append(where, "correlation_id >= ? AND correlation_id < ?")
+		args = append(args, f.CorrelationPrefix, f.CorrelationPrefix+"\xff")
+	}
+	if f.Search != "" {
+		like := "%" + strings.NewReplacer("%", "\\%", "_", "\\_").Replace(strings.ToLower(f.Search)) + "%"
+		where = append(where, `(lower(number) LIKE ? ESCAPE '\' OR lower(short_description) LIKE ? ESCAPE '\' OR lower(cmdb_ci) LIKE ? ESCAPE '\')`)
+		args = append(args, like, like, like)
+	}
+	if len(where) == 0 {
+		return "", nil
+	}
+	return " WHERE " + strings.Join(where, " AND "), args
+}
+
 // GetChange returns one mirrored change by number (CHG…) or sys_id.
 func (db *DB) GetChange(ctx context.Context, numberOrSysID string) (ops.Change, error) {
 	rows, err := db.sql.QueryContext(ctx, changeColumns+` WHERE number = ? OR sys_id = ? LIMIT 1`, numberOrSysID, numberOrSysID)
@@ -126,13 +149,6 @@ func (db *DB) GetChange(ctx context.Context, numberOrSysID string) (ops.Change, 
 		return ops.Change{}, fmt.Errorf("store: change %s: %w", numberOrSysID, ErrNotFound)
 	}
 	return scanChange(rows)
-}
-
-// CountChanges returns how many changes the mirror holds.
-func (db *DB) CountChanges(ctx context.Context) (int, error) {
-	var n int
-	err := db.sql.QueryRowContext(ctx, `SELECT COUNT(*) FROM changes`).Scan(&n)
-	return n, err
 }
 
 func scanChange(rows *sql.Rows) (ops.Change, error) {

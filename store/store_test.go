@@ -211,7 +211,7 @@ func TestUpsertChangesIsBatchedAndIdempotent(t *testing.T) {
 	if err != nil || len(list) != 5 || list[0].CorrelationID[:10] != "daytwo:u19" {
 		t.Fatalf("filtered list = %d rows, %v", len(list), err)
 	}
-	if n, _ := db.CountChanges(ctx); n != 2000 {
+	if n, _ := db.CountChanges(ctx, ops.ChangeFilter{}); n != 2000 {
 		t.Fatalf("count = %d", n)
 	}
 }

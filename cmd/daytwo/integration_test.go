@@ -208,7 +208,7 @@ func TestMirrorThenIdleCycleCostsOneRequestPerTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stored, _ := h.db.CountChanges(ctx)
+	stored, _ := h.db.CountChanges(ctx, ops.ChangeFilter{})
 	if rep.Fetched == 0 || stored != rep.Upserted || rep.Fetched != rep.Upserted {
 		t.Fatalf("first cycle = %+v; %d stored", rep, stored)
 	}
@@ -304,7 +304,7 @@ func countRows(t *testing.T, path string) int {
 		return 0 // being created
 	}
 	defer db.Close()
-	n, _ := db.CountChanges(context.Background())
+	n, _ := db.CountChanges(context.Background(), ops.ChangeFilter{})
 	return n
 }
 

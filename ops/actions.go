@@ -1,0 +1,96 @@
+package ops
+
+import (
+	"context"
+	"fmt"
+)
+
+// Cancel withdraws an update that has not started running. For a gated
+// environment its change is moved to Canceled through the outbox.
+func (s *Service) Cancel(ctx context.Context, idOrChange, reason string) (Update, error) {
+	u, err := s.store.GetUpdate(ctx, idOrChange)
+	if err != nil {
+		return u, err
+	}
+	if !u.State.CanTransition(UpdateCanceled) {
+		return u, fmt.Errorf("update %s is %s and cannot be canceled: %w", u.ID, u.State, ErrIllegalTransition)
+	}
+	env, _ := s.Environment(u.Environment)
+	err = s.store.Atomic(ctx, func(tx Tx) error {
+		cur, err := tx.GetUpdate(ctx, u.ID)
+		if err != nil {
+			return err
+		}
+		expect := cur.State
+		if cur.State, err = cur.State.Transition(UpdateCanceled); err != nil {
+			return err
+		}
+		cur.Reason = reason
+		if err := tx.SaveUpdate(ctx, cur, expect); err != nil {
+			return err
+		}
+		u = cur
+		if env.RequiresChange && (u.ChangeSysID != "" || expect == UpdateProposed) {
+			if err := s.enqueue(ctx, tx, u.ID, OutboxWorkNote, notePayload{UpdateID: u.ID, Note: "Canceled in daytwo by " + s.cfg.Actor + ": " + orNone(reason)}); err != nil {
+				return err
+			}
+			if err := s.enqueue(ctx, tx, u.ID, OutboxMoveChange, movePayload{UpdateID: u.ID, To: ChangeCanceled}); err != nil {
+				return err
+			}
+		}
+		return s.audit(ctx, tx, Event{Action: "update.canceled", Subject: u.ID, Environment: u.Environment, UpdateID: u.ID,
+			ChangeNumber: u.ChangeNumber, Result: "ok", Detail: map[string]any{"reason": reason, "from": string(expect)}})
+	})
+	if err == nil {
+		s.kickOutbox(ctx, u.ID)
+	}
+	return u, err
+}
+
+// RollbackRequest asks to return an environment to an earlier release.
+type RollbackRequest struct {
+	Environment string
+	// To is the version to return to; empty means the release before the
+	// current one.
+	To string
+	// ChangeType overrides the environment's change type (e.g. emergency).
+	ChangeType string
+}
+
+// ProposeRollback proposes an update back to an earlier release of the
+// environment, with that release's config. It is an update like any
+// other: on a gated environment it raises its own change and runs only once
+// approved. Rolling back never bypasses the change process.
+func (s *Service) ProposeRollback(ctx context.Context, req RollbackRequest) (Proposal, error) {
+	env, err := s.Environment(req.Environment)
+	if err != nil {
+		return Proposal{}, err
+	}
+	rels, err := s.store.Releases(ctx, env.Name, 0)
+	if err != nil {
+		return Proposal{}, err
+	}
+	if len(rels) == 0 {
+		return Proposal{}, fmt.Errorf("%s has no release history to roll back to", env.Name)
+	}
+	current := rels[0]
+	var target *Release
+	for i := range rels {
+		r := rels[i]
+		if r.ID == current.ID || r.Status == ReleaseRolledBack {
+			continue
+		}
+		if req.To == "" && r.Version != current.Version || r.Version == req.To {
+			target = &rels[i]
+			break
+		}
+	}
+	if target == nil {
+		if req.To != "" {
+			return Proposal{}, fmt.Errorf("%s never ran %s (see `daytwo env show %s`)", env.Name, req.To, env.Name)
+		}
+		return Proposal{}, fmt.Errorf("%s has no earlier release than %s", env.Name, current.Version)
+	}
+	return s.Propose(ctx, ProposeRequest{Environment: env.Name, Version: target.Version, ChangeType: req.ChangeType,
+		Rollback: true, Config: target.Config})
+}
