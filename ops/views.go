@@ -419,3 +419,38 @@ func (s *Service) RetryOutbox(ctx context.Context, id int64) (int, DeliveryStats
 func (s *Service) CountChanges(ctx context.Context, f ChangeFilter) (int, error) {
 	return s.store.CountChanges(ctx, f)
 }
+
+// PolicyReport is the policy verdicts for what an environment runs now.
+type PolicyReport struct {
+	Environment string           `json:"environment"`
+	Version     string           `json:"version"`
+	Verdicts    []policy.Verdict `json:"verdicts"`
+}
+
+// PolicyCheck evaluates the policies against each environment's current
+// release (compliance). An environment where nothing was deployed yet has
+// no verdicts.
+func (s *Service) PolicyCheck(ctx context.Context, envs ...string) ([]PolicyReport, error) {
+	releases, err := s.store.CurrentReleases(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []PolicyReport
+	for _, env := range s.cfg.Environments {
+		if len(envs) > 0 && !contains(envs, env.Name) {
+			continue
+		}
+		rel := releases[env.Name]
+		if rel.Version == "" {
+			out = append(out, PolicyReport{Environment: env.Name, Verdicts: []policy.Verdict{}}) // nothing runs: nothing to judge
+			continue
+		}
+		u := Update{Environment: env.Name, Version: rel.Version, Config: rel.Config, FromVersion: rel.Version}
+		in, err := s.policyInput(ctx, env, u, Change{}, s.now())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, PolicyReport{Environment: env.Name, Version: rel.Version, Verdicts: append([]policy.Verdict{}, s.policies.Evaluate(in)...)})
+	}
+	return out, nil
+}

@@ -190,12 +190,12 @@ func TestExitCodesAndHonestStubs(t *testing.T) {
 		"bad output":             {[]string{"env", "list", "-o", "yaml"}, 2, `--output "yaml"`},
 		"missing argument":       {[]string{"env", "diff", "staging"}, 2, "want 2 argument(s) (A B)"},
 		"bad log level":          {[]string{"--log-level", "loud", "status"}, 2, `--log-level "loud"`},
-		"not yet: run":           {[]string{"run", "u-1"}, 1, "not yet available"},
+		"unknown update":         {[]string{"run", "u-1"}, 1, `no update or change "u-1"`},
 		"gated needs a password": {[]string{"propose", "production", "1.2.3"}, 2, "servicenow.auth.password: is required"},
 		"bad version":            {[]string{"propose", "staging", "1.2.3;rm"}, 2, "version \"1.2.3;rm\""},
 		"sync needs a mode":      {[]string{"sync"}, 2, "exactly one of --once or --watch"},
 		"sync needs a password":  {[]string{"sync", "--once"}, 2, "servicenow.auth.password: is required"},
-		"not yet: console":       {nil, 1, "not yet available"},
+		"not yet: demo":          {[]string{"demo"}, 1, "not yet available"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -75,6 +75,9 @@ func (a *app) service(ctx context.Context, opts ...itsm.Option) (*ops.Service, *
 		}
 		return c, h, nil
 	}))
+	svcOpts = append(svcOpts, ops.WithProbers(func(env ops.Environment) (ops.VersionProber, error) {
+		return exec.NewProbe(env.Name, env.VersionProbe, execOpts...)
+	}))
 	svc, err := ops.New(ops.Config{
 		Environments: cfg.Environments, Freezes: cfg.Freezes, Policies: cfg.Policies,
 		CorrelationPrefix: cfg.ServiceNow.CorrelationPrefix, MirrorCIChanges: cfg.ServiceNow.MirrorCIChanges,
