@@ -192,6 +192,10 @@ type Policy struct {
 	Expr         string       `koanf:"expr" json:"expr"`
 	Action       PolicyAction `koanf:"action" json:"action"`
 	Message      string       `koanf:"message" json:"message,omitempty"`
+	// BlockProposals makes a failing continuous check of this policy (the
+	// daemon evaluates what each environment runs) refuse new proposals
+	// for that environment until it passes again.
+	BlockProposals bool `koanf:"block_proposals" json:"block_proposals,omitempty"`
 }
 
 // Applies reports whether the policy covers the named environment; a policy

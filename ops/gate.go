@@ -36,7 +36,8 @@ type GateReason struct {
 // GateResult answers "may this update run now?".
 type GateResult struct {
 	Open bool `json:"open"`
-	// Pending is set when the only thing missing is an approval.
+	// Pending is set when an approval is missing and everything else in
+	// the way clears by itself in time.
 	Pending bool         `json:"pending"`
 	Reasons []GateReason `json:"reasons"`
 	// NextOpen is the earliest time every time-bound reason clears, when
@@ -170,12 +171,19 @@ func (s *Service) Gate(ctx context.Context, u Update) (GateResult, error) {
 		}
 	}
 
+	// Pending: an approval is missing and nothing else stands in the way
+	// that time alone will not clear (a window opening later still counts
+	// as waiting for the approval first).
 	g.Open = len(g.Reasons) == 0
-	g.Pending = !g.Open
+	g.Pending = false
+	waitable := true
 	timed := !g.Open
 	for _, r := range g.Reasons {
-		if r.Code != GateApproval {
-			g.Pending = false
+		switch {
+		case r.Code == GateApproval:
+			g.Pending = true
+		case r.Until.IsZero():
+			waitable = false
 		}
 		if r.Until.IsZero() {
 			timed = false
@@ -183,6 +191,7 @@ func (s *Service) Gate(ctx context.Context, u Update) (GateResult, error) {
 			g.NextOpen = r.Until
 		}
 	}
+	g.Pending = g.Pending && waitable
 	if !timed {
 		g.NextOpen = time.Time{}
 	}

@@ -79,6 +79,14 @@ func (s *Service) SyncOnce(ctx context.Context) (SyncReport, error) {
 	}
 	rep.Approvals = len(approvals)
 
+	// The change mirror lags by the pager's skew; an approval decided since
+	// the last cycle means its change has probably moved. Read just those
+	// changes now (no request when nothing was decided).
+	refresh, err := s.changesBehindApprovals(ctx, approvals)
+	if err != nil {
+		return rep, err
+	}
+
 	delSince, err := s.store.GetWatermark(ctx, TableDeletes)
 	if err != nil {
 		return rep, err
@@ -106,13 +114,6 @@ func (s *Service) SyncOnce(ctx context.Context) (SyncReport, error) {
 		rep.Deleted = n
 		return tx.SetWatermark(ctx, TableDeletes, Watermark{UpdatedOn: delUntil})
 	})
-	if err != nil {
-		return rep, err
-	}
-	// The change mirror lags by the pager's skew; an approval decided after
-	// our copy of its change means the change has probably moved. Read just
-	// those changes now (no request when nothing was decided).
-	refresh, err := s.changesBehindApprovals(ctx, approvals)
 	if err != nil {
 		return rep, err
 	}
@@ -212,17 +213,16 @@ func changeOutcome(u Update, ch Change) (UpdateState, string) {
 	return "", ""
 }
 
-// changesBehindApprovals returns the sys_ids of mirrored changes that have
-// an approval updated after the mirrored copy of the change.
+// changesBehindApprovals returns the sys_ids of active mirrored changes
+// with an approval that is new or changed since the last cycle: a decision
+// was taken, so the change has probably moved. Idle cycles return none.
 func (s *Service) changesBehindApprovals(ctx context.Context, approvals []Approval) ([]string, error) {
-	latest := map[string]time.Time{}
+	byChange := map[string][]Approval{}
 	for _, a := range approvals {
-		if a.SysUpdatedOn.After(latest[a.ChangeSysID]) {
-			latest[a.ChangeSysID] = a.SysUpdatedOn
-		}
+		byChange[a.ChangeSysID] = append(byChange[a.ChangeSysID], a)
 	}
 	var ids []string
-	for id, t := range latest {
+	for id, fresh := range byChange {
 		ch, err := s.store.GetChange(ctx, id)
 		if errors.Is(err, ErrNotFound) {
 			continue
@@ -230,8 +230,22 @@ func (s *Service) changesBehindApprovals(ctx context.Context, approvals []Approv
 		if err != nil {
 			return nil, err
 		}
-		if t.After(ch.SysUpdatedOn) && ch.Active {
-			ids = append(ids, id)
+		if !ch.Active {
+			continue
+		}
+		stored, err := s.store.Approvals(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		known := map[string]Approval{}
+		for _, a := range stored {
+			known[a.SysID] = a
+		}
+		for _, a := range fresh {
+			if k, ok := known[a.SysID]; !ok || k.State != a.State || k.SysModCount != a.SysModCount {
+				ids = append(ids, id)
+				break
+			}
 		}
 	}
 	sort.Strings(ids)

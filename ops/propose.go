@@ -121,6 +121,16 @@ func (s *Service) Propose(ctx context.Context, req ProposeRequest) (Proposal, er
 			u.Reason = appendReason(u.Reason, fmt.Sprintf("policy %s: %s", v.Policy, verdictText(v)))
 		}
 	}
+	if !req.Rollback { // a rollback is how a non-compliant environment gets fixed
+		blockers, err := s.proposalBlockers(ctx, env.Name)
+		if err != nil {
+			return Proposal{}, err
+		}
+		for _, b := range blockers {
+			p.Blocked = true
+			u.Reason = appendReason(u.Reason, b)
+		}
+	}
 	if p.Blocked {
 		u.State = UpdateBlocked
 	}

@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
 	"strings"
+	"syscall"
 )
 
 // RecoverRuns finishes runs that a dead process left running: their
@@ -32,10 +35,19 @@ func (s *Service) RecoverRuns(ctx context.Context, progress func(RunEvent)) ([]R
 	var out []RunResult
 	var errs []error
 	for _, run := range runs {
-		if l, ok := live[run.Environment]; ok && l.Holder != s.holder {
-			continue // its process is alive and renewing
+		if _, mine := s.active.LoadOrStore(run.ID, true); mine {
+			continue // this process is running (or recovering) it
 		}
-		res, err := s.recoverRun(ctx, run, progress)
+		steal := ""
+		if l, ok := live[run.Environment]; ok && l.Holder != s.holder {
+			if !holderDead(l.Holder) {
+				s.active.Delete(run.ID)
+				continue // its process is alive and renewing
+			}
+			steal = l.Holder // a process on this host that is gone: no need to wait for its lease to expire
+		}
+		res, err := s.recoverRun(ctx, run, steal, progress)
+		s.active.Delete(run.ID)
 		out = append(out, res)
 		if err != nil && !errors.Is(err, ErrRunFailed) {
 			errs = append(errs, fmt.Errorf("recover run %s: %w", run.ID, err))
@@ -44,12 +56,17 @@ func (s *Service) RecoverRuns(ctx context.Context, progress func(RunEvent)) ([]R
 	return out, errors.Join(errs...)
 }
 
-func (s *Service) recoverRun(ctx context.Context, run Run, progress func(RunEvent)) (RunResult, error) {
+func (s *Service) recoverRun(ctx context.Context, run Run, deadHolder string, progress func(RunEvent)) (RunResult, error) {
 	env, err := s.Environment(run.Environment)
 	if err != nil {
 		return RunResult{Run: run}, err
 	}
-	if _, err := s.store.AcquireLease(ctx, env.Name, s.holder, run.ID, leaseTTL); err != nil {
+	if deadHolder != "" {
+		_, err = s.store.StealLease(ctx, env.Name, deadHolder, s.holder, run.ID, leaseTTL)
+	} else {
+		_, err = s.store.AcquireLease(ctx, env.Name, s.holder, run.ID, leaseTTL)
+	}
+	if err != nil {
 		return RunResult{Run: run}, fmt.Errorf("%v: %w", err, ErrBlocked)
 	}
 	defer s.store.ReleaseLease(context.WithoutCancel(ctx), env.Name, s.holder)
@@ -157,4 +174,23 @@ func journalState(steps []StepRecord, hasHealth, hasBake bool) (done map[string]
 		}
 	}
 	return done, touched, unknown
+}
+
+// holderDead reports whether a lease holder ("host:pid") is a process on
+// this host that no longer exists. Holders on other hosts are never
+// presumed dead: their leases expire instead.
+func holderDead(holder string) bool {
+	host, pidText, ok := strings.Cut(holder, ":")
+	if !ok {
+		return false
+	}
+	me, err := os.Hostname()
+	if err != nil || host != me {
+		return false
+	}
+	pid, err := strconv.Atoi(pidText)
+	if err != nil || pid <= 0 {
+		return false
+	}
+	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
 }

@@ -88,6 +88,8 @@ func (s *Service) Run(ctx context.Context, req RunRequest) (RunResult, error) {
 	}
 	env, _ := s.Environment(u.Environment)
 	runID := newRunID()
+	s.active.Store(runID, true) // before the run row exists: recovery must never see it as orphaned
+	defer s.active.Delete(runID)
 	if _, err := s.store.AcquireLease(ctx, env.Name, s.holder, runID, leaseTTL); err != nil {
 		return res, fmt.Errorf("%v: %w", err, ErrBlocked)
 	}

@@ -48,6 +48,9 @@ type Service struct {
 	holder    string
 	outboxWG  sync.WaitGroup
 	outboxMu  sync.Mutex
+	// active holds the ids of runs this process is executing, so that
+	// recovery never mistakes them for runs of a dead process.
+	active sync.Map
 	// changesErr says why changes is nil (e.g. the ServiceNow settings are
 	// incomplete), for commands that need it.
 	changesErr error

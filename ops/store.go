@@ -49,10 +49,25 @@ type Store interface {
 	DriftCleared(ctx context.Context, env, target string) error
 	DriftedTargets(ctx context.Context) (map[string]int, error)
 
+	// Continuous compliance findings.
+	OpenPolicyAlert(ctx context.Context, env, policy, action, message string) (opened bool, err error)
+	ResolvePolicyAlert(ctx context.Context, env, policy string) (resolved bool, err error)
+	OpenPolicyAlerts(ctx context.Context) ([]PolicyAlert, error)
+
 	// Leases: at most one process rolls an environment at a time.
 	AcquireLease(ctx context.Context, env, holder, runID string, ttl time.Duration) (Lease, error)
+	StealLease(ctx context.Context, env, deadHolder, holder, runID string, ttl time.Duration) (Lease, error)
 	ReleaseLease(ctx context.Context, env, holder string) error
 	Leases(ctx context.Context) ([]Lease, error)
+}
+
+// PolicyAlert is an open continuous-compliance finding.
+type PolicyAlert struct {
+	Environment string    `json:"environment"`
+	Policy      string    `json:"policy"`
+	Action      string    `json:"action"`
+	Message     string    `json:"message"`
+	FirstSeen   time.Time `json:"first_seen"`
 }
 
 // Lease is one process's exclusive claim on an environment.

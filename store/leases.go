@@ -97,3 +97,20 @@ func scanLease(rows *sql.Rows) (ops.Lease, error) {
 	l.ExpiresAt, err = parseTime(exp)
 	return l, err
 }
+
+// StealLease takes env's lease from a holder known to be dead (its process
+// is gone), without waiting for the lease to expire. It fails with
+// ErrConflict when someone else holds it by now.
+func (db *DB) StealLease(ctx context.Context, env, deadHolder, holder, runID string, ttl time.Duration) (ops.Lease, error) {
+	now := db.clock().UTC()
+	l := ops.Lease{Environment: env, Holder: holder, RunID: runID, AcquiredAt: now, ExpiresAt: now.Add(ttl)}
+	res, err := db.sql.ExecContext(ctx, `UPDATE leases SET holder = ?, run_id = ?, acquired_at = ?, expires_at = ?
+		WHERE environment = ? AND holder = ?`, holder, runID, formatTime(now), formatTime(l.ExpiresAt), env, deadHolder)
+	if err != nil {
+		return l, fmt.Errorf("store: take over lease %s: %w", env, mapErr(err))
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return l, fmt.Errorf("store: lease of %s is no longer held by %s: %w", env, deadHolder, ErrConflict)
+	}
+	return l, nil
+}

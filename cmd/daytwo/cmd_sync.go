@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -119,6 +120,8 @@ type syncMetrics struct {
 	outbox    *prometheus.GaugeVec
 	changes   *prometheus.GaugeVec
 	snUp      prometheus.Gauge
+	runs      *prometheus.CounterVec
+	alerts    *prometheus.GaugeVec
 	lastOK    atomic.Int64 // unix seconds of the last successful cycle
 	lastCycle atomic.Int64 // unix seconds of the last cycle start
 	lastErr   atomic.Pointer[string]
@@ -139,8 +142,12 @@ func newSyncMetrics() *syncMetrics {
 			Help: "Active mirrored change requests by state."}, []string{"state"}),
 		snUp: prometheus.NewGauge(prometheus.GaugeOpts{Name: "daytwo_servicenow_up",
 			Help: "1 when the last sync cycle reached ServiceNow."}),
+		runs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "daytwo_runs_total",
+			Help: "Runs finished by this daemon, by environment and result (succeeded, rolled_back, failed)."}, []string{"environment", "result"}),
+		alerts: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "daytwo_policy_alerts",
+			Help: "Open continuous-compliance alerts (1 per failing policy), by environment, policy and action."}, []string{"environment", "policy", "action"}),
 	}
-	m.reg.MustRegister(m.cycles, m.duration, m.apiCalls, m.outbox, m.changes, m.snUp,
+	m.reg.MustRegister(m.cycles, m.duration, m.apiCalls, m.outbox, m.changes, m.snUp, m.runs, m.alerts,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	for _, s := range []string{"pending", "failed"} {
 		m.outbox.WithLabelValues(s)
@@ -184,6 +191,10 @@ func (a *app) daemon(ctx context.Context, svc *ops.Service, db *store.DB, m *syn
 		log.Info("daemon listening", "addr", ln.Addr().String(), "paths", "/metrics /healthz /readyz")
 	}
 	log.Info("daemon started", "interval", interval.String(), "instance", a.cfg.ServiceNow.Instance, "db", db.Path())
+	var (
+		engineBusy atomic.Bool
+		engineWG   sync.WaitGroup
+	)
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
 	for {
@@ -214,9 +225,39 @@ func (a *app) daemon(ctx context.Context, svc *ops.Service, db *store.DB, m *syn
 				"outbox_retrying", rep.Outbox.Retrying, "outbox_refused", rep.Outbox.Failed, "requests", rep.Requests,
 				"duration_ms", rep.Duration.Milliseconds())
 		}
+		if alerts, err := svc.Compliance(ctx); err != nil {
+			log.Warn("compliance check failed", "err", err)
+		} else {
+			m.alerts.Reset()
+			for _, al := range alerts {
+				m.alerts.WithLabelValues(al.Environment, al.Policy, al.Action).Set(1)
+			}
+		}
+		// The engine runs beside the sync loop, so a long rollout never
+		// stalls mirroring; one engine pass at a time.
+		if engineBusy.CompareAndSwap(false, true) {
+			engineWG.Add(1)
+			go func() {
+				defer engineWG.Done()
+				defer engineBusy.Store(false)
+				results, err := svc.AutoRun(ctx, func(ev ops.RunEvent) {
+					log.Info("run", "run", ev.RunID, "batch", ev.Batch, "target", ev.Target, "step", ev.Step, "state", ev.State, "msg", ev.Message)
+				})
+				for _, r := range results {
+					if r.Run.ID != "" && r.Run.State != ops.RunRunning {
+						m.runs.WithLabelValues(r.Run.Environment, string(r.Run.State)).Inc()
+					}
+				}
+				if err != nil && ctx.Err() == nil {
+					log.Warn("engine pass failed", "err", err)
+				}
+			}()
+		}
 		select {
 		case <-ctx.Done():
-			log.Info("daemon stopping")
+			log.Info("daemon stopping; letting a running rollout roll back or finish")
+			engineWG.Wait()
+			svc.Wait()
 			if srv != nil {
 				sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 				defer cancel()

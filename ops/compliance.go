@@ -1,0 +1,73 @@
+package ops
+
+import (
+	"context"
+	"fmt"
+)
+
+// Compliance evaluates the policies against what every environment runs
+// now and records transitions: a newly failing policy opens an alert (a
+// warning in the log and an audit event), a passing one closes it. It
+// returns the alerts open afterwards.
+func (s *Service) Compliance(ctx context.Context) ([]PolicyAlert, error) {
+	reports, err := s.PolicyCheck(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range reports {
+		for _, v := range r.Verdicts {
+			if !v.Passed {
+				opened, err := s.store.OpenPolicyAlert(ctx, r.Environment, v.Policy, v.Action, verdictText(v))
+				if err != nil {
+					return nil, err
+				}
+				if opened {
+					s.log.Warn("policy violated", "environment", r.Environment, "policy", v.Policy, "action", v.Action, "version", r.Version, "message", verdictText(v))
+					if err := s.auditAlone(ctx, Event{Actor: "daytwo", Action: "policy.violated", Subject: v.Policy, Environment: r.Environment,
+						Result: v.Action, Detail: map[string]any{"version": r.Version, "message": verdictText(v)}}); err != nil {
+						return nil, err
+					}
+				}
+				continue
+			}
+			resolved, err := s.store.ResolvePolicyAlert(ctx, r.Environment, v.Policy)
+			if err != nil {
+				return nil, err
+			}
+			if resolved {
+				s.log.Info("policy passes again", "environment", r.Environment, "policy", v.Policy)
+				if err := s.auditAlone(ctx, Event{Actor: "daytwo", Action: "policy.resolved", Subject: v.Policy, Environment: r.Environment,
+					Result: "ok", Detail: map[string]any{"version": r.Version}}); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	return s.store.OpenPolicyAlerts(ctx)
+}
+
+func (s *Service) auditAlone(ctx context.Context, ev Event) error {
+	return s.store.Atomic(ctx, func(tx Tx) error { return s.audit(ctx, tx, ev) })
+}
+
+// proposalBlockers returns the open compliance alerts that refuse new
+// proposals for env (policies with block_proposals).
+func (s *Service) proposalBlockers(ctx context.Context, env string) ([]string, error) {
+	alerts, err := s.store.OpenPolicyAlerts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, a := range alerts {
+		if a.Environment != env {
+			continue
+		}
+		for _, p := range s.cfg.Policies {
+			if p.Name == a.Policy && p.BlockProposals {
+				out = append(out, fmt.Sprintf("policy %s fails on what %s runs now (since %s): %s", a.Policy, env,
+					a.FirstSeen.UTC().Format("2006-01-02 15:04 UTC"), a.Message))
+			}
+		}
+	}
+	return out, nil
+}
