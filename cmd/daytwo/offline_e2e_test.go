@@ -155,7 +155,7 @@ func TestDaemonServesMetricsAndStopsOnSIGTERM(t *testing.T) {
 			t.Fatalf("daemon log line is not JSON: %q", line)
 		}
 	}
-	if !strings.Contains(logs.String(), `"msg":"daemon stopping"`) {
+	if !strings.Contains(logs.String(), `"msg":"daemon stopping;`) {
 		t.Fatalf("no graceful stop logged:\n%s", logs.String())
 	}
 }
