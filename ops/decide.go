@@ -18,7 +18,8 @@ type DecideRequest struct {
 // eyes on, the configured user may not decide a change they requested.
 // Rejections need a comment (ServiceNow requires one).
 func (s *Service) Decide(ctx context.Context, req DecideRequest) (Change, error) {
-	if _, err := s.changeSystem(); err != nil {
+	cs, err := s.decider()
+	if err != nil {
 		return Change{}, err
 	}
 	ch, err := s.store.GetChange(ctx, req.Change)
@@ -29,12 +30,12 @@ func (s *Service) Decide(ctx context.Context, req DecideRequest) (Change, error)
 		return ch, fmt.Errorf("rejecting %s needs a comment (--comment)", ch.Number)
 	}
 	if s.cfg.FourEyes {
-		me, err := s.changes.WhoAmI(ctx)
+		me, err := cs.WhoAmI(ctx)
 		if err != nil {
 			return ch, fmt.Errorf("four eyes: cannot tell who daytwo acts as, so it cannot check that %s was requested by someone else: %w", ch.Number, err)
 		}
 		if me == ch.RequestedByID || (ch.RequestedByID == "" && strings.EqualFold(ch.RequestedBy, s.cfg.Username)) {
-			return ch, fmt.Errorf("four eyes: %s was requested by %s, who may not also decide it; decide as another user (DAYTWO_SN_USER) or turn off servicenow.four_eyes: %w",
+			return ch, fmt.Errorf("four eyes: %s was requested by %s, who may not also decide it; decide as another user (servicenow.approver or DAYTWO_SN_APPROVER_USER) or turn off servicenow.four_eyes: %w",
 				ch.Number, orUnknown(ch.RequestedBy), ErrBlocked)
 		}
 	}

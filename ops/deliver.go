@@ -187,7 +187,11 @@ func (s *Service) deliver(ctx context.Context, it OutboxItem) error {
 		if err := json.Unmarshal(it.Payload, &p); err != nil {
 			return fmt.Errorf("%w: bad payload: %v", ErrRefused, err)
 		}
-		ch, err := s.changes.DecideChange(ctx, p.ChangeSysID, p.Approve, p.Comment)
+		cs, err := s.decider()
+		if err != nil {
+			return err
+		}
+		ch, err := cs.DecideChange(ctx, p.ChangeSysID, p.Approve, p.Comment)
 		if err != nil {
 			return err
 		}

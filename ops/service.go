@@ -44,6 +44,7 @@ type Service struct {
 	policies  *policy.Set
 	newID     func() string
 	executors Executors
+	approver  ChangeSystem
 	probers   Probers
 	holder    string
 	outboxWG  sync.WaitGroup
@@ -69,6 +70,10 @@ func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
 // ServiceNow settings did not validate): work that does not need ServiceNow
 // goes on, work that does reports this error.
 func WithChangeSystemError(err error) Option { return func(s *Service) { s.changesErr = err } }
+
+// WithApprover sets the identity decisions (approve, reject) are made as;
+// by default the change system's own user.
+func WithApprover(cs ChangeSystem) Option { return func(s *Service) { s.approver = cs } }
 
 // WithIDs sets the update id generator (tests).
 func WithIDs(next func() string) Option { return func(s *Service) { s.newID = next } }
@@ -114,6 +119,14 @@ func (s *Service) changeSystem() (ChangeSystem, error) {
 	default:
 		return nil, errors.New("no ServiceNow instance configured (servicenow.instance or DAYTWO_SN_INSTANCE)")
 	}
+}
+
+// decider returns the change system decisions are made through.
+func (s *Service) decider() (ChangeSystem, error) {
+	if s.approver != nil {
+		return s.approver, nil
+	}
+	return s.changeSystem()
 }
 
 // Environment returns the configured environment name.

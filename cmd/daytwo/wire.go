@@ -59,6 +59,15 @@ func (a *app) service(ctx context.Context, opts ...itsm.Option) (*ops.Service, *
 		svcOpts = append(svcOpts, ops.WithChangeSystemError(usageError{err}))
 	case client != nil:
 		changes = itsm.NewBridge(client)
+		if ap := cfg.ServiceNow.Approver; ap.Username != "" {
+			acfg := client.Config()
+			acfg.Auth = itsm.AuthConfig{Method: "basic", Username: ap.Username, Password: cfg.Secrets.ApproverPassword}
+			approver, err := itsm.New(acfg, itsm.WithLogger(a.log()))
+			if err != nil {
+				return nil, nil, usageError{fmt.Errorf("servicenow.approver: %w", err)}
+			}
+			svcOpts = append(svcOpts, ops.WithApprover(itsm.NewBridge(approver)))
+		}
 	}
 	execOpts := []exec.Option{}
 	if cfg.File != "" {

@@ -56,6 +56,16 @@ type ServiceNow struct {
 	CorrelationPrefix string        `koanf:"correlation_prefix"`
 	MirrorCIChanges   bool          `koanf:"mirror_ci_changes"`
 	FourEyes          bool          `koanf:"four_eyes"`
+	// Approver is the person daytwo approves and rejects as (`change
+	// approve`, the console). Empty: the integration user.
+	Approver Approver `koanf:"approver"`
+}
+
+// Approver is a ServiceNow identity for decisions, separate from the
+// integration user that raises changes (so four-eyes can hold).
+type Approver struct {
+	Username     string `koanf:"username"`
+	PasswordFile string `koanf:"password_file"`
 }
 
 // Auth says how daytwo authenticates to ServiceNow. Secrets are not here:
@@ -87,8 +97,9 @@ type Console struct {
 
 // Secrets holds credentials. Its String and GoString never reveal them.
 type Secrets struct {
-	Password     string
-	ClientSecret string
+	Password         string
+	ClientSecret     string
+	ApproverPassword string
 	// PasswordSource and ClientSecretSource say where each secret came from
 	// (an environment variable or a file), for display; "" when unset.
 	PasswordSource     string

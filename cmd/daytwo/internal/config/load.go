@@ -31,15 +31,16 @@ const DefaultFile = "daytwo.yaml"
 // DAYTWO_SN_PASSWORD and DAYTWO_SN_CLIENT_SECRET are handled apart: secrets
 // never enter the configuration tree.
 var EnvKeys = map[string]string{
-	"DAYTWO_DB":            "store.path",
-	"DAYTWO_SN_INSTANCE":   "servicenow.instance",
-	"DAYTWO_SN_USER":       "servicenow.auth.username",
-	"DAYTWO_SN_AUTH":       "servicenow.auth.method",
-	"DAYTWO_SN_CLIENT_ID":  "servicenow.auth.client_id",
-	"DAYTWO_SYNC_LISTEN":   "sync.listen",
-	"DAYTWO_SYNC_INTERVAL": "sync.interval",
-	"DAYTWO_READ_ONLY":     "console.read_only",
-	"DAYTWO_LOG_FILE":      "console.log_file",
+	"DAYTWO_DB":               "store.path",
+	"DAYTWO_SN_INSTANCE":      "servicenow.instance",
+	"DAYTWO_SN_USER":          "servicenow.auth.username",
+	"DAYTWO_SN_AUTH":          "servicenow.auth.method",
+	"DAYTWO_SN_CLIENT_ID":     "servicenow.auth.client_id",
+	"DAYTWO_SN_APPROVER_USER": "servicenow.approver.username",
+	"DAYTWO_SYNC_LISTEN":      "sync.listen",
+	"DAYTWO_SYNC_INTERVAL":    "sync.interval",
+	"DAYTWO_READ_ONLY":        "console.read_only",
+	"DAYTWO_LOG_FILE":         "console.log_file",
 }
 
 // Source says where Load finds each layer.
@@ -269,6 +270,7 @@ func readSecrets(cfg *Config, getenv func(string) string) []Problem {
 	a := cfg.ServiceNow.Auth
 	cfg.Secrets.Password, cfg.Secrets.PasswordSource = read("DAYTWO_SN_PASSWORD", "servicenow.auth.password_file", a.PasswordFile)
 	cfg.Secrets.ClientSecret, cfg.Secrets.ClientSecretSource = read("DAYTWO_SN_CLIENT_SECRET", "servicenow.auth.client_secret_file", a.ClientSecretFile)
+	cfg.Secrets.ApproverPassword, _ = read("DAYTWO_SN_APPROVER_PASSWORD", "servicenow.approver.password_file", cfg.ServiceNow.Approver.PasswordFile)
 	return probs
 }
 
