@@ -1,0 +1,217 @@
+// Package actions builds the console's actions (propose, approve, reject,
+// run, cancel, roll back, retry the outbox, sync) as common.Action values:
+// what they do, whether they are dangerous and what must be typed to
+// confirm them. Screens and the command palette share these builders so
+// that a key and a palette command behave the same.
+package actions
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/daytwo/daytwo/ops"
+	"github.com/daytwo/daytwo/tui/common"
+)
+
+// Service is what the actions call; *ops.Service implements it.
+type Service interface {
+	Propose(ctx context.Context, req ops.ProposeRequest) (ops.Proposal, error)
+	Decide(ctx context.Context, req ops.DecideRequest) (ops.Change, error)
+	DeliverOutbox(ctx context.Context, onlyKeys ...string) (ops.DeliveryStats, error)
+	Run(ctx context.Context, req ops.RunRequest) (ops.RunResult, error)
+	Cancel(ctx context.Context, idOrChange, reason string) (ops.Update, error)
+	ProposeRollback(ctx context.Context, req ops.RollbackRequest) (ops.Proposal, error)
+	RetryOutbox(ctx context.Context, id int64) (int, ops.DeliveryStats, error)
+	SyncOnce(ctx context.Context) (ops.SyncReport, error)
+}
+
+var _ Service = (*ops.Service)(nil)
+
+// Propose proposes version (and key=value settings) for env. On a gated
+// environment the environment's name must be typed to confirm.
+func Propose(svc Service, env ops.Environment, version string, set map[string]string) common.Action {
+	a := common.Action{
+		Title:       "Propose " + env.Name + " " + orAsk(version),
+		Description: "Plan the update, evaluate policies and (gated) raise a ServiceNow change.",
+		Dangerous:   env.RequiresChange,
+		Do: func(ctx context.Context, values []string) (string, error) {
+			v := version
+			if v == "" && len(values) > 0 {
+				v = strings.TrimSpace(values[0])
+			}
+			p, err := svc.Propose(ctx, ops.ProposeRequest{Environment: env.Name, Version: v, Set: set})
+			if err != nil {
+				return "", err
+			}
+			if env.RequiresChange {
+				return fmt.Sprintf("proposed %s: %s %s (change queued for ServiceNow)", p.Update.ID, env.Name, v), nil
+			}
+			return fmt.Sprintf("proposed %s: %s %s (approved: environment is not gated)", p.Update.ID, env.Name, v), nil
+		},
+	}
+	if version == "" {
+		a.Inputs = []common.Field{{Label: "Version", Placeholder: "1.4.2", Required: true}}
+	}
+	if env.RequiresChange {
+		a.Confirm = env.Name
+		a.Description = "Raises a ServiceNow change for " + env.Name + ": it runs only once approved."
+	}
+	a.After = func(string) *common.NavigateMsg { return &common.NavigateMsg{Page: common.PageUpdates, Arg: env.Name} }
+	return a
+}
+
+func orAsk(v string) string {
+	if v == "" {
+		return "(version)"
+	}
+	return v
+}
+
+// Decide approves or rejects a change as the configured ServiceNow user,
+// then pushes the decision at once. The change number must be typed.
+func Decide(svc Service, change string, approve bool) common.Action {
+	verb, past := "Approve", "approved"
+	if !approve {
+		verb, past = "Reject", "rejected"
+	}
+	return common.Action{
+		Title:       verb + " " + change,
+		Description: verb + " the change in ServiceNow as the configured user.",
+		Dangerous:   true,
+		Confirm:     change,
+		Inputs:      []common.Field{{Label: "Comment", Placeholder: "why", Required: !approve}},
+		Do: func(ctx context.Context, values []string) (string, error) {
+			comment := ""
+			if len(values) > 0 {
+				comment = strings.TrimSpace(values[0])
+			}
+			ch, err := svc.Decide(ctx, ops.DecideRequest{Change: change, Approve: approve, Comment: comment})
+			if err != nil {
+				return "", err
+			}
+			st, err := svc.DeliverOutbox(ctx, ch.Number)
+			switch {
+			case err != nil:
+				return fmt.Sprintf("%s of %s queued; delivery deferred: %v", strings.ToLower(verb), ch.Number, err), nil
+			case st.Retrying > 0 || st.Failed > 0:
+				return fmt.Sprintf("%s of %s queued in the outbox (ServiceNow did not take it yet)", strings.ToLower(verb), ch.Number), nil
+			}
+			return fmt.Sprintf("%s %s in ServiceNow", past, ch.Number), nil
+		},
+	}
+}
+
+// Run runs an update. On a gated environment its change number (or the
+// update id when there is none) must be typed. progress receives the run's
+// events; it must not block.
+func Run(svc Service, u ops.Update, gated bool, progress func(ops.RunEvent)) common.Action {
+	a := common.Action{
+		Title:       "Run " + u.ID + " (" + u.Environment + " " + u.Version + ")",
+		Description: "Roll " + u.Environment + " out to " + u.Version + " batch by batch; roll back on failure.",
+		Dangerous:   true,
+		Long:        true,
+		Follow:      &common.NavigateMsg{Page: common.PageMonitor},
+		Do: func(ctx context.Context, _ []string) (string, error) {
+			res, err := svc.Run(ctx, ops.RunRequest{Update: u.ID, Progress: progress})
+			switch {
+			case errors.Is(err, ops.ErrRunFailed):
+				return "", fmt.Errorf("run %s of %s %s failed and was rolled back: %w", res.Run.ID, u.Environment, u.Version, err)
+			case err != nil:
+				return "", err
+			}
+			return fmt.Sprintf("run %s: %s is on %s (%s)", res.Run.ID, u.Environment, u.Version, res.Run.State), nil
+		},
+	}
+	if gated {
+		a.Confirm = common.Or(u.ChangeNumber, u.ID)
+	}
+	return a
+}
+
+// Cancel withdraws an update that has not started.
+func Cancel(svc Service, u ops.Update, gated bool) common.Action {
+	a := common.Action{
+		Title:       "Cancel " + u.ID + " (" + u.Environment + " " + u.Version + ")",
+		Description: "Withdraw the update; a gated update's change is canceled in ServiceNow.",
+		Dangerous:   true,
+		Inputs:      []common.Field{{Label: "Reason", Placeholder: "why"}},
+		Do: func(ctx context.Context, values []string) (string, error) {
+			reason := ""
+			if len(values) > 0 {
+				reason = values[0]
+			}
+			up, err := svc.Cancel(ctx, u.ID, reason)
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("canceled %s", up.ID), nil
+		},
+	}
+	if gated {
+		a.Confirm = common.Or(u.ChangeNumber, u.ID)
+	}
+	return a
+}
+
+// Rollback proposes returning env to an earlier release (to, or the one
+// before the current). On a gated environment it raises its own change and
+// the environment's name must be typed.
+func Rollback(svc Service, env ops.Environment, to string) common.Action {
+	a := common.Action{
+		Title:       "Roll back " + env.Name + " to " + common.Or(to, "the previous release"),
+		Description: "Propose an update back to an earlier release; it goes through the change process like any other.",
+		Dangerous:   true,
+		Do: func(ctx context.Context, _ []string) (string, error) {
+			p, err := svc.ProposeRollback(ctx, ops.RollbackRequest{Environment: env.Name, To: to})
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("proposed rollback %s: %s back to %s", p.Update.ID, env.Name, p.Update.Version), nil
+		},
+	}
+	if env.RequiresChange {
+		a.Confirm = env.Name
+	}
+	a.After = func(string) *common.NavigateMsg { return &common.NavigateMsg{Page: common.PageUpdates, Arg: env.Name} }
+	return a
+}
+
+// RetryOutbox makes a failed write (or all, id 0) pending again and
+// delivers what is due.
+func RetryOutbox(svc Service, id int64) common.Action {
+	what := "every failed write"
+	if id > 0 {
+		what = fmt.Sprintf("outbox item #%d", id)
+	}
+	return common.Action{
+		Title:       "Retry " + what,
+		Description: "Send the write(s) to ServiceNow again.",
+		Dangerous:   true,
+		Do: func(ctx context.Context, _ []string) (string, error) {
+			n, st, err := svc.RetryOutbox(ctx, id)
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("retried %d: %d delivered, %d retrying, %d failed", n, st.Delivered, st.Retrying, st.Failed), nil
+		},
+	}
+}
+
+// Sync runs one sync cycle now (deliver the outbox, mirror changes and
+// approvals). It only pushes writes that were already decided, so it is
+// not flagged dangerous.
+func Sync(svc Service) common.Action {
+	return common.Action{
+		Title: "Sync with ServiceNow",
+		Do: func(ctx context.Context, _ []string) (string, error) {
+			r, err := svc.SyncOnce(ctx)
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("synced: %d delivered, %d changes fetched, %d approvals, %d updates moved",
+				r.Outbox.Delivered, r.Fetched, r.Approvals, r.Transitions), nil
+		},
+	}
+}

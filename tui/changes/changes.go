@@ -1,0 +1,311 @@
+// Package changes lists the local mirror of ServiceNow change requests.
+// The mirror can hold 100k changes, so the list is virtual: it counts the
+// matches, loads only a window of rows around what is visible (a page of
+// LIMIT/OFFSET), and renders only the visible rows. "/" searches number,
+// description and CI in the store.
+package changes
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/charmbracelet/bubbles/key"
+	tea "github.com/charmbracelet/bubbletea"
+
+	"github.com/daytwo/daytwo/ops"
+	"github.com/daytwo/daytwo/tui/common"
+)
+
+// Source is what the screen reads; *ops.Service implements it.
+type Source interface {
+	Changes(ctx context.Context, f ops.ChangeFilter) ([]ops.Change, error)
+	CountChanges(ctx context.Context, f ops.ChangeFilter) (int, error)
+}
+
+// KeyMap is the screen's keys.
+type KeyMap struct {
+	Up       key.Binding
+	Down     key.Binding
+	PageUp   key.Binding
+	PageDown key.Binding
+	Top      key.Binding
+	Bottom   key.Binding
+	Open     key.Binding
+	Active   key.Binding
+}
+
+// DefaultKeyMap returns the screen's keys.
+func DefaultKeyMap() KeyMap {
+	return KeyMap{
+		Up:       key.NewBinding(key.WithKeys("up", "k"), key.WithHelp("↑/k", "up")),
+		Down:     key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓/j", "down")),
+		PageUp:   key.NewBinding(key.WithKeys("pgup", "ctrl+u"), key.WithHelp("pgup", "page up")),
+		PageDown: key.NewBinding(key.WithKeys("pgdown", "ctrl+d"), key.WithHelp("pgdn", "page down")),
+		Top:      key.NewBinding(key.WithKeys("home", "g"), key.WithHelp("g", "first")),
+		Bottom:   key.NewBinding(key.WithKeys("end", "G"), key.WithHelp("G", "last")),
+		Open:     key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "detail")),
+		Active:   key.NewBinding(key.WithKeys("a"), key.WithHelp("a", "active only")),
+	}
+}
+
+// debounce is how long typing in the search waits before querying.
+const debounce = 120 * time.Millisecond
+
+type loadedMsg struct {
+	gen   int
+	start int
+	rows  []ops.Change
+	total int
+	err   error
+}
+
+type searchTickMsg struct{ token int }
+
+// Model is the changes screen.
+type Model struct {
+	common common.Common
+	src    Source
+	keys   KeyMap
+	filter common.Filter
+	// query is the search the loaded rows match (the filter text after
+	// the debounce).
+	query   string
+	active  bool
+	token   int
+	total   int
+	start   int // index of rows[0]
+	rows    []ops.Change
+	cursor  int
+	offset  int
+	gen     int
+	loading bool
+	want    int // window start of the load in flight
+	err     error
+	loaded  bool
+}
+
+// New builds the screen.
+func New(c common.Common, src Source) Model {
+	return Model{common: c, src: src, keys: DefaultKeyMap(), filter: common.NewFilter(c), want: -1}
+}
+
+// Init does nothing: the root loads the screen when shown.
+func (m Model) Init() tea.Cmd { return nil }
+
+func (m Model) listHeight() int {
+	h := m.common.Height - 3 // header, footer summary, filter/blank
+	return max(h, 1)
+}
+
+// Load reloads the window around the visible rows.
+func (m *Model) Load() tea.Cmd {
+	return m.loadWindow(true)
+}
+
+func (m *Model) loadWindow(force bool) tea.Cmd {
+	h := m.listHeight()
+	start := max(m.offset-h, 0)
+	limit := 3 * h
+	if !force {
+		if m.offset >= m.start && min(m.offset+h, m.total) <= m.start+len(m.rows) {
+			return nil // the visible rows are loaded
+		}
+		if m.loading && m.want == start {
+			return nil
+		}
+	} else if m.loading {
+		return nil
+	}
+	m.loading = true
+	m.want = start
+	m.gen++
+	c, src, gen := m.common, m.src, m.gen
+	f := ops.ChangeFilter{Search: m.query, ActiveOnly: m.active, Limit: limit, Offset: start}
+	return func() tea.Msg {
+		ctx, cancel := c.Context()
+		defer cancel()
+		total, err := src.CountChanges(ctx, ops.ChangeFilter{Search: f.Search, ActiveOnly: f.ActiveOnly})
+		if err != nil {
+			return loadedMsg{gen: gen, err: err}
+		}
+		rows, err := src.Changes(ctx, f)
+		return loadedMsg{gen: gen, start: start, rows: rows, total: total, err: err}
+	}
+}
+
+// SetSize sets the screen's size.
+func (m *Model) SetSize(w, h int) { m.common.Width, m.common.Height = w, h }
+
+// Title names the screen.
+func (m *Model) Title() string { return "Changes" }
+
+// InputFocused reports whether the search is being typed.
+func (m *Model) InputFocused() bool { return m.filter.Active() }
+
+// Selected returns the change under the cursor, if loaded.
+func (m Model) Selected() (ops.Change, bool) {
+	i := m.cursor - m.start
+	if i < 0 || i >= len(m.rows) {
+		return ops.Change{}, false
+	}
+	return m.rows[i], true
+}
+
+func (m *Model) move(to int) tea.Cmd {
+	m.cursor = common.Clamp(to, 0, m.total-1)
+	m.offset = common.Window(m.offset, m.cursor, m.listHeight(), m.total)
+	return m.loadWindow(false)
+}
+
+// Update handles messages.
+func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
+	switch msg := msg.(type) {
+	case common.RefreshMsg:
+		return m, m.Load()
+	case loadedMsg:
+		if msg.gen != m.gen {
+			return m, nil
+		}
+		m.loading, m.want, m.err = false, -1, msg.err
+		if msg.err == nil {
+			m.loaded = true
+			m.total, m.start, m.rows = msg.total, msg.start, msg.rows
+			m.cursor = common.Clamp(m.cursor, 0, m.total-1)
+			m.offset = common.Window(m.offset, m.cursor, m.listHeight(), m.total)
+			return m, m.loadWindow(false) // the cursor moved on while loading
+		}
+		return m, nil
+	case searchTickMsg:
+		if msg.token != m.token || m.filter.Value() == m.query {
+			return m, nil
+		}
+		m.query = m.filter.Value()
+		m.cursor, m.offset = 0, 0
+		m.loading = false // supersede the load in flight
+		return m, m.Load()
+	case tea.KeyMsg:
+		var handled, changed bool
+		var cmd tea.Cmd
+		m.filter, handled, changed, cmd = m.filter.Update(msg)
+		if changed {
+			m.token++
+			token := m.token
+			return m, tea.Batch(cmd, tea.Tick(debounce, func(time.Time) tea.Msg { return searchTickMsg{token: token} }))
+		}
+		if handled {
+			return m, cmd
+		}
+		return m.handleKey(msg)
+	}
+	return m, nil
+}
+
+func (m Model) handleKey(msg tea.KeyMsg) (Model, tea.Cmd) {
+	h := m.listHeight()
+	switch {
+	case key.Matches(msg, m.keys.Up):
+		return m, m.move(m.cursor - 1)
+	case key.Matches(msg, m.keys.Down):
+		return m, m.move(m.cursor + 1)
+	case key.Matches(msg, m.keys.PageUp):
+		return m, m.move(m.cursor - h)
+	case key.Matches(msg, m.keys.PageDown):
+		return m, m.move(m.cursor + h)
+	case key.Matches(msg, m.keys.Top):
+		return m, m.move(0)
+	case key.Matches(msg, m.keys.Bottom):
+		return m, m.move(m.total - 1)
+	case key.Matches(msg, m.keys.Active):
+		m.active = !m.active
+		m.cursor, m.offset = 0, 0
+		m.loading = false
+		return m, m.Load()
+	case key.Matches(msg, m.keys.Open):
+		c, ok := m.Selected()
+		if !ok {
+			return m, nil
+		}
+		if !strings.Contains(c.CorrelationID, ":u-") {
+			return m, common.Flash(common.LevelWarn, c.Number+" is not a daytwo change (mirrored for its CI): nothing to drill into")
+		}
+		return m, common.Navigate(common.PageDetail, c.Number)
+	}
+	return m, nil
+}
+
+var columns = []common.Column{
+	{Title: "NUMBER", Width: 10},
+	{Title: "TYPE", Width: 9},
+	{Title: "STATE", Width: 9},
+	{Title: "APPROVAL", Width: 12},
+	{Title: "CI", Width: 14},
+	{Title: "SHORT DESCRIPTION"},
+}
+
+// View renders only the visible rows.
+func (m Model) View() string {
+	s := m.common.Styles
+	w, h := m.common.Width, m.common.Height
+	cols := common.Layout(columns, w)
+	lines := make([]string, 0, h)
+	lines = append(lines, s.Table.Header.Render(common.Header(cols)))
+	listH := m.listHeight()
+	switch {
+	case m.err != nil:
+		lines = append(lines, s.Status.Bad.Render("cannot read changes: "+m.err.Error()))
+	case !m.loaded:
+		lines = append(lines, s.Table.Empty.Render("loading…"))
+	case m.total == 0 && m.query != "":
+		lines = append(lines, s.Table.Empty.Render("no change matches "+m.query))
+	case m.total == 0:
+		lines = append(lines, s.Table.Empty.Render("the mirror is empty: sync with S or run `daytwo sync`"))
+	}
+	for i := m.offset; i < m.total && i < m.offset+listH; i++ {
+		var row string
+		if j := i - m.start; j >= 0 && j < len(m.rows) {
+			c := m.rows[j]
+			row = common.Row(cols, []string{c.Number, c.Type, c.State.String(), common.Or(c.Approval, "—"), c.CmdbCI, c.ShortDescription})
+		} else {
+			row = s.Table.Empty.Render("…")
+		}
+		if i == m.cursor {
+			row = s.Table.Selected.Render(common.PadRight(row, w))
+		}
+		lines = append(lines, row)
+	}
+	for len(lines) < h-2 {
+		lines = append(lines, "")
+	}
+	lines = append(lines, m.filter.View())
+	scope := "all"
+	if m.active {
+		scope = "active"
+	}
+	pos := 0
+	if m.total > 0 {
+		pos = m.cursor + 1
+	}
+	lines = append(lines, s.Status.Muted.Render(fmt.Sprintf("%d/%d %s changes in the mirror", pos, m.total, scope)))
+	return common.Fit(strings.Join(lines, "\n"), w, h)
+}
+
+// ShortHelp implements help.KeyMap.
+func (m Model) ShortHelp() []key.Binding {
+	if m.filter.Active() {
+		return []key.Binding{m.filter.Keys.Accept, m.filter.Keys.Clear}
+	}
+	return []key.Binding{m.keys.Down, m.keys.PageDown, m.keys.Open, m.filter.Keys.Start, m.keys.Active}
+}
+
+// FullHelp implements help.KeyMap.
+func (m Model) FullHelp() [][]key.Binding {
+	return [][]key.Binding{
+		{m.keys.Up, m.keys.Down, m.keys.PageUp, m.keys.PageDown, m.keys.Top, m.keys.Bottom},
+		{m.keys.Open, m.filter.Keys.Start, m.filter.Keys.Clear, m.keys.Active},
+	}
+}
+
+// FilterValue is the filter text; esc clears it before going back.
+func (m *Model) FilterValue() string { return m.filter.Value() }

@@ -1,0 +1,183 @@
+// Package common holds what every screen of the console shares: the
+// Common struct (size, styles, logger, clock, read-only flag), the
+// messages screens send to the root (navigation, flash, actions, refresh)
+// and small rendering helpers that compute nothing from the terminal.
+package common
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/charmbracelet/bubbles/help"
+	tea "github.com/charmbracelet/bubbletea"
+
+	"github.com/daytwo/daytwo/tui/styles"
+)
+
+// Common is passed by value to every component: the styles, logger and
+// clock are shared pointers, the size is each component's own.
+type Common struct {
+	// Ctx is cancelled when the console exits; commands derive their
+	// per-call contexts from it.
+	Ctx    context.Context
+	Styles *styles.Styles
+	Logger *slog.Logger
+	// Now is the clock used for elapsed and relative times (fixed in
+	// tests). It is only read while rendering durations, never for I/O.
+	Now func() time.Time
+	// ReadOnly disables every dangerous action.
+	ReadOnly bool
+	// Timeout bounds every store read a screen issues.
+	Timeout time.Duration
+	Width   int
+	Height  int
+}
+
+// Context returns a context bounded by the read timeout.
+func (c Common) Context() (context.Context, context.CancelFunc) {
+	ctx := c.Ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	d := c.Timeout
+	if d <= 0 {
+		d = 10 * time.Second
+	}
+	return context.WithTimeout(ctx, d)
+}
+
+// Component is what the root model routes to: a screen with help, a size
+// and a title for the breadcrumbs.
+type Component interface {
+	help.KeyMap
+	View() string
+	SetSize(width, height int)
+	// Title names the screen in the breadcrumbs.
+	Title() string
+	// InputFocused reports whether a text input has focus (then q and the
+	// global single-letter keys are typed, not interpreted).
+	InputFocused() bool
+}
+
+// Page identifies a screen.
+type Page int
+
+// The screens.
+const (
+	PageEnvironments Page = iota
+	PageUpdates
+	PageChanges
+	PageDetail
+	PageMonitor
+	PageAudit
+	PageOutbox
+)
+
+// String names the page.
+func (p Page) String() string {
+	switch p {
+	case PageEnvironments:
+		return "environments"
+	case PageUpdates:
+		return "updates"
+	case PageChanges:
+		return "changes"
+	case PageDetail:
+		return "detail"
+	case PageMonitor:
+		return "monitor"
+	case PageAudit:
+		return "audit"
+	case PageOutbox:
+		return "outbox"
+	default:
+		return "page"
+	}
+}
+
+// NavigateMsg asks the root to show a page, pushing it on the navigation
+// stack. Arg is page specific: an environment for updates, an update id or
+// change number for detail, a run id for the monitor.
+type NavigateMsg struct {
+	Page Page
+	Arg  string
+}
+
+// Navigate returns a command that navigates.
+func Navigate(p Page, arg string) tea.Cmd {
+	return func() tea.Msg { return NavigateMsg{Page: p, Arg: arg} }
+}
+
+// Level is how a flash message is shown.
+type Level int
+
+// Flash levels.
+const (
+	LevelInfo Level = iota
+	LevelWarn
+	LevelError
+)
+
+// FlashMsg shows a self-clearing line in the footer.
+type FlashMsg struct {
+	Level Level
+	Text  string
+}
+
+// Flash returns a command that flashes text.
+func Flash(l Level, text string) tea.Cmd {
+	return func() tea.Msg { return FlashMsg{Level: l, Text: text} }
+}
+
+// RefreshMsg is broadcast on every background refresh tick: screens
+// re-read the store.
+type RefreshMsg struct{}
+
+// ActionMsg asks the root to perform an action: it checks read-only mode,
+// asks for confirmation and inputs, and runs it as a task.
+type ActionMsg struct{ Action Action }
+
+// Field is one value an action asks for before it runs.
+type Field struct {
+	Label       string
+	Placeholder string
+	Value       string
+	Required    bool
+}
+
+// Action is something the operator asked for that changes ServiceNow or an
+// environment (Dangerous) or needs inputs.
+type Action struct {
+	// Title is the imperative shown in the dialog and the spinner, e.g.
+	// "Approve CHG0030012".
+	Title string
+	// Description explains the effect in one or two lines.
+	Description string
+	// Dangerous marks actions that change ServiceNow or an environment:
+	// disabled in read-only mode and always confirmed.
+	Dangerous bool
+	// Confirm, when set, must be typed exactly before OK enables (the
+	// change number or environment name of a gated environment).
+	Confirm string
+	// Inputs are asked for in the dialog (version, comment, ...).
+	Inputs []Field
+	// Do performs the action with the inputs' values; it runs in a
+	// command, never in Update. It returns a one-line result.
+	Do func(ctx context.Context, values []string) (string, error)
+	// Long actions (a run) are not bounded by the read timeout.
+	Long bool
+	// Follow is where to navigate once the action starts, if anywhere.
+	Follow *NavigateMsg
+	// After is where to navigate when the action succeeds, if anywhere.
+	After func(result string) *NavigateMsg
+}
+
+// TaskDoneMsg reports the end of an action started by the root.
+type TaskDoneMsg struct {
+	ID     int
+	Title  string
+	Result string
+	Err    error
+	After  *NavigateMsg
+}

@@ -1,0 +1,193 @@
+package common
+
+import (
+	"fmt"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/charmbracelet/lipgloss"
+	"github.com/charmbracelet/x/ansi"
+)
+
+// Fit pads or cuts s to exactly h lines of at most w cells, each padded to
+// w, so that every screen fills its area (and resizes cleanly).
+func Fit(s string, w, h int) string {
+	if h <= 0 {
+		return ""
+	}
+	lines := strings.Split(s, "\n")
+	if len(lines) > h {
+		lines = lines[:h]
+	}
+	for len(lines) < h {
+		lines = append(lines, "")
+	}
+	for i, l := range lines {
+		lines[i] = PadRight(l, w)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// PadRight cuts s to w cells (with an ellipsis) or pads it with spaces.
+func PadRight(s string, w int) string {
+	if w <= 0 {
+		return ""
+	}
+	n := lipgloss.Width(s)
+	if n > w {
+		return ansi.Truncate(s, w, "…")
+	}
+	return s + strings.Repeat(" ", w-n)
+}
+
+// Truncate cuts s to w cells with an ellipsis.
+func Truncate(s string, w int) string {
+	if w <= 0 {
+		return ""
+	}
+	if lipgloss.Width(s) <= w {
+		return s
+	}
+	return ansi.Truncate(s, w, "…")
+}
+
+// Column is one column of a table: a header and a width in cells (0: take
+// what is left).
+type Column struct {
+	Title string
+	Width int
+}
+
+// Layout resolves zero-width columns to share what is left of total.
+func Layout(cols []Column, total int) []Column {
+	out := make([]Column, len(cols))
+	copy(out, cols)
+	used, flex := 0, 0
+	for _, c := range out {
+		if c.Width == 0 {
+			flex++
+		}
+		used += c.Width + 1
+	}
+	if flex > 0 {
+		rest := max(total-used, flex*4)
+		for i := range out {
+			if out[i].Width == 0 {
+				out[i].Width = rest / flex
+			}
+		}
+	}
+	return out
+}
+
+// Row renders cells in columns separated by a space; styled cells keep
+// their style and are cut by visible width.
+func Row(cols []Column, cells []string) string {
+	var b strings.Builder
+	for i, c := range cols {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		cell := ""
+		if i < len(cells) {
+			cell = cells[i]
+		}
+		b.WriteString(PadRight(cell, c.Width))
+	}
+	return b.String()
+}
+
+// Header renders the column titles.
+func Header(cols []Column) string {
+	titles := make([]string, len(cols))
+	for i, c := range cols {
+		titles[i] = c.Title
+	}
+	return Row(cols, titles)
+}
+
+// Window returns the first visible index so that cursor stays inside a
+// window of height rows starting at offset.
+func Window(offset, cursor, height, total int) int {
+	if height <= 0 {
+		return 0
+	}
+	if cursor < offset {
+		offset = cursor
+	}
+	if cursor >= offset+height {
+		offset = cursor - height + 1
+	}
+	offset = min(offset, max(total-height, 0))
+	return max(offset, 0)
+}
+
+// Clamp keeps v within [lo, hi] (hi < lo gives lo).
+func Clamp(v, lo, hi int) int {
+	if v > hi {
+		v = hi
+	}
+	if v < lo {
+		v = lo
+	}
+	return v
+}
+
+// FuzzyMatch reports whether every rune of pattern appears in s in order
+// (case-insensitive), the way fzf-style filters match "prd142" against
+// "production 1.4.2".
+func FuzzyMatch(pattern, s string) bool {
+	if pattern == "" {
+		return true
+	}
+	p := []rune(strings.ToLower(pattern))
+	i := 0
+	for _, r := range strings.ToLower(s) {
+		if unicode.IsSpace(p[i]) {
+			i++
+			if i == len(p) {
+				return true
+			}
+		}
+		if r == p[i] {
+			i++
+			if i == len(p) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Duration renders d compactly: 45s, 3m05s, 2h10m.
+func Duration(d time.Duration) string {
+	if d < 0 {
+		d = 0
+	}
+	d = d.Round(time.Second)
+	switch {
+	case d < time.Minute:
+		return d.String()
+	case d < time.Hour:
+		return fmt.Sprintf("%dm%02ds", int(d/time.Minute), int((d%time.Minute)/time.Second))
+	default:
+		return fmt.Sprintf("%dh%02dm", int(d/time.Hour), int((d%time.Hour)/time.Minute))
+	}
+}
+
+// Timestamp renders t in UTC to the minute, or "—" for the zero time.
+func Timestamp(t time.Time) string {
+	if t.IsZero() {
+		return "—"
+	}
+	return t.UTC().Format("2006-01-02 15:04 UTC")
+}
+
+// Or returns s, or alt when s is empty.
+func Or(s, alt string) string {
+	if s == "" {
+		return alt
+	}
+	return s
+}

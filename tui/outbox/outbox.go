@@ -1,0 +1,257 @@
+// Package outbox is the connection screen: whether ServiceNow answers, when
+// the mirror last synced, and the outbox of writes waiting for ServiceNow
+// (depth, failures, last errors). In offline mode it says so plainly:
+// reads come from the mirror, writes wait here, nothing unapproved runs.
+package outbox
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/charmbracelet/bubbles/key"
+	tea "github.com/charmbracelet/bubbletea"
+
+	"github.com/daytwo/daytwo/ops"
+	"github.com/daytwo/daytwo/tui/actions"
+	"github.com/daytwo/daytwo/tui/common"
+)
+
+// Source is what the screen reads; *ops.Service implements it.
+type Source interface {
+	Outbox(ctx context.Context, f ops.OutboxFilter) ([]ops.OutboxItem, error)
+	Connection(ctx context.Context, instance string, ping bool) (ops.ConnectionStatus, error)
+}
+
+// KeyMap is the screen's keys.
+type KeyMap struct {
+	Up    key.Binding
+	Down  key.Binding
+	Ping  key.Binding
+	Retry key.Binding
+	All   key.Binding
+}
+
+// DefaultKeyMap returns the screen's keys.
+func DefaultKeyMap() KeyMap {
+	return KeyMap{
+		Up:    key.NewBinding(key.WithKeys("up", "k"), key.WithHelp("↑/k", "up")),
+		Down:  key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓/j", "down")),
+		Ping:  key.NewBinding(key.WithKeys("p"), key.WithHelp("p", "ping ServiceNow")),
+		Retry: key.NewBinding(key.WithKeys("T"), key.WithHelp("T", "retry failed ⚠")),
+		All:   key.NewBinding(key.WithKeys("d"), key.WithHelp("d", "show delivered")),
+	}
+}
+
+// ConnectionMsg carries a connection check.
+type ConnectionMsg struct {
+	Gen    int
+	Status ops.ConnectionStatus
+	Err    error
+}
+
+// CheckConnection reads the connection status (and, with ping, asks
+// ServiceNow, bounded by the read timeout).
+func CheckConnection(c common.Common, src Source, instance string, ping bool, gen int) tea.Cmd {
+	return func() tea.Msg {
+		ctx, cancel := c.Context()
+		defer cancel()
+		cs, err := src.Connection(ctx, instance, ping)
+		return ConnectionMsg{Gen: gen, Status: cs, Err: err}
+	}
+}
+
+type loadedMsg struct {
+	gen   int
+	items []ops.OutboxItem
+	err   error
+}
+
+// Model is the outbox screen.
+type Model struct {
+	common    common.Common
+	src       Source
+	acts      actions.Service
+	keys      KeyMap
+	conn      ops.ConnectionStatus
+	connKnown bool
+	connErr   error
+	items     []ops.OutboxItem
+	delivered bool
+	cursor    int
+	gen       int
+	loading   bool
+	loaded    bool
+	err       error
+}
+
+// New builds the screen.
+func New(c common.Common, src Source, acts actions.Service) Model {
+	m := Model{common: c, src: src, acts: acts, keys: DefaultKeyMap()}
+	m.updateKeys()
+	return m
+}
+
+// Init does nothing: the root loads the screen when shown.
+func (m Model) Init() tea.Cmd { return nil }
+
+// Load re-reads the outbox.
+func (m *Model) Load() tea.Cmd {
+	if m.loading {
+		return nil
+	}
+	m.loading = true
+	m.gen++
+	c, src, gen := m.common, m.src, m.gen
+	f := ops.OutboxFilter{States: []ops.OutboxState{ops.OutboxPending, ops.OutboxFailed}, Limit: 500}
+	if m.delivered {
+		f.States = append(f.States, ops.OutboxDelivered)
+	}
+	return func() tea.Msg {
+		ctx, cancel := c.Context()
+		defer cancel()
+		items, err := src.Outbox(ctx, f)
+		return loadedMsg{gen: gen, items: items, err: err}
+	}
+}
+
+// SetConnection records the latest connection check (the root polls it
+// for the header's offline banner).
+func (m *Model) SetConnection(cs ops.ConnectionStatus, err error) {
+	m.conn, m.connErr, m.connKnown = cs, err, err == nil
+}
+
+// SetSize sets the screen's size.
+func (m *Model) SetSize(w, h int) { m.common.Width, m.common.Height = w, h }
+
+// Title names the screen.
+func (m *Model) Title() string { return "Outbox" }
+
+// InputFocused reports false: the screen has no text input.
+func (m *Model) InputFocused() bool { return false }
+
+func (m *Model) updateKeys() {
+	m.keys.Retry.SetEnabled(!m.common.ReadOnly && m.conn.Failed > 0)
+	m.keys.Ping.SetEnabled(m.conn.Configured || !m.connKnown)
+}
+
+// Update handles messages.
+func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
+	switch msg := msg.(type) {
+	case common.RefreshMsg:
+		return m, m.Load()
+	case loadedMsg:
+		if msg.gen != m.gen {
+			return m, nil
+		}
+		m.loading, m.err = false, msg.err
+		if msg.err == nil {
+			m.loaded = true
+			m.items = msg.items
+			m.cursor = common.Clamp(m.cursor, 0, len(m.items)-1)
+		}
+	case tea.KeyMsg:
+		switch {
+		case key.Matches(msg, m.keys.Up):
+			m.cursor = common.Clamp(m.cursor-1, 0, len(m.items)-1)
+		case key.Matches(msg, m.keys.Down):
+			m.cursor = common.Clamp(m.cursor+1, 0, len(m.items)-1)
+		case key.Matches(msg, m.keys.All):
+			m.delivered = !m.delivered
+			m.loading = false
+			return m, m.Load()
+		case key.Matches(msg, m.keys.Ping):
+			return m, func() tea.Msg { return PingMsg{} }
+		case key.Matches(msg, m.keys.Retry):
+			id := int64(0)
+			if m.cursor < len(m.items) && m.items[m.cursor].State == ops.OutboxFailed {
+				id = m.items[m.cursor].ID
+			}
+			a := actions.RetryOutbox(m.acts, id)
+			return m, func() tea.Msg { return common.ActionMsg{Action: a} }
+		}
+	}
+	m.updateKeys()
+	return m, nil
+}
+
+// PingMsg asks the root to check the connection now.
+type PingMsg struct{}
+
+// View renders the screen.
+func (m Model) View() string {
+	s := m.common.Styles
+	w, h := m.common.Width, m.common.Height
+	c := m.conn
+	kv := func(k, v string) string { return common.Truncate(s.Section.Label.Render(fmt.Sprintf("%-12s", k))+" "+v, w) }
+	var lines []string
+	switch {
+	case !m.connKnown && m.connErr != nil:
+		lines = append(lines, s.Status.Bad.Render("cannot read the connection status: "+m.connErr.Error()))
+	case !m.connKnown:
+		lines = append(lines, s.Table.Empty.Render("checking ServiceNow…"))
+	case c.Offline():
+		lines = append(lines, s.App.Offline.Render("OFFLINE: reads come from the local mirror; writes wait in the outbox"))
+	case c.Checked && c.Reachable:
+		lines = append(lines, s.App.Online.Render("ONLINE: ServiceNow answers"))
+	default:
+		lines = append(lines, s.Status.Muted.Render("not checked yet"))
+	}
+	reach := "not checked"
+	switch {
+	case !c.Configured:
+		reach = s.Status.Bad.Render("not configured")
+	case c.Checked && c.Reachable:
+		reach = s.Status.OK.Render("reachable")
+	case c.Checked:
+		reach = s.Status.Bad.Render("unreachable")
+	}
+	lines = append(lines,
+		kv("instance", common.Or(c.Instance, "—")),
+		kv("servicenow", reach),
+	)
+	if c.Error != "" && (!c.Reachable || !c.Configured) {
+		lines = append(lines, kv("error", s.Status.Bad.Render(c.Error)))
+	}
+	lines = append(lines,
+		kv("last sync", common.Timestamp(c.LastSync)+" (newest mirrored change)"),
+		kv("outbox", fmt.Sprintf("%d pending, %d failed", c.Pending, c.Failed)),
+		"",
+	)
+	cols := common.Layout([]common.Column{{Title: "ID", Width: 5}, {Title: "KIND", Width: 23}, {Title: "KEY", Width: 10},
+		{Title: "STATE", Width: 9}, {Title: "TRIES", Width: 5}, {Title: "LAST ERROR"}}, w)
+	lines = append(lines, s.Table.Header.Render(common.Header(cols)))
+	if m.loaded && len(m.items) == 0 {
+		lines = append(lines, s.Table.Empty.Render("the outbox is empty: everything reached ServiceNow"))
+	}
+	listH := max(h-len(lines), 1)
+	off := common.Window(0, m.cursor, listH, len(m.items))
+	for i := off; i < len(m.items) && i < off+listH; i++ {
+		it := m.items[i]
+		st := string(it.State)
+		switch it.State {
+		case ops.OutboxFailed:
+			st = s.Status.Bad.Render(st)
+		case ops.OutboxPending:
+			st = s.Status.Pending.Render(st)
+		case ops.OutboxDelivered:
+			st = s.Status.OK.Render(st)
+		}
+		row := common.Row(cols, []string{fmt.Sprint(it.ID), string(it.Kind), it.Key, st, fmt.Sprint(it.Attempts), it.LastError})
+		if i == m.cursor {
+			row = s.Table.Selected.Render(common.PadRight(row, w))
+		}
+		lines = append(lines, row)
+	}
+	return common.Fit(strings.Join(lines, "\n"), w, h)
+}
+
+// ShortHelp implements help.KeyMap.
+func (m Model) ShortHelp() []key.Binding {
+	return []key.Binding{m.keys.Down, m.keys.Ping, m.keys.Retry, m.keys.All}
+}
+
+// FullHelp implements help.KeyMap.
+func (m Model) FullHelp() [][]key.Binding {
+	return [][]key.Binding{{m.keys.Up, m.keys.Down, m.keys.All}, {m.keys.Ping, m.keys.Retry}}
+}
