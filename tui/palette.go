@@ -29,7 +29,9 @@ func (m *Model) command(line string) tea.Cmd {
 		}
 		return ""
 	}
-	errf := func(format string, a ...any) tea.Cmd { return common.Flash(common.LevelError, fmt.Sprintf(format, a...)) }
+	errf := func(format string, a ...any) tea.Cmd {
+		return common.Flash(common.LevelError, fmt.Sprintf(format, a...))
+	}
 	act := func(a common.Action) tea.Cmd { return func() tea.Msg { return common.ActionMsg{Action: a} } }
 	switch strings.ToLower(f[0]) {
 	case "q", "quit", "exit":

@@ -79,6 +79,7 @@ type Model struct {
 	events    chan ops.RunEvent
 	vp        viewport.Model
 	pinned    string // a run chosen by the operator; "" follows the latest
+	live      string // the run this console started last, preferred over "latest"
 	runID     string
 	found     bool
 	prog      ops.RunProgress
@@ -140,6 +141,9 @@ func (m *Model) Load() tea.Cmd {
 	m.loading = true
 	m.gen++
 	c, src, gen, want := m.common, m.src, m.gen, m.pinned
+	if want == "" {
+		want = m.live
+	}
 	after := int64(0)
 	if want == "" || want == m.runID {
 		after = m.lastID
@@ -223,8 +227,12 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 		if ev.Message != "" {
 			m.lastEvent = ev.Message
 		}
-		if m.pinned != "" && ev.RunID != "" && ev.RunID != m.pinned && m.Running() == false {
-			m.pinned = "" // a run started here takes over an idle monitor
+		if ev.RunID != "" && ev.RunID != m.live {
+			m.live = ev.RunID
+			if !m.Running() {
+				m.pinned = "" // a run started here takes over an idle monitor
+			}
+			m.loading = false // supersede a load of the previous run
 		}
 		return m, tea.Batch(waitForEvent(m.events), m.Load())
 	case common.RefreshMsg:
@@ -290,6 +298,7 @@ func (m Model) handleKey(msg tea.KeyMsg) (Model, tea.Cmd) {
 			m.vp.GotoBottom()
 		}
 	case key.Matches(msg, m.keys.Latest):
+		m.live = ""
 		return m, m.Show("")
 	case key.Matches(msg, m.keys.Detail):
 		if m.found {

@@ -183,7 +183,9 @@ func (m Model) View() string {
 	s := m.common.Styles
 	w, h := m.common.Width, m.common.Height
 	c := m.conn
-	kv := func(k, v string) string { return common.Truncate(s.Section.Label.Render(fmt.Sprintf("%-12s", k))+" "+v, w) }
+	kv := func(k, v string) string {
+		return common.Truncate(s.Section.Label.Render(fmt.Sprintf("%-12s", k))+" "+v, w)
+	}
 	var lines []string
 	switch {
 	case !m.connKnown && m.connErr != nil:
