@@ -191,6 +191,22 @@ func (a *app) daemon(ctx context.Context, svc *ops.Service, db *store.DB, m *syn
 		log.Info("daemon listening", "addr", ln.Addr().String(), "paths", "/metrics /healthz /readyz")
 	}
 	log.Info("daemon started", "interval", interval.String(), "instance", a.cfg.ServiceNow.Instance, "db", db.Path())
+	a.engineLoop(ctx, svc, db, m, interval, log)
+	log.Info("daemon stopped")
+	if srv != nil {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}
+	return nil
+}
+
+// engineLoop is the daemon's heart, shared with `daytwo demo`: a sync cycle
+// every interval, then continuous compliance, then (beside the loop, so a
+// long rollout never stalls mirroring) the engine's auto-runs. It returns
+// when ctx is canceled, after any rollout in progress has finished or
+// rolled back.
+func (a *app) engineLoop(ctx context.Context, svc *ops.Service, db *store.DB, m *syncMetrics, interval time.Duration, log *slog.Logger) {
 	var (
 		engineBusy atomic.Bool
 		engineWG   sync.WaitGroup
@@ -258,12 +274,7 @@ func (a *app) daemon(ctx context.Context, svc *ops.Service, db *store.DB, m *syn
 			log.Info("daemon stopping; letting a running rollout roll back or finish")
 			engineWG.Wait()
 			svc.Wait()
-			if srv != nil {
-				sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-				defer cancel()
-				_ = srv.Shutdown(sctx)
-			}
-			return nil
+			return
 		case <-ticker.C:
 		}
 	}

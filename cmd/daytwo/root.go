@@ -52,7 +52,7 @@ Exit codes: 0 ok, 1 error, 2 usage or configuration error,
 
 	root.AddCommand(
 		a.tuiCommand(),
-		notYet("demo", "Run the whole story: embedded simulator, demo fleet, console", "make demo"),
+		a.demoCommand(),
 		a.snowsimCommand(),
 		a.syncCommand(),
 		a.configCommand(),

@@ -1,0 +1,421 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/daytwo/daytwo/fixtures/demofleet"
+	"github.com/daytwo/daytwo/itsm/snowsim"
+	"github.com/daytwo/daytwo/ops"
+	"github.com/daytwo/daytwo/store"
+)
+
+// demoWorld is everything `daytwo demo` starts: a workspace, the simulator,
+// the fleet, a configuration, the service and the engine loop.
+type demoWorld struct {
+	dir   string
+	sim   *snowsim.Server
+	fleet *demofleet.Fleet
+	svc   *ops.Service
+	db    *store.DB
+	stop  func() // stops the engine loop and waits for it
+}
+
+func (a *app) demoCommand() *cobra.Command {
+	var (
+		dir          string
+		headless     bool
+		manual       bool
+		approveAfter time.Duration
+		keep         bool
+	)
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "The whole story on this machine: ServiceNow simulator, a demo fleet, three environments, the console",
+		Long: `Start a throw-away workspace with the ServiceNow simulator and a live demo
+fleet (small HTTP services on loopback, switched by the same command executor
+and checked by the same health checks a real fleet uses), three environments
+(dev and staging unattended, production gated by a normal change), some
+history, and the engine running as the daemon would. Then open the console.
+
+The simulator approves normal changes as "CAB Manager" a few seconds after
+they are requested (--approve-after), or never with --manual-approval so you
+approve in the console. --headless runs the scripted story instead of the
+console and exits 0 only if every step ended as expected.
+
+Everything is stopped and removed on exit (--keep or --dir keeps the files).`,
+		Args: exactArgs(),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			w, err := a.startDemo(ctx, dir, keep, manual, approveAfter, headless)
+			if err != nil {
+				return err
+			}
+			defer w.close(a.stdout)
+			if headless {
+				return a.demoStory(ctx, w, manual)
+			}
+			return a.console(ctx, w.svc)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dir, "dir", "", "workspace directory (kept on exit; default: a temporary one, removed)")
+	f.BoolVar(&headless, "headless", false, "run the scripted story without the console (CI runs this)")
+	f.BoolVar(&manual, "manual-approval", false, "the simulator does not approve: approve in the console")
+	f.DurationVar(&approveAfter, "approve-after", 3*time.Second, "how long CAB Manager takes to approve a normal change")
+	f.BoolVar(&keep, "keep", false, "keep the temporary workspace on exit")
+	return cmd
+}
+
+func (a *app) startDemo(ctx context.Context, dir string, keep, manual bool, approveAfter time.Duration, headless bool) (w *demoWorld, err error) {
+	w = &demoWorld{stop: func() {}}
+	cleanup := []func(){}
+	defer func() {
+		if err != nil {
+			for i := len(cleanup) - 1; i >= 0; i-- {
+				cleanup[i]()
+			}
+		}
+	}()
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "daytwo-demo-"); err != nil {
+			return nil, err
+		}
+		if !keep {
+			tmp := dir
+			cleanup = append(cleanup, func() { os.RemoveAll(tmp) })
+		}
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("demo: --dir %s: %w", dir, err)
+	}
+	if dir, err = filepath.Abs(dir); err != nil {
+		return nil, err
+	}
+	w.dir = dir
+	logFile, err := os.OpenFile(filepath.Join(dir, "daytwo.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	cleanup = append(cleanup, func() { logFile.Close() })
+	// Logs go to the workspace, never to the terminal the console owns.
+	a.logger = slog.New(slog.NewJSONHandler(logFile, &slog.HandlerOptions{Level: slog.LevelInfo}))
+
+	opts := snowsim.Options{Logger: a.logger.With("component", "snowsim"), StatePath: filepath.Join(dir, "snowsim.json")}
+	if !manual {
+		opts.AutoApprove = snowsim.AutoApprove{Standard: true, NormalAfter: approveAfter, NormalApprover: "cab.manager"}
+	}
+	if w.sim, err = snowsim.Listen(ctx, "127.0.0.1:0", opts); err != nil {
+		return nil, fmt.Errorf("demo: start the simulator: %w", err)
+	}
+	cleanup = append(cleanup, func() { w.sim.Close() })
+	if w.fleet, err = demofleet.Start(ctx, demofleet.Options{StateDir: filepath.Join(dir, "fleet"),
+		Targets: demofleet.DemoTargets(nil), Logger: a.logger.With("component", "fleet")}); err != nil {
+		return nil, fmt.Errorf("demo: start the fleet: %w", err)
+	}
+	cleanup = append(cleanup, func() { w.fleet.Close() })
+
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	pw, apw := filepath.Join(dir, "sn-password"), filepath.Join(dir, "approver-password")
+	for path, secret := range map[string]string{pw: "daytwo", apw: "cab.manager"} {
+		if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	yaml, err := demofleet.DemoConfig(demofleet.DemoParams{
+		DaytwoBin: exe, StateDir: filepath.Join(dir, "fleet"), DBPath: filepath.Join(dir, "daytwo.db"),
+		Instance: w.sim.URL(), Ports: w.fleet.Ports(), PasswordFile: pw, LogFile: filepath.Join(dir, "daytwo.log"),
+		ApproverPasswordFile: apw,
+	})
+	if err != nil {
+		return nil, err
+	}
+	cfgPath := filepath.Join(dir, "daytwo.yaml")
+	if err := os.WriteFile(cfgPath, yaml, 0o600); err != nil {
+		return nil, err
+	}
+	a.configFile, a.cfg = cfgPath, nil
+	if w.svc, w.db, err = a.service(ctx); err != nil {
+		return nil, err
+	}
+	if err := seedDemoHistory(ctx, w.db); err != nil {
+		return nil, err
+	}
+	engineCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.engineLoop(engineCtx, w.svc, w.db, newSyncMetrics(), a.cfg.Sync.Interval, a.logger)
+	}()
+	w.stop = func() { cancel(); <-done }
+	cleanup = append(cleanup, w.stop)
+
+	out := a.stdout
+	fmt.Fprintf(out, "daytwo demo workspace: %s\n", dir)
+	fmt.Fprintf(out, "  ServiceNow simulator: %s (users daytwo/daytwo, cab.manager/cab.manager; see README)\n", w.sim.URL())
+	for _, name := range []string{"dev-1", "dev-2", "stg-1", "stg-2", "prd-1", "prd-2", "prd-3"} {
+		if u := w.fleet.URLs()[name]; u != "" {
+			fmt.Fprintf(out, "  %s %s\n", name, u)
+		}
+	}
+	fmt.Fprintf(out, "  config: %s\n  logs:   %s\n", cfgPath, filepath.Join(dir, "daytwo.log"))
+	if manual {
+		fmt.Fprintln(out, "  approvals: manual (approve in the console as CAB Manager)")
+	} else {
+		fmt.Fprintf(out, "  approvals: CAB Manager approves normal changes after %s\n", approveAfter)
+	}
+	if !headless {
+		fmt.Fprintf(out, "  try it from another terminal: DAYTWO_CONFIG=%s %s update list\n", cfgPath, exe)
+	}
+	finalCleanup := cleanup
+	w.stop = func() {
+		for i := len(finalCleanup) - 1; i >= 0; i-- {
+			finalCleanup[i]()
+		}
+	}
+	return w, nil
+}
+
+func (w *demoWorld) close(out io.Writer) {
+	w.stop()
+	fmt.Fprintln(out, "demo stopped: simulator, fleet and engine are down")
+}
+
+// seedDemoHistory gives every environment a little release history, so the
+// screens are not empty: 0.9.0 then 1.0.0 (what the fleet starts on).
+func seedDemoHistory(ctx context.Context, db *store.DB) error {
+	current, err := db.CurrentReleases(ctx)
+	if err != nil {
+		return err
+	}
+	return db.WithTx(ctx, func(tx *store.Tx) error {
+		for _, env := range []string{"dev", "staging", "production"} {
+			if _, seeded := current[env]; seeded {
+				continue
+			}
+			for _, v := range []string{"0.9.0", "1.0.0"} {
+				if _, err := tx.RecordRelease(ctx, ops.Release{Environment: env, Version: v, Config: map[string]string{}}); err != nil {
+					return err
+				}
+			}
+			if _, err := tx.AppendEvent(ctx, ops.Event{Actor: "demo", Action: "release.seeded", Subject: env, Environment: env,
+				Result: "ok", Detail: map[string]any{"history": []string{"0.9.0", "1.0.0"}}}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// demoStory is the scripted story of `daytwo demo --headless`.
+func (a *app) demoStory(ctx context.Context, w *demoWorld, manual bool) error {
+	if manual {
+		return usagef("demo: --headless needs the simulator's approvals (drop --manual-approval)")
+	}
+	step := 0
+	say := func(format string, args ...any) {
+		step++
+		fmt.Fprintf(a.stdout, "\n[%d] %s\n", step, fmt.Sprintf(format, args...))
+	}
+	ok := func(format string, args ...any) { fmt.Fprintf(a.stdout, "    ok: %s\n", fmt.Sprintf(format, args...)) }
+	svc := w.svc
+
+	propose := func(env, version string, set map[string]string) (ops.Proposal, error) {
+		p, err := svc.Propose(ctx, ops.ProposeRequest{Environment: env, Version: version, Set: set})
+		if err == nil && len(p.Queued) > 0 {
+			dctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			_, _ = svc.DeliverOutbox(dctx, p.Update.ID)
+			cancel()
+		}
+		return p, err
+	}
+	wait := func(id string, want ...ops.UpdateState) (ops.Update, error) {
+		return waitForUpdate(ctx, svc, id, 90*time.Second, want...)
+	}
+	fleetOn := func(version string, targets ...string) error {
+		for _, t := range targets {
+			v, err := demofleet.Version(filepath.Join(w.dir, "fleet"), t)
+			if err != nil {
+				return err
+			}
+			if v != version {
+				return fmt.Errorf("%s runs %s, want %s", t, v, version)
+			}
+		}
+		return nil
+	}
+
+	for _, env := range []struct {
+		name    string
+		targets []string
+	}{{"dev", []string{"dev-1", "dev-2"}}, {"staging", []string{"stg-1", "stg-2"}}} {
+		say("propose 1.1.0 to %s (ungated, auto-run by the engine)", env.name)
+		p, err := propose(env.name, "1.1.0", nil)
+		if err != nil {
+			return err
+		}
+		if _, err := wait(p.Update.ID, ops.UpdateSucceeded); err != nil {
+			return err
+		}
+		if err := fleetOn("1.1.0", env.targets...); err != nil {
+			return err
+		}
+		ok("%s rolled out and healthy: %s", env.name, strings.Join(env.targets, ", "))
+	}
+
+	say("promote 1.1.0 to production with debug logging: a blocking CEL policy refuses it before any change is raised")
+	if _, err := propose("production", "1.1.0", map[string]string{"log_level": "debug"}); !errors.Is(err, ops.ErrBlocked) {
+		return fmt.Errorf("demo: a debug-logging proposal for production was not blocked (err = %v)", err)
+	}
+	ok("blocked by no-debug-logging-in-prod; nothing was raised in ServiceNow")
+
+	say("promote 1.1.0 to production: a normal change is raised and waits for CAB approval")
+	p, err := propose("production", "1.1.0", nil)
+	if err != nil {
+		return err
+	}
+	u, err := waitForUpdate(ctx, svc, p.Update.ID, 30*time.Second, ops.UpdateAwaitingApproval)
+	if err != nil {
+		return err
+	}
+	ok("change %s raised; gate: %s", u.ChangeNumber, gateText(ctx, svc, u))
+	say("CAB Manager approves %s; the engine rolls production out batch by batch inside the window", u.ChangeNumber)
+	if u, err = wait(p.Update.ID, ops.UpdateSucceeded); err != nil {
+		return err
+	}
+	if err := fleetOn("1.1.0", "prd-1", "prd-2", "prd-3"); err != nil {
+		return err
+	}
+	ch, err := waitForChange(ctx, svc, u.ChangeSysID, 30*time.Second, func(c ops.Change) bool { return c.State == ops.ChangeClosed })
+	if err != nil {
+		return err
+	}
+	ok("production on 1.1.0; %s closed %s with a work note per batch and the run log attached", ch.Number, ch.CloseCode)
+
+	say("propose 1.2.0-broken to production: approved, rolled out, its health check fails")
+	if p, err = propose("production", "1.2.0-broken", nil); err != nil {
+		return err
+	}
+	if u, err = wait(p.Update.ID, ops.UpdateRolledBack); err != nil {
+		return err
+	}
+	if err := fleetOn("1.1.0", "prd-1", "prd-2", "prd-3"); err != nil {
+		return err
+	}
+	ok("automatic rollback: every touched target is back on 1.1.0")
+	incident, err := waitForIncident(ctx, svc, u.ID, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	ch, err = waitForChange(ctx, svc, u.ChangeSysID, 30*time.Second, func(c ops.Change) bool { return c.State == ops.ChangeClosed })
+	if err != nil {
+		return err
+	}
+	ok("%s closed %s; incident %s opened and linked to it", ch.Number, ch.CloseCode, incident.Number)
+
+	say("verify the audit chain")
+	res, err := svc.VerifyAudit(ctx)
+	if err != nil {
+		return err
+	}
+	if !res.OK {
+		return fmt.Errorf("demo: audit chain broken at %d: %s", res.BadSeq, res.Problem)
+	}
+	ok("%d events, hash chain intact", res.Events)
+	fmt.Fprintln(a.stdout, "\ndemo story passed")
+	return nil
+}
+
+func gateText(ctx context.Context, svc *ops.Service, u ops.Update) string {
+	g, err := svc.Gate(ctx, u)
+	if err != nil {
+		return err.Error()
+	}
+	return g.Summary()
+}
+
+func waitForUpdate(ctx context.Context, svc *ops.Service, id string, timeout time.Duration, want ...ops.UpdateState) (ops.Update, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		u, err := svc.GetUpdate(ctx, id)
+		if err != nil {
+			return u, err
+		}
+		for _, s := range want {
+			if u.State == s {
+				return u, nil
+			}
+		}
+		if u.State.Terminal() || time.Now().After(deadline) {
+			return u, fmt.Errorf("demo: update %s (%s %s) is %s (%s), want %v", u.ID, u.Environment, u.Version, u.State, u.Reason, want)
+		}
+		if err := sleepCtx(ctx, 250*time.Millisecond); err != nil {
+			return u, err
+		}
+	}
+}
+
+func waitForChange(ctx context.Context, svc *ops.Service, sysID string, timeout time.Duration, done func(ops.Change) bool) (ops.Change, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		chs, err := svc.Changes(ctx, ops.ChangeFilter{})
+		if err != nil {
+			return ops.Change{}, err
+		}
+		for _, c := range chs {
+			if c.SysID == sysID && done(c) {
+				return c, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return ops.Change{}, fmt.Errorf("demo: change %s did not reach the expected state", sysID)
+		}
+		if err := sleepCtx(ctx, 250*time.Millisecond); err != nil {
+			return ops.Change{}, err
+		}
+	}
+}
+
+func waitForIncident(ctx context.Context, svc *ops.Service, updateID string, timeout time.Duration) (ops.Incident, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		d, err := svc.UpdateDetail(ctx, updateID)
+		if err != nil {
+			return ops.Incident{}, err
+		}
+		if len(d.Incidents) > 0 {
+			return d.Incidents[0], nil
+		}
+		if time.Now().After(deadline) {
+			return ops.Incident{}, fmt.Errorf("demo: no incident for update %s", updateID)
+		}
+		if err := sleepCtx(ctx, 250*time.Millisecond); err != nil {
+			return ops.Incident{}, err
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
+
+// console opens the operator console on svc.
+func (a *app) console(ctx context.Context, svc *ops.Service) error {
+	return fmt.Errorf("console: %w (lands with the operator console)", ops.ErrNotImplemented)
+}
