@@ -23,6 +23,4 @@ var (
 	ErrChangeRejected = errors.New("change rejected")
 	// ErrOutsideWindow reports that now is outside the change's planned window.
 	ErrOutsideWindow = errors.New("outside the change window")
-	// ErrNotImplemented reports a command whose feature has not landed yet.
-	ErrNotImplemented = errors.New("not yet available")
 )

@@ -149,7 +149,7 @@ func (a *app) startDemo(ctx context.Context, dir string, keep, manual bool, appr
 	if w.svc, w.db, err = a.service(ctx); err != nil {
 		return nil, err
 	}
-	if err := seedDemoHistory(ctx, w.db); err != nil {
+	if err := seedDemoHistory(ctx, w.db, a.cfg.Environments); err != nil {
 		return nil, err
 	}
 	engineCtx, cancel := context.WithCancel(ctx)
@@ -193,19 +193,21 @@ func (w *demoWorld) close(out io.Writer) {
 }
 
 // seedDemoHistory gives every environment a little release history, so the
-// screens are not empty: 0.9.0 then 1.0.0 (what the fleet starts on).
-func seedDemoHistory(ctx context.Context, db *store.DB) error {
+// screens are not empty: 0.9.0 then 1.0.0 (what the fleet starts on), with
+// the environment's configured config.
+func seedDemoHistory(ctx context.Context, db *store.DB, envs []ops.Environment) error {
 	current, err := db.CurrentReleases(ctx)
 	if err != nil {
 		return err
 	}
 	return db.WithTx(ctx, func(tx *store.Tx) error {
-		for _, env := range []string{"dev", "staging", "production"} {
+		for _, e := range envs {
+			env := e.Name
 			if _, seeded := current[env]; seeded {
 				continue
 			}
 			for _, v := range []string{"0.9.0", "1.0.0"} {
-				if _, err := tx.RecordRelease(ctx, ops.Release{Environment: env, Version: v, Config: map[string]string{}}); err != nil {
+				if _, err := tx.RecordRelease(ctx, ops.Release{Environment: env, Version: v, Config: e.Config}); err != nil {
 					return err
 				}
 			}
@@ -413,9 +415,4 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-time.After(d):
 		return nil
 	}
-}
-
-// console opens the operator console on svc.
-func (a *app) console(ctx context.Context, svc *ops.Service) error {
-	return fmt.Errorf("console: %w (lands with the operator console)", ops.ErrNotImplemented)
 }

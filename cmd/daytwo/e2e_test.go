@@ -178,24 +178,24 @@ func TestAuditVerifyDetectsHandEdit(t *testing.T) {
 	}
 }
 
-func TestExitCodesAndHonestStubs(t *testing.T) {
+func TestExitCodes(t *testing.T) {
 	env, _ := exampleEnv(t)
 	tests := map[string]struct {
 		args []string
 		code int
 		msg  string
 	}{
-		"unknown command":        {[]string{"bogus"}, 2, `unknown command "bogus"`},
-		"unknown flag":           {[]string{"env", "list", "--bogus"}, 2, "unknown flag: --bogus"},
-		"bad output":             {[]string{"env", "list", "-o", "yaml"}, 2, `--output "yaml"`},
-		"missing argument":       {[]string{"env", "diff", "staging"}, 2, "want 2 argument(s) (A B)"},
-		"bad log level":          {[]string{"--log-level", "loud", "status"}, 2, `--log-level "loud"`},
-		"unknown update":         {[]string{"run", "u-1"}, 1, `no update or change "u-1"`},
-		"gated needs a password": {[]string{"propose", "production", "1.2.3"}, 2, "servicenow.auth.password: is required"},
-		"bad version":            {[]string{"propose", "staging", "1.2.3;rm"}, 2, "version \"1.2.3;rm\""},
-		"sync needs a mode":      {[]string{"sync"}, 2, "exactly one of --once or --watch"},
-		"sync needs a password":  {[]string{"sync", "--once"}, 2, "servicenow.auth.password: is required"},
-		"not yet: demo":          {[]string{"demo"}, 1, "not yet available"},
+		"unknown command":          {[]string{"bogus"}, 2, `unknown command "bogus"`},
+		"unknown flag":             {[]string{"env", "list", "--bogus"}, 2, "unknown flag: --bogus"},
+		"bad output":               {[]string{"env", "list", "-o", "yaml"}, 2, `--output "yaml"`},
+		"missing argument":         {[]string{"env", "diff", "staging"}, 2, "want 2 argument(s) (A B)"},
+		"bad log level":            {[]string{"--log-level", "loud", "status"}, 2, `--log-level "loud"`},
+		"unknown update":           {[]string{"run", "u-1"}, 1, `no update or change "u-1"`},
+		"gated needs a password":   {[]string{"propose", "production", "1.2.3"}, 2, "servicenow.auth.password: is required"},
+		"bad version":              {[]string{"propose", "staging", "1.2.3;rm"}, 2, "version \"1.2.3;rm\""},
+		"sync needs a mode":        {[]string{"sync"}, 2, "exactly one of --once or --watch"},
+		"sync needs a password":    {[]string{"sync", "--once"}, 2, "servicenow.auth.password: is required"},
+		"console needs a terminal": {nil, 2, "the console needs a terminal"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

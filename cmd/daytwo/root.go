@@ -5,8 +5,6 @@ import (
 	"log/slog"
 
 	"github.com/spf13/cobra"
-
-	"github.com/daytwo/daytwo/ops"
 )
 
 func (a *app) rootCommand() *cobra.Command {
@@ -71,43 +69,6 @@ Exit codes: 0 ok, 1 error, 2 usage or configuration error,
 		a.versionCommand(),
 	)
 	return root
-}
-
-func (a *app) tuiCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "tui",
-		Short: "Open the operator console",
-		Args:  exactArgs(),
-		RunE:  a.runConsole,
-	}
-}
-
-func (a *app) runConsole(cmd *cobra.Command, args []string) error {
-	if len(args) > 0 {
-		return usagef("unknown command %q for daytwo", args[0])
-	}
-	return fmt.Errorf("console: %w (lands with the operator console)", ops.ErrNotImplemented)
-}
-
-// notYet is a command whose feature has not landed: it says so and fails,
-// never pretending success.
-func notYet(use, short, landsWith string) *cobra.Command {
-	return &cobra.Command{
-		Use:                use,
-		Short:              short + " (not yet available)",
-		DisableFlagParsing: true,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return fmt.Errorf("%s: %w (lands with %s)", cmd.CommandPath(), ops.ErrNotImplemented, landsWith)
-		},
-	}
-}
-
-func notYetGroup(use, short, landsWith string, subs ...string) *cobra.Command {
-	group := &cobra.Command{Use: use, Short: short + " (not yet available)"}
-	for _, s := range subs {
-		group.AddCommand(notYet(s, short+": "+s, landsWith))
-	}
-	return group
 }
 
 func (a *app) versionCommand() *cobra.Command {

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/spf13/cobra"
+
+	"github.com/daytwo/daytwo/ops"
+	"github.com/daytwo/daytwo/tui"
+)
+
+func (a *app) tuiCommand() *cobra.Command {
+	var engine bool
+	cmd := &cobra.Command{
+		Use:   "tui",
+		Short: "Open the operator console",
+		Long: `Open the operator console: environments, updates and changes, plan details,
+the live run monitor, the audit chain and the ServiceNow connection, all from
+the keyboard (press ? for help). It reads the local store, so it opens instantly
+and keeps working while ServiceNow is slow or down, and it shows what a
+` + "`daytwo sync --watch`" + ` daemon on the same database does, live.
+
+--engine also runs the daemon's loop inside the console (sync, auto-runs,
+compliance), for when no daemon is running.`,
+		Args: exactArgs(),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.openConsole(cmd.Context(), engine)
+		},
+	}
+	cmd.Flags().BoolVar(&engine, "engine", false, "also run the daemon's sync and engine loop in this process")
+	return cmd
+}
+
+func (a *app) runConsole(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usagef("unknown command %q for daytwo", args[0])
+	}
+	return a.openConsole(cmd.Context(), false)
+}
+
+// openConsole loads the configuration, sends logs to console.log_file (or
+// nowhere: never to the terminal), and runs the console.
+func (a *app) openConsole(ctx context.Context, engine bool) error {
+	if !isatty.IsTerminal(os.Stdout.Fd()) && !isatty.IsCygwinTerminal(os.Stdout.Fd()) {
+		return usagef("the console needs a terminal; for scripts use the commands (daytwo --help)")
+	}
+	cfg, err := a.config()
+	if err != nil {
+		return err
+	}
+	if a.logger == nil {
+		var w io.Writer = io.Discard
+		if cfg.Console.LogFile != "" {
+			f, err := os.OpenFile(cfg.Console.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+			if err != nil {
+				return fmt.Errorf("console.log_file: %w", err)
+			}
+			defer f.Close()
+			w = f
+		}
+		a.logger = slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	svc, db, err := a.service(ctx)
+	if err != nil {
+		return err
+	}
+	if engine {
+		ectx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			a.engineLoop(ectx, svc, db, newSyncMetrics(), cfg.Sync.Interval, a.logger)
+		}()
+		defer func() { cancel(); <-done }()
+	}
+	return a.console(ctx, svc)
+}
+
+// console runs the operator console on svc until the operator quits.
+func (a *app) console(ctx context.Context, svc *ops.Service) error {
+	cfg, err := a.config()
+	if err != nil {
+		return err
+	}
+	return tui.Run(ctx, svc, tui.Options{
+		ReadOnly: cfg.Console.ReadOnly,
+		Instance: cfg.ServiceNow.Instance,
+		Refresh:  time.Second,
+		Logger:   a.logger,
+	})
+}
