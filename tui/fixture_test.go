@@ -1,9 +1,9 @@
 package tui
 
 import (
-	"errors"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"regexp"
@@ -168,7 +168,7 @@ func (f *fixture) sync(t testing.TB) {
 var (
 	runIDRE   = regexp.MustCompile(`r-[a-z2-7]{8}`)
 	logTimeRE = regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d `)
-	elapsedRE = regexp.MustCompile(`in \d+(\.\d+)?(ms|µs|s)`)
+	elapsedRE = regexp.MustCompile(`(?m)in \d+(\.\d+)?(ms|µs|s) *$`)
 )
 
 // stable masks what the service makes random or takes from the wall

@@ -212,10 +212,10 @@ func TestPaletteErrors(t *testing.T) {
 	f := newFixture(t, fixtureOptions{})
 	m := newModel(t, f, modelOptions())
 	for line, want := range map[string]string{
-		"frobnicate":       "unknown command",
+		"frobnicate":        "unknown command",
 		"propose nowhere 1": "usage: propose",
-		"run u-9999":       "not found",
-		"env nowhere":      "no environment matches",
+		"run u-9999":        "not found",
+		"env nowhere":       "no environment matches",
 	} {
 		press(m, ":", line, "enter")
 		if !strings.Contains(m.flash, want) {

@@ -1,0 +1,83 @@
+package changes
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	tea "github.com/charmbracelet/bubbletea"
+
+	"github.com/daytwo/daytwo/ops"
+	"github.com/daytwo/daytwo/tui/common"
+	"github.com/daytwo/daytwo/tui/styles"
+)
+
+// fakeMirror is an in-memory mirror that counts the rows it hands out.
+type fakeMirror struct {
+	n      int
+	served atomic.Int64
+}
+
+func (f *fakeMirror) Changes(_ context.Context, fl ops.ChangeFilter) ([]ops.Change, error) {
+	var out []ops.Change
+	for i := fl.Offset; i < f.n && i < fl.Offset+fl.Limit; i++ {
+		out = append(out, ops.Change{Number: fmt.Sprintf("CHG%07d", i), State: ops.ChangeClosed, ShortDescription: "row"})
+	}
+	f.served.Add(int64(len(out)))
+	return out, nil
+}
+
+func (f *fakeMirror) CountChanges(context.Context, ops.ChangeFilter) (int, error) { return f.n, nil }
+
+func run(m Model, cmd tea.Cmd) Model {
+	for cmd != nil {
+		msg := cmd()
+		if _, ok := msg.(loadedMsg); !ok {
+			return m
+		}
+		m, cmd = m.Update(msg)
+	}
+	return m
+}
+
+func TestVirtualListLoadsOnlyAroundTheCursor(t *testing.T) {
+	src := &fakeMirror{n: 100_000}
+	c := common.Common{Styles: styles.Default(), Width: 80, Height: 20}
+	m := New(c, src)
+	m = run(m, m.Load())
+	if !strings.Contains(m.View(), "1/100000") {
+		t.Fatalf("view:\n%s", m.View())
+	}
+	var cmd tea.Cmd
+	for range 5 {
+		m, cmd = m.Update(tea.KeyMsg{Type: tea.KeyPgDown})
+		m = run(m, cmd)
+	}
+	m, cmd = m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("G")})
+	m = run(m, cmd)
+	if got, ok := m.Selected(); !ok || got.Number != "CHG0099999" {
+		t.Fatalf("G selected %+v %v", got, ok)
+	}
+	if !strings.Contains(m.View(), "CHG0099999") {
+		t.Fatalf("last row not visible:\n%s", m.View())
+	}
+	if n := src.served.Load(); n > 1000 {
+		t.Fatalf("served %d rows for a few pages of a 100k mirror", n)
+	}
+}
+
+func TestStaleLoadIsDropped(t *testing.T) {
+	src := &fakeMirror{n: 10}
+	m := New(common.Common{Styles: styles.Default(), Width: 80, Height: 20}, src)
+	old := m.Load()
+	m.loading = false
+	fresh := m.Load()
+	m, _ = m.Update(fresh())
+	src.n = 3
+	m, _ = m.Update(old()) // from an earlier generation: ignored
+	if m.total != 10 {
+		t.Fatalf("stale result applied: total %d", m.total)
+	}
+}
