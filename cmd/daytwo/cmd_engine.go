@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -37,14 +36,11 @@ waits for the approval first.`,
 				return err
 			}
 			ctx := cmd.Context()
-			svc, _, err := a.service(ctx)
+			svc, err := a.serviceFor(ctx, args[0])
 			if err != nil {
 				return err
 			}
 			defer svc.Wait()
-			if _, err := svc.Environment(args[0]); err != nil {
-				return usageError{err}
-			}
 			p, err := svc.ProposeRollback(ctx, ops.RollbackRequest{Environment: args[0], To: to, ChangeType: changeType})
 			if err != nil {
 				return err
@@ -73,24 +69,7 @@ waits for the approval first.`,
 					return a.reportGate(ctx, svc, u.ID, out, err)
 				}
 			}
-			progress := func(ev ops.RunEvent) {
-				if out == outTable && ev.Message != "" {
-					fmt.Fprintf(a.stdout, "%s  %s\n", ev.Time.Local().Format("15:04:05"), prefixTarget(ev))
-				}
-			}
-			res, err := svc.Run(ctx, ops.RunRequest{Update: u.ID, Progress: progress})
-			if res.Run.ID == "" {
-				return a.reportGate(ctx, svc, u.ID, out, err)
-			}
-			if out == outJSON {
-				run := res.Run
-				rep := runReport{Update: res.Update, Run: &run, Gate: toGateJSON(res.Gate)}
-				if err != nil {
-					rep.Error = err.Error()
-				}
-				return errors.Join(a.printJSON(rep), err)
-			}
-			return err
+			return a.runAndReport(ctx, svc, u.ID, out)
 		},
 	}
 	addOutputFlag(cmd, &out)
@@ -112,14 +91,9 @@ func (a *app) driftCommand() *cobra.Command {
 			if err := checkOutput(out); err != nil {
 				return err
 			}
-			svc, _, err := a.service(cmd.Context())
+			svc, err := a.serviceFor(cmd.Context(), args...)
 			if err != nil {
 				return err
-			}
-			for _, e := range args {
-				if _, err := svc.Environment(e); err != nil {
-					return usageError{err}
-				}
 			}
 			reps, err := svc.Drift(cmd.Context(), args...)
 			if err != nil {
@@ -168,14 +142,9 @@ func (a *app) policyCommand() *cobra.Command {
 			if err := checkOutput(out); err != nil {
 				return err
 			}
-			svc, _, err := a.service(cmd.Context())
+			svc, err := a.serviceFor(cmd.Context(), args...)
 			if err != nil {
 				return err
-			}
-			for _, e := range args {
-				if _, err := svc.Environment(e); err != nil {
-					return usageError{err}
-				}
 			}
 			rows, err := svc.PolicyCheck(cmd.Context(), args...)
 			if err != nil {

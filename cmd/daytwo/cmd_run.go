@@ -73,13 +73,8 @@ is still open, otherwise rolls back what they touched.`,
 				return err
 			}
 			defer svc.Wait()
-			progress := func(ev ops.RunEvent) {
-				if out == outTable && ev.Message != "" {
-					fmt.Fprintf(a.stdout, "%s  %s\n", ev.Time.Local().Format("15:04:05"), prefixTarget(ev))
-				}
-			}
 			if resume {
-				results, err := svc.RecoverRuns(ctx, progress)
+				results, err := svc.RecoverRuns(ctx, a.progress(out))
 				if out == outJSON {
 					reps := make([]runReport, 0, len(results))
 					for _, r := range results {
@@ -103,29 +98,7 @@ is still open, otherwise rolls back what they touched.`,
 					return a.reportGate(ctx, svc, u.ID, out, err)
 				}
 			}
-			res, err := svc.Run(ctx, ops.RunRequest{Update: u.ID, Progress: progress})
-			if res.Run.ID == "" {
-				return a.reportGate(ctx, svc, u.ID, out, err)
-			}
-			if out == outJSON {
-				run := res.Run
-				rep := runReport{Update: res.Update, Run: &run, Gate: toGateJSON(res.Gate)}
-				if err != nil {
-					rep.Error = err.Error()
-				}
-				if jerr := a.printJSON(rep); jerr != nil {
-					return jerr
-				}
-				if err != nil {
-					return silentError{exitError}
-				}
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(a.stdout, "run %s succeeded: %s is on %s\n", res.Run.ID, res.Update.Environment, res.Update.Version)
-			return nil
+			return a.runAndReport(ctx, svc, u.ID, out)
 		},
 	}
 	addOutputFlag(cmd, &out)
@@ -135,6 +108,43 @@ is still open, otherwise rolls back what they touched.`,
 	f.DurationVar(&poll, "poll", 5*time.Second, "with --wait: how often to check")
 	f.BoolVar(&resume, "resume", false, "recover runs interrupted by a crash (resume or roll back)")
 	return cmd
+}
+
+// progress prints run events as they happen (table output only).
+func (a *app) progress(out string) func(ops.RunEvent) {
+	return func(ev ops.RunEvent) {
+		if out == outTable && ev.Message != "" {
+			fmt.Fprintf(a.stdout, "%s  %s\n", ev.Time.Local().Format("15:04:05"), prefixTarget(ev))
+		}
+	}
+}
+
+// runAndReport runs an update, printing progress, and reports the outcome:
+// the gate's reasons when it may not run (exit 3 or 4), the run otherwise.
+func (a *app) runAndReport(ctx context.Context, svc *ops.Service, id, out string) error {
+	res, err := svc.Run(ctx, ops.RunRequest{Update: id, Progress: a.progress(out)})
+	if res.Run.ID == "" {
+		return a.reportGate(ctx, svc, id, out, err)
+	}
+	if out == outJSON {
+		run := res.Run
+		rep := runReport{Update: res.Update, Run: &run, Gate: toGateJSON(res.Gate)}
+		if err != nil {
+			rep.Error = err.Error()
+		}
+		if jerr := a.printJSON(rep); jerr != nil {
+			return jerr
+		}
+		if err != nil {
+			return silentError{exitError}
+		}
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "run %s succeeded: %s is on %s\n", res.Run.ID, res.Update.Environment, res.Update.Version)
+	return nil
 }
 
 func prefixTarget(ev ops.RunEvent) string {

@@ -97,3 +97,18 @@ func (a *app) service(ctx context.Context, opts ...itsm.Option) (*ops.Service, *
 	}
 	return svc, db, nil
 }
+
+// serviceFor wires the service and checks that every named environment is
+// configured (a usage error naming the valid ones otherwise).
+func (a *app) serviceFor(ctx context.Context, envs ...string) (*ops.Service, error) {
+	svc, _, err := a.service(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range envs {
+		if _, err := svc.Environment(e); err != nil {
+			return nil, usageError{err}
+		}
+	}
+	return svc, nil
+}
