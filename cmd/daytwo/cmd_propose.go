@@ -82,8 +82,8 @@ Exit 3 when a blocking policy fails (nothing is raised).`,
 			if err != nil {
 				return err
 			}
-			if _, err := a.serviceFor(ctx, req.Environment); err != nil {
-				return err
+			if _, err := svc.Environment(req.Environment); err != nil {
+				return usageError{err}
 			}
 			p, perr := svc.Propose(ctx, req)
 			if perr != nil && !errors.Is(perr, ops.ErrBlocked) {

@@ -339,10 +339,25 @@ func TestFaultsProposeApproveRunEvidence(t *testing.T) {
 			t.Errorf("change of %s not closed successful in ServiceNow: a write was lost", id)
 		}
 	}
-	attachments := len(w.simTable(t, "sys_attachment", "table_name=change_request"))
-	if attachments != len(approved) {
-		t.Errorf("%d run logs attached, want %d", attachments, len(approved))
+	// Evidence is delivered at least once: a dropped answer to an attach
+	// (or a work note) is retried, and the Attachment API has no
+	// idempotency key, so a retry can attach the log twice (BENCHMARKS.md,
+	// known issues). Nothing may be missing.
+	perChange := map[string]int{}
+	for _, a := range w.simTable(t, "sys_attachment", "table_name=change_request") {
+		perChange[a["table_sys_id"]]++
 	}
+	dupes := 0
+	for id := range approved {
+		u, _ := w.db.GetUpdate(ctx, id)
+		switch k := perChange[u.ChangeSysID]; {
+		case k == 0:
+			t.Errorf("change %s of %s has no run log attached: a write was lost", u.ChangeNumber, id)
+		case k > 1:
+			dupes += k - 1
+		}
+	}
+	t.Logf("duplicate run-log attachments after retried drops: %d of %d", dupes, len(approved))
 	if delivered.Retrying+evidence.Retrying == 0 {
 		t.Fatal("the faults never fired: the test proves nothing")
 	}
