@@ -86,6 +86,23 @@ func (s *Service) SyncOnce(ctx context.Context) (SyncReport, error) {
 	if err != nil {
 		return rep, err
 	}
+	// Refresh before the approvals are stored: if a read fails, the next
+	// cycle still sees the decision as new and reads the change again,
+	// instead of waiting for the mirror's skew window to pass.
+	for _, id := range refresh {
+		ch, err := s.changes.GetChange(ctx, id)
+		rep.Requests++
+		if err != nil {
+			return rep, fmt.Errorf("sync: refresh change %s: %w", id, err)
+		}
+		if err := s.store.Atomic(ctx, func(tx Tx) error {
+			st, err := tx.UpsertChanges(ctx, []Change{ch})
+			rep.Upserted += st.Written
+			return err
+		}); err != nil {
+			return rep, err
+		}
+	}
 
 	delSince, err := s.store.GetWatermark(ctx, TableDeletes)
 	if err != nil {
@@ -116,20 +133,6 @@ func (s *Service) SyncOnce(ctx context.Context) (SyncReport, error) {
 	})
 	if err != nil {
 		return rep, err
-	}
-	for _, id := range refresh {
-		ch, err := s.changes.GetChange(ctx, id)
-		rep.Requests++
-		if err != nil {
-			return rep, fmt.Errorf("sync: refresh change %s: %w", id, err)
-		}
-		if err := s.store.Atomic(ctx, func(tx Tx) error {
-			st, err := tx.UpsertChanges(ctx, []Change{ch})
-			rep.Upserted += st.Written
-			return err
-		}); err != nil {
-			return rep, err
-		}
 	}
 	if rep.Transitions, err = s.reconcile(ctx); err != nil {
 		return rep, err

@@ -361,7 +361,7 @@ func TestFaultsProposeApproveRunEvidence(t *testing.T) {
 	if delivered.Retrying+evidence.Retrying == 0 {
 		t.Fatal("the faults never fired: the test proves nothing")
 	}
-	t.Logf("%d updates (%d approved): proposals %+v, runs and evidence %+v, client %+v", n, len(approved), delivered, evidence, w.client.Stats())
+	t.Logf("%d updates (%d approved): outbox during the flow %+v, final drain %+v, client %+v", n, len(approved), delivered, evidence, w.client.Stats())
 }
 
 func (w *faultWorld) simChanges(t *testing.T) []map[string]string {
