@@ -8,6 +8,7 @@ package monitor
 import (
 	"context"
 	"fmt"
+	"github.com/charmbracelet/bubbles/progress"
 	"strings"
 
 	"github.com/charmbracelet/bubbles/key"
@@ -417,16 +418,17 @@ func stepState(c common.Common, st string) string {
 	}
 }
 
-// progressBar draws done/total as a bar (bubbles/progress needs
-// github.com/charmbracelet/harmonica, which is not in our go.sum).
+// progressBar draws done/total as a static bar (bubbles/progress rendered
+// with ViewAs: no animation frames to schedule).
 func progressBar(c common.Common, done, total, w int) string {
 	label := fmt.Sprintf(" %d/%d targets", done, total)
-	barW := max(w-len(label)-2, 5)
-	fill := 0
+	bar := progress.New(progress.WithWidth(max(w-len(label), 7)), progress.WithoutPercentage(),
+		progress.WithSolidFill(c.Styles.ProgressColor))
+	pct := 0.0
 	if total > 0 {
-		fill = barW * done / total
+		pct = float64(done) / float64(total)
 	}
-	return "[" + c.Styles.Status.OK.Render(strings.Repeat("█", fill)) + c.Styles.Status.Muted.Render(strings.Repeat("░", barW-fill)) + "]" + label
+	return bar.ViewAs(pct) + label
 }
 
 // ShortHelp implements help.KeyMap.

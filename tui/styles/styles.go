@@ -34,7 +34,10 @@ func DefaultTheme() Theme {
 
 // Styles is every style the console uses, grouped by area.
 type Styles struct {
-	App struct {
+	// ProgressColor fills progress bars (bubbles/progress takes a colour,
+	// not a style); the theme's OK colour for this terminal's background.
+	ProgressColor string
+	App           struct {
 		Title      lipgloss.Style
 		Breadcrumb lipgloss.Style
 		Separator  lipgloss.Style
@@ -115,6 +118,10 @@ func New(t Theme) *Styles {
 	s.Flash.Error = lipgloss.NewStyle().Bold(true).Foreground(t.Danger)
 
 	s.Status.OK = lipgloss.NewStyle().Foreground(t.OK)
+	s.ProgressColor = t.OK.Light
+	if lipgloss.HasDarkBackground() {
+		s.ProgressColor = t.OK.Dark
+	}
 	s.Status.Warn = lipgloss.NewStyle().Foreground(t.Warn)
 	s.Status.Bad = lipgloss.NewStyle().Bold(true).Foreground(t.Danger)
 	s.Status.Pending = lipgloss.NewStyle().Foreground(t.Info)
