@@ -210,7 +210,7 @@ func (s *Service) deliver(ctx context.Context, it OutboxItem) error {
 				action = "change.rejected"
 			}
 			return s.audit(ctx, tx, Event{Actor: p.Actor, Action: action, Subject: p.Number, ChangeNumber: p.Number,
-				Result: "ok", Detail: map[string]any{"comment": p.Comment, "as": s.cfg.Username}})
+				Result: "ok", Detail: map[string]any{"comment": p.Comment, "as": s.deciderName()}})
 		})
 	case OutboxCreateIncident:
 		var p incidentPayload

@@ -31,6 +31,9 @@ type Config struct {
 	Actor string
 	// Username is the ServiceNow user daytwo acts as.
 	Username string
+	// ApproverUsername is the ServiceNow user decisions are made as, when
+	// it is not Username (see WithApprover).
+	ApproverUsername string
 }
 
 // Service is daytwo's use cases: propose, sync, gate, run, approve. The
@@ -127,6 +130,14 @@ func (s *Service) decider() (ChangeSystem, error) {
 		return s.approver, nil
 	}
 	return s.changeSystem()
+}
+
+// deciderName is the ServiceNow user decisions are made as.
+func (s *Service) deciderName() string {
+	if s.approver != nil && s.cfg.ApproverUsername != "" {
+		return s.cfg.ApproverUsername
+	}
+	return s.cfg.Username
 }
 
 // Environment returns the configured environment name.

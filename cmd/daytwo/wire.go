@@ -91,6 +91,7 @@ func (a *app) service(ctx context.Context, opts ...itsm.Option) (*ops.Service, *
 		Environments: cfg.Environments, Freezes: cfg.Freezes, Policies: cfg.Policies,
 		CorrelationPrefix: cfg.ServiceNow.CorrelationPrefix, MirrorCIChanges: cfg.ServiceNow.MirrorCIChanges,
 		FourEyes: cfg.ServiceNow.FourEyes, Actor: a.actor(), Username: cfg.ServiceNow.Auth.Username,
+		ApproverUsername: cfg.ServiceNow.Approver.Username,
 	}, db, changes, svcOpts...)
 	if err != nil {
 		return nil, nil, err
