@@ -37,7 +37,12 @@ func opsErr(err error) error {
 	case errors.Is(err, ErrBusinessRule), errors.Is(err, ErrForbidden), errors.Is(err, ErrBadRequest), errors.Is(err, ErrNotFound):
 		return fmt.Errorf("%w: %w", ops.ErrRefused, err)
 	default:
-		return fmt.Errorf("%w: %w", ops.ErrUnavailable, err)
+		wrapped := fmt.Errorf("%w: %w", ops.ErrUnavailable, err)
+		var e *Error
+		if errors.As(err, &e) && e.RetryAfter > 0 {
+			return &ops.RetryLaterError{After: e.RetryAfter, Err: wrapped}
+		}
+		return wrapped
 	}
 }
 
@@ -50,7 +55,7 @@ func toOpsChange(ch *Change) ops.Change {
 		Risk: riskLabel(ch.Risk), ShortDescription: ch.ShortDescription, CmdbCI: firstNonEmpty(ch.CmdbCIName, ch.CmdbCI),
 		AssignmentGroup: firstNonEmpty(ch.AssignmentGroupName, ch.AssignmentGroup),
 		RequestedBy:     firstNonEmpty(ch.RequestedByName, ch.RequestedBy), RequestedByID: ch.RequestedBy,
-		StartDate:       ch.StartDate, EndDate: ch.EndDate, CorrelationID: ch.CorrelationID, Active: ch.Active,
+		StartDate: ch.StartDate, EndDate: ch.EndDate, CorrelationID: ch.CorrelationID, Active: ch.Active,
 		CloseCode: ch.CloseCode, SysUpdatedOn: ch.SysUpdatedOn, SysModCount: ch.SysModCount, Raw: ch.Raw,
 	}
 	return out

@@ -3,6 +3,7 @@ package ops
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -17,6 +18,19 @@ var (
 	// request will not help.
 	ErrRefused = errors.New("refused by the change system")
 )
+
+// RetryLaterError is a temporary failure for which the change system said
+// how long to wait (e.g. a 429 with Retry-After); it wraps ErrUnavailable.
+type RetryLaterError struct {
+	After time.Duration
+	Err   error
+}
+
+func (e *RetryLaterError) Error() string {
+	return fmt.Sprintf("%v (retry after %s)", e.Err, e.After)
+}
+
+func (e *RetryLaterError) Unwrap() error { return e.Err }
 
 // ChangeRequest is the change ops asks the change system to raise.
 type ChangeRequest struct {

@@ -67,7 +67,12 @@ func (s *Service) DeliverOutbox(ctx context.Context, onlyKeys ...string) (Delive
 				return st, ctx.Err() // the caller gave up; not the item's fault
 			default:
 				st.Retrying++
-				next := s.now().Add(outboxBackoff(it.Attempts))
+				wait := outboxBackoff(it.Attempts)
+				var later *RetryLaterError
+				if errors.As(err, &later) && later.After > wait {
+					wait = later.After // the instance said when (429 Retry-After)
+				}
+				next := s.now().Add(wait)
 				s.log.Warn("outbox delivery failed; will retry", "id", it.ID, "kind", it.Kind, "key", it.Key, "next", next, "err", err)
 				if ferr := s.store.MarkAttemptFailed(ctx, it.ID, err.Error(), next, false); ferr != nil {
 					return st, ferr
