@@ -6,7 +6,7 @@ VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 
 LDFLAGS     := -X main.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: build test demo bench lint fmt-check clean
+.PHONY: build test demo bench reliability lint fmt-check clean
 
 ## build: compile bin/daytwo
 build:
@@ -21,9 +21,26 @@ test:
 demo: build
 	./$(BIN) demo
 
-## bench: Go benchmarks (see BENCHMARKS.md for targets and results)
+## bench: the issue-8 benchmarks (BENCHMARKS.md); results in $(BENCH_OUT)
+BENCH_OUT   ?= bin/bench.txt
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	@mkdir -p $(dir $(BENCH_OUT)) && : > $(BENCH_OUT)
+	$(GO) test -run '^$$' -bench 'BenchmarkUpsertChanges|BenchmarkJournalStep' -benchtime 1x ./store/ >> $(BENCH_OUT) 2>&1 || { cat $(BENCH_OUT); exit 1; }
+	$(GO) test -run '^$$' -bench 'BenchmarkMirror100k' -benchtime 1x ./cmd/daytwo/ >> $(BENCH_OUT) 2>&1 || { cat $(BENCH_OUT); exit 1; }
+	$(GO) test -run '^$$' -bench 'BenchmarkIdleCycle$$' -benchtime 20x ./cmd/daytwo/ >> $(BENCH_OUT) 2>&1 || { cat $(BENCH_OUT); exit 1; }
+	$(GO) test -run '^$$' -bench 'BenchmarkApprovalPolling' -benchtime 5x ./cmd/daytwo/ >> $(BENCH_OUT) 2>&1 || { cat $(BENCH_OUT); exit 1; }
+	$(GO) test -run '^$$' -bench 'BenchmarkRollout1000|BenchmarkRolloutVsAnsible' -benchtime 1x -timeout 20m ./cmd/daytwo/ >> $(BENCH_OUT) 2>&1 || { cat $(BENCH_OUT); exit 1; }
+	$(GO) test -run '^$$' -bench 'BenchmarkFirstFrame|BenchmarkChangesScroll' ./tui/ >> $(BENCH_OUT) 2>&1 || { cat $(BENCH_OUT); exit 1; }
+	@cat $(BENCH_OUT)
+
+## reliability: the long reliability suites and bounded fuzzing (BENCHMARKS.md)
+FUZZTIME    ?= 30s
+reliability:
+	DAYTWO_RELIABILITY=long $(GO) test -count 1 -timeout 15m -v -run 'TestCrashDuringRollouts|TestFaultsProposeApproveRunEvidence|TestSecretsNeverStored|TestShellMetacharacters' ./cmd/daytwo/
+	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./cmd/daytwo/internal/config/
+	$(GO) test -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./ops/policy/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeChange$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./itsm/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseQuery$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./itsm/snowsim/
 
 ## lint: staticcheck and gofmt
 lint: fmt-check
