@@ -381,7 +381,8 @@ func BenchmarkRolloutVsAnsible(b *testing.B) {
 		daytwoTime += w.rollout(b, fmt.Sprintf("2.0.%d", i))
 		cmd := exec.Command(ansible, "fleet", "-i", filepath.Join(dir, "hosts"), "-f", "50", "-m", "command", "-a", "/bin/true", "-o")
 		cmd.Env = append(os.Environ(), "ANSIBLE_HOST_KEY_CHECKING=False", "ANSIBLE_GATHERING=explicit",
-			"ANSIBLE_LOCAL_TEMP="+filepath.Join(dir, "tmp"), "ANSIBLE_HOME="+filepath.Join(dir, "home"))
+			"ANSIBLE_LOCAL_TEMP="+filepath.Join(dir, "tmp"), "ANSIBLE_REMOTE_TEMP="+filepath.Join(dir, "remote"),
+			"ANSIBLE_HOME="+filepath.Join(dir, "home"))
 		start := time.Now()
 		out, err := cmd.CombinedOutput()
 		ansibleTime += time.Since(start)
