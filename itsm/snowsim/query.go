@@ -114,6 +114,7 @@ type getter func(*record) string
 
 // cond is a compiled term.
 type cond struct {
+	path    string // the field path, for index selection
 	get     getter
 	op      string
 	val     string
@@ -124,6 +125,7 @@ type cond struct {
 }
 
 type orderKey struct {
+	path    string
 	get     getter
 	numeric bool
 	desc    bool
@@ -242,7 +244,7 @@ func (d *db) compileTerm(t *table, tm term, now time.Time) (cond, bool) {
 	if !ok {
 		return cond{}, false
 	}
-	c := cond{get: get, op: tm.op, val: val, numeric: isNumeric(f)}
+	c := cond{path: tm.field, get: get, op: tm.op, val: val, numeric: isNumeric(f)}
 	switch tm.op {
 	case "IN", "NOT IN":
 		c.vals = strings.Split(val, ",")
@@ -372,7 +374,7 @@ func (d *db) compile(t *table, pq parsedQuery, now time.Time) *query {
 		if !ok {
 			continue
 		}
-		q.order = append(q.order, orderKey{get: get, numeric: isNumeric(f), desc: o.desc})
+		q.order = append(q.order, orderKey{path: o.field, get: get, numeric: isNumeric(f), desc: o.desc})
 	}
 	return q
 }

@@ -23,6 +23,11 @@ type table struct {
 	sch  *schema
 	rows []*record
 	byID map[string]*record
+	// mut counts membership changes (add, remove), so that cached orders
+	// know when they are stale; see index.go.
+	mut    uint64
+	writes uint64 // counts field writes (set), which may reorder rows
+	index  orderIndexes
 }
 
 func (t *table) get(r *record, name string) string {
@@ -36,6 +41,7 @@ func (t *table) get(r *record, name string) string {
 func (t *table) set(r *record, name, v string) {
 	if i, ok := t.sch.idx[name]; ok {
 		r.vals[i] = v
+		t.writes++
 	}
 }
 
@@ -44,11 +50,13 @@ func (t *table) newRecord() *record {
 }
 
 func (t *table) add(r *record) {
+	t.mut++
 	t.rows = append(t.rows, r)
 	t.byID[t.get(r, "sys_id")] = r
 }
 
 func (t *table) remove(r *record) {
+	t.mut++
 	id := t.get(r, "sys_id")
 	delete(t.byID, id)
 	if i := slices.Index(t.rows, r); i >= 0 {

@@ -206,14 +206,15 @@ func (s *Sim) tableList(w http.ResponseWriter, r *http.Request, u *user, version
 		return
 	}
 	cq := s.buildQuery(t, q, q.Get("sysparm_query"))
-	rows, total := cq.selectRows(t.rows, offset, limit)
+	noCount := strings.EqualFold(q.Get("sysparm_no_count"), "true")
+	rows, total := cq.selectFromTable(t, offset, limit, !noCount)
 	if version == "v1" && len(rows) == 0 {
 		writeAPIError(w, errNoRecord())
 		return
 	}
 	o := s.renderOptions(r, u)
 	h := w.Header()
-	if !strings.EqualFold(q.Get("sysparm_no_count"), "true") {
+	if !noCount {
 		h.Set("X-Total-Count", strconv.Itoa(total))
 	}
 	if !strings.EqualFold(q.Get("sysparm_suppress_pagination_header"), "true") {
