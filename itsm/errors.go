@@ -219,7 +219,9 @@ func excerpt(body []byte) string {
 // (e.g. "Instance Hibernating page", "Log in | ServiceNow").
 func htmlTitle(body []byte) string {
 	s := string(body)
-	lower := strings.ToLower(s)
+	// Lower-case ASCII only, so byte offsets in lower are offsets in s
+	// (strings.ToLower rewrites invalid UTF-8 and changes lengths).
+	lower := asciiLower(s)
 	i := strings.Index(lower, "<title")
 	if i < 0 {
 		return ""
@@ -233,9 +235,21 @@ func htmlTitle(body []byte) string {
 	if k < 0 {
 		return ""
 	}
-	t := strings.Join(strings.Fields(s[start:start+k]), " ")
-	if len(t) > 120 {
-		t = t[:120] + "…"
+	t := strings.Join(strings.Fields(strings.ToValidUTF8(s[start:start+k], "\uFFFD")), " ")
+	if r := []rune(t); len(r) > 120 {
+		t = string(r[:120]) + "…"
 	}
 	return t
+}
+
+// asciiLower lower-cases A-Z byte by byte, keeping every other byte (and
+// so every offset) as it is.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + ('a' - 'A')
+		}
+	}
+	return string(b)
 }
