@@ -122,6 +122,13 @@ func (c *Client) ListApprovals(ctx context.Context, changeSysIDs []string) ([]Ap
 	return out, nil
 }
 
+// openApprovalsPageSize lets one request carry the approvals of a few
+// thousand open changes (rows are small: a handful of fields), so that a
+// sync cycle's approval poll stays one request as the number of open
+// changes grows; it stays under the sizes where instances are reported to
+// truncate answers (SERVICENOW.md §2.4).
+const openApprovalsPageSize = 5000
+
 // ListOpenApprovals returns the approval rows of every active change whose
 // correlation_id starts with prefix (daytwo's own changes), in one request
 // whatever the number of changes (more only if the rows exceed a page). It
@@ -136,8 +143,8 @@ func (c *Client) ListOpenApprovals(ctx context.Context, prefix string) ([]Approv
 	if err != nil {
 		return nil, err
 	}
-	recs, err := c.listAll(ctx, TableApprover,
-		"sysapproval.active=true^sysapproval.correlation_idSTARTSWITH"+v, approvalFields)
+	recs, err := c.listAllPaged(ctx, TableApprover,
+		"sysapproval.active=true^sysapproval.correlation_idSTARTSWITH"+v, approvalFields, openApprovalsPageSize)
 	if err != nil {
 		return nil, fmt.Errorf("itsm: list open approvals: %w", err)
 	}

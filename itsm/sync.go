@@ -254,6 +254,11 @@ func withFields(fields []string, must ...string) []string {
 // returns every record. It stops on an empty page or when X-Total-Count
 // shows nothing is left, so a result that fits in one page costs one request.
 func (c *Client) listAll(ctx context.Context, table, query string, fields []string) ([]Record, error) {
+	return c.listAllPaged(ctx, table, query, fields, 0)
+}
+
+// listAllPaged is listAll with a page size (0: the client's).
+func (c *Client) listAllPaged(ctx context.Context, table, query string, fields []string, pageSize int) ([]Record, error) {
 	var all []Record
 	last := ""
 	for {
@@ -261,7 +266,7 @@ func (c *Client) listAll(ctx context.Context, table, query string, fields []stri
 		if last != "" {
 			q = andQuery(query, "sys_id>"+last)
 		}
-		params := c.listParams(andQuery(q, "ORDERBYsys_id"), withFields(fields, "sys_id"), 0)
+		params := c.listParams(andQuery(q, "ORDERBYsys_id"), withFields(fields, "sys_id"), pageSize)
 		params.Set("sysparm_suppress_pagination_header", "true")
 		recs, _, total, err := c.listPage(ctx, table, params)
 		if err != nil {

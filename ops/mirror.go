@@ -2,7 +2,6 @@ package ops
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -224,25 +223,28 @@ func (s *Service) changesBehindApprovals(ctx context.Context, approvals []Approv
 	for _, a := range approvals {
 		byChange[a.ChangeSysID] = append(byChange[a.ChangeSysID], a)
 	}
-	var ids []string
+	// Two local queries whatever the number of changes: the open changes,
+	// and what the mirror knew of the fetched approvals.
+	open, err := s.store.OpenChangeSysIDs(ctx, s.cfg.CorrelationPrefix+":")
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(approvals))
+	for _, a := range approvals {
+		ids = append(ids, a.SysID)
+	}
+	known, err := s.store.ApprovalsByID(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	isOpen := map[string]bool{}
+	for _, id := range open {
+		isOpen[id] = true
+	}
+	ids = ids[:0]
 	for id, fresh := range byChange {
-		ch, err := s.store.GetChange(ctx, id)
-		if errors.Is(err, ErrNotFound) {
+		if !isOpen[id] {
 			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		if !ch.Active {
-			continue
-		}
-		stored, err := s.store.Approvals(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		known := map[string]Approval{}
-		for _, a := range stored {
-			known[a.SysID] = a
 		}
 		for _, a := range fresh {
 			if k, ok := known[a.SysID]; !ok || k.State != a.State || k.SysModCount != a.SysModCount {

@@ -19,6 +19,8 @@ type Store interface {
 	ListChanges(ctx context.Context, f ChangeFilter) ([]Change, error)
 	CountChanges(ctx context.Context, f ChangeFilter) (int, error)
 	Approvals(ctx context.Context, changeSysID string) ([]Approval, error)
+	// ApprovalsByID returns the mirrored approvals among sysIDs, by sys_id.
+	ApprovalsByID(ctx context.Context, sysIDs []string) (map[string]Approval, error)
 	Incidents(ctx context.Context, updateID string) ([]Incident, error)
 	OpenChangeSysIDs(ctx context.Context, correlationPrefix string) ([]string, error)
 	GetWatermark(ctx context.Context, table string) (Watermark, error)

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/daytwo/daytwo/ops"
 )
@@ -134,4 +135,47 @@ func (db *DB) OpenChangeSysIDs(ctx context.Context, prefix string) ([]string, er
 		ids = append(ids, id)
 	}
 	return ids, rows.Err()
+}
+
+// ApprovalsByID returns the mirrored approvals among sysIDs, by sys_id, in
+// a few queries whatever their number.
+func (db *DB) ApprovalsByID(ctx context.Context, sysIDs []string) (map[string]ops.Approval, error) {
+	out := make(map[string]ops.Approval, len(sysIDs))
+	const chunk = 500 // well under SQLite's bound-parameter limit
+	for len(sysIDs) > 0 {
+		n := min(chunk, len(sysIDs))
+		part := sysIDs[:n]
+		sysIDs = sysIDs[n:]
+		marks := strings.TrimSuffix(strings.Repeat("?,", len(part)), ",")
+		args := make([]any, len(part))
+		for i, id := range part {
+			args[i] = id
+		}
+		rows, err := db.sql.QueryContext(ctx, `SELECT sys_id, change_sys_id, approver, approver_name, state, comments,
+			sys_updated_on, sys_mod_count FROM approvals WHERE sys_id IN (`+marks+`)`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("store: approvals by id: %w", err)
+		}
+		for rows.Next() {
+			var (
+				a       ops.Approval
+				updated string
+			)
+			if err := rows.Scan(&a.SysID, &a.ChangeSysID, &a.Approver, &a.ApproverName, &a.State, &a.Comments, &updated, &a.SysModCount); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("store: scan approval: %w", err)
+			}
+			if a.SysUpdatedOn, err = parseTime(updated); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out[a.SysID] = a
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
