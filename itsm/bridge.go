@@ -256,3 +256,36 @@ func (b *Bridge) WhoAmI(ctx context.Context) (string, error) {
 	}
 	return u.SysID, nil
 }
+
+// HasWorkNote implements ops.EvidenceChecker: whether the change already
+// carries this work note (a write whose answer was lost may have landed).
+func (b *Bridge) HasWorkNote(ctx context.Context, sysID, note string) (bool, error) {
+	entries, err := b.c.ListJournal(ctx, sysID)
+	if err != nil {
+		return false, opsErr(err)
+	}
+	want := strings.TrimSpace(note)
+	for _, e := range entries {
+		if e.Element == "work_notes" && strings.TrimSpace(e.Value) == want {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// HasAttachment implements ops.EvidenceChecker: whether the change already
+// has an attachment of that name.
+func (b *Bridge) HasAttachment(ctx context.Context, sysID, name string) (bool, error) {
+	atts, err := b.c.ListAttachments(ctx, TableChangeRequest, sysID)
+	if err != nil {
+		return false, opsErr(err)
+	}
+	for _, a := range atts {
+		if a.FileName == name {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+var _ ops.EvidenceChecker = (*Bridge)(nil)

@@ -32,6 +32,15 @@ func (e *RetryLaterError) Error() string {
 
 func (e *RetryLaterError) Unwrap() error { return e.Err }
 
+// EvidenceChecker is implemented by change systems that can tell whether a
+// work note or an attachment already landed. The outbox asks before it
+// re-sends evidence whose first attempt may have been applied (its answer
+// was lost), so evidence is written once, not at least once.
+type EvidenceChecker interface {
+	HasWorkNote(ctx context.Context, sysID, note string) (bool, error)
+	HasAttachment(ctx context.Context, sysID, name string) (bool, error)
+}
+
 // ChangeRequest is the change ops asks the change system to raise.
 type ChangeRequest struct {
 	// CorrelationID makes creation idempotent: the adapter looks it up

@@ -168,6 +168,11 @@ func (s *Service) deliver(ctx context.Context, it OutboxItem) error {
 			return fmt.Errorf("%w: bad payload: %v", ErrRefused, err)
 		}
 		return s.deliverForChange(ctx, it, func(u Update) (Change, string, error) {
+			if done, err := s.alreadyLanded(ctx, it, func(ec EvidenceChecker) (bool, error) {
+				return ec.HasWorkNote(ctx, u.ChangeSysID, p.Note)
+			}); done || err != nil {
+				return Change{}, "change.work_note", err
+			}
 			return Change{}, "change.work_note", s.changes.AddWorkNote(ctx, u.ChangeSysID, p.Note)
 		}, nil)
 	case OutboxAttach:
@@ -176,6 +181,11 @@ func (s *Service) deliver(ctx context.Context, it OutboxItem) error {
 			return fmt.Errorf("%w: bad payload: %v", ErrRefused, err)
 		}
 		return s.deliverForChange(ctx, it, func(u Update) (Change, string, error) {
+			if done, err := s.alreadyLanded(ctx, it, func(ec EvidenceChecker) (bool, error) {
+				return ec.HasAttachment(ctx, u.ChangeSysID, p.Name)
+			}); done || err != nil {
+				return Change{}, "change.attached", err
+			}
 			return Change{}, "change.attached", s.changes.AttachFile(ctx, u.ChangeSysID, p.Name, p.ContentType, []byte(p.Data))
 		}, nil)
 	case OutboxCloseChange:
@@ -325,3 +335,15 @@ type (
 		Request  IncidentRequest `json:"request"`
 	}
 )
+
+// alreadyLanded reports whether a retried evidence write (an earlier
+// attempt may have been applied before its answer was lost) is already in
+// the change system, so it is not written twice. First attempts and change
+// systems that cannot tell are never checked.
+func (s *Service) alreadyLanded(ctx context.Context, it OutboxItem, check func(EvidenceChecker) (bool, error)) (bool, error) {
+	ec, ok := s.changes.(EvidenceChecker)
+	if !ok || it.Attempts == 0 {
+		return false, nil
+	}
+	return check(ec)
+}

@@ -339,10 +339,9 @@ func TestFaultsProposeApproveRunEvidence(t *testing.T) {
 			t.Errorf("change of %s not closed successful in ServiceNow: a write was lost", id)
 		}
 	}
-	// Evidence is delivered at least once: a dropped answer to an attach
-	// (or a work note) is retried, and the Attachment API has no
-	// idempotency key, so a retry can attach the log twice (BENCHMARKS.md,
-	// known issues). Nothing may be missing.
+	// Evidence is delivered exactly once: a dropped answer to an attach (or
+	// a work note) is retried, but only after checking whether the first
+	// attempt landed (ops.EvidenceChecker). Nothing may be missing or twice.
 	perChange := map[string]int{}
 	for _, a := range w.simTable(t, "sys_attachment", "table_name=change_request") {
 		perChange[a["table_sys_id"]]++
@@ -355,6 +354,7 @@ func TestFaultsProposeApproveRunEvidence(t *testing.T) {
 			t.Errorf("change %s of %s has no run log attached: a write was lost", u.ChangeNumber, id)
 		case k > 1:
 			dupes += k - 1
+			t.Errorf("change %s of %s has its run log attached %d times", u.ChangeNumber, id, k)
 		}
 	}
 	t.Logf("duplicate run-log attachments after retried drops: %d of %d", dupes, len(approved))
