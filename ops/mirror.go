@@ -223,6 +223,9 @@ func (s *Service) changesBehindApprovals(ctx context.Context, approvals []Approv
 	for _, a := range approvals {
 		byChange[a.ChangeSysID] = append(byChange[a.ChangeSysID], a)
 	}
+	if len(approvals) == 0 {
+		return nil, nil
+	}
 	// Two local queries whatever the number of changes: the open changes,
 	// and what the mirror knew of the fetched approvals.
 	open, err := s.store.OpenChangeSysIDs(ctx, s.cfg.CorrelationPrefix+":")
