@@ -51,18 +51,7 @@ func (s *Service) SyncOnce(ctx context.Context) (SyncReport, error) {
 	if s.cfg.MirrorCIChanges {
 		req.CIs = s.configuredCIs()
 	}
-	ms, err := s.changes.MirrorChanges(ctx, req, func(page []Change, cursor Watermark) error {
-		rep.Fetched += len(page)
-		return s.store.Atomic(ctx, func(tx Tx) error {
-			st, err := tx.UpsertChanges(ctx, page)
-			if err != nil {
-				return err
-			}
-			rep.Upserted += st.Written
-			rep.Unchanged += st.Unchanged
-			return tx.SetWatermark(ctx, TableChanges, cursor)
-		})
-	})
+	ms, err := s.mirrorPipelined(ctx, req, &rep)
 	rep.Requests += ms.Requests
 	if err != nil {
 		return rep, fmt.Errorf("sync: mirror changes: %w", err)
@@ -258,4 +247,56 @@ func (s *Service) changesBehindApprovals(ctx context.Context, approvals []Approv
 	}
 	sort.Strings(ids)
 	return ids, nil
+}
+
+// mirrorPipelined runs the change mirror with fetching and storing
+// overlapped: while page n is written (with the watermark after it, in one
+// transaction), page n+1 is already being fetched. Pages are stored in
+// order, so an interruption still resumes exactly after the last page
+// stored.
+func (s *Service) mirrorPipelined(ctx context.Context, req MirrorRequest, rep *SyncReport) (MirrorStats, error) {
+	type pageMsg struct {
+		page   []Change
+		cursor Watermark
+	}
+	fetchCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pages := make(chan pageMsg, 1)
+	done := make(chan struct{})
+	var werr error
+	go func() {
+		defer close(done)
+		for pm := range pages {
+			if werr != nil {
+				continue // drain what was fetched before the stop
+			}
+			rep.Fetched += len(pm.page)
+			werr = s.store.Atomic(ctx, func(tx Tx) error {
+				st, err := tx.UpsertChanges(ctx, pm.page)
+				if err != nil {
+					return err
+				}
+				rep.Upserted += st.Written
+				rep.Unchanged += st.Unchanged
+				return tx.SetWatermark(ctx, TableChanges, pm.cursor)
+			})
+			if werr != nil {
+				cancel()
+			}
+		}
+	}()
+	ms, err := s.changes.MirrorChanges(fetchCtx, req, func(page []Change, cursor Watermark) error {
+		select {
+		case pages <- pageMsg{page, cursor}:
+			return nil
+		case <-fetchCtx.Done():
+			return fetchCtx.Err()
+		}
+	})
+	close(pages)
+	<-done
+	if werr != nil {
+		return ms, werr
+	}
+	return ms, err
 }
