@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
@@ -148,7 +149,7 @@ func newSyncMetrics() *syncMetrics {
 			Help: "Open continuous-compliance alerts (1 per failing policy), by environment, policy and action."}, []string{"environment", "policy", "action"}),
 	}
 	m.reg.MustRegister(m.cycles, m.duration, m.apiCalls, m.outbox, m.changes, m.snUp, m.runs, m.alerts,
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, s := range []string{"pending", "failed"} {
 		m.outbox.WithLabelValues(s)
 	}
