@@ -87,7 +87,7 @@ func (s *Service) Run(ctx context.Context, req RunRequest) (RunResult, error) {
 		return res, fmt.Errorf("update %s may not run: %w", u.ID, g.Err())
 	}
 	env, _ := s.Environment(u.Environment)
-	runID := newRunID()
+	runID := s.newRunID()
 	s.active.Store(runID, true) // before the run row exists: recovery must never see it as orphaned
 	defer s.active.Delete(runID)
 	if _, err := s.store.AcquireLease(ctx, env.Name, s.holder, runID, leaseTTL); err != nil {

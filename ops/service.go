@@ -46,6 +46,7 @@ type Service struct {
 	log       *slog.Logger
 	policies  *policy.Set
 	newID     func() string
+	newRunID  func() string
 	executors Executors
 	approver  ChangeSystem
 	probers   Probers
@@ -78,13 +79,16 @@ func WithChangeSystemError(err error) Option { return func(s *Service) { s.chang
 // by default the change system's own user.
 func WithApprover(cs ChangeSystem) Option { return func(s *Service) { s.approver = cs } }
 
+// WithRunIDs sets the run id generator (tests, goldens).
+func WithRunIDs(next func() string) Option { return func(s *Service) { s.newRunID = next } }
+
 // WithIDs sets the update id generator (tests).
 func WithIDs(next func() string) Option { return func(s *Service) { s.newID = next } }
 
 // New builds the service. changes may be nil when no ServiceNow instance is
 // configured: gated environments then cannot be proposed to.
 func New(cfg Config, st Store, changes ChangeSystem, opts ...Option) (*Service, error) {
-	s := &Service{cfg: cfg, store: st, changes: changes, clock: time.Now, log: slog.New(slog.DiscardHandler), newID: newUpdateID,
+	s := &Service{cfg: cfg, store: st, changes: changes, clock: time.Now, log: slog.New(slog.DiscardHandler), newID: newUpdateID, newRunID: newRunID,
 		holder: defaultHolder(), executors: func(env Environment) (Executor, HealthChecker, error) {
 			return nil, nil, errors.New("no executors configured")
 		}}

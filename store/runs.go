@@ -123,7 +123,8 @@ func (db *DB) Runs(ctx context.Context, updateID string, states ...ops.RunState)
 		}
 		q += ` AND state IN (` + strings.Join(marks, ", ") + `)`
 	}
-	return db.queryRuns(ctx, q+` ORDER BY started_at DESC, id DESC`, args...)
+	// rowid breaks ties in insertion order (runs started within one clock tick).
+	return db.queryRuns(ctx, q+` ORDER BY started_at DESC, rowid DESC`, args...)
 }
 
 func (db *DB) queryRuns(ctx context.Context, q string, args ...any) ([]ops.Run, error) {
