@@ -279,17 +279,27 @@ func (s *Sim) writeOne(w http.ResponseWriter, r *http.Request, u *user, t *table
 func (s *Sim) tableGet(w http.ResponseWriter, r *http.Request, u *user, name, id string) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	t := s.d.tables[name]
-	if t == nil {
-		writeAPIError(w, errInvalidTable(name))
-		return
-	}
-	row := t.byID[id]
-	if row == nil || !canRead(u) {
-		writeAPIError(w, errNoRecord())
+	t, row, e := s.readableRow(u, name, id)
+	if e != nil {
+		writeAPIError(w, e)
 		return
 	}
 	s.writeOne(w, r, u, t, row, http.StatusOK)
+}
+
+// readableRow finds a row the user may read: an unknown table is the 400
+// envelope, a missing or hidden row the 404 one (the same body for both, as
+// on a real instance). The caller holds s.mu.
+func (s *Sim) readableRow(u *user, name, id string) (*table, *record, *apiError) {
+	t := s.d.tables[name]
+	if t == nil {
+		return nil, nil, errInvalidTable(name)
+	}
+	row := t.byID[id]
+	if row == nil || !canRead(u) {
+		return nil, nil, errNoRecord()
+	}
+	return t, row, nil
 }
 
 func inputDisplay(r *http.Request) bool {
@@ -337,14 +347,9 @@ func (s *Sim) tableUpdate(w http.ResponseWriter, r *http.Request, u *user, name,
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t := s.d.tables[name]
-	if t == nil {
-		writeAPIError(w, errInvalidTable(name))
-		return
-	}
-	row := t.byID[id]
-	if row == nil || !canRead(u) {
-		writeAPIError(w, errNoRecord())
+	t, row, e := s.readableRow(u, name, id)
+	if e != nil {
+		writeAPIError(w, e)
 		return
 	}
 	if !canWrite(u, name, "Update") {
@@ -362,14 +367,9 @@ func (s *Sim) tableUpdate(w http.ResponseWriter, r *http.Request, u *user, name,
 func (s *Sim) tableDelete(w http.ResponseWriter, u *user, name, id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t := s.d.tables[name]
-	if t == nil {
-		writeAPIError(w, errInvalidTable(name))
-		return
-	}
-	row := t.byID[id]
-	if row == nil || !canRead(u) {
-		writeAPIError(w, errNoRecord())
+	t, row, e := s.readableRow(u, name, id)
+	if e != nil {
+		writeAPIError(w, e)
 		return
 	}
 	if !canWrite(u, name, "Delete") {
