@@ -575,7 +575,11 @@ func (m *Model) View() string {
 	var b strings.Builder
 	b.WriteString(m.header())
 	if m.offline() {
-		b.WriteString("\n" + common.PadRight(s.App.Offline.Render(fmt.Sprintf("OFFLINE · ServiceNow unreachable: reading the local mirror, %d write(s) wait in the outbox; nothing unapproved runs", m.conn.Pending+m.conn.Failed)), w))
+		why := "ServiceNow unreachable"
+		if !m.conn.Configured {
+			why = "no ServiceNow instance configured"
+		}
+		b.WriteString("\n" + common.PadRight(s.App.Offline.Render(fmt.Sprintf("OFFLINE · %s: reading the local mirror, %d write(s) wait in the outbox; nothing unapproved runs", why, m.conn.Pending+m.conn.Failed)), w))
 	}
 	b.WriteString("\n")
 	switch {
