@@ -289,3 +289,30 @@ func (b *Bridge) HasAttachment(ctx context.Context, sysID, name string) (bool, e
 }
 
 var _ ops.EvidenceChecker = (*Bridge)(nil)
+
+// CheckConflicts implements ops.ChangeSystem.
+func (b *Bridge) CheckConflicts(ctx context.Context, sysID string) (ops.ConflictReport, error) {
+	res, err := b.c.CheckConflicts(ctx, sysID)
+	if err != nil {
+		return ops.ConflictReport{}, opsErr(err)
+	}
+	rep := ops.ConflictReport{Status: res.Status, Conflicts: []string{}}
+	for _, c := range res.Conflicts {
+		what := firstNonEmpty(c.TypeLabel, c.Type, "conflict")
+		var parts []string
+		if n := firstNonEmpty(c.ConflictingNumber, c.Conflicting); n != "" {
+			parts = append(parts, "with "+n)
+		}
+		if c.Schedule != "" {
+			parts = append(parts, c.Schedule)
+		}
+		if ci := firstNonEmpty(c.CIName, c.CI); ci != "" {
+			parts = append(parts, "on "+ci)
+		}
+		if len(parts) > 0 {
+			what += " (" + strings.Join(parts, " ") + ")"
+		}
+		rep.Conflicts = append(rep.Conflicts, what)
+	}
+	return rep, nil
+}

@@ -40,7 +40,12 @@ type Conflict struct {
 	TypeLabel string
 	CI        string
 	CIName    string
-	Fields    Record
+	// Conflicting is the other change (sys_id and number) for an
+	// "already scheduled" conflict; Schedule names the blackout schedule.
+	Conflicting       string
+	ConflictingNumber string
+	Schedule          string
+	Fields            Record
 }
 
 // CheckConflicts starts a conflict check on the change and polls its result
@@ -105,7 +110,9 @@ func conflictFromRecord(r Record) (*ConflictResult, bool, error) {
 			res.Conflicts = append(res.Conflicts, Conflict{
 				Change: it.Get("change"), ChangeNumber: it["change"].Display,
 				Type: it.Get("type"), TypeLabel: it.Display("type"),
-				CI: it.Get("ci"), CIName: it["ci"].Display, Fields: it,
+				CI: it.Get("ci"), CIName: it["ci"].Display,
+				Conflicting: it.Get("conflicting_change"), ConflictingNumber: it["conflicting_change"].Display,
+				Schedule: firstNonEmpty(it["schedule"].Display, it.Get("schedule")), Fields: it,
 			})
 		}
 	}

@@ -35,6 +35,11 @@ type ChangeDefaults struct {
 	Risk            string        `koanf:"risk" json:"risk,omitempty"`
 	Impact          string        `koanf:"impact" json:"impact,omitempty"`
 	Window          time.Duration `koanf:"window" json:"window,omitempty"`
+	// CheckConflicts asks ServiceNow's conflict detection (blackout
+	// windows, other changes on the CI) when the change is raised; the gate
+	// blocks while it reports conflicts. On by default in configuration
+	// files.
+	CheckConflicts bool `koanf:"check_conflicts" json:"check_conflicts,omitempty"`
 }
 
 // Target is one host or instance an environment's release runs on. Vars

@@ -31,6 +31,9 @@ type GateReason struct {
 	// Until is when this reason clears by itself (zero: it does not, or
 	// not predictably).
 	Until time.Time `json:"until,omitzero"`
+	// Queued is set when the reason clears once a queued write reaches
+	// ServiceNow (nothing for the operator to do but wait).
+	Queued bool `json:"queued,omitempty"`
 }
 
 // GateResult answers "may this update run now?".
@@ -46,7 +49,8 @@ type GateResult struct {
 	// Plan is the plan rebuilt from today's configuration and release.
 	Plan Plan `json:"-"`
 
-	updateWaiting bool
+	updateWaiting    bool
+	conflictsChecked bool
 }
 
 // Summary renders the result in one line: "open", or the reasons.
@@ -118,7 +122,23 @@ func (s *Service) Gate(ctx context.Context, u Update) (GateResult, error) {
 			return g, err
 		default:
 			g.updateWaiting = u.State == UpdateProposed || u.State == UpdateAwaitingApproval
+			// With daytwo's own check configured, its result (the list of
+			// conflicts) is the authority, not the record's conflict_status.
+			g.conflictsChecked = env.Change.CheckConflicts
 			s.gateChange(&g, ch, now, add)
+		}
+	}
+
+	if env.RequiresChange && env.Change.CheckConflicts && u.ChangeSysID != "" && !u.State.Terminal() && u.State != UpdateRunning {
+		found, checked, err := s.conflictsFound(ctx, u.ID)
+		switch {
+		case err != nil:
+			return g, err
+		case !checked:
+			g.Reasons = append(g.Reasons, GateReason{Code: GateConflict, Queued: true,
+				Message: fmt.Sprintf("ServiceNow conflict check of %s not done yet (queued)", u.ChangeNumber)})
+		case len(found) > 0:
+			add(GateConflict, fmt.Sprintf("ServiceNow reports conflicts for %s: %s", u.ChangeNumber, strings.Join(found, "; ")), time.Time{})
 		}
 	}
 
@@ -182,7 +202,7 @@ func (s *Service) Gate(ctx context.Context, u Update) (GateResult, error) {
 		switch {
 		case r.Code == GateApproval:
 			g.Pending = true
-		case r.Until.IsZero():
+		case r.Until.IsZero() && !r.Queued:
 			waitable = false
 		}
 		if r.Until.IsZero() {
@@ -223,7 +243,7 @@ func (s *Service) gateChange(g *GateResult, ch Change, now time.Time, add func(c
 	case !ch.EndDate.IsZero() && now.After(ch.EndDate):
 		add(GateWindow, fmt.Sprintf("the change window closed at %s; it needs a new change", ch.EndDate.UTC().Format("2006-01-02 15:04 UTC")), time.Time{})
 	}
-	if conflictStatus(ch.Raw) == "Conflict" {
+	if !g.conflictsChecked && conflictStatus(ch.Raw) == "Conflict" {
 		add(GateConflict, fmt.Sprintf("ServiceNow reports a conflict for %s (blackout or overlapping change)", ch.Number), time.Time{})
 	}
 }
@@ -295,4 +315,28 @@ func short(digest string) string {
 		return digest[:12]
 	}
 	return digest
+}
+
+// conflictsFound returns the conflicts of the update's latest conflict
+// check (from its audit event), and whether a check has been done.
+func (s *Service) conflictsFound(ctx context.Context, updateID string) ([]string, bool, error) {
+	evs, err := s.store.ListEvents(ctx, EventFilter{UpdateID: updateID})
+	if err != nil {
+		return nil, false, err
+	}
+	for i := len(evs) - 1; i >= 0; i-- {
+		if evs[i].Action != "change.conflicts" {
+			continue
+		}
+		var found []string
+		if list, ok := evs[i].Detail["conflicts"].([]any); ok {
+			for _, c := range list {
+				if s, ok := c.(string); ok {
+					found = append(found, s)
+				}
+			}
+		}
+		return found, true, nil
+	}
+	return nil, false, nil
 }

@@ -122,6 +122,9 @@ func (s *Service) SyncOnce(ctx context.Context) (SyncReport, error) {
 	if err != nil {
 		return rep, err
 	}
+	if err := s.recheckConflicts(ctx); err != nil {
+		return rep, err
+	}
 	if rep.Transitions, err = s.reconcile(ctx); err != nil {
 		return rep, err
 	}
@@ -299,4 +302,56 @@ func (s *Service) mirrorPipelined(ctx context.Context, req MirrorRequest, rep *S
 		return ms, werr
 	}
 	return ms, err
+}
+
+// conflictRecheck is how often a change that had conflicts is checked
+// again: the conflicting change may have been withdrawn, the blackout may
+// have ended.
+const conflictRecheck = time.Minute
+
+// recheckConflicts queues a new conflict check for waiting updates whose
+// last check found conflicts and is older than conflictRecheck. Updates
+// without conflicts cost nothing.
+func (s *Service) recheckConflicts(ctx context.Context) error {
+	waiting, err := s.store.ListUpdates(ctx, UpdateFilter{States: []UpdateState{UpdateProposed, UpdateAwaitingApproval, UpdateApproved, UpdateScheduled}})
+	if err != nil {
+		return err
+	}
+	for _, u := range waiting {
+		env, err := s.Environment(u.Environment)
+		if err != nil || !env.RequiresChange || !env.Change.CheckConflicts || u.ChangeSysID == "" {
+			continue
+		}
+		evs, err := s.store.ListEvents(ctx, EventFilter{UpdateID: u.ID})
+		if err != nil {
+			return err
+		}
+		var last *Event
+		for i := range evs {
+			if evs[i].Action == "change.conflicts" {
+				last = &evs[i]
+			}
+		}
+		if last == nil || last.Result != "Conflict" || s.now().Sub(last.Time) < conflictRecheck {
+			continue
+		}
+		pending, err := s.store.ListOutbox(ctx, OutboxFilter{Key: u.ID})
+		if err != nil {
+			return err
+		}
+		queued := false
+		for _, it := range pending {
+			queued = queued || it.Kind == OutboxCheckConflicts
+		}
+		if queued {
+			continue
+		}
+		if err := s.store.Atomic(ctx, func(tx Tx) error {
+			return s.enqueue(ctx, tx, u.ID, OutboxCheckConflicts, updatePayload{UpdateID: u.ID})
+		}); err != nil {
+			return err
+		}
+		s.kickOutbox(ctx, u.ID)
+	}
+	return nil
 }

@@ -19,6 +19,7 @@ const (
 	OutboxCloseChange     OutboxKind = "change.close"
 	OutboxDecide          OutboxKind = "change.decide"
 	OutboxCreateIncident  OutboxKind = "incident.create"
+	OutboxCheckConflicts  OutboxKind = "change.check_conflicts"
 )
 
 // OutboxState is where an outbox item stands.

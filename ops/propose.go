@@ -171,6 +171,14 @@ func (s *Service) Propose(ctx context.Context, req ProposeRequest) (Proposal, er
 			outbox = append(outbox, item)
 			p.Queued = append(p.Queued, it.kind)
 		}
+		if env.Change.CheckConflicts {
+			item, err := NewOutboxItem(id, OutboxCheckConflicts, updatePayload{UpdateID: id})
+			if err != nil {
+				return Proposal{}, err
+			}
+			outbox = append(outbox, item)
+			p.Queued = append(p.Queued, OutboxCheckConflicts)
+		}
 	} else if !p.Blocked {
 		u.State = UpdateApproved // ungated: nothing to wait for
 		u.ApprovedDigest = u.PlanDigest

@@ -262,6 +262,13 @@ func TestEngineEndToEnd(t *testing.T) {
 		t.Fatalf("run of an edited plan: %+v", r)
 	}
 
+	// The approved-but-stale update still holds its change (Scheduled on
+	// checkout-service): ServiceNow's conflict check would report the new
+	// change as overlapping it. Withdraw it, as an operator would.
+	if r = daytwo(t, w.env, "update", "cancel", p.ID, "--reason", "plan changed"); r.code != 0 {
+		t.Fatalf("cancel: %+v", r)
+	}
+
 	// 5. Killed during a batch, a restart leaves every target on a known release.
 	p = w.propose(t, "production", "1.3.0")
 	w.approve(t, p.Change)
@@ -298,5 +305,25 @@ func TestEngineEndToEnd(t *testing.T) {
 	r = daytwo(t, w.env, "env", "diff", "staging", "production")
 	if !strings.Contains(r.stdout, "version") || !strings.Contains(r.stdout, "1.1.0") || !strings.Contains(r.stdout, "1.3.0") {
 		t.Fatalf("env diff: %+v", r)
+	}
+}
+
+// TestConflictCheckBlocksOverlappingChange: ServiceNow's conflict detection
+// runs when a change is raised, and the gate refuses a change that overlaps
+// another one scheduled on the same CI (the daemon re-checks it every
+// minute while it has conflicts).
+func TestConflictCheckBlocksOverlappingChange(t *testing.T) {
+	w := newEngineWorld(t, "0s")
+	first := w.propose(t, "production", "2.0.0")
+	second := w.propose(t, "production", "2.0.1")
+	w.approve(t, second.Change)
+	daytwo(t, w.env, "sync", "--once")
+	r := daytwo(t, w.env, "run", second.ID, "-o", "json")
+	if r.code != exitBlocked || !strings.Contains(r.stdout, `"code": "conflict"`) || !strings.Contains(r.stdout, first.Change) {
+		t.Fatalf("run of a change overlapping %s: %+v", first.Change, r)
+	}
+	r = daytwo(t, w.env, "audit", "list", "-o", "json", "--limit", "0")
+	if !strings.Contains(r.stdout, `"action": "change.conflicts"`) {
+		t.Fatalf("no conflict check in the audit log: %s", r.stdout)
 	}
 }

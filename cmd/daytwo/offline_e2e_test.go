@@ -62,11 +62,11 @@ func TestOfflineProposalQueuesAndIsDeliveredLater(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &p); err != nil {
 		t.Fatal(err)
 	}
-	if p.Change != "" || p.Queued != 2 || p.State != "proposed" {
-		t.Fatalf("offline proposal = %+v; want 2 queued writes and no change yet", p)
+	if p.Change != "" || p.Queued != 3 || p.State != "proposed" {
+		t.Fatalf("offline proposal = %+v; want 3 queued writes (create, request approval, conflict check) and no change yet", p)
 	}
 	r = daytwo(t, env, "outbox", "list", "-o", "json")
-	if r.code != 0 || strings.Count(r.stdout, `"state": "pending"`) != 2 || !strings.Contains(r.stdout, "connection refused") {
+	if r.code != 0 || strings.Count(r.stdout, `"state": "pending"`) != 3 || !strings.Contains(r.stdout, "connection refused") {
 		t.Fatalf("outbox while offline: %+v", r)
 	}
 	if r = daytwo(t, env, "change", "list"); r.code != 0 {
@@ -80,7 +80,7 @@ func TestOfflineProposalQueuesAndIsDeliveredLater(t *testing.T) {
 	}
 	defer sim.Close()
 	r = daytwo(t, env, "outbox", "retry")
-	if r.code != 0 || !strings.Contains(r.stdout, "delivered 2") {
+	if r.code != 0 || !strings.Contains(r.stdout, "delivered 3") {
 		t.Fatalf("retry after recovery: %+v", r)
 	}
 	r = daytwo(t, env, "change", "list", "--mine", "-o", "json")

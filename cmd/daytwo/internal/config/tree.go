@@ -179,6 +179,20 @@ func elementDefaults(tree map[string]any) {
 		setDefault(m, "retries", 3)
 	})
 	walkPath(tree, "environments.*.health.*.http", func(m map[string]any) { setDefault(m, "expect_status", 200) })
+	walkPath(tree, "environments.*", func(m map[string]any) {
+		if gated, _ := m["requires_change"].(bool); !gated {
+			return
+		}
+		ch, ok := m["change"].(map[string]any)
+		if !ok {
+			if m["change"] != nil {
+				return // a type error, reported by the decoder
+			}
+			ch = map[string]any{}
+			m["change"] = ch
+		}
+		setDefault(ch, "check_conflicts", true)
+	})
 }
 
 func setDefault(m map[string]any, key string, v any) {
