@@ -16,6 +16,11 @@ type DeliveryStats struct {
 	Failed    int `json:"failed"`
 }
 
+// outboxClaimTTL bounds how long a delivery pass holds an item; longer
+// than any single ServiceNow call with its retries (a pass that died
+// mid-send releases the item after this).
+const outboxClaimTTL = 3 * time.Minute
+
 // Outbox retry schedule: exponential from 2s, capped at 5 minutes, with
 // jitter so that many daemons do not retry in step.
 const (
@@ -39,6 +44,10 @@ func (s *Service) DeliverOutbox(ctx context.Context, onlyKeys ...string) (Delive
 	if s.changes == nil {
 		return st, nil
 	}
+	// Each pass claims what it sends, so two passes — another process, or
+	// this one's background delivery — never send one item twice.
+	claimer := s.holder + ":" + newRunID()[2:]
+	skipped := map[int64]bool{}
 	for {
 		due, err := s.store.DueOutbox(ctx, s.now(), 100)
 		if err != nil {
@@ -52,6 +61,15 @@ func (s *Service) DeliverOutbox(ctx context.Context, onlyKeys ...string) (Delive
 			if err := ctx.Err(); err != nil {
 				return st, err
 			}
+			if skipped[it.ID] {
+				continue
+			}
+			if ok, err := s.store.ClaimOutbox(ctx, it.ID, claimer, outboxClaimTTL); err != nil {
+				return st, err
+			} else if !ok {
+				skipped[it.ID] = true // another pass is sending it
+				continue
+			}
 			err := s.deliver(ctx, it)
 			switch {
 			case err == nil:
@@ -64,7 +82,10 @@ func (s *Service) DeliverOutbox(ctx context.Context, onlyKeys ...string) (Delive
 					return st, ferr
 				}
 			case ctx.Err() != nil:
-				return st, ctx.Err() // the caller gave up; not the item's fault
+				// The caller gave up; not the item's fault. Let another pass
+				// (the daemon) take it now rather than when the claim expires.
+				_ = s.store.ReleaseOutbox(context.WithoutCancel(ctx), it.ID, claimer)
+				return st, ctx.Err()
 			default:
 				st.Retrying++
 				wait := outboxBackoff(it.Attempts)
@@ -80,9 +101,19 @@ func (s *Service) DeliverOutbox(ctx context.Context, onlyKeys ...string) (Delive
 			}
 		}
 		// Delivering one item can make the next one on its key due.
-		if !progressed {
+		if progressed {
+			continue
+		}
+		// A targeted delivery (an operator waiting on one update or
+		// change) waits for items another pass is sending, so that it
+		// returns once they are out, not while they are in flight.
+		if len(onlyKeys) == 0 || len(skipped) == 0 || !s.claimedElsewhere(ctx, skipped) {
 			return st, nil
 		}
+		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
+			return st, err
+		}
+		clear(skipped)
 	}
 }
 
@@ -360,4 +391,19 @@ func (s *Service) alreadyLanded(ctx context.Context, it OutboxItem, check func(E
 		return false, nil
 	}
 	return check(ec)
+}
+
+// claimedElsewhere reports whether any of the items is still pending (being
+// sent by another delivery pass).
+func (s *Service) claimedElsewhere(ctx context.Context, ids map[int64]bool) bool {
+	items, err := s.store.ListOutbox(ctx, OutboxFilter{States: []OutboxState{OutboxPending}})
+	if err != nil {
+		return false
+	}
+	for _, it := range items {
+		if ids[it.ID] {
+			return true
+		}
+	}
+	return false
 }

@@ -241,6 +241,10 @@ func (s *Service) changesBehindApprovals(ctx context.Context, approvals []Approv
 		if !isOpen[id] {
 			continue
 		}
+		if s.decidedButNotMoved(ctx, id, fresh) {
+			ids = append(ids, id)
+			continue
+		}
 		for _, a := range fresh {
 			if k, ok := known[a.SysID]; !ok || k.State != a.State || k.SysModCount != a.SysModCount {
 				ids = append(ids, id)
@@ -354,4 +358,18 @@ func (s *Service) recheckConflicts(ctx context.Context) error {
 		s.kickOutbox(ctx, u.ID)
 	}
 	return nil
+}
+
+// decidedButNotMoved reports a change whose approvals are all decided while
+// the mirror still shows it awaiting approval: the decision was stored by
+// an earlier cycle that read the change a moment too early. Re-read it
+// (this costs a request only in that state, which the re-read ends).
+func (s *Service) decidedButNotMoved(ctx context.Context, changeSysID string, approvals []Approval) bool {
+	for _, a := range approvals {
+		if a.State == "requested" {
+			return false
+		}
+	}
+	ch, err := s.store.GetChange(ctx, changeSysID)
+	return err == nil && (ch.State == ChangeAssess || ch.State == ChangeAuthorize)
 }

@@ -89,6 +89,31 @@ func (db *DB) GetOutbox(ctx context.Context, id int64) (ops.OutboxItem, error) {
 	return items[0], nil
 }
 
+// ClaimOutbox makes claimer the only delivery pass that may send item id
+// until ttl passes (or it records the outcome). It reports false when the
+// item is no longer pending or another pass holds an unexpired claim.
+func (db *DB) ClaimOutbox(ctx context.Context, id int64, claimer string, ttl time.Duration) (bool, error) {
+	now := db.clock().UTC()
+	res, err := db.sql.ExecContext(ctx, `UPDATE outbox SET claimed_by = ?, claimed_until = ?
+		WHERE id = ? AND state = 'pending' AND (claimed_by = '' OR claimed_by = ? OR claimed_until < ?)`,
+		claimer, formatTime(now.Add(ttl)), id, claimer, formatTime(now))
+	if err != nil {
+		return false, fmt.Errorf("store: claim outbox %d: %w", id, mapErr(err))
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+// ReleaseOutbox drops claimer's claim on an item it did not finish (the
+// caller gave up), so another pass may send it at once.
+func (db *DB) ReleaseOutbox(ctx context.Context, id int64, claimer string) error {
+	_, err := db.sql.ExecContext(ctx, `UPDATE outbox SET claimed_by = '', claimed_until = '' WHERE id = ? AND claimed_by = ?`, id, claimer)
+	if err != nil {
+		return fmt.Errorf("store: release outbox %d: %w", id, mapErr(err))
+	}
+	return nil
+}
+
 // MarkDelivered records a successful delivery inside tx, with whatever the
 // delivery produced (e.g. the new change's number).
 func (tx *Tx) MarkDelivered(ctx context.Context, id int64, result any) error {
@@ -97,7 +122,7 @@ func (tx *Tx) MarkDelivered(ctx context.Context, id int64, result any) error {
 		return err
 	}
 	res, err := tx.tx.ExecContext(ctx, `UPDATE outbox SET state = 'delivered', attempts = attempts + 1, result_json = ?,
-		delivered_at = ?, last_error = '' WHERE id = ? AND state = 'pending'`, string(b), formatTime(tx.now), id)
+		delivered_at = ?, last_error = '', claimed_by = '', claimed_until = '' WHERE id = ? AND state = 'pending'`, string(b), formatTime(tx.now), id)
 	if err != nil {
 		return fmt.Errorf("store: mark outbox %d delivered: %w", id, mapErr(err))
 	}
@@ -114,8 +139,8 @@ func (db *DB) MarkAttemptFailed(ctx context.Context, id int64, cause string, nex
 	if permanent {
 		state = ops.OutboxFailed
 	}
-	_, err := db.sql.ExecContext(ctx, `UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, state = ?
-		WHERE id = ? AND state = 'pending'`, cause, formatTime(next), string(state), id)
+	_, err := db.sql.ExecContext(ctx, `UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, state = ?,
+		claimed_by = '', claimed_until = '' WHERE id = ? AND state = 'pending'`, cause, formatTime(next), string(state), id)
 	if err != nil {
 		return fmt.Errorf("store: record outbox attempt %d: %w", id, mapErr(err))
 	}

@@ -156,3 +156,27 @@ func TestLeases(t *testing.T) {
 		t.Fatalf("after release: %+v", ls)
 	}
 }
+
+func TestOutboxClaims(t *testing.T) {
+	db := openTest(t)
+	ctx := context.Background()
+	id := enqueue(t, db, "u-a", ops.OutboxCreateChange)
+	if ok, err := db.ClaimOutbox(ctx, id, "pass-1", time.Minute); err != nil || !ok {
+		t.Fatalf("first claim: %v %v", ok, err)
+	}
+	if ok, _ := db.ClaimOutbox(ctx, id, "pass-2", time.Minute); ok {
+		t.Fatal("a second pass claimed an item another pass is sending")
+	}
+	if err := db.ReleaseOutbox(ctx, id, "pass-1"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := db.ClaimOutbox(ctx, id, "pass-2", time.Minute); !ok {
+		t.Fatal("a released item must be claimable")
+	}
+	if err := db.WithTx(ctx, func(tx *Tx) error { return tx.MarkDelivered(ctx, id, nil) }); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := db.ClaimOutbox(ctx, id, "pass-3", time.Minute); ok {
+		t.Fatal("a delivered item must not be claimable")
+	}
+}

@@ -31,6 +31,34 @@ func startConsole(t *testing.T, f *fixture, opts Options, w, h int) *teatest.Tes
 }
 
 // waitFor waits until the screen has shown every one of texts.
+// syncUntil presses S (sync now) until text shows, as the daemon's
+// periodic cycles would make it show.
+func syncUntil(t *testing.T, tm *teatest.TestModel, text string) {
+	t.Helper()
+	pressUntil(t, tm, "S", text)
+}
+
+// pressUntil presses key every two seconds until text shows (20 s at most).
+func pressUntil(t *testing.T, tm *teatest.TestModel, key, text string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		typeKeys(tm, key)
+		found := false
+		round := time.Now().Add(2 * time.Second)
+		teatest.WaitFor(t, tm.Output(), func(b []byte) bool {
+			found = found || bytes.Contains(b, []byte(text))
+			return found || time.Now().After(round)
+		}, teatest.WithDuration(5*time.Second), teatest.WithCheckInterval(20*time.Millisecond))
+		if found {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%q did not show after syncing for 20s", text)
+		}
+	}
+}
+
 func waitFor(t *testing.T, tm *teatest.TestModel, texts ...string) {
 	t.Helper()
 	var seen bytes.Buffer
@@ -101,12 +129,14 @@ func TestFlowProposeApproveRunMonitor(t *testing.T) {
 	waitFor(t, tm, "awaiting approval")
 	chg := changeOf(t, f, "u-0004")
 
-	typeKeys(tm, "A")
-	waitFor(t, tm, "Type "+chg+" to confirm")
+	// A is enabled once the screen has loaded the update's change; press
+	// it until the dialog opens, as an operator would.
+	pressUntil(t, tm, "A", "Type "+chg+" to confirm")
 	typeKeys(tm, "ship it", "tab", chg, "enter")
 	waitFor(t, tm, "approved "+chg)
-	typeKeys(tm, "S")
-	waitFor(t, tm, "open: ready to run")
+	// Sync until the approval is mirrored: a daemon would, every cycle. One
+	// sync can read ServiceNow a moment before the decision lands.
+	syncUntil(t, tm, "open: ready to run")
 
 	typeKeys(tm, "X")
 	waitFor(t, tm, "Type "+chg+" to confirm")

@@ -157,6 +157,10 @@ CREATE TABLE outbox (
     next_attempt_at TEXT NOT NULL,
     last_error      TEXT NOT NULL DEFAULT '',
     result_json     TEXT NOT NULL DEFAULT '',
+    -- claimed_by/claimed_until: the delivery pass working on the item, so
+    -- that two passes (processes, or goroutines) never send it twice.
+    claimed_by      TEXT NOT NULL DEFAULT '',
+    claimed_until   TEXT NOT NULL DEFAULT '',
     created_at      TEXT NOT NULL,
     delivered_at    TEXT NOT NULL DEFAULT ''
 );

@@ -257,6 +257,12 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 				m.lines = append(m.lines, l)
 				m.lastID = l.ID
 				added = true
+				if l.Stream == "daytwo" && l.Target == "" {
+					// The engine's own notes are in the log too: the latest
+					// is the run's last event, even if a live event was
+					// dropped or arrived before this run was loaded.
+					m.lastEvent = l.Line
+				}
 			}
 		}
 		if len(m.lines) > maxLines {
