@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
 )
 
@@ -55,7 +56,7 @@ func (s *Service) DeliverOutbox(ctx context.Context, onlyKeys ...string) (Delive
 		}
 		progressed := false
 		for _, it := range due {
-			if len(onlyKeys) > 0 && !contains(onlyKeys, it.Key) {
+			if len(onlyKeys) > 0 && !slices.Contains(onlyKeys, it.Key) {
 				continue
 			}
 			if err := ctx.Err(); err != nil {
@@ -115,15 +116,6 @@ func (s *Service) DeliverOutbox(ctx context.Context, onlyKeys ...string) (Delive
 		}
 		clear(skipped)
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 func (s *Service) failOutbox(ctx context.Context, it OutboxItem, cause error) error {

@@ -320,23 +320,32 @@ func short(digest string) string {
 // conflictsFound returns the conflicts of the update's latest conflict
 // check (from its audit event), and whether a check has been done.
 func (s *Service) conflictsFound(ctx context.Context, updateID string) ([]string, bool, error) {
-	evs, err := s.store.ListEvents(ctx, EventFilter{UpdateID: updateID})
-	if err != nil {
+	ev, err := s.lastConflictCheck(ctx, updateID)
+	if err != nil || ev == nil {
 		return nil, false, err
 	}
-	for i := len(evs) - 1; i >= 0; i-- {
-		if evs[i].Action != "change.conflicts" {
-			continue
-		}
-		var found []string
-		if list, ok := evs[i].Detail["conflicts"].([]any); ok {
-			for _, c := range list {
-				if s, ok := c.(string); ok {
-					found = append(found, s)
-				}
+	var found []string
+	if list, ok := ev.Detail["conflicts"].([]any); ok {
+		for _, c := range list {
+			if s, ok := c.(string); ok {
+				found = append(found, s)
 			}
 		}
-		return found, true, nil
 	}
-	return nil, false, nil
+	return found, true, nil
+}
+
+// lastConflictCheck returns the audit event of the update's latest
+// conflict check, or nil when none was done.
+func (s *Service) lastConflictCheck(ctx context.Context, updateID string) (*Event, error) {
+	evs, err := s.store.ListEvents(ctx, EventFilter{UpdateID: updateID})
+	if err != nil {
+		return nil, err
+	}
+	for i := len(evs) - 1; i >= 0; i-- {
+		if evs[i].Action == "change.conflicts" {
+			return &evs[i], nil
+		}
+	}
+	return nil, nil
 }

@@ -3,6 +3,7 @@ package ops
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 )
@@ -136,7 +137,7 @@ func (s *Service) SyncOnce(ctx context.Context) (SyncReport, error) {
 func (s *Service) configuredCIs() []string {
 	var cis []string
 	for _, e := range s.cfg.Environments {
-		if e.RequiresChange && e.Change.CmdbCI != "" && !contains(cis, e.Change.CmdbCI) {
+		if e.RequiresChange && e.Change.CmdbCI != "" && !slices.Contains(cis, e.Change.CmdbCI) {
 			cis = append(cis, e.Change.CmdbCI)
 		}
 	}
@@ -326,15 +327,9 @@ func (s *Service) recheckConflicts(ctx context.Context) error {
 		if err != nil || !env.RequiresChange || !env.Change.CheckConflicts || u.ChangeSysID == "" {
 			continue
 		}
-		evs, err := s.store.ListEvents(ctx, EventFilter{UpdateID: u.ID})
+		last, err := s.lastConflictCheck(ctx, u.ID)
 		if err != nil {
 			return err
-		}
-		var last *Event
-		for i := range evs {
-			if evs[i].Action == "change.conflicts" {
-				last = &evs[i]
-			}
 		}
 		if last == nil || last.Result != "Conflict" || s.now().Sub(last.Time) < conflictRecheck {
 			continue

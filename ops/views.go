@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/daytwo/daytwo/ops/policy"
@@ -437,7 +438,7 @@ func (s *Service) PolicyCheck(ctx context.Context, envs ...string) ([]PolicyRepo
 	}
 	var out []PolicyReport
 	for _, env := range s.cfg.Environments {
-		if len(envs) > 0 && !contains(envs, env.Name) {
+		if len(envs) > 0 && !slices.Contains(envs, env.Name) {
 			continue
 		}
 		rel := releases[env.Name]

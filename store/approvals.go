@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
 
@@ -48,11 +49,18 @@ func (tx *Tx) UpsertApprovals(ctx context.Context, approvals []ops.Approval) (op
 
 // Approvals returns the mirrored approvals of a change, oldest first.
 func (db *DB) Approvals(ctx context.Context, changeSysID string) ([]ops.Approval, error) {
-	rows, err := db.sql.QueryContext(ctx, `SELECT sys_id, change_sys_id, approver, approver_name, state, comments,
-		sys_updated_on, sys_mod_count FROM approvals WHERE change_sys_id = ? ORDER BY sys_updated_on, sys_id`, changeSysID)
+	rows, err := db.sql.QueryContext(ctx, approvalColumns+` WHERE change_sys_id = ? ORDER BY sys_updated_on, sys_id`, changeSysID)
 	if err != nil {
 		return nil, fmt.Errorf("store: approvals of %s: %w", changeSysID, err)
 	}
+	return scanApprovals(rows)
+}
+
+const approvalColumns = `SELECT sys_id, change_sys_id, approver, approver_name, state, comments,
+	sys_updated_on, sys_mod_count FROM approvals`
+
+// scanApprovals reads and closes rows of approvalColumns.
+func scanApprovals(rows *sql.Rows) ([]ops.Approval, error) {
 	defer rows.Close()
 	var out []ops.Approval
 	for rows.Next() {
@@ -63,6 +71,7 @@ func (db *DB) Approvals(ctx context.Context, changeSysID string) ([]ops.Approval
 		if err := rows.Scan(&a.SysID, &a.ChangeSysID, &a.Approver, &a.ApproverName, &a.State, &a.Comments, &updated, &a.SysModCount); err != nil {
 			return nil, fmt.Errorf("store: scan approval: %w", err)
 		}
+		var err error
 		if a.SysUpdatedOn, err = parseTime(updated); err != nil {
 			return nil, err
 		}
@@ -153,30 +162,16 @@ func (db *DB) ApprovalsByID(ctx context.Context, sysIDs []string) (map[string]op
 		for i, id := range part {
 			args[i] = id
 		}
-		rows, err := db.sql.QueryContext(ctx, `SELECT sys_id, change_sys_id, approver, approver_name, state, comments,
-			sys_updated_on, sys_mod_count FROM approvals WHERE sys_id IN (`+marks+`)`, args...)
+		rows, err := db.sql.QueryContext(ctx, approvalColumns+` WHERE sys_id IN (`+marks+`)`, args...)
 		if err != nil {
 			return nil, fmt.Errorf("store: approvals by id: %w", err)
 		}
-		for rows.Next() {
-			var (
-				a       ops.Approval
-				updated string
-			)
-			if err := rows.Scan(&a.SysID, &a.ChangeSysID, &a.Approver, &a.ApproverName, &a.State, &a.Comments, &updated, &a.SysModCount); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("store: scan approval: %w", err)
-			}
-			if a.SysUpdatedOn, err = parseTime(updated); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			out[a.SysID] = a
-		}
-		err = rows.Err()
-		rows.Close()
+		found, err := scanApprovals(rows)
 		if err != nil {
 			return nil, err
+		}
+		for _, a := range found {
+			out[a.SysID] = a
 		}
 	}
 	return out, nil

@@ -223,17 +223,8 @@ func diffReleases(a, b ops.Release) []envDiffRow {
 	if a.Version != b.Version {
 		diff = append(diff, envDiffRow{Key: "version", A: a.Version, B: b.Version})
 	}
-	union := map[string]bool{}
-	for k := range a.Config {
-		union[k] = true
-	}
-	for k := range b.Config {
-		union[k] = true
-	}
-	for _, k := range slices.Sorted(maps.Keys(union)) {
-		if a.Config[k] != b.Config[k] {
-			diff = append(diff, envDiffRow{Key: "config." + k, A: a.Config[k], B: b.Config[k]})
-		}
+	for _, c := range ops.DiffConfig(a.Config, b.Config) {
+		diff = append(diff, envDiffRow{Key: "config." + c.Key, A: c.From, B: c.To})
 	}
 	return diff
 }
