@@ -23,4 +23,15 @@ var (
 	ErrChangeRejected = errors.New("change rejected")
 	// ErrOutsideWindow reports that now is outside the change's planned window.
 	ErrOutsideWindow = errors.New("outside the change window")
+	// ErrLeaseLost reports a journal write or step start refused because the
+	// writer's lease is gone or another process holds a newer epoch: the
+	// writer must stop at once and write nothing more.
+	ErrLeaseLost = errors.New("lease lost to another process")
+	// ErrRunInterrupted reports a run that stopped at a step boundary when
+	// asked to (a signal): it is still running in the journal, its lease is
+	// free, and recovery resumes it (or rolls it back if its gate closed).
+	ErrRunInterrupted = errors.New("run stopped at a step boundary; it can be resumed")
+	// ErrNotRunnable reports an update that is no longer approved or
+	// scheduled when a run would start (another run took it first).
+	ErrNotRunnable = errors.New("update is not runnable")
 )

@@ -22,6 +22,31 @@ type StepRequest struct {
 	Change string
 	// Rollback is set when the step returns the target to PreviousVersion.
 	Rollback bool
+	// RunID and Epoch identify the run and the lease epoch the step runs
+	// under. Executors that start programs pass them on to the program's
+	// environment (DAYTWO_RUN, DAYTWO_RUN_EPOCH), so that recovery can find
+	// a dead runner's programs and a target can refuse a stale epoch.
+	RunID string
+	Epoch int64
+	// OnStart, if set, is called with the process id (its own process
+	// group) of each program the step starts, before it is waited for. An
+	// error means the step may no longer run: the executor kills the
+	// program's group and returns that error.
+	OnStart func(pid int) error
+}
+
+// StepReaper stops programs that runs' earlier holders left running on
+// this host: every step program of runID started under an epoch below
+// epoch. It returns once they are gone, with a description of each.
+type StepReaper interface {
+	Reap(ctx context.Context, runID string, epoch int64) ([]string, error)
+}
+
+// TargetLocker serialises steps on one target across the processes of
+// this host: at most one step runs on a target at a time. Lock blocks
+// until the target is free or ctx is done.
+type TargetLocker interface {
+	Lock(ctx context.Context, env, target string) (unlock func(), err error)
 }
 
 // LogSink receives a step's output line by line, as it happens. stream is

@@ -56,6 +56,8 @@ const (
 	StepHealth   = "health"
 	StepBake     = "bake"
 	StepRollback = "rollback"
+	// StepVerify asks a rolled-back target which version it runs.
+	StepVerify = "verify"
 )
 
 // BuildPlan plans moving env from its current release (zero Release when

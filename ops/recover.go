@@ -11,14 +11,21 @@ import (
 	"syscall"
 )
 
-// RecoverRuns finishes runs that a dead process left running: their
-// environment's lease expired (or was never renewed) and their journal
-// ends mid-way. For each, it takes the lease over and, if the update may
-// still run (approved, inside its window, plan unchanged, no freeze), it
-// resumes: targets this run already deployed and checked are kept, the
-// others (including any whose last step never finished) are deployed
-// again. Otherwise it rolls every target the run touched back to the
-// previous release. Either way no target is left on an unknown release.
+// RecoverRuns finishes runs that another process left running: its
+// process died, it stopped at a step boundary (a signal), or it stopped
+// renewing its lease (paused, partitioned). For each, it takes the lease
+// over — a new epoch, which fences the old holder off — makes sure no
+// program of an earlier holder still runs a step (stopping any that do),
+// and then follows the journal:
+//   - a run that had decided to roll back only continues the rollback, over
+//     every target the journal shows touched by any process;
+//   - otherwise, if the update may still run (approved, inside its window,
+//     plan unchanged, no freeze), it resumes: targets already deployed and
+//     checked are kept, the others are deployed;
+//   - otherwise it decides to roll back.
+//
+// Restored targets are verified by their version probe before the run
+// claims them restored.
 func (s *Service) RecoverRuns(ctx context.Context, progress func(RunEvent)) ([]RunResult, error) {
 	runs, err := s.store.Runs(ctx, "", RunRunning)
 	if err != nil {
@@ -35,21 +42,24 @@ func (s *Service) RecoverRuns(ctx context.Context, progress func(RunEvent)) ([]R
 	var out []RunResult
 	var errs []error
 	for _, run := range runs {
+		if ctx.Err() != nil {
+			break
+		}
 		if _, mine := s.active.LoadOrStore(run.ID, true); mine {
 			continue // this process is running (or recovering) it
 		}
-		steal := ""
+		dead := ""
 		if l, ok := live[run.Environment]; ok && l.Holder != s.holder {
 			if !holderDead(l.Holder) {
 				s.active.Delete(run.ID)
 				continue // its process is alive and renewing
 			}
-			steal = l.Holder // a process on this host that is gone: no need to wait for its lease to expire
+			dead = l.Holder // a process on this host that is gone: no need to wait for its lease to expire
 		}
-		res, err := s.recoverRun(ctx, run, steal, progress)
+		res, err := s.recoverRun(ctx, run, dead, progress)
 		s.active.Delete(run.ID)
 		out = append(out, res)
-		if err != nil && !errors.Is(err, ErrRunFailed) {
+		if err != nil && !errors.Is(err, ErrRunFailed) && !errors.Is(err, ErrRunInterrupted) {
 			errs = append(errs, fmt.Errorf("recover run %s: %w", run.ID, err))
 		}
 	}
@@ -59,18 +69,38 @@ func (s *Service) RecoverRuns(ctx context.Context, progress func(RunEvent)) ([]R
 func (s *Service) recoverRun(ctx context.Context, run Run, deadHolder string, progress func(RunEvent)) (RunResult, error) {
 	env, err := s.Environment(run.Environment)
 	if err != nil {
+		return RunResult{Run: run}, fmt.Errorf("run %s: its environment is no longer configured: %w", run.ID, err)
+	}
+	var fence Fence
+	err = s.store.Atomic(ctx, func(tx Tx) error {
+		l, err := tx.AcquireLease(ctx, LeaseRequest{Environment: env.Name, Holder: s.holder, RunID: run.ID, TTL: s.leaseTTL, DeadHolder: deadHolder})
+		if err != nil {
+			return fmt.Errorf("%w: %w", err, ErrBlocked)
+		}
+		fence = Fence{Environment: env.Name, Holder: s.holder, Epoch: l.Epoch}
+		return nil
+	})
+	if err != nil {
 		return RunResult{Run: run}, err
 	}
-	if deadHolder != "" {
-		_, err = s.store.StealLease(ctx, env.Name, deadHolder, s.holder, run.ID, leaseTTL)
-	} else {
-		_, err = s.store.AcquireLease(ctx, env.Name, s.holder, run.ID, leaseTTL)
+	defer s.store.ReleaseLease(context.WithoutCancel(ctx), fence)
+
+	// No step of an earlier holder may still be running when we act: stop
+	// the programs it left behind on this host (they carry the run id and
+	// an older epoch), and wait until they are gone.
+	if s.reaper != nil {
+		stoppedProcs, err := s.reaper.Reap(ctx, run.ID, fence.Epoch)
+		if err != nil {
+			return RunResult{Run: run}, fmt.Errorf("run %s: stopping the programs its previous holder left running: %w", run.ID, err)
+		}
+		for _, p := range stoppedProcs {
+			s.log.Warn("stopped a step program of the previous holder", "run", run.ID, "process", p)
+		}
 	}
-	if err != nil {
-		return RunResult{Run: run}, fmt.Errorf("%v: %w", err, ErrBlocked)
+	if err := s.store.Atomic(ctx, func(tx Tx) error { return tx.TakeOverRun(ctx, run.ID, fence) }); err != nil {
+		return RunResult{Run: run}, err
 	}
-	defer s.store.ReleaseLease(context.WithoutCancel(ctx), env.Name, s.holder)
-	if err := s.store.TakeOverRun(ctx, run.ID, s.holder); err != nil {
+	if run, err = s.store.GetRun(ctx, run.ID); err != nil {
 		return RunResult{Run: run}, err
 	}
 	u, err := s.store.GetUpdate(ctx, run.UpdateID)
@@ -89,91 +119,180 @@ func (s *Service) recoverRun(ctx context.Context, run Run, deadHolder string, pr
 	if err != nil {
 		return RunResult{Run: run, Update: u}, err
 	}
-	done, touched, unknown := journalState(steps, len(env.Health) > 0, env.Strategy.Bake > 0)
+	view := readJournal(steps)
+	hasHealth := len(env.Health) > 0
+	done, touched, unknown := view.summary(hasHealth, hasHealth && env.Strategy.Bake > 0)
 
-	// May it still run? Everything the gate checks except the update's own
-	// state (running) and the lease (ours now).
 	g, err := s.Gate(ctx, u)
 	if err != nil {
 		return RunResult{Run: run, Update: u}, err
 	}
+	// May it still run? Everything the gate checks except the update's own
+	// state (running) and the lease (ours now).
 	var blockers []string
 	for _, r := range g.Reasons {
 		if r.Code != GateState && r.Code != GateLease {
 			blockers = append(blockers, r.Message)
 		}
 	}
-	r := s.newRunner(ctx, env, u, run, releases[env.Name], plan, progress)
+	r := s.newRunner(ctx, env, u, run, releases[env.Name], plan, fence, progress)
 	defer r.close()
-	note := fmt.Sprintf("run %s was interrupted (its process died); %s took over: %d target(s) done, %d touched, %d in an unknown state (%s)",
-		run.ID, s.holder, len(done), len(touched), len(unknown), strings.Join(unknown, ", "))
+	course := "resume"
+	switch {
+	case run.Decision == DecisionRollback:
+		course = "continue the rollback"
+	case len(blockers) > 0:
+		course = "roll back"
+	}
+	note := fmt.Sprintf("run %s was left by %s; %s took it over (epoch %d): %d target(s) done, %d touched, %d in an unknown state%s; it will %s",
+		run.ID, orNone(steps0Holder(steps)), s.holder, fence.Epoch, len(done), len(touched), len(unknown), listSuffix(unknown), course)
 	r.emit(RunEvent{State: "recover", Message: note})
 	if err := s.store.Atomic(ctx, func(tx Tx) error {
+		if err := tx.CheckFence(ctx, fence); err != nil {
+			return err
+		}
 		return s.audit(ctx, tx, Event{Action: "run.recovered", Subject: run.ID, Environment: env.Name, UpdateID: u.ID,
-			ChangeNumber: u.ChangeNumber, Result: "ok", Detail: map[string]any{"done": len(done), "unknown": unknown, "blockers": blockers}})
+			ChangeNumber: u.ChangeNumber, Result: "ok", Detail: map[string]any{"done": len(done), "touched": touched, "unknown": unknown,
+				"blockers": blockers, "course": course, "epoch": fence.Epoch}})
 	}); err != nil {
 		return RunResult{Run: run, Update: u}, err
 	}
 	var out runOutcome
-	if len(blockers) == 0 {
+	switch course {
+	case "resume":
 		r.emit(RunEvent{State: "resume", Message: "the gate is still open: resuming"})
-		out, err = r.execute(ctx, done)
-	} else {
+		out, err = r.execute(view)
+	default:
 		cause := fmt.Errorf("run interrupted and may no longer run: %s", strings.Join(blockers, "; "))
+		if run.Decision == DecisionRollback {
+			cause = fmt.Errorf("continuing the rollback decided earlier: %s", run.DecisionReason)
+		}
 		if r.exec, r.health, err = s.executors(env); err != nil {
-			out, err = r.finishFailed(ctx, touched, fmt.Errorf("%v; cannot build the executor: %w", cause, err))
+			out, err = r.finishFailed(touched, fmt.Errorf("%v; cannot build the executor: %w", cause, err))
 		} else {
-			out, err = r.rollbackAll(ctx, touched, cause)
+			out, err = r.rollbackAll(cause)
 		}
 	}
 	return RunResult{Run: out.run, Update: out.update, Gate: g}, err
+}
+
+// steps0Holder names the process that last wrote the journal before us.
+func steps0Holder(steps []StepRecord) string {
+	for i := len(steps) - 1; i >= 0; i-- {
+		if steps[i].Holder != "" {
+			return steps[i].Holder
+		}
+	}
+	return ""
+}
+
+func listSuffix(names []string) string {
+	if len(names) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(names, ", ") + ")"
+}
+
+// targetJournal is what a run's journal says about one target.
+type targetJournal struct {
+	// touched: a deploy was started on it, by any holder of the run.
+	touched bool
+	// deployed and healthy: its last deploy succeeded, and the health
+	// check after it.
+	deployed, healthy bool
+	baked             bool
+	// restored: its last deploy-or-rollback step is a successful rollback.
+	restored bool
+	last     StepState
+}
+
+func (t targetJournal) unknown() bool { return t.last == StepStarted || t.last == StepAbandoned }
+
+// deployedOK: deployed and checked, and nothing unfinished after that.
+func (t targetJournal) deployedOK(hasHealth bool) bool {
+	return t.deployed && (!hasHealth || t.healthy) && !t.unknown()
+}
+
+// journalView is a run's journal read per target, in the order targets
+// first appear in it.
+type journalView struct {
+	targets map[string]*targetJournal
+	order   []string
+}
+
+func readJournal(steps []StepRecord) *journalView {
+	v := &journalView{targets: map[string]*targetJournal{}}
+	for _, s := range steps {
+		t := v.targets[s.Target]
+		if t == nil {
+			t = &targetJournal{}
+			v.targets[s.Target] = t
+			v.order = append(v.order, s.Target)
+		}
+		t.last = s.State
+		ok := s.State == StepSucceeded
+		switch s.Step {
+		case StepDeploy:
+			t.touched = true
+			t.deployed, t.healthy, t.baked, t.restored = ok, false, false, false
+		case StepHealth:
+			if t.deployed {
+				t.healthy = ok
+			}
+		case StepBake:
+			t.baked = ok
+		case StepRollback:
+			t.deployed, t.healthy, t.baked = false, false, false
+			t.restored = ok
+		}
+	}
+	return v
+}
+
+// target is one target's journal (zero for a fresh run or an untouched
+// target).
+func (v *journalView) target(name string) targetJournal {
+	if v == nil || v.targets[name] == nil {
+		return targetJournal{}
+	}
+	return *v.targets[name]
+}
+
+// touched lists every target a deploy was started on, by any holder.
+func (v *journalView) touched() []string {
+	if v == nil {
+		return nil
+	}
+	var out []string
+	for _, name := range v.order {
+		if v.targets[name].touched {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// summary: targets deployed and checked (done), touched, and whose last
+// step never finished (unknown).
+func (v *journalView) summary(hasHealth, hasBake bool) (done map[string]bool, touched, unknown []string) {
+	done = map[string]bool{}
+	for _, name := range v.order {
+		t := v.targets[name]
+		if t.unknown() {
+			unknown = append(unknown, name)
+		}
+		if t.deployedOK(hasHealth) && (!hasBake || t.baked) {
+			done[name] = true
+		}
+	}
+	return done, v.touched(), unknown
 }
 
 // journalState reads a run's journal: targets deployed and checked (done),
 // every target a deploy was started on (touched), and targets whose last
 // step never finished (unknown).
 func journalState(steps []StepRecord, hasHealth, hasBake bool) (done map[string]bool, touched, unknown []string) {
-	type st struct {
-		deployed, healthy, baked, started bool
-		last                              StepState
-	}
-	per := map[string]*st{}
-	var order []string
-	for _, s := range steps {
-		t := per[s.Target]
-		if t == nil {
-			t = &st{}
-			per[s.Target] = t
-			order = append(order, s.Target)
-		}
-		t.last = s.State
-		ok := s.State == StepSucceeded
-		switch s.Step {
-		case StepDeploy:
-			t.started = true
-			t.deployed, t.healthy, t.baked = ok, false, false
-		case StepHealth:
-			t.healthy = ok
-		case StepBake:
-			t.baked = ok
-		case StepRollback:
-			t.deployed = false
-		}
-	}
-	done = map[string]bool{}
-	for _, name := range order {
-		t := per[name]
-		if t.started {
-			touched = append(touched, name)
-		}
-		if t.last == StepStarted {
-			unknown = append(unknown, name)
-		}
-		if t.deployed && (!hasHealth || t.healthy) && (!hasBake || t.baked) && t.last != StepStarted {
-			done[name] = true
-		}
-	}
-	return done, touched, unknown
+	return readJournal(steps).summary(hasHealth, hasBake)
 }
 
 // holderDead reports whether a lease holder ("host:pid") is a process on

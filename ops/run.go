@@ -27,16 +27,31 @@ const (
 
 // Run is one execution of an update.
 type Run struct {
-	ID          string    `json:"id"`
-	UpdateID    string    `json:"update_id"`
-	Environment string    `json:"environment"`
-	Kind        RunKind   `json:"kind"`
-	State       RunState  `json:"state"`
-	Holder      string    `json:"holder"`
-	Error       string    `json:"error,omitempty"`
-	StartedAt   time.Time `json:"started_at"`
-	FinishedAt  time.Time `json:"finished_at,omitzero"`
+	ID          string   `json:"id"`
+	UpdateID    string   `json:"update_id"`
+	Environment string   `json:"environment"`
+	Kind        RunKind  `json:"kind"`
+	State       RunState `json:"state"`
+	Holder      string   `json:"holder"`
+	// Epoch is the lease epoch the run's current holder runs it under.
+	Epoch int64 `json:"epoch"`
+	// Decision is "rollback" once the run has decided to roll back: from
+	// then on, whoever runs it only continues the rollback.
+	Decision       RunDecision `json:"decision,omitempty"`
+	DecisionReason string      `json:"decision_reason,omitempty"`
+	Error          string      `json:"error,omitempty"`
+	StartedAt      time.Time   `json:"started_at"`
+	FinishedAt     time.Time   `json:"finished_at,omitzero"`
 }
+
+// RunDecision is a journaled decision about a run's course.
+type RunDecision string
+
+// Run decisions.
+const (
+	// DecisionRollback: the run rolls back every target it touched.
+	DecisionRollback RunDecision = "rollback"
+)
 
 // StepState is where a journaled step stands. A step is written as
 // started before it runs and finished after, so a crash leaves it started.
@@ -47,6 +62,12 @@ const (
 	StepStarted   StepState = "started"
 	StepSucceeded StepState = "succeeded"
 	StepFailed    StepState = "failed"
+	// StepInterrupted is a check (bake) stopped at a signal before its
+	// period ended; it changed nothing on the target.
+	StepInterrupted StepState = "interrupted"
+	// StepAbandoned is a step of a dead or fenced-off runner that recovery
+	// found unfinished; its program, if still running, was stopped.
+	StepAbandoned StepState = "abandoned"
 )
 
 // StepRecord is one journaled step on one target.
@@ -58,6 +79,9 @@ type StepRecord struct {
 	Step       string    `json:"step"`
 	Version    string    `json:"version"`
 	Attempt    int       `json:"attempt"`
+	Holder     string    `json:"holder,omitempty"`
+	Epoch      int64     `json:"epoch,omitempty"`
+	PGID       int       `json:"pgid,omitempty"`
 	State      StepState `json:"state"`
 	Detail     string    `json:"detail,omitempty"`
 	StartedAt  time.Time `json:"started_at"`

@@ -8,16 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
-)
-
-// Lease timing: a run holds its environment's lease for leaseTTL and renews
-// it every leaseRenew; a process that dies loses the lease within leaseTTL.
-const (
-	leaseTTL   = 60 * time.Second
-	leaseRenew = 20 * time.Second
 )
 
 // WithExecutors sets how environments' steps are executed.
@@ -70,9 +65,11 @@ var ErrRunFailed = errors.New("rollout failed")
 // Run executes an update once its gate is open: it takes the environment's
 // lease, moves the change to Implement, rolls out batch by batch with health
 // checks, and on too many failures rolls every touched target back. The
-// journal records every step before and after it runs. Evidence goes to
-// ServiceNow through the outbox. A closed gate returns an error wrapping
-// ErrApprovalPending or ErrBlocked with every reason.
+// journal records every step before and after it runs, under the lease's
+// epoch. Evidence goes to ServiceNow through the outbox. A closed gate
+// returns an error wrapping ErrApprovalPending or ErrBlocked with every
+// reason. When ctx is canceled the run stops at the next step boundary and
+// returns ErrRunInterrupted: it stays resumable (RecoverRuns).
 func (s *Service) Run(ctx context.Context, req RunRequest) (RunResult, error) {
 	u, err := s.store.GetUpdate(ctx, req.Update)
 	if err != nil {
@@ -86,14 +83,13 @@ func (s *Service) Run(ctx context.Context, req RunRequest) (RunResult, error) {
 	if !g.Open {
 		return res, fmt.Errorf("update %s may not run: %w", u.ID, g.Err())
 	}
-	env, _ := s.Environment(u.Environment)
+	env, err := s.Environment(u.Environment)
+	if err != nil {
+		return res, fmt.Errorf("update %s: %w", u.ID, err)
+	}
 	runID := s.newRunID()
 	s.active.Store(runID, true) // before the run row exists: recovery must never see it as orphaned
 	defer s.active.Delete(runID)
-	if _, err := s.store.AcquireLease(ctx, env.Name, s.holder, runID, leaseTTL); err != nil {
-		return res, fmt.Errorf("%v: %w", err, ErrBlocked)
-	}
-	defer s.store.ReleaseLease(context.WithoutCancel(ctx), env.Name, s.holder)
 
 	releases, err := s.store.CurrentReleases(ctx)
 	if err != nil {
@@ -104,10 +100,23 @@ func (s *Service) Run(ctx context.Context, req RunRequest) (RunResult, error) {
 	if u.Rollback {
 		run.Kind = RunRollback
 	}
+	// Taking the lease and moving the update to running are one step: a
+	// second runner that passed the gate at the same time finds the update
+	// no longer approved (or the lease taken) and runs nothing.
+	var fence Fence
 	err = s.store.Atomic(ctx, func(tx Tx) error {
+		l, err := tx.AcquireLease(ctx, LeaseRequest{Environment: env.Name, Holder: s.holder, RunID: runID, TTL: s.leaseTTL})
+		if err != nil {
+			return fmt.Errorf("%w: %w", err, ErrBlocked)
+		}
+		fence = Fence{Environment: env.Name, Holder: s.holder, Epoch: l.Epoch}
+		run.Epoch = l.Epoch
 		cur, err := tx.GetUpdate(ctx, u.ID)
 		if err != nil {
 			return err
+		}
+		if !cur.State.CanTransition(UpdateRunning) {
+			return fmt.Errorf("update %s is %s, not approved or scheduled (another run took it first?): %w: %w", cur.ID, cur.State, ErrNotRunnable, ErrBlocked)
 		}
 		expect := cur.State
 		cur.State = UpdateRunning
@@ -137,15 +146,18 @@ func (s *Service) Run(ctx context.Context, req RunRequest) (RunResult, error) {
 		}
 		return s.audit(ctx, tx, Event{Action: "run.started", Subject: run.ID, Environment: env.Name, UpdateID: u.ID,
 			ChangeNumber: u.ChangeNumber, Result: "ok", Detail: map[string]any{"version": u.Version, "from_version": from.Version,
-				"plan_digest": u.PlanDigest, "holder": s.holder}})
+				"plan_digest": u.PlanDigest, "holder": s.holder, "epoch": fence.Epoch}})
 	})
 	if err != nil {
 		return res, err
 	}
+	// Released however the run ends (a no-op once the lease was lost):
+	// a run stopped at a step boundary is then free to be resumed at once.
+	defer s.store.ReleaseLease(context.WithoutCancel(ctx), fence)
 	s.kickOutbox(ctx, u.ID)
-	r := s.newRunner(ctx, env, u, run, from, g.Plan, req.Progress)
+	r := s.newRunner(ctx, env, u, run, from, g.Plan, fence, req.Progress)
 	defer r.close()
-	out, err := r.execute(ctx, nil)
+	out, err := r.execute(nil)
 	res.Run, res.Update = out.run, out.update
 	return res, err
 }
@@ -183,20 +195,33 @@ func (s *Service) kickOutbox(ctx context.Context, key string) {
 // have finished (for short-lived CLI processes).
 func (s *Service) Wait() { s.outboxWG.Wait() }
 
-// runner executes one run.
+// runner executes one run under one lease epoch.
 type runner struct {
-	s         *Service
-	env       Environment
-	u         Update
-	run       Run
-	from      Release
-	plan      Plan
-	exec      Executor
-	health    HealthChecker
-	progress  func(RunEvent)
-	progMu    sync.Mutex
-	logs      *logBuffer
+	s        *Service
+	env      Environment
+	u        Update
+	run      Run
+	from     Release
+	plan     Plan
+	fence    Fence
+	exec     Executor
+	health   HealthChecker
+	progress func(RunEvent)
+	progMu   sync.Mutex
+	logs     *logBuffer
+
+	// stop ends the run at the next step boundary: the caller's context
+	// (a signal), a lost lease, or a target another process still holds.
+	stop    context.Context
+	stopNow context.CancelCauseFunc
+	// work is what steps run under: canceled only when the lease is lost,
+	// so that a fenced-off runner's programs are killed at once.
+	work     context.Context
+	killWork context.CancelFunc
+	lost     atomic.Bool
+
 	stopRenew context.CancelFunc
+	renewDone chan struct{}
 }
 
 type runOutcome struct {
@@ -204,20 +229,28 @@ type runOutcome struct {
 	update Update
 }
 
-func (s *Service) newRunner(ctx context.Context, env Environment, u Update, run Run, from Release, plan Plan, progress func(RunEvent)) *runner {
-	r := &runner{s: s, env: env, u: u, run: run, from: from, plan: plan, progress: progress}
-	r.logs = newLogBuffer(s.store, run.ID, s.log)
-	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+func (s *Service) newRunner(ctx context.Context, env Environment, u Update, run Run, from Release, plan Plan, fence Fence, progress func(RunEvent)) *runner {
+	r := &runner{s: s, env: env, u: u, run: run, from: from, plan: plan, fence: fence, progress: progress}
+	base := context.WithoutCancel(ctx)
+	r.work, r.killWork = context.WithCancel(base)
+	r.stop, r.stopNow = context.WithCancelCause(ctx)
+	r.logs = newLogBuffer(s.store, fence, run.ID, s.log, s.now, r.check)
+	rctx, cancel := context.WithCancel(base)
 	r.stopRenew = cancel
+	r.renewDone = make(chan struct{})
 	go func() {
-		t := time.NewTicker(leaseRenew)
+		defer close(r.renewDone)
+		t := time.NewTicker(max(time.Second/10, s.leaseTTL/3))
 		defer t.Stop()
 		for {
 			select {
 			case <-rctx.Done():
 				return
 			case <-t.C:
-				if _, err := s.store.AcquireLease(rctx, env.Name, s.holder, run.ID, leaseTTL); err != nil {
+				if err := s.store.RenewLease(rctx, fence, s.leaseTTL); err != nil {
+					if r.check(err) {
+						return
+					}
 					s.log.Error("lease renewal failed", "env", env.Name, "run", run.ID, "err", err)
 				}
 			}
@@ -226,14 +259,35 @@ func (s *Service) newRunner(ctx context.Context, env Environment, u Update, run 
 	return r
 }
 
+// close stops the lease renewal and the log buffer and waits for both.
 func (r *runner) close() {
 	r.stopRenew()
+	<-r.renewDone
 	r.logs.close()
+	r.killWork()
+	r.stopNow(nil)
 }
+
+// check notes a lost lease in err: the runner stops, kills its programs
+// and writes nothing more. It reports whether the lease was lost.
+func (r *runner) check(err error) bool {
+	if !errors.Is(err, ErrLeaseLost) {
+		return false
+	}
+	if r.lost.CompareAndSwap(false, true) {
+		r.s.log.Error("lease lost: another process took the run over; stopping without writing anything more",
+			"run", r.run.ID, "env", r.env.Name, "epoch", r.fence.Epoch, "err", err)
+		r.stopNow(err)
+		r.killWork()
+	}
+	return true
+}
+
+func (r *runner) stopping() bool { return r.stop.Err() != nil }
 
 func (r *runner) emit(ev RunEvent) {
 	ev.RunID, ev.Time = r.run.ID, r.s.now()
-	if ev.Message != "" {
+	if ev.Message != "" && !r.lost.Load() {
 		r.logs.add(LogLine{RunID: r.run.ID, Target: ev.Target, Stream: "daytwo", Line: ev.Message})
 	}
 	if r.progress != nil {
@@ -254,108 +308,243 @@ func (r *runner) request(target Target) StepRequest {
 		Config: r.u.Config, PreviousConfig: r.from.Config, Change: r.u.ChangeNumber}
 }
 
+// back is the request that returns a target to the previous release.
+func (r *runner) back(target Target) StepRequest {
+	req := r.request(target)
+	req.Version, req.PreviousVersion = req.PreviousVersion, req.Version
+	req.Config, req.PreviousConfig = req.PreviousConfig, req.Config
+	req.Rollback = true
+	return req
+}
+
+func (r *runner) targets() map[string]Target {
+	m := make(map[string]Target, len(r.env.Targets))
+	for _, t := range r.env.Targets {
+		m[t.Name] = t
+	}
+	return m
+}
+
 // targetResult is one target's outcome in a batch.
 type targetResult struct {
 	target   string
 	ok       bool
+	notRun   bool // the run was stopping: never started
 	evidence string
 	err      error
 }
 
-// execute rolls the plan out. done lists targets already deployed and
-// healthy by this run (when resuming after a crash).
-func (r *runner) execute(ctx context.Context, done map[string]bool) (runOutcome, error) {
+// errTargetBusy reports a target on which another process's step still
+// runs (a runner that lost its lease but has not noticed yet).
+type errTargetBusy struct {
+	target string
+	err    error
+}
+
+func (e *errTargetBusy) Error() string {
+	return fmt.Sprintf("target %s is still locked by another process's step: %v", e.target, e.err)
+}
+
+func (e *errTargetBusy) Unwrap() error { return e.err }
+
+// execute rolls the plan out. view is the run's journal when resuming
+// after a takeover (nil for a fresh run): targets it shows deployed and
+// checked are kept, targets deployed but not baked are baked again, the
+// others are deployed.
+func (r *runner) execute(view *journalView) (runOutcome, error) {
 	var err error
 	if r.exec, r.health, err = r.s.executors(r.env); err != nil {
-		return r.finishFailed(ctx, nil, fmt.Errorf("cannot build the executor for %s: %w", r.env.Name, err))
+		return r.finishFailed(view.touched(), fmt.Errorf("cannot build the executor for %s: %w", r.env.Name, err))
 	}
-	targets := map[string]Target{}
-	for _, t := range r.env.Targets {
-		targets[t.Name] = t
-	}
-	var touched []string
+	targets := r.targets()
+	hasHealth := r.health != nil && len(r.env.Health) > 0
+	hasBake := hasHealth && r.env.Strategy.Bake > 0
 	failures := 0
-	maxParallel := max(1, r.env.Strategy.MaxParallel)
 	for bi, batch := range r.plan.Batches {
-		if bi > 0 && r.env.Strategy.Pause > 0 {
+		if r.stopping() {
+			return r.stopped()
+		}
+		var deploy, rebake []string
+		for _, name := range batch.Targets {
+			tj := view.target(name)
+			switch {
+			case !tj.deployedOK(hasHealth):
+				deploy = append(deploy, name)
+			case hasBake && !tj.baked:
+				rebake = append(rebake, name)
+			}
+		}
+		label := fmt.Sprintf("batch %d/%d: %s", batch.Index, len(r.plan.Batches), strings.Join(batch.Targets, ", "))
+		if len(deploy) == 0 && len(rebake) == 0 {
+			r.emit(RunEvent{Batch: batch.Index, State: "batch", Message: label + " (done before the run was taken over)"})
+			ev := make([]string, len(batch.Targets))
+			for i, name := range batch.Targets {
+				ev[i] = name + " ok (done before the run was taken over)"
+			}
+			if err := r.batchNote(batch, ev); err != nil {
+				return r.abort(err)
+			}
+			continue
+		}
+		resumed := len(deploy) < len(batch.Targets)
+		if bi > 0 && r.env.Strategy.Pause > 0 && !resumed {
 			r.emit(RunEvent{Batch: batch.Index, State: "pause", Message: fmt.Sprintf("pausing %s before batch %d", r.env.Strategy.Pause, batch.Index)})
-			if err := sleepCtx(ctx, r.env.Strategy.Pause); err != nil {
-				return r.interrupted(ctx, touched, err)
+			if err := sleepCtx(r.stop, r.env.Strategy.Pause); err != nil {
+				return r.stopped()
 			}
 		}
-		r.emit(RunEvent{Batch: batch.Index, State: "batch", Message: fmt.Sprintf("batch %d/%d: %s", batch.Index, len(r.plan.Batches), strings.Join(batch.Targets, ", "))})
-		results := make([]targetResult, len(batch.Targets))
-		sem := make(chan struct{}, maxParallel)
-		var wg sync.WaitGroup
-		for i, name := range batch.Targets {
-			touched = append(touched, name)
-			if done[name] {
-				results[i] = targetResult{target: name, ok: true, evidence: "already deployed by this run before it was interrupted"}
-				continue
+		r.emit(RunEvent{Batch: batch.Index, State: "batch", Message: label})
+		results := make([]targetResult, len(deploy))
+		fanOut(len(deploy), r.env.Strategy.MaxParallel, func(i int) {
+			name := deploy[i]
+			if r.stopping() {
+				results[i] = targetResult{target: name, notRun: true}
+				return
 			}
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem }()
-				results[i] = r.deployTarget(ctx, batch.Index, targets[name])
-			}()
+			results[i] = r.deployTarget(batch.Index, targets[name])
+		})
+		if r.lost.Load() {
+			return r.fenced()
 		}
-		wg.Wait()
-		if ctx.Err() != nil {
-			return r.interrupted(ctx, touched, ctx.Err())
-		}
-		var evidence []string
+		var evidence, baking []string
+		stoppedShort := false
 		for _, res := range results {
-			if !res.ok {
+			switch {
+			case res.notRun:
+				stoppedShort = true
+			case busy(res.err):
+				stoppedShort = true
+				r.stopNow(res.err)
+			case !res.ok:
 				failures++
 				evidence = append(evidence, fmt.Sprintf("%s FAILED: %v", res.target, res.err))
-			} else {
+			default:
 				evidence = append(evidence, fmt.Sprintf("%s ok: %s", res.target, res.evidence))
+				baking = append(baking, res.target)
 			}
 		}
-		if failures <= r.env.Strategy.MaxFailures && r.env.Strategy.Bake > 0 && r.health != nil && len(r.env.Health) > 0 {
-			bakeEv, bakeFailed := r.bake(ctx, batch, targets)
-			if ctx.Err() != nil {
-				return r.interrupted(ctx, touched, ctx.Err())
+		if stoppedShort {
+			return r.stopped()
+		}
+		for _, name := range batch.Targets {
+			if !slices.Contains(deploy, name) {
+				evidence = append(evidence, name+" ok (deployed and checked before the run was taken over)")
+			}
+		}
+		baking = append(baking, rebake...)
+		if failures <= r.env.Strategy.MaxFailures && hasBake && len(baking) > 0 {
+			bakeEv, bakeFailed := r.bake(batch.Index, baking, targets)
+			if r.lost.Load() {
+				return r.fenced()
+			}
+			if r.stopping() {
+				return r.stopped()
 			}
 			failures += bakeFailed
 			evidence = append(evidence, bakeEv...)
 		}
-		r.note(ctx, fmt.Sprintf("daytwo run %s, batch %d/%d (%s) → %s:\n%s", r.run.ID, batch.Index, len(r.plan.Batches),
-			strings.Join(batch.Targets, ", "), r.u.Version, strings.Join(evidence, "\n")))
+		if err := r.batchNote(batch, evidence); err != nil {
+			return r.abort(err)
+		}
 		if failures > r.env.Strategy.MaxFailures {
 			cause := fmt.Errorf("%d target(s) failed, more than max_failures %d: %s", failures, r.env.Strategy.MaxFailures, strings.Join(evidence, "; "))
-			return r.rollbackAll(ctx, touched, cause)
+			return r.rollbackAll(cause)
 		}
 	}
-	return r.finishSucceeded(ctx)
+	return r.finishSucceeded()
+}
+
+func busy(err error) bool {
+	var b *errTargetBusy
+	return errors.As(err, &b)
+}
+
+// fanOut calls fn(0..n-1), at most limit at a time (at least one).
+func fanOut(n, limit int, fn func(i int)) {
+	sem := make(chan struct{}, max(1, limit))
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			fn(i)
+		}()
+	}
+	wg.Wait()
+}
+
+// batchNote queues a batch's work note, once per batch whichever process
+// finishes it.
+func (r *runner) batchNote(batch Batch, evidence []string) error {
+	if !r.env.RequiresChange {
+		return nil
+	}
+	text := fmt.Sprintf("daytwo run %s, batch %d/%d (%s) → %s:\n%s", r.run.ID, batch.Index, len(r.plan.Batches),
+		strings.Join(batch.Targets, ", "), r.u.Version, strings.Join(evidence, "\n"))
+	return r.noteOnce(fmt.Sprintf("note:batch:%d", batch.Index), text)
+}
+
+// noteOnce queues a work note recorded as fact (nothing if already queued).
+func (r *runner) noteOnce(fact, text string) error {
+	ctx := r.work
+	err := r.s.store.Atomic(ctx, func(tx Tx) error {
+		if err := tx.CheckFence(ctx, r.fence); err != nil {
+			return err
+		}
+		first, err := tx.RecordFact(ctx, r.run.ID, fact)
+		if err != nil || !first || !r.env.RequiresChange {
+			return err
+		}
+		return r.s.enqueue(ctx, tx, r.u.ID, OutboxWorkNote, notePayload{UpdateID: r.u.ID, Note: text})
+	})
+	if err != nil {
+		r.check(err)
+		return err
+	}
+	r.s.kickOutbox(ctx, r.u.ID)
+	return nil
+}
+
+// abort ends the run after a failed journal write: fenced off when the
+// lease was lost, otherwise stopped (resumable) with the cause.
+func (r *runner) abort(err error) (runOutcome, error) {
+	if r.check(err) {
+		return r.fenced()
+	}
+	r.stopNow(err)
+	return r.stopped()
 }
 
 // deployTarget deploys one target and checks its health, journaling each
 // step before and after.
-func (r *runner) deployTarget(ctx context.Context, batch int, t Target) targetResult {
+func (r *runner) deployTarget(batch int, t Target) targetResult {
 	req := r.request(t)
 	res := targetResult{target: t.Name}
 	r.emit(RunEvent{Batch: batch, Target: t.Name, Step: StepDeploy, State: "started", Message: fmt.Sprintf("deploying %s", r.u.Version)})
-	if err := r.step(ctx, batch, t.Name, StepDeploy, r.u.Version, func() (string, error) {
+	if err := r.step(batch, t.Name, StepDeploy, r.u.Version, req, func(ctx context.Context, req StepRequest) (string, error) {
 		return "", r.exec.Deploy(ctx, req, r.sink())
 	}); err != nil {
 		res.err = err
-		r.emit(RunEvent{Batch: batch, Target: t.Name, Step: StepDeploy, State: "failed", Message: "deploy failed: " + err.Error()})
+		if !busy(err) {
+			r.emit(RunEvent{Batch: batch, Target: t.Name, Step: StepDeploy, State: "failed", Message: "deploy failed: " + err.Error()})
+		}
 		return res
 	}
 	if r.health != nil && len(r.env.Health) > 0 {
 		r.emit(RunEvent{Batch: batch, Target: t.Name, Step: StepHealth, State: "started", Message: "checking health"})
 		var ev string
-		err := r.step(ctx, batch, t.Name, StepHealth, r.u.Version, func() (string, error) {
+		err := r.step(batch, t.Name, StepHealth, r.u.Version, req, func(ctx context.Context, req StepRequest) (string, error) {
 			var err error
 			ev, err = r.health.Check(ctx, req, r.sink())
 			return ev, err
 		})
 		if err != nil {
 			res.err = err
-			r.emit(RunEvent{Batch: batch, Target: t.Name, Step: StepHealth, State: "failed", Message: "health check failed: " + err.Error()})
+			if !busy(err) {
+				r.emit(RunEvent{Batch: batch, Target: t.Name, Step: StepHealth, State: "failed", Message: "health check failed: " + err.Error()})
+			}
 			return res
 		}
 		res.evidence = ev
@@ -367,66 +556,104 @@ func (r *runner) deployTarget(ctx context.Context, batch int, t Target) targetRe
 	return res
 }
 
-// step journals fn as one step: started before, finished after.
-func (r *runner) step(ctx context.Context, batch int, target, step, version string, fn func() (string, error)) error {
-	jctx := context.WithoutCancel(ctx) // the journal must be written whatever happens to ctx
-	id, err := r.s.store.StepStarted(jctx, StepRecord{RunID: r.run.ID, Batch: batch, Target: target, Step: step, Version: version})
+// step journals fn as one step on target: it waits for the target to be
+// free of any other process's step, journals the step as started (under
+// the lease's epoch: refused once the lease is lost), runs fn, and
+// journals its outcome. fn runs under the work context, except bake
+// steps, which stop at the run's stop signal (journaled as interrupted).
+func (r *runner) step(batch int, target, step, version string, req StepRequest, fn func(ctx context.Context, req StepRequest) (string, error)) error {
+	lockCtx, cancel := context.WithTimeout(r.work, r.s.leaseTTL)
+	unlock, err := r.s.locks.Lock(lockCtx, r.env.Name, target)
+	cancel()
 	if err != nil {
+		if r.lost.Load() {
+			return fmt.Errorf("journal: %w", ErrLeaseLost)
+		}
+		return &errTargetBusy{target: target, err: err}
+	}
+	defer unlock()
+	jctx := r.work
+	id, err := r.s.store.StepStarted(jctx, r.fence, StepRecord{RunID: r.run.ID, Batch: batch, Target: target, Step: step, Version: version})
+	if err != nil {
+		r.check(err)
 		return fmt.Errorf("journal: %w", err)
 	}
-	detail, err := fn()
+	req.RunID, req.Epoch = r.run.ID, r.fence.Epoch
+	req.OnStart = func(pid int) error {
+		if err := r.s.store.StepProcess(jctx, r.fence, id, pid); err != nil {
+			r.check(err)
+			return err
+		}
+		return nil
+	}
+	ctx := r.work
+	if step == StepBake {
+		var stop context.CancelFunc
+		ctx, stop = context.WithCancel(r.work)
+		defer stop()
+		go func() {
+			select {
+			case <-r.stop.Done():
+				stop()
+			case <-ctx.Done():
+			}
+		}()
+	}
+	detail, err := fn(ctx, req)
 	state := StepSucceeded
-	if err != nil {
+	switch {
+	case err != nil && step == StepBake && r.stopping() && !r.lost.Load() && errors.Is(err, context.Canceled):
+		state, detail = StepInterrupted, "stopped before the bake period ended: "+context.Cause(r.stop).Error()
+	case err != nil:
 		state, detail = StepFailed, err.Error()
 	}
-	if jerr := r.s.store.StepFinished(jctx, id, state, detail); jerr != nil {
+	if jerr := r.s.store.StepFinished(jctx, r.fence, id, state, detail); jerr != nil {
+		r.check(jerr)
 		return errors.Join(err, fmt.Errorf("journal: %w", jerr))
 	}
 	return err
 }
 
-// bake keeps checking a batch's targets for the bake period.
-func (r *runner) bake(ctx context.Context, batch Batch, targets map[string]Target) ([]string, int) {
+// bake keeps checking a batch's targets for the bake period. It stops early
+// at the run's stop signal.
+func (r *runner) bake(batch int, names []string, targets map[string]Target) ([]string, int) {
 	d := r.env.Strategy.Bake
-	r.emit(RunEvent{Batch: batch.Index, Step: StepBake, State: "started", Message: fmt.Sprintf("baking batch %d for %s", batch.Index, d)})
+	r.emit(RunEvent{Batch: batch, Step: StepBake, State: "started", Message: fmt.Sprintf("baking batch %d for %s", batch, d)})
 	var (
 		mu       sync.Mutex
 		evidence []string
 		failed   int
-		wg       sync.WaitGroup
 	)
-	for _, name := range batch.Targets {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req := r.request(targets[name])
-			var ev string
-			err := r.step(ctx, batch.Index, name, StepBake, r.u.Version, func() (string, error) {
-				var err error
-				if b, ok := r.health.(Baker); ok {
-					ev, err = b.Bake(ctx, req, d, r.sink())
-				} else {
-					ev, err = bakeByChecks(ctx, r.health, req, d, r.sink())
-				}
-				return ev, err
-			})
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				failed++
-				evidence = append(evidence, fmt.Sprintf("%s FAILED during bake: %v", name, err))
-				r.emit(RunEvent{Batch: batch.Index, Target: name, Step: StepBake, State: "failed", Message: "bake failed: " + err.Error()})
+	fanOut(len(names), len(names), func(i int) {
+		name := names[i]
+		var ev string
+		err := r.step(batch, name, StepBake, r.u.Version, r.request(targets[name]), func(ctx context.Context, req StepRequest) (string, error) {
+			var err error
+			if b, ok := r.health.(Baker); ok {
+				ev, err = b.Bake(ctx, req, d, r.sink())
 			} else {
-				evidence = append(evidence, fmt.Sprintf("%s baked: %s", name, ev))
+				ev, err = bakeByChecks(ctx, r.health, req, d, r.s.clock, r.sink())
 			}
-		}()
-	}
-	wg.Wait()
+			return ev, err
+		})
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case err == nil:
+			evidence = append(evidence, fmt.Sprintf("%s baked: %s", name, ev))
+		case r.stopping():
+			// not a failure: the bake is journaled as interrupted and resumed
+		default:
+			failed++
+			evidence = append(evidence, fmt.Sprintf("%s FAILED during bake: %v", name, err))
+			r.emit(RunEvent{Batch: batch, Target: name, Step: StepBake, State: "failed", Message: "bake failed: " + err.Error()})
+		}
+	})
 	return evidence, failed
 }
 
-func bakeByChecks(ctx context.Context, h HealthChecker, req StepRequest, d time.Duration, log LogSink) (string, error) {
-	deadline := time.Now().Add(d)
+func bakeByChecks(ctx context.Context, h HealthChecker, req StepRequest, d time.Duration, now func() time.Time, log LogSink) (string, error) {
+	deadline := now().Add(d)
 	rounds := 0
 	var ev string
 	for {
@@ -435,10 +662,11 @@ func bakeByChecks(ctx context.Context, h HealthChecker, req StepRequest, d time.
 			return "", fmt.Errorf("round %d: %w", rounds+1, err)
 		}
 		rounds++
-		if !time.Now().Before(deadline) {
+		left := deadline.Sub(now())
+		if left <= 0 {
 			return fmt.Sprintf("bake %s: %d rounds ok; last: %s", d, rounds, ev), nil
 		}
-		if err := sleepCtx(ctx, min(time.Second, time.Until(deadline))); err != nil {
+		if err := sleepCtx(ctx, min(time.Second, left)); err != nil {
 			return "", err
 		}
 	}
@@ -455,78 +683,100 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// note queues a work note on the change (gated environments only).
-func (r *runner) note(ctx context.Context, text string) {
-	if !r.env.RequiresChange {
-		return
-	}
-	err := r.s.store.Atomic(context.WithoutCancel(ctx), func(tx Tx) error {
-		return r.s.enqueue(ctx, tx, r.u.ID, OutboxWorkNote, notePayload{UpdateID: r.u.ID, Note: text})
+// rollbackAll journals the decision to roll back, then returns every
+// target the journal shows touched — by this process or any earlier holder
+// of the run — to the previous release, and verifies each by its version
+// probe before claiming it restored. A rollback is not interrupted by a
+// stop signal; only a lost lease ends it (and then recovery continues it).
+func (r *runner) rollbackAll(cause error) (runOutcome, error) {
+	ctx := r.work
+	err := r.s.store.Atomic(ctx, func(tx Tx) error {
+		if err := tx.CheckFence(ctx, r.fence); err != nil {
+			return err
+		}
+		run, err := tx.DecideRollback(ctx, r.run.ID, cause.Error())
+		if err != nil {
+			return err
+		}
+		r.run = run
+		first, err := tx.RecordFact(ctx, r.run.ID, "decision:rollback")
+		if err != nil || !first {
+			return err
+		}
+		return r.s.audit(ctx, tx, Event{Action: "run.rollback_decided", Subject: r.run.ID, Environment: r.env.Name, UpdateID: r.u.ID,
+			ChangeNumber: r.u.ChangeNumber, Result: "rollback", Detail: map[string]any{"cause": cause.Error(), "to_version": r.from.Version}})
 	})
 	if err != nil {
-		r.s.log.Error("queue work note", "update", r.u.ID, "err", err)
+		return r.abort(err)
 	}
-	r.s.kickOutbox(ctx, r.u.ID)
-}
-
-// rollbackAll returns every touched target to the previous release.
-func (r *runner) rollbackAll(ctx context.Context, touched []string, cause error) (runOutcome, error) {
-	ctx = context.WithoutCancel(ctx) // a rollback is never abandoned half-way
+	steps, err := r.s.store.Steps(ctx, r.run.ID)
+	if err != nil {
+		r.stopNow(err)
+		return r.stopped()
+	}
+	view := readJournal(steps)
+	touched := view.touched()
 	r.emit(RunEvent{State: "rollback", Message: fmt.Sprintf("rolling back %d target(s) to %s: %v", len(touched), orNone(r.from.Version), cause)})
 	if r.from.Version == "" {
-		return r.finishFailed(ctx, touched, fmt.Errorf("%v; nothing to roll back to (first release of %s)", cause, r.env.Name))
+		return r.finishFailed(touched, fmt.Errorf("%v; nothing to roll back to (first release of %s)", cause, r.env.Name))
 	}
-	targets := map[string]Target{}
-	for _, t := range r.env.Targets {
-		targets[t.Name] = t
-	}
+	targets := r.targets()
 	var (
-		mu     sync.Mutex
-		failed []string
-		wg     sync.WaitGroup
+		mu      sync.Mutex
+		failed  []string
+		wasBusy bool
 	)
-	sem := make(chan struct{}, max(1, r.env.Strategy.MaxParallel))
-	for _, name := range touched {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if err := r.rollbackTarget(ctx, targets[name]); err != nil {
-				mu.Lock()
-				failed = append(failed, fmt.Sprintf("%s: %v", name, err))
-				mu.Unlock()
+	fanOut(len(touched), r.env.Strategy.MaxParallel, func(i int) {
+		name := touched[i]
+		if view.target(name).restored {
+			return // an earlier holder of the run restored it; verified below
+		}
+		if err := r.rollbackTarget(targets[name]); err != nil {
+			mu.Lock()
+			defer mu.Unlock()
+			if busy(err) {
+				wasBusy = true
+				return
 			}
-		}()
+			failed = append(failed, fmt.Sprintf("%s: %v", name, err))
+		}
+	})
+	if r.lost.Load() {
+		return r.fenced()
 	}
-	wg.Wait()
+	if wasBusy {
+		r.stopNow(errors.New("a target is still locked by another process's step"))
+		return r.stopped()
+	}
+	verified, unverified, verr := r.verifyRestored(touched, targets)
+	if r.lost.Load() {
+		return r.fenced()
+	}
+	failed = append(failed, verr...)
 	if len(failed) > 0 {
-		return r.finishFailed(ctx, touched, fmt.Errorf("%v; rollback failed on %s", cause, strings.Join(failed, "; ")))
+		return r.finishFailed(touched, fmt.Errorf("%v; rollback failed on %s", cause, strings.Join(failed, "; ")))
 	}
-	return r.finishRolledBack(ctx, touched, cause)
+	return r.finishRolledBack(touched, cause, verified, unverified)
 }
 
-func (r *runner) rollbackTarget(ctx context.Context, t Target) error {
-	req := r.request(t)
-	req.Rollback = true
+func (r *runner) rollbackTarget(t Target) error {
 	r.emit(RunEvent{Target: t.Name, Step: StepRollback, State: "started", Message: fmt.Sprintf("rolling back to %s", r.from.Version)})
-	err := r.step(ctx, 0, t.Name, StepRollback, r.from.Version, func() (string, error) {
+	err := r.step(0, t.Name, StepRollback, r.from.Version, r.request(t), func(ctx context.Context, req StepRequest) (string, error) {
+		req.Rollback = true
 		if rb, ok := r.exec.(Rollbacker); ok {
 			return "", rb.Rollback(ctx, req, r.sink())
 		}
-		back := req
-		back.Version, back.PreviousVersion = req.PreviousVersion, req.Version
-		back.Config, back.PreviousConfig = req.PreviousConfig, req.Config
+		back := r.back(t)
+		back.RunID, back.Epoch, back.OnStart = req.RunID, req.Epoch, req.OnStart
 		return "", r.exec.Deploy(ctx, back, r.sink())
 	})
 	if err == nil && r.health != nil && len(r.env.Health) > 0 {
-		back := req
-		back.Version, back.PreviousVersion = req.PreviousVersion, req.Version
-		back.Config, back.PreviousConfig = req.PreviousConfig, req.Config
-		back.Rollback = true
-		err = r.step(ctx, 0, t.Name, StepHealth, r.from.Version, func() (string, error) {
-			return r.health.Check(ctx, back, r.sink())
+		err = r.step(0, t.Name, StepHealth, r.from.Version, r.back(t), func(ctx context.Context, req StepRequest) (string, error) {
+			return r.health.Check(ctx, req, r.sink())
 		})
+	}
+	if busy(err) {
+		return err
 	}
 	state := "succeeded"
 	msg := "back on " + r.from.Version
@@ -537,14 +787,108 @@ func (r *runner) rollbackTarget(ctx context.Context, t Target) error {
 	return err
 }
 
-// interrupted handles a canceled context mid-run: roll back what this run
-// touched, so no target is left between releases.
-func (r *runner) interrupted(ctx context.Context, touched []string, cause error) (runOutcome, error) {
-	return r.rollbackAll(ctx, touched, fmt.Errorf("run interrupted: %w", cause))
+// verifyRestored asks every touched target which version it runs (a
+// journaled verify step each) when the environment has a version probe.
+// It returns how many were verified, how many could not be (no probe),
+// and a failure per target that reports another version or cannot say.
+func (r *runner) verifyRestored(touched []string, targets map[string]Target) (verified, unverified int, failed []string) {
+	var prober VersionProber
+	if r.s.probers != nil && (r.env.VersionProbe.HTTP != nil || len(r.env.VersionProbe.Command) > 0) {
+		p, err := r.s.probers(r.env)
+		if err != nil {
+			return 0, 0, []string{fmt.Sprintf("cannot build the version probe: %v", err)}
+		}
+		prober = p
+	}
+	if prober == nil {
+		return 0, len(touched), nil
+	}
+	var mu sync.Mutex
+	fanOut(len(touched), r.env.Strategy.MaxParallel, func(i int) {
+		name := touched[i]
+		err := r.step(0, name, StepVerify, r.from.Version, r.back(targets[name]), func(ctx context.Context, req StepRequest) (string, error) {
+			got, err := prober.Probe(ctx, r.env.Name, targets[name])
+			if err != nil {
+				return "", fmt.Errorf("version probe failed: %w", err)
+			}
+			if got != r.from.Version {
+				return "", fmt.Errorf("reports %s after the rollback, expected %s", orNone(got), r.from.Version)
+			}
+			return "reports " + got, nil
+		})
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			failed = append(failed, fmt.Sprintf("%s: %v", name, err))
+			r.emit(RunEvent{Target: name, Step: StepVerify, State: "failed", Message: "not restored: " + err.Error()})
+			return
+		}
+		verified++
+		r.emit(RunEvent{Target: name, Step: StepVerify, State: "succeeded", Message: "verified on " + r.from.Version})
+	})
+	return verified, 0, failed
 }
 
-func (r *runner) finishSucceeded(ctx context.Context) (runOutcome, error) {
-	ctx = context.WithoutCancel(ctx)
+// stopped ends this process's part of the run at a step boundary without
+// deciding anything: the run stays running in the journal, the lease is
+// released for whoever resumes it, and the change gets one note saying so.
+func (r *runner) stopped() (runOutcome, error) {
+	if r.lost.Load() {
+		return r.fenced()
+	}
+	ctx := r.work
+	cause := context.Cause(r.stop)
+	if cause == nil {
+		cause = context.Canceled
+	}
+	msg := fmt.Sprintf("run %s stopped at a step boundary (%v); it is left resumable and continues when daytwo recovers it", r.run.ID, cause)
+	r.emit(RunEvent{State: "stopped", Message: msg})
+	r.logs.flush()
+	err := r.s.store.Atomic(ctx, func(tx Tx) error {
+		if err := tx.CheckFence(ctx, r.fence); err != nil {
+			return err
+		}
+		first, err := tx.RecordFact(ctx, r.run.ID, fmt.Sprintf("stopped:%d", r.fence.Epoch))
+		if err != nil || !first {
+			return err
+		}
+		if r.env.RequiresChange {
+			note := fmt.Sprintf("daytwo run %s paused by %s at a step boundary (%v). No target is between steps; the run resumes when daytwo recovers it (or rolls back if its gate has closed by then).",
+				r.run.ID, r.s.holder, cause)
+			if err := r.s.enqueue(ctx, tx, r.u.ID, OutboxWorkNote, notePayload{UpdateID: r.u.ID, Note: note}); err != nil {
+				return err
+			}
+		}
+		return r.s.audit(ctx, tx, Event{Action: "run.stopped", Subject: r.run.ID, Environment: r.env.Name, UpdateID: r.u.ID,
+			ChangeNumber: r.u.ChangeNumber, Result: "resumable", Detail: map[string]any{"cause": cause.Error(), "holder": r.s.holder, "epoch": r.fence.Epoch}})
+	})
+	if err != nil && r.check(err) {
+		return r.fenced()
+	}
+	r.s.kickOutbox(ctx, r.u.ID)
+	out := r.outcome(ctx)
+	return out, fmt.Errorf("run %s: %v: %w", r.run.ID, cause, ErrRunInterrupted)
+}
+
+// fenced ends a run whose lease was lost: it writes nothing more.
+func (r *runner) fenced() (runOutcome, error) {
+	r.emit(RunEvent{State: "fenced", Message: fmt.Sprintf("run %s: the lease was taken over by another process; this process stopped and wrote nothing more", r.run.ID)})
+	return runOutcome{run: r.run, update: r.u}, fmt.Errorf("run %s (epoch %d): %w", r.run.ID, r.fence.Epoch, ErrLeaseLost)
+}
+
+func (r *runner) outcome(ctx context.Context) runOutcome {
+	out := runOutcome{run: r.run, update: r.u}
+	if run, err := r.s.store.GetRun(ctx, r.run.ID); err == nil {
+		out.run = run
+	}
+	if u, err := r.s.store.GetUpdate(ctx, r.u.ID); err == nil {
+		out.update = u
+	}
+	return out
+}
+
+func (r *runner) finishSucceeded() (runOutcome, error) {
+	ctx := r.work
 	targets := 0
 	for _, b := range r.plan.Batches {
 		targets += len(b.Targets)
@@ -555,6 +899,9 @@ func (r *runner) finishSucceeded(ctx context.Context) (runOutcome, error) {
 	r.logs.flush()
 	var out runOutcome
 	err := r.s.store.Atomic(ctx, func(tx Tx) error {
+		if err := tx.CheckFence(ctx, r.fence); err != nil {
+			return err
+		}
 		if _, err := tx.RecordRelease(ctx, Release{Environment: r.env.Name, Version: r.u.Version, Config: r.u.Config, UpdateID: r.u.ID}); err != nil {
 			return err
 		}
@@ -578,29 +925,37 @@ func (r *runner) finishSucceeded(ctx context.Context) (runOutcome, error) {
 			ChangeNumber: r.u.ChangeNumber, Result: "ok", Detail: map[string]any{"version": r.u.Version, "targets": targets}})
 	})
 	if err != nil {
-		return out, err
+		return r.abort(err)
 	}
 	r.s.kickOutbox(ctx, r.u.ID)
 	out.run, _ = r.s.store.GetRun(ctx, r.run.ID)
 	return out, nil
 }
 
-func (r *runner) finishRolledBack(ctx context.Context, touched []string, cause error) (runOutcome, error) {
-	return r.finishFailure(ctx, touched, cause, RunRolledBack, UpdateRolledBack,
-		fmt.Sprintf("Rollout of %s to %s failed and was rolled back: %d target(s) returned to %s. Cause: %v", r.u.Version, r.env.Name, len(touched), r.from.Version, cause))
+func (r *runner) finishRolledBack(touched []string, cause error, verified, unverified int) (runOutcome, error) {
+	how := fmt.Sprintf("each verified by its version probe (%d)", verified)
+	if unverified > 0 {
+		how = fmt.Sprintf("rollback and health checks passed, but %d target(s) were NOT verified: the environment has no version_probe", unverified)
+	}
+	return r.finishFailure(touched, cause, RunRolledBack, UpdateRolledBack,
+		fmt.Sprintf("Rollout of %s to %s failed and was rolled back: %d target(s) returned to %s, %s. Cause: %v",
+			r.u.Version, r.env.Name, len(touched), r.from.Version, how, cause))
 }
 
-func (r *runner) finishFailed(ctx context.Context, touched []string, cause error) (runOutcome, error) {
-	return r.finishFailure(ctx, touched, cause, RunFailed, UpdateFailed,
+func (r *runner) finishFailed(touched []string, cause error) (runOutcome, error) {
+	return r.finishFailure(touched, cause, RunFailed, UpdateFailed,
 		fmt.Sprintf("Rollout of %s to %s failed and could NOT be fully rolled back; targets need attention: %s. Cause: %v", r.u.Version, r.env.Name, strings.Join(touched, ", "), cause))
 }
 
-func (r *runner) finishFailure(ctx context.Context, touched []string, cause error, runState RunState, final UpdateState, summary string) (runOutcome, error) {
-	ctx = context.WithoutCancel(ctx)
+func (r *runner) finishFailure(touched []string, cause error, runState RunState, final UpdateState, summary string) (runOutcome, error) {
+	ctx := r.work
 	r.emit(RunEvent{State: string(runState), Message: summary})
 	r.logs.flush()
 	var out runOutcome
 	err := r.s.store.Atomic(ctx, func(tx Tx) error {
+		if err := tx.CheckFence(ctx, r.fence); err != nil {
+			return err
+		}
 		if err := tx.FinishRun(ctx, r.run.ID, runState, cause.Error()); err != nil {
 			return err
 		}
@@ -639,7 +994,7 @@ func (r *runner) finishFailure(ctx context.Context, touched []string, cause erro
 				"rolled_back_to": r.from.Version, "touched": touched, "cause": cause.Error()}})
 	})
 	if err != nil {
-		return out, err
+		return r.abort(err)
 	}
 	r.s.kickOutbox(ctx, r.u.ID)
 	out.run, _ = r.s.store.GetRun(ctx, r.run.ID)
@@ -698,29 +1053,37 @@ func (s *Service) RunLogText(ctx context.Context, runID string) (string, error) 
 }
 
 // logBuffer batches log lines into the store, so that parallel steps do not
-// each pay a transaction per line.
+// each pay a transaction per line. Flushes are serialised, so lines land in
+// the order they were added; a fenced-off runner's lines are refused.
 type logBuffer struct {
-	store Store
-	runID string
-	log   interface {
-		Error(msg string, args ...any)
+	store interface {
+		AppendLog(ctx context.Context, f Fence, lines []LogLine) error
 	}
+	fence  Fence
+	runID  string
+	log    interface{ Error(string, ...any) }
+	now    func() time.Time
+	onFail func(error) bool
+
 	mu      sync.Mutex
 	pending []LogLine
+	flushMu sync.Mutex
 	wake    chan struct{}
 	done    chan struct{}
+	exited  chan struct{}
 	stopped sync.Once
 }
 
-func newLogBuffer(st Store, runID string, log interface{ Error(string, ...any) }) *logBuffer {
-	b := &logBuffer{store: st, runID: runID, log: log, wake: make(chan struct{}, 1), done: make(chan struct{})}
+func newLogBuffer(st Store, f Fence, runID string, log interface{ Error(string, ...any) }, now func() time.Time, onFail func(error) bool) *logBuffer {
+	b := &logBuffer{store: st, fence: f, runID: runID, log: log, now: now, onFail: onFail,
+		wake: make(chan struct{}, 1), done: make(chan struct{}), exited: make(chan struct{})}
 	go b.loop()
 	return b
 }
 
 func (b *logBuffer) add(l LogLine) {
 	if l.Time.IsZero() {
-		l.Time = time.Now().UTC()
+		l.Time = b.now()
 	}
 	b.mu.Lock()
 	b.pending = append(b.pending, l)
@@ -735,6 +1098,7 @@ func (b *logBuffer) add(l LogLine) {
 }
 
 func (b *logBuffer) loop() {
+	defer close(b.exited)
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -750,17 +1114,27 @@ func (b *logBuffer) loop() {
 	}
 }
 
-// flush writes what is pending now.
+// flush writes what is pending now, after any flush already under way.
 func (b *logBuffer) flush() {
+	b.flushMu.Lock()
+	defer b.flushMu.Unlock()
 	b.mu.Lock()
 	lines := b.pending
 	b.pending = nil
 	b.mu.Unlock()
-	if err := b.store.AppendLog(context.Background(), lines); err != nil {
+	if len(lines) == 0 {
+		return
+	}
+	if err := b.store.AppendLog(context.Background(), b.fence, lines); err != nil {
+		if b.onFail != nil && b.onFail(err) {
+			return // fenced off: the lines of a runner that lost its lease are not evidence
+		}
 		b.log.Error("run log lost lines", "run", b.runID, "lines", len(lines), "err", err)
 	}
 }
 
+// close flushes what is left and waits for the flusher to end.
 func (b *logBuffer) close() {
 	b.stopped.Do(func() { close(b.done) })
+	<-b.exited
 }

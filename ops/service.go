@@ -50,6 +50,9 @@ type Service struct {
 	executors Executors
 	approver  ChangeSystem
 	probers   Probers
+	reaper    StepReaper
+	locks     TargetLocker
+	leaseTTL  time.Duration
 	holder    string
 	outboxWG  sync.WaitGroup
 	outboxMu  sync.Mutex
@@ -89,7 +92,7 @@ func WithIDs(next func() string) Option { return func(s *Service) { s.newID = ne
 // configured: gated environments then cannot be proposed to.
 func New(cfg Config, st Store, changes ChangeSystem, opts ...Option) (*Service, error) {
 	s := &Service{cfg: cfg, store: st, changes: changes, clock: time.Now, log: slog.New(slog.DiscardHandler), newID: newUpdateID, newRunID: newRunID,
-		holder: defaultHolder(), executors: func(env Environment) (Executor, HealthChecker, error) {
+		holder: defaultHolder(), leaseTTL: defaultLeaseTTL, locks: newLocalLocks(), executors: func(env Environment) (Executor, HealthChecker, error) {
 			return nil, nil, errors.New("no executors configured")
 		}}
 	for _, o := range opts {

@@ -39,16 +39,19 @@ type Store interface {
 	VerifyAudit(ctx context.Context) (AuditVerification, error)
 
 	// The run journal. StepStarted and StepFinished commit on their own:
-	// the journal must be durable before and after each step runs.
-	StepStarted(ctx context.Context, s StepRecord) (int64, error)
-	StepFinished(ctx context.Context, id int64, state StepState, detail string) error
-	AppendLog(ctx context.Context, lines []LogLine) error
+	// the journal must be durable before and after each step runs. Each
+	// write names the lease it is made under and fails with ErrLeaseLost,
+	// writing nothing, when that lease is no longer current (fencing).
+	StepStarted(ctx context.Context, f Fence, s StepRecord) (int64, error)
+	// StepProcess records the process group a step's program runs in.
+	StepProcess(ctx context.Context, f Fence, id int64, pgid int) error
+	StepFinished(ctx context.Context, f Fence, id int64, state StepState, detail string) error
+	AppendLog(ctx context.Context, f Fence, lines []LogLine) error
 	GetRun(ctx context.Context, id string) (Run, error)
 	Runs(ctx context.Context, updateID string, states ...RunState) ([]Run, error)
 	Steps(ctx context.Context, runID string) ([]StepRecord, error)
 	LogLines(ctx context.Context, runID string, after int64, limit int) ([]LogLine, error)
 	TargetVersions(ctx context.Context, env string) (versions map[string]string, unknown []string, err error)
-	TakeOverRun(ctx context.Context, id, holder string) error
 
 	// Drift observations.
 	DriftSeen(ctx context.Context, env, target, expected, observed string) (time.Time, error)
@@ -61,9 +64,12 @@ type Store interface {
 	OpenPolicyAlerts(ctx context.Context) ([]PolicyAlert, error)
 
 	// Leases: at most one process rolls an environment at a time.
-	AcquireLease(ctx context.Context, env, holder, runID string, ttl time.Duration) (Lease, error)
-	StealLease(ctx context.Context, env, deadHolder, holder, runID string, ttl time.Duration) (Lease, error)
-	ReleaseLease(ctx context.Context, env, holder string) error
+	// RenewLease extends a lease still held under f's epoch and fails with
+	// ErrLeaseLost otherwise; it never re-acquires a lost lease.
+	RenewLease(ctx context.Context, f Fence, ttl time.Duration) error
+	// ReleaseLease gives the lease back if f still holds it; the epoch is
+	// kept so the next holder's is newer.
+	ReleaseLease(ctx context.Context, f Fence) error
 	Leases(ctx context.Context) ([]Lease, error)
 }
 
@@ -76,13 +82,34 @@ type PolicyAlert struct {
 	FirstSeen   time.Time `json:"first_seen"`
 }
 
-// Lease is one process's exclusive claim on an environment.
+// Lease is one process's exclusive claim on an environment. Epoch grows
+// with every new holder: it fences writes of holders that lost the lease.
 type Lease struct {
 	Environment string    `json:"environment"`
 	Holder      string    `json:"holder"`
+	Epoch       int64     `json:"epoch"`
 	RunID       string    `json:"run_id,omitempty"`
 	AcquiredAt  time.Time `json:"acquired_at"`
 	ExpiresAt   time.Time `json:"expires_at"`
+}
+
+// Fence names the lease a runner writes under: its environment, holder
+// and epoch. A write under a fence that is no longer current is refused.
+type Fence struct {
+	Environment string
+	Holder      string
+	Epoch       int64
+}
+
+// LeaseRequest asks for an environment's lease inside a transaction.
+type LeaseRequest struct {
+	Environment string
+	Holder      string
+	RunID       string
+	TTL         time.Duration
+	// DeadHolder, if set, is a holder known to be dead (its process is
+	// gone): its unexpired lease may be taken without waiting.
+	DeadHolder string
 }
 
 // Tx is a write transaction (see Store.Atomic).
@@ -104,6 +131,21 @@ type Tx interface {
 	AppendEvent(ctx context.Context, ev Event) (Event, error)
 	InsertRun(ctx context.Context, r Run) error
 	FinishRun(ctx context.Context, id string, state RunState, cause string) error
+
+	// AcquireLease takes an environment's lease when it is free, expired,
+	// or held by req.DeadHolder, bumping its epoch; it fails with
+	// ErrConflict naming the holder otherwise.
+	AcquireLease(ctx context.Context, req LeaseRequest) (Lease, error)
+	// CheckFence fails with ErrLeaseLost unless f is the current lease.
+	CheckFence(ctx context.Context, f Fence) error
+	// TakeOverRun records that the fence's holder now owns a running run.
+	TakeOverRun(ctx context.Context, id string, f Fence) error
+	// DecideRollback journals a run's decision to roll back (once; a
+	// second call keeps the first reason) and returns the run.
+	DecideRollback(ctx context.Context, id, reason string) (Run, error)
+	// RecordFact records that a run wrote a piece of evidence; false when
+	// it had already been recorded (by any process).
+	RecordFact(ctx context.Context, runID, fact string) (bool, error)
 }
 
 // UpsertStats counts what a batched upsert did.

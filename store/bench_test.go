@@ -115,10 +115,16 @@ func BenchmarkJournalStep(b *testing.B) {
 	if err := db.SyncEnvironments(ctx, []ops.Environment{{Name: "fleet"}}, "bench"); err != nil {
 		b.Fatal(err)
 	}
+	var fence ops.Fence
 	if err := db.WithTx(ctx, func(tx *Tx) error {
 		if err := tx.InsertUpdate(ctx, ops.Update{ID: "u-bench", Environment: "fleet", Version: "1.0.0", State: ops.UpdateRunning}); err != nil {
 			return err
 		}
+		l, err := tx.AcquireLease(ctx, ops.LeaseRequest{Environment: "fleet", Holder: "bench", RunID: "r-bench", TTL: time.Hour})
+		if err != nil {
+			return err
+		}
+		fence = ops.Fence{Environment: "fleet", Holder: "bench", Epoch: l.Epoch}
 		return tx.InsertRun(ctx, ops.Run{ID: "r-bench", UpdateID: "u-bench", Environment: "fleet", Kind: ops.RunRollout, State: ops.RunRunning})
 	}); err != nil {
 		b.Fatal(err)
@@ -128,12 +134,12 @@ func BenchmarkJournalStep(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			target := fmt.Sprintf("host-%06d", seq.Add(1))
-			id, err := db.StepStarted(ctx, ops.StepRecord{RunID: "r-bench", Batch: 1, Target: target, Step: ops.StepDeploy, Version: "1.0.0"})
+			id, err := db.StepStarted(ctx, fence, ops.StepRecord{RunID: "r-bench", Batch: 1, Target: target, Step: ops.StepDeploy, Version: "1.0.0"})
 			if err != nil {
 				b.Error(err)
 				return
 			}
-			if err := db.StepFinished(ctx, id, ops.StepSucceeded, ""); err != nil {
+			if err := db.StepFinished(ctx, fence, id, ops.StepSucceeded, ""); err != nil {
 				b.Error(err)
 				return
 			}

@@ -124,39 +124,6 @@ func TestUpdateOptimisticState(t *testing.T) {
 	}
 }
 
-func TestLeases(t *testing.T) {
-	now := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
-	db, err := Open(context.Background(), t.TempDir()+"/d.db", Options{Clock: func() time.Time { return now }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	ctx := context.Background()
-	if _, err := db.AcquireLease(ctx, "production", "host-a", "r1", time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.AcquireLease(ctx, "production", "host-b", "r2", time.Minute); !errors.Is(err, ErrConflict) {
-		t.Fatalf("second holder: err = %v", err)
-	}
-	if _, err := db.AcquireLease(ctx, "production", "host-a", "r1", time.Minute); err != nil {
-		t.Fatalf("renewal: %v", err)
-	}
-	now = now.Add(2 * time.Minute) // host-a died without releasing
-	if _, err := db.AcquireLease(ctx, "production", "host-b", "r2", time.Minute); err != nil {
-		t.Fatalf("expired lease must be taken over: %v", err)
-	}
-	ls, _ := db.Leases(ctx)
-	if len(ls) != 1 || ls[0].Holder != "host-b" {
-		t.Fatalf("leases = %+v", ls)
-	}
-	if err := db.ReleaseLease(ctx, "production", "host-b"); err != nil {
-		t.Fatal(err)
-	}
-	if ls, _ := db.Leases(ctx); len(ls) != 0 {
-		t.Fatalf("after release: %+v", ls)
-	}
-}
-
 func TestOutboxClaims(t *testing.T) {
 	db := openTest(t)
 	ctx := context.Background()

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
 
@@ -13,8 +14,8 @@ func (tx *Tx) InsertRun(ctx context.Context, r ops.Run) error {
 	if r.StartedAt.IsZero() {
 		r.StartedAt = tx.now
 	}
-	_, err := tx.tx.ExecContext(ctx, `INSERT INTO runs (id, update_id, environment, kind, state, holder, error, started_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, r.ID, r.UpdateID, r.Environment, string(r.Kind), string(r.State), r.Holder, r.Error, formatTime(r.StartedAt))
+	_, err := tx.tx.ExecContext(ctx, `INSERT INTO runs (id, update_id, environment, kind, state, holder, epoch, error, started_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, r.ID, r.UpdateID, r.Environment, string(r.Kind), string(r.State), r.Holder, r.Epoch, r.Error, formatTime(r.StartedAt))
 	if err != nil {
 		return fmt.Errorf("store: insert run %s: %w", r.ID, mapErr(err))
 	}
@@ -34,46 +35,111 @@ func (tx *Tx) FinishRun(ctx context.Context, id string, state ops.RunState, caus
 	return nil
 }
 
-// TakeOverRun records that holder now owns a running run (after a crash).
-func (db *DB) TakeOverRun(ctx context.Context, id, holder string) error {
-	_, err := db.sql.ExecContext(ctx, `UPDATE runs SET holder = ? WHERE id = ? AND state = 'running'`, holder, id)
+// TakeOverRun records, inside tx, that the fence's holder now owns a
+// running run, and marks the steps earlier holders left unfinished as
+// abandoned (recovery has made sure their programs are gone).
+func (tx *Tx) TakeOverRun(ctx context.Context, id string, f ops.Fence) error {
+	if err := tx.CheckFence(ctx, f); err != nil {
+		return err
+	}
+	res, err := tx.tx.ExecContext(ctx, `UPDATE runs SET holder = ?, epoch = ? WHERE id = ? AND state = 'running'`, f.Holder, f.Epoch, id)
+	if err != nil {
+		return fmt.Errorf("store: take over run %s: %w", id, mapErr(err))
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return fmt.Errorf("store: run %s is not running: %w", id, ErrConflict)
+	}
+	_, err = tx.tx.ExecContext(ctx, `UPDATE run_steps SET state = 'abandoned', finished_at = ?,
+		detail = 'unfinished when ' || ? || ' took the run over'
+		WHERE run_id = ? AND state = 'started' AND epoch < ?`, formatTime(tx.now), f.Holder, id, f.Epoch)
 	if err != nil {
 		return fmt.Errorf("store: take over run %s: %w", id, mapErr(err))
 	}
 	return nil
 }
 
-// StepStarted journals a step before it runs, committed on its own, and
-// returns its id.
-func (db *DB) StepStarted(ctx context.Context, s ops.StepRecord) (int64, error) {
-	if s.Attempt == 0 {
-		s.Attempt = 1
+// DecideRollback journals a run's decision to roll back, keeping the first
+// reason if it was already decided, and returns the run.
+func (tx *Tx) DecideRollback(ctx context.Context, id, reason string) (ops.Run, error) {
+	_, err := tx.tx.ExecContext(ctx, `UPDATE runs SET decision = 'rollback', decision_reason = ? WHERE id = ? AND decision = ''`, reason, id)
+	if err != nil {
+		return ops.Run{}, fmt.Errorf("store: decide rollback of run %s: %w", id, mapErr(err))
 	}
-	res, err := db.sql.ExecContext(ctx, `INSERT INTO run_steps (run_id, batch, target, step, version, attempt, state, detail, started_at)
-		VALUES (?, ?, ?, ?, ?, (SELECT COALESCE(MAX(attempt), 0) + 1 FROM run_steps WHERE run_id = ? AND target = ? AND step = ?), 'started', ?, ?)`,
-		s.RunID, s.Batch, s.Target, s.Step, s.Version, s.RunID, s.Target, s.Step, s.Detail, formatTime(db.clock()))
+	runs, err := queryRuns(ctx, tx.tx, runColumns+` WHERE id = ?`, id)
+	if err != nil {
+		return ops.Run{}, err
+	}
+	if len(runs) == 0 {
+		return ops.Run{}, fmt.Errorf("store: run %s: %w", id, ErrNotFound)
+	}
+	return runs[0], nil
+}
+
+// RecordFact records a piece of evidence a run wrote; false when it was
+// already recorded.
+func (tx *Tx) RecordFact(ctx context.Context, runID, fact string) (bool, error) {
+	res, err := tx.tx.ExecContext(ctx, `INSERT INTO run_facts (run_id, fact, recorded_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
+		runID, fact, formatTime(tx.now))
+	if err != nil {
+		return false, fmt.Errorf("store: record %s of run %s: %w", fact, runID, mapErr(err))
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+// StepStarted journals a step before it runs, committed on its own, and
+// returns its id. The insert happens only while f is the current lease.
+func (db *DB) StepStarted(ctx context.Context, f ops.Fence, s ops.StepRecord) (int64, error) {
+	args := []any{s.RunID, s.Batch, s.Target, s.Step, s.Version, s.RunID, s.Target, s.Step, f.Holder, f.Epoch, s.Detail, formatTime(db.clock())}
+	res, err := db.sql.ExecContext(ctx, `INSERT INTO run_steps (run_id, batch, target, step, version, attempt, holder, epoch, state, detail, started_at)
+		SELECT ?, ?, ?, ?, ?, (SELECT COALESCE(MAX(attempt), 0) + 1 FROM run_steps WHERE run_id = ? AND target = ? AND step = ?), ?, ?, 'started', ?, ?
+		WHERE `+fenceClause, append(args, fenceArgs(f)...)...)
 	if err != nil {
 		return 0, fmt.Errorf("store: journal %s of %s: %w", s.Step, s.Target, mapErr(err))
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return 0, errLeaseLost(f)
 	}
 	return res.LastInsertId()
 }
 
-// StepFinished journals a step's outcome.
-func (db *DB) StepFinished(ctx context.Context, id int64, state ops.StepState, detail string) error {
-	_, err := db.sql.ExecContext(ctx, `UPDATE run_steps SET state = ?, detail = ?, finished_at = ? WHERE id = ?`,
-		string(state), detail, formatTime(db.clock()), id)
+// StepProcess records the process group of a started step's program.
+func (db *DB) StepProcess(ctx context.Context, f ops.Fence, id int64, pgid int) error {
+	res, err := db.sql.ExecContext(ctx, `UPDATE run_steps SET pgid = ? WHERE id = ? AND state = 'started' AND `+fenceClause,
+		append([]any{pgid, id}, fenceArgs(f)...)...)
 	if err != nil {
 		return fmt.Errorf("store: journal step %d: %w", id, mapErr(err))
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return errLeaseLost(f)
 	}
 	return nil
 }
 
-// AppendLog stores log lines in one transaction.
-func (db *DB) AppendLog(ctx context.Context, lines []ops.LogLine) error {
+// StepFinished journals a step's outcome, only while f is the current
+// lease and the step is still started (not abandoned by a recovery).
+func (db *DB) StepFinished(ctx context.Context, f ops.Fence, id int64, state ops.StepState, detail string) error {
+	res, err := db.sql.ExecContext(ctx, `UPDATE run_steps SET state = ?, detail = ?, finished_at = ? WHERE id = ? AND state = 'started' AND `+fenceClause,
+		append([]any{string(state), detail, formatTime(db.clock()), id}, fenceArgs(f)...)...)
+	if err != nil {
+		return fmt.Errorf("store: journal step %d: %w", id, mapErr(err))
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return errLeaseLost(f)
+	}
+	return nil
+}
+
+// AppendLog stores log lines in one transaction, only while f is the
+// current lease (a fenced-off runner's lines are refused).
+func (db *DB) AppendLog(ctx context.Context, f ops.Fence, lines []ops.LogLine) error {
 	if len(lines) == 0 {
 		return nil
 	}
 	return db.WithTx(ctx, func(tx *Tx) error {
+		if err := tx.CheckFence(ctx, f); err != nil {
+			return err
+		}
 		stmt, err := tx.tx.PrepareContext(ctx, `INSERT INTO run_log (run_id, ts, target, stream, line) VALUES (?, ?, ?, ?, ?)`)
 		if err != nil {
 			return fmt.Errorf("store: append log: %w", err)
@@ -92,7 +158,7 @@ func (db *DB) AppendLog(ctx context.Context, lines []ops.LogLine) error {
 	})
 }
 
-const runColumns = `SELECT id, update_id, environment, kind, state, holder, error, started_at, finished_at FROM runs`
+const runColumns = `SELECT id, update_id, environment, kind, state, holder, epoch, decision, decision_reason, error, started_at, finished_at FROM runs`
 
 // GetRun returns one run.
 func (db *DB) GetRun(ctx context.Context, id string) (ops.Run, error) {
@@ -128,7 +194,16 @@ func (db *DB) Runs(ctx context.Context, updateID string, states ...ops.RunState)
 }
 
 func (db *DB) queryRuns(ctx context.Context, q string, args ...any) ([]ops.Run, error) {
-	rows, err := db.sql.QueryContext(ctx, q, args...)
+	return queryRuns(ctx, db.sql, q, args...)
+}
+
+// rowQuerier is a *sql.DB or a *sql.Tx.
+type rowQuerier interface {
+	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+}
+
+func queryRuns(ctx context.Context, db rowQuerier, q string, args ...any) ([]ops.Run, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: runs: %w", err)
 	}
@@ -139,7 +214,7 @@ func (db *DB) queryRuns(ctx context.Context, q string, args ...any) ([]ops.Run, 
 			r             ops.Run
 			started, fini string
 		)
-		if err := rows.Scan(&r.ID, &r.UpdateID, &r.Environment, &r.Kind, &r.State, &r.Holder, &r.Error, &started, &fini); err != nil {
+		if err := rows.Scan(&r.ID, &r.UpdateID, &r.Environment, &r.Kind, &r.State, &r.Holder, &r.Epoch, &r.Decision, &r.DecisionReason, &r.Error, &started, &fini); err != nil {
 			return nil, fmt.Errorf("store: scan run: %w", err)
 		}
 		if r.StartedAt, err = parseTime(started); err != nil {
@@ -155,7 +230,7 @@ func (db *DB) queryRuns(ctx context.Context, q string, args ...any) ([]ops.Run, 
 
 // Steps returns a run's journal in order.
 func (db *DB) Steps(ctx context.Context, runID string) ([]ops.StepRecord, error) {
-	rows, err := db.sql.QueryContext(ctx, `SELECT id, run_id, batch, target, step, version, attempt, state, detail, started_at, finished_at
+	rows, err := db.sql.QueryContext(ctx, `SELECT id, run_id, batch, target, step, version, attempt, holder, epoch, pgid, state, detail, started_at, finished_at
 		FROM run_steps WHERE run_id = ? ORDER BY id`, runID)
 	if err != nil {
 		return nil, fmt.Errorf("store: steps of %s: %w", runID, err)
@@ -167,7 +242,7 @@ func (db *DB) Steps(ctx context.Context, runID string) ([]ops.StepRecord, error)
 			s             ops.StepRecord
 			started, fini string
 		)
-		if err := rows.Scan(&s.ID, &s.RunID, &s.Batch, &s.Target, &s.Step, &s.Version, &s.Attempt, &s.State, &s.Detail, &started, &fini); err != nil {
+		if err := rows.Scan(&s.ID, &s.RunID, &s.Batch, &s.Target, &s.Step, &s.Version, &s.Attempt, &s.Holder, &s.Epoch, &s.PGID, &s.State, &s.Detail, &started, &fini); err != nil {
 			return nil, fmt.Errorf("store: scan step: %w", err)
 		}
 		if s.StartedAt, err = parseTime(started); err != nil {
@@ -235,7 +310,7 @@ func (db *DB) TargetVersions(ctx context.Context, env string) (versions map[stri
 		return nil, nil, err
 	}
 	for t, st := range last {
-		if st == string(ops.StepStarted) {
+		if st == string(ops.StepStarted) || st == string(ops.StepAbandoned) {
 			unknown = append(unknown, t)
 		}
 	}

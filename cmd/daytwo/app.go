@@ -26,6 +26,10 @@ const (
 	exitUsage   = 2 // bad usage or configuration
 	exitBlocked = 3 // policy, window, freeze or lease
 	exitPending = 4 // change still awaiting approval
+	// exitStopped: this process stopped a run at a step boundary (a signal)
+	// or lost its lease to another process; the run itself goes on (it is
+	// resumed by `run --resume`, the daemon, or whoever took it over).
+	exitStopped = 7
 )
 
 // usageError marks an error as the caller's: wrong arguments or flags.
@@ -165,6 +169,8 @@ func (a *app) report(err error) int {
 		return exitUsage
 	case errors.Is(err, ops.ErrApprovalPending):
 		return exitPending
+	case errors.Is(err, ops.ErrRunInterrupted), errors.Is(err, ops.ErrLeaseLost):
+		return exitStopped
 	case errors.Is(err, ops.ErrBlocked), errors.Is(err, ops.ErrOutsideWindow), errors.Is(err, ops.ErrChangeRejected):
 		return exitBlocked
 	default:

@@ -135,10 +135,16 @@ func (a *app) runAndReport(ctx context.Context, svc *ops.Service, id, out string
 		if jerr := a.printJSON(rep); jerr != nil {
 			return jerr
 		}
-		if err != nil {
+		switch {
+		case errors.Is(err, ops.ErrRunInterrupted), errors.Is(err, ops.ErrLeaseLost):
+			return silentError{exitStopped}
+		case err != nil:
 			return silentError{exitError}
 		}
 		return nil
+	}
+	if errors.Is(err, ops.ErrRunInterrupted) {
+		fmt.Fprintf(a.stdout, "run %s stopped at a step boundary and is resumable: `daytwo run --resume` or a running `daytwo sync --watch` continues it\n", res.Run.ID)
 	}
 	if err != nil {
 		return err

@@ -87,6 +87,10 @@ func (a *app) service(ctx context.Context, opts ...itsm.Option) (*ops.Service, *
 	svcOpts = append(svcOpts, ops.WithProbers(func(env ops.Environment) (ops.VersionProber, error) {
 		return exec.NewProbe(env.Name, env.VersionProbe, execOpts...)
 	}))
+	// Steps on one target never overlap across this host's processes, and
+	// recovery stops the programs a dead or fenced-off runner left behind.
+	svcOpts = append(svcOpts, ops.WithLeaseTTL(cfg.Sync.LeaseTTL), ops.WithStepReaper(&exec.Reaper{}),
+		ops.WithTargetLocker(&exec.TargetLocks{Dir: db.Path() + ".locks"}))
 	svc, err := ops.New(ops.Config{
 		Environments: cfg.Environments, Freezes: cfg.Freezes, Policies: cfg.Policies,
 		CorrelationPrefix: cfg.ServiceNow.CorrelationPrefix, MirrorCIChanges: cfg.ServiceNow.MirrorCIChanges,

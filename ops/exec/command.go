@@ -123,5 +123,5 @@ func (c *Command) run(ctx context.Context, argvT argvTemplate, req ops.StepReque
 	sl := newStepLog(log, req.Target.Name)
 	sl.emit("daytwo", "run "+quoteArgv(argv))
 	p := proc{argv: argv, env: env, dir: c.dir, timeout: c.timeout, log: sl}
-	return p.run(ctx)
+	return p.forStep(req).run(ctx)
 }

@@ -355,7 +355,7 @@ func (h *Health) command(ctx context.Context, c *check, d *TemplateData, sl *ste
 	}
 	start := h.o.now()
 	p := proc{argv: argv, env: env, dir: h.o.dir, timeout: c.timeout, log: sl}
-	if err := p.run(ctx); err != nil {
+	if err := p.forStep(d.step).run(ctx); err != nil {
 		return "", fmt.Errorf("command %w", err)
 	}
 	return fmt.Sprintf("command %s ok in %s", argv[0], fmtDur(h.o.now().Sub(start))), nil

@@ -93,6 +93,26 @@ type proc struct {
 	log     *stepLog
 	// stdout, if set, receives standard output instead of the log.
 	stdout io.Writer
+	// onStart, if set, is told the program's pid (= its process group)
+	// once it runs; an error kills the group and ends the step with it.
+	onStart func(pid int) error
+}
+
+// RunEnvVar and EpochEnvVar mark a step program's environment with the run
+// and lease epoch it belongs to (see Reaper).
+const (
+	RunEnvVar   = "DAYTWO_RUN"
+	EpochEnvVar = "DAYTWO_RUN_EPOCH"
+)
+
+// forStep marks p as a program of req's run: its environment names the
+// run and epoch, and its pid is reported to req.OnStart.
+func (p *proc) forStep(req ops.StepRequest) *proc {
+	if req.RunID != "" {
+		p.env = append(p.env[:len(p.env):len(p.env)], RunEnvVar+"="+req.RunID, EpochEnvVar+"="+strconv.FormatInt(req.Epoch, 10))
+	}
+	p.onStart = req.OnStart
+	return p
 }
 
 // run runs the program in its own process group and waits for it. It
@@ -127,6 +147,13 @@ func (p *proc) run(ctx context.Context) error {
 
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", p.argv[0], err)
+	}
+	if p.onStart != nil {
+		if err := p.onStart(cmd.Process.Pid); err != nil {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			_ = cmd.Wait()
+			return fmt.Errorf("%s stopped as soon as it started: %w", p.argv[0], err)
+		}
 	}
 	err := cmd.Wait()
 	stdout.flush()

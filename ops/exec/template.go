@@ -35,6 +35,10 @@ type TemplateData struct {
 	PreviousConfig map[string]string
 	// Rollback is true when the step is a rollback.
 	Rollback bool
+
+	// step is the request, for what programs need besides templates (the
+	// run marks and the start hook).
+	step ops.StepRequest
 }
 
 func newData(env string, req ops.StepRequest) *TemplateData {
@@ -47,6 +51,7 @@ func newData(env string, req ops.StepRequest) *TemplateData {
 		Config:          req.Config,
 		PreviousConfig:  req.PreviousConfig,
 		Rollback:        req.Rollback,
+		step:            req,
 	}
 }
 

@@ -84,6 +84,10 @@ type Auth struct {
 type Sync struct {
 	Interval time.Duration `koanf:"interval"`
 	Listen   string        `koanf:"listen"`
+	// LeaseTTL is how long a run's lease lasts without renewal: how soon
+	// another process takes over a run whose runner died or stopped
+	// answering.
+	LeaseTTL time.Duration `koanf:"lease_ttl"`
 }
 
 // Console configures the terminal console.
@@ -135,6 +139,7 @@ func defaults() map[string]any {
 		"servicenow.four_eyes":          true,
 		"sync.interval":                 "30s",
 		"sync.listen":                   "127.0.0.1:9464",
+		"sync.lease_ttl":                "60s",
 	}
 }
 

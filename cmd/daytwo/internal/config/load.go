@@ -39,6 +39,7 @@ var EnvKeys = map[string]string{
 	"DAYTWO_SN_APPROVER_USER": "servicenow.approver.username",
 	"DAYTWO_SYNC_LISTEN":      "sync.listen",
 	"DAYTWO_SYNC_INTERVAL":    "sync.interval",
+	"DAYTWO_SYNC_LEASE_TTL":   "sync.lease_ttl",
 	"DAYTWO_READ_ONLY":        "console.read_only",
 	"DAYTWO_LOG_FILE":         "console.log_file",
 }

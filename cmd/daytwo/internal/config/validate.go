@@ -52,6 +52,9 @@ func validate(c *Config) []Problem {
 	if c.Sync.Interval < time.Second {
 		v.add("sync.interval", "%s is too short: at least 1s", c.Sync.Interval)
 	}
+	if c.Sync.LeaseTTL < time.Second {
+		v.add("sync.lease_ttl", "%s is too short: at least 1s", c.Sync.LeaseTTL)
+	}
 	if _, _, err := net.SplitHostPort(c.Sync.Listen); c.Sync.Listen != "" && err != nil {
 		v.add("sync.listen", "%q is not host:port", c.Sync.Listen)
 	}
