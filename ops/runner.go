@@ -556,11 +556,17 @@ func (r *runner) deployTarget(batch int, t Target) targetResult {
 	return res
 }
 
-// step journals fn as one step on target: it waits for the target to be
-// free of any other process's step, journals the step as started (under
-// the lease's epoch: refused once the lease is lost), runs fn, and
-// journals its outcome. fn runs under the work context, except bake
-// steps, which stop at the run's stop signal (journaled as interrupted).
+// step journals fn as one step on target. Launching it is serialised per
+// target across this host's processes: the target's lock is held from
+// journaling the step as started (under the lease's epoch: refused once
+// the lease is lost) until its program runs and its process group is
+// journaled (refused too, and the program killed, once the lease is lost).
+// So a runner that lost its lease mid-launch has killed what it started
+// before anyone else can launch a step there, and recovery stops the
+// programs of an older epoch before it acts. Read-only steps (bake,
+// verify) let the lock go as soon as they are journaled. fn runs under
+// the work context, except bake steps, which stop at the run's stop signal
+// (journaled as interrupted).
 func (r *runner) step(batch int, target, step, version string, req StepRequest, fn func(ctx context.Context, req StepRequest) (string, error)) error {
 	lockCtx, cancel := context.WithTimeout(r.work, r.s.leaseTTL)
 	unlock, err := r.s.locks.Lock(lockCtx, r.env.Name, target)
@@ -571,15 +577,21 @@ func (r *runner) step(batch int, target, step, version string, req StepRequest, 
 		}
 		return &errTargetBusy{target: target, err: err}
 	}
-	defer unlock()
+	var once sync.Once
+	release := func() { once.Do(unlock) }
+	defer release()
 	jctx := r.work
 	id, err := r.s.store.StepStarted(jctx, r.fence, StepRecord{RunID: r.run.ID, Batch: batch, Target: target, Step: step, Version: version})
 	if err != nil {
 		r.check(err)
 		return fmt.Errorf("journal: %w", err)
 	}
+	if step == StepBake || step == StepVerify {
+		release()
+	}
 	req.RunID, req.Epoch = r.run.ID, r.fence.Epoch
 	req.OnStart = func(pid int) error {
+		defer release()
 		if err := r.s.store.StepProcess(jctx, r.fence, id, pid); err != nil {
 			r.check(err)
 			return err

@@ -29,7 +29,7 @@ const (
 	// exitStopped: this process stopped a run at a step boundary (a signal)
 	// or lost its lease to another process; the run itself goes on (it is
 	// resumed by `run --resume`, the daemon, or whoever took it over).
-	exitStopped = 7
+	exitStopped = 8
 )
 
 // usageError marks an error as the caller's: wrong arguments or flags.

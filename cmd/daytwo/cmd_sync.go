@@ -272,7 +272,7 @@ func (a *app) engineLoop(ctx context.Context, svc *ops.Service, db *store.DB, m 
 		}
 		select {
 		case <-ctx.Done():
-			log.Info("daemon stopping; letting a running rollout roll back or finish")
+			log.Info("daemon stopping; a running rollout stops at its next step boundary and stays resumable (a rollback in progress finishes)")
 			engineWG.Wait()
 			svc.Wait()
 			return
