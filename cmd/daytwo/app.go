@@ -28,6 +28,13 @@ const (
 	exitPending = 4 // change still awaiting approval
 )
 
+// Exit codes of `daytwo drift` (kept apart so that other codes can be
+// added above without renumbering these).
+const (
+	exitDrifted = 6 // a target reports another release than the recorded one
+	exitUnknown = 7 // no drift seen, but a probe failed: some release is unknown
+)
+
 // usageError marks an error as the caller's: wrong arguments or flags.
 type usageError struct{ err error }
 
