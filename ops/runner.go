@@ -574,6 +574,9 @@ func (r *runner) finishSucceeded(ctx context.Context) (runOutcome, error) {
 				return err
 			}
 		}
+		if err := r.s.queueAuditAnchor(ctx, tx, u); err != nil {
+			return err
+		}
 		return r.s.audit(ctx, tx, Event{Action: "run.succeeded", Subject: r.run.ID, Environment: r.env.Name, UpdateID: r.u.ID,
 			ChangeNumber: r.u.ChangeNumber, Result: "ok", Detail: map[string]any{"version": r.u.Version, "targets": targets}})
 	})
@@ -633,6 +636,9 @@ func (r *runner) finishFailure(ctx context.Context, touched []string, cause erro
 			if err := r.s.enqueue(ctx, tx, r.u.ID, OutboxCreateIncident, incidentPayload{UpdateID: r.u.ID, Request: inc}); err != nil {
 				return err
 			}
+		}
+		if err := r.s.queueAuditAnchor(ctx, tx, u); err != nil {
+			return err
 		}
 		return r.s.audit(ctx, tx, Event{Action: "run." + string(runState), Subject: r.run.ID, Environment: r.env.Name, UpdateID: r.u.ID,
 			ChangeNumber: r.u.ChangeNumber, Result: string(runState), Detail: map[string]any{"version": r.u.Version,

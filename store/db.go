@@ -45,14 +45,23 @@ type Options struct {
 	BusyTimeout time.Duration
 	// Logger records schema migrations; nil discards.
 	Logger *slog.Logger
+	// AuditKey, when set, keys the audit chain: every event appended
+	// carries an HMAC-SHA256 under it (see AppendEvent). It is never
+	// stored.
+	AuditKey []byte
+	// AnchorFile, when set, receives the audit chain head as a JSON line at
+	// every run's close (append-only).
+	AnchorFile string
 }
 
 // DB is an open daytwo database.
 type DB struct {
-	sql   *sql.DB
-	path  string
-	clock func() time.Time
-	log   *slog.Logger
+	sql        *sql.DB
+	path       string
+	clock      func() time.Time
+	log        *slog.Logger
+	auditKey   []byte
+	anchorFile string
 }
 
 // Open opens (creating if needed) the database at path and brings its schema
@@ -83,7 +92,10 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	s := &DB{sql: db, path: path, clock: opts.Clock, log: opts.Logger}
+	s := &DB{sql: db, path: path, clock: opts.Clock, log: opts.Logger, anchorFile: opts.AnchorFile}
+	if len(opts.AuditKey) > 0 {
+		s.auditKey = append([]byte(nil), opts.AuditKey...)
+	}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: %s: %w", path, err)
@@ -115,6 +127,8 @@ type Tx struct {
 	tx  *sql.Tx
 	db  *DB
 	now time.Time
+	// afterCommit runs once the transaction committed (anchor sinks).
+	afterCommit []func()
 }
 
 // Now is the transaction's timestamp.
@@ -134,6 +148,9 @@ func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
 	}
 	if err := sqlTx.Commit(); err != nil {
 		return fmt.Errorf("store: commit: %w", mapErr(err))
+	}
+	for _, f := range tx.afterCommit {
+		f()
 	}
 	return nil
 }
