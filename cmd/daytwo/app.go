@@ -106,7 +106,8 @@ func (a *app) store(ctx context.Context) (*store.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := store.Open(ctx, cfg.Store.Path, store.Options{Clock: a.clock, Logger: a.log()})
+	db, err := store.Open(ctx, cfg.Store.Path, store.Options{Clock: a.clock, Logger: a.log(),
+		AuditKey: cfg.Secrets.AuditKey, AnchorFile: cfg.Audit.AnchorFile})
 	if err != nil {
 		return nil, err
 	}
