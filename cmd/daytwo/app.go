@@ -112,8 +112,12 @@ func (a *app) store(ctx context.Context) (*store.DB, error) {
 		return nil, err
 	}
 	a.closers = append(a.closers, db.Close)
-	if err := db.SyncEnvironments(ctx, cfg.Environments, a.actor()); err != nil {
-		return nil, err
+	// A read-only database (see store.Open) still serves reads; the
+	// configured environments are recorded by the next writable open.
+	if db.ReadOnly() == "" {
+		if err := db.SyncEnvironments(ctx, cfg.Environments, a.actor()); err != nil {
+			return nil, err
+		}
 	}
 	a.db = db
 	return db, nil
@@ -162,6 +166,9 @@ func (a *app) report(err error) int {
 	var silent silentError
 	if errors.As(err, &silent) {
 		return silent.code
+	}
+	if a.db != nil {
+		err = a.db.Explain(err) // a write outside a transaction may not have named the file
 	}
 	fmt.Fprintf(a.stderr, "daytwo: %v\n", err)
 	var (
