@@ -18,10 +18,13 @@ func WithProbers(p Probers) Option { return func(s *Service) { s.probers = p } }
 
 // TargetDrift is one target's reported version against the recorded one.
 type TargetDrift struct {
-	Target    string    `json:"target"`
-	Reported  string    `json:"reported,omitempty"`
-	Error     string    `json:"error,omitempty"`
-	Drifted   bool      `json:"drifted"`
+	Target   string `json:"target"`
+	Reported string `json:"reported,omitempty"`
+	Error    string `json:"error,omitempty"`
+	Drifted  bool   `json:"drifted"`
+	// Unknown is true when the probe failed: the target's release is not
+	// known, so it is neither in line nor drifted.
+	Unknown   bool      `json:"unknown"`
 	FirstSeen time.Time `json:"first_seen,omitzero"`
 }
 
@@ -33,7 +36,9 @@ type DriftReport struct {
 	Probed      bool          `json:"probed"`
 	Targets     []TargetDrift `json:"targets"`
 	Drifted     int           `json:"drifted"`
-	PromoteFrom string        `json:"promote_from,omitempty"`
+	// Unknown counts the targets whose probe failed.
+	Unknown     int    `json:"unknown"`
+	PromoteFrom string `json:"promote_from,omitempty"`
 	// Behind lists the source's successful releases newer than what this
 	// environment runs, oldest first.
 	Behind  []string `json:"behind"`
@@ -100,6 +105,8 @@ func (s *Service) probeEnv(ctx context.Context, env Environment, rep *DriftRepor
 	for i := range rep.Targets {
 		td := &rep.Targets[i]
 		if td.Error != "" {
+			td.Unknown = true
+			rep.Unknown++
 			continue
 		}
 		if td.Reported != rep.Recorded {
@@ -140,16 +147,25 @@ func (s *Service) promotionLag(ctx context.Context, env Environment, current str
 func driftSummary(r DriftReport) string {
 	var parts []string
 	if r.Probed {
-		if r.Drifted == 0 {
+		switch {
+		case r.Unknown == len(r.Targets) && r.Unknown > 0:
+			parts = append(parts, fmt.Sprintf("release unknown: no target answered its version probe (%d unknown)", r.Unknown))
+		case r.Drifted == 0 && r.Unknown == 0:
 			parts = append(parts, "every target reports the recorded release")
-		} else {
+		case r.Drifted == 0:
+			parts = append(parts, fmt.Sprintf("%d of %d target(s) report the recorded release; %d unknown (probe failed)", len(r.Targets)-r.Unknown, len(r.Targets), r.Unknown))
+		default:
 			oldest := time.Time{}
 			for _, t := range r.Targets {
 				if t.Drifted && (oldest.IsZero() || t.FirstSeen.Before(oldest)) {
 					oldest = t.FirstSeen
 				}
 			}
-			parts = append(parts, fmt.Sprintf("%d of %d target(s) drifted from %s (since %s)", r.Drifted, len(r.Targets), orNone(r.Recorded), oldest.UTC().Format("2006-01-02 15:04 UTC")))
+			p := fmt.Sprintf("%d of %d target(s) drifted from %s (since %s)", r.Drifted, len(r.Targets), orNone(r.Recorded), oldest.UTC().Format("2006-01-02 15:04 UTC"))
+			if r.Unknown > 0 {
+				p += fmt.Sprintf("; %d unknown (probe failed)", r.Unknown)
+			}
+			parts = append(parts, p)
 		}
 	} else {
 		parts = append(parts, "no version probe configured")

@@ -18,6 +18,9 @@ type Event struct {
 	Detail       map[string]any `json:"detail,omitempty"`
 	PrevHash     string         `json:"prev_hash"`
 	Hash         string         `json:"hash"`
+	// MAC is the HMAC-SHA256 of Hash under the audit key; empty for events
+	// written without one.
+	MAC string `json:"mac,omitempty"`
 }
 
 // AuditVerification is the outcome of checking the audit chain end to end.
@@ -28,4 +31,18 @@ type AuditVerification struct {
 	// BadSeq is the first event whose hash, link or sequence does not match.
 	BadSeq  int64  `json:"bad_seq,omitempty"`
 	Problem string `json:"problem,omitempty"`
+	HeadSeq int64  `json:"head_seq,omitempty"`
+	// KeyedFrom is the first event carrying a MAC (0: the chain is not
+	// keyed); ChainKeyID names the key it was written with.
+	KeyedFrom  int64  `json:"keyed_from,omitempty"`
+	ChainKeyID string `json:"chain_key_id,omitempty"`
+	// MACsChecked is true when verify held the audit key; KeyID names it.
+	MACsChecked bool   `json:"macs_checked"`
+	KeyID       string `json:"key_id,omitempty"`
+	// AnchorsChecked counts the anchors compared with the chain;
+	// AnchorProblems lists every one that disagrees.
+	AnchorsChecked int      `json:"anchors_checked"`
+	LastAnchorSeq  int64    `json:"last_anchor_seq,omitempty"`
+	AnchorProblems []string `json:"anchor_problems,omitempty"`
+	Notes          []string `json:"notes,omitempty"`
 }

@@ -925,6 +925,11 @@ func (r *runner) finishSucceeded() (runOutcome, error) {
 			return err
 		}
 		out.update = u
+		// The chain head goes out before the close: an instance may refuse
+		// work notes on a closed change.
+		if err := r.s.queueAuditAnchor(ctx, tx, u); err != nil {
+			return err
+		}
 		if r.env.RequiresChange {
 			if err := r.queueEvidence(ctx, tx); err != nil {
 				return err
@@ -981,6 +986,9 @@ func (r *runner) finishFailure(touched []string, cause error, runState RunState,
 			}
 		}
 		out.update = u
+		if err := r.s.queueAuditAnchor(ctx, tx, u); err != nil {
+			return err
+		}
 		if r.env.RequiresChange {
 			if err := r.s.enqueue(ctx, tx, r.u.ID, OutboxWorkNote, notePayload{UpdateID: r.u.ID, Note: summary}); err != nil {
 				return err

@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"modernc.org/sqlite"
@@ -32,6 +33,10 @@ var (
 	ErrConflict = ops.ErrConflict
 	// ErrSchemaTooNew reports a database written by a newer daytwo.
 	ErrSchemaTooNew = errors.New("database schema is newer than this daytwo")
+	// ErrReadOnly reports a write to a database that cannot be written.
+	ErrReadOnly = errors.New("the database is read-only")
+	// ErrDiskFull reports a write that failed for lack of space.
+	ErrDiskFull = errors.New("the disk is full")
 )
 
 // timeFormat is fixed-width so that stored timestamps sort as text.
@@ -45,30 +50,41 @@ type Options struct {
 	BusyTimeout time.Duration
 	// Logger records schema migrations; nil discards.
 	Logger *slog.Logger
+	// AuditKey, when set, keys the audit chain: every event appended
+	// carries an HMAC-SHA256 under it (see AppendEvent). It is never
+	// stored.
+	AuditKey []byte
+	// AnchorFile, when set, receives the audit chain head as a JSON line at
+	// every run's close (append-only).
+	AnchorFile string
 }
 
 // DB is an open daytwo database.
 type DB struct {
-	sql   *sql.DB
-	path  string
-	clock func() time.Time
-	log   *slog.Logger
+	sql        *sql.DB
+	path       string
+	clock      func() time.Time
+	log        *slog.Logger
+	auditKey   []byte
+	anchorFile string
+	// readOnly is why the database could only be opened read-only.
+	readOnly string
 }
 
 // Open opens (creating if needed) the database at path and brings its schema
 // up to date. A database whose schema is newer than this binary knows is
 // refused with ErrSchemaTooNew rather than touched.
+//
+// A database file that exists but cannot be written (a read-only file
+// system, an immutable file, no write permission) is opened read-only:
+// reads work, and every write fails with ErrReadOnly naming the file and
+// the cause. A read-only database is never migrated.
 func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	if path == "" {
 		return nil, errors.New("store: no database path configured (store.path or DAYTWO_DB)")
 	}
 	if path == ":memory:" {
 		return nil, errors.New("store: in-memory databases are not supported; each pooled connection would get its own")
-	}
-	if dir := filepath.Dir(path); dir != "" {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, fmt.Errorf("store: create directory for %s: %w", path, err)
-		}
 	}
 	if opts.Clock == nil {
 		opts.Clock = time.Now
@@ -79,17 +95,143 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	if opts.BusyTimeout == 0 {
 		opts.BusyTimeout = 5 * time.Second
 	}
+	s := &DB{path: path, clock: opts.Clock, log: opts.Logger, anchorFile: opts.AnchorFile}
+	if len(opts.AuditKey) > 0 {
+		s.auditKey = append([]byte(nil), opts.AuditKey...)
+	}
+	if cause := notWritable(path); cause != "" {
+		return s.openReadOnly(ctx, cause, opts.BusyTimeout)
+	}
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("store: create directory for %s: %w", path, err)
+		}
+	}
 	db, err := sql.Open("sqlite", dsn(path, opts.BusyTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	s := &DB{sql: db, path: path, clock: opts.Clock, log: opts.Logger}
+	s.sql = db
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
+		if e := s.Explain(err); e != err {
+			return nil, fmt.Errorf("store: %w", e) // Explain names the file
+		}
 		return nil, fmt.Errorf("store: %s: %w", path, err)
 	}
 	return s, nil
 }
+
+// notWritable says why an existing database file (or the directory its
+// -wal and -shm files live in) cannot be written, or "" when it can or
+// does not exist. It asks the kernel (an O_RDWR open), so it sees what
+// file modes alone do not: a read-only mount or an immutable file stops
+// root too.
+func notWritable(path string) string {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	switch {
+	case err == nil:
+		f.Close()
+	case errors.Is(err, os.ErrNotExist):
+		return ""
+	case isWriteDenied(err):
+		return causeOf(err)
+	default:
+		return "" // let SQLite report it
+	}
+	// The file is writable; in WAL mode SQLite also creates -wal and -shm
+	// beside it.
+	if _, err := os.Stat(path + "-wal"); err == nil {
+		return ""
+	}
+	probe, err := os.CreateTemp(filepath.Dir(path), ".daytwo-probe-*")
+	if err != nil {
+		if isWriteDenied(err) {
+			return "its directory is " + causeOf(err)
+		}
+		return ""
+	}
+	probe.Close()
+	os.Remove(probe.Name())
+	return ""
+}
+
+func isWriteDenied(err error) bool {
+	return errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM)
+}
+
+func causeOf(err error) string {
+	switch {
+	case errors.Is(err, syscall.EROFS):
+		return "on a read-only file system"
+	case errors.Is(err, syscall.EPERM):
+		return "not writable (operation not permitted: immutable?)"
+	default:
+		return "not writable (permission denied)"
+	}
+}
+
+// openReadOnly opens an existing database that cannot be written. SQLite
+// first tries an ordinary read-only open (which needs the -shm file of a
+// WAL database to exist or be creatable); failing that, and only when no
+// -wal file holds frames the main file lacks, it opens the file as
+// immutable: a consistent snapshot, since nothing can write through this
+// path.
+func (s *DB) openReadOnly(ctx context.Context, cause string, busy time.Duration) (*DB, error) {
+	s.readOnly = cause
+	try := func(dsn string) error {
+		db, err := sql.Open("sqlite", dsn)
+		if err != nil {
+			return err
+		}
+		var v int
+		if err := db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v); err != nil {
+			db.Close()
+			return err
+		}
+		s.sql = db
+		return s.checkSchemaReadOnly(v)
+	}
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))
+	q.Set("mode", "ro")
+	err := try("file:" + s.path + "?" + q.Encode())
+	if err != nil && s.sql == nil {
+		if fi, werr := os.Stat(s.path + "-wal"); werr == nil && fi.Size() > 0 {
+			return nil, fmt.Errorf("store: %s is %s, and its -wal file holds changes that cannot be read without writing: %w (%w)",
+				s.path, cause, ErrReadOnly, s.Explain(err))
+		}
+		q.Del("mode")
+		q.Set("immutable", "1")
+		err = try("file:" + s.path + "?" + q.Encode())
+	}
+	if err != nil {
+		if s.sql != nil {
+			s.sql.Close()
+		}
+		return nil, fmt.Errorf("store: open %s (%s) read-only: %w", s.path, cause, err)
+	}
+	s.log.Warn("database opened read-only", "path", s.path, "cause", cause)
+	return s, nil
+}
+
+func (s *DB) checkSchemaReadOnly(v int) error {
+	ms, err := migrations()
+	if err != nil {
+		return err
+	}
+	switch {
+	case v > len(ms):
+		return fmt.Errorf("%w: database is at schema version %d, this daytwo knows up to %d; upgrade daytwo", ErrSchemaTooNew, v, len(ms))
+	case v < len(ms):
+		return fmt.Errorf("%w: the database is at schema version %d and this daytwo needs %d; open it once where it is writable so it can be migrated", ErrReadOnly, v, len(ms))
+	}
+	return nil
+}
+
+// ReadOnly says why the database was opened read-only ("" when it is
+// writable).
+func (db *DB) ReadOnly() string { return db.readOnly }
 
 func dsn(path string, busy time.Duration) string {
 	q := url.Values{}
@@ -115,6 +257,8 @@ type Tx struct {
 	tx  *sql.Tx
 	db  *DB
 	now time.Time
+	// afterCommit runs once the transaction committed (anchor sinks).
+	afterCommit []func()
 }
 
 // Now is the transaction's timestamp.
@@ -123,17 +267,23 @@ func (tx *Tx) Now() time.Time { return tx.now }
 // WithTx runs fn in a write transaction (BEGIN IMMEDIATE), committing when fn
 // returns nil and rolling back otherwise.
 func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
+	if db.readOnly != "" {
+		return db.Explain(errReadOnlyWrite)
+	}
 	sqlTx, err := db.sql.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("store: begin: %w", mapErr(err))
+		return fmt.Errorf("store: begin: %w", db.Explain(mapErr(err)))
 	}
 	tx := &Tx{tx: sqlTx, db: db, now: db.clock().UTC()}
 	if err := fn(tx); err != nil {
 		_ = sqlTx.Rollback()
-		return err
+		return db.Explain(err)
 	}
 	if err := sqlTx.Commit(); err != nil {
-		return fmt.Errorf("store: commit: %w", mapErr(err))
+		return fmt.Errorf("store: commit: %w", db.Explain(mapErr(err)))
+	}
+	for _, f := range tx.afterCommit {
+		f()
 	}
 	return nil
 }
@@ -148,6 +298,52 @@ var (
 	_ ops.Store = (*DB)(nil)
 	_ ops.Tx    = (*Tx)(nil)
 )
+
+var errReadOnlyWrite = errors.New("this command writes")
+
+// Explain names the cause of a write that failed because of where the
+// database lives: read-only (ErrReadOnly), out of space (ErrDiskFull), or
+// unopenable, each with the file. Other errors come back unchanged. It is
+// safe to call more than once on the same error.
+func (db *DB) Explain(err error) error {
+	if err == nil || errors.Is(err, ErrReadOnly) || errors.Is(err, ErrDiskFull) {
+		return err
+	}
+	if errors.Is(err, errReadOnlyWrite) {
+		return fmt.Errorf("%w: %s is %s, and this command writes to it (read-only commands such as status, lists and audit verify work)", ErrReadOnly, db.path, db.readOnly)
+	}
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return err
+	}
+	dir := filepath.Dir(db.path)
+	switch code := se.Code(); code & 0xff {
+	case sqlite3.SQLITE_FULL:
+		return fmt.Errorf("%w: the file system holding %s has no space left; free some and retry (nothing of this write was committed): %w", ErrDiskFull, db.path, err)
+	case sqlite3.SQLITE_IOERR:
+		if diskFull(dir) {
+			return fmt.Errorf("%w: the file system holding %s has no space left; free some and retry (nothing of this write was committed): %w", ErrDiskFull, db.path, err)
+		}
+		return fmt.Errorf("store: disk I/O error on %s (or its -wal/-shm files): %w", db.path, err)
+	case sqlite3.SQLITE_READONLY:
+		cause := db.readOnly
+		if cause == "" {
+			if cause = notWritable(db.path); cause == "" {
+				cause = "not writable"
+			}
+		}
+		return fmt.Errorf("%w: %s is %s, and this command writes to it: %w", ErrReadOnly, db.path, cause, err)
+	case sqlite3.SQLITE_CANTOPEN:
+		if cause := notWritable(db.path); cause != "" {
+			return fmt.Errorf("%w: %s is %s: %w", ErrReadOnly, db.path, cause, err)
+		}
+		if diskFull(dir) {
+			return fmt.Errorf("%w: the file system holding %s has no space left: %w", ErrDiskFull, db.path, err)
+		}
+		return fmt.Errorf("store: cannot open %s (check that the file and its directory exist and are writable): %w", db.path, err)
+	}
+	return err
+}
 
 // mapErr maps driver errors onto the store's sentinels.
 func mapErr(err error) error {

@@ -32,6 +32,13 @@ const (
 	exitStopped = 8
 )
 
+// Exit codes of `daytwo drift` (kept apart so that other codes can be
+// added above without renumbering these).
+const (
+	exitDrifted = 6 // a target reports another release than the recorded one
+	exitUnknown = 7 // no drift seen, but a probe failed: some release is unknown
+)
+
 // usageError marks an error as the caller's: wrong arguments or flags.
 type usageError struct{ err error }
 
@@ -103,13 +110,18 @@ func (a *app) store(ctx context.Context) (*store.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := store.Open(ctx, cfg.Store.Path, store.Options{Clock: a.clock, Logger: a.log()})
+	db, err := store.Open(ctx, cfg.Store.Path, store.Options{Clock: a.clock, Logger: a.log(),
+		AuditKey: cfg.Secrets.AuditKey, AnchorFile: cfg.Audit.AnchorFile})
 	if err != nil {
 		return nil, err
 	}
 	a.closers = append(a.closers, db.Close)
-	if err := db.SyncEnvironments(ctx, cfg.Environments, a.actor()); err != nil {
-		return nil, err
+	// A read-only database (see store.Open) still serves reads; the
+	// configured environments are recorded by the next writable open.
+	if db.ReadOnly() == "" {
+		if err := db.SyncEnvironments(ctx, cfg.Environments, a.actor()); err != nil {
+			return nil, err
+		}
 	}
 	a.db = db
 	return db, nil
@@ -158,6 +170,9 @@ func (a *app) report(err error) int {
 	var silent silentError
 	if errors.As(err, &silent) {
 		return silent.code
+	}
+	if a.db != nil {
+		err = a.db.Explain(err) // a write outside a transaction may not have named the file
 	}
 	fmt.Fprintf(a.stderr, "daytwo: %v\n", err)
 	var (

@@ -1,15 +1,20 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/daytwo/daytwo/itsm"
 	"github.com/daytwo/daytwo/ops"
+	"github.com/daytwo/daytwo/store"
 )
 
 func (a *app) auditCommand() *cobra.Command {
@@ -58,31 +63,69 @@ func (a *app) auditListCommand() *cobra.Command {
 }
 
 func (a *app) auditVerifyCommand() *cobra.Command {
-	var out string
+	var (
+		out, anchorFile string
+		againstSN       bool
+	)
 	cmd := &cobra.Command{
 		Use:   "verify",
-		Short: "Check the whole audit chain; exit 1 and name the first bad event if it was tampered with",
-		Args:  exactArgs(),
+		Short: "Check the whole audit chain (and its anchors); exit 1 and name the first bad event if it was tampered with",
+		Long: `Walks the hash chain and, with the audit key (DAYTWO_AUDIT_KEY or
+audit.key_file), checks every event's HMAC. Anchors — the chain head written
+at every run's close — are compared with the chain: those in the anchor file
+(audit.anchor_file, or --anchor-file) always, those in the work notes of
+daytwo's changes with --against-servicenow. A chain that was cut short,
+emptied, or rewritten and rehashed fails (exit 1) naming the anchor that
+disagrees.`,
+		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(out); err != nil {
 				return err
+			}
+			cfg, err := a.config()
+			if err != nil {
+				return err
+			}
+			if !cmd.Flags().Changed("anchor-file") {
+				anchorFile = cfg.Audit.AnchorFile
 			}
 			db, err := a.store(cmd.Context())
 			if err != nil {
 				return err
 			}
-			res, err := db.VerifyAudit(cmd.Context())
+			var (
+				anchors []ops.AuditAnchor
+				notes   []string
+			)
+			if anchorFile != "" {
+				got, err := store.ReadAnchorFile(anchorFile)
+				switch {
+				case errors.Is(err, os.ErrNotExist):
+					notes = append(notes, fmt.Sprintf("anchor file %s does not exist: no run closed since it was configured, or it was deleted", anchorFile))
+				case err != nil:
+					return err
+				}
+				anchors = append(anchors, got...)
+			}
+			if againstSN {
+				got, changes, err := a.serviceNowAnchors(cmd.Context(), cfg.ServiceNow.CorrelationPrefix)
+				if err != nil {
+					return err
+				}
+				notes = append(notes, fmt.Sprintf("ServiceNow: %d anchor(s) in the work notes of %d change(s) with correlation prefix %q", len(got), changes, cfg.ServiceNow.CorrelationPrefix))
+				anchors = append(anchors, got...)
+			}
+			res, err := db.VerifyAuditAnchors(cmd.Context(), anchors)
 			if err != nil {
 				return err
 			}
+			res.Notes = append(res.Notes, notes...)
 			if out == outJSON {
 				if err := a.printJSON(res); err != nil {
 					return err
 				}
-			} else if res.OK {
-				fmt.Fprintf(a.stdout, "audit chain ok: %d events, head %s\n", res.Events, orDash(res.HeadHash))
 			} else {
-				fmt.Fprintf(a.stdout, "audit chain BROKEN at event %d: %s\n", res.BadSeq, res.Problem)
+				a.printVerification(res)
 			}
 			if !res.OK {
 				return silentError{exitError}
@@ -91,7 +134,80 @@ func (a *app) auditVerifyCommand() *cobra.Command {
 		},
 	}
 	addOutputFlag(cmd, &out)
+	cmd.Flags().BoolVar(&againstSN, "against-servicenow", false, "also compare the chain with the anchors in the work notes of daytwo's changes")
+	cmd.Flags().StringVar(&anchorFile, "anchor-file", "", "anchor file to compare with (default: audit.anchor_file)")
 	return cmd
+}
+
+func (a *app) printVerification(res ops.AuditVerification) {
+	if res.OK {
+		fmt.Fprintf(a.stdout, "audit chain ok: %d events, head %s\n", res.Events, orDash(res.HeadHash))
+	} else {
+		fmt.Fprintf(a.stdout, "audit chain BROKEN at event %d: %s\n", res.BadSeq, res.Problem)
+		for _, p := range res.AnchorProblems {
+			if p != res.Problem {
+				fmt.Fprintf(a.stdout, "  also: %s\n", p)
+			}
+		}
+	}
+	switch {
+	case res.KeyedFrom > 0 && res.MACsChecked:
+		fmt.Fprintf(a.stdout, "  keyed (HMAC-SHA256) from event %d, key id %s: MACs checked\n", res.KeyedFrom, orDash(res.ChainKeyID))
+	case res.KeyedFrom > 0:
+		fmt.Fprintf(a.stdout, "  keyed (HMAC-SHA256) from event %d, key id %s: MACs NOT checked (no audit key)\n", res.KeyedFrom, orDash(res.ChainKeyID))
+	default:
+		fmt.Fprintln(a.stdout, "  not keyed: a rewrite-and-rehash is detected only by anchors")
+	}
+	if res.AnchorsChecked > 0 {
+		fmt.Fprintf(a.stdout, "  anchors: %d compared (newest at event %d)\n", res.AnchorsChecked, res.LastAnchorSeq)
+	} else {
+		fmt.Fprintln(a.stdout, "  anchors: none compared (audit.anchor_file, --against-servicenow)")
+	}
+	for _, n := range res.Notes {
+		fmt.Fprintf(a.stdout, "  note: %s\n", n)
+	}
+}
+
+// serviceNowAnchors reads the audit anchors from the work notes of every
+// change whose correlation id carries daytwo's prefix, straight from the
+// instance (not the mirror, which lives in the database being checked).
+func (a *app) serviceNowAnchors(ctx context.Context, prefix string) ([]ops.AuditAnchor, int, error) {
+	client, err := a.itsmClient()
+	if err != nil {
+		return nil, 0, usageError{err}
+	}
+	if client == nil {
+		return nil, 0, usagef("--against-servicenow: no ServiceNow instance is configured (servicenow.instance or DAYTWO_SN_INSTANCE)")
+	}
+	var changes []itsm.Change
+	_, err = client.SyncChanges(ctx, itsm.SyncRequest{
+		Query: "correlation_idSTARTSWITH" + prefix + ":", Fields: []string{"sys_id", "number", "correlation_id"},
+		Until: a.clock().Add(time.Hour), // every change, including one closed a moment ago
+	}, func(page []itsm.Change, _ itsm.Watermark) error {
+		changes = append(changes, page...)
+		return nil
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("audit verify: read daytwo's changes from ServiceNow: %w", err)
+	}
+	var out []ops.AuditAnchor
+	for _, ch := range changes {
+		entries, err := client.ListJournal(ctx, ch.SysID)
+		if err != nil {
+			return nil, 0, fmt.Errorf("audit verify: read the work notes of %s: %w", ch.Number, err)
+		}
+		for _, e := range entries {
+			if e.Element != "work_notes" {
+				continue
+			}
+			if an, ok := ops.ParseAnchorNote(e.Value); ok {
+				an.Change, an.Time = ch.Number, e.CreatedOn
+				an.Source = fmt.Sprintf("the work note of %s at %s", ch.Number, formatTime(e.CreatedOn))
+				out = append(out, an)
+			}
+		}
+	}
+	return out, len(changes), nil
 }
 
 func (a *app) auditExportCommand() *cobra.Command {

@@ -87,6 +87,11 @@ func (a *app) driftCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "drift [ENV...]",
 		Short: "Compare each environment's recorded release with what its targets report, and its promotion lag",
+		Long: `Probes every target's version and compares it with the recorded release.
+A target whose probe fails is "unknown": neither in line nor drifted.
+Exit codes: 0 every target answered and reports the recorded release (or no
+probe is configured), 6 at least one target drifted, 7 no drift seen but at
+least one target's release is unknown.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(out); err != nil {
 				return err
@@ -100,14 +105,17 @@ func (a *app) driftCommand() *cobra.Command {
 				return err
 			}
 			if out == outJSON {
-				return a.printJSON(reps)
+				if err := a.printJSON(reps); err != nil {
+					return err
+				}
+				return driftExit(reps)
 			}
 			for _, r := range reps {
 				fmt.Fprintf(a.stdout, "%s: %s\n", r.Environment, r.Summary)
 				for _, t := range r.Targets {
 					switch {
-					case t.Error != "":
-						fmt.Fprintf(a.stdout, "  %-12s probe failed: %s\n", t.Target, t.Error)
+					case t.Unknown:
+						fmt.Fprintf(a.stdout, "  %-12s unknown (probe failed: %s)\n", t.Target, t.Error)
 					case t.Drifted:
 						fmt.Fprintf(a.stdout, "  %-12s reports %s, recorded %s (drift since %s)\n", t.Target, t.Reported, orDash(r.Recorded), formatTime(t.FirstSeen))
 					default:
@@ -118,11 +126,29 @@ func (a *app) driftCommand() *cobra.Command {
 					fmt.Fprintf(a.stdout, "  behind %s by: %s\n", r.PromoteFrom, strings.Join(r.Behind, ", "))
 				}
 			}
-			return nil
+			return driftExit(reps)
 		},
 	}
 	addOutputFlag(cmd, &out)
 	return cmd
+}
+
+// driftExit maps drift reports onto the exit code: a drifted target wins
+// over an unknown one (a known divergence is the more urgent news), and
+// "in line" (0) needs every probe to have answered.
+func driftExit(reps []ops.DriftReport) error {
+	drifted, unknown := 0, 0
+	for _, r := range reps {
+		drifted += r.Drifted
+		unknown += r.Unknown
+	}
+	switch {
+	case drifted > 0:
+		return silentError{exitDrifted}
+	case unknown > 0:
+		return silentError{exitUnknown}
+	}
+	return nil
 }
 
 // policyRow is one verdict in `policy check -o json`.

@@ -299,7 +299,7 @@ func TestEngineEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = daytwo(t, w.env, "drift", "production", "-o", "json")
-	if r.code != 0 || !strings.Contains(r.stdout, `"reported": "1.3.1-hotfix"`) || !strings.Contains(r.stdout, `"drifted": 1`) {
+	if r.code != exitDrifted || !strings.Contains(r.stdout, `"reported": "1.3.1-hotfix"`) || !strings.Contains(r.stdout, `"drifted": 1`) {
 		t.Fatalf("drift: %+v", r)
 	}
 	r = daytwo(t, w.env, "env", "diff", "staging", "production")

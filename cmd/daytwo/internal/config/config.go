@@ -21,6 +21,7 @@ type Config struct {
 	ServiceNow   ServiceNow        `koanf:"servicenow"`
 	Sync         Sync              `koanf:"sync"`
 	Console      Console           `koanf:"console"`
+	Audit        Audit             `koanf:"audit"`
 	Environments []ops.Environment `koanf:"environments"`
 	Freezes      []ops.Freeze      `koanf:"freezes"`
 	Policies     []ops.Policy      `koanf:"policies"`
@@ -99,11 +100,28 @@ type Console struct {
 	LogFile string `koanf:"log_file"`
 }
 
+// Audit anchors the audit chain outside the database.
+type Audit struct {
+	// KeyFile holds the key that HMACs every audit event (or set
+	// DAYTWO_AUDIT_KEY). Keep it off the database's disk and its backups.
+	KeyFile string `koanf:"key_file"`
+	// AnchorFile receives the chain head (JSON lines, append-only) at every
+	// run's close, besides the change's work notes.
+	AnchorFile string `koanf:"anchor_file"`
+}
+
+// MinAuditKeyLen is the shortest audit key accepted, in bytes.
+const MinAuditKeyLen = 16
+
 // Secrets holds credentials. Its String and GoString never reveal them.
 type Secrets struct {
 	Password         string
 	ClientSecret     string
 	ApproverPassword string
+	// AuditKey keys the audit chain (HMAC-SHA256); nil when not configured.
+	AuditKey []byte
+	// AuditKeySource says where it came from, for display.
+	AuditKeySource string
 	// PasswordSource and ClientSecretSource say where each secret came from
 	// (an environment variable or a file), for display; "" when unset.
 	PasswordSource     string

@@ -28,20 +28,21 @@ const DefaultFile = "daytwo.yaml"
 
 // EnvKeys maps the environment variables daytwo always honours onto
 // configuration keys. DAYTWO_CONFIG (which file) and the secrets
-// DAYTWO_SN_PASSWORD and DAYTWO_SN_CLIENT_SECRET are handled apart: secrets
-// never enter the configuration tree.
+// DAYTWO_SN_PASSWORD, DAYTWO_SN_CLIENT_SECRET and DAYTWO_AUDIT_KEY are
+// handled apart: secrets never enter the configuration tree.
 var EnvKeys = map[string]string{
-	"DAYTWO_DB":               "store.path",
-	"DAYTWO_SN_INSTANCE":      "servicenow.instance",
-	"DAYTWO_SN_USER":          "servicenow.auth.username",
-	"DAYTWO_SN_AUTH":          "servicenow.auth.method",
-	"DAYTWO_SN_CLIENT_ID":     "servicenow.auth.client_id",
-	"DAYTWO_SN_APPROVER_USER": "servicenow.approver.username",
-	"DAYTWO_SYNC_LISTEN":      "sync.listen",
-	"DAYTWO_SYNC_INTERVAL":    "sync.interval",
-	"DAYTWO_SYNC_LEASE_TTL":   "sync.lease_ttl",
-	"DAYTWO_READ_ONLY":        "console.read_only",
-	"DAYTWO_LOG_FILE":         "console.log_file",
+	"DAYTWO_DB":                "store.path",
+	"DAYTWO_SN_INSTANCE":       "servicenow.instance",
+	"DAYTWO_SN_USER":           "servicenow.auth.username",
+	"DAYTWO_SN_AUTH":           "servicenow.auth.method",
+	"DAYTWO_SN_CLIENT_ID":      "servicenow.auth.client_id",
+	"DAYTWO_SN_APPROVER_USER":  "servicenow.approver.username",
+	"DAYTWO_SYNC_LISTEN":       "sync.listen",
+	"DAYTWO_SYNC_INTERVAL":     "sync.interval",
+	"DAYTWO_SYNC_LEASE_TTL":    "sync.lease_ttl",
+	"DAYTWO_READ_ONLY":         "console.read_only",
+	"DAYTWO_LOG_FILE":          "console.log_file",
+	"DAYTWO_AUDIT_ANCHOR_FILE": "audit.anchor_file",
 }
 
 // Source says where Load finds each layer.
@@ -272,6 +273,17 @@ func readSecrets(cfg *Config, getenv func(string) string) []Problem {
 	cfg.Secrets.Password, cfg.Secrets.PasswordSource = read("DAYTWO_SN_PASSWORD", "servicenow.auth.password_file", a.PasswordFile)
 	cfg.Secrets.ClientSecret, cfg.Secrets.ClientSecretSource = read("DAYTWO_SN_CLIENT_SECRET", "servicenow.auth.client_secret_file", a.ClientSecretFile)
 	cfg.Secrets.ApproverPassword, _ = read("DAYTWO_SN_APPROVER_PASSWORD", "servicenow.approver.password_file", cfg.ServiceNow.Approver.PasswordFile)
+	if key, src := read("DAYTWO_AUDIT_KEY", "audit.key_file", cfg.Audit.KeyFile); key != "" {
+		if len(key) < MinAuditKeyLen {
+			where := "audit.key_file"
+			if src == "DAYTWO_AUDIT_KEY" {
+				where = "DAYTWO_AUDIT_KEY"
+			}
+			probs = append(probs, Problem{Key: where, Message: fmt.Sprintf("the audit key (from %s) is %d bytes: use at least %d (e.g. openssl rand -hex 32)", src, len(key), MinAuditKeyLen)})
+		} else {
+			cfg.Secrets.AuditKey, cfg.Secrets.AuditKeySource = []byte(key), src
+		}
+	}
 	return probs
 }
 

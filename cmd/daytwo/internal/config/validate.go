@@ -2,11 +2,14 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"text/template"
+	"text/template/parse"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -182,13 +185,21 @@ func (v *validator) environment(key string, e ops.Environment, envs map[string]i
 	seen := map[string]bool{}
 	for j, t := range e.Targets {
 		tk := fmt.Sprintf("%s.targets[%d].name", key, j)
-		if t.Name == "" {
+		switch {
+		case t.Name == "":
 			v.add(tk, "must not be empty")
-		} else if seen[t.Name] {
+		case !targetNameRE.MatchString(t.Name):
+			// Target names reach file paths, argv, environment variables,
+			// run-log lines and work notes: a '/', '$(', or a newline that
+			// forges a log line must never get there.
+			v.add(tk, "%q: use letters, digits, '.', '_', '+' and '-', starting with a letter or digit (at most 128), as for versions", t.Name)
+		case seen[t.Name]:
 			v.add(tk, "%q appears twice", t.Name)
 		}
 		seen[t.Name] = true
 	}
+	v.targetVarRefs(key, e)
+	v.argSizes(key, e)
 	if len(e.Deploy.Command) == 0 {
 		v.add(key+".deploy.command", "must name the program to run (argv list, no shell)")
 	}
@@ -253,6 +264,168 @@ func (v *validator) environment(key string, e ops.Environment, envs map[string]i
 }
 
 var configKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// targetNameRE is ops.ValidateVersion's rule: names are data that reach
+// paths, argv and evidence.
+var targetNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$`)
+
+// templates lists every templated string of an environment with its key.
+func templates(key string, e ops.Environment) [][2]string {
+	var out [][2]string
+	add := func(k, s string) { out = append(out, [2]string{k, s}) }
+	for j, a := range e.Deploy.Command {
+		add(fmt.Sprintf("%s.deploy.command[%d]", key, j), a)
+	}
+	for j, a := range e.Deploy.Rollback {
+		add(fmt.Sprintf("%s.deploy.rollback[%d]", key, j), a)
+	}
+	if p := e.VersionProbe; p.HTTP != nil {
+		add(key+".version_probe.http.url", p.HTTP.URL)
+	}
+	for j, a := range e.VersionProbe.Command {
+		add(fmt.Sprintf("%s.version_probe.command[%d]", key, j), a)
+	}
+	for j, h := range e.Health {
+		hk := fmt.Sprintf("%s.health[%d]", key, j)
+		if h.HTTP != nil {
+			add(hk+".http.url", h.HTTP.URL)
+			add(hk+".http.expect_body", h.HTTP.ExpectBody)
+			for _, k := range slices.Sorted(maps.Keys(h.HTTP.ExpectJSON)) {
+				add(hk+".http.expect_json."+k, h.HTTP.ExpectJSON[k])
+			}
+		}
+		if h.TCP != nil {
+			add(hk+".tcp.address", h.TCP.Address)
+		}
+		for k, a := range h.Command {
+			add(fmt.Sprintf("%s.command[%d]", hk, k), a)
+		}
+	}
+	return out
+}
+
+// targetVarRefs reports a template that uses a target var (.Target.Vars.x
+// or index .Target.Vars "x") some target does not set: templates fail on a
+// missing key, so that target's step would fail mid-rollout.
+func (v *validator) targetVarRefs(key string, e ops.Environment) {
+	for _, tk := range templates(key, e) {
+		for _, name := range varRefs(tk[1]) {
+			var missing []string
+			for j, t := range e.Targets {
+				if _, ok := t.Vars[name]; !ok {
+					missing = append(missing, fmt.Sprintf("%q (%s.targets[%d])", t.Name, key, j))
+				}
+			}
+			if len(missing) > 0 {
+				v.add(tk[0], "uses .Target.Vars.%s, which target %s does not set", name, strings.Join(missing, ", "))
+			}
+		}
+	}
+}
+
+// varRefs returns the target vars a template refers to, in order, once each.
+func varRefs(s string) []string {
+	t, err := template.New("").Parse(s)
+	if err != nil || t.Tree == nil {
+		return nil // a parse error is reported by tmpl
+	}
+	var refs []string
+	ref := func(name string) {
+		if !slices.Contains(refs, name) {
+			refs = append(refs, name)
+		}
+	}
+	isVars := func(n parse.Node) bool {
+		f, ok := n.(*parse.FieldNode)
+		return ok && len(f.Ident) == 2 && f.Ident[0] == "Target" && f.Ident[1] == "Vars"
+	}
+	var walk func(n parse.Node)
+	walk = func(n parse.Node) {
+		switch n := n.(type) {
+		case *parse.ListNode:
+			if n != nil {
+				for _, c := range n.Nodes {
+					walk(c)
+				}
+			}
+		case *parse.ActionNode:
+			walk(n.Pipe)
+		case *parse.PipeNode:
+			if n != nil {
+				for _, c := range n.Cmds {
+					walk(c)
+				}
+			}
+		case *parse.CommandNode:
+			if len(n.Args) == 3 {
+				if id, ok := n.Args[0].(*parse.IdentifierNode); ok && id.Ident == "index" && isVars(n.Args[1]) {
+					if str, ok := n.Args[2].(*parse.StringNode); ok {
+						ref(str.Text)
+					}
+				}
+			}
+			for _, a := range n.Args {
+				walk(a)
+			}
+		case *parse.FieldNode:
+			if len(n.Ident) >= 3 && n.Ident[0] == "Target" && n.Ident[1] == "Vars" {
+				ref(n.Ident[2])
+			}
+		case *parse.IfNode:
+			walk(n.Pipe)
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.WithNode:
+			walk(n.Pipe) // the body's dot is another value
+		case *parse.RangeNode:
+			walk(n.Pipe)
+		case *parse.TemplateNode:
+			walk(n.Pipe)
+		}
+	}
+	walk(t.Root)
+	return refs
+}
+
+// Limits of a program's arguments and environment (Linux): one string at
+// most MAX_ARG_STRLEN (32 pages), all of them together at most ARG_MAX
+// (2 MiB by default, shared with the inherited environment, of which
+// daytwo leaves half to the process's own).
+const (
+	maxArgString = 131072 - 1 // bytes, without the terminating NUL
+	maxStepAdded = 1 << 20
+)
+
+// argSizes reports config values and target vars too large to pass to a
+// step: each becomes an environment variable (DAYTWO_CFG_<KEY>,
+// DAYTWO_TARGET_<VAR>) and may be rendered into argv, and the exec of the
+// step would fail with "argument list too long" on every target.
+func (v *validator) argSizes(key string, e ops.Environment) {
+	cfgBytes := 0
+	for _, k := range slices.Sorted(maps.Keys(e.Config)) {
+		n := len("DAYTWO_CFG_") + len(k) + 1 + len(e.Config[k])
+		cfgBytes += n + 1
+		if n > maxArgString {
+			v.add(key+".config."+k, "the value is %d bytes: a step's argument or environment variable holds at most %d (Linux MAX_ARG_STRLEN); ship it as a file and pass its path", len(e.Config[k]), maxArgString)
+		}
+	}
+	for _, val := range e.Deploy.Env {
+		cfgBytes += len(val) + 32
+	}
+	for j, t := range e.Targets {
+		total := cfgBytes
+		for _, k := range slices.Sorted(maps.Keys(t.Vars)) {
+			n := len("DAYTWO_TARGET_") + len(k) + 1 + len(t.Vars[k])
+			total += n + 1
+			if n > maxArgString {
+				v.add(fmt.Sprintf("%s.targets[%d].vars.%s", key, j, k), "target %q: the value is %d bytes: a step's argument or environment variable holds at most %d (Linux MAX_ARG_STRLEN)", t.Name, len(t.Vars[k]), maxArgString)
+			}
+		}
+		if total > maxStepAdded {
+			v.add(fmt.Sprintf("%s.targets[%d]", key, j), "target %q: config, deploy.env and vars add %d bytes to each step's environment; at most %d fit beside the inherited environment (ARG_MAX)", t.Name, total, maxStepAdded)
+		}
+	}
+}
 
 func (v *validator) url(key, s string) {
 	if s == "" {
