@@ -115,9 +115,10 @@ func (c *Client) changeBody(ctx context.Context, in ChangeInput) (map[string]str
 // instance commits a slow create after the client gave up waiting (the
 // answer is lost, the record appears later); a re-create before that
 // commit duplicates the change. ServiceNow cancels REST transactions after
-// 60 s (SERVICENOW.md §2.4), so with the default 30 s timeout the 150 s
-// this gives is longer than any plausible commit delay.
-const createSettleFactor = 5
+// 60 s (SERVICENOW.md §2.4), so with the default 30 s timeout the 5 minutes
+// this gives are longer than any plausible commit delay; commits observed
+// 5× the timeout late (issue 11) still fall well inside it.
+const createSettleFactor = 10
 
 // CreateSettle is how long after a create whose outcome is unknown the
 // client waits (looking the change up meanwhile) before it may send the
