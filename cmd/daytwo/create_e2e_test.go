@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -235,5 +237,55 @@ func TestStandardChangeKeepsWindowCorrelationAndCI(t *testing.T) {
 	ch, err := db.GetChange(context.Background(), u.ChangeSysID)
 	if err != nil || !ch.StartDate.Equal(start) || !ch.EndDate.Equal(end) {
 		t.Fatalf("mirrored change window %v–%v (%v), want %v–%v", ch.StartDate, ch.EndDate, err, start, end)
+	}
+}
+
+// simCreate inserts a change as the simulator's daytwo user (an earlier
+// attempt's create committing late looks exactly like this).
+func (w *createWorld) simCreate(t *testing.T, fields map[string]string) {
+	t.Helper()
+	b, _ := json.Marshal(fields)
+	req, _ := http.NewRequest(http.MethodPost, w.sim.URL()+"/api/now/table/change_request", bytes.NewReader(b))
+	req.SetBasicAuth("daytwo", "daytwo")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("create in the simulator: %s", resp.Status)
+	}
+}
+
+// TestDuplicateChangesOfOneUpdateAreCanceled: when the instance holds two
+// changes with an update's correlation id before its create is delivered
+// (earlier creates that committed late), delivery keeps the oldest, records
+// it, and cancels the other with a work note "duplicate of CHG…".
+func TestDuplicateChangesOfOneUpdateAreCanceled(t *testing.T) {
+	w := newCreateWorld(t, 1, 5*time.Second)
+	db := w.db(t)
+	p := w.propose(t, "env-000", "--wait", "0")
+	for range 2 {
+		w.simCreate(t, map[string]string{"short_description": "late commit", "correlation_id": "daytwo:" + p.ID})
+	}
+	w.deliverAll(t, db, time.Minute)
+	u, err := db.GetUpdate(context.Background(), p.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chs := w.changes(t, "correlation_id=daytwo:"+p.ID+"^ORDERBYnumber")
+	if len(chs) != 2 || chs[0]["number"] != u.ChangeNumber || chs[0]["state"] == "4" || chs[1]["state"] != "4" {
+		t.Fatalf("update %s records %q; changes %v, want the oldest kept and the other canceled", p.ID, u.ChangeNumber, chs)
+	}
+	ew := &engineWorld{sim: w.sim}
+	notes := ew.simRecords(t, "sys_journal_field", fmt.Sprintf("element_id=%s^element=work_notes", chs[1]["sys_id"]))
+	if len(notes) != 1 || !strings.Contains(fmt.Sprint(notes[0]["value"]), "duplicate of "+u.ChangeNumber) {
+		t.Fatalf("work notes on the canceled duplicate: %v", notes)
+	}
+	r := daytwo(t, w.env, "audit", "list", "-o", "json")
+	if !strings.Contains(r.stdout, "duplicates_canceled") {
+		t.Fatalf("the audit does not record the canceled duplicate: %s", r.stdout)
 	}
 }
