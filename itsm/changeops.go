@@ -110,20 +110,26 @@ func (c *Client) changeBody(ctx context.Context, in ChangeInput) (map[string]str
 	return body, nil
 }
 
-// createSettleFactor sets how long after a create whose outcome is unknown
-// a look-up that finds nothing is trusted: this many request timeouts. An
-// instance commits a slow create after the client gave up waiting (the
-// answer is lost, the record appears later); a re-create before that
-// commit duplicates the change. ServiceNow cancels REST transactions after
-// 60 s (SERVICENOW.md §2.4), so with the default 30 s timeout the 5 minutes
-// this gives are longer than any plausible commit delay; commits observed
-// 5× the timeout late (issue 11) still fall well inside it.
-const createSettleFactor = 10
+// createSettleFactor and createSettleFloor set how long after a create
+// whose outcome is unknown a look-up that finds nothing is trusted: ten
+// request timeouts, and never less than two minutes. An instance commits a
+// slow create after the client gave up waiting (the answer is lost, the
+// record appears later); a re-create before that commit duplicates the
+// change. ServiceNow cancels REST transactions after 60 s (SERVICENOW.md
+// §2.4), so the floor covers any commit even with a short timeout, and with
+// the default 30 s timeout the 5 minutes are well beyond it; commits
+// observed 5× the timeout late (issue 11) fall well inside.
+const (
+	createSettleFactor = 10
+	createSettleFloor  = 2 * time.Minute
+)
 
 // CreateSettle is how long after a create whose outcome is unknown the
 // client waits (looking the change up meanwhile) before it may send the
 // create again.
-func (c *Client) CreateSettle() time.Duration { return createSettleFactor * c.cfg.Timeout }
+func (c *Client) CreateSettle() time.Duration {
+	return max(createSettleFactor*c.cfg.Timeout, createSettleFloor)
+}
 
 // ErrFieldsNotApplied means the instance accepted a write but the stored
 // record does not carry the values written (a standard change template
