@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"strings"
 	"sync"
@@ -273,8 +274,9 @@ func TestCreateStandardChange(t *testing.T) {
 	})
 	env.f.handle("POST /api/sn_chg_rest/change/standard/"+tplID, respond(200,
 		strings.Replace(fixture(t, "chgapi_create_normal.json"), `"value": "normal"`, `"value": "standard"`, 1)))
+	storedChange(t, env.f, tableChange(changeID, "CHG0030042", StateNew, "standard", nil))
 	ch, err := env.c.CreateChange(ctx, in)
-	if err != nil || ch.Type != "standard" {
+	if err != nil || ch.Type != "standard" || ch.CorrelationID != "daytwo:upd-2" || ch.ShortDescription != "x [daytwo:upd-2]" {
 		t.Fatalf("standard create: %+v %v", ch, err)
 	}
 	// The template lookup is cached.
@@ -303,9 +305,33 @@ func TestCreateStandardChange(t *testing.T) {
 		}
 		writeJSON(w, 201, resultJSON(tableChange(changeID, "CHG0030044", StateNew, "standard", nil)))
 	})
-	if ch, err := env.c.CreateChange(ctx, in); err != nil || ch.Number != "CHG0030044" {
+	storedChange(t, env.f, tableChange(changeID, "CHG0030044", StateNew, "standard", nil))
+	if ch, err := env.c.CreateChange(ctx, in); err != nil || ch.Number != "CHG0030044" || ch.CorrelationID != "daytwo:upd-2" {
 		t.Fatalf("standard via table: %+v %v", ch, err)
 	}
+}
+
+// storedChange serves one change record by sys_id that PATCHes update, so
+// that a follow-up write can be read back.
+func storedChange(t *testing.T, f *fake, rec map[string]string) {
+	t.Helper()
+	var mu sync.Mutex
+	path := "/api/now/table/change_request/" + rec["sys_id"]
+	f.handle("PATCH "+path, func(w http.ResponseWriter, r *http.Request) {
+		var b map[string]string
+		if err := json.NewDecoder(r.Body).Decode(&b); err != nil {
+			t.Errorf("PATCH body: %v", err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		maps.Copy(rec, b)
+		writeJSON(w, 200, resultJSON(rec))
+	})
+	f.handle("GET "+path, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		writeJSON(w, 200, resultJSON(rec))
+	})
 }
 
 // Trap 15: the v1 Table API answers 404 for an empty list; a lookup treats it

@@ -142,7 +142,7 @@ func (s *Service) deliver(ctx context.Context, it OutboxItem) error {
 		if err := json.Unmarshal(it.Payload, &p); err != nil {
 			return fmt.Errorf("%w: bad payload: %v", ErrRefused, err)
 		}
-		ch, err := s.changes.CreateChange(ctx, p.Request)
+		ch, dups, err := s.raiseChange(ctx, it, p.Request)
 		if err != nil {
 			return err
 		}
@@ -160,12 +160,16 @@ func (s *Service) deliver(ctx context.Context, it OutboxItem) error {
 			if _, err := tx.UpsertChanges(ctx, []Change{ch}); err != nil {
 				return err
 			}
-			if err := tx.MarkDelivered(ctx, it.ID, map[string]string{"number": ch.Number, "sys_id": ch.SysID}); err != nil {
+			result := map[string]any{"number": ch.Number, "sys_id": ch.SysID}
+			detail := map[string]any{"type": ch.Type, "correlation_id": p.Request.CorrelationID, "plan_digest": u.PlanDigest}
+			if len(dups) > 0 {
+				result["duplicates_canceled"], detail["duplicates_canceled"] = dups, dups
+			}
+			if err := tx.MarkDelivered(ctx, it.ID, result); err != nil {
 				return err
 			}
 			return s.audit(ctx, tx, Event{Action: "change.created", Subject: ch.Number, Environment: u.Environment,
-				UpdateID: u.ID, ChangeNumber: ch.Number, Result: "ok",
-				Detail: map[string]any{"type": ch.Type, "correlation_id": p.Request.CorrelationID, "plan_digest": u.PlanDigest}})
+				UpdateID: u.ID, ChangeNumber: ch.Number, Result: "ok", Detail: detail})
 		})
 	case OutboxRequestApproval:
 		return s.deliverForChange(ctx, it, func(u Update) (Change, string, error) {

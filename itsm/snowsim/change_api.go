@@ -196,6 +196,8 @@ func (s *Sim) changeCreate(w http.ResponseWriter, r *http.Request, u *user, typ,
 		}
 	}
 	drop := s.createDrop()
+	empty, emptyBody := s.createEmpty()
+	s.awaitCommit()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t := s.d.tables["change_request"]
@@ -205,14 +207,20 @@ func (s *Sim) changeCreate(w http.ResponseWriter, r *http.Request, u *user, typ,
 	if ignored == nil {
 		ignored = []string{}
 	}
+	version := ""
 	if templateID != "" {
-		tv, version, ok := s.templateValues(templateID)
+		tv, ver, ok := s.templateValues(templateID)
 		if !ok {
 			writeAPIError(w, newAPIError(http.StatusNotFound, "No Record found", "Standard change template "+templateID+" does not exist or is inactive"))
 			return ""
 		}
-		for _, k := range fieldsIgnoredFromTemplate {
-			if _, ok := vals[k]; ok {
+		version = ver
+		// A standard change keeps only what its template defines (§6, trap
+		// 21): description and the plans never, and any field the template
+		// does not set — correlation_id, the planned window, cmdb_ci — is
+		// dropped and listed in __meta.ignoredFields.
+		for k := range vals {
+			if _, defined := tv[k]; !defined || slices.Contains(fieldsIgnoredFromTemplate, k) {
 				delete(vals, k)
 				ignored = append(ignored, k)
 			}
@@ -223,11 +231,13 @@ func (s *Sim) changeCreate(w http.ResponseWriter, r *http.Request, u *user, typ,
 				vals[k] = v
 			}
 		}
+	}
+	if version != "" {
 		vals["std_change_producer_version"] = version
 	}
 	vals["type"] = typ
 	vals["chg_model"] = strings.ToUpper(typ[:1]) + typ[1:]
-	row, e := s.insert(u, t, vals)
+	row, e := s.insertRecord(u, t, vals, true)
 	if e != nil {
 		writeAPIError(w, e)
 		return ""
@@ -235,6 +245,10 @@ func (s *Sim) changeCreate(w http.ResponseWriter, r *http.Request, u *user, typ,
 	if drop {
 		dropConnection(w)
 		return "create-drop"
+	}
+	if empty {
+		writeJSON(w, http.StatusOK, emptyBody)
+		return "create-empty"
 	}
 	s.writeChanges(w, r, u, []*record{row}, asArray, ignored, http.StatusOK)
 	return ""

@@ -1,6 +1,7 @@
 package snowsim
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -84,8 +85,13 @@ func TestStandardFromTemplate(t *testing.T) {
 	if len(tpls) != 1 || tpls[0]["sys_id"].(map[string]any)["value"] != idRoutineTpl {
 		t.Fatalf("templates = %v", tpls)
 	}
+	// Only what the template defines is kept (trap 21): description and the
+	// plans never; correlation_id, the window and the CI are not in the
+	// template, so they are dropped and listed too.
 	res := e.call("daytwo", "POST", "/api/sn_chg_rest/change/standard/"+idRoutineTpl, map[string]any{
 		"short_description": "Roll out checkout 2.0", "description": "ignored", "cmdb_ci": idCheckout,
+		"correlation_id": "daytwo:u-1", "start_date": "2026-05-02 22:00:00", "end_date": "2026-05-02 23:00:00",
+		"risk": "3",
 	}).must(t, 200)
 	chg := res.result(t)
 	v := func(k string) any { return chg[k].(map[string]any)["value"] }
@@ -93,10 +99,47 @@ func TestStandardFromTemplate(t *testing.T) {
 		v("description") != "Roll out a new application version using the standard pipeline" || v("std_change_producer_version") == "" {
 		t.Fatalf("standard change = type %v sd %v approval %v description %v", v("type"), v("short_description"), v("approval"), v("description"))
 	}
-	if ign := chg["__meta"].(map[string]any)["ignoredFields"].([]any); len(ign) != 1 || ign[0] != "description" {
-		t.Fatalf("ignoredFields = %v", ign)
+	if v("risk") != "3" {
+		t.Errorf("risk = %v, want the client's 3 (the template defines risk, so the client may set it)", v("risk"))
+	}
+	ign := chg["__meta"].(map[string]any)["ignoredFields"].([]any)
+	if got := fmt.Sprint(ign); got != "[cmdb_ci correlation_id description end_date start_date]" {
+		t.Fatalf("ignoredFields = %v", got)
+	}
+	stored := e.getChange(v("sys_id").(string))
+	for _, k := range []string{"cmdb_ci", "correlation_id", "start_date", "end_date"} {
+		if stored[k] != "" {
+			t.Errorf("stored %s = %q, want it dropped", k, stored[k])
+		}
+	}
+	// A follow-up PATCH sets them.
+	e.patchChange(v("sys_id").(string), map[string]any{"correlation_id": "daytwo:u-1", "cmdb_ci": idCheckout,
+		"start_date": "2026-05-02 22:00:00", "description": "ours"}).must(t, 200)
+	stored = e.getChange(v("sys_id").(string))
+	if stored["correlation_id"] != "daytwo:u-1" || stored["cmdb_ci"] != idCheckout || stored["start_date"] != "2026-05-02 22:00:00" || stored["description"] != "ours" {
+		t.Errorf("after PATCH: %v", stored)
 	}
 	e.call("daytwo", "POST", "/api/sn_chg_rest/change/standard/"+strings.Repeat("a", 32), nil).must(t, 404)
+}
+
+// The Table API fallback for standard changes applies the template, and the
+// template's values win over what the same insert sent (§6).
+func TestStandardThroughTableAPIAppliesTemplate(t *testing.T) {
+	e := newEnv(t, Options{})
+	const version = "d2410000000000000000000000000001"
+	chg := e.createChange(map[string]any{"type": "standard", "std_change_producer_version": version,
+		"description": "ours", "short_description": "ours too", "correlation_id": "daytwo:u-2",
+		"start_date": "2026-05-02 22:00:00"})
+	stored := e.getChange(chg["sys_id"].(string))
+	if stored["description"] != "Roll out a new application version using the standard pipeline" ||
+		stored["short_description"] != "Routine app rollout" || stored["implementation_plan"] != "Deploy in batches with health checks" {
+		t.Fatalf("template not applied: %v", stored)
+	}
+	if stored["correlation_id"] != "daytwo:u-2" || stored["start_date"] != "2026-05-02 22:00:00" || stored["std_change_producer_version"] != version {
+		t.Fatalf("fields the template does not define were lost: %v", stored)
+	}
+	e.call("daytwo", "POST", "/api/now/table/change_request", map[string]any{"type": "standard",
+		"std_change_producer_version": strings.Repeat("b", 32)}).must(t, http.StatusBadRequest)
 }
 
 func TestTypedChangeValues(t *testing.T) {

@@ -38,6 +38,15 @@ type Faults struct {
 	Hibernate   bool          `json:"hibernate,omitempty"`   // every API request gets the hibernation page
 	Drop        Rule          `json:"drop"`                  // connection closed without an answer
 	CreateDrop  Rule          `json:"create_drop"`           // create performed, then connection closed
+	// CreateEmpty performs a create and answers 200/201 with an empty
+	// result ({"result":{}} and {"result":null} in turn), no sys_id.
+	CreateEmpty Rule `json:"create_empty"`
+	// CreateDelayMin..CreateDelayMax delay the commit of every create (a
+	// slow instance): the record becomes visible only when the delay is
+	// over, and it is committed even when the client gave up waiting.
+	// Each create draws its delay uniformly from the range.
+	CreateDelayMin time.Duration `json:"create_delay_min,omitempty"`
+	CreateDelayMax time.Duration `json:"create_delay_max,omitempty"`
 }
 
 // String renders the faults in ParseFaults syntax ("" when none).
@@ -49,13 +58,20 @@ func (f Faults) String() string {
 	for _, p := range []struct {
 		k string
 		r Rule
-	}{{"429", f.RateLimit}, {"500", f.ServerError}, {"503", f.Unavailable}, {"html", f.HTML}, {"drop", f.Drop}, {"create-drop", f.CreateDrop}} {
+	}{{"429", f.RateLimit}, {"500", f.ServerError}, {"503", f.Unavailable}, {"html", f.HTML}, {"drop", f.Drop}, {"create-drop", f.CreateDrop}, {"create-empty", f.CreateEmpty}} {
 		if !p.r.IsZero() {
 			parts = append(parts, p.k+"="+p.r.String())
 		}
 	}
 	if f.RetryAfter > 0 {
 		parts = append(parts, "retry-after="+f.RetryAfter.String())
+	}
+	if f.CreateDelayMax > 0 {
+		d := "create-delay=" + f.CreateDelayMax.String()
+		if f.CreateDelayMin != f.CreateDelayMax {
+			d = "create-delay=" + f.CreateDelayMin.String() + "-" + f.CreateDelayMax.String()
+		}
+		parts = append(parts, d)
 	}
 	if f.Hibernate {
 		parts = append(parts, "hibernate")
@@ -74,6 +90,11 @@ func (f Faults) String() string {
 //	html=RATE             hibernation HTML page with status 200
 //	drop=RATE             close the connection without answering
 //	create-drop=RATE      perform a create (POST), then close without answering
+//	create-empty=RATE     perform a create, answer with an empty result (no sys_id)
+//	create-delay=D[-D2]   commit every create only after D (or a delay drawn
+//	                      from D..D2): a slow instance; the record is not
+//	                      visible before, and is committed even if the
+//	                      client gave up
 //	hibernate             every API request gets the hibernation page
 //	off | none            no faults (only on its own)
 //
@@ -129,14 +150,37 @@ func ParseFaults(spec string) (Faults, error) {
 			f.Drop, err = parseRule(val)
 		case "create-drop":
 			f.CreateDrop, err = parseRule(val)
+		case "create-empty":
+			f.CreateEmpty, err = parseRule(val)
+		case "create-delay":
+			f.CreateDelayMin, f.CreateDelayMax, err = parseDelayRange(val)
 		default:
-			return Faults{}, fmt.Errorf("snowsim: faults: unknown term %q (want latency, 429, retry-after, 500, 503, html, drop, create-drop, hibernate)", term)
+			return Faults{}, fmt.Errorf("snowsim: faults: unknown term %q (want latency, 429, retry-after, 500, 503, html, drop, create-drop, create-empty, create-delay, hibernate)", term)
 		}
 		if err != nil {
 			return Faults{}, fmt.Errorf("snowsim: faults: term %q: %w", term, err)
 		}
 	}
 	return f, nil
+}
+
+// parseDelayRange parses "1s" or "500ms-3s".
+func parseDelayRange(v string) (time.Duration, time.Duration, error) {
+	lo, hi, isRange := strings.Cut(v, "-")
+	from, err := time.ParseDuration(strings.TrimSpace(lo))
+	if err != nil {
+		return 0, 0, fmt.Errorf("delay %q: want a duration (2s) or a range (500ms-3s)", v)
+	}
+	to := from
+	if isRange {
+		if to, err = time.ParseDuration(strings.TrimSpace(hi)); err != nil {
+			return 0, 0, fmt.Errorf("delay %q: want a duration (2s) or a range (500ms-3s)", v)
+		}
+	}
+	if from <= 0 || to < from {
+		return 0, 0, fmt.Errorf("delay %q: want positive durations, the first not above the second", v)
+	}
+	return from, to, nil
 }
 
 func parseRule(v string) (Rule, error) {
@@ -187,6 +231,15 @@ func (s *Sim) fires(name string, r Rule) bool {
 	s.rnd ^= s.rnd >> 27
 	x := s.rnd * 2685821657736338717
 	return float64(x>>11)/float64(1<<53)*100 < r.Percent
+}
+
+// uniform returns a deterministic number in [0, 1); callers hold faultMu.
+func (s *Sim) uniform() float64 {
+	s.rnd ^= s.rnd >> 12
+	s.rnd ^= s.rnd << 25
+	s.rnd ^= s.rnd >> 27
+	x := s.rnd * 2685821657736338717
+	return float64(x>>11) / float64(1<<53)
 }
 
 const rateLimitRuleID = "d2700000000000000000000000000001"
@@ -253,4 +306,38 @@ func (s *Sim) createDrop() bool {
 	s.faultMu.Lock()
 	defer s.faultMu.Unlock()
 	return s.fires("create-drop", s.faults.CreateDrop)
+}
+
+// createEmpty decides whether this create is answered with an empty
+// result, and which one: {"result":{}} or {"result":null}.
+func (s *Sim) createEmpty() (bool, []byte) {
+	s.faultMu.Lock()
+	defer s.faultMu.Unlock()
+	if !s.fires("create-empty", s.faults.CreateEmpty) {
+		return false, nil
+	}
+	s.counts["create-empty-answer"]++
+	if s.counts["create-empty-answer"]%2 == 0 {
+		return true, []byte(`{"result":null}`)
+	}
+	return true, []byte(`{"result":{}}`)
+}
+
+// awaitCommit holds a create back for the injected commit delay. It does
+// not stop when the client goes away: like a slow instance, the create is
+// committed whether or not anyone still waits for the answer. It reports
+// whether a delay applied.
+func (s *Sim) awaitCommit() bool {
+	s.faultMu.Lock()
+	lo, hi := s.faults.CreateDelayMin, s.faults.CreateDelayMax
+	d := lo
+	if hi > lo {
+		d += time.Duration(s.uniform() * float64(hi-lo))
+	}
+	s.faultMu.Unlock()
+	if d <= 0 {
+		return false
+	}
+	time.Sleep(d)
+	return true
 }

@@ -28,6 +28,10 @@ func TestParseFaults(t *testing.T) {
 		"bad nth":      {spec: "drop=1/0", wantErr: `term "drop=1/0"`},
 		"bad latency":  {spec: "latency=fast", wantErr: `term "latency=fast"`},
 		"bare word":    {spec: "429", wantErr: `term "429"`},
+		"create delay": {spec: "create-delay=500ms-3s,create-empty=1/2",
+			want: Faults{CreateDelayMin: 500 * time.Millisecond, CreateDelayMax: 3 * time.Second, CreateEmpty: Rule{Every: 2}}},
+		"fixed create delay": {spec: "create-delay=2s", want: Faults{CreateDelayMin: 2 * time.Second, CreateDelayMax: 2 * time.Second}},
+		"bad create delay":   {spec: "create-delay=3s-1s", wantErr: `term "create-delay=3s-1s"`},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -127,5 +131,54 @@ func TestCreateDrop(t *testing.T) {
 	}
 	if dropped != 2 {
 		t.Fatalf("request log create-drop entries = %d", dropped)
+	}
+}
+
+// A delayed create commits only after the delay, whether or not the client
+// still waits, and is invisible to look-ups before.
+func TestCreateDelayCommitsLate(t *testing.T) {
+	e := newEnv(t, Options{Faults: Faults{CreateDelayMin: 300 * time.Millisecond, CreateDelayMax: 300 * time.Millisecond}})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "POST", e.url+"/api/sn_chg_rest/change/normal",
+		strings.NewReader(`{"short_description":"slow","correlation_id":"daytwo:slow-1"}`))
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Content-Type", "application/json")
+	req.SetBasicAuth("daytwo", "daytwo")
+	if res, err := http.DefaultClient.Do(req); err == nil {
+		res.Body.Close()
+		t.Fatalf("the delayed create answered within 50ms: %d", res.StatusCode)
+	}
+	lookup := func() int {
+		return len(e.call("daytwo", "GET", "/api/now/table/change_request?sysparm_query=correlation_id=daytwo:slow-1", nil).must(t, 200).list(t))
+	}
+	if n := lookup(); n != 0 {
+		t.Fatalf("the record is visible before its commit: %d", n)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for lookup() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the create whose client gave up was never committed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// An empty-result create is performed, and answered without a record.
+func TestCreateEmptyAnswer(t *testing.T) {
+	e := newEnv(t, Options{Faults: Faults{CreateEmpty: Rule{Every: 1}}})
+	for i, want := range []string{`{"result":{}}`, `{"result":null}`} {
+		r := e.call("daytwo", "POST", "/api/sn_chg_rest/change/normal", map[string]any{"short_description": "x", "correlation_id": "daytwo:e"}).must(t, 200)
+		if strings.TrimSpace(string(r.body)) != want {
+			t.Fatalf("answer %d = %s, want %s", i, r.body, want)
+		}
+	}
+	r := e.call("daytwo", "POST", "/api/now/table/incident", map[string]any{"short_description": "x"}).must(t, http.StatusCreated)
+	if strings.TrimSpace(string(r.body)) != `{"result":{}}` {
+		t.Fatalf("table create answer = %s", r.body)
+	}
+	e.sim.SetFaults(Faults{})
+	if n := len(e.call("daytwo", "GET", "/api/now/table/change_request?sysparm_query=correlation_id=daytwo:e", nil).must(t, 200).list(t)); n != 2 {
+		t.Fatalf("%d changes stored, want the 2 created", n)
 	}
 }

@@ -166,6 +166,28 @@ func (s *Sim) addJournal(t *table, r *record, element, value, by string) {
 // insert creates a record with server-side defaults and effects. Callers hold
 // s.mu for writing.
 func (s *Sim) insert(u *user, t *table, vals map[string]string) (*record, *apiError) {
+	return s.insertRecord(u, t, vals, false)
+}
+
+// insertRecord is insert; templateDone says the caller (the standard change
+// endpoint) has already merged a template into vals. Otherwise a
+// change_request insert that names a std_change_producer_version gets the
+// template's values, and they win over what the insert sent (§6: the Table
+// API path applies the template).
+func (s *Sim) insertRecord(u *user, t *table, vals map[string]string, templateDone bool) (*record, *apiError) {
+	if t.sch.name == "change_request" && !templateDone {
+		if id := vals["std_change_producer_version"]; id != "" {
+			tv, version, ok := s.templateValues(id)
+			if !ok {
+				return nil, newAPIError(http.StatusBadRequest, "Invalid std_change_producer_version",
+					"Standard change template version "+id+" does not exist or is inactive")
+			}
+			for k, v := range tv {
+				vals[k] = v
+			}
+			vals["std_change_producer_version"] = version
+		}
+	}
 	journals := journalWrites(t, vals)
 	r := t.newRecord()
 	for i, f := range t.sch.fields {

@@ -313,6 +313,8 @@ func (s *Sim) tableCreate(w http.ResponseWriter, r *http.Request, u *user, name 
 		return ""
 	}
 	drop := s.createDrop()
+	empty, emptyBody := s.createEmpty()
+	s.awaitCommit()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t := s.d.tables[name]
@@ -333,6 +335,10 @@ func (s *Sim) tableCreate(w http.ResponseWriter, r *http.Request, u *user, name 
 	if drop {
 		dropConnection(w)
 		return "create-drop"
+	}
+	if empty {
+		writeJSON(w, http.StatusCreated, emptyBody)
+		return "create-empty"
 	}
 	w.Header().Set("Location", baseURL(r)+"/api/now/table/"+name+"/"+t.get(row, "sys_id"))
 	s.writeOne(w, r, u, t, row, http.StatusCreated)
