@@ -39,6 +39,10 @@ var (
 	ErrDiskFull = errors.New("the disk is full")
 )
 
+// maxConns bounds the pool: enough for a rollout's parallel steps to
+// journal without opening connections, few enough to stay light.
+const maxConns = 16
+
 // timeFormat is fixed-width so that stored timestamps sort as text.
 const timeFormat = "2006-01-02T15:04:05.000000000Z"
 
@@ -111,6 +115,13 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
+	// Keep the connections a busy rollout uses open: database/sql keeps 2
+	// idle by default, so 50 parallel steps opened (and parsed the schema
+	// of) hundreds of connections per run. WAL lets readers run beside the
+	// one writer; writers queue on the busy timeout.
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(maxConns)
+	db.SetConnMaxIdleTime(5 * time.Minute)
 	s.sql = db
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
