@@ -348,7 +348,8 @@ func closeCode(recs []map[string]any) any {
 // drain delivers the outbox until nothing is pending.
 func (w *safetyWorld) drain(t *testing.T) {
 	t.Helper()
-	waitFor(t, "the outbox to drain", 60*time.Second, func() bool {
+	deadline := time.Now().Add(90 * time.Second)
+	for {
 		r := daytwo(t, w.env, "sync", "--once")
 		if r.code != 0 {
 			t.Fatalf("sync: %+v", r)
@@ -357,11 +358,14 @@ func (w *safetyWorld) drain(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(items) > 0 && os.Getenv("DAYTWO_TEST_VERBOSE") != "" {
-			t.Logf("%s outbox: %d left, first %+v", time.Now().Format("15:04:05.000"), len(items), items[0])
+		if len(items) == 0 {
+			return
 		}
-		return len(items) == 0
-	})
+		if time.Now().After(deadline) {
+			t.Fatalf("outbox not drained: %d left, first %+v\nlast sync: %s", len(items), items[0], r.stdout)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // workNotes returns the work notes of a change.
