@@ -25,7 +25,7 @@ type fleet struct {
 	versions map[string]string
 	broken   map[string]bool // forward deploys to these land broken
 	probeLie map[string]string
-	deploys  []string        // "target version" in order
+	deploys  []string // "target version" in order
 	// onDeploy, if set, runs before each deploy (the test's hook into a
 	// run in progress).
 	onDeploy func(req ops.StepRequest)
