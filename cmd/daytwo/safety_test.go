@@ -270,6 +270,56 @@ func (w *safetyWorld) startDaemon(t *testing.T) (*exec.Cmd, chan int) {
 	return cmd, exited
 }
 
+// pauseOutsideTransactions stops pid with SIGSTOP at a moment it holds
+// no SQLite write lock. (A writer paused inside a transaction blocks every
+// other writer of an SQLite file until it resumes — a limitation of an
+// embedded database, which PostgreSQL does not share — so the trial pauses
+// the runner between its writes, as a pause past the lease usually lands.)
+func (w *safetyWorld) pauseOutsideTransactions(t *testing.T, pid int) {
+	t.Helper()
+	var inodes []uint64
+	for _, f := range []string{"d.db", "d.db-shm", "d.db-wal"} {
+		var st syscall.Stat_t
+		if err := syscall.Stat(filepath.Join(w.dir, f), &st); err == nil {
+			inodes = append(inodes, st.Ino)
+		}
+	}
+	for range 1000 {
+		_ = syscall.Kill(pid, syscall.SIGSTOP)
+		if !holdsWriteLock(t, pid, inodes) {
+			return
+		}
+		_ = syscall.Kill(pid, syscall.SIGCONT)
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatalf("pid %d always held an SQLite write lock", pid)
+}
+
+// holdsWriteLock reports whether pid holds a POSIX write lock on one of
+// the files (by inode), from /proc/locks.
+func holdsWriteLock(t *testing.T, pid int, inodes []uint64) bool {
+	t.Helper()
+	b, err := os.ReadFile("/proc/locks")
+	if err != nil {
+		t.Skipf("no /proc/locks: cannot pause the runner outside a transaction (%v)", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		// "1: POSIX  ADVISORY  WRITE 1234 08:01:5678 120 120"
+		if len(f) < 8 || f[1] != "POSIX" || f[3] != "WRITE" || f[4] != strconv.Itoa(pid) {
+			continue
+		}
+		dev := strings.Split(f[5], ":")
+		ino, _ := strconv.ParseUint(dev[len(dev)-1], 10, 64)
+		for _, want := range inodes {
+			if ino == want {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // verifyRecord checks that every target reports the release the record
 // says the environment runs, that the update and the run agree with it,
 // and (once the outbox is drained) the change's close code too. It
@@ -524,7 +574,7 @@ func TestStaleRunnerAfterTakeoverExecutesNothing(t *testing.T) {
 		p := w.proposeApproved(t, fmt.Sprintf("3.%d.0", i))
 		run, exited := w.startRun(t, p.ID)
 		waitFor(t, "a deploy to start", 60*time.Second, func() bool { return w.exists("deploy-started") })
-		_ = run.Process.Signal(syscall.SIGSTOP)
+		w.pauseOutsideTransactions(t, run.Process.Pid)
 		w.control(t, "slow-deploy", "")
 		var recoveredAt time.Time
 		waitFor(t, "the daemon to take the run over and finish it", 90*time.Second, func() bool {
@@ -540,6 +590,7 @@ func TestStaleRunnerAfterTakeoverExecutesNothing(t *testing.T) {
 			}
 			return !recoveredAt.IsZero()
 		})
+		w.drain(t) // what the daemon queued is delivered before the stale runner wakes
 		notesBefore := len(w.workNotes(t, p.Change))
 		_ = run.Process.Signal(syscall.SIGCONT)
 		code := <-exited
