@@ -52,8 +52,8 @@
 //     Rejection → New, approval=rejected, pending approvals cancelled.
 //     Emergency New→Authorize asks "CAB Approval". A stage with nobody to
 //     ask passes at once. Standard changes are created with approval=approved.
-//   - Priority is recomputed from impact × urgency on every write of a change
-//     or incident; change priority 5 (Planning) is capped to 4 (Low).
+//   - Incident priority is recomputed from impact × urgency on every write;
+//     change priority is kept as written (default 4), as on a real instance.
 //   - Conflict check runs synchronously on POST; status is "Conflict" or "No
 //     Conflict" (never "Conflict" with an empty list); blackout schedules are
 //     cmn_schedule rows of type blackout whose condition (an encoded query on
