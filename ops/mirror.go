@@ -2,6 +2,7 @@ package ops
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -316,22 +317,26 @@ const conflictRecheck = time.Minute
 
 // recheckConflicts queues a new conflict check for waiting updates whose
 // last check found conflicts and is older than conflictRecheck. Updates
-// without conflicts cost nothing.
+// without conflicts cost nothing: one query finds the checks due.
 func (s *Service) recheckConflicts(ctx context.Context) error {
-	waiting, err := s.store.ListUpdates(ctx, UpdateFilter{States: []UpdateState{UpdateProposed, UpdateAwaitingApproval, UpdateApproved, UpdateScheduled}})
-	if err != nil {
+	due, err := s.store.ConflictChecks(ctx, ConflictFound, s.now().Add(-conflictRecheck))
+	if err != nil || len(due) == 0 {
 		return err
 	}
-	for _, u := range waiting {
-		env, err := s.Environment(u.Environment)
-		if err != nil || !env.RequiresChange || !env.Change.CheckConflicts || u.ChangeSysID == "" {
+	for _, chk := range due {
+		u, err := s.store.GetUpdate(ctx, chk.UpdateID)
+		if errors.Is(err, ErrNotFound) {
 			continue
-		}
-		last, err := s.lastConflictCheck(ctx, u.ID)
-		if err != nil {
+		} else if err != nil {
 			return err
 		}
-		if last == nil || last.Result != "Conflict" || s.now().Sub(last.Time) < conflictRecheck {
+		switch u.State {
+		case UpdateProposed, UpdateAwaitingApproval, UpdateApproved, UpdateScheduled:
+		default:
+			continue
+		}
+		env, err := s.Environment(u.Environment)
+		if err != nil || !env.RequiresChange || !env.Change.CheckConflicts || u.ChangeSysID == "" {
 			continue
 		}
 		pending, err := s.store.ListOutbox(ctx, OutboxFilter{Key: u.ID})
