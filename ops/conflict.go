@@ -85,23 +85,19 @@ func firstNonEmptyStr(vs ...string) string {
 	return ""
 }
 
-// Conflict check timing: one delivery waits conflictPollWait for the
-// worker before it lets the outbox retry (polling the same worker); a
-// check running longer than conflictRunningMax is started again.
+// Conflict check timing: a delivery waits up to conflictPollWait for the
+// worker; a check still running then is left to the sync cycle, which
+// polls it (one request) until it completes. A check running longer than
+// conflictRunningMax, or failed, is started again.
 const (
-	conflictPollWait    = 8 * time.Second
-	conflictRunningMax  = 10 * time.Minute
-	conflictRetryPeriod = 5 * time.Second
+	conflictPollWait   = 5 * time.Second
+	conflictRunningMax = 10 * time.Minute
 )
 
-// errConflictCheckRunning makes the outbox retry a check that is still
-// running.
-var errConflictCheckRunning = errors.New("conflict check still running on ServiceNow")
-
-// deliverConflictCheck starts (or resumes) the conflict check of the
-// item's update and records where it stands. A check still running is
-// recorded as such and the item retried; a completed one is recorded, its
-// change mirrored, and audited.
+// deliverConflictCheck starts the conflict check of the item's update and
+// waits a little for it. The item is delivered once the check is started
+// and recorded: a check still running does not hold back later writes for
+// the update; the sync cycle polls it (pollConflictChecks).
 func (s *Service) deliverConflictCheck(ctx context.Context, it OutboxItem) error {
 	id := updateIDOf(it)
 	u, err := s.store.GetUpdate(ctx, id)
@@ -115,8 +111,8 @@ func (s *Service) deliverConflictCheck(ctx context.Context, it OutboxItem) error
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return err
 	}
-	// The item was queued after the last completed check (or there is
-	// none): resume the check in flight, else start one.
+	// A retry of this item after its check was started polls that worker
+	// instead of starting another.
 	chk := last
 	if last.State != ConflictRunning || last.Worker == "" || last.ChangeSysID != u.ChangeSysID ||
 		s.now().Sub(last.StartedAt) > conflictRunningMax {
@@ -124,8 +120,6 @@ func (s *Service) deliverConflictCheck(ctx context.Context, it OutboxItem) error
 			return err
 		}
 		chk.UpdateID, chk.ChangeSysID, chk.State = u.ID, u.ChangeSysID, ConflictRunning
-		// Durable before waiting: a retry, or another process, polls this
-		// worker instead of starting another.
 		if err := s.saveConflictCheck(context.WithoutCancel(ctx), chk); err != nil {
 			return err
 		}
@@ -134,44 +128,90 @@ func (s *Service) deliverConflictCheck(ctx context.Context, it OutboxItem) error
 	if err != nil {
 		return err
 	}
+	return s.recordConflictCheck(context.WithoutCancel(ctx), u, chk, res, it.ID)
+}
+
+// recordConflictCheck records where a check stands. A completed check is
+// mirrored (it set conflict_status on the change) and audited; itemID,
+// when not zero, is the outbox item marked delivered with it.
+func (s *Service) recordConflictCheck(ctx context.Context, u Update, chk, res ConflictCheck, itemID int64) error {
 	res.UpdateID, res.ChangeSysID = u.ID, u.ChangeSysID
+	res.Worker, res.StartedAt = chk.Worker, chk.StartedAt
 	if res.Conflicts == nil {
 		res.Conflicts = []Conflict{}
 	}
-	ctx = context.WithoutCancel(ctx) // ServiceNow acted: record it even if the caller gave up
-	switch res.State {
-	case ConflictRunning:
-		return &RetryLaterError{After: conflictRetryPeriod, Err: fmt.Errorf("%w: %w (worker %s)", ErrUnavailable, errConflictCheckRunning, chk.Worker)}
-	case ConflictFailed:
-		if err := s.saveConflictCheck(ctx, res); err != nil {
+	var ch Change
+	if res.State == ConflictClear || res.State == ConflictFound {
+		var err error
+		if ch, err = s.changes.GetChange(ctx, u.ChangeSysID); err != nil {
 			return err
 		}
-		return fmt.Errorf("%w: conflict check of %s failed: %s", ErrUnavailable, u.ChangeNumber, res.Message)
-	}
-	// The check updates conflict_status on the change: mirror it.
-	ch, err := s.changes.GetChange(ctx, u.ChangeSysID)
-	if err != nil {
-		return err
-	}
-	found := make([]string, len(res.Conflicts))
-	for i, c := range res.Conflicts {
-		found[i] = c.String()
 	}
 	return s.store.Atomic(ctx, func(tx Tx) error {
 		res.CheckedAt = tx.Now()
 		if err := tx.SaveConflictCheck(ctx, res); err != nil {
 			return err
 		}
-		if _, err := tx.UpsertChanges(ctx, []Change{ch}); err != nil {
-			return err
+		if itemID != 0 {
+			if err := tx.MarkDelivered(ctx, itemID, map[string]string{"number": u.ChangeNumber, "worker": res.Worker, "conflicts": string(res.State)}); err != nil {
+				return err
+			}
 		}
-		if err := tx.MarkDelivered(ctx, it.ID, map[string]string{"number": u.ChangeNumber, "conflicts": string(res.State)}); err != nil {
-			return err
+		if ch.SysID != "" {
+			if _, err := tx.UpsertChanges(ctx, []Change{ch}); err != nil {
+				return err
+			}
 		}
-		return s.audit(ctx, tx, Event{Action: "change.conflicts", Subject: u.ChangeNumber, Environment: u.Environment,
-			UpdateID: u.ID, ChangeNumber: u.ChangeNumber, Result: string(res.State),
-			Detail: map[string]any{"conflicts": found, "worker": res.Worker, "last_run": res.LastRun.UTC().Format(time.RFC3339)}})
+		detail := map[string]any{"worker": res.Worker}
+		action := "change.conflicts"
+		switch res.State {
+		case ConflictRunning:
+			action = "change.conflicts_started"
+		case ConflictFailed:
+			detail["error"] = res.Message
+		default:
+			found := make([]string, len(res.Conflicts))
+			for i, c := range res.Conflicts {
+				found[i] = c.String()
+			}
+			detail["conflicts"] = found
+			detail["last_run"] = res.LastRun.UTC().Format(time.RFC3339)
+		}
+		if action == "change.conflicts_started" && itemID == 0 {
+			return nil
+		}
+		return s.audit(ctx, tx, Event{Action: action, Subject: u.ChangeNumber, Environment: u.Environment,
+			UpdateID: u.ID, ChangeNumber: u.ChangeNumber, Result: string(res.State), Detail: detail})
 	})
+}
+
+// pollConflictChecks looks once at every check still running (one request
+// each, none when nothing runs) and records those that completed or
+// failed.
+func (s *Service) pollConflictChecks(ctx context.Context) error {
+	running, err := s.store.ConflictChecks(ctx, ConflictRunning, s.now().Add(time.Second))
+	if err != nil {
+		return err
+	}
+	for _, chk := range running {
+		u, err := s.store.GetUpdate(ctx, chk.UpdateID)
+		if errors.Is(err, ErrNotFound) || err == nil && (u.State.Terminal() || u.ChangeSysID != chk.ChangeSysID) {
+			continue
+		} else if err != nil {
+			return err
+		}
+		res, err := s.changes.PollConflictCheck(ctx, chk, 0)
+		if err != nil {
+			return fmt.Errorf("conflict check of %s: %w", u.ChangeNumber, err)
+		}
+		if res.State == ConflictRunning {
+			continue
+		}
+		if err := s.recordConflictCheck(ctx, u, chk, res, 0); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *Service) saveConflictCheck(ctx context.Context, chk ConflictCheck) error {

@@ -315,14 +315,28 @@ func (s *Service) mirrorPipelined(ctx context.Context, req MirrorRequest, rep *S
 // have ended.
 const conflictRecheck = time.Minute
 
-// recheckConflicts queues a new conflict check for waiting updates whose
-// last check found conflicts and is older than conflictRecheck. Updates
-// without conflicts cost nothing: one query finds the checks due.
+// recheckConflicts polls the conflict checks still running, and queues a
+// new check for waiting updates whose last check found conflicts and is
+// older than conflictRecheck, failed, or has been running for longer than
+// conflictRunningMax. Updates without conflicts cost nothing: a few
+// queries find the checks due.
 func (s *Service) recheckConflicts(ctx context.Context) error {
-	due, err := s.store.ConflictChecks(ctx, ConflictFound, s.now().Add(-conflictRecheck))
-	if err != nil || len(due) == 0 {
+	if err := s.pollConflictChecks(ctx); err != nil {
 		return err
 	}
+	due, err := s.store.ConflictChecks(ctx, ConflictFound, s.now().Add(-conflictRecheck))
+	if err != nil {
+		return err
+	}
+	failed, err := s.store.ConflictChecks(ctx, ConflictFailed, s.now().Add(time.Second))
+	if err != nil {
+		return err
+	}
+	stuck, err := s.store.ConflictChecks(ctx, ConflictRunning, s.now().Add(-conflictRunningMax))
+	if err != nil {
+		return err
+	}
+	due = append(append(due, failed...), stuck...)
 	for _, chk := range due {
 		u, err := s.store.GetUpdate(ctx, chk.UpdateID)
 		if errors.Is(err, ErrNotFound) {

@@ -36,6 +36,15 @@ type conflictWorker struct {
 
 func vd(v, d string) map[string]string { return map[string]string{"value": v, "display_value": d} }
 
+// SetConflictDelay changes how long the checks started from now on run
+// (see Options.ConflictDelay).
+func (s *Sim) SetConflictDelay(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opts.ConflictDelay = d
+}
+
+// conflictDelay is the run time of a new check. Callers hold s.mu.
 func (s *Sim) conflictDelay() time.Duration {
 	switch d := s.opts.ConflictDelay; {
 	case d == 0:
