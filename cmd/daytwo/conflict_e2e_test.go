@@ -63,12 +63,20 @@ func TestConflictCheckRunningBlocksCompletedEmptyConflictDoesNot(t *testing.T) {
 	}
 
 	// 2. A check that completes with no conflict (status "Conflict", empty
-	// list) does not block.
-	w.sim.Sim().SetConflictDelay(300 * time.Millisecond)
+	// list) does not block. It outlasts the proposal's wait for it, so a
+	// sync cycle finds it complete.
+	w.sim.Sim().SetConflictDelay(10 * time.Second)
 	p := w.propose(t, "production", "3.0.1")
 	w.approve(t, p.Change)
-	if r := daytwo(t, w.env, "sync", "--once"); r.code != 0 {
-		t.Fatalf("sync: %+v", r)
+	waitFor(t, "a sync to record the completed conflict check", 60*time.Second, func() bool {
+		if r := daytwo(t, w.env, "sync", "--once"); r.code != 0 {
+			t.Fatalf("sync: %+v", r)
+		}
+		r := daytwo(t, w.env, "audit", "list", "--update", p.ID, "-o", "json", "--limit", "0")
+		return strings.Contains(r.stdout, `"action": "change.conflicts"`) && strings.Contains(r.stdout, `"result": "clear"`)
+	})
+	if r := daytwo(t, w.env, "audit", "list", "--update", p.ID, "-o", "json", "--limit", "0"); !strings.Contains(r.stdout, `"action": "change.conflicts_started"`) {
+		t.Fatalf("the check did not outlast the proposal (no change.conflicts_started): %s", r.stdout)
 	}
 	got := w.simConflict(t, p.Change)
 	if got["status"] != "Conflict" || got["job_status"] != "2" || len(got["conflicts"].([]any)) != 0 {
@@ -79,9 +87,5 @@ func TestConflictCheckRunningBlocksCompletedEmptyConflictDoesNot(t *testing.T) {
 	}
 	if got := w.versions(t, "prd-1", "prd-2", "prd-3"); got != "3.0.1,3.0.1,3.0.1" {
 		t.Fatalf("production after the run: %s", got)
-	}
-	r = daytwo(t, w.env, "audit", "list", "-o", "json", "--limit", "0")
-	if !strings.Contains(r.stdout, `"action": "change.conflicts"`) || !strings.Contains(r.stdout, `"result": "clear"`) {
-		t.Fatalf("no completed conflict check in the audit log: %s", r.stdout)
 	}
 }
