@@ -41,15 +41,6 @@ type EvidenceChecker interface {
 	HasAttachment(ctx context.Context, sysID, name string) (bool, error)
 }
 
-// ConflictReport is the outcome of a conflict check.
-type ConflictReport struct {
-	Status string `json:"status"`
-	// Conflicts describe each conflict ("blackout: Year-end freeze",
-	// "CHG0000012 already scheduled on checkout-service"); the list, not
-	// Status, is the authority (ServiceNow may say "Conflict" with none).
-	Conflicts []string `json:"conflicts"`
-}
-
 // ChangeRequest is the change ops asks the change system to raise.
 type ChangeRequest struct {
 	// CorrelationID makes creation idempotent: the adapter looks it up
@@ -132,8 +123,11 @@ type ChangeSystem interface {
 	Ping(ctx context.Context) error
 	// WhoAmI returns the sys_id of the user daytwo acts as.
 	WhoAmI(ctx context.Context) (string, error)
-	// CheckConflicts runs ServiceNow's conflict detection for a change
-	// (blackout windows, other changes scheduled on its CI) and returns
-	// what it found.
-	CheckConflicts(ctx context.Context, sysID string) (ConflictReport, error)
+	// StartConflictCheck starts ServiceNow's conflict detection for a
+	// change (blackout windows, other changes scheduled on its CI); it runs
+	// in the background and the check comes back ConflictRunning.
+	StartConflictCheck(ctx context.Context, changeSysID string) (ConflictCheck, error)
+	// PollConflictCheck waits up to wait for a started check to complete
+	// and returns where it stands: still running, failed, or its results.
+	PollConflictCheck(ctx context.Context, chk ConflictCheck, wait time.Duration) (ConflictCheck, error)
 }

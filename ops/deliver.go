@@ -271,19 +271,7 @@ func (s *Service) deliver(ctx context.Context, it OutboxItem) error {
 			return tx.UpsertIncident(ctx, inc)
 		})
 	case OutboxCheckConflicts:
-		var rep ConflictReport
-		return s.deliverForChange(ctx, it, func(u Update) (Change, string, error) {
-			var err error
-			if rep, err = s.changes.CheckConflicts(ctx, u.ChangeSysID); err != nil {
-				return Change{}, "change.conflicts_checked", err
-			}
-			// The check updates conflict_status on the change: mirror it.
-			ch, err := s.changes.GetChange(ctx, u.ChangeSysID)
-			return ch, "change.conflicts_checked", err
-		}, nil, func(ctx context.Context, tx Tx, u Update) error {
-			return s.audit(ctx, tx, Event{Action: "change.conflicts", Subject: u.ChangeNumber, Environment: u.Environment,
-				UpdateID: u.ID, ChangeNumber: u.ChangeNumber, Result: rep.Status, Detail: map[string]any{"conflicts": rep.Conflicts}})
-		})
+		return s.deliverConflictCheck(ctx, it)
 	default:
 		return fmt.Errorf("%w: unknown outbox kind %q", ErrRefused, it.Kind)
 	}

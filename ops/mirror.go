@@ -2,6 +2,7 @@ package ops
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -314,24 +315,42 @@ func (s *Service) mirrorPipelined(ctx context.Context, req MirrorRequest, rep *S
 // have ended.
 const conflictRecheck = time.Minute
 
-// recheckConflicts queues a new conflict check for waiting updates whose
-// last check found conflicts and is older than conflictRecheck. Updates
-// without conflicts cost nothing.
+// recheckConflicts polls the conflict checks still running, and queues a
+// new check for waiting updates whose last check found conflicts and is
+// older than conflictRecheck, failed, or has been running for longer than
+// conflictRunningMax. Updates without conflicts cost nothing: a few
+// queries find the checks due.
 func (s *Service) recheckConflicts(ctx context.Context) error {
-	waiting, err := s.store.ListUpdates(ctx, UpdateFilter{States: []UpdateState{UpdateProposed, UpdateAwaitingApproval, UpdateApproved, UpdateScheduled}})
+	if err := s.pollConflictChecks(ctx); err != nil {
+		return err
+	}
+	due, err := s.store.ConflictChecks(ctx, ConflictFound, s.now().Add(-conflictRecheck))
 	if err != nil {
 		return err
 	}
-	for _, u := range waiting {
-		env, err := s.Environment(u.Environment)
-		if err != nil || !env.RequiresChange || !env.Change.CheckConflicts || u.ChangeSysID == "" {
+	failed, err := s.store.ConflictChecks(ctx, ConflictFailed, s.now().Add(time.Second))
+	if err != nil {
+		return err
+	}
+	stuck, err := s.store.ConflictChecks(ctx, ConflictRunning, s.now().Add(-conflictRunningMax))
+	if err != nil {
+		return err
+	}
+	due = append(append(due, failed...), stuck...)
+	for _, chk := range due {
+		u, err := s.store.GetUpdate(ctx, chk.UpdateID)
+		if errors.Is(err, ErrNotFound) {
 			continue
-		}
-		last, err := s.lastConflictCheck(ctx, u.ID)
-		if err != nil {
+		} else if err != nil {
 			return err
 		}
-		if last == nil || last.Result != "Conflict" || s.now().Sub(last.Time) < conflictRecheck {
+		switch u.State {
+		case UpdateProposed, UpdateAwaitingApproval, UpdateApproved, UpdateScheduled:
+		default:
+			continue
+		}
+		env, err := s.Environment(u.Environment)
+		if err != nil || !env.RequiresChange || !env.Change.CheckConflicts || u.ChangeSysID == "" {
 			continue
 		}
 		pending, err := s.store.ListOutbox(ctx, OutboxFilter{Key: u.ID})

@@ -24,6 +24,12 @@ type Store interface {
 	Incidents(ctx context.Context, updateID string) ([]Incident, error)
 	OpenChangeSysIDs(ctx context.Context, correlationPrefix string) ([]string, error)
 	GetWatermark(ctx context.Context, table string) (Watermark, error)
+	// ConflictCheck returns the update's last conflict check, ErrNotFound
+	// when none was started.
+	ConflictCheck(ctx context.Context, updateID string) (ConflictCheck, error)
+	// ConflictChecks returns the last conflict checks in state that were
+	// recorded before before.
+	ConflictChecks(ctx context.Context, state ConflictState, before time.Time) ([]ConflictCheck, error)
 
 	DueOutbox(ctx context.Context, now time.Time, limit int) ([]OutboxItem, error)
 	NextOutboxAttempt(ctx context.Context) (time.Time, error)
@@ -128,6 +134,9 @@ type Tx interface {
 	UpsertIncident(ctx context.Context, in Incident) error
 	DeleteChanges(ctx context.Context, sysIDs []string) (int, error)
 	SetWatermark(ctx context.Context, table string, w Watermark) error
+	// SaveConflictCheck records the update's last conflict check,
+	// replacing the previous one.
+	SaveConflictCheck(ctx context.Context, chk ConflictCheck) error
 	AppendEvent(ctx context.Context, ev Event) (Event, error)
 	InsertRun(ctx context.Context, r Run) error
 	FinishRun(ctx context.Context, id string, state RunState, cause string) error

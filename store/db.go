@@ -123,7 +123,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	db.SetMaxIdleConns(maxConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	s.sql = db
-	if err := s.migrate(ctx); err != nil {
+	if err := s.migrateWhenFree(ctx, opts.BusyTimeout); err != nil {
 		db.Close()
 		if e := s.Explain(err); e != err {
 			return nil, fmt.Errorf("store: %w", e) // Explain names the file
@@ -252,6 +252,25 @@ func dsn(path string, busy time.Duration) string {
 	q.Add("_pragma", "synchronous(NORMAL)")
 	q.Set("_txlock", "immediate")
 	return "file:" + path + "?" + q.Encode()
+}
+
+// migrateWhenFree migrates, retrying while another process (or pool
+// connection) holds a lock the busy handler does not wait for — switching a
+// new file to WAL, or a schema change racing a reader — for up to busy.
+func (db *DB) migrateWhenFree(ctx context.Context, busy time.Duration) error {
+	deadline := time.Now().Add(busy)
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+		err := db.migrate(ctx)
+		var se *sqlite.Error
+		if err == nil || !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
 }
 
 // Path returns the database file's path.

@@ -30,8 +30,13 @@ type engineWorld struct {
 
 func newEngineWorld(t *testing.T, bake string) *engineWorld {
 	t.Helper()
+	return newEngineWorldWith(t, bake, snowsim.Options{})
+}
+
+func newEngineWorldWith(t *testing.T, bake string, opts snowsim.Options) *engineWorld {
+	t.Helper()
 	w := &engineWorld{dir: t.TempDir()}
-	w.sim = startSim(t, snowsim.Options{})
+	w.sim = startSim(t, opts)
 	w.stateDir = filepath.Join(w.dir, "fleet")
 	var targets []demofleet.Target
 	for _, n := range []string{"stg-1", "stg-2", "prd-1", "prd-2", "prd-3"} {

@@ -26,6 +26,10 @@ import (
 
 func startSim(t *testing.T, opts snowsim.Options) *snowsim.Server {
 	t.Helper()
+	if opts.ConflictDelay == 0 {
+		// Conflict checks run in the background, briefly (2s by default).
+		opts.ConflictDelay = 100 * time.Millisecond
+	}
 	srv, err := snowsim.Listen(context.Background(), "127.0.0.1:0", opts)
 	if err != nil {
 		t.Fatal(err)
