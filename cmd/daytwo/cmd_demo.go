@@ -49,7 +49,8 @@ history, and the engine running as the daemon would. Then open the console.
 
 The simulator approves normal changes as "CAB Manager" a few seconds after
 they are requested (--approve-after), or never with --manual-approval so you
-approve in the console. --headless runs the scripted story instead of the
+approve each stage in the console or with ` + "`daytwo change approve`" + `, as
+ops.lead (a member of both stages' approval groups). --headless runs the scripted story instead of the
 console and exits 0 only if every step ended as expected.
 
 Everything is stopped and removed on exit (--keep or --dir keeps the files).`,
@@ -128,7 +129,7 @@ func (a *app) startDemo(ctx context.Context, dir string, keep, manual bool, appr
 		return nil, err
 	}
 	pw, apw := filepath.Join(dir, "sn-password"), filepath.Join(dir, "approver-password")
-	for path, secret := range map[string]string{pw: "daytwo", apw: "cab.manager"} {
+	for path, secret := range map[string]string{pw: "daytwo", apw: "ops.lead"} {
 		if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
 			return nil, err
 		}
@@ -163,7 +164,7 @@ func (a *app) startDemo(ctx context.Context, dir string, keep, manual bool, appr
 
 	out := a.stdout
 	fmt.Fprintf(out, "daytwo demo workspace: %s\n", dir)
-	fmt.Fprintf(out, "  ServiceNow simulator: %s (users daytwo/daytwo, cab.manager/cab.manager; see README)\n", w.sim.URL())
+	fmt.Fprintf(out, "  ServiceNow simulator: %s (users daytwo/daytwo, ops.lead/ops.lead, cab.manager/cab.manager; see README)\n", w.sim.URL())
 	for _, name := range []string{"dev-1", "dev-2", "stg-1", "stg-2", "prd-1", "prd-2", "prd-3"} {
 		if u := w.fleet.URLs()[name]; u != "" {
 			fmt.Fprintf(out, "  %s %s\n", name, u)
@@ -171,7 +172,7 @@ func (a *app) startDemo(ctx context.Context, dir string, keep, manual bool, appr
 	}
 	fmt.Fprintf(out, "  config: %s\n  logs:   %s\n", cfgPath, filepath.Join(dir, "daytwo.log"))
 	if manual {
-		fmt.Fprintln(out, "  approvals: manual (approve in the console as CAB Manager)")
+		fmt.Fprintln(out, "  approvals: manual: approve each stage in the console (A) or with `daytwo change approve CHG`, as ops.lead (Ops Lead)")
 	} else {
 		fmt.Fprintf(out, "  approvals: CAB Manager approves normal changes after %s\n", approveAfter)
 	}
