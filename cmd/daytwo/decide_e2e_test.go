@@ -1,0 +1,174 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/daytwo/daytwo/itsm/snowsim"
+	"github.com/daytwo/daytwo/ops"
+)
+
+// decideWorld is a simulator and a config with one gated environment whose
+// normal, moderate-risk changes need two stages of approval (Platform Ops,
+// then CAB Approval), four eyes on.
+type decideWorld struct {
+	sim *snowsim.Server
+	env []string // the integration user only (daytwo)
+	dir string
+}
+
+func newDecideWorld(t *testing.T) *decideWorld {
+	t.Helper()
+	w := &decideWorld{sim: startSim(t, snowsim.Options{}), dir: t.TempDir()}
+	cfg := filepath.Join(w.dir, "daytwo.yaml")
+	if err := os.WriteFile(cfg, []byte(`
+store: {path: d.db}
+servicenow:
+  instance: `+w.sim.URL()+`
+  auth: {username: daytwo}
+  assignment_group: Platform Ops
+  timeout: 2s
+  four_eyes: true
+environments:
+  - name: production
+    requires_change: true
+    change: {type: normal, cmdb_ci: checkout-service, risk: moderate, check_conflicts: false}
+    targets: [{name: prd-1}]
+    deploy: {command: ["true"]}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w.env = []string{"DAYTWO_CONFIG=" + cfg, "DAYTWO_SN_PASSWORD=daytwo"}
+	return w
+}
+
+// as is the environment of a process that also holds user's credentials
+// as its approver.
+func (w *decideWorld) as(user string) []string {
+	return append(append([]string{}, w.env...), "DAYTWO_SN_APPROVER_USER="+user, "DAYTWO_SN_APPROVER_PASSWORD="+user)
+}
+
+// raise proposes production 2.0.0 and mirrors its change (in Assess).
+func (w *decideWorld) raise(t *testing.T) (number, sysID string) {
+	t.Helper()
+	r := daytwo(t, w.env, "propose", "production", "2.0.0", "-o", "json")
+	var p proposeResult
+	if err := json.Unmarshal([]byte(r.stdout), &p); err != nil || r.code != 0 || p.Change == "" {
+		t.Fatalf("propose: %+v (%v)", r, err)
+	}
+	if r := daytwo(t, w.env, "sync", "--once"); r.code != 0 {
+		t.Fatalf("sync: %+v", r)
+	}
+	rows := w.records(t, "change_request", "number="+p.Change)
+	if len(rows) != 1 || rows[0]["state"] != "-4" {
+		t.Fatalf("change %s in the simulator: %v; want one in Assess", p.Change, rows)
+	}
+	return p.Change, rows[0]["sys_id"]
+}
+
+func (w *decideWorld) records(t *testing.T, table, query string) []map[string]string {
+	t.Helper()
+	r := curl(t, "GET", w.sim.URL()+"/api/now/table/"+table+"?sysparm_exclude_reference_link=true&sysparm_query="+query+
+		"&sysparm_fields=sys_id,number,state,approval,approver.user_name,sys_updated_by", "admin", nil)
+	var out []map[string]string
+	for _, row := range r.body["result"].([]any) {
+		m := map[string]string{}
+		for k, v := range row.(map[string]any) {
+			m[k] = fmt.Sprint(v)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// approved returns, per user, how many approval rows of the change they
+// approved.
+func (w *decideWorld) approved(t *testing.T, sysID string) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	for _, a := range w.records(t, "sysapproval_approver", "sysapproval="+sysID+"^state=approved") {
+		out[a["approver.user_name"]]++
+	}
+	return out
+}
+
+func outboxItems(t *testing.T, env []string) []ops.OutboxItem {
+	t.Helper()
+	r := daytwo(t, env, "outbox", "list", "--all", "-o", "json")
+	var items []ops.OutboxItem
+	if err := json.Unmarshal([]byte(r.stdout), &items); err != nil || r.code != 0 {
+		t.Fatalf("outbox list: %+v (%v)", r, err)
+	}
+	return items
+}
+
+func auditActions(t *testing.T, env []string) string {
+	t.Helper()
+	r := daytwo(t, env, "audit", "list", "--limit", "0")
+	if r.code != 0 {
+		t.Fatalf("audit list: %+v", r)
+	}
+	return r.stdout
+}
+
+// TestQueuedDecisionIsDeliveredOnlyAsItsMaker: ops.lead approves while
+// ServiceNow is down; a later plain `sync --once` (integration user only)
+// must not send it as the requester, and says why; a process holding
+// ops.lead's credentials then delivers it as ops.lead (issue 11, defect 5).
+func TestQueuedDecisionIsDeliveredOnlyAsItsMaker(t *testing.T) {
+	w := newDecideWorld(t)
+	number, sysID := w.raise(t)
+
+	w.sim.Sim().SetFaults(snowsim.Faults{Drop: snowsim.Rule{Every: 1}}) // ServiceNow is down
+	r := daytwo(t, w.as("ops.lead"), "change", "approve", number, "--comment", "reviewed", "--wait", "1s")
+	if r.code != 0 || !strings.Contains(r.stdout, "decision queued") || !strings.Contains(r.stdout, "It will be delivered") {
+		t.Fatalf("approve while ServiceNow is down: %+v", r)
+	}
+	w.sim.Sim().SetFaults(snowsim.Faults{}) // back
+
+	// A daemon-like process with only the integration user, once the
+	// decision's retry falls due.
+	var decision ops.OutboxItem
+	waitFor(t, "the queued decision to be tried again", 30*time.Second, func() bool {
+		r = daytwo(t, w.env, "sync", "--once")
+		for _, it := range outboxItems(t, w.env) {
+			if it.Kind == ops.OutboxDecide {
+				decision = it
+			}
+		}
+		return decision.State != ops.OutboxPending
+	})
+	if got := w.approved(t, sysID); len(got) > 0 {
+		t.Fatalf("the decision was sent by a process without ops.lead's credentials: approvals %v (sync: %+v)", got, r)
+	}
+	if decision.State != ops.OutboxFailed || !strings.Contains(decision.LastError, "made as ops.lead") ||
+		!strings.Contains(decision.LastError, "no credentials for ops.lead") {
+		t.Fatalf("undeliverable decision = %+v; want failed, naming ops.lead and the missing credentials", decision)
+	}
+	if r := daytwo(t, w.env, "outbox", "list"); !strings.Contains(r.stdout, "no credentials for ops.lead") {
+		t.Fatalf("outbox list does not show why the decision was refused:\n%s", r.stdout)
+	}
+	if a := auditActions(t, w.env); !strings.Contains(a, "change.decision_refused") {
+		t.Fatalf("no audit event for the refused decision:\n%s", a)
+	}
+
+	// The approver's own process delivers it, as ops.lead.
+	r = daytwo(t, w.as("ops.lead"), "outbox", "retry", fmt.Sprint(decision.ID))
+	if r.code != 0 || !strings.Contains(r.stdout, "delivered 1") {
+		t.Fatalf("retry with ops.lead's credentials: %+v", r)
+	}
+	got := w.approved(t, sysID)
+	if got["ops.lead"] != 1 || len(got) != 1 {
+		t.Fatalf("approvals after delivery = %v; want ops.lead approved, daytwo not", got)
+	}
+	for _, a := range w.records(t, "sysapproval_approver", "sysapproval="+sysID+"^state=approved") {
+		if a["sys_updated_by"] != "ops.lead" {
+			t.Fatalf("approval row updated by %s, want ops.lead", a["sys_updated_by"])
+		}
+	}
+}
