@@ -24,6 +24,7 @@ type PendingApproval struct {
 	Approver     string `json:"approver"`    // user name
 	ApproverName string `json:"approver_name,omitempty"`
 	Group        string `json:"group,omitempty"` // assignment group name
+	barred       string // why this approver may not decide (four eyes), for refusals
 }
 
 // ApprovalReader is implemented by change systems that can read a change's
@@ -169,6 +170,13 @@ func (s *Service) holdsPendingApproval(ctx context.Context, cs ChangeSystem, ch 
 	if slices.ContainsFunc(pending, func(p PendingApproval) bool { return p.ApproverID == asID }) {
 		return nil
 	}
+	if s.cfg.FourEyes {
+		for i, p := range pending {
+			if p.ApproverID == ch.RequestedByID || s.ours(ch) && strings.EqualFold(p.Approver, s.cfg.Username) {
+				pending[i].barred = "the requester: four eyes"
+			}
+		}
+	}
 	return &refusal{msg: notApproverText(ch.Number, as, pending)}
 }
 
@@ -184,8 +192,15 @@ func notApproverText(number, as string, pending []PendingApproval) string {
 	var users []string
 	for _, p := range pending {
 		who := orUnknown(p.Approver)
+		var notes []string
 		if p.ApproverName != "" && p.ApproverName != p.Approver {
-			who += " (" + p.ApproverName + ")"
+			notes = append(notes, p.ApproverName)
+		}
+		if p.barred != "" {
+			notes = append(notes, p.barred)
+		}
+		if len(notes) > 0 {
+			who += " (" + strings.Join(notes, ", ") + ")"
 		}
 		if p.Group == "" {
 			users = append(users, who)

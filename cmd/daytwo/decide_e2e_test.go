@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/daytwo/daytwo/fixtures/demofleet"
 	"github.com/daytwo/daytwo/itsm/snowsim"
 	"github.com/daytwo/daytwo/ops"
 )
@@ -169,6 +170,82 @@ func TestQueuedDecisionIsDeliveredOnlyAsItsMaker(t *testing.T) {
 	for _, a := range w.records(t, "sysapproval_approver", "sysapproval="+sysID+"^state=approved") {
 		if a["sys_updated_by"] != "ops.lead" {
 			t.Fatalf("approval row updated by %s, want ops.lead", a["sys_updated_by"])
+		}
+	}
+}
+
+// TestManualApprovalStoryWithTheDemoConfig: the demo's configuration (as
+// `daytwo demo --manual-approval` writes it) decides as ops.lead, who holds
+// a pending approval in both stages of a production change: two `change
+// approve` take it from Assess through Authorize to Scheduled (issue 12,
+// section 2, bullet 1).
+func TestManualApprovalStoryWithTheDemoConfig(t *testing.T) {
+	sim := startSim(t, snowsim.Options{})
+	dir := t.TempDir()
+	pw, apw := filepath.Join(dir, "sn-password"), filepath.Join(dir, "approver-password")
+	for path, secret := range map[string]string{pw: "daytwo", apw: "ops.lead"} {
+		if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ports := map[string]int{}
+	for i, tg := range demofleet.DemoTargets(nil) {
+		ports[tg.Name] = 29000 + i // nothing runs: this story stops before the rollout
+	}
+	yaml, err := demofleet.DemoConfig(demofleet.DemoParams{DaytwoBin: daytwoBin, StateDir: filepath.Join(dir, "fleet"),
+		DBPath: filepath.Join(dir, "daytwo.db"), Instance: sim.URL(), Ports: ports, PasswordFile: pw, ApproverPasswordFile: apw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "daytwo.yaml")
+	if err := os.WriteFile(cfg, yaml, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"DAYTWO_CONFIG=" + cfg}
+	r := daytwo(t, env, "propose", "production", "1.1.0", "-o", "json")
+	var p proposeResult
+	if err := json.Unmarshal([]byte(r.stdout), &p); err != nil || p.Change == "" {
+		t.Fatalf("propose: %+v (%v)", r, err)
+	}
+	for stage, want := range []string{"Authorize", "Scheduled"} {
+		if r := daytwo(t, env, "sync", "--once"); r.code != 0 {
+			t.Fatalf("sync: %+v", r)
+		}
+		r := daytwo(t, env, "change", "approve", p.Change, "--comment", "ok")
+		if r.code != 0 || !strings.Contains(r.stdout, p.Change+" approved: now "+want) {
+			t.Fatalf("stage %d: approve as the demo's approver: %+v; want now %s", stage+1, r, want)
+		}
+	}
+	r = daytwo(t, env, "update", "show", p.ID, "-o", "json")
+	if !strings.Contains(r.stdout, `"state": "approved"`) {
+		if r2 := daytwo(t, env, "sync", "--once"); r2.code != 0 {
+			t.Fatalf("sync: %+v", r2)
+		}
+		if r = daytwo(t, env, "update", "show", p.ID, "-o", "json"); !strings.Contains(r.stdout, `"state": "approved"`) {
+			t.Fatalf("update after both stages: %+v", r)
+		}
+	}
+}
+
+// TestApproveWithoutPendingApprovalSaysWhoHoldsIt: the configured approver
+// holds no pending approval on the change; the refusal comes at once, in
+// words (who holds the pending approvals, as whom daytwo acted), nothing is
+// queued, and no "It will be delivered" is claimed.
+func TestApproveWithoutPendingApprovalSaysWhoHoldsIt(t *testing.T) {
+	w := newDecideWorld(t)
+	number, _ := w.raise(t)
+	r := daytwo(t, w.as("cab.manager"), "change", "approve", number, "--comment", "ok")
+	if r.code != exitBlocked || strings.Contains(r.stdout, "will be delivered") {
+		t.Fatalf("approve as cab.manager in the Platform Ops stage: %+v; want exit %d, no delivery promise", r, exitBlocked)
+	}
+	for _, want := range []string{"no pending approval for cab.manager", "daytwo acted as cab.manager", "group Platform Ops", "ops.lead"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("refusal lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	for _, it := range outboxItems(t, w.env) {
+		if it.Kind == ops.OutboxDecide {
+			t.Fatalf("a refused decision was queued: %+v", it)
 		}
 	}
 }
