@@ -88,9 +88,13 @@ func (s *Service) DeliverOutbox(ctx context.Context, onlyKeys ...string) (Delive
 			case errors.Is(err, ErrRefused):
 				st.Failed++
 				s.log.Error("outbox write refused", "id", it.ID, "kind", it.Kind, "key", it.Key, "err", err)
-				if ferr := s.failOutbox(ctx, it, err); ferr != nil {
+				superseded, ferr := s.failOutbox(ctx, it, err)
+				if ferr != nil {
 					return st, ferr
 				}
+				// A later decision on the change replaced the refused
+				// one: it is due now.
+				progressed = progressed || superseded
 			case ctx.Err() != nil:
 				// The caller gave up; not the item's fault. Let another pass
 				// (the daemon) take it now rather than when the claim expires.
@@ -127,11 +131,40 @@ func (s *Service) DeliverOutbox(ctx context.Context, onlyKeys ...string) (Delive
 	}
 }
 
-func (s *Service) failOutbox(ctx context.Context, it OutboxItem, cause error) error {
+// failOutbox records a refused write with an audit event. A refused
+// decision with a later decision queued behind it on the same change is
+// superseded by that one at once (reported true), so it does not hold it
+// back.
+func (s *Service) failOutbox(ctx context.Context, it OutboxItem, cause error) (bool, error) {
 	if err := s.store.MarkAttemptFailed(ctx, it.ID, cause.Error(), s.now(), true); err != nil {
-		return err
+		return false, err
 	}
-	return s.store.Atomic(ctx, func(tx Tx) error {
+	var later int64
+	if it.Kind == OutboxDecide {
+		items, err := s.store.ListOutbox(ctx, OutboxFilter{Key: it.Key, States: []OutboxState{OutboxPending}})
+		if err != nil {
+			return false, err
+		}
+		for _, n := range items {
+			if n.Kind == OutboxDecide && n.ID > it.ID {
+				later = n.ID
+				break
+			}
+		}
+	}
+	return later != 0, s.store.Atomic(ctx, func(tx Tx) error {
+		if later != 0 {
+			old, err := tx.SupersedeFailed(ctx, it.Key, OutboxDecide, later)
+			if err != nil {
+				return err
+			}
+			if len(old) > 0 {
+				if err := s.audit(ctx, tx, Event{Action: "outbox.superseded", Subject: it.Key, ChangeNumber: it.Key, Result: "ok",
+					Detail: map[string]any{"superseded": old, "by": later}}); err != nil {
+					return err
+				}
+			}
+		}
 		ev := Event{Action: "outbox.failed", Subject: fmt.Sprintf("%s #%d", it.Kind, it.ID),
 			UpdateID: updateIDOf(it), Result: "failed", Detail: map[string]any{"error": cause.Error(), "attempts": it.Attempts + 1}}
 		if it.Kind == OutboxDecide {

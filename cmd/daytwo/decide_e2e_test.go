@@ -249,3 +249,144 @@ func TestApproveWithoutPendingApprovalSaysWhoHoldsIt(t *testing.T) {
 		}
 	}
 }
+
+// item returns the outbox item with id.
+func item(t *testing.T, env []string, id int64) ops.OutboxItem {
+	t.Helper()
+	for _, it := range outboxItems(t, env) {
+		if it.ID == id {
+			return it
+		}
+	}
+	t.Fatalf("no outbox item #%d", id)
+	return ops.OutboxItem{}
+}
+
+// decisions returns the ids of the decision items, oldest first.
+func decisions(t *testing.T, env []string) []int64 {
+	t.Helper()
+	var ids []int64
+	for _, it := range outboxItems(t, env) {
+		if it.Kind == ops.OutboxDecide {
+			ids = append(ids, it.ID)
+		}
+	}
+	return ids
+}
+
+// TestRefusedDecisionNeverBlocksTheNextOne: a refused decision does not
+// hold back a later decision on the same change, whether the later one was
+// queued before or after the refusal; the CLI never promises delivery
+// behind a refused item; delivered and superseded items cannot be
+// discarded (issue 12, section 2, bullet 2).
+func TestRefusedDecisionNeverBlocksTheNextOne(t *testing.T) {
+	w := newDecideWorld(t)
+	number, sysID := w.raise(t)
+
+	// Offline, two decisions queue on the change: cab.manager's (who holds
+	// no approval in this stage) and then ops.lead's.
+	w.sim.Sim().SetFaults(snowsim.Faults{Drop: snowsim.Rule{Every: 1}})
+	for _, user := range []string{"cab.manager", "ops.lead"} {
+		if r := daytwo(t, w.as(user), "change", "approve", number, "--comment", "ok", "--wait", "1s"); r.code != 0 {
+			t.Fatalf("offline approve as %s: %+v", user, r)
+		}
+	}
+	w.sim.Sim().SetFaults(snowsim.Faults{})
+	ids := decisions(t, w.env)
+	if len(ids) != 2 {
+		t.Fatalf("decisions queued: %v, want 2", ids)
+	}
+	first, second := ids[0], ids[1]
+	// ops.lead's daemon: cab.manager's decision is refused (no credentials
+	// here), and ops.lead's goes out behind it in the same pass.
+	waitFor(t, "both decisions to be tried", 30*time.Second, func() bool {
+		daytwo(t, w.as("ops.lead"), "sync", "--once")
+		return item(t, w.env, second).State != ops.OutboxPending
+	})
+	if it := item(t, w.env, first); it.State != ops.OutboxSuperseded || !strings.Contains(it.LastError, "no credentials for cab.manager") {
+		t.Fatalf("first decision = %s %q; want superseded, with why it was refused", it.State, it.LastError)
+	}
+	if it := item(t, w.env, second); it.State != ops.OutboxDelivered {
+		t.Fatalf("second decision = %s %q; want delivered", it.State, it.LastError)
+	}
+	if got := w.approved(t, sysID); got["ops.lead"] != 1 {
+		t.Fatalf("approvals %v; want ops.lead's", got)
+	}
+
+	// Stage two (CAB Approval). auditor's decision, queued offline, is
+	// refused at delivery in words.
+	if r := daytwo(t, w.env, "sync", "--once"); r.code != 0 {
+		t.Fatalf("sync: %+v", r)
+	}
+	w.sim.Sim().SetFaults(snowsim.Faults{Drop: snowsim.Rule{Every: 1}})
+	if r := daytwo(t, w.as("auditor"), "change", "approve", number, "--comment", "ok", "--wait", "0"); r.code != 0 {
+		t.Fatalf("offline approve as auditor: %+v", r)
+	}
+	w.sim.Sim().SetFaults(snowsim.Faults{})
+	ids = decisions(t, w.env)
+	third := ids[len(ids)-1]
+	r := daytwo(t, w.as("auditor"), "outbox", "retry", fmt.Sprint(third))
+	if r.code == 0 || !strings.Contains(r.stdout, "refused 1") {
+		t.Fatalf("auditor's decision: %+v; want refused", r)
+	}
+	it := item(t, w.env, third)
+	for _, want := range []string{"no pending approval for auditor", "group CAB Approval", "cab.manager", "ops.lead"} {
+		if !strings.Contains(it.LastError, want) {
+			t.Errorf("refusal lacks %q: %s", want, it.LastError)
+		}
+	}
+	if r := daytwo(t, w.env, "outbox", "discard", fmt.Sprint(second)); r.code == 0 || !strings.Contains(r.stderr, "was delivered") {
+		t.Fatalf("discarding a delivered item: %+v; want refused", r)
+	}
+
+	// ops.lead decides again: the refused decision is superseded, the new
+	// one is delivered, and nothing claims a delivery that cannot happen.
+	r = daytwo(t, w.as("ops.lead"), "change", "approve", number, "--comment", "CAB ok")
+	if r.code != 0 || !strings.Contains(r.stdout, number+" approved: now Scheduled") {
+		t.Fatalf("approve behind a refused decision: %+v", r)
+	}
+	if it := item(t, w.env, third); it.State != ops.OutboxSuperseded {
+		t.Fatalf("refused decision = %s; want superseded", it.State)
+	}
+	if r := daytwo(t, w.env, "outbox", "discard", fmt.Sprint(third)); r.code == 0 || !strings.Contains(r.stderr, "already superseded") {
+		t.Fatalf("discarding a superseded item: %+v; want refused", r)
+	}
+	if a := auditActions(t, w.env); !strings.Contains(a, "outbox.superseded") {
+		t.Fatalf("no audit event for the superseded decisions:\n%s", a)
+	}
+}
+
+// TestOutboxDiscard: an undeliverable decision is given up with `outbox
+// discard`, audited; `outbox retry` does not bring it back.
+func TestOutboxDiscard(t *testing.T) {
+	w := newDecideWorld(t)
+	number, sysID := w.raise(t)
+	w.sim.Sim().SetFaults(snowsim.Faults{Drop: snowsim.Rule{Every: 1}})
+	if r := daytwo(t, w.as("ops.lead"), "change", "approve", number, "--wait", "0"); r.code != 0 {
+		t.Fatalf("offline approve: %+v", r)
+	}
+	w.sim.Sim().SetFaults(snowsim.Faults{})
+	id := decisions(t, w.env)[0]
+	if r := daytwo(t, w.env, "outbox", "retry"); r.code == 0 {
+		t.Fatalf("delivery without ops.lead's credentials: %+v; want refused", r)
+	}
+	if r := daytwo(t, w.env, "--read-only", "outbox", "discard", fmt.Sprint(id)); r.code != exitBlocked || !strings.Contains(r.stderr, "read-only") {
+		t.Fatalf("discard in read-only mode: %+v; want refused", r)
+	}
+	r := daytwo(t, w.env, "outbox", "discard", fmt.Sprint(id), "--reason", "approved in ServiceNow by hand")
+	if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("discarded #%d", id)) {
+		t.Fatalf("discard: %+v", r)
+	}
+	if it := item(t, w.env, id); it.State != ops.OutboxDiscarded {
+		t.Fatalf("discarded item = %s", it.State)
+	}
+	if r := daytwo(t, w.as("ops.lead"), "outbox", "retry"); r.code != 0 || !strings.Contains(r.stdout, "requeued 0") {
+		t.Fatalf("retry after discard: %+v; want nothing requeued", r)
+	}
+	if got := w.approved(t, sysID); len(got) != 0 {
+		t.Fatalf("a discarded decision was sent: %v", got)
+	}
+	if a := auditActions(t, w.env); !strings.Contains(a, "outbox.discarded") {
+		t.Fatalf("no audit event for the discard:\n%s", a)
+	}
+}
