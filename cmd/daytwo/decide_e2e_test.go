@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -388,5 +389,51 @@ func TestOutboxDiscard(t *testing.T) {
 	}
 	if a := auditActions(t, w.env); !strings.Contains(a, "outbox.discarded") {
 		t.Fatalf("no audit event for the discard:\n%s", a)
+	}
+}
+
+// TestDeadProcessClaimIsShownAndReleased: a `sync --once` killed -9 while
+// sending a write leaves its claim; `outbox list` names the holder and says
+// it is gone, and the next delivery takes the item at once instead of
+// waiting out the claim (issue 11, defect 12).
+func TestDeadProcessClaimIsShownAndReleased(t *testing.T) {
+	w := newDecideWorld(t)
+	number, sysID := w.raise(t)
+	if r := daytwo(t, w.as("ops.lead"), "change", "approve", number, "--wait", "0"); r.code != 0 {
+		t.Fatalf("approve: %+v", r)
+	}
+	id := decisions(t, w.env)[0]
+
+	w.sim.Sim().SetFaults(snowsim.Faults{Latency: time.Minute}) // every call hangs
+	sync := exec.Command(daytwoBin, "sync", "--once")
+	sync.Dir = t.TempDir()
+	sync.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, w.as("ops.lead")...)
+	if err := sync.Start(); err != nil {
+		t.Fatal(err)
+	}
+	holder := fmt.Sprintf(":%d", sync.Process.Pid)
+	waitFor(t, "the sync to claim the decision", 20*time.Second, func() bool {
+		return strings.Contains(item(t, w.env, id).ClaimedBy, holder)
+	})
+	r := daytwo(t, w.env, "outbox", "list")
+	if !strings.Contains(r.stdout, holder) || strings.Contains(r.stdout, "process gone") {
+		t.Fatalf("outbox list while the claim is live:\n%s", r.stdout)
+	}
+	_ = sync.Process.Kill()
+	_ = sync.Wait()
+
+	r = daytwo(t, w.env, "outbox", "list")
+	if !strings.Contains(r.stdout, holder+" (process gone") {
+		t.Fatalf("outbox list does not show the dead holder:\n%s", r.stdout)
+	}
+	w.sim.Sim().SetFaults(snowsim.Faults{})
+	if r := daytwo(t, w.as("ops.lead"), "sync", "--once"); r.code != 0 {
+		t.Fatalf("sync after the kill: %+v", r)
+	}
+	if it := item(t, w.env, id); it.State != ops.OutboxDelivered {
+		t.Fatalf("decision after the holder died = %s (claimed by %s until %s); want delivered at once", it.State, it.ClaimedBy, it.ClaimedUntil)
+	}
+	if got := w.approved(t, sysID); got["ops.lead"] != 1 {
+		t.Fatalf("approvals %v; want ops.lead's", got)
 	}
 }
