@@ -56,8 +56,10 @@ type refusal struct{ msg string }
 
 func (r *refusal) Error() string { return r.msg }
 
-// Is makes a refusal permanent for the outbox (errors.Is(err, ErrRefused)).
-func (r *refusal) Is(target error) bool { return target == ErrRefused }
+// Is makes a refusal permanent for the outbox (ErrRefused) and, for a
+// command, a blocked action (ErrBlocked: exit code 3), without adding
+// either's words to the reason.
+func (r *refusal) Is(target error) bool { return target == ErrRefused || target == ErrBlocked }
 
 func refusef(format string, args ...any) error { return &refusal{msg: fmt.Sprintf(format, args...)} }
 
@@ -96,12 +98,12 @@ func (s *Service) Decide(ctx context.Context, req DecideRequest) (Change, error)
 	}
 	if s.cfg.FourEyes {
 		if err := s.fourEyes(ch, as, me); err != nil {
-			return ch, fmt.Errorf("%w: %w", err, ErrBlocked)
+			return ch, err
 		}
 	}
 	if online {
 		if err := s.holdsPendingApproval(ctx, cs, ch, as, me); err != nil && !errors.Is(err, ErrUnavailable) {
-			return ch, fmt.Errorf("%w: %w", err, ErrBlocked)
+			return ch, err
 		}
 	}
 	item, err := NewOutboxItem(ch.Number, OutboxDecide, decidePayload{
@@ -136,10 +138,10 @@ func (s *Service) fourEyes(ch Change, as, asID string) error {
 	switch {
 	case asID != "" && asID == ch.RequestedByID,
 		ch.RequestedByID == "" && as != "" && strings.EqualFold(ch.RequestedBy, as):
-		return fmt.Errorf("four eyes: %s was requested by %s, who may not also decide it (daytwo decides as %s); decide as another user (servicenow.approver or DAYTWO_SN_APPROVER_USER) or turn off servicenow.four_eyes",
+		return refusef("four eyes: %s was requested by %s, who may not also decide it (daytwo decides as %s); decide as another user (servicenow.approver or DAYTWO_SN_APPROVER_USER) or turn off servicenow.four_eyes",
 			ch.Number, requester, orUnknown(as))
 	case s.ours(ch) && as != "" && strings.EqualFold(as, s.cfg.Username):
-		return fmt.Errorf("four eyes: %s was raised by daytwo's integration user %s, who may not also decide it; decide as another user (servicenow.approver or DAYTWO_SN_APPROVER_USER) or turn off servicenow.four_eyes",
+		return refusef("four eyes: %s was raised by daytwo's integration user %s, who may not also decide it; decide as another user (servicenow.approver or DAYTWO_SN_APPROVER_USER) or turn off servicenow.four_eyes",
 			ch.Number, as)
 	}
 	return nil
@@ -173,7 +175,7 @@ func (s *Service) holdsPendingApproval(ctx context.Context, cs ChangeSystem, ch 
 	if s.cfg.FourEyes {
 		for i, p := range pending {
 			if p.ApproverID == ch.RequestedByID || s.ours(ch) && strings.EqualFold(p.Approver, s.cfg.Username) {
-				pending[i].barred = "the requester: four eyes"
+				pending[i].barred = "requester"
 			}
 		}
 	}
@@ -185,22 +187,15 @@ func (s *Service) holdsPendingApproval(ctx context.Context, cs ChangeSystem, ch 
 // cab.manager); pending: Platform Ops group (daytwo, ops.lead)".
 func notApproverText(number, as string, pending []PendingApproval) string {
 	if len(pending) == 0 {
-		return fmt.Sprintf("%s has no pending approvals (daytwo acted as %s): nobody can decide it now; sync to see its state", number, orUnknown(as))
+		return fmt.Sprintf("daytwo acted as %s, but %s has no pending approvals: nobody can decide it now; sync to see its state", orUnknown(as), number)
 	}
 	var groups []string
 	members := map[string][]string{}
 	var users []string
 	for _, p := range pending {
 		who := orUnknown(p.Approver)
-		var notes []string
-		if p.ApproverName != "" && p.ApproverName != p.Approver {
-			notes = append(notes, p.ApproverName)
-		}
 		if p.barred != "" {
-			notes = append(notes, p.barred)
-		}
-		if len(notes) > 0 {
-			who += " (" + strings.Join(notes, ", ") + ")"
+			who += " (" + p.barred + ")"
 		}
 		if p.Group == "" {
 			users = append(users, who)
@@ -213,13 +208,17 @@ func notApproverText(number, as string, pending []PendingApproval) string {
 	}
 	var parts []string
 	for _, g := range groups {
-		parts = append(parts, fmt.Sprintf("group %s: %s", g, strings.Join(members[g], ", ")))
+		parts = append(parts, fmt.Sprintf("group %s (%s)", g, strings.Join(members[g], ", ")))
 	}
 	if len(users) > 0 {
 		parts = append(parts, "users: "+strings.Join(users, ", "))
 	}
-	return fmt.Sprintf("%s has no pending approval for %s (daytwo acted as %s); the pending approvals are held by %s; configure one of them as servicenow.approver (DAYTWO_SN_APPROVER_USER)",
-		number, orUnknown(as), orUnknown(as), strings.Join(parts, "; "))
+	hint := "decide as one of them: servicenow.approver"
+	if !slices.ContainsFunc(pending, func(p PendingApproval) bool { return p.barred == "" }) {
+		hint = "only the requester holds one: four eyes leaves nobody to decide this stage from daytwo"
+	}
+	return fmt.Sprintf("daytwo acted as %s, who holds no pending approval on %s; pending: %s (%s)",
+		orUnknown(as), number, strings.Join(parts, "; "), hint)
 }
 
 // identityFor returns the change system that acts as user name, if this
@@ -290,7 +289,7 @@ func (s *Service) deliverDecision(ctx context.Context, it OutboxItem) error {
 	}
 	if p.FourEyes || s.cfg.FourEyes {
 		if err := s.fourEyes(cur, p.As, me); err != nil {
-			return &refusal{msg: err.Error() + ": not sent"}
+			return refusef("%v: not sent", err)
 		}
 	}
 	if err := s.holdsPendingApproval(ctx, cs, cur, p.As, me); err != nil {

@@ -239,7 +239,7 @@ func TestApproveWithoutPendingApprovalSaysWhoHoldsIt(t *testing.T) {
 	if r.code != exitBlocked || strings.Contains(r.stdout, "will be delivered") {
 		t.Fatalf("approve as cab.manager in the Platform Ops stage: %+v; want exit %d, no delivery promise", r, exitBlocked)
 	}
-	for _, want := range []string{"no pending approval for cab.manager", "daytwo acted as cab.manager", "group Platform Ops", "ops.lead"} {
+	for _, want := range []string{"daytwo acted as cab.manager, who holds no pending approval on " + number, "pending: group Platform Ops (daytwo (requester), ops.lead)"} {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("refusal lacks %q:\n%s", want, r.stderr)
 		}
@@ -331,7 +331,7 @@ func TestRefusedDecisionNeverBlocksTheNextOne(t *testing.T) {
 		t.Fatalf("auditor's decision: %+v; want refused", r)
 	}
 	it := item(t, w.env, third)
-	for _, want := range []string{"no pending approval for auditor", "group CAB Approval", "cab.manager", "ops.lead"} {
+	for _, want := range []string{"acted as auditor, who holds no pending approval", "group CAB Approval (cab.manager, ops.lead)"} {
 		if !strings.Contains(it.LastError, want) {
 			t.Errorf("refusal lacks %q: %s", want, it.LastError)
 		}
