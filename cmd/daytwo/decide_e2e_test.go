@@ -437,3 +437,33 @@ func TestDeadProcessClaimIsShownAndReleased(t *testing.T) {
 		t.Fatalf("approvals %v; want ops.lead's", got)
 	}
 }
+
+// TestFourEyesRecheckedAtDelivery: a decision queued by the requester while
+// four eyes was off is not sent by a process that enforces four eyes.
+func TestFourEyesRecheckedAtDelivery(t *testing.T) {
+	w := newDecideWorld(t)
+	number, sysID := w.raise(t)
+	cfg := strings.TrimPrefix(w.env[0], "DAYTWO_CONFIG=")
+	body, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lax := strings.Replace(string(body), "four_eyes: true", "four_eyes: false", 1)
+	if err := os.WriteFile(cfg, []byte(lax), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := daytwo(t, w.env, "change", "approve", number, "--wait", "0"); r.code != 0 {
+		t.Fatalf("approve as the integration user with four eyes off: %+v", r)
+	}
+	if err := os.WriteFile(cfg, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	daytwo(t, w.env, "sync", "--once")
+	id := decisions(t, w.env)[0]
+	if it := item(t, w.env, id); it.State != ops.OutboxFailed || !strings.Contains(it.LastError, "four eyes") || !strings.Contains(it.LastError, "not sent") {
+		t.Fatalf("requester's decision delivered under four eyes = %s %q; want refused", it.State, it.LastError)
+	}
+	if got := w.approved(t, sysID); len(got) != 0 {
+		t.Fatalf("approvals %v; want none", got)
+	}
+}
