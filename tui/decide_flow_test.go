@@ -50,3 +50,40 @@ func TestFlowApproveThenRefusedInWords(t *testing.T) {
 		t.Fatalf("outbox for %s = %+v (%v); want only the delivered first decision", chg, items, err)
 	}
 }
+
+// TestFlowDiscardOutboxItem: on the outbox screen, D gives the selected
+// write up after its number is typed; it is then discarded, never sent.
+func TestFlowDiscardOutboxItem(t *testing.T) {
+	f := newFixture(t, fixtureOptions{offline: true})
+	ctx := context.Background()
+	if _, err := f.svc.Propose(ctx, proposeReq("production", "2.0.0")); err != nil {
+		t.Fatal(err)
+	}
+	f.svc.Wait() // its first, failed, delivery attempt is over: nothing holds the items
+	opts := testOptions()
+	opts.Instance = "http://127.0.0.1:1"
+	tm := startConsole(t, f, opts, 100, 30)
+	waitFor(t, tm, "production")
+	typeKeys(tm, "6")
+	waitFor(t, tm, "change.create")
+	typeKeys(tm, "D")
+	waitFor(t, tm, "Type 1 to confirm")
+	typeKeys(tm, "raised by hand instead", "tab", "1", "enter")
+	waitFor(t, tm, "discarded #1")
+	finish(t, f, tm)
+	it, err := f.svc.GetOutbox(ctx, 1)
+	if err != nil || it.State != ops.OutboxDiscarded {
+		t.Fatalf("item #1 = %+v (%v); want discarded", it, err)
+	}
+	evs, err := f.svc.AuditEvents(ctx, ops.EventFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, e := range evs {
+		found = found || e.Action == "outbox.discarded" && e.Detail["reason"] == "raised by hand instead"
+	}
+	if !found {
+		t.Fatalf("no outbox.discarded audit event with the reason: %+v", evs)
+	}
+}
