@@ -71,7 +71,7 @@ Everything is stopped and removed on exit (--keep or --dir keeps the files).`,
 	f := cmd.Flags()
 	f.StringVar(&dir, "dir", "", "workspace directory (kept on exit; default: a temporary one, removed)")
 	f.BoolVar(&headless, "headless", false, "run the scripted story without the console (CI runs this)")
-	f.BoolVar(&manual, "manual-approval", false, "the simulator does not approve: approve in the console")
+	f.BoolVar(&manual, "manual-approval", false, "the simulator does not approve: approve each stage in the console, as servicenow.approver (ops.lead); with --headless the story does it the same way")
 	f.DurationVar(&approveAfter, "approve-after", 3*time.Second, "how long CAB Manager takes to approve a normal change")
 	f.BoolVar(&keep, "keep", false, "keep the temporary workspace on exit")
 	return cmd
@@ -223,9 +223,6 @@ func seedDemoHistory(ctx context.Context, db *store.DB, envs []ops.Environment) 
 
 // demoStory is the scripted story of `daytwo demo --headless`.
 func (a *app) demoStory(ctx context.Context, w *demoWorld, manual bool) error {
-	if manual {
-		return usagef("demo: --headless needs the simulator's approvals (drop --manual-approval)")
-	}
 	step := 0
 	say := func(format string, args ...any) {
 		step++
@@ -293,7 +290,14 @@ func (a *app) demoStory(ctx context.Context, w *demoWorld, manual bool) error {
 		return err
 	}
 	ok("change %s raised; gate: %s", u.ChangeNumber, gateText(ctx, svc, u))
-	say("CAB Manager approves %s; the engine rolls production out batch by batch inside the window", u.ChangeNumber)
+	if manual {
+		say("approve %s stage by stage as the configured approver, as `A` in the console does; the engine rolls production out", u.ChangeNumber)
+		if err := a.demoApprove(ctx, svc, u.ID); err != nil {
+			return err
+		}
+	} else {
+		say("CAB Manager approves %s; the engine rolls production out batch by batch inside the window", u.ChangeNumber)
+	}
 	if u, err = wait(p.Update.ID, ops.UpdateSucceeded); err != nil {
 		return err
 	}
@@ -309,6 +313,14 @@ func (a *app) demoStory(ctx context.Context, w *demoWorld, manual bool) error {
 	say("propose 1.2.0-broken to production: approved, rolled out, its health check fails")
 	if p, err = propose("production", "1.2.0-broken", nil); err != nil {
 		return err
+	}
+	if manual {
+		if _, err := waitForUpdate(ctx, svc, p.Update.ID, 30*time.Second, ops.UpdateAwaitingApproval); err != nil {
+			return err
+		}
+		if err := a.demoApprove(ctx, svc, p.Update.ID); err != nil {
+			return err
+		}
 	}
 	if u, err = wait(p.Update.ID, ops.UpdateRolledBack); err != nil {
 		return err
@@ -338,6 +350,40 @@ func (a *app) demoStory(ctx context.Context, w *demoWorld, manual bool) error {
 	ok("%d events, hash chain intact", res.Events)
 	fmt.Fprintln(a.stdout, "\ndemo story passed")
 	return nil
+}
+
+// demoApprove approves an update's change through every stage of its
+// approval, through the same Decide the console's A uses (as
+// servicenow.approver), syncing between stages as the engine does.
+func (a *app) demoApprove(ctx context.Context, svc *ops.Service, id string) error {
+	for stage := 1; stage <= 4; stage++ {
+		if _, err := svc.SyncOnce(ctx); err != nil {
+			return err
+		}
+		u, err := svc.GetUpdate(ctx, id)
+		if err != nil {
+			return err
+		}
+		if u.State != ops.UpdateAwaitingApproval {
+			return nil
+		}
+		ch, err := svc.Decide(ctx, ops.DecideRequest{Change: u.ChangeNumber, Approve: true, Comment: "demo: approved from daytwo"})
+		if err != nil {
+			return fmt.Errorf("demo: approve %s (stage %d): %w", u.ChangeNumber, stage, err)
+		}
+		dctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		_, _ = svc.DeliverOutbox(dctx, ch.Number)
+		cancel()
+		st, err := svc.Decision(ctx, ch.Number)
+		if err != nil {
+			return err
+		}
+		if st.Item.State != ops.OutboxDelivered {
+			return fmt.Errorf("demo: the approval of %s (stage %d) was not delivered: %s %s", ch.Number, stage, st.Item.State, st.Item.LastError)
+		}
+		fmt.Fprintf(a.stdout, "    ok: stage %d approved\n", stage)
+	}
+	return fmt.Errorf("demo: update %s still awaits approval after 4 stages", id)
 }
 
 func gateText(ctx context.Context, svc *ops.Service, u ops.Update) string {

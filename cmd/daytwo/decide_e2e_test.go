@@ -467,3 +467,16 @@ func TestFourEyesRecheckedAtDelivery(t *testing.T) {
 		t.Fatalf("approvals %v; want none", got)
 	}
 }
+
+// TestDemoManualApprovalHeadless: `daytwo demo --manual-approval` with the
+// scripted story: nothing approves but daytwo itself, deciding each stage
+// as the demo's configured approver through the console's Decide.
+func TestDemoManualApprovalHeadless(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the whole demo story: ~20 s")
+	}
+	r := daytwo(t, nil, "demo", "--headless", "--manual-approval")
+	if r.code != 0 || !strings.Contains(r.stdout, "stage 2 approved") || !strings.Contains(r.stdout, "demo story passed") {
+		t.Fatalf("demo --headless --manual-approval: %+v", r)
+	}
+}
