@@ -46,7 +46,10 @@ type decidePayload struct {
 	Actor       string `json:"actor"`
 	As          string `json:"as"`
 	AsID        string `json:"as_id,omitempty"`
-	FourEyes    bool   `json:"four_eyes"`
+	// Integration: made as the integration user, whose user name is not
+	// configured (OAuth client credentials).
+	Integration bool `json:"integration,omitempty"`
+	FourEyes    bool `json:"four_eyes"`
 }
 
 // refusal is a write daytwo itself refuses to send (it would go out as the
@@ -108,7 +111,7 @@ func (s *Service) Decide(ctx context.Context, req DecideRequest) (Change, error)
 	}
 	item, err := NewOutboxItem(ch.Number, OutboxDecide, decidePayload{
 		ChangeSysID: ch.SysID, Number: ch.Number, Approve: req.Approve, Comment: req.Comment, Actor: s.cfg.Actor,
-		As: as, AsID: me, FourEyes: s.cfg.FourEyes,
+		As: as, AsID: me, FourEyes: s.cfg.FourEyes, Integration: as == "" && s.approver == nil,
 	})
 	if err != nil {
 		return ch, err
@@ -189,6 +192,8 @@ func notApproverText(number, as string, pending []PendingApproval) string {
 	if len(pending) == 0 {
 		return fmt.Sprintf("daytwo acted as %s, but %s has no pending approvals: nobody can decide it now; sync to see its state", orUnknown(as), number)
 	}
+	pending = slices.Clone(pending)
+	slices.SortStableFunc(pending, func(a, b PendingApproval) int { return strings.Compare(a.Approver, b.Approver) })
 	var groups []string
 	members := map[string][]string{}
 	var users []string
@@ -260,20 +265,27 @@ func (s *Service) deliverDecision(ctx context.Context, it OutboxItem) error {
 	if err := json.Unmarshal(it.Payload, &p); err != nil {
 		return fmt.Errorf("%w: bad payload: %v", ErrRefused, err)
 	}
-	if p.As == "" {
+	if p.As == "" && !p.Integration {
 		return refusef("the decision on %s was queued by an older daytwo that did not record who made it, so it cannot be sent as its maker: decide again (the new decision supersedes it) or `daytwo outbox discard %d`",
 			p.Number, it.ID)
 	}
 	cs, ok := s.identityFor(p.As)
+	if p.As == "" && p.Integration && s.changes != nil {
+		cs, ok = s.changes, true
+	}
 	if !ok {
 		return refusef("the decision on %s was made as %s, but this process holds no credentials for %s (it acts as %s); it is never sent as anybody else. Deliver it from a process configured as %s (servicenow.approver.username or DAYTWO_SN_APPROVER_USER, with DAYTWO_SN_APPROVER_PASSWORD or servicenow.approver.password_file): `daytwo outbox retry %d`; or decide again, or `daytwo outbox discard %d`",
 			p.Number, p.As, p.As, s.identities(), p.As, it.ID, it.ID)
 	}
 	me, err := cs.WhoAmI(ctx)
-	if err != nil {
-		if errors.Is(err, ErrUnavailable) {
-			return err
-		}
+	fourEyes := p.FourEyes || s.cfg.FourEyes
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrUnavailable):
+		return err
+	case p.Integration && !fourEyes:
+		// No user name to look up, and nothing to check it against.
+	default:
 		return refusef("the decision on %s was made as %s, but daytwo cannot tell which ServiceNow user those credentials are: %v", p.Number, p.As, err)
 	}
 	if p.AsID != "" && me != p.AsID {
@@ -287,7 +299,7 @@ func (s *Service) deliverDecision(ctx context.Context, it OutboxItem) error {
 	if cur.Number == "" {
 		cur.Number = p.Number
 	}
-	if p.FourEyes || s.cfg.FourEyes {
+	if fourEyes {
 		if err := s.fourEyes(cur, p.As, me); err != nil {
 			return refusef("%v: not sent", err)
 		}
