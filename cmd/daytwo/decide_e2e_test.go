@@ -1,6 +1,7 @@
 package main
 
 import (
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -478,5 +479,32 @@ func TestDemoManualApprovalHeadless(t *testing.T) {
 	r := daytwo(t, nil, "demo", "--headless", "--manual-approval")
 	if r.code != 0 || !strings.Contains(r.stdout, "stage 2 approved") || !strings.Contains(r.stdout, "demo story passed") {
 		t.Fatalf("demo --headless --manual-approval: %+v", r)
+	}
+}
+
+// TestApproveBehindARefusedWriteSaysWhatBlocksIt: when a write ahead of a
+// decision on the same change was refused (here one put there by hand, as
+// any other component's write keyed by the change would be), `change
+// approve` says what blocks it and exits 3 instead of promising delivery.
+func TestApproveBehindARefusedWriteSaysWhatBlocksIt(t *testing.T) {
+	w := newDecideWorld(t)
+	number, _ := w.raise(t)
+	db, err := sql.Open("sqlite", filepath.Join(w.dir, "d.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = db.Exec(`INSERT INTO outbox (ordering_key, kind, payload_json, state, attempts, next_attempt_at, last_error, created_at)
+		VALUES (?, 'change.work_note', '{}', 'failed', 1, '2026-01-01T00:00:00.000000000Z', 'Invalid update: note too long', '2026-01-01T00:00:00.000000000Z')`, number)
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := daytwo(t, w.as("ops.lead"), "change", "approve", number, "--wait", "2s")
+	if r.code != exitBlocked || strings.Contains(r.stdout, "will be delivered") ||
+		!strings.Contains(r.stderr, "will not be delivered") || !strings.Contains(r.stderr, "note too long") || !strings.Contains(r.stderr, "outbox discard") {
+		t.Fatalf("approve behind a refused write: %+v; want exit 3 naming the refused item", r)
+	}
+	if r := daytwo(t, w.env, "outbox", "list"); !strings.Contains(r.stdout, "held back by #") {
+		t.Fatalf("outbox list does not show the decision held back:\n%s", r.stdout)
 	}
 }
