@@ -133,6 +133,15 @@ func (s *Service) Decide(ctx context.Context, req DecideRequest) (Change, error)
 	return ch, err
 }
 
+// DecidesAs names the ServiceNow user this process approves and rejects
+// as: servicenow.approver, else the integration user.
+func (s *Service) DecidesAs() string {
+	if n := s.deciderName(); n != "" {
+		return n
+	}
+	return "the integration user"
+}
+
 // fourEyes refuses a decision by the change's requester, or by daytwo's
 // integration user on a change daytwo raised. asID may be empty (the
 // instance was not reachable): the names decide then.

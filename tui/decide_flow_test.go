@@ -27,7 +27,7 @@ func TestFlowApproveThenRefusedInWords(t *testing.T) {
 	waitFor(t, tm, "production")
 
 	typeKeys(tm, ":", "approve "+chg, "enter")
-	waitFor(t, tm, "Type "+chg+" to confirm")
+	waitFor(t, tm, "Type "+chg+" to confirm", "in ServiceNow as daytwo (servicenow.approver)")
 	typeKeys(tm, "peer review ok", "tab", chg, "enter")
 	waitFor(t, tm, "approved "+chg)
 

@@ -25,6 +25,7 @@ type Service interface {
 	ProposeRollback(ctx context.Context, req ops.RollbackRequest) (ops.Proposal, error)
 	RetryOutbox(ctx context.Context, id int64) (int, ops.DeliveryStats, error)
 	Decision(ctx context.Context, number string) (ops.DecisionStatus, error)
+	DecidesAs() string
 	SyncOnce(ctx context.Context) (ops.SyncReport, error)
 }
 
@@ -81,7 +82,7 @@ func Decide(svc Service, change string, approve bool) common.Action {
 	}
 	return common.Action{
 		Title:       verb + " " + change,
-		Description: verb + " the change in ServiceNow as the configured approver (servicenow.approver).",
+		Description: verb + " the change in ServiceNow as " + svc.DecidesAs() + " (servicenow.approver).",
 		Dangerous:   true,
 		Confirm:     change,
 		Inputs:      []common.Field{{Label: "Comment", Placeholder: "why", Required: !approve}},
