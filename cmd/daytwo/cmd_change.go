@@ -213,7 +213,7 @@ func (a *app) changeDecideCommand(approve bool) *cobra.Command {
 			last := st.Item
 			after, _ := db.GetChange(ctx, ch.SysID)
 			res := map[string]any{"number": ch.Number, "decision": map[bool]string{true: "approved", false: "rejected"}[approve],
-				"outbox_id": last.ID, "delivery": last.State, "state": after.State.String(), "approval": after.Approval, "error": last.LastError}
+				"outbox_id": last.ID, "as": svc.DecidesAs(), "delivery": last.State, "state": after.State.String(), "approval": after.Approval, "error": last.LastError}
 			if st.BlockedBy != nil {
 				res["blocked_by"] = st.BlockedBy.ID
 			}
@@ -234,7 +234,7 @@ func (a *app) changeDecideCommand(approve bool) *cobra.Command {
 			switch {
 			case last.State == ops.OutboxDelivered:
 				if out != outJSON {
-					fmt.Fprintf(a.stdout, "%s %s: now %s, approval %s\n", ch.Number, res["decision"], after.State, after.Approval)
+					fmt.Fprintf(a.stdout, "%s %s: now %s, approval %s (decided as %s)\n", ch.Number, res["decision"], after.State, after.Approval, svc.DecidesAs())
 				}
 				return nil
 			case last.State == ops.OutboxFailed:
