@@ -40,6 +40,7 @@ type Store interface {
 	ReleaseOutbox(ctx context.Context, id int64, claimer string) error
 	MarkAttemptFailed(ctx context.Context, id int64, cause string, next time.Time, permanent bool) error
 	RetryOutbox(ctx context.Context, id int64) (int, error)
+	GetOutbox(ctx context.Context, id int64) (OutboxItem, error)
 
 	ListEvents(ctx context.Context, f EventFilter) ([]Event, error)
 	VerifyAudit(ctx context.Context) (AuditVerification, error)
@@ -128,6 +129,12 @@ type Tx interface {
 	SaveUpdate(ctx context.Context, u Update, expect UpdateState) error
 	RecordRelease(ctx context.Context, r Release) (Release, error)
 	Enqueue(ctx context.Context, it OutboxItem) (int64, error)
+	// DiscardOutbox closes an undelivered, unclaimed item without sending
+	// it (ErrConflict for a delivered or in-flight one).
+	DiscardOutbox(ctx context.Context, id int64) (OutboxItem, error)
+	// SupersedeFailed closes the failed items of kind on key queued before
+	// id, returning their ids.
+	SupersedeFailed(ctx context.Context, key string, kind OutboxKind, id int64) ([]int64, error)
 	MarkDelivered(ctx context.Context, id int64, result any) error
 	UpsertChanges(ctx context.Context, changes []Change) (UpsertStats, error)
 	UpsertApprovals(ctx context.Context, approvals []Approval) (UpsertStats, error)

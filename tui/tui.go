@@ -582,15 +582,24 @@ func (m *Model) View() string {
 		b.WriteString("\n" + common.PadRight(s.App.Offline.Render(fmt.Sprintf("OFFLINE · %s: reading the local mirror, %d write(s) wait in the outbox; nothing unapproved runs", why, m.conn.Pending+m.conn.Failed)), w))
 	}
 	b.WriteString("\n")
+	var body string
 	switch {
 	case m.dialog != nil:
-		b.WriteString(common.Fit(m.dialog.View(), w, m.bodyHeight))
+		body = common.Fit(m.dialog.View(), w, m.bodyHeight)
 	case m.showHelp:
-		b.WriteString(common.Fit(m.fullHelp(), w, m.bodyHeight))
+		body = common.Fit(m.fullHelp(), w, m.bodyHeight)
 	default:
-		b.WriteString(m.page(m.active()).View())
+		body = m.page(m.active()).View()
 	}
-	b.WriteString("\n" + m.statusLine())
+	status := m.statusLines()
+	if extra := len(status) - 1; extra > 0 {
+		// An error too long for one line (a refusal saying who may decide)
+		// takes its room from the bottom of the body.
+		lines := strings.Split(body, "\n")
+		body = strings.Join(lines[:max(len(lines)-extra, 1)], "\n")
+	}
+	b.WriteString(body)
+	b.WriteString("\n" + strings.Join(status, "\n"))
 	b.WriteString("\n" + common.PadRight(m.help.ShortHelpView(m.ShortHelp()), w))
 	return b.String()
 }
@@ -622,6 +631,33 @@ func (m *Model) header() string {
 		return common.PadRight(left, m.width)
 	}
 	return left + strings.Repeat(" ", gap) + r
+}
+
+// statusLines is the status line, or up to three lines for an error flash
+// too wide for one: an error the operator must read whole.
+func (m *Model) statusLines() []string {
+	w := m.width
+	if m.inPal || m.flash == "" || m.flashLevel != common.LevelError || len(m.tasks) > 0 || lipgloss.Width(m.flash) <= w || w < 20 {
+		return []string{m.statusLine()}
+	}
+	var lines []string
+	line := ""
+	for _, word := range strings.Fields(m.flash) {
+		if line != "" && lipgloss.Width(line)+1+lipgloss.Width(word) > w {
+			lines, line = append(lines, line), word
+			continue
+		}
+		line = strings.TrimSpace(line + " " + word)
+	}
+	lines = append(lines, line)
+	if len(lines) > 3 {
+		lines = append(lines[:2], common.Truncate(strings.Join(lines[2:], " "), w))
+	}
+	st := m.common.Styles.Flash.Error
+	for i, l := range lines {
+		lines[i] = common.PadRight(st.Render(l), w)
+	}
+	return lines
 }
 
 func (m *Model) statusLine() string {
