@@ -263,3 +263,13 @@ func (s *Service) gateConflictCheck(ctx context.Context, u Update) (GateReason, 
 	}
 	return GateReason{}, false, nil
 }
+
+// ConflictRecords reads the last conflict check of updates.
+type ConflictRecords interface {
+	// ConflictCheck returns the update's last conflict check, ErrNotFound
+	// when none was started.
+	ConflictCheck(ctx context.Context, updateID string) (ConflictCheck, error)
+	// ConflictChecks returns the last conflict checks in state that were
+	// recorded before before.
+	ConflictChecks(ctx context.Context, state ConflictState, before time.Time) ([]ConflictCheck, error)
+}

@@ -405,3 +405,17 @@ func (s *Service) claimedElsewhere(ctx context.Context, ids map[int64]bool) bool
 	}
 	return false
 }
+
+// OutboxStore is the outbox as delivery sees it.
+type OutboxStore interface {
+	DueOutbox(ctx context.Context, now time.Time, limit int) ([]OutboxItem, error)
+	NextOutboxAttempt(ctx context.Context) (time.Time, error)
+	ListOutbox(ctx context.Context, f OutboxFilter) ([]OutboxItem, error)
+	// ClaimOutbox gives one delivery pass the item for ttl; false when
+	// another pass holds it or it is no longer pending.
+	ClaimOutbox(ctx context.Context, id int64, claimer string, ttl time.Duration) (bool, error)
+	ReleaseOutbox(ctx context.Context, id int64, claimer string) error
+	MarkAttemptFailed(ctx context.Context, id int64, cause string, next time.Time, permanent bool) error
+	RetryOutbox(ctx context.Context, id int64) (int, error)
+	GetOutbox(ctx context.Context, id int64) (OutboxItem, error)
+}

@@ -387,3 +387,16 @@ func (s *Service) decidedButNotMoved(ctx context.Context, changeSysID string, ap
 	ch, err := s.store.GetChange(ctx, changeSysID)
 	return err == nil && (ch.State == ChangeAssess || ch.State == ChangeAuthorize)
 }
+
+// ChangeMirror reads the local mirror of ServiceNow.
+type ChangeMirror interface {
+	GetChange(ctx context.Context, numberOrSysID string) (Change, error)
+	ListChanges(ctx context.Context, f ChangeFilter) ([]Change, error)
+	CountChanges(ctx context.Context, f ChangeFilter) (int, error)
+	Approvals(ctx context.Context, changeSysID string) ([]Approval, error)
+	// ApprovalsByID returns the mirrored approvals among sysIDs, by sys_id.
+	ApprovalsByID(ctx context.Context, sysIDs []string) (map[string]Approval, error)
+	Incidents(ctx context.Context, updateID string) ([]Incident, error)
+	OpenChangeSysIDs(ctx context.Context, correlationPrefix string) ([]string, error)
+	GetWatermark(ctx context.Context, table string) (Watermark, error)
+}

@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -134,4 +135,16 @@ func ReleaseDigest(version string, config map[string]string) string {
 	}{version, config})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// ReleaseReader reads what environments run and ran.
+type ReleaseReader interface {
+	CurrentReleases(ctx context.Context) (map[string]Release, error)
+	Releases(ctx context.Context, env string, limit int) ([]Release, error)
+}
+
+// UpdateReader reads updates.
+type UpdateReader interface {
+	GetUpdate(ctx context.Context, idOrChange string) (Update, error)
+	ListUpdates(ctx context.Context, f UpdateFilter) ([]Update, error)
 }
