@@ -519,7 +519,8 @@ func TestCrashTrialsEveryTargetOnTheRecordedRelease(t *testing.T) {
 		}
 		p := w.proposeApproved(t, fmt.Sprintf("2.%d.0", i))
 		run, exited := w.startRun(t, p.ID)
-		delay := time.Duration(rng.Int64N(int64(3 * time.Second)))
+		// A run takes about 1 s (1.5 s with a rollback): kill inside it.
+		delay := time.Duration(rng.Int64N(int64(1500 * time.Millisecond)))
 		select {
 		case <-exited:
 			outcomes["finished before the kill"]++
