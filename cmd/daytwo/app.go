@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"os"
 	"os/user"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -26,6 +29,9 @@ const (
 	exitUsage   = 2 // bad usage or configuration
 	exitBlocked = 3 // policy, window, freeze or lease
 	exitPending = 4 // change still awaiting approval
+	// exitReadOnly: refused by read-only mode (--read-only,
+	// DAYTWO_READ_ONLY, console.read_only).
+	exitReadOnly = 6
 )
 
 // usageError marks an error as the caller's: wrong arguments or flags.
@@ -54,6 +60,16 @@ type app struct {
 	// Global flags.
 	configFile string
 	logLevel   string
+	// mirrorOnly is set by the read-only check for a mirror command (sync,
+	// the console) in read-only mode: sync without delivering writes, run
+	// nothing.
+	mirrorOnly bool
+	// class is the running command's read-only class (readOnlyClass).
+	class string
+	// noStore is the configured store path when a read found no database
+	// there: the read then runs on an empty throw-away store, so a read
+	// never creates the database.
+	noStore string
 
 	root    *cobra.Command
 	cfg     *config.Config
@@ -85,8 +101,23 @@ func (a *app) config() (*config.Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.File == "" {
+		return nil, a.noConfigError()
+	}
 	a.cfg = cfg
 	return cfg, nil
+}
+
+// noConfigError says where daytwo looked for a configuration file.
+func (a *app) noConfigError() error {
+	cwd, err := os.Getwd()
+	if err != nil {
+		cwd = "."
+	}
+	return &config.Error{Problems: []config.Problem{{Message: fmt.Sprintf(
+		"no configuration file found: no --config flag, $DAYTWO_CONFIG is not set, and there is no %s in %s; "+
+			"write one (the documented example is fixtures/config/daytwo.example.yaml) or name it with --config FILE",
+		config.DefaultFile, cwd)}}}
 }
 
 // store opens the database named by the configuration and records the
@@ -99,7 +130,20 @@ func (a *app) store(ctx context.Context) (*store.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := store.Open(ctx, cfg.Store.Path, store.Options{Clock: a.clock, Logger: a.log()})
+	path := cfg.Store.Path
+	if a.class == roRead {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			// A read never creates the database: it reads an empty one
+			// that is gone when the command ends.
+			tmp, err := os.MkdirTemp("", "daytwo-empty-store")
+			if err != nil {
+				return nil, err
+			}
+			a.closers = append(a.closers, func() error { return os.RemoveAll(tmp) })
+			a.noStore, path = cfg.Store.Path, filepath.Join(tmp, "daytwo.db")
+		}
+	}
+	db, err := store.Open(ctx, path, store.Options{Clock: a.clock, Logger: a.log()})
 	if err != nil {
 		return nil, err
 	}
@@ -159,13 +203,17 @@ func (a *app) report(err error) int {
 	var (
 		cfgErr *config.Error
 		usage  usageError
+		ro     readOnlyError
 	)
 	switch {
+	case errors.As(err, &ro):
+		return exitReadOnly
 	case errors.As(err, &cfgErr), errors.As(err, &usage), isCobraUsage(err):
 		return exitUsage
 	case errors.Is(err, ops.ErrApprovalPending):
 		return exitPending
-	case errors.Is(err, ops.ErrBlocked), errors.Is(err, ops.ErrOutsideWindow), errors.Is(err, ops.ErrChangeRejected):
+	case errors.Is(err, ops.ErrBlocked), errors.Is(err, ops.ErrOutsideWindow), errors.Is(err, ops.ErrChangeRejected),
+		errors.Is(err, ops.ErrNothingToDo):
 		return exitBlocked
 	default:
 		return exitError
@@ -239,4 +287,9 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// printJSONLine writes v as one line of JSON (JSON lines).
+func (a *app) printJSONLine(v any) error {
+	return json.NewEncoder(a.stdout).Encode(v)
 }

@@ -32,9 +32,6 @@ waits for the approval first.`,
 			if err := checkOutput(out); err != nil {
 				return err
 			}
-			if err := a.refuseReadOnly(); err != nil {
-				return err
-			}
 			ctx := cmd.Context()
 			svc, err := a.serviceFor(ctx, args[0])
 			if err != nil {
@@ -196,7 +193,7 @@ func (a *app) policyCommand() *cobra.Command {
 }
 
 func (a *app) updateCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "update", Short: "Proposed updates: list, show, cancel"}
+	cmd := &cobra.Command{Use: "update", Short: "Proposed updates: list, show, cancel, logs"}
 	var (
 		out, env string
 		all      bool
@@ -217,8 +214,7 @@ func (a *app) updateCommand() *cobra.Command {
 			}
 			f := ops.UpdateFilter{Environment: env, Limit: limit}
 			if !all {
-				f.States = []ops.UpdateState{ops.UpdateProposed, ops.UpdateAwaitingApproval, ops.UpdateApproved,
-					ops.UpdateScheduled, ops.UpdateBlocked, ops.UpdateRunning}
+				f.States = ops.OpenUpdateStates()
 			}
 			sts, err := svc.UpdateStatuses(cmd.Context(), f)
 			if err != nil {
@@ -302,9 +298,6 @@ func (a *app) updateCommand() *cobra.Command {
 		Short: "Withdraw an update that has not started (its change is canceled in ServiceNow)",
 		Args:  exactArgs("ID|CHG"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := a.refuseReadOnly(); err != nil {
-				return err
-			}
 			svc, _, err := a.service(cmd.Context())
 			if err != nil {
 				return err
@@ -319,6 +312,6 @@ func (a *app) updateCommand() *cobra.Command {
 		},
 	}
 	cancel.Flags().StringVar(&reason, "reason", "", "why (recorded in the audit log and the change's work notes)")
-	cmd.AddCommand(list, show, cancel)
+	cmd.AddCommand(list, show, cancel, a.updateLogsCommand())
 	return cmd
 }

@@ -64,9 +64,6 @@ is still open, otherwise rolls back what they touched.`,
 			if err := checkOutput(out); err != nil {
 				return err
 			}
-			if err := a.refuseReadOnly(); err != nil {
-				return err
-			}
 			ctx := cmd.Context()
 			svc, db, err := a.service(ctx)
 			if err != nil {
@@ -141,10 +138,73 @@ func (a *app) runAndReport(ctx context.Context, svc *ops.Service, id, out string
 		return nil
 	}
 	if err != nil {
+		a.printFailedSteps(ctx, svc, res.Run.ID)
 		return err
 	}
 	fmt.Fprintf(a.stdout, "run %s succeeded: %s is on %s\n", res.Run.ID, res.Update.Environment, res.Update.Version)
 	return nil
+}
+
+// failedStepLines is how much of a failed step's output `run` prints.
+const failedStepLines = 10
+
+// printFailedSteps prints each failed step of a run with the last lines
+// its command wrote, so the operator sees why without opening the console
+// (`daytwo update logs` prints the whole log).
+func (a *app) printFailedSteps(ctx context.Context, svc *ops.Service, runID string) {
+	ctx = context.WithoutCancel(ctx) // an interrupted run's failure is still worth showing
+	db, err := a.store(ctx)
+	if err != nil {
+		return
+	}
+	steps, err := db.Steps(ctx, runID)
+	if err != nil {
+		return
+	}
+	var lines []ops.LogLine
+	for after := int64(0); ; {
+		page, err := svc.RunLog(ctx, runID, after, 5000)
+		if err != nil {
+			return
+		}
+		lines = append(lines, page...)
+		if len(page) < 5000 {
+			break
+		}
+		after = page[len(page)-1].ID
+	}
+	for _, st := range steps {
+		if st.State != ops.StepFailed {
+			continue
+		}
+		fmt.Fprintf(a.stdout, "step %s on %s failed (batch %d): %s\n", st.Step, orDash(st.Target), st.Batch, orDash(st.Detail))
+		var out []ops.LogLine
+		for _, l := range lines {
+			if l.Target == st.Target && !l.Time.Before(st.StartedAt.Add(-time.Millisecond)) &&
+				(st.FinishedAt.IsZero() || !l.Time.After(st.FinishedAt.Add(time.Millisecond))) {
+				out = append(out, l)
+			}
+		}
+		if len(out) > failedStepLines {
+			out = out[len(out)-failedStepLines:]
+		}
+		if len(out) == 0 {
+			fmt.Fprintln(a.stdout, "  (the step wrote no output)")
+		}
+		for _, l := range out {
+			fmt.Fprintf(a.stdout, "  | %s %s\n", l.Stream, l.Line)
+		}
+	}
+	fmt.Fprintf(a.stdout, "the whole log: daytwo update logs %s --run %s\n", a.updateOfRun(ctx, runID), runID)
+}
+
+func (a *app) updateOfRun(ctx context.Context, runID string) string {
+	if db, err := a.store(ctx); err == nil {
+		if r, err := db.GetRun(ctx, runID); err == nil {
+			return r.UpdateID
+		}
+	}
+	return "ID"
 }
 
 func prefixTarget(ev ops.RunEvent) string {
