@@ -89,15 +89,13 @@ var flagKeys = map[string]string{
 	"read-only": "console.read_only",
 }
 
-// config loads the configuration once per invocation.
+// config loads the configuration once per invocation. No configuration
+// file found is an error saying where daytwo looked.
 func (a *app) config() (*config.Config, error) {
 	if a.cfg != nil {
 		return a.cfg, nil
 	}
-	cfg, err := config.Load(config.Source{
-		File: a.configFile, Getenv: a.getenv, Environ: a.environ,
-		Flags: a.root.PersistentFlags(), FlagKeys: flagKeys,
-	})
+	cfg, err := a.loadConfig()
 	if err != nil {
 		return nil, err
 	}
@@ -106,6 +104,14 @@ func (a *app) config() (*config.Config, error) {
 	}
 	a.cfg = cfg
 	return cfg, nil
+}
+
+// loadConfig loads the configuration layers, a file or none.
+func (a *app) loadConfig() (*config.Config, error) {
+	return config.Load(config.Source{
+		File: a.configFile, Getenv: a.getenv, Environ: a.environ,
+		Flags: a.root.PersistentFlags(), FlagKeys: flagKeys,
+	})
 }
 
 // noConfigError says where daytwo looked for a configuration file.

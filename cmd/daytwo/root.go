@@ -156,9 +156,17 @@ func (a *app) guardReadOnly(cmd *cobra.Command) error {
 	if class == roRead {
 		return nil
 	}
-	cfg, err := a.config()
-	if err != nil {
-		return err
+	// Read-only mode may come from the flag or the environment alone (demo
+	// writes its own configuration file later).
+	cfg := a.cfg
+	if cfg == nil {
+		var err error
+		if cfg, err = a.loadConfig(); err != nil {
+			return err
+		}
+		if cfg.File != "" {
+			a.cfg = cfg
+		}
 	}
 	if !cfg.Console.ReadOnly {
 		return nil
