@@ -228,3 +228,60 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// TestReadOnlyConsoleEngineRunsNothing: `daytwo --read-only tui --engine`
+// (in a pseudo-terminal) runs the engine's loop as a mirror: cycles reach
+// ServiceNow, but an approved auto-run update is not rolled out.
+func TestReadOnlyConsoleEngineRunsNothing(t *testing.T) {
+	script, err := exec.LookPath("script")
+	if err != nil {
+		t.Skip("needs script(1) for a pseudo-terminal")
+	}
+	w := newEngineWorld(t, "0s")
+	staged := w.propose(t, "staging", "1.1.0") // ungated, auto_run: approved at once
+	cycles := func() int { // one deletion query per sync cycle
+		n := 0
+		for _, r := range w.sim.Sim().Requests() {
+			if strings.Contains(r.Path, "sys_audit_delete") {
+				n++
+			}
+		}
+		return n
+	}
+	console := exec.Command(script, "-qfec", daytwoBin+" --read-only tui --engine", "/dev/null")
+	console.Dir = t.TempDir()
+	console.Env = append(append(os.Environ(), w.env...), "TERM=xterm", "DAYTWO_SYNC_INTERVAL=1s")
+	stdin, err := console.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	screen := &lockedBuffer{}
+	console.Stdout, console.Stderr = screen, screen
+	if err := console.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = console.Process.Kill() })
+	// Three cycles: the engine pass of the first would have rolled
+	// staging out by the third (a pass starts right after each cycle).
+	waitFor(t, "three engine cycles of the console", 60*time.Second, func() bool { return cycles() >= 3 })
+	waitFor(t, "the console's read-only badge", 30*time.Second, func() bool { return strings.Contains(screen.String(), "READ-ONLY") })
+	if _, err := stdin.Write([]byte("q")); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- console.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("console: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the console did not quit on q")
+	}
+	if got := w.versions(t, "stg-1", "stg-2"); got != "1.0.0,1.0.0" {
+		t.Errorf("a read-only console with --engine rolled staging out: %s", got)
+	}
+	if r := daytwo(t, w.env, "update", "show", staged.ID, "-o", "json"); !strings.Contains(r.stdout, `"state": "approved"`) {
+		t.Errorf("staging update moved under a read-only console: %s", r.stdout)
+	}
+}
