@@ -264,6 +264,12 @@ func TestReadOnlyConsoleEngineRunsNothing(t *testing.T) {
 	// Three cycles: the engine pass of the first would have rolled
 	// staging out by the third (a pass starts right after each cycle).
 	waitFor(t, "three engine cycles of the console", 60*time.Second, func() bool { return cycles() >= 3 })
+	if got := w.versions(t, "stg-1", "stg-2"); got != "1.0.0,1.0.0" {
+		t.Errorf("a read-only console with --engine rolled staging out: %s", got)
+	}
+	if r := daytwo(t, w.env, "update", "show", staged.ID, "-o", "json"); !strings.Contains(r.stdout, `"state": "approved"`) {
+		t.Errorf("staging update moved under a read-only console: %s", r.stdout)
+	}
 	waitFor(t, "the console's read-only badge", 30*time.Second, func() bool { return strings.Contains(screen.String(), "READ-ONLY") })
 	if _, err := stdin.Write([]byte("q")); err != nil {
 		t.Fatal(err)
@@ -277,11 +283,5 @@ func TestReadOnlyConsoleEngineRunsNothing(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("the console did not quit on q")
-	}
-	if got := w.versions(t, "stg-1", "stg-2"); got != "1.0.0,1.0.0" {
-		t.Errorf("a read-only console with --engine rolled staging out: %s", got)
-	}
-	if r := daytwo(t, w.env, "update", "show", staged.ID, "-o", "json"); !strings.Contains(r.stdout, `"state": "approved"`) {
-		t.Errorf("staging update moved under a read-only console: %s", r.stdout)
 	}
 }
