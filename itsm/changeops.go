@@ -156,7 +156,7 @@ func (c *Client) CreateChange(ctx context.Context, in ChangeInput) (*Change, err
 	if tpl != nil {
 		body["std_change_producer_version"] = tpl.SysID
 	}
-	rec, raw, err := c.write(ctx, http.MethodPost, tablePath(TableChangeRequest), nil, body, false)
+	rec, raw, err := c.write(ctx, http.MethodPost, tablePath(TableChangeRequest), changeQuery(), body, false)
 	if err != nil {
 		return nil, fmt.Errorf("itsm: create change %s: %w", in.CorrelationID, err)
 	}
@@ -229,9 +229,17 @@ func (c *Client) CreateChangeIdempotent(ctx context.Context, in ChangeInput) (ch
 	return nil, false, err
 }
 
+// changeQuery asks a Table API answer about a change for the same fields
+// the mirror reads, dot-walked names included: every path that stores a
+// change stores the same CI, group and requester names (a record without
+// them would show raw sys_ids until the change next moves).
+func changeQuery() url.Values {
+	return url.Values{"sysparm_fields": {strings.Join(changeFields, ",")}}
+}
+
 // GetChange fetches a change by sys_id.
 func (c *Client) GetChange(ctx context.Context, sysID string) (*Change, error) {
-	rec, raw, err := c.getOne(ctx, TableChangeRequest, sysID, nil)
+	rec, raw, err := c.getOne(ctx, TableChangeRequest, sysID, changeFields)
 	if err != nil {
 		return nil, fmt.Errorf("itsm: get change %s: %w", sysID, err)
 	}
@@ -302,7 +310,7 @@ func (c *Client) patchState(ctx context.Context, sysID string, to ChangeState, e
 	for k, v := range extra {
 		body[k] = v
 	}
-	rec, raw, err := c.write(ctx, http.MethodPatch, recordPath(TableChangeRequest, sysID), nil, body, true)
+	rec, raw, err := c.write(ctx, http.MethodPatch, recordPath(TableChangeRequest, sysID), changeQuery(), body, true)
 	if err != nil {
 		return nil, err
 	}
