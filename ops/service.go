@@ -52,10 +52,10 @@ type Service struct {
 	// approverErr says why the configured approver cannot be used (e.g.
 	// its password is missing); decisions report it, nothing else does.
 	approverErr error
-	probers   Probers
-	holder    string
-	outboxWG  sync.WaitGroup
-	outboxMu  sync.Mutex
+	probers     Probers
+	holder      string
+	outboxWG    sync.WaitGroup
+	outboxMu    sync.Mutex
 	// active holds the ids of runs this process is executing, so that
 	// recovery never mistakes them for runs of a dead process.
 	active sync.Map

@@ -239,7 +239,7 @@ func TestReadOnlyConsoleEngineRunsNothing(t *testing.T) {
 	}
 	w := newEngineWorld(t, "0s")
 	staged := w.propose(t, "staging", "1.1.0") // ungated, auto_run: approved at once
-	cycles := func() int { // one deletion query per sync cycle
+	cycles := func() int {                     // one deletion query per sync cycle
 		n := 0
 		for _, r := range w.sim.Sim().Requests() {
 			if strings.Contains(r.Path, "sys_audit_delete") {
