@@ -255,11 +255,11 @@ func checkOutput(out string) error {
 	return nil
 }
 
-// printJSON writes v as indented JSON.
+// printJSON writes v as indented JSON, durations as strings (jsonView).
 func (a *app) printJSON(v any) error {
 	enc := json.NewEncoder(a.stdout)
 	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	return enc.Encode(jsonView(v))
 }
 
 // table writes aligned columns; the first row is the header.
@@ -297,5 +297,5 @@ func orDash(s string) string {
 
 // printJSONLine writes v as one line of JSON (JSON lines).
 func (a *app) printJSONLine(v any) error {
-	return json.NewEncoder(a.stdout).Encode(v)
+	return json.NewEncoder(a.stdout).Encode(jsonView(v))
 }

@@ -39,7 +39,7 @@ func (a *app) runCommand() *cobra.Command {
 		resume  bool
 	)
 	cmd := &cobra.Command{
-		Use:   "run (ID|CHG | --resume)",
+		Use:   "run (ID|CHG|ENV | --resume)",
 		Short: "Run an update once its gate opens: batches, health checks, automatic rollback",
 		Long: `Run an approved update: take the environment's lease, move the change to
 Implement, roll out batch by batch with health checks and a bake period, and on
@@ -51,6 +51,8 @@ When the gate is closed, every reason is printed: exit 4 while the change awaits
 approval, exit 3 when something else blocks (window, freeze, conflict, an edited
 plan, a policy, another run's lease). --wait keeps checking (syncing ServiceNow)
 until the gate opens or --timeout passes.
+
+ENV names the environment's open update (there is at most one).
 
 --resume finishes runs a dead process left behind: it resumes them if their gate
 is still open, otherwise rolls back what they touched.`,
@@ -86,9 +88,9 @@ is still open, otherwise rolls back what they touched.`,
 				}
 				return err
 			}
-			u, err := db.GetUpdate(ctx, args[0])
+			u, err := a.updateToRun(ctx, svc, db, args[0])
 			if err != nil {
-				return fmt.Errorf("no update or change %q: %w", args[0], err)
+				return err
 			}
 			if wait {
 				if err := a.waitForGate(ctx, svc, u.ID, timeout, poll, out == outTable); err != nil {
@@ -105,6 +107,32 @@ is still open, otherwise rolls back what they touched.`,
 	f.DurationVar(&poll, "poll", 5*time.Second, "with --wait: how often to check")
 	f.BoolVar(&resume, "resume", false, "recover runs interrupted by a crash (resume or roll back)")
 	return cmd
+}
+
+// updateToRun finds the update an argument names: an update id, a change
+// number, or an environment (its one open update).
+func (a *app) updateToRun(ctx context.Context, svc *ops.Service, db updateFinder, arg string) (ops.Update, error) {
+	u, err := db.GetUpdate(ctx, arg)
+	if err == nil {
+		return u, nil
+	}
+	if _, enverr := svc.Environment(arg); enverr != nil {
+		return u, fmt.Errorf("no update or change %q: %w", arg, err)
+	}
+	open, lerr := db.ListUpdates(ctx, ops.UpdateFilter{Environment: arg, States: ops.OpenUpdateStates()})
+	switch {
+	case lerr != nil:
+		return u, lerr
+	case len(open) == 0:
+		return u, usagef("%s has no open update to run (propose one: daytwo propose %s VERSION)", arg, arg)
+	}
+	return open[0], nil
+}
+
+// updateFinder looks updates up.
+type updateFinder interface {
+	GetUpdate(ctx context.Context, idOrChange string) (ops.Update, error)
+	ListUpdates(ctx context.Context, f ops.UpdateFilter) ([]ops.Update, error)
 }
 
 // progress prints run events as they happen (table output only).

@@ -67,7 +67,12 @@ on stderr, and a graceful stop on SIGTERM or Ctrl-C.`,
 					return err
 				}
 				if out == outJSON {
-					return a.printJSON(syncSummary(rep))
+					sum := syncSummary(rep)
+					sum.ReadOnly = a.mirrorOnly
+					return a.printJSON(sum)
+				}
+				if a.mirrorOnly {
+					fmt.Fprintln(a.stdout, "sync: read-only: mirrored only; queued writes stay queued")
 				}
 				fmt.Fprintf(a.stdout, "sync: fetched %d, upserted %d (%d unchanged), deleted %d, approvals %d, updates moved %d; outbox delivered %d, retrying %d, refused %d; %d requests in %s\n",
 					rep.Fetched, rep.Upserted, rep.Unchanged, rep.Deleted, rep.Approvals, rep.Transitions,
@@ -104,12 +109,13 @@ type syncSummaryJSON struct {
 	Transitions int               `json:"updates_moved"`
 	Outbox      ops.DeliveryStats `json:"outbox"`
 	Requests    int               `json:"requests"`
-	DurationMS  int64             `json:"duration_ms"`
+	Duration    time.Duration     `json:"duration"`
+	ReadOnly    bool              `json:"read_only,omitempty"`
 }
 
 func syncSummary(r ops.SyncReport) syncSummaryJSON {
 	return syncSummaryJSON{Fetched: r.Fetched, Upserted: r.Upserted, Unchanged: r.Unchanged, Deleted: r.Deleted,
-		Approvals: r.Approvals, Transitions: r.Transitions, Outbox: r.Outbox, Requests: r.Requests, DurationMS: r.Duration.Milliseconds()}
+		Approvals: r.Approvals, Transitions: r.Transitions, Outbox: r.Outbox, Requests: r.Requests, Duration: r.Duration.Round(time.Millisecond)}
 }
 
 // syncMetrics are the daemon's Prometheus metrics, on a registry of its own.

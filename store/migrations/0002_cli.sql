@@ -21,3 +21,33 @@ WHERE state IN ('proposed', 'awaiting_approval', 'approved', 'scheduled')
 
 CREATE UNIQUE INDEX updates_one_open ON updates(environment)
     WHERE state IN ('proposed', 'awaiting_approval', 'approved', 'scheduled', 'running');
+
+-- Outbox payloads use snake_case field names like every other JSON daytwo
+-- writes (the change and incident requests were encoded with Go's field
+-- names). Items already written are renamed in place.
+UPDATE outbox
+SET payload_json = json_set(payload_json, '$.request', json_object(
+    'correlation_id', COALESCE(json_extract(payload_json, '$.request.CorrelationID'), ''),
+    'type', COALESCE(json_extract(payload_json, '$.request.Type'), ''),
+    'template', COALESCE(json_extract(payload_json, '$.request.Template'), ''),
+    'short_description', COALESCE(json_extract(payload_json, '$.request.ShortDescription'), ''),
+    'description', COALESCE(json_extract(payload_json, '$.request.Description'), ''),
+    'cmdb_ci', COALESCE(json_extract(payload_json, '$.request.CmdbCI'), ''),
+    'assignment_group', COALESCE(json_extract(payload_json, '$.request.AssignmentGroup'), ''),
+    'risk', COALESCE(json_extract(payload_json, '$.request.Risk'), ''),
+    'impact', COALESCE(json_extract(payload_json, '$.request.Impact'), ''),
+    'start', COALESCE(json_extract(payload_json, '$.request.Start'), '0001-01-01T00:00:00Z'),
+    'end', COALESCE(json_extract(payload_json, '$.request.End'), '0001-01-01T00:00:00Z')))
+WHERE kind = 'change.create' AND json_type(payload_json, '$.request.CorrelationID') IS NOT NULL;
+
+UPDATE outbox
+SET payload_json = json_set(payload_json, '$.request', json_object(
+    'correlation_id', COALESCE(json_extract(payload_json, '$.request.CorrelationID'), ''),
+    'short_description', COALESCE(json_extract(payload_json, '$.request.ShortDescription'), ''),
+    'description', COALESCE(json_extract(payload_json, '$.request.Description'), ''),
+    'cmdb_ci', COALESCE(json_extract(payload_json, '$.request.CmdbCI'), ''),
+    'assignment_group', COALESCE(json_extract(payload_json, '$.request.AssignmentGroup'), ''),
+    'impact', COALESCE(json_extract(payload_json, '$.request.Impact'), ''),
+    'urgency', COALESCE(json_extract(payload_json, '$.request.Urgency'), ''),
+    'caused_by', COALESCE(json_extract(payload_json, '$.request.CausedBy'), '')))
+WHERE kind = 'incident.create' AND json_type(payload_json, '$.request.CorrelationID') IS NOT NULL;
