@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -236,19 +238,51 @@ func TestMirrorThenIdleCycleCostsOneRequestPerTable(t *testing.T) {
 	}
 }
 
+// pageGate serves the simulator to the daemon but holds every mirror page
+// after the first until it is opened: the test kills the daemon mid-sync
+// by construction, not by racing it.
+type pageGate struct {
+	h      http.Handler
+	mu     sync.Mutex
+	served int
+	open   chan struct{}
+}
+
+func (g *pageGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/table/change_request") {
+		g.mu.Lock()
+		g.served++
+		n := g.served
+		g.mu.Unlock()
+		if n > 1 {
+			select {
+			case <-g.open:
+			case <-r.Context().Done():
+				return
+			}
+		}
+	}
+	g.h.ServeHTTP(w, r)
+}
+
 func TestDaemonKilledMidSyncLosesAndDuplicatesNothing(t *testing.T) {
 	n := 6000
-	faults, _ := snowsim.ParseFaults("latency=40ms")
-	sim := startSim(t, snowsim.Options{Faults: faults})
+	sim := startSim(t, snowsim.Options{})
 	if err := sim.Sim().GenerateChanges(n, snowsim.GenerateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	gate := &pageGate{h: sim.Sim(), open: make(chan struct{})}
+	gated := httptest.NewServer(gate)
+	t.Cleanup(gated.Close)
+	var opened sync.Once
+	openGate := func() { opened.Do(func() { close(gate.open) }) }
+	t.Cleanup(openGate)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "daytwo.yaml")
 	if err := os.WriteFile(cfg, []byte(`
 store: {path: d.db}
 servicenow:
-  instance: `+sim.URL()+`
+  instance: `+gated.URL+`
   auth: {username: daytwo}
   page_size: 200
 environments:
@@ -266,22 +300,15 @@ environments:
 	if err := daemon.Start(); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = daemon.Process.Kill() })
 	dbPath := filepath.Join(dir, "d.db")
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if c := countRows(t, dbPath); c > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			daemon.Process.Kill()
-			t.Fatal("daemon stored nothing in 30s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	// The first page is stored; the next ones wait at the gate.
+	waitFor(t, "the daemon to store the first page", 60*time.Second, func() bool { return countRows(t, dbPath) > 0 })
 	if err := daemon.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	_ = daemon.Wait()
+	openGate()
 	partial := countRows(t, dbPath)
 
 	r := daytwo(t, env, "sync", "--once", "-o", "json")
