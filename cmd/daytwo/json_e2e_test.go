@@ -64,10 +64,32 @@ func TestEveryJSONOutputIsSnakeCase(t *testing.T) {
 	if r := daytwo(t, w.env, "run", staged.ID); r.code != 0 {
 		t.Fatalf("run: %+v", r)
 	}
+	if r := daytwo(t, w.env, "run", w.propose(t, "staging", "1.2.0").ID); r.code != 0 {
+		t.Fatalf("run: %+v", r)
+	}
 	prod := w.propose(t, "production", "1.1.0")
-	w.approve(t, prod.Change)
+	// The writes that print JSON: a decision (as an approver, four eyes)
+	// and a rollback.
+	approver := append(append([]string{}, w.env...), "DAYTWO_SN_APPROVER_USER=ops.lead", "DAYTWO_SN_APPROVER_PASSWORD=ops.lead")
+	writes := [][]string{
+		daytwo(t, approver, "change", "approve", prod.Change, "--comment", "ok", "-o", "json").lines(),
+		daytwo(t, w.env, "rollback", "staging", "-o", "json").lines(),
+	}
+	for _, out := range writes {
+		if len(out) == 0 {
+			t.Error("a write printed no JSON")
+		}
+		for _, l := range out {
+			var v any
+			if err := json.Unmarshal([]byte(l), &v); err != nil {
+				t.Errorf("not JSON: %v: %s", err, l)
+			}
+			for _, p := range jsonProblems("write", v) {
+				t.Error(p)
+			}
+		}
+	}
 	daytwo(t, w.env, "sync", "--once")
-	queued := w.propose(t, "staging", "1.2.0", "--wait", "0")
 
 	examples := map[string][]string{
 		"daytwo sync":           {"--once"},
@@ -75,7 +97,7 @@ func TestEveryJSONOutputIsSnakeCase(t *testing.T) {
 		"daytwo env diff":       {"staging", "production"},
 		"daytwo propose":        {"staging", "1.3.0", "--dry-run"},
 		"daytwo change show":    {prod.Change},
-		"daytwo change approve": nil, // a write: covered by its own tests
+		"daytwo change approve": nil, // writes: checked above
 		"daytwo change reject":  nil,
 		"daytwo run":            {"--resume"},
 		"daytwo rollback":       nil,
@@ -88,7 +110,6 @@ func TestEveryJSONOutputIsSnakeCase(t *testing.T) {
 		"daytwo audit export":   {},
 		"daytwo update cancel":  nil,
 	}
-	_ = queued
 	cmds := leafCommands()
 	paths := make([]string, 0, len(cmds))
 	for p, c := range cmds {
@@ -125,4 +146,19 @@ func TestEveryJSONOutputIsSnakeCase(t *testing.T) {
 	if checked < 15 {
 		t.Fatalf("only %d commands checked", checked)
 	}
+}
+
+// lines splits the JSON documents of stdout (one indented document, or
+// JSON lines) into one string each.
+func (r result) lines() []string {
+	var out []string
+	dec := json.NewDecoder(strings.NewReader(r.stdout))
+	for dec.More() {
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return append(out, r.stdout)
+		}
+		out = append(out, string(raw))
+	}
+	return out
 }
