@@ -36,7 +36,9 @@ func TestMigration2CarriesDataOver(t *testing.T) {
 			       ('u-new', 'production', '1.1.0', '{}', 'd2', 'proposed', '', '2026-11-02T00:00:00.000000000Z', '2026-11-02T00:00:00.000000000Z')`,
 		`INSERT INTO outbox (ordering_key, kind, payload_json, state, next_attempt_at, created_at)
 			VALUES ('u-new', 'change.create', '{"update_id":"u-new","request":{"CorrelationID":"daytwo:u-new","Type":"normal","Template":"","ShortDescription":"s","Description":"d","CmdbCI":"ci","AssignmentGroup":"g","Risk":"low","Impact":"","Start":"2026-11-02T00:00:00Z","End":"2026-11-02T02:00:00Z"}}',
-			        'pending', '2026-11-02T00:00:00.000000000Z', '2026-11-02T00:00:00.000000000Z')`,
+			        'pending', '2026-11-02T00:00:00.000000000Z', '2026-11-02T00:00:00.000000000Z'),
+			       ('u-new', 'incident.create', '{"update_id":"u-new","request":{"CorrelationID":"daytwo:u-new:incident","ShortDescription":"s","Description":"d","CmdbCI":"ci","AssignmentGroup":"g","Impact":"2","Urgency":"2","CausedBy":"abc"}}',
+			        'failed', '2026-11-02T00:00:00.000000000Z', '2026-11-02T00:00:00.000000000Z')`,
 	} {
 		if _, err := raw.ExecContext(ctx, q); err != nil {
 			t.Fatalf("%v: %s", err, q)
@@ -56,9 +58,18 @@ func TestMigration2CarriesDataOver(t *testing.T) {
 	if u, err := db.GetUpdate(ctx, "u-new"); err != nil || u.State != ops.UpdateProposed {
 		t.Fatalf("newest open update = %+v (%v), want it kept", u, err)
 	}
-	items, err := db.ListOutbox(ctx, ops.OutboxFilter{})
-	if err != nil || len(items) != 1 {
+	items, err := db.ListOutbox(ctx, ops.OutboxFilter{States: []ops.OutboxState{ops.OutboxPending, ops.OutboxFailed}})
+	if err != nil || len(items) != 2 {
 		t.Fatalf("outbox %+v %v", items, err)
+	}
+	if items[0].Kind != ops.OutboxCreateChange {
+		items[0], items[1] = items[1], items[0]
+	}
+	var inc struct {
+		Request ops.IncidentRequest `json:"request"`
+	}
+	if err := json.Unmarshal(items[1].Payload, &inc); err != nil || inc.Request.CausedBy != "abc" || inc.Request.Urgency != "2" {
+		t.Fatalf("migrated incident payload decodes to %+v (%v): %s", inc.Request, err, items[1].Payload)
 	}
 	var p struct {
 		Request ops.ChangeRequest `json:"request"`

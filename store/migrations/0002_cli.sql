@@ -38,7 +38,8 @@ SET payload_json = json_set(payload_json, '$.request', json_object(
     'impact', COALESCE(json_extract(payload_json, '$.request.Impact'), ''),
     'start', COALESCE(json_extract(payload_json, '$.request.Start'), '0001-01-01T00:00:00Z'),
     'end', COALESCE(json_extract(payload_json, '$.request.End'), '0001-01-01T00:00:00Z')))
-WHERE kind = 'change.create' AND json_type(payload_json, '$.request.CorrelationID') IS NOT NULL;
+WHERE kind = 'change.create' AND json_valid(payload_json)
+  AND CASE WHEN json_valid(payload_json) THEN json_type(payload_json, '$.request.CorrelationID') END IS NOT NULL;
 
 UPDATE outbox
 SET payload_json = json_set(payload_json, '$.request', json_object(
@@ -50,4 +51,5 @@ SET payload_json = json_set(payload_json, '$.request', json_object(
     'impact', COALESCE(json_extract(payload_json, '$.request.Impact'), ''),
     'urgency', COALESCE(json_extract(payload_json, '$.request.Urgency'), ''),
     'caused_by', COALESCE(json_extract(payload_json, '$.request.CausedBy'), '')))
-WHERE kind = 'incident.create' AND json_type(payload_json, '$.request.CorrelationID') IS NOT NULL;
+WHERE kind = 'incident.create' AND json_valid(payload_json)
+  AND CASE WHEN json_valid(payload_json) THEN json_type(payload_json, '$.request.CorrelationID') END IS NOT NULL;
