@@ -38,6 +38,9 @@ type RollbackRequest struct {
 	To string
 	// ChangeType overrides the environment's change type (e.g. emergency).
 	ChangeType string
+	// Supersede cancels the environment's open update instead of refusing
+	// (see ProposeRequest.Supersede).
+	Supersede bool
 }
 
 // ProposeRollback proposes an update back to an earlier release of the
@@ -75,7 +78,7 @@ func (s *Service) ProposeRollback(ctx context.Context, req RollbackRequest) (Pro
 		return Proposal{}, fmt.Errorf("%s has no earlier release than %s", env.Name, current.Version)
 	}
 	return s.Propose(ctx, ProposeRequest{Environment: env.Name, Version: target.Version, ChangeType: req.ChangeType,
-		Rollback: true, Config: target.Config})
+		Rollback: true, Config: target.Config, Supersede: req.Supersede})
 }
 
 // cancelTx cancels cur inside tx: for a gated environment its change is
