@@ -45,28 +45,30 @@ type EvidenceChecker interface {
 type ChangeRequest struct {
 	// CorrelationID makes creation idempotent: the adapter looks it up
 	// before re-sending a create whose outcome it does not know.
-	CorrelationID    string
-	Type             string // normal, standard, emergency
-	Template         string // standard change template name
-	ShortDescription string
-	Description      string
-	CmdbCI           string // name or sys_id
-	AssignmentGroup  string // name or sys_id
-	Risk             string
-	Impact           string
-	Start, End       time.Time
+	CorrelationID    string    `json:"correlation_id"`
+	Type             string    `json:"type"`     // normal, standard, emergency
+	Template         string    `json:"template"` // standard change template name
+	ShortDescription string    `json:"short_description"`
+	Description      string    `json:"description"`
+	CmdbCI           string    `json:"cmdb_ci"`          // name or sys_id
+	AssignmentGroup  string    `json:"assignment_group"` // name or sys_id
+	Risk             string    `json:"risk"`
+	Impact           string    `json:"impact"`
+	Start            time.Time `json:"start"`
+	End              time.Time `json:"end"`
 }
 
 // IncidentRequest is an incident ops opens after a failed rollout.
 type IncidentRequest struct {
-	CorrelationID    string
-	ShortDescription string
-	Description      string
-	CmdbCI           string
-	AssignmentGroup  string
-	Impact, Urgency  string
+	CorrelationID    string `json:"correlation_id"`
+	ShortDescription string `json:"short_description"`
+	Description      string `json:"description"`
+	CmdbCI           string `json:"cmdb_ci"`
+	AssignmentGroup  string `json:"assignment_group"`
+	Impact           string `json:"impact"`
+	Urgency          string `json:"urgency"`
 	// CausedBy is the sys_id of the change whose rollout failed.
-	CausedBy string
+	CausedBy string `json:"caused_by"`
 }
 
 // MirrorRequest is one incremental mirror run over change requests.

@@ -36,14 +36,28 @@ type SyncReport struct {
 // daytwo change (one request), and deletions; then move updates whose
 // change was approved, rejected or canceled.
 func (s *Service) SyncOnce(ctx context.Context) (SyncReport, error) {
+	return s.syncOnce(ctx, true)
+}
+
+// MirrorOnce is SyncOnce without a single write to ServiceNow: it mirrors
+// changes, approvals and deletions and moves updates accordingly, but
+// delivers no outbox item and starts no conflict check. Read-only mode
+// syncs with it.
+func (s *Service) MirrorOnce(ctx context.Context) (SyncReport, error) {
+	return s.syncOnce(ctx, false)
+}
+
+func (s *Service) syncOnce(ctx context.Context, write bool) (SyncReport, error) {
 	start := time.Now()
 	var rep SyncReport
 	if _, err := s.changeSystem(); err != nil {
 		return rep, fmt.Errorf("sync: %w", err)
 	}
 	var err error
-	if rep.Outbox, err = s.DeliverOutbox(ctx); err != nil {
-		return rep, err
+	if write {
+		if rep.Outbox, err = s.DeliverOutbox(ctx); err != nil {
+			return rep, err
+		}
 	}
 	since, err := s.store.GetWatermark(ctx, TableChanges)
 	if err != nil {
@@ -124,8 +138,10 @@ func (s *Service) SyncOnce(ctx context.Context) (SyncReport, error) {
 	if err != nil {
 		return rep, err
 	}
-	if err := s.recheckConflicts(ctx); err != nil {
-		return rep, err
+	if write {
+		if err := s.recheckConflicts(ctx); err != nil {
+			return rep, err
+		}
 	}
 	if rep.Transitions, err = s.reconcile(ctx); err != nil {
 		return rep, err

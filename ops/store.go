@@ -74,6 +74,8 @@ type Tx interface {
 	Now() time.Time
 	GetUpdate(ctx context.Context, id string) (Update, error)
 	InsertUpdate(ctx context.Context, u Update) error
+	// OpenUpdates lists env's updates in OpenUpdateStates, newest first.
+	OpenUpdates(ctx context.Context, env string) ([]Update, error)
 	// SaveUpdate writes u if the stored update is still in state expect,
 	// and fails with ErrConflict otherwise.
 	SaveUpdate(ctx context.Context, u Update, expect UpdateState) error

@@ -35,13 +35,22 @@ var updateTransitions = map[UpdateState][]UpdateState{
 	UpdateAwaitingApproval: {UpdateApproved, UpdateRejected, UpdateCanceled, UpdateBlocked},
 	UpdateApproved:         {UpdateScheduled, UpdateRunning, UpdateCanceled, UpdateBlocked, UpdateAwaitingApproval},
 	UpdateScheduled:        {UpdateRunning, UpdateCanceled, UpdateBlocked, UpdateAwaitingApproval},
-	UpdateBlocked:          {UpdateProposed, UpdateAwaitingApproval, UpdateApproved, UpdateScheduled, UpdateCanceled},
-	UpdateRunning:          {UpdateSucceeded, UpdateFailed},
-	UpdateFailed:           {UpdateRolledBack},
-	UpdateSucceeded:        nil,
-	UpdateRejected:         nil,
-	UpdateCanceled:         nil,
-	UpdateRolledBack:       nil,
+	// A blocked proposal is closed: a blocking policy refused it before
+	// anything was raised, so nothing waits on it (propose again once the
+	// policy passes).
+	UpdateBlocked:    nil,
+	UpdateRunning:    {UpdateSucceeded, UpdateFailed},
+	UpdateFailed:     {UpdateRolledBack},
+	UpdateSucceeded:  nil,
+	UpdateRejected:   nil,
+	UpdateCanceled:   nil,
+	UpdateRolledBack: nil,
+}
+
+// OpenUpdateStates are the states of an update that may still run. An
+// environment has at most one open update (see Propose).
+func OpenUpdateStates() []UpdateState {
+	return []UpdateState{UpdateProposed, UpdateAwaitingApproval, UpdateApproved, UpdateScheduled, UpdateRunning}
 }
 
 // Valid reports whether s is one of the known states.

@@ -445,8 +445,8 @@ func (m *Model) setFlash(l common.Level, text string) tea.Cmd {
 // request checks an action against read-only mode and opens the confirm
 // dialog when it is dangerous or needs inputs.
 func (m *Model) request(a common.Action) tea.Cmd {
-	if a.Dangerous && m.opts.ReadOnly {
-		return m.setFlash(common.LevelError, "read-only mode: "+a.Title+" is disabled")
+	if refusal := m.common.RefuseReadOnly(a); refusal != "" {
+		return m.setFlash(common.LevelError, refusal)
 	}
 	if a.Dangerous || len(a.Inputs) > 0 || a.Confirm != "" {
 		d := confirm.New(m.common, a)
@@ -460,6 +460,9 @@ func (m *Model) request(a common.Action) tea.Cmd {
 // startTask runs an action in a command with the spinner on; it ends in
 // one TaskDoneMsg.
 func (m *Model) startTask(a common.Action, values []string) tea.Cmd {
+	if refusal := m.common.RefuseReadOnly(a); refusal != "" {
+		return m.setFlash(common.LevelError, refusal)
+	}
 	m.nextTask++
 	id := m.nextTask
 	m.tasks[id] = a.Title

@@ -62,12 +62,17 @@ on stderr, and a graceful stop on SIGTERM or Ctrl-C.`,
 				return err
 			}
 			if once {
-				rep, err := svc.SyncOnce(cmd.Context())
+				rep, err := a.syncCycle(cmd.Context(), svc)
 				if err != nil {
 					return err
 				}
 				if out == outJSON {
-					return a.printJSON(syncSummary(rep))
+					sum := syncSummary(rep)
+					sum.ReadOnly = a.mirrorOnly
+					return a.printJSON(sum)
+				}
+				if a.mirrorOnly {
+					fmt.Fprintln(a.stdout, "sync: read-only: mirrored only; queued writes stay queued")
 				}
 				fmt.Fprintf(a.stdout, "sync: fetched %d, upserted %d (%d unchanged), deleted %d, approvals %d, updates moved %d; outbox delivered %d, retrying %d, refused %d; %d requests in %s\n",
 					rep.Fetched, rep.Upserted, rep.Unchanged, rep.Deleted, rep.Approvals, rep.Transitions,
@@ -104,12 +109,13 @@ type syncSummaryJSON struct {
 	Transitions int               `json:"updates_moved"`
 	Outbox      ops.DeliveryStats `json:"outbox"`
 	Requests    int               `json:"requests"`
-	DurationMS  int64             `json:"duration_ms"`
+	Duration    time.Duration     `json:"duration"`
+	ReadOnly    bool              `json:"read_only,omitempty"`
 }
 
 func syncSummary(r ops.SyncReport) syncSummaryJSON {
 	return syncSummaryJSON{Fetched: r.Fetched, Upserted: r.Upserted, Unchanged: r.Unchanged, Deleted: r.Deleted,
-		Approvals: r.Approvals, Transitions: r.Transitions, Outbox: r.Outbox, Requests: r.Requests, DurationMS: r.Duration.Milliseconds()}
+		Approvals: r.Approvals, Transitions: r.Transitions, Outbox: r.Outbox, Requests: r.Requests, Duration: r.Duration.Round(time.Millisecond)}
 }
 
 // syncMetrics are the daemon's Prometheus metrics, on a registry of its own.
@@ -191,7 +197,7 @@ func (a *app) daemon(ctx context.Context, svc *ops.Service, db *store.DB, m *syn
 		}()
 		log.Info("daemon listening", "addr", ln.Addr().String(), "paths", "/metrics /healthz /readyz")
 	}
-	log.Info("daemon started", "interval", interval.String(), "instance", a.cfg.ServiceNow.Instance, "db", db.Path())
+	log.Info("daemon started", "interval", interval.String(), "instance", a.cfg.ServiceNow.Instance, "db", db.Path(), "read_only", a.mirrorOnly)
 	a.engineLoop(ctx, svc, db, m, interval, log)
 	log.Info("daemon stopped")
 	if srv != nil {
@@ -217,7 +223,7 @@ func (a *app) engineLoop(ctx context.Context, svc *ops.Service, db *store.DB, m 
 	for {
 		m.lastCycle.Store(time.Now().Unix())
 		start := time.Now()
-		rep, err := svc.SyncOnce(ctx)
+		rep, err := a.syncCycle(ctx, svc)
 		m.duration.Observe(time.Since(start).Seconds())
 		m.refreshGauges(context.WithoutCancel(ctx), db)
 		switch {
@@ -251,8 +257,9 @@ func (a *app) engineLoop(ctx context.Context, svc *ops.Service, db *store.DB, m 
 			}
 		}
 		// The engine runs beside the sync loop, so a long rollout never
-		// stalls mirroring; one engine pass at a time.
-		if engineBusy.CompareAndSwap(false, true) {
+		// stalls mirroring; one engine pass at a time. A read-only mirror
+		// runs (and recovers) nothing.
+		if !a.mirrorOnly && engineBusy.CompareAndSwap(false, true) {
 			engineWG.Add(1)
 			go func() {
 				defer engineWG.Done()
@@ -279,6 +286,15 @@ func (a *app) engineLoop(ctx context.Context, svc *ops.Service, db *store.DB, m 
 		case <-ticker.C:
 		}
 	}
+}
+
+// syncCycle is one sync cycle: SyncOnce, or in read-only mode MirrorOnce
+// (no write reaches ServiceNow).
+func (a *app) syncCycle(ctx context.Context, svc *ops.Service) (ops.SyncReport, error) {
+	if a.mirrorOnly {
+		return svc.MirrorOnce(ctx)
+	}
+	return svc.SyncOnce(ctx)
 }
 
 func (a *app) daemonMux(db *store.DB, m *syncMetrics, interval time.Duration) http.Handler {

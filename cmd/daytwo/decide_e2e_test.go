@@ -372,7 +372,7 @@ func TestOutboxDiscard(t *testing.T) {
 	if r := daytwo(t, w.env, "outbox", "retry"); r.code == 0 {
 		t.Fatalf("delivery without ops.lead's credentials: %+v; want refused", r)
 	}
-	if r := daytwo(t, w.env, "--read-only", "outbox", "discard", fmt.Sprint(id)); r.code != exitBlocked || !strings.Contains(r.stderr, "read-only") {
+	if r := daytwo(t, w.env, "--read-only", "outbox", "discard", fmt.Sprint(id)); r.code != exitReadOnly || !strings.Contains(r.stderr, "read-only") {
 		t.Fatalf("discard in read-only mode: %+v; want refused", r)
 	}
 	r := daytwo(t, w.env, "outbox", "discard", fmt.Sprint(id), "--reason", "approved in ServiceNow by hand")

@@ -178,8 +178,13 @@ func TestEngineEndToEnd(t *testing.T) {
 	if err := daemon.Start(); err != nil {
 		t.Fatal(err)
 	}
-	w.propose(t, "staging", "1.1.0")
+	first := w.propose(t, "staging", "1.1.0")
 	waitFor(t, "staging on 1.1.0", 30*time.Second, func() bool { return w.versions(t, "stg-1", "stg-2") == "1.1.0,1.1.0" })
+	// One open update per environment: the next is proposed once the run has finished.
+	waitFor(t, "the staging run to finish", 30*time.Second, func() bool {
+		r := daytwo(t, w.env, "update", "show", first.ID, "-o", "json")
+		return strings.Contains(r.stdout, `"state": "succeeded"`)
+	})
 	// A broken release on staging is rolled back by the daemon.
 	w.propose(t, "staging", "1.2.0-broken")
 	waitFor(t, "the broken staging run to end", 30*time.Second, func() bool {
@@ -319,7 +324,10 @@ func TestEngineEndToEnd(t *testing.T) {
 // minute while it has conflicts).
 func TestConflictCheckBlocksOverlappingChange(t *testing.T) {
 	w := newEngineWorld(t, "0s")
-	first := w.propose(t, "production", "2.0.0")
+	// The first change on the CI is another operator's (their own store):
+	// one environment has one open update at a time.
+	other := &engineWorld{env: append(append([]string{}, w.env...), "DAYTWO_DB="+filepath.Join(t.TempDir(), "other.db"))}
+	first := other.propose(t, "production", "2.0.0")
 	second := w.propose(t, "production", "2.0.1")
 	w.approve(t, second.Change)
 	daytwo(t, w.env, "sync", "--once")

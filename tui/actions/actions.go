@@ -31,13 +31,15 @@ type Service interface {
 
 var _ Service = (*ops.Service)(nil)
 
-// Propose proposes version (and key=value settings) for env. On a gated
-// environment the environment's name must be typed to confirm.
+// Propose proposes version (and key=value settings) for env. It is
+// dangerous everywhere (an ungated proposal is approved and may be
+// auto-run at once); on a gated environment the environment's name must
+// be typed to confirm.
 func Propose(svc Service, env ops.Environment, version string, set map[string]string) common.Action {
 	a := common.Action{
 		Title:       "Propose " + env.Name + " " + orAsk(version),
 		Description: "Plan the update, evaluate policies and (gated) raise a ServiceNow change.",
-		Dangerous:   env.RequiresChange,
+		Dangerous:   true,
 		Do: func(ctx context.Context, values []string) (string, error) {
 			v := version
 			if v == "" && len(values) > 0 {
@@ -245,11 +247,12 @@ func RetryOutbox(svc Service, id int64) common.Action {
 }
 
 // Sync runs one sync cycle now (deliver the outbox, mirror changes and
-// approvals). It only pushes writes that were already decided, so it is
-// not flagged dangerous.
+// approvals). It only pushes writes that were already decided, so it needs
+// no confirmation, but it does write: disabled in read-only mode.
 func Sync(svc Service) common.Action {
 	return common.Action{
-		Title: "Sync with ServiceNow",
+		Title:  "Sync with ServiceNow",
+		Writes: true,
 		Do: func(ctx context.Context, _ []string) (string, error) {
 			r, err := svc.SyncOnce(ctx)
 			if err != nil {
