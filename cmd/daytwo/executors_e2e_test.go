@@ -234,3 +234,31 @@ func (w *ansibleWorld) svcLog(t *testing.T, runID string) (string, error) {
 	}
 	return b.String(), err
 }
+
+// TestConfigCheckAnsible: config check runs ansible-inventory and the
+// playbook's syntax check, naming the key at fault.
+func TestConfigCheckAnsible(t *testing.T) {
+	w := newAnsibleWorld(t, 3)
+	if r := daytwo(t, w.env, "config", "check"); r.code != 0 {
+		t.Fatalf("config check: %+v", r)
+	}
+	inv := filepath.Join(w.ans, "hosts.ini")
+	writeTestFile(t, inv, "[fleet]\nhost-01\nhost-02\n[fleet:vars]\nansible_connection=local\n")
+	r := daytwo(t, w.env, "config", "check")
+	if out := r.stdout + r.stderr; r.code != 2 || !strings.Contains(out, "environments[0].deploy.ansible.inventory") || !strings.Contains(out, "has no host named host-03") {
+		t.Errorf("config check, a target missing from the inventory: %+v", r)
+	}
+	writeTestFile(t, inv, "[fleet]\nhost-01\nhost-02\nhost-03\n")
+	writeTestFile(t, filepath.Join(w.ans, "site.yml"), "- hosts: all\n  tasks: [ {{ broken\n")
+	r = daytwo(t, w.env, "config", "check")
+	if out := r.stdout + r.stderr; r.code != 2 || !strings.Contains(out, "environments[0].deploy.ansible.playbook") || !strings.Contains(out, "syntax-check") {
+		t.Errorf("config check, a broken playbook: %+v", r)
+	}
+	if err := os.Remove(inv); err != nil {
+		t.Fatal(err)
+	}
+	r = daytwo(t, w.env, "config", "check")
+	if out := r.stdout + r.stderr; r.code != 2 || !strings.Contains(out, "environments[0].deploy.ansible.inventory") || !strings.Contains(out, "no such file") {
+		t.Errorf("config check, a missing inventory: %+v", r)
+	}
+}
