@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/daytwo/daytwo/ops"
 )
@@ -220,5 +221,59 @@ func TestAnsiblePlaybookErrorFailsEveryTarget(t *testing.T) {
 		if res[h] == nil {
 			t.Errorf("%s succeeded with a broken playbook", h)
 		}
+	}
+}
+
+// TestReaperStopsADeadRunnersAnsibleRun: the ansible-playbook run of a
+// batch carries the run's marks, so recovery's Reaper finds it (and its
+// workers) and stops it; every target of the batch then fails.
+func TestReaperStopsADeadRunnersAnsibleRun(t *testing.T) {
+	dir, spec := ansibleFleet(t, "web-1", "web-2")
+	writeFile(t, filepath.Join(dir, "site.yml"), "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: hang\n      ansible.builtin.command: sleep 300\n")
+	a, err := NewAnsible("staging", spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan int, 2)
+	var reqs []ops.StepRequest
+	for _, h := range []string{"web-1", "web-2"} {
+		req := stepReq()
+		req.Target = ops.Target{Name: h}
+		req.RunID, req.Epoch = "r-reap-ansible", 1
+		req.OnStart = func(pid int) error { started <- pid; return nil }
+		reqs = append(reqs, req)
+	}
+	done := make(chan map[string]error, 1)
+	go func() { done <- a.DeployBatch(t.Context(), reqs, nil) }()
+	pid := <-started
+	<-started
+	// Wait until the hosts' workers run the task (sleep is a grandchild).
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		out, _ := osexec.Command("pgrep", "-g", fmt.Sprint(pid), "-f", "sleep 300").Output()
+		if len(strings.Fields(string(out))) >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the playbook's tasks did not start within 60s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	got, err := (&Reaper{Grace: 2 * time.Second}).Reap(t.Context(), "r-reap-ansible", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) == 0 || !strings.Contains(strings.Join(got, "\n"), fmt.Sprintf("pid %d ", pid)) {
+		t.Errorf("reaped %q, want ansible-playbook (pid %d) among them", got, pid)
+	}
+	select {
+	case res := <-done:
+		for _, h := range []string{"web-1", "web-2"} {
+			if res[h] == nil {
+				t.Errorf("%s succeeded although its ansible run was stopped", h)
+			}
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("DeployBatch did not return after its run was reaped")
 	}
 }
