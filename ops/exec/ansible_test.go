@@ -229,7 +229,7 @@ func TestAnsiblePlaybookErrorFailsEveryTarget(t *testing.T) {
 // workers) and stops it; every target of the batch then fails.
 func TestReaperStopsADeadRunnersAnsibleRun(t *testing.T) {
 	dir, spec := ansibleFleet(t, "web-1", "web-2")
-	writeFile(t, filepath.Join(dir, "site.yml"), "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: hang\n      ansible.builtin.command: sleep 300\n")
+	writeFile(t, filepath.Join(dir, "site.yml"), "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: hang\n      ansible.builtin.shell: touch {{ state_dir }}/state/{{ inventory_hostname }}.hanging; exec sleep 300\n")
 	a, err := NewAnsible("staging", spec)
 	if err != nil {
 		t.Fatal(err)
@@ -250,8 +250,8 @@ func TestReaperStopsADeadRunnersAnsibleRun(t *testing.T) {
 	// Wait until the hosts' workers run the task (sleep is a grandchild).
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		out, _ := osexec.Command("pgrep", "-g", fmt.Sprint(pid), "-f", "sleep 300").Output()
-		if len(strings.Fields(string(out))) >= 2 {
+		hanging, _ := filepath.Glob(filepath.Join(dir, "state", "*.hanging"))
+		if len(hanging) == 2 {
 			break
 		}
 		if time.Now().After(deadline) {
