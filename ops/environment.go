@@ -57,6 +57,10 @@ type DeploySpec struct {
 	Rollback []string          `koanf:"rollback" json:"rollback,omitempty"`
 	Timeout  time.Duration     `koanf:"timeout" json:"timeout,omitempty"`
 	Env      map[string]string `koanf:"env" json:"env,omitempty"`
+	// Ansible and SSH select the other executors (see executors.go);
+	// at most one of Command, Ansible and SSH is set.
+	Ansible *AnsibleSpec `koanf:"ansible" json:"ansible,omitempty"`
+	SSH     *SSHSpec     `koanf:"ssh" json:"ssh,omitempty"`
 }
 
 // VersionProbe tells how to ask a target which version it really runs.

@@ -395,14 +395,18 @@ func (r *runner) execute(view *journalView) (runOutcome, error) {
 		}
 		r.emit(RunEvent{Batch: batch.Index, State: "batch", Message: label})
 		results := make([]targetResult, len(deploy))
-		fanOut(len(deploy), r.env.Strategy.MaxParallel, func(i int) {
-			name := deploy[i]
-			if r.stopping() {
-				results[i] = targetResult{target: name, notRun: true}
-				return
-			}
-			results[i] = r.deployTarget(batch.Index, targets[name])
-		})
+		if be, ok := r.exec.(BatchExecutor); ok && !r.stopping() {
+			results = r.deployBatch(be, batch.Index, pick(targets, deploy)) // one program for the batch (batch.go)
+		} else {
+			fanOut(len(deploy), r.env.Strategy.MaxParallel, func(i int) {
+				name := deploy[i]
+				if r.stopping() {
+					results[i] = targetResult{target: name, notRun: true}
+					return
+				}
+				results[i] = r.deployTarget(batch.Index, targets[name])
+			})
+		}
 		if r.lost.Load() {
 			return r.fenced()
 		}
@@ -738,21 +742,25 @@ func (r *runner) rollbackAll(cause error) (runOutcome, error) {
 		failed  []string
 		wasBusy bool
 	)
-	fanOut(len(touched), r.env.Strategy.MaxParallel, func(i int) {
-		name := touched[i]
-		if view.target(name).restored {
-			return // an earlier holder of the run restored it; verified below
-		}
-		if err := r.rollbackTarget(targets[name]); err != nil {
-			mu.Lock()
-			defer mu.Unlock()
-			if busy(err) {
-				wasBusy = true
-				return
+	if br, ok := r.exec.(BatchRollbacker); ok {
+		failed, wasBusy = r.rollbackTouched(br, touched, view, targets) // one program for all (batch.go)
+	} else {
+		fanOut(len(touched), r.env.Strategy.MaxParallel, func(i int) {
+			name := touched[i]
+			if view.target(name).restored {
+				return // an earlier holder of the run restored it; verified below
 			}
-			failed = append(failed, fmt.Sprintf("%s: %v", name, err))
-		}
-	})
+			if err := r.rollbackTarget(targets[name]); err != nil {
+				mu.Lock()
+				defer mu.Unlock()
+				if busy(err) {
+					wasBusy = true
+					return
+				}
+				failed = append(failed, fmt.Sprintf("%s: %v", name, err))
+			}
+		})
+	}
 	if r.lost.Load() {
 		return r.fenced()
 	}

@@ -168,6 +168,12 @@ func resolvePaths(tree map[string]any, dir string) {
 	walkPath(tree, "console", func(m map[string]any) { abs(m, "log_file") })
 	walkPath(tree, "audit", func(m map[string]any) { abs(m, "key_file"); abs(m, "anchor_file") })
 	walkPath(tree, "environments.*.deploy", func(m map[string]any) { argv0(m, "command"); argv0(m, "rollback") })
+	walkPath(tree, "environments.*.deploy.ansible", func(m map[string]any) {
+		abs(m, "playbook")
+		abs(m, "inventory")
+		abs(m, "rollback_playbook")
+	})
+	walkPath(tree, "environments.*.deploy.ssh", func(m map[string]any) { abs(m, "key_file"); abs(m, "known_hosts") })
 	walkPath(tree, "environments.*.version_probe", func(m map[string]any) { argv0(m, "command") })
 	walkPath(tree, "environments.*.health.*", func(m map[string]any) { argv0(m, "command") })
 }
@@ -227,6 +233,7 @@ func stringifyMaps(tree map[string]any) {
 	}
 	walkPath(tree, "environments.*", func(m map[string]any) { str(m, "config") })
 	walkPath(tree, "environments.*.deploy", func(m map[string]any) { str(m, "env") })
+	walkPath(tree, "environments.*.deploy.ansible", func(m map[string]any) { str(m, "extra_vars") })
 	walkPath(tree, "environments.*.targets.*", func(m map[string]any) { str(m, "vars") })
 	walkPath(tree, "environments.*.health.*.http", func(m map[string]any) { str(m, "expect_json") })
 }

@@ -200,9 +200,7 @@ func (v *validator) environment(key string, e ops.Environment, envs map[string]i
 	}
 	v.targetVarRefs(key, e)
 	v.argSizes(key, e)
-	if len(e.Deploy.Command) == 0 {
-		v.add(key+".deploy.command", "must name the program to run (argv list, no shell)")
-	}
+	v.executors(key, e)
 	for j, a := range e.Deploy.Command {
 		v.tmpl(fmt.Sprintf("%s.deploy.command[%d]", key, j), a)
 	}
@@ -278,6 +276,15 @@ func templates(key string, e ops.Environment) [][2]string {
 	}
 	for j, a := range e.Deploy.Rollback {
 		add(fmt.Sprintf("%s.deploy.rollback[%d]", key, j), a)
+	}
+	if ss := e.Deploy.SSH; ss != nil {
+		add(key+".deploy.ssh.host", ss.Host)
+		for j, a := range ss.Command {
+			add(fmt.Sprintf("%s.deploy.ssh.command[%d]", key, j), a)
+		}
+		for j, a := range ss.Rollback {
+			add(fmt.Sprintf("%s.deploy.ssh.rollback[%d]", key, j), a)
+		}
 	}
 	if p := e.VersionProbe; p.HTTP != nil {
 		add(key+".version_probe.http.url", p.HTTP.URL)
