@@ -73,15 +73,18 @@ type HTTPProbe struct {
 }
 
 // HealthCheck is one check run against every target after it is deployed.
-// Exactly one of HTTP, TCP and Command is set.
+// Exactly one of HTTP, TCP, Command, Metrics and Prometheus is set; the
+// metric kinds run during the bake (see MetricAnalysis).
 type HealthCheck struct {
-	Name     string        `koanf:"name" json:"name,omitempty"`
-	HTTP     *HTTPCheck    `koanf:"http" json:"http,omitempty"`
-	TCP      *TCPCheck     `koanf:"tcp" json:"tcp,omitempty"`
-	Command  []string      `koanf:"command" json:"command,omitempty"`
-	Interval time.Duration `koanf:"interval" json:"interval,omitempty"`
-	Timeout  time.Duration `koanf:"timeout" json:"timeout,omitempty"`
-	Retries  int           `koanf:"retries" json:"retries,omitempty"`
+	Name       string           `koanf:"name" json:"name,omitempty"`
+	HTTP       *HTTPCheck       `koanf:"http" json:"http,omitempty"`
+	TCP        *TCPCheck        `koanf:"tcp" json:"tcp,omitempty"`
+	Command    []string         `koanf:"command" json:"command,omitempty"`
+	Metrics    *MetricsCheck    `koanf:"metrics" json:"metrics,omitempty"`
+	Prometheus *PrometheusCheck `koanf:"prometheus" json:"prometheus,omitempty"`
+	Interval   time.Duration    `koanf:"interval" json:"interval,omitempty"`
+	Timeout    time.Duration    `koanf:"timeout" json:"timeout,omitempty"`
+	Retries    int              `koanf:"retries" json:"retries,omitempty"`
 }
 
 // HTTPCheck passes when the URL answers with the expected status and, if

@@ -41,12 +41,14 @@ func TestExprEval(t *testing.T) {
 		"regex matcher, anchored":  {src: `rate(http_requests_total{code=~"5.."})`, env: Env{Window: base}, want: 3},
 		"error ratio":              {src: `rate(http_requests_total{code=~"5.."}) / rate(http_requests_total)`, env: Env{Window: base}, want: 30.0 / 110},
 		"negative matcher":         {src: `increase(http_requests_total{code!="200", handler="/"})`, env: Env{Window: base}, want: 30},
-		"regex does not match sub": {src: `increase(http_requests_total{code=~"5"})`, env: Env{Window: base}, noData: true},
+		"regex does not match sub": {src: `increase(http_requests_total{code=~"5"})`, env: Env{Window: base}, want: 0},
+		"unknown label":            {src: `increase(http_requests_total{cod=~"5.."})`, env: Env{Window: base}, noData: true},
 		"series new at the end":    {src: `increase(http_requests_total{code="503"})`, env: Env{Window: base}, want: 10},
 		"counter reset":            {src: `rate(http_requests_total)`, env: Env{Window: reset}, want: 10},
 		"gauge":                    {src: `up * 100 - 1`, env: Env{Window: base}, want: 99},
 		"unknown metric":           {src: `rate(http_request_total)`, env: Env{Window: base}, noData: true},
 		"zero over zero":           {src: `increase(http_requests_total{code="404"} ) / increase(up)`, env: Env{Window: base}, noData: true},
+		"no matching series is 0":  {src: `rate(http_requests_total{code="404"})`, env: Env{Window: base}, want: 0},
 		"nothing over nothing":     {src: `increase(up) / increase(up)`, env: Env{Window: base}, noData: true},
 		"result":                   {src: `result * 2`, env: Env{Result: &r}, want: 0.5},
 		"result missing":           {src: `result`, env: Env{}, noData: true},
@@ -153,8 +155,12 @@ func TestCondition(t *testing.T) {
 }
 
 func TestJudge(t *testing.T) {
-	lt := func(th float64) func(float64) (bool, error) { return func(v float64) (bool, error) { return v < th, nil } }
-	gt := func(th float64) func(float64) (bool, error) { return func(v float64) (bool, error) { return v > th, nil } }
+	lt := func(th float64) func(float64) (bool, error) {
+		return func(v float64) (bool, error) { return v < th, nil }
+	}
+	gt := func(th float64) func(float64) (bool, error) {
+		return func(v float64) (bool, error) { return v > th, nil }
+	}
 	tests := map[string]struct {
 		value            float64
 		err              error

@@ -238,7 +238,7 @@ func (n binNode) children() []node { return []node{n.l, n.r} }
 
 type matcher struct {
 	label, op, value string
-	re            *regexp.Regexp
+	re               *regexp.Regexp
 }
 
 func (m matcher) matches(labels map[string]string) bool {
@@ -281,21 +281,37 @@ func (s *selector) match(snap Snapshot) []Sample {
 	return out
 }
 
-// noSeries explains a selector that matches nothing, naming what the
-// target does export under that name (or that it exports nothing of it).
+// noSeries explains a selector that matches nothing: no data when the
+// target does not export the metric at all or a matcher names a label
+// none of its series has (both are usually typos), and nil when the
+// metric is there but no series matches (no 5xx answers yet: a sum of
+// nothing is 0).
 func (s *selector) noSeries(snap Snapshot) error {
-	names := map[string]bool{}
+	labels := map[string]bool{}
 	n := 0
 	for _, smp := range snap.Samples {
-		if smp.Name == s.name {
-			n++
+		if smp.Name != s.name {
+			continue
 		}
-		names[smp.Name] = true
+		n++
+		for k := range smp.Labels {
+			labels[k] = true
+		}
 	}
 	if n == 0 {
-		return fmt.Errorf("%s: %w: the target exports no series named %s (%d metric names exported)", s.src, ErrNoData, s.name, len(names))
+		return fmt.Errorf("%s: %w: the target exports no series named %s", s.src, ErrNoData, s.name)
 	}
-	return fmt.Errorf("%s: %w: none of the %d series named %s match its labels", s.src, ErrNoData, n, s.name)
+	for _, m := range s.matchers {
+		if !labels[m.label] {
+			have := make([]string, 0, len(labels))
+			for k := range labels {
+				have = append(have, k)
+			}
+			sort.Strings(have)
+			return fmt.Errorf("%s: %w: no series of %s has a label %s (its labels: %s)", s.src, ErrNoData, s.name, m.label, strings.Join(have, ", "))
+		}
+	}
+	return nil
 }
 
 // gaugeNode is a bare selector: the summed value at the end.
@@ -307,7 +323,9 @@ func (n gaugeNode) eval(env Env) (float64, error) {
 	}
 	m := n.sel.match(env.Window.End)
 	if len(m) == 0 {
-		return 0, n.sel.noSeries(env.Window.End)
+		if err := n.sel.noSeries(env.Window.End); err != nil {
+			return 0, err
+		}
 	}
 	sum := 0.0
 	for _, s := range m {
@@ -352,7 +370,9 @@ func (counterNode) children() []node { return nil }
 func increases(sel *selector, w Window) ([]Sample, error) {
 	end := sel.match(w.End)
 	if len(end) == 0 {
-		return nil, sel.noSeries(w.End)
+		if err := sel.noSeries(w.End); err != nil {
+			return nil, err
+		}
 	}
 	start := map[string]float64{}
 	for _, s := range sel.match(w.Start) {
