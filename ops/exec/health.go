@@ -31,7 +31,7 @@ type Health struct {
 	env      string
 	checks   []*check
 	metrics  []*metricCheck // run during bakes only
-	interval time.Duration // between bake rounds: the shortest check interval
+	interval time.Duration  // between bake rounds: the shortest check interval
 	o        options
 }
 
