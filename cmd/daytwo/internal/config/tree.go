@@ -33,12 +33,7 @@ func unknownKeys(path string, v any, t reflect.Type) []Problem {
 			return nil // a type error, reported by the decoder
 		}
 		fields := map[string]reflect.Type{}
-		for i := range t.NumField() {
-			f := t.Field(i)
-			if tag := strings.Split(f.Tag.Get("koanf"), ",")[0]; tag != "" && tag != "-" {
-				fields[tag] = f.Type
-			}
-		}
+		koanfFields(t, fields)
 		keys := sortedKeys(m)
 		for _, key := range keys {
 			full := join(path, key)
@@ -69,6 +64,22 @@ func unknownKeys(path string, v any, t reflect.Type) []Problem {
 		}
 	}
 	return out
+}
+
+// koanfFields collects a struct's keys, those of embedded structs tagged
+// ",squash" (ops.MetricAnalysis in the metric checks) included.
+func koanfFields(t reflect.Type, fields map[string]reflect.Type) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag := f.Tag.Get("koanf")
+		if f.Anonymous && strings.Contains(tag, ",squash") && f.Type.Kind() == reflect.Struct {
+			koanfFields(f.Type, fields)
+			continue
+		}
+		if name := strings.Split(tag, ",")[0]; name != "" && name != "-" {
+			fields[name] = f.Type
+		}
+	}
 }
 
 func join(path, key string) string {
