@@ -17,6 +17,7 @@ var secretKeys = map[string]string{
 	"servicenow.auth.client_secret": "secrets are not read from the file: set DAYTWO_SN_CLIENT_SECRET or client_secret_file",
 	"servicenow.approver.password":  "secrets are not read from the file: set DAYTWO_SN_APPROVER_PASSWORD or password_file",
 	"audit.key":                     "secrets are not read from the file: set DAYTWO_AUDIT_KEY or audit.key_file",
+	"alertmanager.token":            "secrets are not read from the file: set DAYTWO_ALERTMANAGER_TOKEN or alertmanager.token_file",
 }
 
 // unknownKeys walks the raw YAML tree against the Config type and reports
@@ -178,6 +179,7 @@ func resolvePaths(tree map[string]any, dir string) {
 	walkPath(tree, "servicenow.approver", func(m map[string]any) { abs(m, "password_file") })
 	walkPath(tree, "console", func(m map[string]any) { abs(m, "log_file") })
 	walkPath(tree, "audit", func(m map[string]any) { abs(m, "key_file"); abs(m, "anchor_file") })
+	walkPath(tree, "alertmanager", func(m map[string]any) { abs(m, "token_file") })
 	walkPath(tree, "environments.*.deploy", func(m map[string]any) { argv0(m, "command"); argv0(m, "rollback") })
 	walkPath(tree, "environments.*.version_probe", func(m map[string]any) { argv0(m, "command") })
 	walkPath(tree, "environments.*.health.*", func(m map[string]any) { argv0(m, "command") })
