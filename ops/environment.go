@@ -23,6 +23,8 @@ type Environment struct {
 	Health         []HealthCheck     `koanf:"health" json:"health,omitempty"`
 	Strategy       Strategy          `koanf:"strategy" json:"strategy"`
 	Config         map[string]string `koanf:"config" json:"config,omitempty"`
+	// Verify, if set, keeps checking every target after the last batch.
+	Verify *VerifyWindow `koanf:"verify" json:"verify,omitempty"`
 }
 
 // ChangeDefaults says how the change request for an update of a gated

@@ -76,6 +76,19 @@ type PrometheusCheck struct {
 	MetricAnalysis `koanf:",squash"`
 }
 
+// VerifyWindow is a verification window after the last batch: every
+// target is checked (health and metric checks, no baseline) for Window
+// before the run is declared successful.
+type VerifyWindow struct {
+	Window time.Duration `koanf:"window" json:"window"`
+	// OnFailure is what a failed verification does: "rollback" (the
+	// default: roll every target back, close the change unsuccessful,
+	// open an incident), "incident" (keep the release, open an incident
+	// naming the failing checks) or "alert" (keep the release, record the
+	// failure in the run log and the audit log).
+	OnFailure string `koanf:"on_failure" json:"on_failure,omitempty"`
+}
+
 // MetricVerdict is one metric check's verdict on one updated target, with
 // the numbers behind it.
 type MetricVerdict struct {

@@ -451,6 +451,9 @@ func (r *runner) execute(view *journalView) (runOutcome, error) {
 			return r.rollbackAll(cause)
 		}
 	}
+	if out, err, done := r.verifyWindow(); done {
+		return out, err
+	}
 	return r.finishSucceeded()
 }
 

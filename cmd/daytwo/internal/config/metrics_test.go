@@ -72,7 +72,7 @@ func TestMetricCheckConfigProblems(t *testing.T) {
 			want: `environments[0].health[0].metrics.success_condition: "rate(http_requests_total{code=~\"5..\"} < 0.01": at column 39: want ")"`},
 		"no bake": {bake: "0s", health: `
       - metrics: {url: "{{ .Target.Vars.url }}/metrics", success_condition: 'rate(x) < 1'}`,
-			want: `environments[0].health[0].metrics: metric checks run during each batch's bake: set strategy.bake`},
+			want: `environments[0].health[0].metrics: metric checks run during each batch's bake and the verification window: set strategy.bake`},
 		"unknown key": {bake: "3s", health: `
       - metrics: {url: "{{ .Target.Vars.url }}/metrics", success_condition: 'rate(x) < 1', failureLimit: 2}`,
 			want: `failureLimit`},

@@ -248,13 +248,24 @@ func (v *validator) environment(key string, e ops.Environment, envs map[string]i
 			if h.Metrics != nil && h.Prometheus != nil {
 				kinds++
 			}
-			v.metricCheck(hk, h, e.Strategy)
+			v.metricCheck(hk, h, e)
 		}
 		if kinds != 1 {
 			v.add(hk, "set exactly one of http, tcp, command, metrics or prometheus")
 		}
 		if h.Retries < 0 {
 			v.add(hk+".retries", "cannot be negative")
+		}
+	}
+	if vw := e.Verify; vw != nil {
+		if vw.Window <= 0 {
+			v.add(key+".verify.window", "must be a positive duration such as 30m")
+		}
+		if vw.OnFailure != "" {
+			v.oneOf(key+".verify.on_failure", vw.OnFailure, "rollback", "incident", "alert")
+		}
+		if len(e.Health) == 0 {
+			v.add(key+".verify", "a verification window needs health checks to run")
 		}
 	}
 	s := e.Strategy
@@ -274,13 +285,13 @@ func (v *validator) environment(key string, e ops.Environment, envs map[string]i
 // metricCheck parses a metrics or prometheus check as the engine will,
 // so that a bad expression or setting fails `config check` with the
 // check's key and field, and requires the bake the check runs in.
-func (v *validator) metricCheck(hk string, h ops.HealthCheck, s ops.Strategy) {
-	if s.Bake <= 0 {
+func (v *validator) metricCheck(hk string, h ops.HealthCheck, e ops.Environment) {
+	if e.Strategy.Bake <= 0 && (e.Verify == nil || e.Verify.Window <= 0) {
 		kind := "metrics"
 		if h.Prometheus != nil {
 			kind = "prometheus"
 		}
-		v.add(hk+"."+kind, "metric checks run during each batch's bake: set strategy.bake (e.g. 30s)")
+		v.add(hk+"."+kind, "metric checks run during each batch's bake and the verification window: set strategy.bake (e.g. 30s) or verify.window")
 	}
 	if h.Metrics != nil && h.Prometheus != nil {
 		return // reported as two kinds
