@@ -69,7 +69,7 @@ func startPrometheus(t *testing.T, targets map[string]string) string {
 			var b bytes.Buffer
 			_, _ = b.ReadFrom(resp.Body)
 			resp.Body.Close()
-			if strings.Contains(b.String(), fmt.Sprintf(`"value":[`)) && strings.Contains(b.String(), fmt.Sprintf(`,"%d"]`, len(targets))) {
+			if strings.Contains(b.String(), `"value":[`) && strings.Contains(b.String(), fmt.Sprintf(`,"%d"]`, len(targets))) {
 				return base
 			}
 		}
