@@ -455,6 +455,9 @@ func (r *runner) execute(view *journalView) (runOutcome, error) {
 			return r.rollbackAll(cause)
 		}
 	}
+	if out, err, done := r.verifyWindow(); done {
+		return out, err
+	}
 	return r.finishSucceeded()
 }
 
@@ -643,7 +646,9 @@ func (r *runner) bake(batch int, names []string, targets map[string]Target) ([]s
 	fanOut(len(names), len(names), func(i int) {
 		name := names[i]
 		var ev string
-		err := r.step(batch, name, StepBake, r.u.Version, r.request(targets[name]), func(ctx context.Context, req StepRequest) (string, error) {
+		req := r.request(targets[name])
+		req.Baseline, req.OnVerdict = r.baselineFor(batch), func(v MetricVerdict) { r.metricVerdict(batch, v) }
+		err := r.step(batch, name, StepBake, r.u.Version, req, func(ctx context.Context, req StepRequest) (string, error) {
 			var err error
 			if b, ok := r.health.(Baker); ok {
 				ev, err = b.Bake(ctx, req, d, r.sink())

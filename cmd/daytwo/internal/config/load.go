@@ -273,6 +273,7 @@ func readSecrets(cfg *Config, getenv func(string) string) []Problem {
 	cfg.Secrets.Password, cfg.Secrets.PasswordSource = read("DAYTWO_SN_PASSWORD", "servicenow.auth.password_file", a.PasswordFile)
 	cfg.Secrets.ClientSecret, cfg.Secrets.ClientSecretSource = read("DAYTWO_SN_CLIENT_SECRET", "servicenow.auth.client_secret_file", a.ClientSecretFile)
 	cfg.Secrets.ApproverPassword, _ = read("DAYTWO_SN_APPROVER_PASSWORD", "servicenow.approver.password_file", cfg.ServiceNow.Approver.PasswordFile)
+	cfg.Secrets.AlertmanagerToken, _ = read("DAYTWO_ALERTMANAGER_TOKEN", "alertmanager.token_file", cfg.Alertmanager.TokenFile)
 	if key, src := read("DAYTWO_AUDIT_KEY", "audit.key_file", cfg.Audit.KeyFile); key != "" {
 		if len(key) < MinAuditKeyLen {
 			where := "audit.key_file"
