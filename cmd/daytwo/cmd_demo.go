@@ -314,22 +314,31 @@ func (a *app) demoStory(ctx context.Context, w *demoWorld, manual bool) error {
 	}
 	ok("production on 1.1.0; %s closed %s with a work note per batch and the run log attached", ch.Number, ch.CloseCode)
 
+	// rolledBack proposes a bad production release (approving it in the
+	// manual story) and waits until it is rolled back and every target is
+	// on 1.1.0 again.
+	rolledBack := func(version string) (ops.Update, error) {
+		p, err := propose("production", version, nil)
+		if err != nil {
+			return ops.Update{}, err
+		}
+		if manual {
+			if _, err := waitForUpdate(ctx, svc, p.Update.ID, 30*time.Second, ops.UpdateAwaitingApproval); err != nil {
+				return ops.Update{}, err
+			}
+			if err := a.demoApprove(ctx, svc, p.Update.ID); err != nil {
+				return ops.Update{}, err
+			}
+		}
+		u, err := wait(p.Update.ID, ops.UpdateRolledBack)
+		if err != nil {
+			return u, err
+		}
+		return u, fleetOn("1.1.0", "prd-1", "prd-2", "prd-3")
+	}
+
 	say("propose 1.2.0-degraded to production: /healthz answers 200, but 20%% of requests fail; metric analysis compares the canary with the baseline")
-	if p, err = propose("production", "1.2.0-degraded", nil); err != nil {
-		return err
-	}
-	if manual {
-		if _, err := waitForUpdate(ctx, svc, p.Update.ID, 30*time.Second, ops.UpdateAwaitingApproval); err != nil {
-			return err
-		}
-		if err := a.demoApprove(ctx, svc, p.Update.ID); err != nil {
-			return err
-		}
-	}
-	if u, err = wait(p.Update.ID, ops.UpdateRolledBack); err != nil {
-		return err
-	}
-	if err := fleetOn("1.1.0", "prd-1", "prd-2", "prd-3"); err != nil {
+	if u, err = rolledBack("1.2.0-degraded"); err != nil {
 		return err
 	}
 	ch, err = waitForChange(ctx, svc, u.ChangeSysID, 30*time.Second, func(c ops.Change) bool { return c.State == ops.ChangeClosed })
@@ -344,21 +353,7 @@ func (a *app) demoStory(ctx context.Context, w *demoWorld, manual bool) error {
 	ok("%s closed %s, with the verdict's numbers in its work notes", ch.Number, ch.CloseCode)
 
 	say("propose 1.2.0-broken to production: approved, rolled out, its health check fails")
-	if p, err = propose("production", "1.2.0-broken", nil); err != nil {
-		return err
-	}
-	if manual {
-		if _, err := waitForUpdate(ctx, svc, p.Update.ID, 30*time.Second, ops.UpdateAwaitingApproval); err != nil {
-			return err
-		}
-		if err := a.demoApprove(ctx, svc, p.Update.ID); err != nil {
-			return err
-		}
-	}
-	if u, err = wait(p.Update.ID, ops.UpdateRolledBack); err != nil {
-		return err
-	}
-	if err := fleetOn("1.1.0", "prd-1", "prd-2", "prd-3"); err != nil {
+	if u, err = rolledBack("1.2.0-broken"); err != nil {
 		return err
 	}
 	ok("automatic rollback: every touched target is back on 1.1.0")
