@@ -303,34 +303,42 @@ func (w *rolloutWorld) rollout(tb testing.TB, version string) time.Duration {
 	return took
 }
 
-// spawnFloor is the process-spawn floor: 1000 × /bin/true, 50 at a time.
-func spawnFloor(tb testing.TB) time.Duration {
+// spawnFloor is the process-spawn floor: n × /bin/true, 50 at a time.
+func spawnFloor(tb testing.TB, n int) time.Duration {
 	tb.Helper()
 	start := time.Now()
-	out, err := exec.Command("sh", "-c", "seq 1000 | xargs -P 50 -I{} /bin/true").CombinedOutput()
+	out, err := exec.Command("sh", "-c", fmt.Sprintf("seq %d | xargs -P 50 -I{} /bin/true", n)).CombinedOutput()
 	if err != nil {
 		tb.Fatalf("spawn floor: %v\n%s", err, out)
 	}
 	return time.Since(start)
 }
 
-// BenchmarkRollout1000 runs the 1000-target no-op rollout and, in the same
-// iteration, the process-spawn floor; x-floor is their ratio.
-func BenchmarkRollout1000(b *testing.B) {
-	w := newRolloutWorld(b, 1000)
+// benchRollout runs the n-target no-op rollout and, in the same
+// iteration, the process-spawn floor; x-floor is their ratio (≤ 1.5).
+func benchRollout(b *testing.B, n int) {
+	w := newRolloutWorld(b, n)
 	var run, floor time.Duration
 	i := 0
 	for b.Loop() {
 		i++
-		run += w.rollout(b, fmt.Sprintf("1.0.%d", i))
+		r := w.rollout(b, fmt.Sprintf("1.0.%d", i))
 		b.StopTimer()
-		floor += spawnFloor(b)
+		f := spawnFloor(b, n)
 		b.StartTimer()
+		run += r
+		floor += f
 	}
 	b.ReportMetric(run.Seconds()/float64(i), "s-rollout")
 	b.ReportMetric(floor.Seconds()/float64(i), "s-floor")
 	b.ReportMetric(run.Seconds()/floor.Seconds(), "x-floor")
 }
+
+// BenchmarkRollout1000: 1000 targets against the spawn floor.
+func BenchmarkRollout1000(b *testing.B) { benchRollout(b, 1000) }
+
+// BenchmarkRollout10000: 10,000 targets against the spawn floor.
+func BenchmarkRollout10000(b *testing.B) { benchRollout(b, 10_000) }
 
 // BenchmarkRolloutVsAnsible runs the same no-op over 1000 hosts with
 // Ansible (ansible_connection=local, forks=50, the command module running
