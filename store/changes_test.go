@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/daytwo/daytwo/ops"
 )
@@ -51,5 +53,37 @@ func TestUpsertChangesBatchedCounts(t *testing.T) {
 	n, err := db.CountChanges(ctx, ops.ChangeFilter{})
 	if err != nil || n != len(page)+1 {
 		t.Fatalf("%d changes stored, want %d (%v)", n, len(page)+1, err)
+	}
+}
+
+// The write gate queues this process's writers, but a writer nested in
+// another's transaction (which SQLite cannot serve either) is not left
+// waiting forever: after the busy timeout it goes on to SQLite, which
+// refuses it, as it did before the gate.
+func TestNestedWriterIsNotDeadlocked(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "gate.db"), Options{BusyTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	done := make(chan error, 1)
+	go func() {
+		done <- db.WithTx(ctx, func(tx *Tx) error {
+			_, err := db.UpsertChanges(ctx, benchChanges(1)) // another connection, inside tx
+			return err
+		})
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("a write nested in another transaction succeeded")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a nested writer waits forever for the write gate")
+	}
+	// The gate is free again.
+	if _, err := db.UpsertChanges(ctx, benchChanges(1)); err != nil {
+		t.Fatal(err)
 	}
 }
