@@ -229,6 +229,7 @@ func BenchmarkApprovalPolling(b *testing.B) {
 			b.ReportMetric(float64(approvals.Load()-before)/float64(cycles), "approval-requests/cycle")
 			b.ReportMetric(float64(m.client.Stats().Requests-total)/float64(cycles), "requests/cycle")
 			b.ReportMetric(float64(seen), "approval-rows")
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(cycles), "ms/cycle")
 		})
 	}
 }
