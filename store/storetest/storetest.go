@@ -603,30 +603,42 @@ func testLeases(t *testing.T, open Opener) {
 
 func testLeaseContention(t *testing.T, open Opener) {
 	s, _ := world(t, open)
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		won   []ops.Lease
-		other []error
-	)
-	for i := range 8 {
+	// Warm the connection pool so that the contenders really race.
+	var wg sync.WaitGroup
+	for range 8 {
 		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			l, err := acquire(s, ops.LeaseRequest{Environment: "dev", Holder: fmt.Sprintf("h%d", i), TTL: time.Minute})
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err == nil:
-				won = append(won, l)
-			case !errors.Is(err, ops.ErrConflict):
-				other = append(other, err)
-			}
-		}()
+		go func() { defer wg.Done(); _, _ = s.Leases(ctx) }()
 	}
 	wg.Wait()
-	if len(other) > 0 || len(won) != 1 || won[0].Epoch != 1 {
-		t.Fatalf("winners %+v, errors %v: want exactly one lease at epoch 1", won, other)
+	for round := range 20 {
+		env := fmt.Sprintf("env%d", round) // never leased: no row yet
+		var (
+			mu    sync.Mutex
+			won   []ops.Lease
+			other []error
+			start = make(chan struct{})
+		)
+		for i := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				l, err := acquire(s, ops.LeaseRequest{Environment: env, Holder: fmt.Sprintf("h%d", i), TTL: time.Minute})
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					won = append(won, l)
+				case !errors.Is(err, ops.ErrConflict):
+					other = append(other, err)
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if len(other) > 0 || len(won) != 1 || won[0].Epoch != 1 {
+			t.Fatalf("%s: winners %+v, errors %v: want exactly one lease at epoch 1", env, won, other)
+		}
 	}
 }
 
