@@ -19,7 +19,6 @@ import (
 
 	"github.com/daytwo/daytwo/itsm"
 	"github.com/daytwo/daytwo/ops"
-	"github.com/daytwo/daytwo/store"
 )
 
 func (a *app) syncCommand() *cobra.Command {
@@ -160,7 +159,7 @@ func (m *syncMetrics) observeRequest(r itsm.RequestInfo) {
 	m.apiCalls.WithLabelValues(r.Method, strconv.Itoa(r.Status)).Inc()
 }
 
-func (m *syncMetrics) refreshGauges(ctx context.Context, db *store.DB) {
+func (m *syncMetrics) refreshGauges(ctx context.Context, db appStore) {
 	changes, outbox, err := db.ChangeCounts(ctx)
 	if err != nil {
 		return
@@ -175,7 +174,7 @@ func (m *syncMetrics) refreshGauges(ctx context.Context, db *store.DB) {
 }
 
 // daemon runs sync cycles until ctx is canceled.
-func (a *app) daemon(ctx context.Context, svc *ops.Service, db *store.DB, m *syncMetrics, interval time.Duration, listen string) error {
+func (a *app) daemon(ctx context.Context, svc *ops.Service, db appStore, m *syncMetrics, interval time.Duration, listen string) error {
 	log := a.log()
 	var srv *http.Server
 	if listen != "" {
@@ -207,7 +206,7 @@ func (a *app) daemon(ctx context.Context, svc *ops.Service, db *store.DB, m *syn
 // long rollout never stalls mirroring) the engine's auto-runs. It returns
 // when ctx is canceled, after any rollout in progress has finished or
 // rolled back.
-func (a *app) engineLoop(ctx context.Context, svc *ops.Service, db *store.DB, m *syncMetrics, interval time.Duration, log *slog.Logger) {
+func (a *app) engineLoop(ctx context.Context, svc *ops.Service, db appStore, m *syncMetrics, interval time.Duration, log *slog.Logger) {
 	var (
 		engineBusy atomic.Bool
 		engineWG   sync.WaitGroup
@@ -281,7 +280,7 @@ func (a *app) engineLoop(ctx context.Context, svc *ops.Service, db *store.DB, m 
 	}
 }
 
-func (a *app) daemonMux(db *store.DB, m *syncMetrics, interval time.Duration) http.Handler {
+func (a *app) daemonMux(db appStore, m *syncMetrics, interval time.Duration) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {

@@ -65,6 +65,7 @@ Exit codes: 0 ok, 1 error, 2 usage or configuration error,
 		a.auditCommand(),
 		a.outboxCommand(),
 		a.statusCommand(),
+		a.storeCommand(),
 		a.fleetCommand(),
 		a.versionCommand(),
 	)

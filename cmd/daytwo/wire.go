@@ -8,7 +8,6 @@ import (
 	"github.com/daytwo/daytwo/itsm"
 	"github.com/daytwo/daytwo/ops"
 	"github.com/daytwo/daytwo/ops/exec"
-	"github.com/daytwo/daytwo/store"
 )
 
 // itsmClient builds the ServiceNow client from the configuration, or nil
@@ -38,7 +37,7 @@ func (a *app) itsmClient(opts ...itsm.Option) (*itsm.Client, error) {
 
 // service wires the use cases: configuration, store and (if an instance is
 // configured) ServiceNow.
-func (a *app) service(ctx context.Context, opts ...itsm.Option) (*ops.Service, *store.DB, error) {
+func (a *app) service(ctx context.Context, opts ...itsm.Option) (*ops.Service, appStore, error) {
 	cfg, err := a.config()
 	if err != nil {
 		return nil, nil, err

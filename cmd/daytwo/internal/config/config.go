@@ -41,9 +41,15 @@ type Config struct {
 // per-element defaults. It never holds secrets.
 func (c *Config) Merged() map[string]any { return c.merged }
 
-// Store configures the SQLite database.
+// Store configures the database: the SQLite file at Path, unless URL names
+// a PostgreSQL database (postgres://…).
 type Store struct {
 	Path string `koanf:"path"`
+	// URL (or DAYTWO_DB_URL) selects the PostgreSQL store. It must not
+	// carry a password: that comes from DAYTWO_DB_PASSWORD, PGPASSWORD or
+	// PasswordFile.
+	URL          string `koanf:"url"`
+	PasswordFile string `koanf:"password_file"`
 }
 
 // ServiceNow configures the connection to the ServiceNow instance.
@@ -118,6 +124,10 @@ type Secrets struct {
 	Password         string
 	ClientSecret     string
 	ApproverPassword string
+	// DBPassword is the PostgreSQL password (store.url); DBPasswordSource
+	// says where it came from.
+	DBPassword       string
+	DBPasswordSource string
 	// AuditKey keys the audit chain (HMAC-SHA256); nil when not configured.
 	AuditKey []byte
 	// AuditKeySource says where it came from, for display.

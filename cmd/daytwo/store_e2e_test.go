@@ -1,0 +1,100 @@
+package main
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/daytwo/daytwo/internal/pgtest"
+)
+
+// TestStoreCopyToPostgres moves a SQLite database with real history (a
+// staging rollout, a gated production rollout with its change, approvals,
+// outbox and a keyed audit chain) to a real PostgreSQL server through the
+// binary; the copy verifies and serves the same history.
+func TestStoreCopyToPostgres(t *testing.T) {
+	srv := pgtest.Start(t)
+	w := newEngineWorld(t, "0s")
+	w.env = append(w.env, "DAYTWO_AUDIT_KEY=0123456789abcdef0123456789abcdef")
+	p := w.propose(t, "staging", "1.1.0")
+	if r := daytwo(t, w.env, "run", p.ID); r.code != 0 {
+		t.Fatalf("staging run: %+v", r)
+	}
+	p = w.propose(t, "production", "1.1.0")
+	w.approve(t, p.Change)
+	if r := daytwo(t, w.env, "sync", "--once"); r.code != 0 {
+		t.Fatalf("sync: %+v", r)
+	}
+	if r := daytwo(t, w.env, "run", p.Change, "--wait", "--poll", "200ms", "--timeout", "60s"); r.code != 0 {
+		t.Fatalf("production run: %+v", r)
+	}
+	var before struct {
+		OK       bool   `json:"ok"`
+		Events   int64  `json:"events"`
+		HeadHash string `json:"head_hash"`
+		Macs     bool   `json:"macs_checked"`
+	}
+	r := daytwo(t, w.env, "audit", "verify", "-o", "json")
+	if err := json.Unmarshal([]byte(r.stdout), &before); err != nil || !before.OK || before.Events < 10 {
+		t.Fatalf("SQLite verify: %+v (%v)", r, err)
+	}
+	sqliteUpdates := daytwo(t, w.env, "update", "list", "--all", "-o", "json").stdout
+
+	url := srv.URL(srv.CreateDB(t))
+	pgEnv := append(append([]string{}, w.env...), "DAYTWO_DB_PASSWORD="+srv.Password)
+	// The password belongs in the environment, not the URL.
+	withPW := strings.Replace(url, srv.User+"@", srv.User+":"+srv.Password+"@", 1)
+	if r := daytwo(t, pgEnv, "store", "copy", "--from", "sqlite://"+filepath.Join(w.dir, "d.db"), "--to", withPW); r.code != exitUsage ||
+		strings.Contains(r.stdout+r.stderr, srv.Password) {
+		t.Fatalf("copy to a URL with a password: %+v", r)
+	}
+	r = daytwo(t, pgEnv, "store", "copy", "--from", "sqlite://"+filepath.Join(w.dir, "d.db"), "--to", url)
+	if r.code != 0 || !strings.Contains(r.stdout, "audit chain verifies on the copy") || strings.Contains(r.stdout+r.stderr, srv.Password) {
+		t.Fatalf("store copy: %+v", r)
+	}
+	t.Log(r.stdout)
+	for _, table := range []string{"run_steps", "outbox", "changes", "approvals", "audit_events"} {
+		if !strings.Contains(r.stdout, table) {
+			t.Fatalf("copy output lacks %s: %s", table, r.stdout)
+		}
+	}
+	// A second copy into the now non-empty database is refused.
+	if r := daytwo(t, pgEnv, "store", "copy", "--from", filepath.Join(w.dir, "d.db"), "--to", url); r.code == 0 || !strings.Contains(r.stderr, "not empty") {
+		t.Fatalf("copy into a non-empty database: %+v", r)
+	}
+
+	// Every command now runs on PostgreSQL.
+	pgEnv = append(pgEnv, "DAYTWO_DB_URL="+url)
+	var after struct {
+		OK       bool   `json:"ok"`
+		Events   int64  `json:"events"`
+		HeadHash string `json:"head_hash"`
+		Macs     bool   `json:"macs_checked"`
+	}
+	r = daytwo(t, pgEnv, "audit", "verify", "-o", "json")
+	if err := json.Unmarshal([]byte(r.stdout), &after); err != nil || r.code != 0 || after != before || !after.Macs {
+		t.Fatalf("verify on PostgreSQL = %+v, SQLite had %+v: %+v (%v)", after, before, r, err)
+	}
+	if got := daytwo(t, pgEnv, "update", "list", "--all", "-o", "json").stdout; got != sqliteUpdates {
+		t.Fatalf("updates on PostgreSQL:\n%s\nSQLite:\n%s", got, sqliteUpdates)
+	}
+	// The copy keeps working: a new staging rollout on PostgreSQL.
+	r = daytwo(t, pgEnv, "propose", "staging", "1.2.0", "-o", "json")
+	var p2 proposeResult
+	if err := json.Unmarshal([]byte(r.stdout), &p2); err != nil || r.code != 0 {
+		t.Fatalf("propose on PostgreSQL: %+v", r)
+	}
+	if r := daytwo(t, pgEnv, "run", p2.ID); r.code != 0 {
+		t.Fatalf("run on PostgreSQL: %+v", r)
+	}
+	if got := w.versions(t, "stg-1", "stg-2"); got != "1.2.0,1.2.0" {
+		t.Fatalf("staging after a run on PostgreSQL = %s", got)
+	}
+	if r := daytwo(t, pgEnv, "audit", "verify"); r.code != 0 {
+		t.Fatalf("verify after more history on PostgreSQL: %+v", r)
+	}
+	if r := daytwo(t, pgEnv, "status", "-o", "json"); r.code != 0 || !strings.Contains(r.stdout, "postgres://") || strings.Contains(r.stdout, srv.Password) {
+		t.Fatalf("status on PostgreSQL: %+v", r)
+	}
+}
