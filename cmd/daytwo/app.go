@@ -115,6 +115,8 @@ type appStore interface {
 	ChangeCounts(ctx context.Context) (changes map[string]int, outbox map[string]int, err error)
 	GetOutbox(ctx context.Context, id int64) (ops.OutboxItem, error)
 	VerifyAuditAnchors(ctx context.Context, anchors []ops.AuditAnchor) (ops.AuditVerification, error)
+	Heartbeat(ctx context.Context, d store.Daemon) error
+	DaemonStopped(ctx context.Context, id string) error
 }
 
 var (

@@ -1,14 +1,17 @@
 package main
 
 import (
+	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -157,4 +160,65 @@ func checkPGURL(raw string) error {
 		return usagef("--to: the URL must not contain a password: set DAYTWO_DB_PASSWORD (or PGPASSWORD) or store.password_file")
 	}
 	return nil
+}
+
+// daemonID names this process as ops names it in leases and runs
+// (host:pid, ops' default holder).
+func daemonID() store.Daemon {
+	host, _ := os.Hostname()
+	return store.Daemon{ID: fmt.Sprintf("%s:%d", host, os.Getpid()), Host: host, PID: os.Getpid(), Version: version}
+}
+
+// startHeartbeats records this daemon in the store now and every interval
+// until ctx ends, then removes it; the channel closes once it is removed.
+func (a *app) startHeartbeats(ctx context.Context, db appStore, interval time.Duration) <-chan struct{} {
+	done := make(chan struct{})
+	me := daemonID()
+	log := a.log()
+	beat := func() {
+		if err := db.Heartbeat(ctx, me); err != nil && ctx.Err() == nil {
+			log.Warn("heartbeat not recorded", "err", err)
+		}
+	}
+	beat()
+	go func() {
+		defer close(done)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				defer cancel()
+				if err := db.DaemonStopped(sctx, me.ID); err != nil {
+					log.Warn("daemon not removed from the store", "err", err)
+				}
+				return
+			case <-t.C:
+				beat()
+			}
+		}
+	}()
+	return done
+}
+
+// writeHolds says, for /readyz, which environments' leases this daemon
+// holds (it is the active runner there).
+func writeHolds(ctx context.Context, w io.Writer, db appStore) {
+	leases, err := db.Leases(ctx)
+	if err != nil {
+		fmt.Fprintf(w, "holds: unknown (%v)\n", err)
+		return
+	}
+	me := daemonID().ID
+	n := 0
+	for _, l := range leases {
+		if l.Holder == me {
+			fmt.Fprintf(w, "holds: %s (run %s, epoch %d, until %s)\n", l.Environment, orDash(l.RunID), l.Epoch, l.ExpiresAt.UTC().Format(time.RFC3339))
+			n++
+		}
+	}
+	if n == 0 {
+		fmt.Fprintf(w, "holds: nothing (daemon %s)\n", me)
+	}
 }

@@ -191,7 +191,9 @@ func (a *app) daemon(ctx context.Context, svc *ops.Service, db appStore, m *sync
 		log.Info("daemon listening", "addr", ln.Addr().String(), "paths", "/metrics /healthz /readyz")
 	}
 	log.Info("daemon started", "interval", interval.String(), "instance", a.cfg.ServiceNow.Instance, "db", db.Path())
+	heartbeats := a.startHeartbeats(ctx, db, interval)
 	a.engineLoop(ctx, svc, db, m, interval, log)
+	<-heartbeats
 	log.Info("daemon stopped")
 	if srv != nil {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -307,6 +309,7 @@ func (a *app) daemonMux(db appStore, m *syncMetrics, interval time.Duration) htt
 			return
 		}
 		fmt.Fprintln(w, "ready")
+		writeHolds(ctx, w, db)
 	})
 	return mux
 }

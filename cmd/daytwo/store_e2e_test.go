@@ -2,11 +2,19 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/daytwo/daytwo/internal/pgtest"
+	"github.com/daytwo/daytwo/itsm/snowsim"
 )
 
 // TestStoreCopyToPostgres moves a SQLite database with real history (a
@@ -96,5 +104,65 @@ func TestStoreCopyToPostgres(t *testing.T) {
 	}
 	if r := daytwo(t, pgEnv, "status", "-o", "json"); r.code != 0 || !strings.Contains(r.stdout, "postgres://") || strings.Contains(r.stdout, srv.Password) {
 		t.Fatalf("status on PostgreSQL: %+v", r)
+	}
+}
+
+// TestDaemonHeartbeatsOnPostgres: a daemon on PostgreSQL records itself
+// (host, pid, version, heartbeat), `status` lists it, `/readyz` says what it
+// holds, and a clean stop removes it.
+func TestDaemonHeartbeatsOnPostgres(t *testing.T) {
+	srv := pgtest.Start(t)
+	sim := startSim(t, snowsim.Options{})
+	env, _ := writeGatedConfig(t, sim.URL())
+	env = append(env, "DAYTWO_DB_URL="+srv.URL(srv.CreateDB(t)), "DAYTWO_DB_PASSWORD="+srv.Password)
+	listen := freeAddr(t)
+	daemon := exec.Command(daytwoBin, "sync", "--watch", "--interval", "1s", "--listen", listen)
+	daemon.Env = append(os.Environ(), env...)
+	var logs strings.Builder
+	daemon.Stderr = &logs
+	if err := daemon.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer daemon.Process.Kill()
+	host, _ := os.Hostname()
+	me := fmt.Sprintf("%s:%d", host, daemon.Process.Pid)
+	var body string
+	waitFor(t, "the daemon to be ready", 30*time.Second, func() bool {
+		resp, err := http.Get("http://" + listen + "/readyz")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		body = string(b)
+		return resp.StatusCode == http.StatusOK
+	})
+	if !strings.Contains(body, "holds: nothing (daemon "+me+")") {
+		t.Fatalf("/readyz = %q", body)
+	}
+	var st statusReport
+	r := daytwo(t, env, "status", "-o", "json")
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || len(st.Store.Daemons) != 1 {
+		t.Fatalf("status: %+v (%v)", r, err)
+	}
+	if d := st.Store.Daemons[0]; d.ID != me || d.PID != daemon.Process.Pid || d.Host != host || d.Version == "" || d.HeartbeatAt.IsZero() {
+		t.Fatalf("daemon = %+v, want %s", d, me)
+	}
+	first := st.Store.Daemons[0].HeartbeatAt
+	waitFor(t, "a later heartbeat", 30*time.Second, func() bool {
+		r := daytwo(t, env, "status", "-o", "json")
+		var st statusReport
+		return json.Unmarshal([]byte(r.stdout), &st) == nil && len(st.Store.Daemons) == 1 && st.Store.Daemons[0].HeartbeatAt.After(first)
+	})
+	if r := daytwo(t, env, "status"); !strings.Contains(r.stdout, fmt.Sprintf("daemon:      %s pid %d", host, daemon.Process.Pid)) {
+		t.Fatalf("status text: %s", r.stdout)
+	}
+	daemon.Process.Signal(syscall.SIGTERM)
+	if err := daemon.Wait(); err != nil {
+		t.Fatalf("daemon: %v\n%s", err, logs.String())
+	}
+	r = daytwo(t, env, "status", "-o", "json")
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || len(st.Store.Daemons) != 0 {
+		t.Fatalf("after a clean stop: %+v (%v)", st.Store.Daemons, err)
 	}
 }

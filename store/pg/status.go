@@ -34,7 +34,11 @@ func (db *DB) Status(ctx context.Context) (store.Status, error) {
 	}); err != nil {
 		return st, err
 	}
-	err := db.collect(ctx, `SELECT table_name, synced_at FROM sync_watermarks`, func(k, v string) { st.LastSync[k] = v })
+	if err := db.collect(ctx, `SELECT table_name, synced_at FROM sync_watermarks`, func(k, v string) { st.LastSync[k] = v }); err != nil {
+		return st, err
+	}
+	var err error
+	st.Daemons, err = db.Daemons(ctx)
 	return st, err
 }
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/daytwo/daytwo/ops"
+	"github.com/daytwo/daytwo/store"
 )
 
 // Store is what the contract exercises: ops.Store and the extras the
@@ -27,6 +28,10 @@ type Store interface {
 	GetOutbox(ctx context.Context, id int64) (ops.OutboxItem, error)
 	SaveOutboxProgress(ctx context.Context, id int64, progress any) error
 	VerifyAuditAnchors(ctx context.Context, anchors []ops.AuditAnchor) (ops.AuditVerification, error)
+	Heartbeat(ctx context.Context, d store.Daemon) error
+	DaemonStopped(ctx context.Context, id string) error
+	Daemons(ctx context.Context) ([]store.Daemon, error)
+	Status(ctx context.Context) (store.Status, error)
 }
 
 // Options tell the opener how to open a store.
@@ -82,6 +87,7 @@ func Run(t *testing.T, open Opener) {
 		{"AuditAnchors", testAuditAnchors},
 		{"Drift", testDrift},
 		{"PolicyAlerts", testAlerts},
+		{"DaemonHeartbeats", testDaemons},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
@@ -1007,5 +1013,29 @@ func testAlerts(t *testing.T, open Opener) {
 	}
 	if as, _ := s.OpenPolicyAlerts(ctx); len(as) != 1 || !as[0].FirstSeen.Equal(c.Now()) || as[0].Action != "warn" {
 		t.Fatalf("reopened = %+v", as)
+	}
+}
+
+func testDaemons(t *testing.T, open Opener) {
+	s, c := world(t, open)
+	t0 := c.Now()
+	must(t, s.Heartbeat(ctx, store.Daemon{ID: "h1:10", Host: "h1", PID: 10, Version: "v1"}))
+	must(t, s.Heartbeat(ctx, store.Daemon{ID: "h2:20", Host: "h2", PID: 20, Version: "v1"}))
+	c.Advance(time.Minute)
+	must(t, s.Heartbeat(ctx, store.Daemon{ID: "h1:10", Host: "h1", PID: 10, Version: "v2"}))
+	_, err := acquire(s, ops.LeaseRequest{Environment: "prod", Holder: "h1:10", TTL: time.Hour})
+	must(t, err)
+	_, err = acquire(s, ops.LeaseRequest{Environment: "dev", Holder: "h1:10", TTL: time.Hour})
+	must(t, err)
+	st, err := s.Status(ctx)
+	must(t, err)
+	ds := st.Daemons
+	if len(ds) != 2 || ds[0].ID != "h1:10" || ds[0].PID != 10 || ds[0].Version != "v2" || !ds[0].StartedAt.Equal(t0) ||
+		!ds[0].HeartbeatAt.Equal(c.Now()) || fmt.Sprint(ds[0].Holds) != "[dev prod]" || len(ds[1].Holds) != 0 || !ds[1].HeartbeatAt.Equal(t0) {
+		t.Fatalf("daemons = %+v", ds)
+	}
+	must(t, s.DaemonStopped(ctx, "h2:20"))
+	if ds, err := s.Daemons(ctx); err != nil || len(ds) != 1 {
+		t.Fatalf("after a clean stop: %+v, %v", ds, err)
 	}
 }
