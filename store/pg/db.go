@@ -269,8 +269,9 @@ func parseTime(s string) (time.Time, error) {
 	return t, nil
 }
 
-// rebind turns the SQLite store's ? placeholders into PostgreSQL's $n
-// (outside quoted literals), so that queries read the same in both stores.
+// rebind turns the SQLite store's ? placeholders into PostgreSQL's $n,
+// outside quoted literals and -- comments, so that queries read the same in
+// both stores.
 func rebind(q string) string {
 	if !strings.Contains(q, "?") {
 		return q
@@ -285,6 +286,14 @@ func rebind(q string) string {
 		switch {
 		case c == '\'':
 			quote = !quote
+		case !quote && c == '-' && i+1 < len(q) && q[i+1] == '-':
+			end := strings.IndexByte(q[i:], '\n')
+			if end < 0 {
+				end = len(q) - i
+			}
+			b.WriteString(q[i : i+end])
+			i += end - 1
+			continue
 		case c == '?' && !quote:
 			n++
 			b.WriteString("$" + strconv.Itoa(n))
