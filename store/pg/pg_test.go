@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/daytwo/daytwo/internal/pgtest"
 	"github.com/daytwo/daytwo/ops"
@@ -93,5 +94,43 @@ func TestAuditTamperingIsDetected(t *testing.T) {
 	srv.Exec(t, name, `DELETE FROM audit_events WHERE seq = 3`)
 	if v, err := db.VerifyAudit(ctx); err != nil || v.OK || v.BadSeq != 3 || !strings.Contains(v.Problem, "cut off the end") {
 		t.Fatalf("cut tail: %+v, %v", v, err)
+	}
+}
+
+// TestServerRestartIsSurvived: while PostgreSQL is down the store reports
+// errors (a daemon reports not ready); once it is back the same pool works
+// again and nothing committed is lost.
+func TestServerRestartIsSurvived(t *testing.T) {
+	srv := pgtest.Start(t)
+	ctx := context.Background()
+	db, err := pg.Open(ctx, srv.URL(srv.CreateDB(t)), pg.Options{Password: srv.Password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.AppendEvent(ctx, ops.Event{Actor: "t", Action: "before"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Ping(ctx); err == nil {
+		t.Fatal("Ping succeeded with the server down")
+	}
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for db.Ping(ctx) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the pool never reconnected")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := db.AppendEvent(ctx, ops.Event{Actor: "t", Action: "after"}); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := db.VerifyAudit(ctx); err != nil || !v.OK || v.Events != 2 {
+		t.Fatalf("after restart: %+v, %v", v, err)
 	}
 }
