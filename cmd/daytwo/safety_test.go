@@ -536,6 +536,9 @@ func TestStaleRunnerAfterTakeoverExecutesNothing(t *testing.T) {
 			}
 			return !recoveredAt.IsZero()
 		})
+		// The daemon's evidence is delivered in the background (and by its
+		// next cycle): deliver all of it before counting.
+		w.drain(t)
 		notesBefore := len(w.workNotes(t, p.Change))
 		_ = run.Process.Signal(syscall.SIGCONT)
 		code := <-exited
