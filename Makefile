@@ -40,7 +40,7 @@ bench-ansible:
 ## reliability: the long reliability suites and bounded fuzzing (BENCHMARKS.md)
 FUZZTIME    ?= 30s
 reliability:
-	DAYTWO_RELIABILITY=long $(GO) test -count 1 -timeout 15m -v -run 'TestCrashDuringRollouts|TestFaultsProposeApproveRunEvidence|TestSecretsNeverStored|TestShellMetacharacters|TestSlowCreatesLeaveNoDuplicates' ./cmd/daytwo/
+	DAYTWO_RELIABILITY=long $(GO) test -count 1 -timeout 40m -v -run 'TestCrashDuringRollouts|TestFaultsProposeApproveRunEvidence|TestSecretsNeverStored|TestShellMetacharacters|TestSlowCreatesLeaveNoDuplicates|TestCrashTrials|TestStaleRunnerAfterTakeover|TestTwoRunsOfOneUpdate' ./cmd/daytwo/
 	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./cmd/daytwo/internal/config/
 	$(GO) test -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./ops/policy/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeChange$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./itsm/

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/daytwo/daytwo/ops"
 )
 
 // Approval states (sysapproval_approver.state values).
@@ -238,3 +240,61 @@ func (c *Client) decide(ctx context.Context, sysID, state, comment string) (*Cha
 	}
 	return c.GetChange(ctx, sysID)
 }
+
+// PendingApproval is one requested approval on a change, with the group it
+// was raised for (sysapproval_group.assignment_group) when it is a group
+// approval.
+type PendingApproval struct {
+	SysID            string
+	Approver         string // sys_user sys_id
+	ApproverName     string
+	ApproverUserName string
+	GroupName        string
+}
+
+var pendingApprovalFields = []string{
+	"sys_id", "sysapproval", "approver", "approver.name", "approver.user_name", "state",
+	"group", "group.assignment_group", "group.assignment_group.name",
+}
+
+// ListPendingApprovals returns the change's approvals in state requested,
+// read from the instance now (not the mirror): who may decide the change
+// at this moment.
+func (c *Client) ListPendingApprovals(ctx context.Context, changeSysID string) ([]PendingApproval, error) {
+	if !isSysID(changeSysID) {
+		return nil, fmt.Errorf("itsm: pending approvals: %q is not a sys_id", changeSysID)
+	}
+	recs, err := c.listAll(ctx, TableApprover, "sysapproval="+changeSysID+"^state=requested", pendingApprovalFields)
+	if err != nil {
+		return nil, fmt.Errorf("itsm: pending approvals of %s: %w", changeSysID, err)
+	}
+	var out []PendingApproval
+	for _, r := range recs {
+		if r.Get("sysapproval") != changeSysID || r.Get("state") != ApprovalRequested {
+			continue // the instance dropped a query term
+		}
+		group := r.Get("group.assignment_group.name")
+		if group == "" && r.Get("group") != "" {
+			group = firstNonEmpty(r["group.assignment_group"].Display, r.Get("group.assignment_group"), r.Get("group"))
+		}
+		out = append(out, PendingApproval{SysID: r.Get("sys_id"), Approver: r.Get("approver"), ApproverName: nameOf(r, "approver"),
+			ApproverUserName: r.Get("approver.user_name"), GroupName: group})
+	}
+	return out, nil
+}
+
+// PendingApprovals implements ops.ApprovalReader.
+func (b *Bridge) PendingApprovals(ctx context.Context, changeSysID string) ([]ops.PendingApproval, error) {
+	as, err := b.c.ListPendingApprovals(ctx, changeSysID)
+	if err != nil {
+		return nil, opsErr(err)
+	}
+	out := make([]ops.PendingApproval, len(as))
+	for i, a := range as {
+		out[i] = ops.PendingApproval{ApproverID: a.Approver, Approver: firstNonEmpty(a.ApproverUserName, a.Approver),
+			ApproverName: a.ApproverName, Group: a.GroupName}
+	}
+	return out, nil
+}
+
+var _ ops.ApprovalReader = (*Bridge)(nil)

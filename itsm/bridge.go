@@ -57,6 +57,7 @@ func toOpsChange(ch *Change) ops.Change {
 		RequestedBy:     firstNonEmpty(ch.RequestedByName, ch.RequestedBy), RequestedByID: ch.RequestedBy,
 		StartDate: ch.StartDate, EndDate: ch.EndDate, CorrelationID: ch.CorrelationID, Active: ch.Active,
 		CloseCode: ch.CloseCode, SysUpdatedOn: ch.SysUpdatedOn, SysModCount: ch.SysModCount, Raw: ch.Raw,
+		ConflictStatus: ops.ConflictStatus(ch.ConflictStatus),
 	}
 	return out
 }
@@ -290,29 +291,42 @@ func (b *Bridge) HasAttachment(ctx context.Context, sysID, name string) (bool, e
 
 var _ ops.EvidenceChecker = (*Bridge)(nil)
 
-// CheckConflicts implements ops.ChangeSystem.
-func (b *Bridge) CheckConflicts(ctx context.Context, sysID string) (ops.ConflictReport, error) {
-	res, err := b.c.CheckConflicts(ctx, sysID)
+// StartConflictCheck implements ops.ChangeSystem.
+func (b *Bridge) StartConflictCheck(ctx context.Context, changeSysID string) (ops.ConflictCheck, error) {
+	chk, err := b.c.StartConflictCheck(ctx, changeSysID)
 	if err != nil {
-		return ops.ConflictReport{}, opsErr(err)
+		return ops.ConflictCheck{}, opsErr(err)
 	}
-	rep := ops.ConflictReport{Status: res.Status, Conflicts: []string{}}
+	return ops.ConflictCheck{ChangeSysID: changeSysID, State: ops.ConflictRunning, Worker: chk.Worker, StartedAt: chk.Started}, nil
+}
+
+// PollConflictCheck implements ops.ChangeSystem.
+func (b *Bridge) PollConflictCheck(ctx context.Context, chk ops.ConflictCheck, wait time.Duration) (ops.ConflictCheck, error) {
+	res, err := b.c.PollConflictCheck(ctx, chk.ChangeSysID, ConflictCheck{Worker: chk.Worker, Started: chk.StartedAt}, wait)
+	if err != nil {
+		return chk, opsErr(err)
+	}
+	return toOpsConflictCheck(chk, res), nil
+}
+
+// toOpsConflictCheck maps a decoded check onto ops' record of it.
+func toOpsConflictCheck(chk ops.ConflictCheck, res *ConflictResult) ops.ConflictCheck {
+	out := chk
+	out.Message, out.LastRun = res.Message, res.LastRun
+	switch res.State {
+	case ConflictRunning:
+		out.State = ops.ConflictRunning
+	case ConflictFailed:
+		out.State = ops.ConflictFailed
+	case ConflictFound:
+		out.State = ops.ConflictFound
+	default:
+		out.State = ops.ConflictClear
+	}
+	out.Conflicts = make([]ops.Conflict, 0, len(res.Conflicts))
 	for _, c := range res.Conflicts {
-		what := firstNonEmpty(c.TypeLabel, c.Type, "conflict")
-		var parts []string
-		if n := firstNonEmpty(c.ConflictingNumber, c.Conflicting); n != "" {
-			parts = append(parts, "with "+n)
-		}
-		if c.Schedule != "" {
-			parts = append(parts, c.Schedule)
-		}
-		if ci := firstNonEmpty(c.CIName, c.CI); ci != "" {
-			parts = append(parts, "on "+ci)
-		}
-		if len(parts) > 0 {
-			what += " (" + strings.Join(parts, " ") + ")"
-		}
-		rep.Conflicts = append(rep.Conflicts, what)
+		out.Conflicts = append(out.Conflicts, ops.Conflict{Type: c.Type, Label: c.TypeLabel,
+			With: firstNonEmpty(c.ConflictingNumber, c.Conflicting), Schedule: c.Schedule, CI: firstNonEmpty(c.CIName, c.CI)})
 	}
-	return rep, nil
+	return out
 }

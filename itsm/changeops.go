@@ -255,7 +255,7 @@ func (c *Client) sendCreate(ctx context.Context, cr *creation) (*Change, error) 
 		body["std_change_producer_version"] = tpl.SysID
 	}
 	path := tablePath(TableChangeRequest)
-	rec, raw, err := c.write(ctx, http.MethodPost, path, nil, body, false)
+	rec, raw, err := c.write(ctx, http.MethodPost, path, changeQuery(), body, false)
 	if err != nil {
 		return nil, fmt.Errorf("itsm: create change %s: %w", cr.in.CorrelationID, err)
 	}
@@ -519,9 +519,17 @@ func (c *Client) cancelDuplicates(ctx context.Context, correlationID string, kee
 	return canceled, nil
 }
 
+// changeQuery asks a Table API answer about a change for the same fields
+// the mirror reads, dot-walked names included: every path that stores a
+// change stores the same CI, group and requester names (a record without
+// them would show raw sys_ids until the change next moves).
+func changeQuery() url.Values {
+	return url.Values{"sysparm_fields": {strings.Join(changeFields, ",")}}
+}
+
 // GetChange fetches a change by sys_id.
 func (c *Client) GetChange(ctx context.Context, sysID string) (*Change, error) {
-	rec, raw, err := c.getOne(ctx, TableChangeRequest, sysID, nil)
+	rec, raw, err := c.getOne(ctx, TableChangeRequest, sysID, changeFields)
 	if err != nil {
 		return nil, fmt.Errorf("itsm: get change %s: %w", sysID, err)
 	}
@@ -592,7 +600,7 @@ func (c *Client) patchState(ctx context.Context, sysID string, to ChangeState, e
 	for k, v := range extra {
 		body[k] = v
 	}
-	rec, raw, err := c.write(ctx, http.MethodPatch, recordPath(TableChangeRequest, sysID), nil, body, true)
+	rec, raw, err := c.write(ctx, http.MethodPatch, recordPath(TableChangeRequest, sysID), changeQuery(), body, true)
 	if err != nil {
 		return nil, err
 	}

@@ -113,7 +113,6 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 		SetDisableWarn(true).
 		SetHeader("Accept", "application/json").
 		SetHeader("User-Agent", cfg.UserAgent).
-		SetResponseBodyLimit(256 << 20).
 		// A redirect is never a REST answer (SSO login, maintenance page):
 		// stop at the 3xx and report the instance unavailable, instead of
 		// following a POST into a GET of a login page.
@@ -240,6 +239,48 @@ type request struct {
 	// certainly did not act (429, connection refused).
 	idempotent bool
 	noAuth     bool
+	// maxBody overrides the answer size limit (see bodyLimit).
+	maxBody int
+}
+
+// Answer size limits. A ServiceNow answer is read into memory before it is
+// decoded, so its size is bounded: an instance that ignores sysparm_limit,
+// or a record with a runaway field, is refused with a clear error instead
+// of being decoded into gigabytes. A request that asks for N rows
+// (sysparm_limit) may receive N × bodyBytesPerRow, and never less than
+// minBodyLimit (single records, small pages): at the default page_size of
+// 1000 that is 32 MiB, at the maximum of 10000 it is 320 MiB.
+const (
+	bodyBytesPerRow = 32 << 10
+	minBodyLimit    = 8 << 20
+)
+
+// ErrResponseTooLarge matches an answer refused for its size (see
+// bodyLimit). It is not retried: the same request gets the same answer.
+var ErrResponseTooLarge = errors.New("itsm: answer too large")
+
+// bodyLimit is the size limit of req's answer, derived from the rows it
+// asks for.
+func bodyLimit(req request) int {
+	if req.maxBody > 0 {
+		return req.maxBody
+	}
+	limit := minBodyLimit
+	if n, err := strconv.Atoi(req.query.Get("sysparm_limit")); err == nil && n > 0 && n*bodyBytesPerRow > limit {
+		limit = n * bodyBytesPerRow
+	}
+	return limit
+}
+
+// tooLarge describes an answer refused by bodyLimit.
+func tooLarge(req request, status int) *Error {
+	limit := bodyLimit(req)
+	msg := fmt.Sprintf("answer larger than %d MiB refused", limit>>20)
+	if n := req.query.Get("sysparm_limit"); n != "" {
+		msg += fmt.Sprintf(" (the limit for sysparm_limit=%s is %d KiB per row, at least %d MiB)", n, bodyBytesPerRow>>10, minBodyLimit>>20)
+	}
+	msg += "; the instance ignored sysparm_limit or sent an oversized field"
+	return &Error{Status: status, Method: req.method, Path: req.path, Message: msg, Err: ErrResponseTooLarge}
 }
 
 type response struct {
@@ -353,7 +394,7 @@ func (c *Client) send(ctx context.Context, req request, attempt int) (resp *resp
 	actx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{
 		WroteHeaders: func() { wroteFlag.Store(true) },
 	})
-	r := c.rc.R().SetContext(actx)
+	r := c.rc.R().SetContext(actx).SetResponseBodyLimit(bodyLimit(req))
 	if len(req.query) > 0 {
 		r.SetQueryParamsFromValues(req.query)
 	}
@@ -378,6 +419,13 @@ func (c *Client) send(ctx context.Context, req request, attempt int) (resp *resp
 	rr, err := r.Execute(req.method, req.path)
 	info := RequestInfo{Method: req.method, Path: req.path, Attempt: attempt, Duration: time.Since(start)}
 	wrote = wroteFlag.Load()
+	if errors.Is(err, resty.ErrResponseBodyTooLarge) {
+		if rr != nil {
+			info.Status = rr.StatusCode()
+		}
+		c.record(info)
+		return nil, wrote, token, tooLarge(req, info.Status)
+	}
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {

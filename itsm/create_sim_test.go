@@ -246,8 +246,8 @@ func TestStandardThroughTableAPIGetsOurDescription(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ch.Fields.Get("std_change_producer_version") == "" {
-		t.Fatalf("not created from the template: %v", ch.Fields)
+	if rec, _, err := c.getOne(ctx, TableChangeRequest, ch.SysID, []string{"std_change_producer_version"}); err != nil || rec.Get("std_change_producer_version") == "" {
+		t.Fatalf("not created from the template: %v (%v)", rec, err)
 	}
 	stored, err := c.GetChange(ctx, ch.SysID)
 	if err != nil {

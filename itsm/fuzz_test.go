@@ -37,7 +37,7 @@ func FuzzDecodeChange(f *testing.F) {
 			_ = ApprovalFromRecord(r)
 			_ = IncidentFromRecord(r, raws[i])
 			_ = AttachmentFromRecord(r)
-			_, _, _ = conflictFromRecord(r)
+			_, _ = conflictFromRecord(r)
 			if _, err := json.Marshal(r); err != nil {
 				t.Fatalf("re-encode: %v", err)
 			}

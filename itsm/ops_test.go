@@ -8,6 +8,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/daytwo/daytwo/ops"
 )
 
 func TestApproveReject(t *testing.T) {
@@ -133,27 +136,73 @@ func TestListJournal(t *testing.T) {
 	}
 }
 
+// Trap 22: the check runs in the background. The client polls the worker
+// the POST named until it is Complete, then reads the results; a GET of
+// the results while the worker runs (job_status a code, the previous
+// run's last_run) is never taken for the outcome.
 func TestCheckConflicts(t *testing.T) {
 	env := newEnv(t)
 	path := "/api/sn_chg_rest/change/" + changeID + "/conflict"
-	env.f.handle("POST "+path, respond(200, `{"result":{"worker":{"sysId":"`+sid(800)+`"}}}`))
-	env.f.handle("GET "+path, sequence(
-		respond(200, `{"result":{"job_status":{"value":"2","display_value":"In-Progress"}}}`),
-		respond(200, `{"result":{"status":"Conflict","job_status":{"value":"3","display_value":"Complete"},
-			"record_count":1.0,"last_run":"2026-05-01 10:00:00",
+	worker := sid(800)
+	env.f.handle("POST "+path, respond(200, `{"result":"`+worker+`"}`))
+	env.f.handle("GET /api/sn_chg_rest/change/worker/"+worker, sequence(
+		respond(200, `{"result":{"state":{"value":"1","display_value":"Waiting"}}}`),
+		respond(200, `{"result":{"state":{"value":"2","display_value":"In-Progress"}}}`),
+		respond(200, `{"result":{"state":{"value":3.0,"display_value":"Complete"}}}`)))
+	now := FormatTime(time.Now().UTC().Add(time.Second))
+	env.f.handle("GET "+path, respond(200, `{"result":{"status":"Conflict","job_status":"2",
+			"record_count":1.0,"last_run":"`+now+`",
 			"conflicts":[{"change":{"value":"`+changeID+`","display_value":"CHG0030042"},
 			"type":{"value":"blackout","display_value":"Blackout"},
-			"ci":{"value":"`+sid(9)+`","display_value":"checkout-service"}}]}}`)))
+			"ci":{"value":"`+sid(9)+`","display_value":"checkout-service"}}]}}`))
 	res, err := env.c.CheckConflicts(context.Background(), changeID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Conflicts) != 1 || res.Conflicts[0].Type != "blackout" || res.Conflicts[0].CIName != "checkout-service" ||
-		res.RecordCount != 1 || res.Status != "Conflict" {
+	if res.State != ConflictFound || len(res.Conflicts) != 1 || res.Conflicts[0].Type != "blackout" ||
+		res.Conflicts[0].CIName != "checkout-service" || res.RecordCount != 1 || res.Check.Worker != worker {
 		t.Errorf("result %+v", res)
 	}
-	if got := env.sleeps.all(); len(got) != 1 || got[0] != conflictPollInterval {
+	if n := env.f.count("GET", path); n != 1 {
+		t.Errorf("results read %d times; want once, after the worker completed", n)
+	}
+	if got := env.sleeps.all(); len(got) != 2 || got[0] != conflictPollMin || got[1] != 2*conflictPollMin {
 		t.Errorf("polls slept %v", got)
+	}
+}
+
+// ServiceNow says "Conflict" even for an empty list: the list decides.
+func TestConflictStatusWithEmptyListIsClear(t *testing.T) {
+	res, err := conflictFromRecord(Record{"status": {Value: "Conflict"}, "job_status": {Value: "2"}, "conflicts": {Value: "[]"},
+		"last_run": {Value: "2026-05-01 10:00:00"}})
+	if err != nil || res.State != ConflictNone || res.Status != "Conflict" {
+		t.Fatalf("res %+v, err %v", res, err)
+	}
+}
+
+// A worker still running when the wait is up comes back as running, with
+// no error and without reading results; results older than the check's
+// start are not the check's own.
+func TestPollConflictCheckRunningAndStale(t *testing.T) {
+	env := newEnv(t)
+	path := "/api/sn_chg_rest/change/" + changeID + "/conflict"
+	worker := sid(801)
+	started := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	env.f.handle("GET /api/sn_chg_rest/change/worker/"+worker, respond(200, `{"result":{"state":{"value":"2","display_value":"In-Progress"}}}`))
+	env.f.handle("GET "+path, respond(200, `{"result":{"status":"Conflict","job_status":"2","last_run":"2026-05-01 09:00:00","conflicts":[]}}`))
+	res, err := env.c.PollConflictCheck(context.Background(), changeID, ConflictCheck{Worker: worker, Started: started}, 0)
+	if err != nil || res.State != ConflictRunning || env.f.count("GET", path) != 0 {
+		t.Fatalf("running: %+v %v", res, err)
+	}
+	env.f.handle("GET /api/sn_chg_rest/change/worker/"+worker, respond(200, `{"result":{"state":{"value":"3","display_value":"Complete"}}}`))
+	res, err = env.c.PollConflictCheck(context.Background(), changeID, ConflictCheck{Worker: worker, Started: started}, 0)
+	if err != nil || res.State != ConflictRunning {
+		t.Fatalf("stale results (last_run before the start) taken: %+v %v", res, err)
+	}
+	env.f.handle("GET /api/sn_chg_rest/change/worker/"+worker, respond(404, `{"error":{"message":"No Record found","detail":null},"status":"failure"}`))
+	res, err = env.c.PollConflictCheck(context.Background(), changeID, ConflictCheck{Worker: worker, Started: started}, 0)
+	if err != nil || res.State != ConflictFailed {
+		t.Fatalf("vanished worker: %+v %v", res, err)
 	}
 }
 
@@ -172,5 +221,25 @@ func TestRequestHook(t *testing.T) {
 	}
 	if len(infos) != 1 || infos[0].Status != 200 || infos[0].Path != changePath || infos[0].Method != "GET" {
 		t.Errorf("hook saw %+v", infos)
+	}
+}
+
+// conflict_status arrives as a string (Table API) or {value, display_value}
+// (Change API); the adapter decodes it into ops' typed value, so ops never
+// reads raw ServiceNow JSON.
+func TestChangeConflictStatusDecoded(t *testing.T) {
+	for body, want := range map[string]ops.ConflictStatus{
+		`{"result":[{"sys_id":"` + changeID + `","conflict_status":"Conflict"}]}`:                                            ops.ConflictStatusConflict,
+		`{"result":[{"sys_id":"` + changeID + `","conflict_status":{"value":"No Conflict","display_value":"No Conflict"}}]}`: ops.ConflictStatusNone,
+		`{"result":[{"sys_id":"` + changeID + `"}]}`:                                                                         "",
+	} {
+		recs, raws, err := DecodeRecords([]byte(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ch := ChangeFromRecord(recs[0], raws[0])
+		if got := toOpsChange(&ch).ConflictStatus; got != want {
+			t.Errorf("%s: ConflictStatus %q, want %q", body, got, want)
+		}
 	}
 }

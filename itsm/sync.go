@@ -21,6 +21,28 @@ type Watermark struct {
 	SysID     string
 }
 
+// ErrPagingIgnored matches a page that an instance answered against the
+// paging contract: more rows than sysparm_limit, or a keyset page that
+// does not move the cursor forward (the query condition was ignored).
+var ErrPagingIgnored = errors.New("itsm: instance ignored the paging condition")
+
+// after reports whether w is strictly after o in (UpdatedOn, SysID) order.
+func (w Watermark) after(o Watermark) bool {
+	if !w.UpdatedOn.Equal(o.UpdatedOn) {
+		return w.UpdatedOn.After(o.UpdatedOn)
+	}
+	return w.SysID > o.SysID
+}
+
+// String renders the cursor as (sys_updated_on, sys_id) for errors.
+func (w Watermark) String() string {
+	id := w.SysID
+	if id == "" {
+		id = "start of second"
+	}
+	return fmt.Sprintf("(%s, %s)", FormatTime(w.UpdatedOn), id)
+}
+
 // SyncRequest configures one mirror run over a table.
 type SyncRequest struct {
 	// Since is where the previous run (or the interrupted one) stopped. Zero
@@ -186,6 +208,11 @@ func (c *Client) keyset(ctx context.Context, table, ts string, req SyncRequest,
 				table, last.Get("sys_id"), ts)
 		}
 		next := Watermark{UpdatedOn: lastTS, SysID: last.Get("sys_id")}
+		if !next.after(cur) {
+			return st, fmt.Errorf("itsm: sync %s: the page after cursor %s ends at %s, which does not advance the cursor: "+
+				"the instance ignored the paging condition; stopping instead of fetching the same rows forever: %w",
+				table, cur, next, ErrPagingIgnored)
+		}
 		if err := fn(recs, raws, next); err != nil {
 			return st, err
 		}
@@ -223,6 +250,10 @@ func (c *Client) listPage(ctx context.Context, table string, q url.Values) ([]Re
 	recs, raws, err := decodeBody(resp)
 	if err != nil {
 		return nil, nil, 0, err
+	}
+	if n, err := strconv.Atoi(q.Get("sysparm_limit")); err == nil && n > 0 && len(recs) > n {
+		return nil, nil, 0, fmt.Errorf("itsm: list %s: the instance answered %d rows for sysparm_limit=%d; refusing the page: %w",
+			table, len(recs), n, ErrPagingIgnored)
 	}
 	total := -1
 	if v := resp.header.Get("X-Total-Count"); v != "" {

@@ -21,25 +21,8 @@ func (s *Service) Cancel(ctx context.Context, idOrChange, reason string) (Update
 		if err != nil {
 			return err
 		}
-		expect := cur.State
-		if cur.State, err = cur.State.Transition(UpdateCanceled); err != nil {
-			return err
-		}
-		cur.Reason = reason
-		if err := tx.SaveUpdate(ctx, cur, expect); err != nil {
-			return err
-		}
-		u = cur
-		if env.RequiresChange && (u.ChangeSysID != "" || expect == UpdateProposed) {
-			if err := s.enqueue(ctx, tx, u.ID, OutboxWorkNote, notePayload{UpdateID: u.ID, Note: "Canceled in daytwo by " + s.cfg.Actor + ": " + orNone(reason)}); err != nil {
-				return err
-			}
-			if err := s.enqueue(ctx, tx, u.ID, OutboxMoveChange, movePayload{UpdateID: u.ID, To: ChangeCanceled}); err != nil {
-				return err
-			}
-		}
-		return s.audit(ctx, tx, Event{Action: "update.canceled", Subject: u.ID, Environment: u.Environment, UpdateID: u.ID,
-			ChangeNumber: u.ChangeNumber, Result: "ok", Detail: map[string]any{"reason": reason, "from": string(expect)}})
+		u, err = s.cancelTx(ctx, tx, env, cur, reason)
+		return err
 	})
 	if err == nil {
 		s.kickOutbox(ctx, u.ID)
@@ -55,6 +38,9 @@ type RollbackRequest struct {
 	To string
 	// ChangeType overrides the environment's change type (e.g. emergency).
 	ChangeType string
+	// Supersede cancels the environment's open update instead of refusing
+	// (see ProposeRequest.Supersede).
+	Supersede bool
 }
 
 // ProposeRollback proposes an update back to an earlier release of the
@@ -92,5 +78,29 @@ func (s *Service) ProposeRollback(ctx context.Context, req RollbackRequest) (Pro
 		return Proposal{}, fmt.Errorf("%s has no earlier release than %s", env.Name, current.Version)
 	}
 	return s.Propose(ctx, ProposeRequest{Environment: env.Name, Version: target.Version, ChangeType: req.ChangeType,
-		Rollback: true, Config: target.Config})
+		Rollback: true, Config: target.Config, Supersede: req.Supersede})
+}
+
+// cancelTx cancels cur inside tx: for a gated environment its change is
+// moved to Canceled through the outbox, with a work note saying why.
+func (s *Service) cancelTx(ctx context.Context, tx Tx, env Environment, cur Update, reason string) (Update, error) {
+	expect := cur.State
+	var err error
+	if cur.State, err = cur.State.Transition(UpdateCanceled); err != nil {
+		return cur, err
+	}
+	cur.Reason = reason
+	if err := tx.SaveUpdate(ctx, cur, expect); err != nil {
+		return cur, err
+	}
+	if env.RequiresChange && (cur.ChangeSysID != "" || expect == UpdateProposed) {
+		if err := s.enqueue(ctx, tx, cur.ID, OutboxWorkNote, notePayload{UpdateID: cur.ID, Note: "Canceled in daytwo by " + s.cfg.Actor + ": " + orNone(reason)}); err != nil {
+			return cur, err
+		}
+		if err := s.enqueue(ctx, tx, cur.ID, OutboxMoveChange, movePayload{UpdateID: cur.ID, To: ChangeCanceled}); err != nil {
+			return cur, err
+		}
+	}
+	return cur, s.audit(ctx, tx, Event{Action: "update.canceled", Subject: cur.ID, Environment: cur.Environment, UpdateID: cur.ID,
+		ChangeNumber: cur.ChangeNumber, Result: "ok", Detail: map[string]any{"reason": reason, "from": string(expect)}})
 }

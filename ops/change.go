@@ -65,8 +65,10 @@ type Change struct {
 	CorrelationID    string      `json:"correlation_id,omitempty"`
 	Active           bool        `json:"active"`
 	CloseCode        string      `json:"close_code,omitempty"`
-	SysUpdatedOn     time.Time   `json:"sys_updated_on"`
-	SysModCount      int         `json:"sys_mod_count"`
+	// ConflictStatus is ServiceNow's conflict_status of the change.
+	ConflictStatus ConflictStatus `json:"conflict_status,omitempty"`
+	SysUpdatedOn   time.Time      `json:"sys_updated_on"`
+	SysModCount    int            `json:"sys_mod_count"`
 	// Raw is the record as ServiceNow returned it, kept so that fields daytwo
 	// does not model yet are never lost.
 	Raw json.RawMessage `json:"-"`

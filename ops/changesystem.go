@@ -41,41 +41,34 @@ type EvidenceChecker interface {
 	HasAttachment(ctx context.Context, sysID, name string) (bool, error)
 }
 
-// ConflictReport is the outcome of a conflict check.
-type ConflictReport struct {
-	Status string `json:"status"`
-	// Conflicts describe each conflict ("blackout: Year-end freeze",
-	// "CHG0000012 already scheduled on checkout-service"); the list, not
-	// Status, is the authority (ServiceNow may say "Conflict" with none).
-	Conflicts []string `json:"conflicts"`
-}
-
 // ChangeRequest is the change ops asks the change system to raise.
 type ChangeRequest struct {
 	// CorrelationID makes creation idempotent: the adapter looks it up
 	// before re-sending a create whose outcome it does not know.
-	CorrelationID    string
-	Type             string // normal, standard, emergency
-	Template         string // standard change template name
-	ShortDescription string
-	Description      string
-	CmdbCI           string // name or sys_id
-	AssignmentGroup  string // name or sys_id
-	Risk             string
-	Impact           string
-	Start, End       time.Time
+	CorrelationID    string    `json:"correlation_id"`
+	Type             string    `json:"type"`     // normal, standard, emergency
+	Template         string    `json:"template"` // standard change template name
+	ShortDescription string    `json:"short_description"`
+	Description      string    `json:"description"`
+	CmdbCI           string    `json:"cmdb_ci"`          // name or sys_id
+	AssignmentGroup  string    `json:"assignment_group"` // name or sys_id
+	Risk             string    `json:"risk"`
+	Impact           string    `json:"impact"`
+	Start            time.Time `json:"start"`
+	End              time.Time `json:"end"`
 }
 
 // IncidentRequest is an incident ops opens after a failed rollout.
 type IncidentRequest struct {
-	CorrelationID    string
-	ShortDescription string
-	Description      string
-	CmdbCI           string
-	AssignmentGroup  string
-	Impact, Urgency  string
+	CorrelationID    string `json:"correlation_id"`
+	ShortDescription string `json:"short_description"`
+	Description      string `json:"description"`
+	CmdbCI           string `json:"cmdb_ci"`
+	AssignmentGroup  string `json:"assignment_group"`
+	Impact           string `json:"impact"`
+	Urgency          string `json:"urgency"`
 	// CausedBy is the sys_id of the change whose rollout failed.
-	CausedBy string
+	CausedBy string `json:"caused_by"`
 }
 
 // MirrorRequest is one incremental mirror run over change requests.
@@ -132,8 +125,11 @@ type ChangeSystem interface {
 	Ping(ctx context.Context) error
 	// WhoAmI returns the sys_id of the user daytwo acts as.
 	WhoAmI(ctx context.Context) (string, error)
-	// CheckConflicts runs ServiceNow's conflict detection for a change
-	// (blackout windows, other changes scheduled on its CI) and returns
-	// what it found.
-	CheckConflicts(ctx context.Context, sysID string) (ConflictReport, error)
+	// StartConflictCheck starts ServiceNow's conflict detection for a
+	// change (blackout windows, other changes scheduled on its CI); it runs
+	// in the background and the check comes back ConflictRunning.
+	StartConflictCheck(ctx context.Context, changeSysID string) (ConflictCheck, error)
+	// PollConflictCheck waits up to wait for a started check to complete
+	// and returns where it stands: still running, failed, or its results.
+	PollConflictCheck(ctx context.Context, chk ConflictCheck, wait time.Duration) (ConflictCheck, error)
 }

@@ -71,3 +71,10 @@ func (s *Service) proposalBlockers(ctx context.Context, env string) ([]string, e
 	}
 	return out, nil
 }
+
+// ComplianceStore keeps continuous-compliance findings.
+type ComplianceStore interface {
+	OpenPolicyAlert(ctx context.Context, env, policy, action, message string) (opened bool, err error)
+	ResolvePolicyAlert(ctx context.Context, env, policy string) (resolved bool, err error)
+	OpenPolicyAlerts(ctx context.Context) ([]PolicyAlert, error)
+}

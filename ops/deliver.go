@@ -65,13 +65,22 @@ func (s *Service) DeliverOutbox(ctx context.Context, onlyKeys ...string) (Delive
 			if skipped[it.ID] {
 				continue
 			}
-			if ok, err := s.store.ClaimOutbox(ctx, it.ID, claimer, outboxClaimTTL); err != nil {
+			ok, err := s.store.ClaimOutbox(ctx, it.ID, claimer, outboxClaimTTL)
+			if err == nil && !ok && it.ClaimHolderGone() {
+				// Its pass died on this host (pid gone): take the item now,
+				// not when the claim expires, as with leases.
+				s.log.Warn("outbox claim of a dead process released", "id", it.ID, "holder", it.ClaimedBy)
+				if err = s.store.ReleaseOutbox(ctx, it.ID, it.ClaimedBy); err == nil {
+					ok, err = s.store.ClaimOutbox(ctx, it.ID, claimer, outboxClaimTTL)
+				}
+			}
+			if err != nil {
 				return st, err
 			} else if !ok {
 				skipped[it.ID] = true // another pass is sending it
 				continue
 			}
-			err := s.deliver(ctx, it)
+			err = s.deliver(ctx, it)
 			switch {
 			case err == nil:
 				st.Delivered++
@@ -79,9 +88,13 @@ func (s *Service) DeliverOutbox(ctx context.Context, onlyKeys ...string) (Delive
 			case errors.Is(err, ErrRefused):
 				st.Failed++
 				s.log.Error("outbox write refused", "id", it.ID, "kind", it.Kind, "key", it.Key, "err", err)
-				if ferr := s.failOutbox(ctx, it, err); ferr != nil {
+				superseded, ferr := s.failOutbox(ctx, it, err)
+				if ferr != nil {
 					return st, ferr
 				}
+				// A later decision on the change replaced the refused
+				// one: it is due now.
+				progressed = progressed || superseded
 			case ctx.Err() != nil:
 				// The caller gave up; not the item's fault. Let another pass
 				// (the daemon) take it now rather than when the claim expires.
@@ -118,13 +131,49 @@ func (s *Service) DeliverOutbox(ctx context.Context, onlyKeys ...string) (Delive
 	}
 }
 
-func (s *Service) failOutbox(ctx context.Context, it OutboxItem, cause error) error {
+// failOutbox records a refused write with an audit event. A refused
+// decision with a later decision queued behind it on the same change is
+// superseded by that one at once (reported true), so it does not hold it
+// back.
+func (s *Service) failOutbox(ctx context.Context, it OutboxItem, cause error) (bool, error) {
 	if err := s.store.MarkAttemptFailed(ctx, it.ID, cause.Error(), s.now(), true); err != nil {
-		return err
+		return false, err
 	}
-	return s.store.Atomic(ctx, func(tx Tx) error {
-		return s.audit(ctx, tx, Event{Action: "outbox.failed", Subject: fmt.Sprintf("%s #%d", it.Kind, it.ID),
-			UpdateID: updateIDOf(it), Result: "failed", Detail: map[string]any{"error": cause.Error(), "attempts": it.Attempts + 1}})
+	var later int64
+	if it.Kind == OutboxDecide {
+		items, err := s.store.ListOutbox(ctx, OutboxFilter{Key: it.Key, States: []OutboxState{OutboxPending}})
+		if err != nil {
+			return false, err
+		}
+		for _, n := range items {
+			if n.Kind == OutboxDecide && n.ID > it.ID {
+				later = n.ID
+				break
+			}
+		}
+	}
+	return later != 0, s.store.Atomic(ctx, func(tx Tx) error {
+		if later != 0 {
+			old, err := tx.SupersedeFailed(ctx, it.Key, OutboxDecide, later)
+			if err != nil {
+				return err
+			}
+			if len(old) > 0 {
+				if err := s.audit(ctx, tx, Event{Action: "outbox.superseded", Subject: it.Key, ChangeNumber: it.Key, Result: "ok",
+					Detail: map[string]any{"superseded": old, "by": later}}); err != nil {
+					return err
+				}
+			}
+		}
+		ev := Event{Action: "outbox.failed", Subject: fmt.Sprintf("%s #%d", it.Kind, it.ID),
+			UpdateID: updateIDOf(it), Result: "failed", Detail: map[string]any{"error": cause.Error(), "attempts": it.Attempts + 1}}
+		if it.Kind == OutboxDecide {
+			var p decidePayload
+			_ = json.Unmarshal(it.Payload, &p)
+			ev.Action, ev.Subject, ev.ChangeNumber = "change.decision_refused", p.Number, p.Number
+			ev.Detail["outbox_id"], ev.Detail["as"], ev.Detail["approve"] = it.ID, p.As, p.Approve
+		}
+		return s.audit(ctx, tx, ev)
 	})
 }
 
@@ -225,35 +274,7 @@ func (s *Service) deliver(ctx context.Context, it OutboxItem) error {
 			return ch, "change.closed", err
 		}, nil)
 	case OutboxDecide:
-		var p decidePayload
-		if err := json.Unmarshal(it.Payload, &p); err != nil {
-			return fmt.Errorf("%w: bad payload: %v", ErrRefused, err)
-		}
-		cs, err := s.decider()
-		if err != nil {
-			return err
-		}
-		ch, err := cs.DecideChange(ctx, p.ChangeSysID, p.Approve, p.Comment)
-		if err != nil {
-			return err
-		}
-		ctx := context.WithoutCancel(ctx) // ServiceNow acted: record it even if the caller gave up
-		return s.store.Atomic(ctx, func(tx Tx) error {
-			if ch.SysID != "" {
-				if _, err := tx.UpsertChanges(ctx, []Change{ch}); err != nil {
-					return err
-				}
-			}
-			if err := tx.MarkDelivered(ctx, it.ID, map[string]string{"number": p.Number, "state": ch.State.String()}); err != nil {
-				return err
-			}
-			action := "change.approved"
-			if !p.Approve {
-				action = "change.rejected"
-			}
-			return s.audit(ctx, tx, Event{Actor: p.Actor, Action: action, Subject: p.Number, ChangeNumber: p.Number,
-				Result: "ok", Detail: map[string]any{"comment": p.Comment, "as": s.deciderName()}})
-		})
+		return s.deliverDecision(ctx, it)
 	case OutboxCreateIncident:
 		var p incidentPayload
 		if err := json.Unmarshal(it.Payload, &p); err != nil {
@@ -271,19 +292,7 @@ func (s *Service) deliver(ctx context.Context, it OutboxItem) error {
 			return tx.UpsertIncident(ctx, inc)
 		})
 	case OutboxCheckConflicts:
-		var rep ConflictReport
-		return s.deliverForChange(ctx, it, func(u Update) (Change, string, error) {
-			var err error
-			if rep, err = s.changes.CheckConflicts(ctx, u.ChangeSysID); err != nil {
-				return Change{}, "change.conflicts_checked", err
-			}
-			// The check updates conflict_status on the change: mirror it.
-			ch, err := s.changes.GetChange(ctx, u.ChangeSysID)
-			return ch, "change.conflicts_checked", err
-		}, nil, func(ctx context.Context, tx Tx, u Update) error {
-			return s.audit(ctx, tx, Event{Action: "change.conflicts", Subject: u.ChangeNumber, Environment: u.Environment,
-				UpdateID: u.ID, ChangeNumber: u.ChangeNumber, Result: rep.Status, Detail: map[string]any{"conflicts": rep.Conflicts}})
-		})
+		return s.deliverConflictCheck(ctx, it)
 	default:
 		return fmt.Errorf("%w: unknown outbox kind %q", ErrRefused, it.Kind)
 	}
@@ -364,13 +373,6 @@ type (
 		Code     string `json:"code"`
 		Notes    string `json:"notes"`
 	}
-	decidePayload struct {
-		ChangeSysID string `json:"change_sys_id"`
-		Number      string `json:"number"`
-		Approve     bool   `json:"approve"`
-		Comment     string `json:"comment"`
-		Actor       string `json:"actor"`
-	}
 	incidentPayload struct {
 		UpdateID string          `json:"update_id"`
 		Request  IncidentRequest `json:"request"`
@@ -402,4 +404,18 @@ func (s *Service) claimedElsewhere(ctx context.Context, ids map[int64]bool) bool
 		}
 	}
 	return false
+}
+
+// OutboxStore is the outbox as delivery sees it.
+type OutboxStore interface {
+	DueOutbox(ctx context.Context, now time.Time, limit int) ([]OutboxItem, error)
+	NextOutboxAttempt(ctx context.Context) (time.Time, error)
+	ListOutbox(ctx context.Context, f OutboxFilter) ([]OutboxItem, error)
+	// ClaimOutbox gives one delivery pass the item for ttl; false when
+	// another pass holds it or it is no longer pending.
+	ClaimOutbox(ctx context.Context, id int64, claimer string, ttl time.Duration) (bool, error)
+	ReleaseOutbox(ctx context.Context, id int64, claimer string) error
+	MarkAttemptFailed(ctx context.Context, id int64, cause string, next time.Time, permanent bool) error
+	RetryOutbox(ctx context.Context, id int64) (int, error)
+	GetOutbox(ctx context.Context, id int64) (OutboxItem, error)
 }

@@ -183,3 +183,10 @@ func driftSummary(r DriftReport) string {
 	}
 	return s
 }
+
+// DriftStore remembers drift observations.
+type DriftStore interface {
+	DriftSeen(ctx context.Context, env, target, expected, observed string) (time.Time, error)
+	DriftCleared(ctx context.Context, env, target string) error
+	DriftedTargets(ctx context.Context) (map[string]int, error)
+}

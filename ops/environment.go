@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -108,6 +109,47 @@ type Strategy struct {
 	Pause       time.Duration `koanf:"pause" json:"pause,omitempty"`
 	Bake        time.Duration `koanf:"bake" json:"bake,omitempty"`
 	Canary      bool          `koanf:"canary" json:"canary,omitempty"`
+}
+
+// UnmarshalJSON reads a strategy whose pause and bake are durations as
+// strings ("10s", as daytwo's CLI prints them) or nanoseconds (as
+// encoding/json writes them, e.g. in stored plans).
+func (s *Strategy) UnmarshalJSON(b []byte) error {
+	type plain Strategy
+	var aux struct {
+		plain
+		Pause json.RawMessage `json:"pause,omitempty"`
+		Bake  json.RawMessage `json:"bake,omitempty"`
+	}
+	if err := json.Unmarshal(b, &aux); err != nil {
+		return err
+	}
+	*s = Strategy(aux.plain)
+	var err error
+	if s.Pause, err = jsonDuration(aux.Pause); err != nil {
+		return fmt.Errorf("strategy.pause: %w", err)
+	}
+	if s.Bake, err = jsonDuration(aux.Bake); err != nil {
+		return fmt.Errorf("strategy.bake: %w", err)
+	}
+	return nil
+}
+
+// jsonDuration decodes a duration written as a string ("2h0m0s") or as
+// nanoseconds.
+func jsonDuration(raw json.RawMessage) (time.Duration, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return 0, nil
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return time.ParseDuration(s)
+	}
+	var n int64
+	if err := json.Unmarshal(raw, &n); err != nil {
+		return 0, err
+	}
+	return time.Duration(n), nil
 }
 
 // BatchSize is a batch size as a count of targets ("2") or a percentage of

@@ -21,6 +21,9 @@ var (
 	ErrApprovalPending = errors.New("change awaiting approval")
 	// ErrChangeRejected reports that the change was rejected by an approver.
 	ErrChangeRejected = errors.New("change rejected")
+	// ErrNothingToDo reports a request that would change nothing, such as
+	// proposing the release an environment already runs.
+	ErrNothingToDo = errors.New("nothing to do")
 	// ErrOutsideWindow reports that now is outside the change's planned window.
 	ErrOutsideWindow = errors.New("outside the change window")
 	// ErrLeaseLost reports a journal write or step start refused because the

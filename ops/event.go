@@ -1,6 +1,9 @@
 package ops
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // Event is one append-only audit record: who did what, when, to what, and
 // with which result. The store chains events by hash so that editing or
@@ -45,4 +48,10 @@ type AuditVerification struct {
 	LastAnchorSeq  int64    `json:"last_anchor_seq,omitempty"`
 	AnchorProblems []string `json:"anchor_problems,omitempty"`
 	Notes          []string `json:"notes,omitempty"`
+}
+
+// AuditLog reads and verifies the audit chain.
+type AuditLog interface {
+	ListEvents(ctx context.Context, f EventFilter) ([]Event, error)
+	VerifyAudit(ctx context.Context) (AuditVerification, error)
 }

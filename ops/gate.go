@@ -2,7 +2,6 @@ package ops
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -130,15 +129,10 @@ func (s *Service) Gate(ctx context.Context, u Update) (GateResult, error) {
 	}
 
 	if env.RequiresChange && env.Change.CheckConflicts && u.ChangeSysID != "" && !u.State.Terminal() && u.State != UpdateRunning {
-		found, checked, err := s.conflictsFound(ctx, u.ID)
-		switch {
-		case err != nil:
+		if r, ok, err := s.gateConflictCheck(ctx, u); err != nil {
 			return g, err
-		case !checked:
-			g.Reasons = append(g.Reasons, GateReason{Code: GateConflict, Queued: true,
-				Message: fmt.Sprintf("ServiceNow conflict check of %s not done yet (queued)", u.ChangeNumber)})
-		case len(found) > 0:
-			add(GateConflict, fmt.Sprintf("ServiceNow reports conflicts for %s: %s", u.ChangeNumber, strings.Join(found, "; ")), time.Time{})
+		} else if ok {
+			g.Reasons = append(g.Reasons, r)
 		}
 	}
 
@@ -243,28 +237,9 @@ func (s *Service) gateChange(g *GateResult, ch Change, now time.Time, add func(c
 	case !ch.EndDate.IsZero() && now.After(ch.EndDate):
 		add(GateWindow, fmt.Sprintf("the change window closed at %s; it needs a new change", ch.EndDate.UTC().Format("2006-01-02 15:04 UTC")), time.Time{})
 	}
-	if !g.conflictsChecked && conflictStatus(ch.Raw) == "Conflict" {
+	if !g.conflictsChecked && ch.ConflictStatus == ConflictStatusConflict {
 		add(GateConflict, fmt.Sprintf("ServiceNow reports a conflict for %s (blackout or overlapping change)", ch.Number), time.Time{})
 	}
-}
-
-// conflictStatus reads conflict_status from a mirrored record, whether it
-// arrived as a string or as {value, display_value}.
-func conflictStatus(raw json.RawMessage) string {
-	var rec map[string]json.RawMessage
-	if json.Unmarshal(raw, &rec) != nil {
-		return ""
-	}
-	v := rec["conflict_status"]
-	var s string
-	if json.Unmarshal(v, &s) == nil {
-		return s
-	}
-	var obj struct {
-		Value string `json:"value"`
-	}
-	_ = json.Unmarshal(v, &obj)
-	return obj.Value
 }
 
 var freezeCron = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
@@ -315,37 +290,4 @@ func short(digest string) string {
 		return digest[:12]
 	}
 	return digest
-}
-
-// conflictsFound returns the conflicts of the update's latest conflict
-// check (from its audit event), and whether a check has been done.
-func (s *Service) conflictsFound(ctx context.Context, updateID string) ([]string, bool, error) {
-	ev, err := s.lastConflictCheck(ctx, updateID)
-	if err != nil || ev == nil {
-		return nil, false, err
-	}
-	var found []string
-	if list, ok := ev.Detail["conflicts"].([]any); ok {
-		for _, c := range list {
-			if s, ok := c.(string); ok {
-				found = append(found, s)
-			}
-		}
-	}
-	return found, true, nil
-}
-
-// lastConflictCheck returns the audit event of the update's latest
-// conflict check, or nil when none was done.
-func (s *Service) lastConflictCheck(ctx context.Context, updateID string) (*Event, error) {
-	evs, err := s.store.ListEvents(ctx, EventFilter{UpdateID: updateID})
-	if err != nil {
-		return nil, err
-	}
-	for i := len(evs) - 1; i >= 0; i-- {
-		if evs[i].Action == "change.conflicts" {
-			return &evs[i], nil
-		}
-	}
-	return nil, nil
 }

@@ -1,7 +1,6 @@
 package ops
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"testing"
@@ -80,19 +79,6 @@ func TestChangeOutcome(t *testing.T) {
 	for _, tc := range tests {
 		if got, _ := changeOutcome(waiting, tc.ch); got != tc.want {
 			t.Errorf("changeOutcome(%+v) = %q, want %q", tc.ch, got, tc.want)
-		}
-	}
-}
-
-func TestConflictStatusShapes(t *testing.T) {
-	for raw, want := range map[string]string{
-		`{"conflict_status":"Conflict"}`:                                            "Conflict",
-		`{"conflict_status":{"value":"No Conflict","display_value":"No Conflict"}}`: "No Conflict",
-		`{}`:       "",
-		`not json`: "",
-	} {
-		if got := conflictStatus(json.RawMessage(raw)); got != want {
-			t.Errorf("conflictStatus(%s) = %q, want %q", raw, got, want)
 		}
 	}
 }

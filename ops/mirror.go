@@ -2,6 +2,7 @@ package ops
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -35,14 +36,28 @@ type SyncReport struct {
 // daytwo change (one request), and deletions; then move updates whose
 // change was approved, rejected or canceled.
 func (s *Service) SyncOnce(ctx context.Context) (SyncReport, error) {
+	return s.syncOnce(ctx, true)
+}
+
+// MirrorOnce is SyncOnce without a single write to ServiceNow: it mirrors
+// changes, approvals and deletions and moves updates accordingly, but
+// delivers no outbox item and starts no conflict check. Read-only mode
+// syncs with it.
+func (s *Service) MirrorOnce(ctx context.Context) (SyncReport, error) {
+	return s.syncOnce(ctx, false)
+}
+
+func (s *Service) syncOnce(ctx context.Context, write bool) (SyncReport, error) {
 	start := time.Now()
 	var rep SyncReport
 	if _, err := s.changeSystem(); err != nil {
 		return rep, fmt.Errorf("sync: %w", err)
 	}
 	var err error
-	if rep.Outbox, err = s.DeliverOutbox(ctx); err != nil {
-		return rep, err
+	if write {
+		if rep.Outbox, err = s.DeliverOutbox(ctx); err != nil {
+			return rep, err
+		}
 	}
 	since, err := s.store.GetWatermark(ctx, TableChanges)
 	if err != nil {
@@ -123,8 +138,10 @@ func (s *Service) SyncOnce(ctx context.Context) (SyncReport, error) {
 	if err != nil {
 		return rep, err
 	}
-	if err := s.recheckConflicts(ctx); err != nil {
-		return rep, err
+	if write {
+		if err := s.recheckConflicts(ctx); err != nil {
+			return rep, err
+		}
 	}
 	if rep.Transitions, err = s.reconcile(ctx); err != nil {
 		return rep, err
@@ -314,24 +331,42 @@ func (s *Service) mirrorPipelined(ctx context.Context, req MirrorRequest, rep *S
 // have ended.
 const conflictRecheck = time.Minute
 
-// recheckConflicts queues a new conflict check for waiting updates whose
-// last check found conflicts and is older than conflictRecheck. Updates
-// without conflicts cost nothing.
+// recheckConflicts polls the conflict checks still running, and queues a
+// new check for waiting updates whose last check found conflicts and is
+// older than conflictRecheck, failed, or has been running for longer than
+// conflictRunningMax. Updates without conflicts cost nothing: a few
+// queries find the checks due.
 func (s *Service) recheckConflicts(ctx context.Context) error {
-	waiting, err := s.store.ListUpdates(ctx, UpdateFilter{States: []UpdateState{UpdateProposed, UpdateAwaitingApproval, UpdateApproved, UpdateScheduled}})
+	if err := s.pollConflictChecks(ctx); err != nil {
+		return err
+	}
+	due, err := s.store.ConflictChecks(ctx, ConflictFound, s.now().Add(-conflictRecheck))
 	if err != nil {
 		return err
 	}
-	for _, u := range waiting {
-		env, err := s.Environment(u.Environment)
-		if err != nil || !env.RequiresChange || !env.Change.CheckConflicts || u.ChangeSysID == "" {
+	failed, err := s.store.ConflictChecks(ctx, ConflictFailed, s.now().Add(time.Second))
+	if err != nil {
+		return err
+	}
+	stuck, err := s.store.ConflictChecks(ctx, ConflictRunning, s.now().Add(-conflictRunningMax))
+	if err != nil {
+		return err
+	}
+	due = append(append(due, failed...), stuck...)
+	for _, chk := range due {
+		u, err := s.store.GetUpdate(ctx, chk.UpdateID)
+		if errors.Is(err, ErrNotFound) {
 			continue
-		}
-		last, err := s.lastConflictCheck(ctx, u.ID)
-		if err != nil {
+		} else if err != nil {
 			return err
 		}
-		if last == nil || last.Result != "Conflict" || s.now().Sub(last.Time) < conflictRecheck {
+		switch u.State {
+		case UpdateProposed, UpdateAwaitingApproval, UpdateApproved, UpdateScheduled:
+		default:
+			continue
+		}
+		env, err := s.Environment(u.Environment)
+		if err != nil || !env.RequiresChange || !env.Change.CheckConflicts || u.ChangeSysID == "" {
 			continue
 		}
 		pending, err := s.store.ListOutbox(ctx, OutboxFilter{Key: u.ID})
@@ -367,4 +402,17 @@ func (s *Service) decidedButNotMoved(ctx context.Context, changeSysID string, ap
 	}
 	ch, err := s.store.GetChange(ctx, changeSysID)
 	return err == nil && (ch.State == ChangeAssess || ch.State == ChangeAuthorize)
+}
+
+// ChangeMirror reads the local mirror of ServiceNow.
+type ChangeMirror interface {
+	GetChange(ctx context.Context, numberOrSysID string) (Change, error)
+	ListChanges(ctx context.Context, f ChangeFilter) ([]Change, error)
+	CountChanges(ctx context.Context, f ChangeFilter) (int, error)
+	Approvals(ctx context.Context, changeSysID string) ([]Approval, error)
+	// ApprovalsByID returns the mirrored approvals among sysIDs, by sys_id.
+	ApprovalsByID(ctx context.Context, sysIDs []string) (map[string]Approval, error)
+	Incidents(ctx context.Context, updateID string) ([]Incident, error)
+	OpenChangeSysIDs(ctx context.Context, correlationPrefix string) ([]string, error)
+	GetWatermark(ctx context.Context, table string) (Watermark, error)
 }

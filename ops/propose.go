@@ -30,6 +30,12 @@ type ProposeRequest struct {
 	// whole config map is Config (Set is ignored).
 	Rollback bool
 	Config   map[string]string
+	// Force proposes a release the environment already runs (the same
+	// version and config), e.g. to redeploy it; refused otherwise.
+	Force bool
+	// Supersede cancels the environment's open update (not a running one)
+	// in the same transaction, instead of refusing the proposal.
+	Supersede bool
 }
 
 // Proposal is the outcome of Propose.
@@ -41,6 +47,9 @@ type Proposal struct {
 	Blocked bool `json:"blocked"`
 	// Queued lists the writes waiting for ServiceNow.
 	Queued []OutboxKind `json:"queued,omitempty"`
+	// Superseded lists the open updates this proposal canceled
+	// (ProposeRequest.Supersede).
+	Superseded []Update `json:"superseded,omitempty"`
 }
 
 var configKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -94,6 +103,10 @@ func (s *Service) Propose(ctx context.Context, req ProposeRequest) (Proposal, er
 		return Proposal{}, err
 	}
 	from := releases[env.Name]
+	if from.Version != "" && !req.Force && !req.DryRun && from.Digest == ReleaseDigest(req.Version, config) {
+		return Proposal{}, fmt.Errorf("%s already runs %s with this config (release %s): nothing to propose; "+
+			"--force proposes it anyway (a redeploy): %w", env.Name, req.Version, short(from.Digest), ErrNothingToDo)
+	}
 	plan, err := BuildPlan(env, from, req.Version, config)
 	if err != nil {
 		return Proposal{}, err
@@ -185,8 +198,32 @@ func (s *Service) Propose(ctx context.Context, req ProposeRequest) (Proposal, er
 	}
 	p.Update = u
 
+	var superseded []Update
 	err = s.store.Atomic(ctx, func(tx Tx) error {
+		superseded = nil
+		if !p.Blocked {
+			// One open update per environment (the store's index is the
+			// backstop): checked in the write transaction, so two
+			// proposals racing cannot both pass.
+			open, err := tx.OpenUpdates(ctx, env.Name)
+			if err != nil {
+				return err
+			}
+			for _, o := range open {
+				if !req.Supersede || o.State == UpdateRunning {
+					return openUpdateErr(o, req.Supersede)
+				}
+				c, err := s.cancelTx(ctx, tx, env, o, "superseded by "+id+" ("+req.Version+")")
+				if err != nil {
+					return err
+				}
+				superseded = append(superseded, c)
+			}
+		}
 		if err := tx.InsertUpdate(ctx, u); err != nil {
+			if errors.Is(err, ErrConflict) {
+				return fmt.Errorf("%s has another open update (proposed at the same moment): %w", env.Name, ErrBlocked)
+			}
 			return err
 		}
 		for _, it := range outbox {
@@ -207,7 +244,28 @@ func (s *Service) Propose(ctx context.Context, req ProposeRequest) (Proposal, er
 	if err != nil {
 		return Proposal{}, fmt.Errorf("ops: propose %s %s: %w", env.Name, req.Version, err)
 	}
+	for _, c := range superseded {
+		s.kickOutbox(ctx, c.ID)
+	}
+	p.Superseded = superseded
 	return p, blockedErr(p)
+}
+
+// openUpdateErr refuses a proposal while o may still run.
+func openUpdateErr(o Update, supersede bool) error {
+	what := o.ID
+	if o.ChangeNumber != "" {
+		what += " (" + o.ChangeNumber + ")"
+	}
+	if o.State == UpdateRunning {
+		return fmt.Errorf("%s is running update %s to %s; propose again once it has finished: %w", o.Environment, what, o.Version, ErrBlocked)
+	}
+	hint := "cancel it first (`daytwo update cancel " + o.ID + "`) or propose with --supersede"
+	if supersede {
+		hint = "it cannot be superseded"
+	}
+	return fmt.Errorf("%s already has an open update %s to %s (%s): one update per environment at a time; %s: %w",
+		o.Environment, what, o.Version, o.State, hint, ErrBlocked)
 }
 
 func blockedErr(p Proposal) error {

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // RecoverRuns finishes runs that another process left running: its
@@ -312,4 +313,16 @@ func holderDead(holder string) bool {
 		return false
 	}
 	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+}
+
+// LeaseStore keeps environment leases: at most one process rolls an
+// environment at a time (leases are taken inside a transaction: Tx).
+type LeaseStore interface {
+	// RenewLease extends a lease still held under f's epoch and fails with
+	// ErrLeaseLost otherwise; it never re-acquires a lost lease.
+	RenewLease(ctx context.Context, f Fence, ttl time.Duration) error
+	// ReleaseLease gives the lease back if f still holds it; the epoch is
+	// kept so the next holder's is newer.
+	ReleaseLease(ctx context.Context, f Fence) error
+	Leases(ctx context.Context) ([]Lease, error)
 }

@@ -1158,3 +1158,20 @@ func (b *logBuffer) close() {
 	b.stopped.Do(func() { close(b.done) })
 	<-b.exited
 }
+
+// Journal is the run journal. StepStarted and StepFinished commit on their
+// own: the journal must be durable before and after each step runs. Each
+// write names the lease it is made under and fails with ErrLeaseLost,
+// writing nothing, when that lease is no longer current (fencing).
+type Journal interface {
+	StepStarted(ctx context.Context, f Fence, s StepRecord) (int64, error)
+	// StepProcess records the process group a step's program runs in.
+	StepProcess(ctx context.Context, f Fence, id int64, pgid int) error
+	StepFinished(ctx context.Context, f Fence, id int64, state StepState, detail string) error
+	AppendLog(ctx context.Context, f Fence, lines []LogLine) error
+	GetRun(ctx context.Context, id string) (Run, error)
+	Runs(ctx context.Context, updateID string, states ...RunState) ([]Run, error)
+	Steps(ctx context.Context, runID string) ([]StepRecord, error)
+	LogLines(ctx context.Context, runID string, after int64, limit int) ([]LogLine, error)
+	TargetVersions(ctx context.Context, env string) (versions map[string]string, unknown []string, err error)
+}

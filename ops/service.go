@@ -49,13 +49,16 @@ type Service struct {
 	newRunID  func() string
 	executors Executors
 	approver  ChangeSystem
-	probers   Probers
-	reaper    StepReaper
-	locks     TargetLocker
-	leaseTTL  time.Duration
-	holder    string
-	outboxWG  sync.WaitGroup
-	outboxMu  sync.Mutex
+	// approverErr says why the configured approver cannot be used (e.g.
+	// its password is missing); decisions report it, nothing else does.
+	approverErr error
+	probers     Probers
+	reaper      StepReaper
+	locks       TargetLocker
+	leaseTTL    time.Duration
+	holder      string
+	outboxWG    sync.WaitGroup
+	outboxMu    sync.Mutex
 	// active holds the ids of runs this process is executing, so that
 	// recovery never mistakes them for runs of a dead process.
 	active sync.Map
@@ -81,6 +84,10 @@ func WithChangeSystemError(err error) Option { return func(s *Service) { s.chang
 // WithApprover sets the identity decisions (approve, reject) are made as;
 // by default the change system's own user.
 func WithApprover(cs ChangeSystem) Option { return func(s *Service) { s.approver = cs } }
+
+// WithApproverError records why the configured approver identity cannot be
+// used: decisions (approve, reject) fail with it; everything else works.
+func WithApproverError(err error) Option { return func(s *Service) { s.approverErr = err } }
 
 // WithRunIDs sets the run id generator (tests, goldens).
 func WithRunIDs(next func() string) Option { return func(s *Service) { s.newRunID = next } }
@@ -133,6 +140,9 @@ func (s *Service) changeSystem() (ChangeSystem, error) {
 
 // decider returns the change system decisions are made through.
 func (s *Service) decider() (ChangeSystem, error) {
+	if s.approverErr != nil {
+		return nil, s.approverErr
+	}
 	if s.approver != nil {
 		return s.approver, nil
 	}

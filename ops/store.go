@@ -5,72 +5,29 @@ import (
 	"time"
 )
 
-// Store is what ops needs from persistence. store.DB implements it.
+// Store is everything ops needs from persistence: the role interfaces
+// below, each declared beside the code that consumes it (a use case that
+// needs only one can be tested against only that). store.DB implements
+// them all.
 type Store interface {
+	Transactor
+	ReleaseReader
+	UpdateReader
+	ChangeMirror
+	ConflictRecords
+	OutboxStore
+	AuditLog
+	Journal
+	DriftStore
+	ComplianceStore
+	LeaseStore
+}
+
+// Transactor runs write transactions.
+type Transactor interface {
 	// Atomic runs fn in one write transaction: every state change, its
 	// outbox writes and its audit events commit together or not at all.
 	Atomic(ctx context.Context, fn func(tx Tx) error) error
-
-	CurrentReleases(ctx context.Context) (map[string]Release, error)
-	Releases(ctx context.Context, env string, limit int) ([]Release, error)
-	GetUpdate(ctx context.Context, idOrChange string) (Update, error)
-	ListUpdates(ctx context.Context, f UpdateFilter) ([]Update, error)
-	GetChange(ctx context.Context, numberOrSysID string) (Change, error)
-	ListChanges(ctx context.Context, f ChangeFilter) ([]Change, error)
-	CountChanges(ctx context.Context, f ChangeFilter) (int, error)
-	Approvals(ctx context.Context, changeSysID string) ([]Approval, error)
-	// ApprovalsByID returns the mirrored approvals among sysIDs, by sys_id.
-	ApprovalsByID(ctx context.Context, sysIDs []string) (map[string]Approval, error)
-	Incidents(ctx context.Context, updateID string) ([]Incident, error)
-	OpenChangeSysIDs(ctx context.Context, correlationPrefix string) ([]string, error)
-	GetWatermark(ctx context.Context, table string) (Watermark, error)
-
-	DueOutbox(ctx context.Context, now time.Time, limit int) ([]OutboxItem, error)
-	NextOutboxAttempt(ctx context.Context) (time.Time, error)
-	ListOutbox(ctx context.Context, f OutboxFilter) ([]OutboxItem, error)
-	// ClaimOutbox gives one delivery pass the item for ttl; false when
-	// another pass holds it or it is no longer pending.
-	ClaimOutbox(ctx context.Context, id int64, claimer string, ttl time.Duration) (bool, error)
-	ReleaseOutbox(ctx context.Context, id int64, claimer string) error
-	MarkAttemptFailed(ctx context.Context, id int64, cause string, next time.Time, permanent bool) error
-	RetryOutbox(ctx context.Context, id int64) (int, error)
-
-	ListEvents(ctx context.Context, f EventFilter) ([]Event, error)
-	VerifyAudit(ctx context.Context) (AuditVerification, error)
-
-	// The run journal. StepStarted and StepFinished commit on their own:
-	// the journal must be durable before and after each step runs. Each
-	// write names the lease it is made under and fails with ErrLeaseLost,
-	// writing nothing, when that lease is no longer current (fencing).
-	StepStarted(ctx context.Context, f Fence, s StepRecord) (int64, error)
-	// StepProcess records the process group a step's program runs in.
-	StepProcess(ctx context.Context, f Fence, id int64, pgid int) error
-	StepFinished(ctx context.Context, f Fence, id int64, state StepState, detail string) error
-	AppendLog(ctx context.Context, f Fence, lines []LogLine) error
-	GetRun(ctx context.Context, id string) (Run, error)
-	Runs(ctx context.Context, updateID string, states ...RunState) ([]Run, error)
-	Steps(ctx context.Context, runID string) ([]StepRecord, error)
-	LogLines(ctx context.Context, runID string, after int64, limit int) ([]LogLine, error)
-	TargetVersions(ctx context.Context, env string) (versions map[string]string, unknown []string, err error)
-
-	// Drift observations.
-	DriftSeen(ctx context.Context, env, target, expected, observed string) (time.Time, error)
-	DriftCleared(ctx context.Context, env, target string) error
-	DriftedTargets(ctx context.Context) (map[string]int, error)
-
-	// Continuous compliance findings.
-	OpenPolicyAlert(ctx context.Context, env, policy, action, message string) (opened bool, err error)
-	ResolvePolicyAlert(ctx context.Context, env, policy string) (resolved bool, err error)
-	OpenPolicyAlerts(ctx context.Context) ([]PolicyAlert, error)
-
-	// Leases: at most one process rolls an environment at a time.
-	// RenewLease extends a lease still held under f's epoch and fails with
-	// ErrLeaseLost otherwise; it never re-acquires a lost lease.
-	RenewLease(ctx context.Context, f Fence, ttl time.Duration) error
-	// ReleaseLease gives the lease back if f still holds it; the epoch is
-	// kept so the next holder's is newer.
-	ReleaseLease(ctx context.Context, f Fence) error
-	Leases(ctx context.Context) ([]Lease, error)
 }
 
 // PolicyAlert is an open continuous-compliance finding.
@@ -117,17 +74,28 @@ type Tx interface {
 	Now() time.Time
 	GetUpdate(ctx context.Context, id string) (Update, error)
 	InsertUpdate(ctx context.Context, u Update) error
+	// OpenUpdates lists env's updates in OpenUpdateStates, newest first.
+	OpenUpdates(ctx context.Context, env string) ([]Update, error)
 	// SaveUpdate writes u if the stored update is still in state expect,
 	// and fails with ErrConflict otherwise.
 	SaveUpdate(ctx context.Context, u Update, expect UpdateState) error
 	RecordRelease(ctx context.Context, r Release) (Release, error)
 	Enqueue(ctx context.Context, it OutboxItem) (int64, error)
+	// DiscardOutbox closes an undelivered, unclaimed item without sending
+	// it (ErrConflict for a delivered or in-flight one).
+	DiscardOutbox(ctx context.Context, id int64) (OutboxItem, error)
+	// SupersedeFailed closes the failed items of kind on key queued before
+	// id, returning their ids.
+	SupersedeFailed(ctx context.Context, key string, kind OutboxKind, id int64) ([]int64, error)
 	MarkDelivered(ctx context.Context, id int64, result any) error
 	UpsertChanges(ctx context.Context, changes []Change) (UpsertStats, error)
 	UpsertApprovals(ctx context.Context, approvals []Approval) (UpsertStats, error)
 	UpsertIncident(ctx context.Context, in Incident) error
 	DeleteChanges(ctx context.Context, sysIDs []string) (int, error)
 	SetWatermark(ctx context.Context, table string, w Watermark) error
+	// SaveConflictCheck records the update's last conflict check,
+	// replacing the previous one.
+	SaveConflictCheck(ctx context.Context, chk ConflictCheck) error
 	AppendEvent(ctx context.Context, ev Event) (Event, error)
 	InsertRun(ctx context.Context, r Run) error
 	FinishRun(ctx context.Context, id string, state RunState, cause string) error

@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -34,13 +35,22 @@ var updateTransitions = map[UpdateState][]UpdateState{
 	UpdateAwaitingApproval: {UpdateApproved, UpdateRejected, UpdateCanceled, UpdateBlocked},
 	UpdateApproved:         {UpdateScheduled, UpdateRunning, UpdateCanceled, UpdateBlocked, UpdateAwaitingApproval},
 	UpdateScheduled:        {UpdateRunning, UpdateCanceled, UpdateBlocked, UpdateAwaitingApproval},
-	UpdateBlocked:          {UpdateProposed, UpdateAwaitingApproval, UpdateApproved, UpdateScheduled, UpdateCanceled},
-	UpdateRunning:          {UpdateSucceeded, UpdateFailed},
-	UpdateFailed:           {UpdateRolledBack},
-	UpdateSucceeded:        nil,
-	UpdateRejected:         nil,
-	UpdateCanceled:         nil,
-	UpdateRolledBack:       nil,
+	// A blocked proposal is closed: a blocking policy refused it before
+	// anything was raised, so nothing waits on it (propose again once the
+	// policy passes).
+	UpdateBlocked:    nil,
+	UpdateRunning:    {UpdateSucceeded, UpdateFailed},
+	UpdateFailed:     {UpdateRolledBack},
+	UpdateSucceeded:  nil,
+	UpdateRejected:   nil,
+	UpdateCanceled:   nil,
+	UpdateRolledBack: nil,
+}
+
+// OpenUpdateStates are the states of an update that may still run. An
+// environment has at most one open update (see Propose).
+func OpenUpdateStates() []UpdateState {
+	return []UpdateState{UpdateProposed, UpdateAwaitingApproval, UpdateApproved, UpdateScheduled, UpdateRunning}
 }
 
 // Valid reports whether s is one of the known states.
@@ -134,4 +144,16 @@ func ReleaseDigest(version string, config map[string]string) string {
 	}{version, config})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// ReleaseReader reads what environments run and ran.
+type ReleaseReader interface {
+	CurrentReleases(ctx context.Context) (map[string]Release, error)
+	Releases(ctx context.Context, env string, limit int) ([]Release, error)
+}
+
+// UpdateReader reads updates.
+type UpdateReader interface {
+	GetUpdate(ctx context.Context, idOrChange string) (Update, error)
+	ListUpdates(ctx context.Context, f UpdateFilter) ([]Update, error)
 }

@@ -51,8 +51,7 @@ func (s *Service) EnvironmentStatuses(ctx context.Context) ([]EnvironmentStatus,
 	if err != nil {
 		return nil, err
 	}
-	active, err := s.store.ListUpdates(ctx, UpdateFilter{States: []UpdateState{UpdateProposed, UpdateAwaitingApproval,
-		UpdateApproved, UpdateScheduled, UpdateBlocked, UpdateRunning}})
+	active, err := s.store.ListUpdates(ctx, UpdateFilter{States: OpenUpdateStates()})
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +142,7 @@ func (s *Service) updateStatus(ctx context.Context, u Update) (UpdateStatus, err
 		}
 	}
 	switch u.State {
-	case UpdateSucceeded, UpdateRejected, UpdateCanceled, UpdateRolledBack, UpdateFailed, UpdateRunning:
+	case UpdateSucceeded, UpdateRejected, UpdateCanceled, UpdateRolledBack, UpdateFailed, UpdateRunning, UpdateBlocked:
 		st.GateText = string(u.State)
 		if u.Reason != "" {
 			st.GateText += ": " + u.Reason

@@ -30,15 +30,15 @@ func (tx *Tx) UpsertChanges(ctx context.Context, changes []ops.Change) (ops.Upse
 	}
 	stmt, err := tx.tx.PrepareContext(ctx, `INSERT INTO changes (sys_id, number, type, state, approval, risk,
 			short_description, cmdb_ci, assignment_group, requested_by, requested_by_id, start_date, end_date, correlation_id,
-			active, close_code, sys_updated_on, sys_mod_count, raw_json, mirrored_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			active, close_code, sys_updated_on, sys_mod_count, raw_json, mirrored_at, conflict_status)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (sys_id) DO UPDATE SET number = excluded.number, type = excluded.type, state = excluded.state,
 			approval = excluded.approval, risk = excluded.risk, short_description = excluded.short_description,
 			cmdb_ci = excluded.cmdb_ci, assignment_group = excluded.assignment_group,
 			requested_by = excluded.requested_by, requested_by_id = excluded.requested_by_id, start_date = excluded.start_date, end_date = excluded.end_date,
 			correlation_id = excluded.correlation_id, active = excluded.active, close_code = excluded.close_code,
 			sys_updated_on = excluded.sys_updated_on, sys_mod_count = excluded.sys_mod_count,
-			raw_json = excluded.raw_json, mirrored_at = excluded.mirrored_at
+			raw_json = excluded.raw_json, mirrored_at = excluded.mirrored_at, conflict_status = excluded.conflict_status
 		WHERE excluded.sys_mod_count > changes.sys_mod_count OR excluded.sys_updated_on > changes.sys_updated_on
 			-- Same version, another shape (a write's answer vs the mirror's
 			-- richer read): keep the newest copy; replays stay no-ops.
@@ -57,7 +57,7 @@ func (tx *Tx) UpsertChanges(ctx context.Context, changes []ops.Change) (ops.Upse
 		res, err := stmt.ExecContext(ctx, c.SysID, c.Number, c.Type, int(c.State), c.Approval, c.Risk,
 			c.ShortDescription, c.CmdbCI, c.AssignmentGroup, c.RequestedBy, c.RequestedByID, formatTime(c.StartDate),
 			formatTime(c.EndDate), c.CorrelationID, c.Active, c.CloseCode, formatTime(c.SysUpdatedOn),
-			c.SysModCount, raw, now)
+			c.SysModCount, raw, now, string(c.ConflictStatus))
 		if err != nil {
 			return st, fmt.Errorf("store: upsert change %s: %w", c.Number, mapErr(err))
 		}
@@ -72,7 +72,7 @@ func (tx *Tx) UpsertChanges(ctx context.Context, changes []ops.Change) (ops.Upse
 
 const changeColumns = `SELECT sys_id, number, type, state, approval, risk, short_description, cmdb_ci,
 	assignment_group, requested_by, requested_by_id, start_date, end_date, correlation_id, active, close_code, sys_updated_on,
-	sys_mod_count, raw_json FROM changes`
+	sys_mod_count, raw_json, conflict_status FROM changes`
 
 // ListChanges returns mirrored changes, most recently updated first.
 func (db *DB) ListChanges(ctx context.Context, f ops.ChangeFilter) ([]ops.Change, error) {
@@ -156,14 +156,15 @@ func scanChange(rows *sql.Rows) (ops.Change, error) {
 		c                   ops.Change
 		state               int
 		start, end, updated string
-		raw                 string
+		raw, conflictStatus string
 	)
 	if err := rows.Scan(&c.SysID, &c.Number, &c.Type, &state, &c.Approval, &c.Risk, &c.ShortDescription,
 		&c.CmdbCI, &c.AssignmentGroup, &c.RequestedBy, &c.RequestedByID, &start, &end, &c.CorrelationID, &c.Active, &c.CloseCode,
-		&updated, &c.SysModCount, &raw); err != nil {
+		&updated, &c.SysModCount, &raw, &conflictStatus); err != nil {
 		return c, fmt.Errorf("store: scan change: %w", err)
 	}
 	c.State = ops.ChangeState(state)
+	c.ConflictStatus = ops.ConflictStatus(conflictStatus)
 	c.Raw = []byte(raw)
 	var err error
 	if c.StartDate, err = parseTime(start); err != nil {

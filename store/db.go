@@ -39,6 +39,10 @@ var (
 	ErrDiskFull = errors.New("the disk is full")
 )
 
+// maxConns bounds the pool: enough for a rollout's parallel steps to
+// journal without opening connections, few enough to stay light.
+const maxConns = 16
+
 // timeFormat is fixed-width so that stored timestamps sort as text.
 const timeFormat = "2006-01-02T15:04:05.000000000Z"
 
@@ -111,8 +115,15 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
+	// Keep the connections a busy rollout uses open: database/sql keeps 2
+	// idle by default, so 50 parallel steps opened (and parsed the schema
+	// of) hundreds of connections per run. WAL lets readers run beside the
+	// one writer; writers queue on the busy timeout.
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(maxConns)
+	db.SetConnMaxIdleTime(5 * time.Minute)
 	s.sql = db
-	if err := s.migrate(ctx); err != nil {
+	if err := s.migrateWhenFree(ctx, opts.BusyTimeout); err != nil {
 		db.Close()
 		if e := s.Explain(err); e != err {
 			return nil, fmt.Errorf("store: %w", e) // Explain names the file
@@ -243,6 +254,25 @@ func dsn(path string, busy time.Duration) string {
 	return "file:" + path + "?" + q.Encode()
 }
 
+// migrateWhenFree migrates, retrying while another process (or pool
+// connection) holds a lock the busy handler does not wait for — switching a
+// new file to WAL, or a schema change racing a reader — for up to busy.
+func (db *DB) migrateWhenFree(ctx context.Context, busy time.Duration) error {
+	deadline := time.Now().Add(busy)
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+		err := db.migrate(ctx)
+		var se *sqlite.Error
+		if err == nil || !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
+}
+
 // Path returns the database file's path.
 func (db *DB) Path() string { return db.path }
 
@@ -293,10 +323,22 @@ func (db *DB) Atomic(ctx context.Context, fn func(tx ops.Tx) error) error {
 	return db.WithTx(ctx, func(tx *Tx) error { return fn(tx) })
 }
 
-// Compile-time checks that the store implements what ops declares.
+// Compile-time checks that the store implements what ops declares: the
+// whole Store and each role on its own.
 var (
-	_ ops.Store = (*DB)(nil)
-	_ ops.Tx    = (*Tx)(nil)
+	_ ops.Store           = (*DB)(nil)
+	_ ops.Transactor      = (*DB)(nil)
+	_ ops.ReleaseReader   = (*DB)(nil)
+	_ ops.UpdateReader    = (*DB)(nil)
+	_ ops.ChangeMirror    = (*DB)(nil)
+	_ ops.ConflictRecords = (*DB)(nil)
+	_ ops.OutboxStore     = (*DB)(nil)
+	_ ops.AuditLog        = (*DB)(nil)
+	_ ops.Journal         = (*DB)(nil)
+	_ ops.DriftStore      = (*DB)(nil)
+	_ ops.ComplianceStore = (*DB)(nil)
+	_ ops.LeaseStore      = (*DB)(nil)
+	_ ops.Tx              = (*Tx)(nil)
 )
 
 var errReadOnlyWrite = errors.New("this command writes")

@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -145,5 +147,112 @@ func TestOutboxClaims(t *testing.T) {
 	}
 	if ok, _ := db.ClaimOutbox(ctx, id, "pass-3", time.Minute); ok {
 		t.Fatal("a delivered item must not be claimable")
+	}
+}
+
+func TestOutboxDiscardAndSupersede(t *testing.T) {
+	db := openTest(t)
+	ctx := context.Background()
+	now := db.clock()
+	d1 := enqueue(t, db, "CHG1", ops.OutboxDecide)
+	d2 := enqueue(t, db, "CHG1", ops.OutboxDecide)
+	if err := db.MarkAttemptFailed(ctx, d1, "no pending approval", now, true); err != nil {
+		t.Fatal(err)
+	}
+	if due, _ := db.DueOutbox(ctx, now, 10); len(due) != 0 {
+		t.Fatalf("a refused head must hold its key back: due = %+v", due)
+	}
+	var closed []int64
+	if err := db.WithTx(ctx, func(tx *Tx) error {
+		var err error
+		closed, err = tx.SupersedeFailed(ctx, "CHG1", ops.OutboxDecide, d2)
+		return err
+	}); err != nil || len(closed) != 1 || closed[0] != d1 {
+		t.Fatalf("supersede = %v, %v; want [%d]", closed, err, d1)
+	}
+	if due, _ := db.DueOutbox(ctx, now, 10); len(due) != 1 || due[0].ID != d2 {
+		t.Fatalf("after supersede, due = %+v; want #%d", due, d2)
+	}
+	if it, _ := db.GetOutbox(ctx, d1); it.State != ops.OutboxSuperseded || it.LastError != "no pending approval" {
+		t.Fatalf("superseded item = %+v", it)
+	}
+	if n, _ := db.RetryOutbox(ctx, 0); n != 1 {
+		t.Fatalf("retry touched %d items; want only the pending one (closed items are never retried)", n)
+	}
+	// Discard: not while a live pass holds it, never once delivered.
+	if ok, err := db.ClaimOutbox(ctx, d2, "h:1:p", time.Minute); !ok || err != nil {
+		t.Fatalf("claim: %v %v", ok, err)
+	}
+	discard := func(id int64) error {
+		return db.WithTx(ctx, func(tx *Tx) error { _, err := tx.DiscardOutbox(ctx, id); return err })
+	}
+	if err := discard(d2); !errors.Is(err, ErrConflict) {
+		t.Fatalf("discarding a claimed item: %v; want ErrConflict", err)
+	}
+	if err := db.ReleaseOutbox(ctx, d2, "h:1:p"); err != nil {
+		t.Fatal(err)
+	}
+	if err := discard(d2); err != nil {
+		t.Fatal(err)
+	}
+	if it, _ := db.GetOutbox(ctx, d2); it.State != ops.OutboxDiscarded {
+		t.Fatalf("discarded item = %+v", it)
+	}
+	if err := discard(d2); !errors.Is(err, ErrConflict) {
+		t.Fatalf("discarding twice: %v; want ErrConflict", err)
+	}
+	d3 := enqueue(t, db, "CHG2", ops.OutboxDecide)
+	if err := db.WithTx(ctx, func(tx *Tx) error { return tx.MarkDelivered(ctx, d3, nil) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := discard(d3); !errors.Is(err, ErrConflict) {
+		t.Fatalf("discarding a delivered item: %v; want ErrConflict", err)
+	}
+	items, _ := db.ListOutbox(ctx, ops.OutboxFilter{})
+	if len(items) != 0 {
+		t.Fatalf("default list (pending, failed) = %+v; want closed items left out", items)
+	}
+}
+
+// TestOutboxMigrationKeepsItems: items written under the first schema are
+// read, due and retried as before once the resolution column exists.
+func TestOutboxMigrationKeepsItems(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "old.db")
+	raw, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)`,
+		ms[0].sql,
+		`INSERT INTO schema_migrations VALUES (1, 'init', '2026-01-01T00:00:00.000000000Z')`,
+		`INSERT INTO outbox (ordering_key, kind, payload_json, state, attempts, next_attempt_at, last_error, created_at)
+			VALUES ('u-1', 'change.create', '{}', 'failed', 3, '2026-01-01T00:00:00.000000000Z', 'refused', '2026-01-01T00:00:00.000000000Z'),
+			       ('u-2', 'change.create', '{}', 'pending', 0, '2026-01-01T00:00:00.000000000Z', '', '2026-01-01T00:00:00.000000000Z')`,
+	} {
+		if _, err := raw.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw.Close()
+	db, err := Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	items, err := db.ListOutbox(ctx, ops.OutboxFilter{})
+	if err != nil || len(items) != 2 || items[0].State != ops.OutboxFailed || items[0].LastError != "refused" || items[1].State != ops.OutboxPending {
+		t.Fatalf("items after migration = %+v, %v", items, err)
+	}
+	if due, _ := db.DueOutbox(ctx, time.Now(), 10); len(due) != 1 || due[0].Key != "u-2" {
+		t.Fatalf("due after migration = %+v", due)
+	}
+	if n, _ := db.RetryOutbox(ctx, 0); n != 2 {
+		t.Fatalf("retry touched %d; want 2", n)
 	}
 }

@@ -35,6 +35,9 @@ type fixture struct {
 type fixtureOptions struct {
 	// offline points the service at an address nobody listens on.
 	offline bool
+	// approver, if set, is the simulator user (password = user name) the
+	// console decides as (servicenow.approver), with four eyes on.
+	approver string
 }
 
 func testEnvironments(dir string) []ops.Environment {
@@ -95,8 +98,18 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 		n++
 		return fmt.Sprintf("u-%04d", n)
 	}
-	f.svc, err = ops.New(ops.Config{Environments: envs, CorrelationPrefix: "daytwo", Actor: "operator", Username: "ops.lead"},
-		db, itsm.NewBridge(client), ops.WithClock(clock), ops.WithIDs(ids), ops.WithHolder("console-test"),
+	cfg := ops.Config{Environments: envs, CorrelationPrefix: "daytwo", Actor: "operator", Username: "ops.lead"}
+	var extra []ops.Option
+	if o.approver != "" {
+		ac, err := itsm.New(itsm.Config{Instance: instance, Auth: itsm.AuthConfig{Username: o.approver, Password: o.approver},
+			Timeout: 2 * time.Second, PageSize: 500}, itsm.WithSleep(func(ctx context.Context, d time.Duration) error { return ctx.Err() }))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.ApproverUsername, cfg.FourEyes = o.approver, true
+		extra = append(extra, ops.WithApprover(itsm.NewBridge(ac)))
+	}
+	f.svc, err = ops.New(cfg, db, itsm.NewBridge(client), append(extra, ops.WithClock(clock), ops.WithIDs(ids), ops.WithHolder("console-test"),
 		ops.WithExecutors(func(env ops.Environment) (ops.Executor, ops.HealthChecker, error) {
 			c, err := exec.NewCommand(env.Name, env.Deploy)
 			if err != nil {
@@ -107,7 +120,7 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 				return nil, nil, err
 			}
 			return c, h, nil
-		}))
+		}))...)
 	if err != nil {
 		t.Fatal(err)
 	}

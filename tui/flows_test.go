@@ -38,10 +38,10 @@ func syncUntil(t *testing.T, tm *teatest.TestModel, text string) {
 	pressUntil(t, tm, "S", text)
 }
 
-// pressUntil presses key every two seconds until text shows (20 s at most).
+// pressUntil presses key every two seconds until text shows (60 s at most).
 func pressUntil(t *testing.T, tm *teatest.TestModel, key, text string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		typeKeys(tm, key)
 		found := false
@@ -54,7 +54,7 @@ func pressUntil(t *testing.T, tm *teatest.TestModel, key, text string) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%q did not show after syncing for 20s", text)
+			t.Fatalf("%q did not show after pressing %s for 60s", text, key)
 		}
 	}
 }
@@ -70,7 +70,7 @@ func waitFor(t *testing.T, tm *teatest.TestModel, texts ...string) {
 			}
 		}
 		return true
-	}, teatest.WithDuration(20*time.Second), teatest.WithCheckInterval(20*time.Millisecond))
+	}, teatest.WithDuration(60*time.Second), teatest.WithCheckInterval(20*time.Millisecond))
 }
 
 func typeKeys(tm *teatest.TestModel, keys ...string) {
@@ -88,16 +88,26 @@ func typeKeys(tm *teatest.TestModel, keys ...string) {
 	}
 }
 
-// finish settles the console (background outbox work done, a few
-// refreshes), quits and returns the final frame with random ids masked.
+// finish quits the console once every background write has ended and
+// returns its final frame with random ids masked. The frame is settled
+// without a clock: after the program has stopped, the model runs one
+// refresh (what a tick does) synchronously, so it shows the store as it
+// is now, however late the last asynchronous reload would have landed on
+// a loaded machine.
 func finish(t *testing.T, f *fixture, tm *teatest.TestModel) []byte {
 	t.Helper()
 	f.svc.Wait()
-	time.Sleep(400 * time.Millisecond)
 	tm.Send(tea.KeyMsg{Type: tea.KeyCtrlC})
-	fm := tm.FinalModel(t, teatest.WithFinalTimeout(10*time.Second))
+	fm := tm.FinalModel(t, teatest.WithFinalTimeout(30*time.Second))
 	_, _ = io.Copy(io.Discard, tm.Output())
-	return f.stable([]byte(fm.View()))
+	m, ok := fm.(*Model)
+	if !ok {
+		t.Fatalf("final model is %T", fm)
+	}
+	m.connBusy = false // a check in flight when the program stopped never reports
+	_, cmd := m.Update(tickMsg{})
+	drive(m, cmd, 0)
+	return f.stable([]byte(m.View()))
 }
 
 func changeOf(t *testing.T, f *fixture, id string) string {

@@ -3,6 +3,7 @@ package tui
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -13,8 +14,102 @@ import (
 	"github.com/daytwo/daytwo/tui/common"
 )
 
+// paletteCommand is one command of the palette.
+type paletteCommand struct {
+	names []string
+	usage string
+	// mutates says the command changes ServiceNow or an environment. It
+	// documents the command (and the read-only test checks it against
+	// what the command does); the refusal itself is the one check every
+	// action passes, common.RefuseReadOnly.
+	mutates bool
+	run     func(m *Model, args []string) tea.Cmd
+}
+
+// paletteCommands are the palette's commands, in help order.
+var paletteCommands = []paletteCommand{
+	{names: []string{"env", "envs", "environments"}, usage: "env NAME", run: func(m *Model, a []string) tea.Cmd {
+		return common.Navigate(common.PageEnvironments, arg(a, 0))
+	}},
+	{names: []string{"chg", "change", "show", "detail"}, usage: "chg CHG…", run: func(m *Model, a []string) tea.Cmd {
+		if arg(a, 0) == "" {
+			return errFlash("usage: chg CHG0030012 (or an update id)")
+		}
+		id := arg(a, 0)
+		if !strings.HasPrefix(id, "u-") {
+			id = strings.ToUpper(id)
+		}
+		return common.Navigate(common.PageDetail, id)
+	}},
+	{names: []string{"upd", "update", "updates", "u"}, usage: "upd ID", run: func(m *Model, a []string) tea.Cmd {
+		if id := arg(a, 0); strings.HasPrefix(id, "u-") || strings.HasPrefix(strings.ToUpper(id), "CHG") {
+			return common.Navigate(common.PageDetail, id)
+		}
+		if arg(a, 0) != "" {
+			env, ok := m.findEnv(arg(a, 0))
+			if !ok {
+				return errFlash("no environment matches %q", arg(a, 0))
+			}
+			return common.Navigate(common.PageUpdates, env.Name)
+		}
+		return common.Navigate(common.PageUpdates, "")
+	}},
+	{names: []string{"propose"}, usage: "propose ENV VERSION [k=v]", mutates: true, run: func(m *Model, a []string) tea.Cmd {
+		env, ok := m.findEnv(arg(a, 0))
+		if !ok || arg(a, 1) == "" {
+			return errFlash("usage: propose ENV VERSION [key=value ...]")
+		}
+		set := map[string]string{}
+		for _, kv := range a[2:] {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok {
+				return errFlash("propose: %q is not key=value", kv)
+			}
+			set[k] = v
+		}
+		return act(actions.Propose(m.svc, env, arg(a, 1), set))
+	}},
+	{names: []string{"approve"}, usage: "approve CHG [comment]", mutates: true, run: decideCommand(true)},
+	{names: []string{"reject"}, usage: "reject CHG comment", mutates: true, run: decideCommand(false)},
+	{names: []string{"run"}, usage: "run ID", mutates: true, run: updateCommand(true)},
+	{names: []string{"cancel"}, usage: "cancel ID", mutates: true, run: updateCommand(false)},
+	{names: []string{"rollback", "roll-back"}, usage: "rollback ENV [VERSION]", mutates: true, run: func(m *Model, a []string) tea.Cmd {
+		env, ok := m.findEnv(arg(a, 0))
+		if !ok {
+			return errFlash("usage: rollback ENV [VERSION]")
+		}
+		return act(actions.Rollback(m.svc, env, arg(a, 1)))
+	}},
+	{names: []string{"sync"}, usage: "sync", mutates: true, run: func(m *Model, a []string) tea.Cmd {
+		return act(actions.Sync(m.svc))
+	}},
+	{names: []string{"retry"}, usage: "retry [ID]", mutates: true, run: func(m *Model, a []string) tea.Cmd {
+		id, _ := strconv.ParseInt(arg(a, 0), 10, 64)
+		return act(actions.RetryOutbox(m.svc, id))
+	}},
+	{names: []string{"changes", "mirror"}, usage: "changes", run: func(m *Model, a []string) tea.Cmd {
+		return common.Navigate(common.PageChanges, "")
+	}},
+	{names: []string{"audit"}, usage: "audit", run: func(m *Model, a []string) tea.Cmd {
+		return common.Navigate(common.PageAudit, "")
+	}},
+	{names: []string{"outbox", "conn", "connection"}, usage: "outbox", run: func(m *Model, a []string) tea.Cmd {
+		return common.Navigate(common.PageOutbox, "")
+	}},
+	{names: []string{"monitor", "log", "logs", "mon"}, usage: "monitor [RUN]", run: func(m *Model, a []string) tea.Cmd {
+		return common.Navigate(common.PageMonitor, arg(a, 0))
+	}},
+	{names: []string{"quit", "q", "exit"}, usage: "quit", run: func(m *Model, a []string) tea.Cmd { return tea.Quit }},
+}
+
 // paletteHelp lists the palette's commands (shown while typing).
-const paletteHelp = "env NAME · chg CHG… · upd ID · propose ENV VERSION [k=v] · approve/reject CHG · run ID · cancel ID · rollback ENV [VERSION] · sync · retry · changes · audit · outbox · monitor · quit"
+var paletteHelp = func() string {
+	us := make([]string, len(paletteCommands))
+	for i, c := range paletteCommands {
+		us[i] = c.usage
+	}
+	return strings.Join(us, " · ")
+}()
 
 // command turns a palette line into a command. It does no I/O itself:
 // commands that need an update look it up in the returned tea.Cmd.
@@ -23,91 +118,58 @@ func (m *Model) command(line string) tea.Cmd {
 	if len(f) == 0 {
 		return nil
 	}
-	arg := func(i int) string {
-		if i < len(f) {
-			return f[i]
-		}
-		return ""
+	if c, ok := lookupPalette(f[0]); ok {
+		return c.run(m, f[1:])
 	}
-	errf := func(format string, a ...any) tea.Cmd {
-		return common.Flash(common.LevelError, fmt.Sprintf(format, a...))
+	return errFlash("unknown command %q: %s", f[0], paletteHelp)
+}
+
+func lookupPalette(name string) (paletteCommand, bool) {
+	name = strings.ToLower(name)
+	for _, c := range paletteCommands {
+		if slices.Contains(c.names, name) {
+			return c, true
+		}
 	}
-	act := func(a common.Action) tea.Cmd { return func() tea.Msg { return common.ActionMsg{Action: a} } }
-	switch strings.ToLower(f[0]) {
-	case "q", "quit", "exit":
-		return tea.Quit
-	case "env", "envs", "environments":
-		return common.Navigate(common.PageEnvironments, arg(1))
-	case "upd", "update", "updates", "u":
-		if id := arg(1); strings.HasPrefix(id, "u-") || strings.HasPrefix(strings.ToUpper(id), "CHG") {
-			return common.Navigate(common.PageDetail, id)
+	return paletteCommand{}, false
+}
+
+func arg(a []string, i int) string {
+	if i < len(a) {
+		return a[i]
+	}
+	return ""
+}
+
+func errFlash(format string, a ...any) tea.Cmd {
+	return common.Flash(common.LevelError, fmt.Sprintf(format, a...))
+}
+
+func act(a common.Action) tea.Cmd { return func() tea.Msg { return common.ActionMsg{Action: a} } }
+
+func decideCommand(approve bool) func(m *Model, a []string) tea.Cmd {
+	verb := map[bool]string{true: "approve", false: "reject"}[approve]
+	return func(m *Model, a []string) tea.Cmd {
+		if arg(a, 0) == "" {
+			return errFlash("usage: %s CHG0030012", verb)
 		}
-		if arg(1) != "" {
-			env, ok := m.findEnv(arg(1))
-			if !ok {
-				return errf("no environment matches %q", arg(1))
-			}
-			return common.Navigate(common.PageUpdates, env.Name)
+		d := actions.Decide(m.svc, strings.ToUpper(arg(a, 0)), approve)
+		if len(a) > 1 {
+			d.Inputs[0].Value = strings.Join(a[1:], " ")
 		}
-		return common.Navigate(common.PageUpdates, "")
-	case "chg", "change", "show", "detail":
-		if arg(1) == "" {
-			return errf("usage: chg CHG0030012 (or an update id)")
+		return act(d)
+	}
+}
+
+// updateCommand is run or cancel: the update is looked up in the command.
+func updateCommand(run bool) func(m *Model, a []string) tea.Cmd {
+	verb := map[bool]string{true: "run", false: "cancel"}[run]
+	return func(m *Model, a []string) tea.Cmd {
+		if arg(a, 0) == "" {
+			return errFlash("usage: %s UPDATE-ID or CHG…", verb)
 		}
-		id := arg(1)
-		if !strings.HasPrefix(id, "u-") {
-			id = strings.ToUpper(id)
-		}
-		return common.Navigate(common.PageDetail, id)
-	case "changes", "mirror":
-		return common.Navigate(common.PageChanges, "")
-	case "audit":
-		return common.Navigate(common.PageAudit, "")
-	case "outbox", "conn", "connection":
-		return common.Navigate(common.PageOutbox, "")
-	case "monitor", "log", "logs", "mon":
-		return common.Navigate(common.PageMonitor, arg(1))
-	case "sync":
-		return act(actions.Sync(m.svc))
-	case "retry":
-		id, _ := strconv.ParseInt(arg(1), 10, 64)
-		return act(actions.RetryOutbox(m.svc, id))
-	case "propose":
-		env, ok := m.findEnv(arg(1))
-		if !ok || arg(2) == "" {
-			return errf("usage: propose ENV VERSION [key=value ...]")
-		}
-		set := map[string]string{}
-		for _, kv := range f[3:] {
-			k, v, ok := strings.Cut(kv, "=")
-			if !ok {
-				return errf("propose: %q is not key=value", kv)
-			}
-			set[k] = v
-		}
-		return act(actions.Propose(m.svc, env, arg(2), set))
-	case "approve", "reject":
-		if arg(1) == "" {
-			return errf("usage: %s CHG0030012", f[0])
-		}
-		a := actions.Decide(m.svc, strings.ToUpper(arg(1)), strings.ToLower(f[0]) == "approve")
-		if len(f) > 2 {
-			a.Inputs[0].Value = strings.Join(f[2:], " ")
-		}
-		return act(a)
-	case "rollback", "roll-back":
-		env, ok := m.findEnv(arg(1))
-		if !ok {
-			return errf("usage: rollback ENV [VERSION]")
-		}
-		return act(actions.Rollback(m.svc, env, arg(2)))
-	case "run", "cancel":
-		if arg(1) == "" {
-			return errf("usage: %s UPDATE-ID or CHG…", f[0])
-		}
-		run := strings.ToLower(f[0]) == "run"
 		c, svc, gated, sink := m.common, m.svc, m.gated, m.monitor.Sink()
-		id := arg(1)
+		id := arg(a, 0)
 		return func() tea.Msg {
 			ctx, cancel := c.Context()
 			defer cancel()
@@ -121,7 +183,6 @@ func (m *Model) command(line string) tea.Cmd {
 			return common.ActionMsg{Action: actions.Cancel(svc, u, gated[u.Environment])}
 		}
 	}
-	return errf("unknown command %q: %s", f[0], paletteHelp)
 }
 
 // findEnv finds an environment by name or unique prefix ("prod").

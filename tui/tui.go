@@ -445,8 +445,8 @@ func (m *Model) setFlash(l common.Level, text string) tea.Cmd {
 // request checks an action against read-only mode and opens the confirm
 // dialog when it is dangerous or needs inputs.
 func (m *Model) request(a common.Action) tea.Cmd {
-	if a.Dangerous && m.opts.ReadOnly {
-		return m.setFlash(common.LevelError, "read-only mode: "+a.Title+" is disabled")
+	if refusal := m.common.RefuseReadOnly(a); refusal != "" {
+		return m.setFlash(common.LevelError, refusal)
 	}
 	if a.Dangerous || len(a.Inputs) > 0 || a.Confirm != "" {
 		d := confirm.New(m.common, a)
@@ -460,6 +460,9 @@ func (m *Model) request(a common.Action) tea.Cmd {
 // startTask runs an action in a command with the spinner on; it ends in
 // one TaskDoneMsg.
 func (m *Model) startTask(a common.Action, values []string) tea.Cmd {
+	if refusal := m.common.RefuseReadOnly(a); refusal != "" {
+		return m.setFlash(common.LevelError, refusal)
+	}
 	m.nextTask++
 	id := m.nextTask
 	m.tasks[id] = a.Title
@@ -582,15 +585,24 @@ func (m *Model) View() string {
 		b.WriteString("\n" + common.PadRight(s.App.Offline.Render(fmt.Sprintf("OFFLINE · %s: reading the local mirror, %d write(s) wait in the outbox; nothing unapproved runs", why, m.conn.Pending+m.conn.Failed)), w))
 	}
 	b.WriteString("\n")
+	var body string
 	switch {
 	case m.dialog != nil:
-		b.WriteString(common.Fit(m.dialog.View(), w, m.bodyHeight))
+		body = common.Fit(m.dialog.View(), w, m.bodyHeight)
 	case m.showHelp:
-		b.WriteString(common.Fit(m.fullHelp(), w, m.bodyHeight))
+		body = common.Fit(m.fullHelp(), w, m.bodyHeight)
 	default:
-		b.WriteString(m.page(m.active()).View())
+		body = m.page(m.active()).View()
 	}
-	b.WriteString("\n" + m.statusLine())
+	status := m.statusLines()
+	if extra := len(status) - 1; extra > 0 {
+		// An error too long for one line (a refusal saying who may decide)
+		// takes its room from the bottom of the body.
+		lines := strings.Split(body, "\n")
+		body = strings.Join(lines[:max(len(lines)-extra, 1)], "\n")
+	}
+	b.WriteString(body)
+	b.WriteString("\n" + strings.Join(status, "\n"))
 	b.WriteString("\n" + common.PadRight(m.help.ShortHelpView(m.ShortHelp()), w))
 	return b.String()
 }
@@ -622,6 +634,33 @@ func (m *Model) header() string {
 		return common.PadRight(left, m.width)
 	}
 	return left + strings.Repeat(" ", gap) + r
+}
+
+// statusLines is the status line, or up to three lines for an error flash
+// too wide for one: an error the operator must read whole.
+func (m *Model) statusLines() []string {
+	w := m.width
+	if m.inPal || m.flash == "" || m.flashLevel != common.LevelError || len(m.tasks) > 0 || lipgloss.Width(m.flash) <= w || w < 20 {
+		return []string{m.statusLine()}
+	}
+	var lines []string
+	line := ""
+	for _, word := range strings.Fields(m.flash) {
+		if line != "" && lipgloss.Width(line)+1+lipgloss.Width(word) > w {
+			lines, line = append(lines, line), word
+			continue
+		}
+		line = strings.TrimSpace(line + " " + word)
+	}
+	lines = append(lines, line)
+	if len(lines) > 3 {
+		lines = append(lines[:2], common.Truncate(strings.Join(lines[2:], " "), w))
+	}
+	st := m.common.Styles.Flash.Error
+	for i, l := range lines {
+		lines[i] = common.PadRight(st.Render(l), w)
+	}
+	return lines
 }
 
 func (m *Model) statusLine() string {

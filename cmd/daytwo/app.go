@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"os"
 	"os/user"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -27,6 +30,9 @@ const (
 	exitUsage   = 2 // bad usage or configuration
 	exitBlocked = 3 // policy, window, freeze or lease
 	exitPending = 4 // change still awaiting approval
+	// exitReadOnly: refused by read-only mode (--read-only,
+	// DAYTWO_READ_ONLY, console.read_only).
+	exitReadOnly = 5
 	// exitStopped: this process stopped a run at a step boundary (a signal)
 	// or lost its lease to another process; the run itself goes on (it is
 	// resumed by `run --resume`, the daemon, or whoever took it over).
@@ -66,6 +72,16 @@ type app struct {
 	// Global flags.
 	configFile string
 	logLevel   string
+	// mirrorOnly is set by the read-only check for a mirror command (sync,
+	// the console) in read-only mode: sync without delivering writes, run
+	// nothing.
+	mirrorOnly bool
+	// class is the running command's read-only class (readOnlyClass).
+	class string
+	// noStore is the configured store path when a read found no database
+	// there: the read then runs on an empty throw-away store, so a read
+	// never creates the database.
+	noStore string
 
 	root    *cobra.Command
 	cfg     *config.Config
@@ -85,20 +101,41 @@ var flagKeys = map[string]string{
 	"read-only": "console.read_only",
 }
 
-// config loads the configuration once per invocation.
+// config loads the configuration once per invocation. No configuration
+// file found is an error saying where daytwo looked.
 func (a *app) config() (*config.Config, error) {
 	if a.cfg != nil {
 		return a.cfg, nil
 	}
-	cfg, err := config.Load(config.Source{
-		File: a.configFile, Getenv: a.getenv, Environ: a.environ,
-		Flags: a.root.PersistentFlags(), FlagKeys: flagKeys,
-	})
+	cfg, err := a.loadConfig()
 	if err != nil {
 		return nil, err
 	}
+	if cfg.File == "" {
+		return nil, a.noConfigError()
+	}
 	a.cfg = cfg
 	return cfg, nil
+}
+
+// loadConfig loads the configuration layers, a file or none.
+func (a *app) loadConfig() (*config.Config, error) {
+	return config.Load(config.Source{
+		File: a.configFile, Getenv: a.getenv, Environ: a.environ,
+		Flags: a.root.PersistentFlags(), FlagKeys: flagKeys,
+	})
+}
+
+// noConfigError says where daytwo looked for a configuration file.
+func (a *app) noConfigError() error {
+	cwd, err := os.Getwd()
+	if err != nil {
+		cwd = "."
+	}
+	return &config.Error{Problems: []config.Problem{{Message: fmt.Sprintf(
+		"no configuration file found: no --config flag, $DAYTWO_CONFIG is not set, and there is no %s in %s; "+
+			"write one (the documented example is fixtures/config/daytwo.example.yaml) or name it with --config FILE",
+		config.DefaultFile, cwd)}}}
 }
 
 // appStore is what the commands need of a store: the SQLite store
@@ -135,7 +172,20 @@ func (a *app) store(ctx context.Context) (appStore, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := a.openStore(ctx, cfg.Store.URL, cfg.Store.Path)
+	path := cfg.Store.Path
+	if a.class == roRead && cfg.Store.URL == "" {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			// A read never creates the database: it reads an empty one
+			// that is gone when the command ends.
+			tmp, err := os.MkdirTemp("", "daytwo-empty-store")
+			if err != nil {
+				return nil, err
+			}
+			a.closers = append(a.closers, func() error { return os.RemoveAll(tmp) })
+			a.noStore, path = cfg.Store.Path, filepath.Join(tmp, "daytwo.db")
+		}
+	}
+	db, err := a.openStore(ctx, cfg.Store.URL, path)
 	if err != nil {
 		return nil, err
 	}
@@ -218,15 +268,19 @@ func (a *app) report(err error) int {
 	var (
 		cfgErr *config.Error
 		usage  usageError
+		ro     readOnlyError
 	)
 	switch {
+	case errors.As(err, &ro):
+		return exitReadOnly
 	case errors.As(err, &cfgErr), errors.As(err, &usage), isCobraUsage(err):
 		return exitUsage
 	case errors.Is(err, ops.ErrApprovalPending):
 		return exitPending
 	case errors.Is(err, ops.ErrRunInterrupted), errors.Is(err, ops.ErrLeaseLost):
 		return exitStopped
-	case errors.Is(err, ops.ErrBlocked), errors.Is(err, ops.ErrOutsideWindow), errors.Is(err, ops.ErrChangeRejected):
+	case errors.Is(err, ops.ErrBlocked), errors.Is(err, ops.ErrOutsideWindow), errors.Is(err, ops.ErrChangeRejected),
+		errors.Is(err, ops.ErrNothingToDo):
 		return exitBlocked
 	default:
 		return exitError
@@ -262,11 +316,11 @@ func checkOutput(out string) error {
 	return nil
 }
 
-// printJSON writes v as indented JSON.
+// printJSON writes v as indented JSON, durations as strings (jsonView).
 func (a *app) printJSON(v any) error {
 	enc := json.NewEncoder(a.stdout)
 	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	return enc.Encode(jsonView(v))
 }
 
 // table writes aligned columns; the first row is the header.
@@ -300,4 +354,9 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// printJSONLine writes v as one line of JSON (JSON lines).
+func (a *app) printJSONLine(v any) error {
+	return json.NewEncoder(a.stdout).Encode(jsonView(v))
 }

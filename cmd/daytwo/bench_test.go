@@ -286,7 +286,9 @@ func newRolloutWorld(tb testing.TB, targets int) *rolloutWorld {
 		ops.WithExecutors(func(env ops.Environment) (ops.Executor, ops.HealthChecker, error) {
 			c, err := opsexec.NewCommand(env.Name, env.Deploy)
 			return c, nil, err
-		}))
+		}),
+		// as the binary wires them: per-target flock and the reaper
+		ops.WithTargetLocker(&opsexec.TargetLocks{Dir: db.Path() + ".locks"}), ops.WithStepReaper(&opsexec.Reaper{}))
 	if err != nil {
 		tb.Fatal(err)
 	}

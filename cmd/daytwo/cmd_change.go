@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -205,34 +206,47 @@ func (a *app) changeDecideCommand(approve bool) *cobra.Command {
 				_, _ = svc.DeliverOutbox(dctx, ch.Number)
 				cancel()
 			}
-			items, err := db.ListOutbox(ctx, ops.OutboxFilter{Key: ch.Number, States: []ops.OutboxState{ops.OutboxPending, ops.OutboxFailed, ops.OutboxDelivered}})
+			st, err := svc.Decision(ctx, ch.Number)
 			if err != nil {
 				return err
 			}
-			last := items[len(items)-1]
+			last := st.Item
 			after, _ := db.GetChange(ctx, ch.SysID)
 			res := map[string]any{"number": ch.Number, "decision": map[bool]string{true: "approved", false: "rejected"}[approve],
-				"delivery": last.State, "state": after.State.String(), "approval": after.Approval, "error": last.LastError}
+				"outbox_id": last.ID, "as": svc.DecidesAs(), "delivery": last.State, "state": after.State.String(), "approval": after.Approval, "error": last.LastError}
+			if st.BlockedBy != nil {
+				res["blocked_by"] = st.BlockedBy.ID
+			}
 			if out == outJSON {
 				if err := a.printJSON(res); err != nil {
 					return err
 				}
 			}
-			switch last.State {
-			case ops.OutboxDelivered:
+			quiet := func(err error) error {
 				if out != outJSON {
-					fmt.Fprintf(a.stdout, "%s %s: now %s, approval %s\n", ch.Number, res["decision"], after.State, after.Approval)
+					return err
+				}
+				if errors.Is(err, ops.ErrBlocked) {
+					return silentError{exitBlocked}
+				}
+				return silentError{exitError}
+			}
+			switch {
+			case last.State == ops.OutboxDelivered:
+				if out != outJSON {
+					fmt.Fprintf(a.stdout, "%s %s: now %s, approval %s (decided as %s)\n", ch.Number, res["decision"], after.State, after.Approval, svc.DecidesAs())
 				}
 				return nil
-			case ops.OutboxFailed:
-				if out == outJSON {
-					return silentError{exitError}
-				}
-				return fmt.Errorf("ServiceNow refused the decision on %s: %s", ch.Number, last.LastError)
+			case last.State == ops.OutboxFailed:
+				return quiet(fmt.Errorf("the decision on %s was not delivered (outbox item #%d): %s", ch.Number, last.ID, last.LastError))
+			case st.BlockedBy != nil:
+				b := st.BlockedBy
+				return quiet(fmt.Errorf("the decision on %s is queued as outbox item #%d but will not be delivered: item #%d (%s) ahead of it on %s was refused: %s; retry it (`daytwo outbox retry %d`) or discard it (`daytwo outbox discard %d`): %w",
+					ch.Number, last.ID, b.ID, b.Kind, b.Key, b.LastError, b.ID, b.ID, ops.ErrBlocked))
 			default:
 				if out != outJSON {
-					fmt.Fprintf(a.stdout, "%s: decision queued; ServiceNow did not answer yet (%s). It will be delivered by `daytwo sync`.\n",
-						ch.Number, orDash(last.LastError))
+					fmt.Fprintf(a.stdout, "%s: decision queued as outbox item #%d; ServiceNow did not answer yet (%s). It will be delivered by `daytwo sync`.\n",
+						ch.Number, last.ID, orDash(last.LastError))
 				}
 				return nil
 			}

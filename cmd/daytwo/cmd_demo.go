@@ -48,7 +48,8 @@ history, and the engine running as the daemon would. Then open the console.
 
 The simulator approves normal changes as "CAB Manager" a few seconds after
 they are requested (--approve-after), or never with --manual-approval so you
-approve in the console. --headless runs the scripted story instead of the
+approve each stage in the console or with ` + "`daytwo change approve`" + `, as
+ops.lead (a member of both stages' approval groups). --headless runs the scripted story instead of the
 console and exits 0 only if every step ended as expected.
 
 Everything is stopped and removed on exit (--keep or --dir keeps the files).`,
@@ -69,7 +70,7 @@ Everything is stopped and removed on exit (--keep or --dir keeps the files).`,
 	f := cmd.Flags()
 	f.StringVar(&dir, "dir", "", "workspace directory (kept on exit; default: a temporary one, removed)")
 	f.BoolVar(&headless, "headless", false, "run the scripted story without the console (CI runs this)")
-	f.BoolVar(&manual, "manual-approval", false, "the simulator does not approve: approve in the console")
+	f.BoolVar(&manual, "manual-approval", false, "the simulator does not approve: approve each stage in the console, as servicenow.approver (ops.lead); with --headless the story does it the same way")
 	f.DurationVar(&approveAfter, "approve-after", 3*time.Second, "how long CAB Manager takes to approve a normal change")
 	f.BoolVar(&keep, "keep", false, "keep the temporary workspace on exit")
 	return cmd
@@ -127,7 +128,7 @@ func (a *app) startDemo(ctx context.Context, dir string, keep, manual bool, appr
 		return nil, err
 	}
 	pw, apw := filepath.Join(dir, "sn-password"), filepath.Join(dir, "approver-password")
-	for path, secret := range map[string]string{pw: "daytwo", apw: "cab.manager"} {
+	for path, secret := range map[string]string{pw: "daytwo", apw: "ops.lead"} {
 		if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
 			return nil, err
 		}
@@ -162,7 +163,7 @@ func (a *app) startDemo(ctx context.Context, dir string, keep, manual bool, appr
 
 	out := a.stdout
 	fmt.Fprintf(out, "daytwo demo workspace: %s\n", dir)
-	fmt.Fprintf(out, "  ServiceNow simulator: %s (users daytwo/daytwo, cab.manager/cab.manager; see README)\n", w.sim.URL())
+	fmt.Fprintf(out, "  ServiceNow simulator: %s (users daytwo/daytwo, ops.lead/ops.lead, cab.manager/cab.manager; see README)\n", w.sim.URL())
 	for _, name := range []string{"dev-1", "dev-2", "stg-1", "stg-2", "prd-1", "prd-2", "prd-3"} {
 		if u := w.fleet.URLs()[name]; u != "" {
 			fmt.Fprintf(out, "  %s %s\n", name, u)
@@ -170,7 +171,7 @@ func (a *app) startDemo(ctx context.Context, dir string, keep, manual bool, appr
 	}
 	fmt.Fprintf(out, "  config: %s\n  logs:   %s\n", cfgPath, filepath.Join(dir, "daytwo.log"))
 	if manual {
-		fmt.Fprintln(out, "  approvals: manual (approve in the console as CAB Manager)")
+		fmt.Fprintln(out, "  approvals: manual: approve each stage in the console (A) or with `daytwo change approve CHG`, as ops.lead (Ops Lead)")
 	} else {
 		fmt.Fprintf(out, "  approvals: CAB Manager approves normal changes after %s\n", approveAfter)
 	}
@@ -221,9 +222,6 @@ func seedDemoHistory(ctx context.Context, db appStore, envs []ops.Environment) e
 
 // demoStory is the scripted story of `daytwo demo --headless`.
 func (a *app) demoStory(ctx context.Context, w *demoWorld, manual bool) error {
-	if manual {
-		return usagef("demo: --headless needs the simulator's approvals (drop --manual-approval)")
-	}
 	step := 0
 	say := func(format string, args ...any) {
 		step++
@@ -291,7 +289,14 @@ func (a *app) demoStory(ctx context.Context, w *demoWorld, manual bool) error {
 		return err
 	}
 	ok("change %s raised; gate: %s", u.ChangeNumber, gateText(ctx, svc, u))
-	say("CAB Manager approves %s; the engine rolls production out batch by batch inside the window", u.ChangeNumber)
+	if manual {
+		say("approve %s stage by stage as the configured approver, as `A` in the console does; the engine rolls production out", u.ChangeNumber)
+		if err := a.demoApprove(ctx, svc, u.ID); err != nil {
+			return err
+		}
+	} else {
+		say("CAB Manager approves %s; the engine rolls production out batch by batch inside the window", u.ChangeNumber)
+	}
 	if u, err = wait(p.Update.ID, ops.UpdateSucceeded); err != nil {
 		return err
 	}
@@ -307,6 +312,14 @@ func (a *app) demoStory(ctx context.Context, w *demoWorld, manual bool) error {
 	say("propose 1.2.0-broken to production: approved, rolled out, its health check fails")
 	if p, err = propose("production", "1.2.0-broken", nil); err != nil {
 		return err
+	}
+	if manual {
+		if _, err := waitForUpdate(ctx, svc, p.Update.ID, 30*time.Second, ops.UpdateAwaitingApproval); err != nil {
+			return err
+		}
+		if err := a.demoApprove(ctx, svc, p.Update.ID); err != nil {
+			return err
+		}
 	}
 	if u, err = wait(p.Update.ID, ops.UpdateRolledBack); err != nil {
 		return err
@@ -336,6 +349,40 @@ func (a *app) demoStory(ctx context.Context, w *demoWorld, manual bool) error {
 	ok("%d events, hash chain intact", res.Events)
 	fmt.Fprintln(a.stdout, "\ndemo story passed")
 	return nil
+}
+
+// demoApprove approves an update's change through every stage of its
+// approval, through the same Decide the console's A uses (as
+// servicenow.approver), syncing between stages as the engine does.
+func (a *app) demoApprove(ctx context.Context, svc *ops.Service, id string) error {
+	for stage := 1; stage <= 4; stage++ {
+		if _, err := svc.SyncOnce(ctx); err != nil {
+			return err
+		}
+		u, err := svc.GetUpdate(ctx, id)
+		if err != nil {
+			return err
+		}
+		if u.State != ops.UpdateAwaitingApproval {
+			return nil
+		}
+		ch, err := svc.Decide(ctx, ops.DecideRequest{Change: u.ChangeNumber, Approve: true, Comment: "demo: approved from daytwo"})
+		if err != nil {
+			return fmt.Errorf("demo: approve %s (stage %d): %w", u.ChangeNumber, stage, err)
+		}
+		dctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		_, _ = svc.DeliverOutbox(dctx, ch.Number)
+		cancel()
+		st, err := svc.Decision(ctx, ch.Number)
+		if err != nil {
+			return err
+		}
+		if st.Item.State != ops.OutboxDelivered {
+			return fmt.Errorf("demo: the approval of %s (stage %d) was not delivered: %s %s", ch.Number, stage, st.Item.State, st.Item.LastError)
+		}
+		fmt.Fprintf(a.stdout, "    ok: stage %d approved\n", stage)
+	}
+	return fmt.Errorf("demo: update %s still awaits approval after 4 stages", id)
 }
 
 func gateText(ctx context.Context, svc *ops.Service, u ops.Update) string {

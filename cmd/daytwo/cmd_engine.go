@@ -16,6 +16,7 @@ func (a *app) rollbackCommand() *cobra.Command {
 	var (
 		out, to, changeType string
 		run, wait           bool
+		supersede           bool
 		timeout             time.Duration
 	)
 	cmd := &cobra.Command{
@@ -26,13 +27,11 @@ release (with that release's config) and checks policies. On a gated
 environment it raises its own change (--type emergency for the emergency path)
 and runs only once that change is approved: rolling back never bypasses the
 change process. --run (default) runs it at once when the gate is open; --wait
-waits for the approval first.`,
+waits for the approval first. While ENV has another open update the rollback
+is refused naming it; --supersede cancels that update (and its change) first.`,
 		Args: exactArgs("ENV"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(out); err != nil {
-				return err
-			}
-			if err := a.refuseReadOnly(); err != nil {
 				return err
 			}
 			ctx := cmd.Context()
@@ -41,7 +40,7 @@ waits for the approval first.`,
 				return err
 			}
 			defer svc.Wait()
-			p, err := svc.ProposeRollback(ctx, ops.RollbackRequest{Environment: args[0], To: to, ChangeType: changeType})
+			p, err := svc.ProposeRollback(ctx, ops.RollbackRequest{Environment: args[0], To: to, ChangeType: changeType, Supersede: supersede})
 			if err != nil {
 				return err
 			}
@@ -79,6 +78,7 @@ waits for the approval first.`,
 	f.BoolVar(&run, "run", true, "run the rollback when its gate is open (--run=false only proposes it)")
 	f.BoolVar(&wait, "wait", false, "wait for the rollback's change to be approved, then run")
 	f.DurationVar(&timeout, "timeout", time.Hour, "with --wait: give up after this long")
+	f.BoolVar(&supersede, "supersede", false, "cancel the environment's open update (and its change) instead of refusing")
 	return cmd
 }
 
@@ -222,7 +222,7 @@ func (a *app) policyCommand() *cobra.Command {
 }
 
 func (a *app) updateCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "update", Short: "Proposed updates: list, show, cancel"}
+	cmd := &cobra.Command{Use: "update", Short: "Proposed updates: list, show, cancel, logs"}
 	var (
 		out, env string
 		all      bool
@@ -243,8 +243,7 @@ func (a *app) updateCommand() *cobra.Command {
 			}
 			f := ops.UpdateFilter{Environment: env, Limit: limit}
 			if !all {
-				f.States = []ops.UpdateState{ops.UpdateProposed, ops.UpdateAwaitingApproval, ops.UpdateApproved,
-					ops.UpdateScheduled, ops.UpdateBlocked, ops.UpdateRunning}
+				f.States = ops.OpenUpdateStates()
 			}
 			sts, err := svc.UpdateStatuses(cmd.Context(), f)
 			if err != nil {
@@ -328,9 +327,6 @@ func (a *app) updateCommand() *cobra.Command {
 		Short: "Withdraw an update that has not started (its change is canceled in ServiceNow)",
 		Args:  exactArgs("ID|CHG"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := a.refuseReadOnly(); err != nil {
-				return err
-			}
 			svc, _, err := a.service(cmd.Context())
 			if err != nil {
 				return err
@@ -345,6 +341,6 @@ func (a *app) updateCommand() *cobra.Command {
 		},
 	}
 	cancel.Flags().StringVar(&reason, "reason", "", "why (recorded in the audit log and the change's work notes)")
-	cmd.AddCommand(list, show, cancel)
+	cmd.AddCommand(list, show, cancel, a.updateLogsCommand())
 	return cmd
 }

@@ -13,7 +13,7 @@ import (
 
 func (a *app) outboxCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "outbox", Short: "Writes waiting for ServiceNow"}
-	cmd.AddCommand(a.outboxListCommand(), a.outboxRetryCommand())
+	cmd.AddCommand(a.outboxListCommand(), a.outboxRetryCommand(), a.outboxDiscardCommand())
 	return cmd
 }
 
@@ -24,7 +24,7 @@ func (a *app) outboxListCommand() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "List pending and failed writes (--all: delivered too)",
+		Short: "List pending and failed writes, with who is sending each now (--all: delivered, discarded and superseded too)",
 		Args:  exactArgs(),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(out); err != nil {
@@ -36,7 +36,7 @@ func (a *app) outboxListCommand() *cobra.Command {
 			}
 			f := ops.OutboxFilter{}
 			if all {
-				f.States = []ops.OutboxState{ops.OutboxPending, ops.OutboxFailed, ops.OutboxDelivered}
+				f.States = []ops.OutboxState{ops.OutboxPending, ops.OutboxFailed, ops.OutboxDelivered, ops.OutboxDiscarded, ops.OutboxSuperseded}
 			}
 			items, err := db.ListOutbox(cmd.Context(), f)
 			if err != nil {
@@ -49,20 +49,85 @@ func (a *app) outboxListCommand() *cobra.Command {
 				fmt.Fprintln(a.stdout, "outbox empty: every write reached ServiceNow")
 				return nil
 			}
-			table := [][]string{{"ID", "KEY", "KIND", "STATE", "ATTEMPTS", "NEXT ATTEMPT", "LAST ERROR"}}
+			now := a.clock()
+			refused := map[string]int64{} // key -> first refused item on it
 			for _, it := range items {
-				next := "-"
+				if _, seen := refused[it.Key]; !seen && it.State == ops.OutboxFailed {
+					refused[it.Key] = it.ID
+				}
+			}
+			table := [][]string{{"ID", "KEY", "KIND", "STATE", "ATTEMPTS", "NEXT ATTEMPT", "CLAIMED BY", "LAST ERROR"}}
+			var notes []string
+			for _, it := range items {
+				next, state := "-", string(it.State)
 				if it.State == ops.OutboxPending {
 					next = formatTime(it.NextAttempt)
+					if b, ok := refused[it.Key]; ok && b < it.ID {
+						state = fmt.Sprintf("held back by #%d", b)
+					}
 				}
-				table = append(table, []string{strconv.FormatInt(it.ID, 10), it.Key, string(it.Kind), string(it.State),
-					strconv.Itoa(it.Attempts), next, truncate(orDash(it.LastError), 60)})
+				table = append(table, []string{strconv.FormatInt(it.ID, 10), it.Key, string(it.Kind), state,
+					strconv.Itoa(it.Attempts), next, claimText(it, now), truncate(orDash(it.LastError), 60)})
+				if it.State == ops.OutboxFailed && len([]rune(it.LastError)) > 60 {
+					notes = append(notes, fmt.Sprintf("#%d %s: %s", it.ID, it.State, it.LastError))
+				}
 			}
-			return a.table(table)
+			if err := a.table(table); err != nil {
+				return err
+			}
+			for _, n := range notes {
+				fmt.Fprintln(a.stdout, n)
+			}
+			return nil
 		},
 	}
 	addOutputFlag(cmd, &out)
-	cmd.Flags().BoolVar(&all, "all", false, "include delivered writes")
+	cmd.Flags().BoolVar(&all, "all", false, "include delivered, discarded and superseded writes")
+	return cmd
+}
+
+// claimText says who holds an item's claim (a delivery pass sending it),
+// and whether that process is gone (the next delivery takes it at once).
+func claimText(it ops.OutboxItem, now time.Time) string {
+	switch {
+	case it.ClaimedBy == "" || !it.Claimed(now) && !it.ClaimHolderGone():
+		return "-"
+	case it.ClaimHolderGone():
+		return it.ClaimHolder() + " (process gone: released at the next delivery)"
+	default:
+		return it.ClaimHolder() + " until " + formatTime(it.ClaimedUntil)
+	}
+}
+
+func (a *app) outboxDiscardCommand() *cobra.Command {
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "discard ID",
+		Short: "Give up a write that will not be delivered (refused, or nobody can send it), so the writes behind it go on; audited",
+		Args:  exactArgs("ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := strconv.ParseInt(args[0], 10, 64)
+			if err != nil || id <= 0 {
+				return usagef("outbox discard %q: want an item id from `daytwo outbox list`", args[0])
+			}
+			if err := a.refuseReadOnly(); err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			svc, _, err := a.service(ctx)
+			if err != nil {
+				return err
+			}
+			it, err := svc.DiscardOutbox(ctx, id, reason)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "discarded #%d (%s on %s): it will never be sent; writes queued after it on %s are no longer held back\n",
+				it.ID, it.Kind, it.Key, it.Key)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in the audit log)")
 	return cmd
 }
 

@@ -29,6 +29,7 @@ type proposeResult struct {
 	Queued      int              `json:"queued"`
 	DryRun      bool             `json:"dry_run"`
 	Plan        ops.Plan         `json:"plan"`
+	Superseded  []string         `json:"superseded,omitempty"`
 }
 
 func (a *app) proposeCommand() *cobra.Command {
@@ -38,6 +39,8 @@ func (a *app) proposeCommand() *cobra.Command {
 		changeType string
 		start, end string
 		dryRun     bool
+		force      bool
+		supersede  bool
 		wait       time.Duration
 	)
 	cmd := &cobra.Command{
@@ -48,7 +51,15 @@ the CEL policies, and record the update. For a gated environment the change
 request is queued in the outbox and delivered at once when ServiceNow answers;
 when it does not, it waits and nothing is lost ('daytwo outbox list').
 
-Exit 3 when a blocking policy fails (nothing is raised).`,
+One update per environment at a time: while ENV has an open update (proposed,
+awaiting approval, approved, scheduled or running), a new proposal is refused
+naming it; --supersede cancels it (its change too) and proposes this one in
+the same transaction (a running update is never superseded). Proposing the
+release ENV already runs (same version and config) is refused unless --force.
+
+Exit 3 when a blocking policy fails (the update is recorded as blocked and
+closed; nothing is raised), when another update is open, or when ENV already
+runs this release.`,
 		Args: exactArgs("ENV", "VERSION"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(out); err != nil {
@@ -57,7 +68,8 @@ Exit 3 when a blocking policy fails (nothing is raised).`,
 			if err := ops.ValidateVersion(args[1]); err != nil {
 				return usageError{err}
 			}
-			req := ops.ProposeRequest{Environment: args[0], Version: args[1], ChangeType: changeType, DryRun: dryRun, Set: map[string]string{}}
+			req := ops.ProposeRequest{Environment: args[0], Version: args[1], ChangeType: changeType, DryRun: dryRun,
+				Force: force, Supersede: supersede, Set: map[string]string{}}
 			for _, s := range sets {
 				k, v, ok := strings.Cut(s, "=")
 				if !ok || k == "" {
@@ -73,11 +85,6 @@ Exit 3 when a blocking policy fails (nothing is raised).`,
 				return err
 			}
 			ctx := cmd.Context()
-			if !dryRun {
-				if err := a.refuseReadOnly(); err != nil {
-					return err
-				}
-			}
 			svc, db, err := a.service(ctx)
 			if err != nil {
 				return err
@@ -92,6 +99,9 @@ Exit 3 when a blocking policy fails (nothing is raised).`,
 			res := proposeResult{ID: p.Update.ID, Environment: p.Update.Environment, Version: p.Update.Version,
 				FromVersion: p.Update.FromVersion, State: p.Update.State, PlanDigest: p.Update.PlanDigest, Blocked: p.Blocked,
 				Reason: p.Update.Reason, Verdicts: append([]policy.Verdict{}, p.Verdicts...), Queued: len(p.Queued), DryRun: dryRun, Plan: p.Plan}
+			for _, u := range p.Superseded {
+				res.Superseded = append(res.Superseded, u.ID)
+			}
 			if !dryRun && len(p.Queued) > 0 && wait > 0 {
 				dctx, cancel := context.WithTimeout(ctx, wait)
 				_, derr := svc.DeliverOutbox(dctx, p.Update.ID)
@@ -128,6 +138,8 @@ Exit 3 when a blocking policy fails (nothing is raised).`,
 	f.StringVar(&start, "start", "", "planned window start (RFC 3339, e.g. 2026-11-27T22:00:00Z; default now)")
 	f.StringVar(&end, "end", "", "planned window end (RFC 3339; default start + the environment's change.window)")
 	f.BoolVar(&dryRun, "dry-run", false, "print the plan, config diff and policy verdicts without saving anything")
+	f.BoolVar(&force, "force", false, "propose even the release the environment already runs (a redeploy)")
+	f.BoolVar(&supersede, "supersede", false, "cancel the environment's open update (and its change) instead of refusing")
 	f.DurationVar(&wait, "wait", 30*time.Second, "how long to try delivering the change request now (0: leave it to the daemon)")
 	return cmd
 }
@@ -167,6 +179,9 @@ func (a *app) printProposal(r proposeResult, plan ops.Plan) {
 			fmt.Fprintln(w, "Change:      none needed (environment is not gated)")
 		}
 		fmt.Fprintf(w, "Plan digest: sha256:%s\n", r.PlanDigest)
+		for _, id := range r.Superseded {
+			fmt.Fprintf(w, "Superseded:  %s (canceled)\n", id)
+		}
 	}
 	if len(r.Verdicts) > 0 {
 		fmt.Fprintln(w, "Policies:")

@@ -39,7 +39,7 @@ func (a *app) runCommand() *cobra.Command {
 		resume  bool
 	)
 	cmd := &cobra.Command{
-		Use:   "run (ID|CHG | --resume)",
+		Use:   "run (ID|CHG|ENV | --resume)",
 		Short: "Run an update once its gate opens: batches, health checks, automatic rollback",
 		Long: `Run an approved update: take the environment's lease, move the change to
 Implement, roll out batch by batch with health checks and a bake period, and on
@@ -52,6 +52,8 @@ approval, exit 3 when something else blocks (window, freeze, conflict, an edited
 plan, a policy, another run's lease). --wait keeps checking (syncing ServiceNow)
 until the gate opens or --timeout passes.
 
+ENV names the environment's open update (there is at most one).
+
 --resume finishes runs a dead process left behind: it resumes them if their gate
 is still open, otherwise rolls back what they touched.`,
 		Args: func(cmd *cobra.Command, args []string) error {
@@ -62,9 +64,6 @@ is still open, otherwise rolls back what they touched.`,
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(out); err != nil {
-				return err
-			}
-			if err := a.refuseReadOnly(); err != nil {
 				return err
 			}
 			ctx := cmd.Context()
@@ -89,9 +88,9 @@ is still open, otherwise rolls back what they touched.`,
 				}
 				return err
 			}
-			u, err := db.GetUpdate(ctx, args[0])
+			u, err := a.updateToRun(ctx, svc, db, args[0])
 			if err != nil {
-				return fmt.Errorf("no update or change %q: %w", args[0], err)
+				return err
 			}
 			if wait {
 				if err := a.waitForGate(ctx, svc, u.ID, timeout, poll, out == outTable); err != nil {
@@ -108,6 +107,32 @@ is still open, otherwise rolls back what they touched.`,
 	f.DurationVar(&poll, "poll", 5*time.Second, "with --wait: how often to check")
 	f.BoolVar(&resume, "resume", false, "recover runs interrupted by a crash (resume or roll back)")
 	return cmd
+}
+
+// updateToRun finds the update an argument names: an update id, a change
+// number, or an environment (its one open update).
+func (a *app) updateToRun(ctx context.Context, svc *ops.Service, db updateFinder, arg string) (ops.Update, error) {
+	u, err := db.GetUpdate(ctx, arg)
+	if err == nil {
+		return u, nil
+	}
+	if _, enverr := svc.Environment(arg); enverr != nil {
+		return u, fmt.Errorf("no update or change %q: %w", arg, err)
+	}
+	open, lerr := db.ListUpdates(ctx, ops.UpdateFilter{Environment: arg, States: ops.OpenUpdateStates()})
+	switch {
+	case lerr != nil:
+		return u, lerr
+	case len(open) == 0:
+		return u, usagef("%s has no open update to run (propose one: daytwo propose %s VERSION)", arg, arg)
+	}
+	return open[0], nil
+}
+
+// updateFinder looks updates up.
+type updateFinder interface {
+	GetUpdate(ctx context.Context, idOrChange string) (ops.Update, error)
+	ListUpdates(ctx context.Context, f ops.UpdateFilter) ([]ops.Update, error)
 }
 
 // progress prints run events as they happen (table output only).
@@ -147,10 +172,73 @@ func (a *app) runAndReport(ctx context.Context, svc *ops.Service, id, out string
 		fmt.Fprintf(a.stdout, "run %s stopped at a step boundary and is resumable: `daytwo run --resume` or a running `daytwo sync --watch` continues it\n", res.Run.ID)
 	}
 	if err != nil {
+		a.printFailedSteps(ctx, svc, res.Run.ID)
 		return err
 	}
 	fmt.Fprintf(a.stdout, "run %s succeeded: %s is on %s\n", res.Run.ID, res.Update.Environment, res.Update.Version)
 	return nil
+}
+
+// failedStepLines is how much of a failed step's output `run` prints.
+const failedStepLines = 10
+
+// printFailedSteps prints each failed step of a run with the last lines
+// its command wrote, so the operator sees why without opening the console
+// (`daytwo update logs` prints the whole log).
+func (a *app) printFailedSteps(ctx context.Context, svc *ops.Service, runID string) {
+	ctx = context.WithoutCancel(ctx) // an interrupted run's failure is still worth showing
+	db, err := a.store(ctx)
+	if err != nil {
+		return
+	}
+	steps, err := db.Steps(ctx, runID)
+	if err != nil {
+		return
+	}
+	var lines []ops.LogLine
+	for after := int64(0); ; {
+		page, err := svc.RunLog(ctx, runID, after, 5000)
+		if err != nil {
+			return
+		}
+		lines = append(lines, page...)
+		if len(page) < 5000 {
+			break
+		}
+		after = page[len(page)-1].ID
+	}
+	for _, st := range steps {
+		if st.State != ops.StepFailed {
+			continue
+		}
+		fmt.Fprintf(a.stdout, "step %s on %s failed (batch %d): %s\n", st.Step, orDash(st.Target), st.Batch, orDash(st.Detail))
+		var out []ops.LogLine
+		for _, l := range lines {
+			if l.Target == st.Target && !l.Time.Before(st.StartedAt.Add(-time.Millisecond)) &&
+				(st.FinishedAt.IsZero() || !l.Time.After(st.FinishedAt.Add(time.Millisecond))) {
+				out = append(out, l)
+			}
+		}
+		if len(out) > failedStepLines {
+			out = out[len(out)-failedStepLines:]
+		}
+		if len(out) == 0 {
+			fmt.Fprintln(a.stdout, "  (the step wrote no output)")
+		}
+		for _, l := range out {
+			fmt.Fprintf(a.stdout, "  | %s %s\n", l.Stream, l.Line)
+		}
+	}
+	fmt.Fprintf(a.stdout, "the whole log: daytwo update logs %s --run %s\n", a.updateOfRun(ctx, runID), runID)
+}
+
+func (a *app) updateOfRun(ctx context.Context, runID string) string {
+	if db, err := a.store(ctx); err == nil {
+		if r, err := db.GetRun(ctx, runID); err == nil {
+			return r.UpdateID
+		}
+	}
+	return "ID"
 }
 
 func prefixTarget(ev ops.RunEvent) string {

@@ -16,7 +16,7 @@ func (a *app) snowsimCommand() *cobra.Command {
 	var (
 		addr, state, seed, faults, approver string
 		lenient, autoStandard, typed        bool
-		autoAfter                           time.Duration
+		autoAfter, conflictDelay            time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "snowsim",
@@ -35,7 +35,8 @@ and approve or reject as a named user.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts := snowsim.Options{
 				StatePath: state, LenientTransitions: lenient, TypedChangeValues: typed, Logger: a.log(),
-				AutoApprove: snowsim.AutoApprove{Standard: autoStandard, NormalAfter: autoAfter, NormalApprover: approver},
+				AutoApprove:   snowsim.AutoApprove{Standard: autoStandard, NormalAfter: autoAfter, NormalApprover: approver},
+				ConflictDelay: conflictDelay,
 			}
 			if faults != "" {
 				f, err := snowsim.ParseFaults(faults)
@@ -84,6 +85,7 @@ and approve or reject as a named user.`,
 	f.BoolVar(&autoStandard, "auto-approve-standard", false, "schedule new standard changes at once")
 	f.DurationVar(&autoAfter, "auto-approve-after", 0, "approve normal/emergency approvals this long after they are requested (0: off)")
 	f.StringVar(&approver, "approver", "cab.manager", "who approves automatically")
+	f.DurationVar(&conflictDelay, "conflict-delay", 2*time.Second, "how long a conflict check runs in the background (negative: completes at once)")
 	f.BoolVar(&typed, "typed-values", false, "Change API returns typed values (true, 3.0) like the documented samples")
 	return cmd
 }

@@ -18,6 +18,9 @@ type statusReport struct {
 	AuthMethod string       `json:"servicenow_auth"`
 	ReadOnly   bool         `json:"read_only"`
 	Store      store.Status `json:"store"`
+	// StoreCreated is false when no database exists yet at the store path
+	// (status does not create one).
+	StoreCreated bool `json:"store_created"`
 }
 
 func (a *app) statusCommand() *cobra.Command {
@@ -43,7 +46,10 @@ func (a *app) statusCommand() *cobra.Command {
 				return err
 			}
 			rep := statusReport{Version: version, ConfigFile: cfg.File, Instance: cfg.ServiceNow.Instance,
-				AuthMethod: cfg.ServiceNow.Auth.Method, ReadOnly: cfg.Console.ReadOnly, Store: st}
+				AuthMethod: cfg.ServiceNow.Auth.Method, ReadOnly: cfg.Console.ReadOnly, Store: st, StoreCreated: a.noStore == ""}
+			if a.noStore != "" {
+				rep.Store.Path = a.noStore
+			}
 			if out == outJSON {
 				return a.printJSON(rep)
 			}
@@ -51,7 +57,11 @@ func (a *app) statusCommand() *cobra.Command {
 			fmt.Fprintf(w, "daytwo %s\n", rep.Version)
 			fmt.Fprintf(w, "config:      %s\n", orDash(rep.ConfigFile))
 			fmt.Fprintf(w, "servicenow:  %s (%s auth)\n", orDash(rep.Instance), rep.AuthMethod)
-			fmt.Fprintf(w, "store:       %s (schema %d)\n", st.Path, st.SchemaVersion)
+			if rep.StoreCreated {
+				fmt.Fprintf(w, "store:       %s (schema %d)\n", rep.Store.Path, st.SchemaVersion)
+			} else {
+				fmt.Fprintf(w, "store:       %s (not created yet: the first sync or proposal creates it)\n", rep.Store.Path)
+			}
 			fmt.Fprintf(w, "environments %d, changes mirrored %d (%d active), audit events %d\n", st.Environments, st.Changes, st.ActiveChanges, st.AuditEvents)
 			fmt.Fprintf(w, "outbox:      %d pending, %d failed\n", st.OutboxPending, st.OutboxFailed)
 			var upd []string

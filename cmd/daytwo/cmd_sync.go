@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -61,12 +60,21 @@ on stderr, and a graceful stop on SIGTERM or Ctrl-C.`,
 				return err
 			}
 			if once {
-				rep, err := svc.SyncOnce(cmd.Context())
+				sync := svc.SyncOnce
+				if a.mirrorOnly {
+					sync = svc.MirrorOnce // read-only: no write reaches ServiceNow
+				}
+				rep, err := sync(cmd.Context())
 				if err != nil {
 					return err
 				}
 				if out == outJSON {
-					return a.printJSON(syncSummary(rep))
+					sum := syncSummary(rep)
+					sum.ReadOnly = a.mirrorOnly
+					return a.printJSON(sum)
+				}
+				if a.mirrorOnly {
+					fmt.Fprintln(a.stdout, "sync: read-only: mirrored only; queued writes stay queued")
 				}
 				fmt.Fprintf(a.stdout, "sync: fetched %d, upserted %d (%d unchanged), deleted %d, approvals %d, updates moved %d; outbox delivered %d, retrying %d, refused %d; %d requests in %s\n",
 					rep.Fetched, rep.Upserted, rep.Unchanged, rep.Deleted, rep.Approvals, rep.Transitions,
@@ -103,12 +111,13 @@ type syncSummaryJSON struct {
 	Transitions int               `json:"updates_moved"`
 	Outbox      ops.DeliveryStats `json:"outbox"`
 	Requests    int               `json:"requests"`
-	DurationMS  int64             `json:"duration_ms"`
+	Duration    time.Duration     `json:"duration"`
+	ReadOnly    bool              `json:"read_only,omitempty"`
 }
 
 func syncSummary(r ops.SyncReport) syncSummaryJSON {
 	return syncSummaryJSON{Fetched: r.Fetched, Upserted: r.Upserted, Unchanged: r.Unchanged, Deleted: r.Deleted,
-		Approvals: r.Approvals, Transitions: r.Transitions, Outbox: r.Outbox, Requests: r.Requests, DurationMS: r.Duration.Milliseconds()}
+		Approvals: r.Approvals, Transitions: r.Transitions, Outbox: r.Outbox, Requests: r.Requests, Duration: r.Duration.Round(time.Millisecond)}
 }
 
 // syncMetrics are the daemon's Prometheus metrics, on a registry of its own.
@@ -190,7 +199,7 @@ func (a *app) daemon(ctx context.Context, svc *ops.Service, db appStore, m *sync
 		}()
 		log.Info("daemon listening", "addr", ln.Addr().String(), "paths", "/metrics /healthz /readyz")
 	}
-	log.Info("daemon started", "interval", interval.String(), "instance", a.cfg.ServiceNow.Instance, "db", db.Path())
+	log.Info("daemon started", "interval", interval.String(), "instance", a.cfg.ServiceNow.Instance, "db", db.Path(), "read_only", a.mirrorOnly)
 	heartbeats := a.startHeartbeats(ctx, db, interval)
 	a.engineLoop(ctx, svc, db, m, interval, log)
 	<-heartbeats
@@ -203,82 +212,74 @@ func (a *app) daemon(ctx context.Context, svc *ops.Service, db appStore, m *sync
 	return nil
 }
 
-// engineLoop is the daemon's heart, shared with `daytwo demo`: a sync cycle
-// every interval, then continuous compliance, then (beside the loop, so a
-// long rollout never stalls mirroring) the engine's auto-runs. It returns
-// when ctx is canceled, after any rollout in progress has finished or
-// rolled back.
+// engineLoop runs the engine (ops.Engine: sync, compliance, auto-run) until
+// ctx is canceled, shared by the daemon, `tui --engine` and `daytwo demo`;
+// what it does lands in the daemon's metrics and log.
 func (a *app) engineLoop(ctx context.Context, svc *ops.Service, db appStore, m *syncMetrics, interval time.Duration, log *slog.Logger) {
-	var (
-		engineBusy atomic.Bool
-		engineWG   sync.WaitGroup
-	)
-	ticker := time.NewTicker(interval)
-	defer ticker.Stop()
-	for {
-		m.lastCycle.Store(time.Now().Unix())
-		start := time.Now()
-		rep, err := svc.SyncOnce(ctx)
-		m.duration.Observe(time.Since(start).Seconds())
-		m.refreshGauges(context.WithoutCancel(ctx), db)
-		switch {
-		case ctx.Err() != nil:
-		case err != nil:
-			m.cycles.WithLabelValues("error").Inc()
-			m.snUp.Set(0)
-			msg := err.Error()
-			m.lastErr.Store(&msg)
-			log.Warn("sync cycle failed; the mirror keeps serving and writes stay queued", "err", err)
-		default:
-			m.cycles.WithLabelValues("ok").Inc()
-			m.snUp.Set(1)
-			m.lastOK.Store(time.Now().Unix())
-			m.lastErr.Store(nil)
-			lvl := slog.LevelDebug
-			if rep.Fetched > 0 || rep.Transitions > 0 || rep.Outbox != (ops.DeliveryStats{}) {
-				lvl = slog.LevelInfo
-			}
-			log.Log(ctx, lvl, "sync cycle", "fetched", rep.Fetched, "upserted", rep.Upserted, "deleted", rep.Deleted,
-				"approvals", rep.Approvals, "updates_moved", rep.Transitions, "outbox_delivered", rep.Outbox.Delivered,
-				"outbox_retrying", rep.Outbox.Retrying, "outbox_refused", rep.Outbox.Failed, "requests", rep.Requests,
-				"duration_ms", rep.Duration.Milliseconds())
+	eng := svc.NewEngine(ops.EngineOptions{Interval: interval, MirrorOnly: a.mirrorOnly,
+		Observer: &engineObserver{ctx: ctx, db: db, m: m, log: log}})
+	eng.Run(ctx)
+	log.Info("daemon stopping; a running rollout stopped at its next step boundary and stays resumable (a rollback in progress finished)")
+}
+
+// engineObserver turns what the engine does into metrics and log lines.
+type engineObserver struct {
+	ctx context.Context
+	db  appStore
+	m   *syncMetrics
+	log *slog.Logger
+}
+
+func (o *engineObserver) CycleStarted() { o.m.lastCycle.Store(time.Now().Unix()) }
+
+func (o *engineObserver) Cycle(rep ops.SyncReport, took time.Duration, err error) {
+	o.m.duration.Observe(took.Seconds())
+	o.m.refreshGauges(context.WithoutCancel(o.ctx), o.db)
+	if err != nil {
+		o.m.cycles.WithLabelValues("error").Inc()
+		o.m.snUp.Set(0)
+		msg := err.Error()
+		o.m.lastErr.Store(&msg)
+		o.log.Warn("sync cycle failed; the mirror keeps serving and writes stay queued", "err", err)
+		return
+	}
+	o.m.cycles.WithLabelValues("ok").Inc()
+	o.m.snUp.Set(1)
+	o.m.lastOK.Store(time.Now().Unix())
+	o.m.lastErr.Store(nil)
+	lvl := slog.LevelDebug
+	if rep.Fetched > 0 || rep.Transitions > 0 || rep.Outbox != (ops.DeliveryStats{}) {
+		lvl = slog.LevelInfo
+	}
+	o.log.Log(o.ctx, lvl, "sync cycle", "fetched", rep.Fetched, "upserted", rep.Upserted, "deleted", rep.Deleted,
+		"approvals", rep.Approvals, "updates_moved", rep.Transitions, "outbox_delivered", rep.Outbox.Delivered,
+		"outbox_retrying", rep.Outbox.Retrying, "outbox_refused", rep.Outbox.Failed, "requests", rep.Requests,
+		"duration_ms", rep.Duration.Milliseconds())
+}
+
+func (o *engineObserver) Compliance(alerts []ops.PolicyAlert, err error) {
+	if err != nil {
+		o.log.Warn("compliance check failed", "err", err)
+		return
+	}
+	o.m.alerts.Reset()
+	for _, al := range alerts {
+		o.m.alerts.WithLabelValues(al.Environment, al.Policy, al.Action).Set(1)
+	}
+}
+
+func (o *engineObserver) RunEvent(ev ops.RunEvent) {
+	o.log.Info("run", "run", ev.RunID, "batch", ev.Batch, "target", ev.Target, "step", ev.Step, "state", ev.State, "msg", ev.Message)
+}
+
+func (o *engineObserver) Pass(results []ops.RunResult, err error) {
+	for _, r := range results {
+		if r.Run.ID != "" && r.Run.State != ops.RunRunning {
+			o.m.runs.WithLabelValues(r.Run.Environment, string(r.Run.State)).Inc()
 		}
-		if alerts, err := svc.Compliance(ctx); err != nil {
-			log.Warn("compliance check failed", "err", err)
-		} else {
-			m.alerts.Reset()
-			for _, al := range alerts {
-				m.alerts.WithLabelValues(al.Environment, al.Policy, al.Action).Set(1)
-			}
-		}
-		// The engine runs beside the sync loop, so a long rollout never
-		// stalls mirroring; one engine pass at a time.
-		if engineBusy.CompareAndSwap(false, true) {
-			engineWG.Add(1)
-			go func() {
-				defer engineWG.Done()
-				defer engineBusy.Store(false)
-				results, err := svc.AutoRun(ctx, func(ev ops.RunEvent) {
-					log.Info("run", "run", ev.RunID, "batch", ev.Batch, "target", ev.Target, "step", ev.Step, "state", ev.State, "msg", ev.Message)
-				})
-				for _, r := range results {
-					if r.Run.ID != "" && r.Run.State != ops.RunRunning {
-						m.runs.WithLabelValues(r.Run.Environment, string(r.Run.State)).Inc()
-					}
-				}
-				if err != nil && ctx.Err() == nil {
-					log.Warn("engine pass failed", "err", err)
-				}
-			}()
-		}
-		select {
-		case <-ctx.Done():
-			log.Info("daemon stopping; a running rollout stops at its next step boundary and stays resumable (a rollback in progress finishes)")
-			engineWG.Wait()
-			svc.Wait()
-			return
-		case <-ticker.C:
-		}
+	}
+	if err != nil && o.ctx.Err() == nil {
+		o.log.Warn("engine pass failed", "err", err)
 	}
 }
 

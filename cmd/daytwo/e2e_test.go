@@ -146,11 +146,12 @@ func TestEnvShowAndDiff(t *testing.T) {
 
 func TestAuditVerifyDetectsHandEdit(t *testing.T) {
 	env, dbPath := exampleEnv(t)
-	if r := daytwo(t, env, "env", "list"); r.code != 0 {
+	// A read creates no database: a proposal does.
+	if r := daytwo(t, env, "propose", "staging", "1.4.2"); r.code != 0 {
 		t.Fatalf("%+v", r)
 	}
 	r := daytwo(t, env, "audit", "verify")
-	if r.code != 0 || !strings.Contains(r.stdout, "audit chain ok: 2 events") {
+	if r.code != 0 || !strings.Contains(r.stdout, "audit chain ok: 3 events") {
 		t.Fatalf("verify clean chain: %+v", r)
 	}
 	r = daytwo(t, env, "audit", "list", "-o", "json")
@@ -173,7 +174,7 @@ func TestAuditVerifyDetectsHandEdit(t *testing.T) {
 		t.Fatalf("verify tampered chain: %+v", r)
 	}
 	r = daytwo(t, env, "audit", "export")
-	if r.code != 0 || strings.Count(r.stdout, "\n") != 2 || !strings.HasPrefix(r.stdout, `{"seq":1,`) {
+	if r.code != 0 || strings.Count(r.stdout, "\n") != 3 || !strings.HasPrefix(r.stdout, `{"seq":1,`) {
 		t.Fatalf("export: %+v", r)
 	}
 }
@@ -226,7 +227,7 @@ func TestConfigShowRedactsSecrets(t *testing.T) {
 
 func TestNewerSchemaIsAClearError(t *testing.T) {
 	env, dbPath := exampleEnv(t)
-	if r := daytwo(t, env, "status"); r.code != 0 {
+	if r := daytwo(t, env, "propose", "staging", "1.4.2"); r.code != 0 {
 		t.Fatalf("%+v", r)
 	}
 	db, err := sql.Open("sqlite", "file:"+dbPath)

@@ -299,6 +299,13 @@ func TestFaultsProposeApproveRunEvidence(t *testing.T) {
 		case !approved[id] && !errors.Is(err, ops.ErrApprovalPending):
 			t.Fatalf("run of unapproved %s = %v, want ErrApprovalPending", id, err)
 		}
+		if !approved[id] {
+			// The operator withdraws it: one open update per environment.
+			if _, err := w.svc.Cancel(ctx, id, "never approved"); err != nil {
+				t.Fatal(err)
+			}
+			w.drain(t)
+		}
 	}
 	evidence := w.drain(t)
 

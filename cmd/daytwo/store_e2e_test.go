@@ -187,6 +187,7 @@ func TestStoreCopyRoundTripsTheDemo(t *testing.T) {
 		{"audit", "list", "--limit", "0", "-o", "json"},
 		{"env", "show", "production", "-o", "json"},
 		{"update", "list", "--all", "-o", "json"},
+		{"outbox", "list", "--all", "-o", "json"},
 	} {
 		lite, pg := daytwo(t, env, args...), daytwo(t, pgEnv, args...)
 		if lite.code != 0 || pg.code != 0 || lite.stdout != pg.stdout {

@@ -35,6 +35,23 @@ func (a *app) itsmClient(opts ...itsm.Option) (*itsm.Client, error) {
 	return c, nil
 }
 
+// approverClient is the ServiceNow client decisions are made with, as
+// servicenow.approver.username. Its errors name the approver's keys and
+// variables, never the integration user's.
+func (a *app) approverClient(base itsm.Config, username, password string) (*itsm.Client, error) {
+	if password == "" {
+		return nil, fmt.Errorf("servicenow.approver.username is %q but the approver has no password: "+
+			"set DAYTWO_SN_APPROVER_PASSWORD or servicenow.approver.password_file (or remove servicenow.approver "+
+			"to decide as the integration user)", username)
+	}
+	base.Auth = itsm.AuthConfig{Method: "basic", Username: username, Password: password}
+	c, err := itsm.New(base, itsm.WithLogger(a.log()))
+	if err != nil {
+		return nil, fmt.Errorf("servicenow.approver (%s): %w", username, err)
+	}
+	return c, nil
+}
+
 // service wires the use cases: configuration, store and (if an instance is
 // configured) ServiceNow.
 func (a *app) service(ctx context.Context, opts ...itsm.Option) (*ops.Service, appStore, error) {
@@ -59,13 +76,14 @@ func (a *app) service(ctx context.Context, opts ...itsm.Option) (*ops.Service, a
 	case client != nil:
 		changes = itsm.NewBridge(client)
 		if ap := cfg.ServiceNow.Approver; ap.Username != "" {
-			acfg := client.Config()
-			acfg.Auth = itsm.AuthConfig{Method: "basic", Username: ap.Username, Password: cfg.Secrets.ApproverPassword}
-			approver, err := itsm.New(acfg, itsm.WithLogger(a.log()))
+			// A broken approver stops only decisions: reads and every
+			// other write go on.
+			approver, err := a.approverClient(client.Config(), ap.Username, cfg.Secrets.ApproverPassword)
 			if err != nil {
-				return nil, nil, usageError{fmt.Errorf("servicenow.approver: %w", err)}
+				svcOpts = append(svcOpts, ops.WithApproverError(usageError{err}))
+			} else {
+				svcOpts = append(svcOpts, ops.WithApprover(itsm.NewBridge(approver)))
 			}
-			svcOpts = append(svcOpts, ops.WithApprover(itsm.NewBridge(approver)))
 		}
 	}
 	execOpts := []exec.Option{}

@@ -1,10 +1,12 @@
 package snowsim
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestChangeAPI(t *testing.T) {
@@ -153,8 +155,14 @@ func TestTypedChangeValues(t *testing.T) {
 	}
 }
 
+// SERVICENOW.md §6 and trap 22: a conflict check runs in the background.
+// POST answers with the worker's sys_id; until the worker is Complete the
+// GET describes the running check (job_status a code, no results yet);
+// afterwards it holds the results, with status "Conflict" even when the
+// list is empty.
 func TestConflict(t *testing.T) {
-	e := newEnv(t, Options{})
+	clock := newFakeClock()
+	e := newEnv(t, Options{Clock: clock.Now, ConflictDelay: 3 * time.Second})
 	mk := func(ci, start, end string) string {
 		return e.createChange(map[string]any{"cmdb_ci": ci, "start_date": start, "end_date": end})["sys_id"].(string)
 	}
@@ -163,32 +171,48 @@ func TestConflict(t *testing.T) {
 	free := mk(idCheckout, "2026-06-05 11:00:00", "2026-06-05 13:00:00")
 	holiday := mk(idCheckout, "2026-12-24 10:00:00", "2026-12-24 11:00:00")
 	saturday := mk(idPayments, "2026-05-09 10:00:00", "2026-05-09 11:00:00") // a Saturday
-	tests := map[string]struct {
-		id, status, kind string
+	tests := []struct {
+		name, id, record, kind string
 	}{
-		"overlapping change": {a, "Conflict", "ci_already_scheduled"},
-		"free window":        {free, "No Conflict", ""},
-		"year-end blackout":  {holiday, "Conflict", "blackout"},
-		"weekly blackout":    {saturday, "Conflict", "blackout"},
+		{"overlapping change", a, "Conflict", "ci_already_scheduled"},
+		{"free window", free, "No Conflict", ""},
+		{"year-end blackout", holiday, "Conflict", "blackout"},
+		{"weekly blackout", saturday, "Conflict", "blackout"},
 	}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
-			w := e.call("daytwo", "POST", "/api/sn_chg_rest/change/"+tc.id+"/conflict", nil).must(t, 200).result(t)
-			if w["worker"].(map[string]any)["sysId"] == "" {
-				t.Fatalf("no worker: %v", w)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var post map[string]any
+			if err := json.Unmarshal(e.call("daytwo", "POST", "/api/sn_chg_rest/change/"+tc.id+"/conflict", nil).must(t, 200).body, &post); err != nil {
+				t.Fatal(err)
+			}
+			worker, _ := post["result"].(string)
+			if !sysIDRe.MatchString(worker) {
+				t.Fatalf("POST result = %v, want the worker's sys_id", post)
+			}
+			workerState := func() any {
+				return e.call("daytwo", "GET", "/api/sn_chg_rest/change/worker/"+worker, nil).must(t, 200).result(t)["state"].(map[string]any)["value"]
+			}
+			if got := workerState(); got != "2" {
+				t.Fatalf("worker state right after POST = %v, want 2 (In-Progress)", got)
 			}
 			res := e.call("daytwo", "GET", "/api/sn_chg_rest/change/"+tc.id+"/conflict", nil).must(t, 200).result(t)
-			if res["status"] != tc.status {
-				t.Fatalf("status = %v: %v", res["status"], res)
+			if res["job_status"] != "1" || len(res["conflicts"].([]any)) != 0 || res["last_run"] != "" {
+				t.Fatalf("running check = %v", res)
 			}
-			if tc.kind != "" {
-				c := res["conflicts"].([]any)[0].(map[string]any)
-				if c["type"].(map[string]any)["value"] != tc.kind {
-					t.Fatalf("conflict = %v", c)
-				}
+			clock.Add(3 * time.Second)
+			if got := workerState(); got != "3" {
+				t.Fatalf("worker state after the delay = %v, want 3 (Complete)", got)
 			}
-			if got := e.getChange(tc.id)["conflict_status"]; got != tc.status {
-				t.Fatalf("conflict_status = %v", got)
+			res = e.call("daytwo", "GET", "/api/sn_chg_rest/change/"+tc.id+"/conflict", nil).must(t, 200).result(t)
+			if res["status"] != "Conflict" || res["job_status"] != "2" || res["last_run"] != fmtTime(clock.Now()) {
+				t.Fatalf("completed check = %v", res)
+			}
+			list := res["conflicts"].([]any)
+			if tc.kind == "" && len(list) != 0 || tc.kind != "" && (len(list) == 0 || list[0].(map[string]any)["type"].(map[string]any)["value"] != tc.kind) {
+				t.Fatalf("conflicts = %v, want kind %q", list, tc.kind)
+			}
+			if got := e.getChange(tc.id)["conflict_status"]; got != tc.record {
+				t.Fatalf("conflict_status = %v, want %s", got, tc.record)
 			}
 		})
 	}

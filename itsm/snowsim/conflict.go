@@ -8,80 +8,179 @@ import (
 	"time"
 )
 
-// conflictResult is the stored outcome of a conflict check.
+// defaultConflictDelay is how long a conflict check runs when
+// Options.ConflictDelay is zero.
+const defaultConflictDelay = 2 * time.Second
+
+// conflictResult is the outcome of a completed conflict check.
 type conflictResult struct {
-	Worker    string           `json:"-"`
-	LastRun   string           `json:"last_run"`
-	Status    string           `json:"status"`
-	Conflicts []map[string]any `json:"conflicts"`
+	LastRun   string
+	Conflicts []map[string]any
+}
+
+// Worker states (GET /change/worker/{id}): the docs' example shows Complete
+// as 3; the other codes are ours.
+const (
+	workerRunning  = "2" // In-Progress
+	workerComplete = "3"
+	workerError    = "4"
+)
+
+// conflictWorker is one background conflict check.
+type conflictWorker struct {
+	ID, Change string
+	Due        time.Time
+	State      string
+	Message    string
 }
 
 func vd(v, d string) map[string]string { return map[string]string{"value": v, "display_value": d} }
 
-// changeConflict implements POST/GET/DELETE /change/{sys_id}/conflict. The
-// check runs synchronously; POST returns the (already complete) worker.
-func (s *Sim) changeConflict(w http.ResponseWriter, r *http.Request, u *user, id string) {
-	if r.Method == http.MethodGet || r.Method == http.MethodHead {
-		s.mu.RLock()
-		defer s.mu.RUnlock()
-	} else {
-		s.mu.Lock()
-		defer s.mu.Unlock()
+// SetConflictDelay changes how long the checks started from now on run
+// (see Options.ConflictDelay).
+func (s *Sim) SetConflictDelay(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opts.ConflictDelay = d
+}
+
+// conflictDelay is the run time of a new check. Callers hold s.mu.
+func (s *Sim) conflictDelay() time.Duration {
+	switch d := s.opts.ConflictDelay; {
+	case d == 0:
+		return defaultConflictDelay
+	case d < 0:
+		return 0
+	default:
+		return d
 	}
+}
+
+// finishWorkers completes the checks of change id (every change when id is
+// empty) whose run time has passed: the conflicts are detected now, the
+// results replace the change's last ones and its conflict_status and
+// conflict_last_run are set. Checks complete when someone looks (the
+// worker or the results), not on a timer, so a simulator on
+// a fake clock stays deterministic. Callers hold s.mu for writing.
+func (s *Sim) finishWorkers(id string) {
+	t := s.d.tables["change_request"]
+	now := s.now()
+	for _, w := range s.d.workers {
+		if w.State != workerRunning || (id != "" && w.Change != id) || now.Before(w.Due) {
+			continue
+		}
+		row := t.byID[w.Change]
+		if row == nil {
+			w.State, w.Message = workerError, "the change was deleted"
+			continue
+		}
+		res := s.detectConflicts(row)
+		res.LastRun = fmtTime(w.Due)
+		s.d.conflicts[w.Change] = res
+		w.State = workerComplete
+		status := "No Conflict"
+		if len(res.Conflicts) > 0 {
+			status = "Conflict"
+		}
+		t.set(row, "conflict_status", status)
+		t.set(row, "conflict_last_run", res.LastRun)
+		s.touch(t, row, &user{userName: "system"})
+		s.markDirty()
+	}
+}
+
+// runningWorker returns the change's running check, if any.
+func (s *Sim) runningWorker(id string) *conflictWorker {
+	for _, w := range s.d.workers {
+		if w.Change == id && w.State == workerRunning {
+			return w
+		}
+	}
+	return nil
+}
+
+// changeConflict implements POST/GET/DELETE /change/{sys_id}/conflict. As
+// on a real instance the check runs in the background: POST answers with
+// the worker's sys_id at once; the check completes Options.ConflictDelay
+// later. GET answers with the running check's status (job_status a code,
+// the previous results) or the last completed results; status is
+// "Conflict" after any run, even with an empty list (a documented quirk).
+func (s *Sim) changeConflict(w http.ResponseWriter, r *http.Request, u *user, id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	t := s.d.tables["change_request"]
 	row := t.byID[id]
 	if row == nil {
 		writeAPIError(w, errNoRecord())
 		return
 	}
-	key := "conflict:" + id
+	s.finishWorkers(id)
 	switch r.Method {
 	case http.MethodPost:
-		res := s.detectConflicts(row)
-		s.d.workers[key] = map[string]any{"result": res}
-		s.d.workers[res.Worker] = map[string]any{"change": id}
-		t.set(row, "conflict_status", res.Status)
-		t.set(row, "conflict_last_run", res.LastRun)
-		s.touch(t, row, u)
-		s.markDirty()
-		body, _ := json.Marshal(map[string]any{"result": map[string]any{
-			"worker":  map[string]string{"sysId": res.Worker, "link": baseURL(r) + "/api/sn_chg_rest/change/worker/" + res.Worker},
-			"request": map[string]string{"change": id},
-		}})
+		if old := s.runningWorker(id); old != nil {
+			old.State, old.Message = workerError, "superseded by a later conflict check"
+		}
+		wk := &conflictWorker{ID: newSysID(), Change: id, Due: s.now().Add(s.conflictDelay()), State: workerRunning}
+		s.d.workers[wk.ID] = wk
+		s.finishWorkers(id) // a zero delay completes at once
+		body, _ := json.Marshal(map[string]any{"result": wk.ID})
 		writeJSON(w, http.StatusOK, body)
 	case http.MethodGet, http.MethodHead:
-		out := map[string]any{"status": t.get(row, "conflict_status"), "last_run": t.get(row, "conflict_last_run"),
-			"record_count": "0", "job_status": "Complete", "conflicts": []any{}}
-		if st, ok := s.d.workers[key]; ok {
-			res := st["result"].(*conflictResult)
-			out["status"], out["last_run"] = res.Status, res.LastRun
+		out := map[string]any{"status": "Not Run", "last_run": "", "record_count": "0", "job_status": "0", "conflicts": []any{}}
+		if res, ok := s.d.conflicts[id]; ok {
+			out["status"], out["last_run"], out["job_status"] = "Conflict", res.LastRun, "2"
 			out["record_count"] = strconv.Itoa(len(res.Conflicts))
 			out["conflicts"] = res.Conflicts
-		} else {
-			out["job_status"] = "Not Run"
+		}
+		if s.runningWorker(id) != nil {
+			out["status"], out["job_status"] = "Conflict", "1"
 		}
 		body, _ := json.Marshal(map[string]any{"result": out})
 		writeJSON(w, http.StatusOK, body)
 	case http.MethodDelete:
-		delete(s.d.workers, key)
+		if wk := s.runningWorker(id); wk != nil {
+			wk.State, wk.Message = workerError, "canceled"
+		}
+		delete(s.d.conflicts, id)
 		w.WriteHeader(http.StatusNoContent)
 	default:
 		writeAPIError(w, errMethod())
 	}
 }
 
+// workerGet implements GET /change/worker/{sys_id}.
 func (s *Sim) workerGet(w http.ResponseWriter, id string) {
-	s.mu.RLock()
-	_, ok := s.d.workers[id]
-	s.mu.RUnlock()
+	s.mu.Lock()
+	wk, ok := s.d.workers[id]
+	if ok {
+		s.finishWorkers(wk.Change)
+	}
+	var state any
+	var msgs []string
+	if ok {
+		label := map[string]string{workerRunning: "In-Progress", workerComplete: "Complete", workerError: "Error"}[wk.State]
+		var value any = wk.State
+		if s.opts.TypedChangeValues {
+			n, _ := strconv.Atoi(wk.State)
+			value = float64(n)
+		}
+		state = map[string]any{"value": value, "display_value": label}
+		if wk.Message != "" {
+			msgs = append(msgs, wk.Message)
+		}
+	}
+	s.mu.Unlock()
 	if !ok {
 		writeAPIError(w, errNoRecord())
 		return
 	}
+	if msgs == nil {
+		msgs = []string{}
+	}
 	body, _ := json.Marshal(map[string]any{"result": map[string]any{
 		"sys_id":   id,
-		"state":    vd("3", "Complete"),
-		"messages": map[string][]string{"errorMessages": {}, "infoMessages": {}, "warningMessages": {}},
+		"state":    state,
+		"messages": map[string][]string{"errorMessages": msgs, "infoMessages": {}, "warningMessages": {}},
 		"payload":  "",
 	}})
 	writeJSON(w, http.StatusOK, body)
@@ -101,7 +200,7 @@ func parseStamp(v string) (time.Time, bool) {
 // that apply to the CI. Callers hold s.mu.
 func (s *Sim) detectConflicts(chg *record) *conflictResult {
 	t := s.d.tables["change_request"]
-	res := &conflictResult{Worker: newSysID(), LastRun: fmtTime(s.now()), Status: "No Conflict", Conflicts: []map[string]any{}}
+	res := &conflictResult{LastRun: fmtTime(s.now()), Conflicts: []map[string]any{}}
 	ci := t.get(chg, "cmdb_ci")
 	start, ok1 := parseStamp(t.get(chg, "start_date"))
 	end, ok2 := parseStamp(t.get(chg, "end_date"))
@@ -160,9 +259,6 @@ func (s *Sim) detectConflicts(chg *record) *conflictResult {
 				})
 			}
 		}
-	}
-	if len(res.Conflicts) > 0 {
-		res.Status = "Conflict"
 	}
 	return res
 }

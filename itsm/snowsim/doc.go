@@ -52,10 +52,16 @@
 //     Rejection → New, approval=rejected, pending approvals cancelled.
 //     Emergency New→Authorize asks "CAB Approval". A stage with nobody to
 //     ask passes at once. Standard changes are created with approval=approved.
-//   - Priority is recomputed from impact × urgency on every write of a change
-//     or incident; change priority 5 (Planning) is capped to 4 (Low).
-//   - Conflict check runs synchronously on POST; status is "Conflict" or "No
-//     Conflict" (never "Conflict" with an empty list); blackout schedules are
+//   - Incident priority is recomputed from impact × urgency on every write;
+//     change priority is kept as written (default 4), as on a real instance.
+//   - Conflict checks run in the background: POST answers with the worker's
+//     sys_id; the check completes Options.ConflictDelay later (default 2s),
+//     when the worker or the results are next read. GET describes a running
+//     check (job_status "1", the previous results) or the last completed one
+//     (job_status "2"); status is "Conflict" after any run, even with an
+//     empty list, as documented. The worker's state is 2 In-Progress,
+//     3 Complete or 4 Error. conflict_status on the change is "Conflict" or
+//     "No Conflict" from the list; blackout schedules are
 //     cmn_schedule rows of type blackout whose condition (an encoded query on
 //     cmdb_ci, empty = every CI) matches the change's CI; spans repeat
 //     none/daily/weekdays/weekly/monthly/yearly in UTC. Maintenance windows

@@ -237,7 +237,7 @@ func (s *Sim) insertRecord(u *user, t *table, vals map[string]string, templateDo
 		if t.sch.name == "change_request" && t.get(r, "requested_by") == "" {
 			t.set(r, "requested_by", u.id)
 		}
-		s.recomputePriority(t, r)
+		s.recomputePriority(t, r) // incidents only
 		s.stateEffects(t, r, "", u)
 	case "sys_user_grmember", "sysapproval_approver", "sysapproval_group":
 	}
@@ -252,15 +252,16 @@ func (s *Sim) insertRecord(u *user, t *table, vals map[string]string, templateDo
 	return r, nil
 }
 
+// recomputePriority derives an incident's priority from impact × urgency
+// (§8.1). A change's priority is kept as written: a real instance does not
+// recompute it (SERVICENOW.md §4.1).
 func (s *Sim) recomputePriority(t *table, r *record) {
-	p := priorityFor(t.get(r, "impact"), t.get(r, "urgency"))
-	if p == "" {
+	if t.sch.name != "incident" {
 		return
 	}
-	if t.sch.name == "change_request" && p == "5" {
-		p = "4" // change priority has no Planning choice
+	if p := priorityFor(t.get(r, "impact"), t.get(r, "urgency")); p != "" {
+		t.set(r, "priority", p)
 	}
-	t.set(r, "priority", p)
 }
 
 // stateEffects applies the server-side stamps of entering a state.
@@ -338,7 +339,6 @@ func (s *Sim) update(u *user, t *table, r *record, vals map[string]string) (upda
 			t.set(nr, "state", from)
 			res.stateRefused = true
 		}
-		s.recomputePriority(t, nr)
 		s.stateEffects(t, nr, from, u)
 	case "incident":
 		s.recomputePriority(t, nr)

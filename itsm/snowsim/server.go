@@ -36,6 +36,10 @@ type Options struct {
 	// values (JSON booleans and numbers such as 3.0) as in the documented
 	// samples instead of strings.
 	TypedChangeValues bool
+	// ConflictDelay is how long a conflict check runs in the background
+	// (POST /change/{id}/conflict answers at once with the worker); zero
+	// means 2s, negative means it completes at once.
+	ConflictDelay time.Duration
 	// Clock is the time source; nil means time.Now.
 	Clock func() time.Time
 	// Logger receives one line per request and state events; nil discards.

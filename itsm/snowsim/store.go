@@ -92,30 +92,32 @@ func (t *table) toMap(r *record, withPasswords bool) map[string]string {
 
 // db is the whole in-memory instance. It is guarded by Sim.mu.
 type db struct {
-	schemas  map[string]*schema
-	tables   map[string]*table
-	counters map[string]int       // next number per prefix
-	journal  map[string][]*record // sys_journal_field rows by element_id
-	files    map[string][]byte    // attachment content by sys_attachment sys_id
-	tokens   map[string]*token    // OAuth access tokens
-	refresh  map[string]*token    // OAuth refresh tokens
-	current  map[string]*token    // current access token per client+user
-	clients  map[string]map[string]string
-	workers  map[string]map[string]any // conflict workers
+	schemas   map[string]*schema
+	tables    map[string]*table
+	counters  map[string]int       // next number per prefix
+	journal   map[string][]*record // sys_journal_field rows by element_id
+	files     map[string][]byte    // attachment content by sys_attachment sys_id
+	tokens    map[string]*token    // OAuth access tokens
+	refresh   map[string]*token    // OAuth refresh tokens
+	current   map[string]*token    // current access token per client+user
+	clients   map[string]map[string]string
+	workers   map[string]*conflictWorker // conflict checks by worker sys_id
+	conflicts map[string]*conflictResult // last completed check by change sys_id
 }
 
 func newDB() *db {
 	d := &db{
-		schemas:  buildSchemas(),
-		tables:   map[string]*table{},
-		counters: map[string]int{},
-		journal:  map[string][]*record{},
-		files:    map[string][]byte{},
-		tokens:   map[string]*token{},
-		refresh:  map[string]*token{},
-		current:  map[string]*token{},
-		clients:  map[string]map[string]string{},
-		workers:  map[string]map[string]any{},
+		schemas:   buildSchemas(),
+		tables:    map[string]*table{},
+		counters:  map[string]int{},
+		journal:   map[string][]*record{},
+		files:     map[string][]byte{},
+		tokens:    map[string]*token{},
+		refresh:   map[string]*token{},
+		current:   map[string]*token{},
+		clients:   map[string]map[string]string{},
+		workers:   map[string]*conflictWorker{},
+		conflicts: map[string]*conflictResult{},
 	}
 	for name, s := range d.schemas {
 		d.tables[name] = &table{sch: s, byID: map[string]*record{}}

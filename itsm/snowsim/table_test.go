@@ -25,7 +25,7 @@ func TestTableCreateReadUpdateDelete(t *testing.T) {
 	}
 	checks := map[string]any{
 		"number": "CHG0000001", "state": "-5", "type": "normal", "approval": "not requested", "impact": "1",
-		"urgency": "2", "priority": "2", "active": "true", "sys_mod_count": "0", "sys_created_by": "daytwo",
+		"urgency": "2", "priority": "4", "active": "true", "sys_mod_count": "0", "sys_created_by": "daytwo",
 		"work_notes": "", "parent": nil, "cmdb_ci": "", "comments": "",
 	}
 	for k, want := range checks {
@@ -55,9 +55,11 @@ func TestTableCreateReadUpdateDelete(t *testing.T) {
 		t.Errorf("assignment_group = %v", ag)
 	}
 
-	upd := e.call("daytwo", "PATCH", "/api/now/table/change_request/"+id, map[string]any{"urgency": "1", "comments": "hi"}).
+	// Change priority is kept as written, not derived from impact × urgency
+	// (a real instance keeps priority 2 written with impact 1).
+	upd := e.call("daytwo", "PATCH", "/api/now/table/change_request/"+id, map[string]any{"urgency": "1", "priority": "2", "comments": "hi"}).
 		must(t, http.StatusOK).result(t)
-	if upd["priority"] != "1" || upd["sys_mod_count"] != "1" || upd["comments"] != "" {
+	if upd["priority"] != "2" || upd["sys_mod_count"] != "1" || upd["comments"] != "" {
 		t.Errorf("after PATCH priority=%v mod=%v comments=%q", upd["priority"], upd["sys_mod_count"], upd["comments"])
 	}
 	put := e.call("daytwo", "PUT", "/api/now/table/change_request/"+id, map[string]any{"description": "d"}).must(t, 200).result(t)
@@ -191,4 +193,37 @@ func parseLinks(h string) map[string]string {
 		}
 	}
 	return out
+}
+
+// SERVICENOW.md §4.1 and trap 12: a real instance keeps a change's priority
+// as written (the servicenow.itsm collection asserts priority 2 written with
+// impact 1), while an incident's priority is derived from impact × urgency.
+func TestChangePriorityKeptIncidentPriorityDerived(t *testing.T) {
+	e := newEnv(t, Options{})
+	chg := e.call("daytwo", "POST", "/api/now/table/change_request", map[string]any{
+		"short_description": "p", "impact": "1", "urgency": "1", "priority": "2",
+	}).must(t, http.StatusCreated).result(t)
+	if chg["priority"] != "2" {
+		t.Errorf("change created with priority 2, impact 1, urgency 1: priority %v", chg["priority"])
+	}
+	chg = e.call("daytwo", "PATCH", "/api/now/table/change_request/"+chg["sys_id"].(string), map[string]any{"impact": "3", "urgency": "3"}).
+		must(t, http.StatusOK).result(t)
+	if chg["priority"] != "2" {
+		t.Errorf("change after impact/urgency 3: priority %v, want 2 as written", chg["priority"])
+	}
+	api := e.call("daytwo", "POST", "/api/sn_chg_rest/change/normal", map[string]any{"short_description": "q", "impact": "1", "urgency": "1"}).
+		must(t, http.StatusOK)
+	if got := string(api.body); !strings.Contains(got, `"priority":{"value":"4","display_value":"4 - Low"}`) {
+		t.Errorf("Change API create with impact 1, urgency 1: want the default priority 4 kept: %s", got)
+	}
+	inc := e.call("daytwo", "POST", "/api/now/table/incident", map[string]any{"short_description": "i", "impact": "1", "urgency": "1", "priority": "4"}).
+		must(t, http.StatusCreated).result(t)
+	if inc["priority"] != "1" {
+		t.Errorf("incident impact 1 × urgency 1: priority %v, want 1", inc["priority"])
+	}
+	inc = e.call("daytwo", "PATCH", "/api/now/table/incident/"+inc["sys_id"].(string), map[string]any{"urgency": "3"}).
+		must(t, http.StatusOK).result(t)
+	if inc["priority"] != "3" {
+		t.Errorf("incident impact 1 × urgency 3: priority %v, want 3", inc["priority"])
+	}
 }

@@ -230,10 +230,23 @@ func (db *DB) Atomic(ctx context.Context, fn func(tx ops.Tx) error) error {
 	return db.WithTx(ctx, func(tx *Tx) error { return fn(tx) })
 }
 
+// Compile-time checks that the store implements what ops declares: the
+// whole Store and each role on its own.
 var (
-	_ ops.Store         = (*DB)(nil)
-	_ ops.Tx            = (*Tx)(nil)
-	_ ops.AuditAnchorer = (*Tx)(nil)
+	_ ops.Store           = (*DB)(nil)
+	_ ops.Transactor      = (*DB)(nil)
+	_ ops.ReleaseReader   = (*DB)(nil)
+	_ ops.UpdateReader    = (*DB)(nil)
+	_ ops.ChangeMirror    = (*DB)(nil)
+	_ ops.ConflictRecords = (*DB)(nil)
+	_ ops.OutboxStore     = (*DB)(nil)
+	_ ops.AuditLog        = (*DB)(nil)
+	_ ops.Journal         = (*DB)(nil)
+	_ ops.DriftStore      = (*DB)(nil)
+	_ ops.ComplianceStore = (*DB)(nil)
+	_ ops.LeaseStore      = (*DB)(nil)
+	_ ops.Tx              = (*Tx)(nil)
+	_ ops.AuditAnchorer   = (*Tx)(nil)
 )
 
 // mapErr maps driver errors onto the store's sentinels.

@@ -14,7 +14,7 @@ import (
 // refuses a database with tables it does not name, so that a table added
 // by a migration is not silently left behind.
 var importOrder = []string{
-	"environments", "releases", "updates", "changes", "approvals", "incidents",
+	"environments", "releases", "updates", "conflict_checks", "changes", "approvals", "incidents",
 	"runs", "run_steps", "run_log", "run_facts", "outbox", "sync_watermarks",
 	"leases", "drift", "policy_alerts", "audit_events", "daemons",
 }

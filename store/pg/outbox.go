@@ -36,7 +36,7 @@ func (db *DB) DueOutbox(ctx context.Context, now time.Time, limit int) ([]ops.Ou
 		limit = 100
 	}
 	return db.queryOutbox(ctx, outboxColumns+` WHERE id IN (
-			SELECT MIN(id) FROM outbox WHERE state <> 'delivered' GROUP BY ordering_key)
+			SELECT MIN(id) FROM outbox WHERE state <> 'delivered' AND resolution = '' GROUP BY ordering_key)
 		AND state = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT ?`, formatTime(now), limit)
 }
 
@@ -56,7 +56,7 @@ func (db *DB) ListOutbox(ctx context.Context, f ops.OutboxFilter) ([]ops.OutboxI
 	if len(states) == 0 {
 		states = []ops.OutboxState{ops.OutboxPending, ops.OutboxFailed}
 	}
-	q := outboxColumns + ` WHERE state IN (`
+	q := outboxColumns + ` WHERE ` + outboxState + ` IN (`
 	var args []any
 	for i, s := range states {
 		if i > 0 {
@@ -155,7 +155,7 @@ func (db *DB) MarkAttemptFailed(ctx context.Context, id int64, cause string, nex
 // now, and pulls pending items' next attempt forward to now. It returns how
 // many items it touched.
 func (db *DB) RetryOutbox(ctx context.Context, id int64) (int, error) {
-	q := `UPDATE outbox SET state = 'pending', next_attempt_at = ? WHERE state IN ('pending', 'failed')`
+	q := `UPDATE outbox SET state = 'pending', next_attempt_at = ? WHERE state IN ('pending', 'failed') AND resolution = ''`
 	args := []any{formatTime(db.clock())}
 	if id != 0 {
 		q += ` AND id = ?`
@@ -169,11 +169,81 @@ func (db *DB) RetryOutbox(ctx context.Context, id int64) (int, error) {
 	return int(n), nil
 }
 
-const outboxColumns = `SELECT id, ordering_key, kind, payload_json, state, attempts, next_attempt_at, last_error,
-	result_json, created_at, delivered_at FROM outbox`
+// outboxState is an item's state as ops sees it: a closed item's
+// resolution (discarded, superseded), else its delivery state.
+// DiscardOutbox closes an undelivered item inside tx without sending it:
+// it stops holding back its key and is never retried. A delivered item, one
+// already closed, or one a delivery pass is sending now (an unexpired
+// claim) is refused with ErrConflict.
+func (tx *Tx) DiscardOutbox(ctx context.Context, id int64) (ops.OutboxItem, error) {
+	// FOR UPDATE: a delivery pass claiming the row meanwhile either
+	// finishes first (and its claim is seen) or skips it.
+	items, err := queryOutboxOn(ctx, tx.tx, outboxColumns+` WHERE id = ? FOR UPDATE`, id)
+	if err != nil {
+		return ops.OutboxItem{}, err
+	}
+	if len(items) == 0 {
+		return ops.OutboxItem{}, fmt.Errorf("store: outbox item %d: %w", id, ErrNotFound)
+	}
+	it := items[0]
+	switch {
+	case it.State == ops.OutboxDelivered:
+		return it, fmt.Errorf("outbox item %d was delivered to ServiceNow %s: there is nothing to discard: %w", id, formatTime(it.DeliveredAt), ErrConflict)
+	case it.State != ops.OutboxPending && it.State != ops.OutboxFailed:
+		return it, fmt.Errorf("outbox item %d is already %s: %w", id, it.State, ErrConflict)
+	case it.ClaimedBy != "" && it.ClaimedUntil.After(tx.now):
+		return it, fmt.Errorf("outbox item %d is being sent by %s right now (claimed until %s): wait for the outcome: %w",
+			id, it.ClaimedBy, formatTime(it.ClaimedUntil), ErrConflict)
+	}
+	res, err := tx.tx.ExecContext(ctx, `UPDATE outbox SET state = 'failed', resolution = 'discarded', claimed_by = '', claimed_until = ''
+		WHERE id = ? AND state IN ('pending', 'failed') AND resolution = ''`, id)
+	if err != nil {
+		return it, fmt.Errorf("store: discard outbox %d: %w", id, mapErr(err))
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return it, fmt.Errorf("store: outbox item %d changed meanwhile: %w", id, ErrConflict)
+	}
+	it.State = ops.OutboxDiscarded
+	return it, nil
+}
+
+// SupersedeFailed closes, inside tx, the failed items of kind on key queued
+// before id (a later write replaces them): they stop holding back the key.
+// It returns the ids it closed.
+func (tx *Tx) SupersedeFailed(ctx context.Context, key string, kind ops.OutboxKind, id int64) ([]int64, error) {
+	items, err := queryOutboxOn(ctx, tx.tx, outboxColumns+` WHERE ordering_key = ? AND kind = ? AND state = 'failed' AND resolution = '' AND id < ? ORDER BY id FOR UPDATE`,
+		key, string(kind), id)
+	if err != nil {
+		return nil, err
+	}
+	var ids []int64
+	for _, it := range items {
+		b, _ := json.Marshal(map[string]int64{"superseded_by": id})
+		if _, err := tx.tx.ExecContext(ctx, `UPDATE outbox SET resolution = 'superseded', result_json = ? WHERE id = ? AND state = 'failed' AND resolution = ''`,
+			string(b), it.ID); err != nil {
+			return nil, fmt.Errorf("store: supersede outbox %d: %w", it.ID, mapErr(err))
+		}
+		ids = append(ids, it.ID)
+	}
+	return ids, nil
+}
+
+const outboxState = `(CASE WHEN resolution <> '' THEN resolution ELSE state END)`
+
+const outboxColumns = `SELECT id, ordering_key, kind, payload_json, ` + outboxState + `, attempts, next_attempt_at, last_error,
+	result_json, created_at, delivered_at, claimed_by, claimed_until FROM outbox`
 
 func (db *DB) queryOutbox(ctx context.Context, q string, args ...any) ([]ops.OutboxItem, error) {
-	rows, err := db.sql.QueryContext(ctx, q, args...)
+	return queryOutboxOn(ctx, db.sql, q, args...)
+}
+
+// outboxQuerier runs outbox reads on the DB or inside a transaction.
+type outboxQuerier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+func queryOutboxOn(ctx context.Context, on outboxQuerier, q string, args ...any) ([]ops.OutboxItem, error) {
+	rows, err := on.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: outbox: %w", err)
 	}
@@ -184,9 +254,10 @@ func (db *DB) queryOutbox(ctx context.Context, q string, args ...any) ([]ops.Out
 			it                       ops.OutboxItem
 			payload, result          string
 			next, created, delivered string
+			claimedUntil             string
 		)
 		if err := rows.Scan(&it.ID, &it.Key, &it.Kind, &payload, &it.State, &it.Attempts, &next, &it.LastError,
-			&result, &created, &delivered); err != nil {
+			&result, &created, &delivered, &it.ClaimedBy, &claimedUntil); err != nil {
 			return nil, fmt.Errorf("store: scan outbox: %w", err)
 		}
 		it.Payload = json.RawMessage(payload)
@@ -201,6 +272,9 @@ func (db *DB) queryOutbox(ctx context.Context, q string, args ...any) ([]ops.Out
 			return nil, err
 		}
 		if it.DeliveredAt, err = parseTime(delivered); err != nil {
+			return nil, err
+		}
+		if it.ClaimedUntil, err = parseTime(claimedUntil); err != nil {
 			return nil, err
 		}
 		out = append(out, it)

@@ -54,6 +54,19 @@ func (tx *Tx) SaveUpdate(ctx context.Context, u ops.Update, expect ops.UpdateSta
 	return nil
 }
 
+// OpenUpdates lists env's updates that may still run, newest first, inside
+// tx (so a proposal's check and its insert see the same rows).
+func (tx *Tx) OpenUpdates(ctx context.Context, env string) ([]ops.Update, error) {
+	states := ops.OpenUpdateStates()
+	marks := make([]string, len(states))
+	args := []any{env}
+	for i, s := range states {
+		marks[i] = "?"
+		args = append(args, string(s))
+	}
+	return queryUpdates(ctx, tx.tx, updateColumns+` WHERE environment = ? AND state IN (`+strings.Join(marks, ", ")+`) ORDER BY created_at DESC, id DESC`, args...)
+}
+
 // GetUpdate returns an update by id inside tx.
 func (tx *Tx) GetUpdate(ctx context.Context, id string) (ops.Update, error) {
 	return getUpdate(ctx, tx.tx, `id = ?`, id)

@@ -88,6 +88,10 @@ func Run(t *testing.T, open Opener) {
 		{"Drift", testDrift},
 		{"PolicyAlerts", testAlerts},
 		{"DaemonHeartbeats", testDaemons},
+		{"ConflictCheckRecord", testConflictChecks},
+		{"ChangeConflictStatus", testChangeConflictStatus},
+		{"OutboxDiscardAndSupersede", testOutboxDiscardSupersede},
+		{"OneOpenUpdatePerEnvironment", testOneOpenUpdate},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
@@ -1037,5 +1041,177 @@ func testDaemons(t *testing.T, open Opener) {
 	must(t, s.DaemonStopped(ctx, "h2:20"))
 	if ds, err := s.Daemons(ctx); err != nil || len(ds) != 1 {
 		t.Fatalf("after a clean stop: %+v, %v", ds, err)
+	}
+}
+
+func saveConflictCheck(t *testing.T, s Store, chk ops.ConflictCheck) {
+	t.Helper()
+	atomic(t, s, func(tx ops.Tx) error { return tx.SaveConflictCheck(ctx, chk) })
+}
+
+func testConflictChecks(t *testing.T, open Opener) {
+	s, c := world(t, open)
+	if _, err := s.ConflictCheck(ctx, "u1"); !errors.Is(err, ops.ErrNotFound) {
+		t.Fatalf("no check yet: %v, want ErrNotFound", err)
+	}
+	started := c.Now().Add(-time.Hour)
+	saveConflictCheck(t, s, ops.ConflictCheck{UpdateID: "u1", ChangeSysID: "c1", State: ops.ConflictRunning, Worker: "w1", StartedAt: started})
+	got, err := s.ConflictCheck(ctx, "u1")
+	if err != nil || got.State != ops.ConflictRunning || got.Worker != "w1" || !got.StartedAt.Equal(started) || !got.CheckedAt.Equal(c.Now()) ||
+		got.Conflicts == nil || len(got.Conflicts) != 0 {
+		t.Fatalf("running check (stamped now, no conflicts) = %+v, %v", got, err)
+	}
+	found := []ops.Conflict{{Type: "blackout", Label: "Blackout", Schedule: "Year-end freeze", CI: "checkout-service"}}
+	saveConflictCheck(t, s, ops.ConflictCheck{UpdateID: "u1", ChangeSysID: "c1", State: ops.ConflictFound, Worker: "w1", StartedAt: started,
+		LastRun: started.Add(2 * time.Second), Conflicts: found, Message: "one conflict", CheckedAt: started.Add(3 * time.Second)})
+	got, err = s.ConflictCheck(ctx, "u1")
+	if err != nil || got.State != ops.ConflictFound || len(got.Conflicts) != 1 || got.Conflicts[0] != found[0] ||
+		!got.LastRun.Equal(started.Add(2*time.Second)) || !got.CheckedAt.Equal(started.Add(3*time.Second)) || got.Message != "one conflict" {
+		t.Fatalf("completed check replaces the running one: %+v, %v", got, err)
+	}
+	saveConflictCheck(t, s, ops.ConflictCheck{UpdateID: "u0", State: ops.ConflictFound, CheckedAt: started.Add(time.Second)})
+	saveConflictCheck(t, s, ops.ConflictCheck{UpdateID: "u9", State: ops.ConflictClear, CheckedAt: started})
+	due, err := s.ConflictChecks(ctx, ops.ConflictFound, started.Add(time.Minute))
+	if err != nil || len(due) != 2 || due[0].UpdateID != "u0" || due[1].UpdateID != "u1" {
+		t.Fatalf("checks in state conflict before the bound = %+v, %v; want u0 then u1 (oldest first)", due, err)
+	}
+	if due, err := s.ConflictChecks(ctx, ops.ConflictFound, started.Add(time.Second)); err != nil || len(due) != 0 {
+		t.Fatalf("a check recorded at or after the bound is due: %+v, %v", due, err)
+	}
+}
+
+func testChangeConflictStatus(t *testing.T, open Opener) {
+	s, c := world(t, open)
+	ch := change(1, 1, c.Now())
+	ch.ConflictStatus = ops.ConflictStatusConflict
+	upsertChanges(t, s, ch)
+	got, err := s.GetChange(ctx, ch.SysID)
+	if err != nil || got.ConflictStatus != ops.ConflictStatusConflict {
+		t.Fatalf("conflict_status = %q, %v; want %q", got.ConflictStatus, err, ops.ConflictStatusConflict)
+	}
+	ch.ConflictStatus, ch.SysModCount = ops.ConflictStatusNone, 2
+	upsertChanges(t, s, ch)
+	if got, err := s.GetChange(ctx, ch.SysID); err != nil || got.ConflictStatus != ops.ConflictStatusNone {
+		t.Fatalf("newer copy: conflict_status = %q, %v; want %q", got.ConflictStatus, err, ops.ConflictStatusNone)
+	}
+}
+
+func testOutboxDiscardSupersede(t *testing.T, open Opener) {
+	s, c := world(t, open)
+	now := c.Now()
+	d1 := enqueue(t, s, "CHG1", ops.OutboxDecide)
+	d2 := enqueue(t, s, "CHG1", ops.OutboxDecide)
+	must(t, s.MarkAttemptFailed(ctx, d1, "no pending approval", now, true))
+	if due, _ := s.DueOutbox(ctx, now, 10); len(due) != 0 {
+		t.Fatalf("a refused head must hold its key back: due = %v", ids(due))
+	}
+	var closed []int64
+	atomic(t, s, func(tx ops.Tx) error {
+		var err error
+		closed, err = tx.SupersedeFailed(ctx, "CHG1", ops.OutboxDecide, d2)
+		return err
+	})
+	if fmt.Sprint(closed) != fmt.Sprint([]int64{d1}) {
+		t.Fatalf("supersede closed %v; want [%d]", closed, d1)
+	}
+	if due, _ := s.DueOutbox(ctx, now, 10); fmt.Sprint(ids(due)) != fmt.Sprint([]int64{d2}) {
+		t.Fatalf("after supersede, due = %v; want [%d]", ids(due), d2)
+	}
+	if it, err := s.GetOutbox(ctx, d1); err != nil || it.State != ops.OutboxSuperseded || it.LastError != "no pending approval" {
+		t.Fatalf("superseded item = %+v, %v", it, err)
+	}
+	if n, err := s.RetryOutbox(ctx, 0); err != nil || n != 1 {
+		t.Fatalf("retry touched %d items (%v); want only the pending one (closed items are never retried)", n, err)
+	}
+	// Discard: not while a live pass holds it, never once delivered.
+	if ok, err := s.ClaimOutbox(ctx, d2, "h:1:p", time.Minute); !ok || err != nil {
+		t.Fatalf("claim: %v %v", ok, err)
+	}
+	discard := func(id int64) error {
+		return s.Atomic(ctx, func(tx ops.Tx) error { _, err := tx.DiscardOutbox(ctx, id); return err })
+	}
+	if err := discard(d2); !errors.Is(err, ops.ErrConflict) {
+		t.Fatalf("discarding a claimed item: %v; want ErrConflict", err)
+	}
+	must(t, s.ReleaseOutbox(ctx, d2, "h:1:p"))
+	must(t, discard(d2))
+	if it, err := s.GetOutbox(ctx, d2); err != nil || it.State != ops.OutboxDiscarded {
+		t.Fatalf("discarded item = %+v, %v", it, err)
+	}
+	if ok, err := s.ClaimOutbox(ctx, d2, "h:1:p", time.Minute); ok || err != nil {
+		t.Fatalf("claiming a discarded item = %v, %v; want refused", ok, err)
+	}
+	if err := discard(d2); !errors.Is(err, ops.ErrConflict) {
+		t.Fatalf("discarding twice: %v; want ErrConflict", err)
+	}
+	if err := discard(99999); !errors.Is(err, ops.ErrNotFound) {
+		t.Fatalf("discarding a missing item: %v; want ErrNotFound", err)
+	}
+	d3 := enqueue(t, s, "CHG2", ops.OutboxDecide)
+	atomic(t, s, func(tx ops.Tx) error { return tx.MarkDelivered(ctx, d3, nil) })
+	if err := discard(d3); !errors.Is(err, ops.ErrConflict) {
+		t.Fatalf("discarding a delivered item: %v; want ErrConflict", err)
+	}
+	if items, err := s.ListOutbox(ctx, ops.OutboxFilter{}); err != nil || len(items) != 0 {
+		t.Fatalf("default list (pending, failed) = %v, %v; want closed items left out", ids(items), err)
+	}
+	closedItems, err := s.ListOutbox(ctx, ops.OutboxFilter{States: []ops.OutboxState{ops.OutboxDiscarded, ops.OutboxSuperseded}})
+	if err != nil || fmt.Sprint(ids(closedItems)) != fmt.Sprint([]int64{d1, d2}) {
+		t.Fatalf("closed items = %v, %v; want [%d %d]", ids(closedItems), err, d1, d2)
+	}
+}
+
+func testOneOpenUpdate(t *testing.T, open Opener) {
+	s, c := world(t, open)
+	openIDs := func(env string) string {
+		t.Helper()
+		var got []string
+		atomic(t, s, func(tx ops.Tx) error {
+			us, err := tx.OpenUpdates(ctx, env)
+			for _, u := range us {
+				got = append(got, u.ID)
+			}
+			return err
+		})
+		return fmt.Sprint(got)
+	}
+	if got := openIDs("prod"); got != "[u1]" {
+		t.Fatalf("open updates of prod = %s; want [u1]", got)
+	}
+	if got := openIDs("dev"); got != "[]" {
+		t.Fatalf("open updates of dev = %s; want none", got)
+	}
+	second := ops.Update{ID: "u2", Environment: "prod", Version: "1.3.0", Plan: []byte(`{}`), PlanDigest: "d2", State: ops.UpdateApproved}
+	err := s.Atomic(ctx, func(tx ops.Tx) error { return tx.InsertUpdate(ctx, second) })
+	if !errors.Is(err, ops.ErrConflict) {
+		t.Fatalf("a second open update of prod: %v; want ErrConflict", err)
+	}
+	// Another environment, and a finished update, do not count.
+	atomic(t, s, func(tx ops.Tx) error {
+		return tx.InsertUpdate(ctx, ops.Update{ID: "u3", Environment: "dev", Version: "1", Plan: []byte(`{}`), State: ops.UpdateProposed})
+	})
+	atomic(t, s, func(tx ops.Tx) error {
+		return tx.InsertUpdate(ctx, ops.Update{ID: "u4", Environment: "prod", Version: "0.9", Plan: []byte(`{}`), State: ops.UpdateCanceled})
+	})
+	u1, err := s.GetUpdate(ctx, "u1")
+	must(t, err)
+	u1.State = ops.UpdateCanceled
+	atomic(t, s, func(tx ops.Tx) error { return tx.SaveUpdate(ctx, u1, ops.UpdateProposed) })
+	c.Advance(time.Minute)
+	atomic(t, s, func(tx ops.Tx) error { return tx.InsertUpdate(ctx, second) })
+	if got := openIDs("prod"); got != "[u2]" {
+		t.Fatalf("open updates of prod after canceling u1 = %s; want [u2]", got)
+	}
+	// A running update holds the environment too.
+	second.State = ops.UpdateRunning
+	atomic(t, s, func(tx ops.Tx) error { return tx.SaveUpdate(ctx, second, ops.UpdateApproved) })
+	err = s.Atomic(ctx, func(tx ops.Tx) error {
+		return tx.InsertUpdate(ctx, ops.Update{ID: "u5", Environment: "prod", Version: "1.4.0", Plan: []byte(`{}`), State: ops.UpdateProposed})
+	})
+	if !errors.Is(err, ops.ErrConflict) {
+		t.Fatalf("an update proposed while one runs: %v; want ErrConflict", err)
+	}
+	if got := openIDs("prod"); got != "[u2]" {
+		t.Fatalf("open updates of prod = %s; want [u2]", got)
 	}
 }

@@ -24,18 +24,22 @@ type Service interface {
 	Cancel(ctx context.Context, idOrChange, reason string) (ops.Update, error)
 	ProposeRollback(ctx context.Context, req ops.RollbackRequest) (ops.Proposal, error)
 	RetryOutbox(ctx context.Context, id int64) (int, ops.DeliveryStats, error)
+	Decision(ctx context.Context, number string) (ops.DecisionStatus, error)
+	DecidesAs() string
 	SyncOnce(ctx context.Context) (ops.SyncReport, error)
 }
 
 var _ Service = (*ops.Service)(nil)
 
-// Propose proposes version (and key=value settings) for env. On a gated
-// environment the environment's name must be typed to confirm.
+// Propose proposes version (and key=value settings) for env. It is
+// dangerous everywhere (an ungated proposal is approved and may be
+// auto-run at once); on a gated environment the environment's name must
+// be typed to confirm.
 func Propose(svc Service, env ops.Environment, version string, set map[string]string) common.Action {
 	a := common.Action{
 		Title:       "Propose " + env.Name + " " + orAsk(version),
 		Description: "Plan the update, evaluate policies and (gated) raise a ServiceNow change.",
-		Dangerous:   env.RequiresChange,
+		Dangerous:   true,
 		Do: func(ctx context.Context, values []string) (string, error) {
 			v := version
 			if v == "" && len(values) > 0 {
@@ -70,7 +74,9 @@ func orAsk(v string) string {
 }
 
 // Decide approves or rejects a change as the configured ServiceNow user,
-// then pushes the decision at once. The change number must be typed.
+// then pushes the decision at once. The change number must be typed. A
+// refusal (the user holds no pending approval, four eyes, ServiceNow said
+// no) is the action's error, shown where the operator acted.
 func Decide(svc Service, change string, approve bool) common.Action {
 	verb, past := "Approve", "approved"
 	if !approve {
@@ -78,7 +84,7 @@ func Decide(svc Service, change string, approve bool) common.Action {
 	}
 	return common.Action{
 		Title:       verb + " " + change,
-		Description: verb + " the change in ServiceNow as the configured user.",
+		Description: verb + " the change in ServiceNow as " + svc.DecidesAs() + " (servicenow.approver).",
 		Dangerous:   true,
 		Confirm:     change,
 		Inputs:      []common.Field{{Label: "Comment", Placeholder: "why", Required: !approve}},
@@ -91,17 +97,58 @@ func Decide(svc Service, change string, approve bool) common.Action {
 			if err != nil {
 				return "", err
 			}
-			st, err := svc.DeliverOutbox(ctx, ch.Number)
-			switch {
-			case err != nil:
-				return fmt.Sprintf("%s of %s queued; delivery deferred: %v", strings.ToLower(verb), ch.Number, err), nil
-			case st.Retrying > 0 || st.Failed > 0:
-				return fmt.Sprintf("%s of %s queued in the outbox (ServiceNow did not take it yet)", strings.ToLower(verb), ch.Number), nil
+			_, derr := svc.DeliverOutbox(ctx, ch.Number)
+			st, err := svc.Decision(ctx, ch.Number)
+			if err != nil {
+				return "", err
 			}
-			return fmt.Sprintf("%s %s in ServiceNow", past, ch.Number), nil
+			it := st.Item
+			switch {
+			case it.State == ops.OutboxDelivered:
+				return fmt.Sprintf("%s %s in ServiceNow", past, ch.Number), nil
+			case it.State == ops.OutboxFailed:
+				return "", fmt.Errorf("%s of %s not delivered (outbox #%d): %s", strings.ToLower(verb), ch.Number, it.ID, it.LastError)
+			case st.BlockedBy != nil:
+				return "", fmt.Errorf("%s of %s queued (outbox #%d) but held back: #%d (%s) ahead of it was refused: %s; retry or discard it on the outbox screen",
+					strings.ToLower(verb), ch.Number, it.ID, st.BlockedBy.ID, st.BlockedBy.Kind, st.BlockedBy.LastError)
+			case derr != nil:
+				return fmt.Sprintf("%s of %s queued; delivery deferred: %v", strings.ToLower(verb), ch.Number, derr), nil
+			}
+			return fmt.Sprintf("%s of %s queued in the outbox (ServiceNow did not take it yet)", strings.ToLower(verb), ch.Number), nil
 		},
 	}
 }
+
+// DiscardOutbox gives up an undelivered write so the writes behind it go
+// on. The item's number must be typed.
+func DiscardOutbox(svc Discarder, it ops.OutboxItem) common.Action {
+	id := fmt.Sprint(it.ID)
+	return common.Action{
+		Title:       fmt.Sprintf("Discard outbox item #%d (%s on %s)", it.ID, it.Kind, it.Key),
+		Description: "It will never be sent to ServiceNow; the writes queued after it on " + it.Key + " go on. Audited.",
+		Dangerous:   true,
+		Confirm:     id,
+		Inputs:      []common.Field{{Label: "Reason", Placeholder: "why"}},
+		Do: func(ctx context.Context, values []string) (string, error) {
+			reason := ""
+			if len(values) > 0 {
+				reason = strings.TrimSpace(values[0])
+			}
+			d, err := svc.DiscardOutbox(ctx, it.ID, reason)
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("discarded #%d (%s on %s): it will never be sent", d.ID, d.Kind, d.Key), nil
+		},
+	}
+}
+
+// Discarder gives up outbox items; *ops.Service implements it.
+type Discarder interface {
+	DiscardOutbox(ctx context.Context, id int64, reason string) (ops.OutboxItem, error)
+}
+
+var _ Discarder = (*ops.Service)(nil)
 
 // Run runs an update. On a gated environment its change number (or the
 // update id when there is none) must be typed. progress receives the run's
@@ -200,11 +247,12 @@ func RetryOutbox(svc Service, id int64) common.Action {
 }
 
 // Sync runs one sync cycle now (deliver the outbox, mirror changes and
-// approvals). It only pushes writes that were already decided, so it is
-// not flagged dangerous.
+// approvals). It only pushes writes that were already decided, so it needs
+// no confirmation, but it does write: disabled in read-only mode.
 func Sync(svc Service) common.Action {
 	return common.Action{
-		Title: "Sync with ServiceNow",
+		Title:  "Sync with ServiceNow",
+		Writes: true,
 		Do: func(ctx context.Context, _ []string) (string, error) {
 			r, err := svc.SyncOnce(ctx)
 			if err != nil {

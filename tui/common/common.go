@@ -157,6 +157,10 @@ type Action struct {
 	// Dangerous marks actions that change ServiceNow or an environment:
 	// disabled in read-only mode and always confirmed.
 	Dangerous bool
+	// Writes marks actions that change ServiceNow or an environment
+	// without needing a confirmation (sync delivers writes already
+	// decided): disabled in read-only mode like dangerous ones.
+	Writes bool
 	// Confirm, when set, must be typed exactly before OK enables (the
 	// change number or environment name of a gated environment).
 	Confirm string
@@ -171,6 +175,20 @@ type Action struct {
 	Follow *NavigateMsg
 	// After is where to navigate when the action succeeds, if anywhere.
 	After func(result string) *NavigateMsg
+}
+
+// Mutates reports whether the action changes ServiceNow or an
+// environment.
+func (a Action) Mutates() bool { return a.Dangerous || a.Writes }
+
+// RefuseReadOnly is the console's one read-only check: the root runs every
+// action (key, palette command or dialog) through it before it opens a
+// dialog and again before it runs. It returns the refusal to show, or "".
+func (c Common) RefuseReadOnly(a Action) string {
+	if c.ReadOnly && a.Mutates() {
+		return "read-only mode: " + a.Title + " is disabled (it changes ServiceNow or an environment)"
+	}
+	return ""
 }
 
 // TaskDoneMsg reports the end of an action started by the root.

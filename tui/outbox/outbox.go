@@ -21,15 +21,17 @@ import (
 type Source interface {
 	Outbox(ctx context.Context, f ops.OutboxFilter) ([]ops.OutboxItem, error)
 	Connection(ctx context.Context, instance string, ping bool) (ops.ConnectionStatus, error)
+	actions.Discarder
 }
 
 // KeyMap is the screen's keys.
 type KeyMap struct {
-	Up    key.Binding
-	Down  key.Binding
-	Ping  key.Binding
-	Retry key.Binding
-	All   key.Binding
+	Up      key.Binding
+	Down    key.Binding
+	Ping    key.Binding
+	Retry   key.Binding
+	Discard key.Binding
+	All     key.Binding
 }
 
 // DefaultKeyMap returns the screen's keys.
@@ -39,7 +41,9 @@ func DefaultKeyMap() KeyMap {
 		Down:  key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓/j", "down")),
 		Ping:  key.NewBinding(key.WithKeys("p"), key.WithHelp("p", "ping ServiceNow")),
 		Retry: key.NewBinding(key.WithKeys("T"), key.WithHelp("T", "retry failed ⚠")),
-		All:   key.NewBinding(key.WithKeys("d"), key.WithHelp("d", "show delivered")),
+		// Discard gives the selected write up so the ones behind it go on.
+		Discard: key.NewBinding(key.WithKeys("D"), key.WithHelp("D", "discard ⚠")),
+		All:     key.NewBinding(key.WithKeys("d"), key.WithHelp("d", "show delivered")),
 	}
 }
 
@@ -105,7 +109,7 @@ func (m *Model) Load() tea.Cmd {
 	c, src, gen := m.common, m.src, m.gen
 	f := ops.OutboxFilter{States: []ops.OutboxState{ops.OutboxPending, ops.OutboxFailed}, Limit: 500}
 	if m.delivered {
-		f.States = append(f.States, ops.OutboxDelivered)
+		f.States = append(f.States, ops.OutboxDelivered, ops.OutboxDiscarded, ops.OutboxSuperseded)
 	}
 	return func() tea.Msg {
 		ctx, cancel := c.Context()
@@ -133,6 +137,8 @@ func (m *Model) InputFocused() bool { return false }
 func (m *Model) updateKeys() {
 	m.keys.Retry.SetEnabled(!m.common.ReadOnly && m.conn.Failed > 0)
 	m.keys.Ping.SetEnabled(m.conn.Configured || !m.connKnown)
+	m.keys.Discard.SetEnabled(!m.common.ReadOnly && m.cursor < len(m.items) &&
+		(m.items[m.cursor].State == ops.OutboxFailed || m.items[m.cursor].State == ops.OutboxPending))
 }
 
 // Update handles messages.
@@ -168,6 +174,9 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 				id = m.items[m.cursor].ID
 			}
 			a := actions.RetryOutbox(m.acts, id)
+			return m, func() tea.Msg { return common.ActionMsg{Action: a} }
+		case key.Matches(msg, m.keys.Discard):
+			a := actions.DiscardOutbox(m.src, m.items[m.cursor])
 			return m, func() tea.Msg { return common.ActionMsg{Action: a} }
 		}
 	}
@@ -226,7 +235,24 @@ func (m Model) View() string {
 	if m.loaded && len(m.items) == 0 {
 		lines = append(lines, s.Table.Empty.Render("the outbox is empty: everything reached ServiceNow"))
 	}
-	listH := max(h-len(lines), 1)
+	// The selected item's whole error and claim, under the list: a
+	// refusal says what to do, and that does not fit in a column.
+	var detail []string
+	if m.cursor < len(m.items) {
+		it := m.items[m.cursor]
+		if it.ClaimedBy != "" && it.ClaimHolderGone() {
+			detail = append(detail, s.Status.Bad.Render(fmt.Sprintf("#%d claimed by %s: process gone, the next delivery takes it", it.ID, it.ClaimHolder())))
+		} else if it.ClaimedBy != "" && it.State == ops.OutboxPending {
+			detail = append(detail, s.Status.Muted.Render(fmt.Sprintf("#%d being sent by %s", it.ID, it.ClaimHolder())))
+		}
+		if it.State == ops.OutboxFailed && it.LastError != "" {
+			for _, l := range wrap(fmt.Sprintf("#%d refused: %s", it.ID, it.LastError), max(w, 20)) {
+				detail = append(detail, s.Status.Bad.Render(l))
+			}
+		}
+		detail = detail[:min(len(detail), max(h-len(lines)-2, 0))]
+	}
+	listH := max(h-len(lines)-len(detail), 1)
 	off := common.Window(0, m.cursor, listH, len(m.items))
 	for i := off; i < len(m.items) && i < off+listH; i++ {
 		it := m.items[i]
@@ -234,6 +260,8 @@ func (m Model) View() string {
 		switch it.State {
 		case ops.OutboxFailed:
 			st = s.Status.Bad.Render(st)
+		case ops.OutboxDiscarded, ops.OutboxSuperseded:
+			st = s.Status.Muted.Render(st)
 		case ops.OutboxPending:
 			st = s.Status.Pending.Render(st)
 		case ops.OutboxDelivered:
@@ -245,15 +273,42 @@ func (m Model) View() string {
 		}
 		lines = append(lines, row)
 	}
+	if len(detail) > 0 {
+		for len(lines) < h-len(detail) {
+			lines = append(lines, "")
+		}
+		lines = append(lines, detail...)
+	}
 	return common.Fit(strings.Join(lines, "\n"), w, h)
+}
+
+// wrap breaks s into lines of at most w runes at spaces.
+func wrap(s string, w int) []string {
+	var out []string
+	line := ""
+	for _, word := range strings.Fields(s) {
+		switch {
+		case line == "":
+			line = word
+		case len([]rune(line))+1+len([]rune(word)) <= w:
+			line += " " + word
+		default:
+			out = append(out, line)
+			line = word
+		}
+	}
+	if line != "" {
+		out = append(out, line)
+	}
+	return out
 }
 
 // ShortHelp implements help.KeyMap.
 func (m Model) ShortHelp() []key.Binding {
-	return []key.Binding{m.keys.Down, m.keys.Ping, m.keys.Retry, m.keys.All}
+	return []key.Binding{m.keys.Down, m.keys.Ping, m.keys.Retry, m.keys.Discard, m.keys.All}
 }
 
 // FullHelp implements help.KeyMap.
 func (m Model) FullHelp() [][]key.Binding {
-	return [][]key.Binding{{m.keys.Up, m.keys.Down, m.keys.All}, {m.keys.Ping, m.keys.Retry}}
+	return [][]key.Binding{{m.keys.Up, m.keys.Down, m.keys.All}, {m.keys.Ping, m.keys.Retry, m.keys.Discard}}
 }
