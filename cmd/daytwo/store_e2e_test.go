@@ -179,8 +179,22 @@ func TestStoreCopyRoundTripsTheDemo(t *testing.T) {
 	env := []string{"DAYTWO_CONFIG=" + filepath.Join(dir, "daytwo.yaml"), "DAYTWO_DB=" + filepath.Join(dir, "daytwo.db")}
 	url := srv.URL(srv.CreateDB(t))
 	pgEnv := []string{"DAYTWO_CONFIG=" + filepath.Join(dir, "daytwo.yaml"), "DAYTWO_DB_URL=" + url, "DAYTWO_DB_PASSWORD=" + srv.Password}
-	if r := daytwo(t, pgEnv, "store", "copy", "--from", "sqlite://"+filepath.Join(dir, "daytwo.db")); r.code != 0 {
+	r := daytwo(t, pgEnv, "store", "copy", "--from", "sqlite://"+filepath.Join(dir, "daytwo.db"), "-o", "json")
+	var copied struct {
+		Rows  map[string]int64 `json:"rows"`
+		Audit struct {
+			OK bool `json:"ok"`
+		} `json:"audit"`
+	}
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &copied) != nil || !copied.Audit.OK || copied.Rows["audit_events"] == 0 {
 		t.Fatalf("store copy (--to from DAYTWO_DB_URL): %+v", r)
+	}
+	var v any
+	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range jsonProblems("daytwo store copy", v) {
+		t.Error(p)
 	}
 	for _, args := range [][]string{
 		{"audit", "verify", "-o", "json"},
