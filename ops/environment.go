@@ -24,6 +24,8 @@ type Environment struct {
 	Health         []HealthCheck     `koanf:"health" json:"health,omitempty"`
 	Strategy       Strategy          `koanf:"strategy" json:"strategy"`
 	Config         map[string]string `koanf:"config" json:"config,omitempty"`
+	// Verify, if set, keeps checking every target after the last batch.
+	Verify *VerifyWindow `koanf:"verify" json:"verify,omitempty"`
 }
 
 // ChangeDefaults says how the change request for an update of a gated
@@ -57,6 +59,10 @@ type DeploySpec struct {
 	Rollback []string          `koanf:"rollback" json:"rollback,omitempty"`
 	Timeout  time.Duration     `koanf:"timeout" json:"timeout,omitempty"`
 	Env      map[string]string `koanf:"env" json:"env,omitempty"`
+	// Ansible and SSH select the other executors (see executors.go);
+	// at most one of Command, Ansible and SSH is set.
+	Ansible *AnsibleSpec `koanf:"ansible" json:"ansible,omitempty"`
+	SSH     *SSHSpec     `koanf:"ssh" json:"ssh,omitempty"`
 }
 
 // VersionProbe tells how to ask a target which version it really runs.
@@ -74,15 +80,18 @@ type HTTPProbe struct {
 }
 
 // HealthCheck is one check run against every target after it is deployed.
-// Exactly one of HTTP, TCP and Command is set.
+// Exactly one of HTTP, TCP, Command, Metrics and Prometheus is set; the
+// metric kinds run during the bake (see MetricAnalysis).
 type HealthCheck struct {
-	Name     string        `koanf:"name" json:"name,omitempty"`
-	HTTP     *HTTPCheck    `koanf:"http" json:"http,omitempty"`
-	TCP      *TCPCheck     `koanf:"tcp" json:"tcp,omitempty"`
-	Command  []string      `koanf:"command" json:"command,omitempty"`
-	Interval time.Duration `koanf:"interval" json:"interval,omitempty"`
-	Timeout  time.Duration `koanf:"timeout" json:"timeout,omitempty"`
-	Retries  int           `koanf:"retries" json:"retries,omitempty"`
+	Name       string           `koanf:"name" json:"name,omitempty"`
+	HTTP       *HTTPCheck       `koanf:"http" json:"http,omitempty"`
+	TCP        *TCPCheck        `koanf:"tcp" json:"tcp,omitempty"`
+	Command    []string         `koanf:"command" json:"command,omitempty"`
+	Metrics    *MetricsCheck    `koanf:"metrics" json:"metrics,omitempty"`
+	Prometheus *PrometheusCheck `koanf:"prometheus" json:"prometheus,omitempty"`
+	Interval   time.Duration    `koanf:"interval" json:"interval,omitempty"`
+	Timeout    time.Duration    `koanf:"timeout" json:"timeout,omitempty"`
+	Retries    int              `koanf:"retries" json:"retries,omitempty"`
 }
 
 // HTTPCheck passes when the URL answers with the expected status and, if

@@ -33,6 +33,12 @@ type StepRequest struct {
 	// error means the step may no longer run: the executor kills the
 	// program's group and returns that error.
 	OnStart func(pid int) error
+	// Baseline are the targets not yet updated when the step runs (the
+	// later batches'), against which metric checks compare during a bake.
+	Baseline []Target
+	// OnVerdict, if set, receives every metric check's verdict during a
+	// bake, with its numbers.
+	OnVerdict func(MetricVerdict)
 }
 
 // StepReaper stops programs that runs' earlier holders left running on

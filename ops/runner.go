@@ -395,14 +395,18 @@ func (r *runner) execute(view *journalView) (runOutcome, error) {
 		}
 		r.emit(RunEvent{Batch: batch.Index, State: "batch", Message: label})
 		results := make([]targetResult, len(deploy))
-		fanOut(len(deploy), r.env.Strategy.MaxParallel, func(i int) {
-			name := deploy[i]
-			if r.stopping() {
-				results[i] = targetResult{target: name, notRun: true}
-				return
-			}
-			results[i] = r.deployTarget(batch.Index, targets[name])
-		})
+		if be, ok := r.exec.(BatchExecutor); ok && !r.stopping() {
+			results = r.deployBatch(be, batch.Index, pick(targets, deploy)) // one program for the batch (batch.go)
+		} else {
+			fanOut(len(deploy), r.env.Strategy.MaxParallel, func(i int) {
+				name := deploy[i]
+				if r.stopping() {
+					results[i] = targetResult{target: name, notRun: true}
+					return
+				}
+				results[i] = r.deployTarget(batch.Index, targets[name])
+			})
+		}
 		if r.lost.Load() {
 			return r.fenced()
 		}
@@ -450,6 +454,9 @@ func (r *runner) execute(view *journalView) (runOutcome, error) {
 			cause := fmt.Errorf("%d target(s) failed, more than max_failures %d: %s", failures, r.env.Strategy.MaxFailures, strings.Join(evidence, "; "))
 			return r.rollbackAll(cause)
 		}
+	}
+	if out, err, done := r.verifyWindow(); done {
+		return out, err
 	}
 	return r.finishSucceeded()
 }
@@ -639,7 +646,9 @@ func (r *runner) bake(batch int, names []string, targets map[string]Target) ([]s
 	fanOut(len(names), len(names), func(i int) {
 		name := names[i]
 		var ev string
-		err := r.step(batch, name, StepBake, r.u.Version, r.request(targets[name]), func(ctx context.Context, req StepRequest) (string, error) {
+		req := r.request(targets[name])
+		req.Baseline, req.OnVerdict = r.baselineFor(batch), func(v MetricVerdict) { r.metricVerdict(batch, v) }
+		err := r.step(batch, name, StepBake, r.u.Version, req, func(ctx context.Context, req StepRequest) (string, error) {
 			var err error
 			if b, ok := r.health.(Baker); ok {
 				ev, err = b.Bake(ctx, req, d, r.sink())
@@ -738,21 +747,25 @@ func (r *runner) rollbackAll(cause error) (runOutcome, error) {
 		failed  []string
 		wasBusy bool
 	)
-	fanOut(len(touched), r.env.Strategy.MaxParallel, func(i int) {
-		name := touched[i]
-		if view.target(name).restored {
-			return // an earlier holder of the run restored it; verified below
-		}
-		if err := r.rollbackTarget(targets[name]); err != nil {
-			mu.Lock()
-			defer mu.Unlock()
-			if busy(err) {
-				wasBusy = true
-				return
+	if br, ok := r.exec.(BatchRollbacker); ok {
+		failed, wasBusy = r.rollbackTouched(br, touched, view, targets) // one program for all (batch.go)
+	} else {
+		fanOut(len(touched), r.env.Strategy.MaxParallel, func(i int) {
+			name := touched[i]
+			if view.target(name).restored {
+				return // an earlier holder of the run restored it; verified below
 			}
-			failed = append(failed, fmt.Sprintf("%s: %v", name, err))
-		}
-	})
+			if err := r.rollbackTarget(targets[name]); err != nil {
+				mu.Lock()
+				defer mu.Unlock()
+				if busy(err) {
+					wasBusy = true
+					return
+				}
+				failed = append(failed, fmt.Sprintf("%s: %v", name, err))
+			}
+		})
+	}
 	if r.lost.Load() {
 		return r.fenced()
 	}

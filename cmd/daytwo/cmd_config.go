@@ -43,6 +43,12 @@ func (a *app) configCheckCommand() *cobra.Command {
 			if err != nil && !errors.As(err, &cfgErr) {
 				return err
 			}
+			if err == nil { // what the executors need outside the file (playbooks, inventory, ssh keys)
+				if probs := config.CheckExecutors(cmd.Context(), cfg); len(probs) > 0 {
+					cfgErr = &config.Error{File: cfg.File, Problems: probs}
+					err = cfgErr
+				}
+			}
 			res := configCheckResult{OK: err == nil, Problems: []config.Problem{}}
 			if cfgErr != nil {
 				res.File, res.Problems = cfgErr.File, cfgErr.Problems

@@ -18,6 +18,10 @@ import (
 	"github.com/daytwo/daytwo/ops"
 )
 
+// demoLoad is the requests per second the demo's load generator sends to
+// each target, so that metric analysis has traffic to judge.
+const demoLoad = 20
+
 // demoWorld is everything `daytwo demo` starts: a workspace, the simulator,
 // the fleet, a configuration, the service and the engine loop.
 type demoWorld struct {
@@ -118,7 +122,7 @@ func (a *app) startDemo(ctx context.Context, dir string, keep, manual bool, appr
 	}
 	cleanup = append(cleanup, func() { w.sim.Close() })
 	if w.fleet, err = demofleet.Start(ctx, demofleet.Options{StateDir: filepath.Join(dir, "fleet"),
-		Targets: demofleet.DemoTargets(nil), Logger: a.logger.With("component", "fleet")}); err != nil {
+		Targets: demofleet.DemoTargets(nil), Logger: a.logger.With("component", "fleet"), Load: demoLoad}); err != nil {
 		return nil, fmt.Errorf("demo: start the fleet: %w", err)
 	}
 	cleanup = append(cleanup, func() { w.fleet.Close() })
@@ -309,22 +313,46 @@ func (a *app) demoStory(ctx context.Context, w *demoWorld, manual bool) error {
 	}
 	ok("production on 1.1.0; %s closed %s with a work note per batch and the run log attached", ch.Number, ch.CloseCode)
 
+	// rolledBack proposes a bad production release (approving it in the
+	// manual story) and waits until it is rolled back and every target is
+	// on 1.1.0 again.
+	rolledBack := func(version string) (ops.Update, error) {
+		p, err := propose("production", version, nil)
+		if err != nil {
+			return ops.Update{}, err
+		}
+		if manual {
+			if _, err := waitForUpdate(ctx, svc, p.Update.ID, 30*time.Second, ops.UpdateAwaitingApproval); err != nil {
+				return ops.Update{}, err
+			}
+			if err := a.demoApprove(ctx, svc, p.Update.ID); err != nil {
+				return ops.Update{}, err
+			}
+		}
+		u, err := wait(p.Update.ID, ops.UpdateRolledBack)
+		if err != nil {
+			return u, err
+		}
+		return u, fleetOn("1.1.0", "prd-1", "prd-2", "prd-3")
+	}
+
+	say("propose 1.2.0-degraded to production: /healthz answers 200, but 20%% of requests fail; metric analysis compares the canary with the baseline")
+	if u, err = rolledBack("1.2.0-degraded"); err != nil {
+		return err
+	}
+	ch, err = waitForChange(ctx, svc, u.ChangeSysID, 30*time.Second, func(c ops.Change) bool { return c.State == ops.ChangeClosed })
+	if err != nil {
+		return err
+	}
+	note, err := waitForNote(ctx, svc, u.ID, 30*time.Second, `metrics "error-rate" on prd-1: failed`)
+	if err != nil {
+		return err
+	}
+	ok("the canary passed its health checks; the analysis failed it against the baseline and rolled it back: %s", note)
+	ok("%s closed %s, with the verdict's numbers in its work notes", ch.Number, ch.CloseCode)
+
 	say("propose 1.2.0-broken to production: approved, rolled out, its health check fails")
-	if p, err = propose("production", "1.2.0-broken", nil); err != nil {
-		return err
-	}
-	if manual {
-		if _, err := waitForUpdate(ctx, svc, p.Update.ID, 30*time.Second, ops.UpdateAwaitingApproval); err != nil {
-			return err
-		}
-		if err := a.demoApprove(ctx, svc, p.Update.ID); err != nil {
-			return err
-		}
-	}
-	if u, err = wait(p.Update.ID, ops.UpdateRolledBack); err != nil {
-		return err
-	}
-	if err := fleetOn("1.1.0", "prd-1", "prd-2", "prd-3"); err != nil {
+	if u, err = rolledBack("1.2.0-broken"); err != nil {
 		return err
 	}
 	ok("automatic rollback: every touched target is back on 1.1.0")
@@ -450,6 +478,34 @@ func waitForIncident(ctx context.Context, svc *ops.Service, updateID string, tim
 		}
 		if err := sleepCtx(ctx, 250*time.Millisecond); err != nil {
 			return ops.Incident{}, err
+		}
+	}
+}
+
+// waitForNote waits for a delivered work note of the update containing
+// want, and returns its line that does.
+func waitForNote(ctx context.Context, svc *ops.Service, updateID string, timeout time.Duration, want string) (string, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		d, err := svc.UpdateDetail(ctx, updateID)
+		if err != nil {
+			return "", err
+		}
+		for _, n := range d.Notes {
+			if !n.Delivered {
+				continue
+			}
+			for line := range strings.SplitSeq(n.Text, "\n") {
+				if strings.Contains(line, want) {
+					return line, nil
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("demo: no delivered work note of update %s says %q", updateID, want)
+		}
+		if err := sleepCtx(ctx, 250*time.Millisecond); err != nil {
+			return "", err
 		}
 	}
 }

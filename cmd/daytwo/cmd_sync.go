@@ -191,7 +191,7 @@ func (a *app) daemon(ctx context.Context, svc *ops.Service, db appStore, m *sync
 		if err != nil {
 			return fmt.Errorf("sync: listen on %s (sync.listen): %w", listen, err)
 		}
-		srv = &http.Server{Handler: a.daemonMux(db, m, interval), ReadHeaderTimeout: 5 * time.Second}
+		srv = &http.Server{Handler: a.withAlertmanager(a.daemonMux(db, m, interval), svc), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("metrics server stopped", "err", err)

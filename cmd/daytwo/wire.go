@@ -91,7 +91,7 @@ func (a *app) service(ctx context.Context, opts ...itsm.Option) (*ops.Service, a
 		execOpts = append(execOpts, exec.WithDir(filepath.Dir(cfg.File)))
 	}
 	svcOpts = append(svcOpts, ops.WithExecutors(func(env ops.Environment) (ops.Executor, ops.HealthChecker, error) {
-		c, err := exec.NewCommand(env.Name, env.Deploy, execOpts...)
+		c, err := newExecutor(env, execOpts)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -133,4 +133,16 @@ func (a *app) serviceFor(ctx context.Context, envs ...string) (*ops.Service, err
 		}
 	}
 	return svc, nil
+}
+
+// newExecutor builds the executor an environment's deploy section names:
+// Ansible (one playbook run per batch), SSH, or the local command.
+func newExecutor(env ops.Environment, opts []exec.Option) (ops.Executor, error) {
+	switch {
+	case env.Deploy.Ansible != nil:
+		return exec.NewAnsible(env.Name, env.Deploy, opts...)
+	case env.Deploy.SSH != nil:
+		return exec.NewSSH(env.Name, env.Deploy, opts...)
+	}
+	return exec.NewCommand(env.Name, env.Deploy, opts...)
 }

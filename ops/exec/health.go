@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/daytwo/daytwo/ops"
@@ -29,7 +30,8 @@ const maxBody = 1 << 20
 type Health struct {
 	env      string
 	checks   []*check
-	interval time.Duration // between bake rounds: the shortest check interval
+	metrics  []*metricCheck // run during bakes only
+	interval time.Duration  // between bake rounds: the shortest check interval
 	o        options
 }
 
@@ -72,6 +74,14 @@ type jsonExpect struct {
 func NewHealth(env string, checks []ops.HealthCheck, opts ...Option) (*Health, error) {
 	h := &Health{env: env, o: newOptions(opts)}
 	for i, hc := range checks {
+		if hc.Metrics != nil || hc.Prometheus != nil {
+			m, err := parseMetric(fmt.Sprintf("health[%d]", i), hc, h.o)
+			if err != nil {
+				return nil, fmt.Errorf("exec: environment %s: %w", env, err)
+			}
+			h.metrics = append(h.metrics, m)
+			continue
+		}
 		c, err := parseCheck(fmt.Sprintf("health[%d]", i), hc)
 		if err != nil {
 			return nil, fmt.Errorf("exec: environment %s: %w", env, err)
@@ -170,7 +180,65 @@ func (h *Health) Check(ctx context.Context, req ops.StepRequest, log ops.LogSink
 // on the first failed round (each check in a round keeps its retries, so a
 // single dropped request does not fail a bake). The evidence counts the
 // rounds and repeats the last round's.
+//
+// Metric checks (metrics, prometheus) run only here, alongside the rounds,
+// each for its own count of intervals (so a bake lasts at least that
+// long); their verdicts join the evidence, and a failed or inconclusive
+// verdict fails the bake.
 func (h *Health) Bake(ctx context.Context, req ops.StepRequest, d time.Duration, log ops.LogSink) (string, error) {
+	if len(h.metrics) == 0 {
+		return h.bakeRounds(ctx, req, d, log)
+	}
+	sl := newStepLog(log, req.Target.Name)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type res struct {
+		ev  string
+		err error
+	}
+	results := make([]res, 1+len(h.metrics))
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		ev, err := h.bakeRounds(ctx, req, d, log)
+		results[0] = res{ev, err}
+		if err != nil {
+			cancel()
+		}
+	})
+	for i, m := range h.metrics {
+		wg.Go(func() {
+			v, err := h.analyse(ctx, m, req, d, sl)
+			results[i+1] = res{v.String(), err}
+			if err != nil {
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+	// The first failure cancels the others: report the failures, and a
+	// cancellation only when nothing failed (the bake itself was stopped).
+	var evs []string
+	var failed, canceled []error
+	for _, r := range results {
+		switch {
+		case r.err == nil:
+			evs = append(evs, r.ev)
+		case errors.Is(r.err, context.Canceled):
+			canceled = append(canceled, r.err)
+		default:
+			failed = append(failed, r.err)
+		}
+	}
+	if len(failed) == 0 && len(canceled) > 0 {
+		failed = canceled[:1]
+	}
+	if len(failed) > 0 {
+		return "", fmt.Errorf("exec: bake of %s: %w", req.Target.Name, errors.Join(failed...))
+	}
+	return strings.Join(evs, "; "), nil
+}
+
+func (h *Health) bakeRounds(ctx context.Context, req ops.StepRequest, d time.Duration, log ops.LogSink) (string, error) {
 	start := h.o.now()
 	deadline := start.Add(d)
 	for round := 1; ; round++ {
@@ -198,6 +266,9 @@ func (h *Health) check(ctx context.Context, req ops.StepRequest, log ops.LogSink
 		}
 	}
 	if len(h.checks) == 0 {
+		if len(h.metrics) > 0 {
+			return "metric checks run during the bake", nil
+		}
 		return "no health checks configured", nil
 	}
 	d := newData(h.env, req)

@@ -22,6 +22,7 @@ type Config struct {
 	Sync         Sync              `koanf:"sync"`
 	Console      Console           `koanf:"console"`
 	Audit        Audit             `koanf:"audit"`
+	Alertmanager Alertmanager      `koanf:"alertmanager"`
 	Environments []ops.Environment `koanf:"environments"`
 	Freezes      []ops.Freeze      `koanf:"freezes"`
 	Policies     []ops.Policy      `koanf:"policies"`
@@ -106,6 +107,18 @@ type Console struct {
 	LogFile string `koanf:"log_file"`
 }
 
+// Alertmanager configures the daemon's webhook receiver (POST
+// /alertmanager on sync.listen). It is off until a token is set
+// (DAYTWO_ALERTMANAGER_TOKEN or token_file): requests must carry it as a
+// bearer token.
+type Alertmanager struct {
+	TokenFile string `koanf:"token_file"`
+	// EnvironmentLabel and ServiceLabel name the alert labels that map an
+	// alert to an environment ("environment") and a service ("service").
+	EnvironmentLabel string `koanf:"environment_label"`
+	ServiceLabel     string `koanf:"service_label"`
+}
+
 // Audit anchors the audit chain outside the database.
 type Audit struct {
 	// KeyFile holds the key that HMACs every audit event (or set
@@ -128,6 +141,8 @@ type Secrets struct {
 	// says where it came from.
 	DBPassword       string
 	DBPasswordSource string
+	// AlertmanagerToken is the bearer token webhook requests must carry.
+	AlertmanagerToken string
 	// AuditKey keys the audit chain (HMAC-SHA256); nil when not configured.
 	AuditKey []byte
 	// AuditKeySource says where it came from, for display.

@@ -278,6 +278,7 @@ func readSecrets(cfg *Config, getenv func(string) string) []Problem {
 	if cfg.Secrets.DBPassword == "" {
 		cfg.Secrets.DBPassword, cfg.Secrets.DBPasswordSource = read("PGPASSWORD", "store.password_file", cfg.Store.PasswordFile)
 	}
+	cfg.Secrets.AlertmanagerToken, _ = read("DAYTWO_ALERTMANAGER_TOKEN", "alertmanager.token_file", cfg.Alertmanager.TokenFile)
 	if key, src := read("DAYTWO_AUDIT_KEY", "audit.key_file", cfg.Audit.KeyFile); key != "" {
 		if len(key) < MinAuditKeyLen {
 			where := "audit.key_file"

@@ -17,6 +17,7 @@ var secretKeys = map[string]string{
 	"servicenow.auth.client_secret": "secrets are not read from the file: set DAYTWO_SN_CLIENT_SECRET or client_secret_file",
 	"servicenow.approver.password":  "secrets are not read from the file: set DAYTWO_SN_APPROVER_PASSWORD or password_file",
 	"audit.key":                     "secrets are not read from the file: set DAYTWO_AUDIT_KEY or audit.key_file",
+	"alertmanager.token":            "secrets are not read from the file: set DAYTWO_ALERTMANAGER_TOKEN or alertmanager.token_file",
 }
 
 // unknownKeys walks the raw YAML tree against the Config type and reports
@@ -33,12 +34,7 @@ func unknownKeys(path string, v any, t reflect.Type) []Problem {
 			return nil // a type error, reported by the decoder
 		}
 		fields := map[string]reflect.Type{}
-		for i := range t.NumField() {
-			f := t.Field(i)
-			if tag := strings.Split(f.Tag.Get("koanf"), ",")[0]; tag != "" && tag != "-" {
-				fields[tag] = f.Type
-			}
-		}
+		koanfFields(t, fields)
 		keys := sortedKeys(m)
 		for _, key := range keys {
 			full := join(path, key)
@@ -69,6 +65,22 @@ func unknownKeys(path string, v any, t reflect.Type) []Problem {
 		}
 	}
 	return out
+}
+
+// koanfFields collects a struct's keys, those of embedded structs tagged
+// ",squash" (ops.MetricAnalysis in the metric checks) included.
+func koanfFields(t reflect.Type, fields map[string]reflect.Type) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag := f.Tag.Get("koanf")
+		if f.Anonymous && strings.Contains(tag, ",squash") && f.Type.Kind() == reflect.Struct {
+			koanfFields(f.Type, fields)
+			continue
+		}
+		if name := strings.Split(tag, ",")[0]; name != "" && name != "-" {
+			fields[name] = f.Type
+		}
+	}
 }
 
 func join(path, key string) string {
@@ -167,7 +179,14 @@ func resolvePaths(tree map[string]any, dir string) {
 	walkPath(tree, "servicenow.approver", func(m map[string]any) { abs(m, "password_file") })
 	walkPath(tree, "console", func(m map[string]any) { abs(m, "log_file") })
 	walkPath(tree, "audit", func(m map[string]any) { abs(m, "key_file"); abs(m, "anchor_file") })
+	walkPath(tree, "alertmanager", func(m map[string]any) { abs(m, "token_file") })
 	walkPath(tree, "environments.*.deploy", func(m map[string]any) { argv0(m, "command"); argv0(m, "rollback") })
+	walkPath(tree, "environments.*.deploy.ansible", func(m map[string]any) {
+		abs(m, "playbook")
+		abs(m, "inventory")
+		abs(m, "rollback_playbook")
+	})
+	walkPath(tree, "environments.*.deploy.ssh", func(m map[string]any) { abs(m, "key_file"); abs(m, "known_hosts") })
 	walkPath(tree, "environments.*.version_probe", func(m map[string]any) { argv0(m, "command") })
 	walkPath(tree, "environments.*.health.*", func(m map[string]any) { argv0(m, "command") })
 }
@@ -227,6 +246,7 @@ func stringifyMaps(tree map[string]any) {
 	}
 	walkPath(tree, "environments.*", func(m map[string]any) { str(m, "config") })
 	walkPath(tree, "environments.*.deploy", func(m map[string]any) { str(m, "env") })
+	walkPath(tree, "environments.*.deploy.ansible", func(m map[string]any) { str(m, "extra_vars") })
 	walkPath(tree, "environments.*.targets.*", func(m map[string]any) { str(m, "vars") })
 	walkPath(tree, "environments.*.health.*.http", func(m map[string]any) { str(m, "expect_json") })
 }

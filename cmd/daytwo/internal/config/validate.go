@@ -15,6 +15,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/daytwo/daytwo/ops"
+	"github.com/daytwo/daytwo/ops/exec"
 	"github.com/daytwo/daytwo/ops/policy"
 )
 
@@ -222,9 +223,7 @@ func (v *validator) environment(key string, e ops.Environment, envs map[string]i
 	}
 	v.targetVarRefs(key, e)
 	v.argSizes(key, e)
-	if len(e.Deploy.Command) == 0 {
-		v.add(key+".deploy.command", "must name the program to run (argv list, no shell)")
-	}
+	v.executors(key, e)
 	for j, a := range e.Deploy.Command {
 		v.tmpl(fmt.Sprintf("%s.deploy.command[%d]", key, j), a)
 	}
@@ -264,11 +263,29 @@ func (v *validator) environment(key string, e ops.Environment, envs map[string]i
 		if len(h.Command) > 0 {
 			kinds++
 		}
+		if h.Metrics != nil || h.Prometheus != nil {
+			kinds++
+			if h.Metrics != nil && h.Prometheus != nil {
+				kinds++
+			}
+			v.metricCheck(hk, h, e)
+		}
 		if kinds != 1 {
-			v.add(hk, "set exactly one of http, tcp or command")
+			v.add(hk, "set exactly one of http, tcp, command, metrics or prometheus")
 		}
 		if h.Retries < 0 {
 			v.add(hk+".retries", "cannot be negative")
+		}
+	}
+	if vw := e.Verify; vw != nil {
+		if vw.Window <= 0 {
+			v.add(key+".verify.window", "must be a positive duration such as 30m")
+		}
+		if vw.OnFailure != "" {
+			v.oneOf(key+".verify.on_failure", vw.OnFailure, "rollback", "incident", "alert")
+		}
+		if len(e.Health) == 0 {
+			v.add(key+".verify", "a verification window needs health checks to run")
 		}
 	}
 	s := e.Strategy
@@ -282,6 +299,29 @@ func (v *validator) environment(key string, e ops.Environment, envs map[string]i
 		if !configKeyRE.MatchString(k) {
 			v.add(key+".config."+k, "config keys become DAYTWO_CFG_<KEY> variables: use letters, digits and _")
 		}
+	}
+}
+
+// metricCheck parses a metrics or prometheus check as the engine will,
+// so that a bad expression or setting fails `config check` with the
+// check's key and field, and requires the bake the check runs in.
+func (v *validator) metricCheck(hk string, h ops.HealthCheck, e ops.Environment) {
+	if e.Strategy.Bake <= 0 && (e.Verify == nil || e.Verify.Window <= 0) {
+		kind := "metrics"
+		if h.Prometheus != nil {
+			kind = "prometheus"
+		}
+		v.add(hk+"."+kind, "metric checks run during each batch's bake and the verification window: set strategy.bake (e.g. 30s) or verify.window")
+	}
+	if h.Metrics != nil && h.Prometheus != nil {
+		return // reported as two kinds
+	}
+	if err := exec.ValidateMetricCheck(hk, h); err != nil {
+		key, msg, ok := strings.Cut(err.Error(), ": ")
+		if !ok {
+			key, msg = hk, err.Error()
+		}
+		v.add(key, "%s", msg)
 	}
 }
 
@@ -300,6 +340,15 @@ func templates(key string, e ops.Environment) [][2]string {
 	}
 	for j, a := range e.Deploy.Rollback {
 		add(fmt.Sprintf("%s.deploy.rollback[%d]", key, j), a)
+	}
+	if ss := e.Deploy.SSH; ss != nil {
+		add(key+".deploy.ssh.host", ss.Host)
+		for j, a := range ss.Command {
+			add(fmt.Sprintf("%s.deploy.ssh.command[%d]", key, j), a)
+		}
+		for j, a := range ss.Rollback {
+			add(fmt.Sprintf("%s.deploy.ssh.rollback[%d]", key, j), a)
+		}
 	}
 	if p := e.VersionProbe; p.HTTP != nil {
 		add(key+".version_probe.http.url", p.HTTP.URL)
@@ -321,6 +370,12 @@ func templates(key string, e ops.Environment) [][2]string {
 		}
 		for k, a := range h.Command {
 			add(fmt.Sprintf("%s.command[%d]", hk, k), a)
+		}
+		if h.Metrics != nil {
+			add(hk+".metrics.url", h.Metrics.URL)
+		}
+		if h.Prometheus != nil {
+			add(hk+".prometheus.query", h.Prometheus.Query)
 		}
 	}
 	return out
