@@ -92,11 +92,17 @@ const defaultSyncSkew = 10 * time.Second
 // watermark with the page makes an interrupted run resumable. If fn returns
 // an error the run stops with it.
 //
-// A run stops on an empty page, or as soon as X-Total-Count shows that the
-// page held every remaining match, so an idle cycle costs exactly one
-// request and a cycle with fewer changes than a page also costs one. A page
-// shorter than the limit alone does not end the run: ServiceNow applies
-// sysparm_limit before ACLs (trap 7).
+// Pages are asked for with sysparm_no_count=true: counting the remaining
+// matches of every page made the instance scan the rest of the window each
+// time (the cost grew with the table, not the page). X-Total-Count is
+// therefore never consulted here (an instance may still send it, or send
+// 0). A run stops on an empty forward page, so an idle cycle costs exactly
+// one request, and a delta smaller than a page costs three (the page, the
+// rest of its last second, the empty page after it). A page shorter than
+// the limit does not end the run nor its second: ServiceNow applies
+// sysparm_limit before ACLs (trap 7), so only an empty answer is an end.
+// Pages that do not advance the cursor, or hold more rows than the limit,
+// stop the run with ErrPagingIgnored.
 func (c *Client) SyncTable(ctx context.Context, table string, req SyncRequest, fn func(page []Record, cursor Watermark) error) (SyncStats, error) {
 	return c.keyset(ctx, table, "sys_updated_on", req, func(recs []Record, _ []json.RawMessage, cur Watermark) error {
 		return fn(recs, cur)
@@ -189,7 +195,8 @@ func (c *Client) keyset(ctx context.Context, table, ts string, req SyncRequest,
 		}
 		params := c.listParams(q, fields, limit)
 		params.Set("sysparm_suppress_pagination_header", "true")
-		recs, raws, total, err := c.listPage(ctx, table, params)
+		params.Set("sysparm_no_count", "true")
+		recs, raws, _, err := c.listPage(ctx, table, params)
 		st.Requests++
 		if err != nil {
 			return st, fmt.Errorf("itsm: sync %s: %w", table, err)
@@ -220,16 +227,8 @@ func (c *Client) keyset(ctx context.Context, table, ts string, req SyncRequest,
 		st.Rows += len(recs)
 		st.Cursor = next
 		cur = next
-		complete := total >= 0 && len(recs) >= total
-		if boundary {
-			if complete {
-				boundary, inclusive = false, false
-			}
-			continue
-		}
-		if complete {
-			break
-		}
+		// Finish this page's last second (sys_id > the last row's) before
+		// moving on, whether the page was full or short.
 		boundary = true
 	}
 	if until.After(req.Since.UpdatedOn) {

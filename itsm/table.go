@@ -1,6 +1,7 @@
 package itsm
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -141,7 +142,7 @@ func (c *Client) write(ctx context.Context, method, path string, q url.Values, b
 }
 
 func decodeBody(resp *response) ([]Record, []json.RawMessage, error) {
-	if len(strings.TrimSpace(string(resp.body))) == 0 || resp.status == http.StatusNoContent {
+	if len(bytes.TrimSpace(resp.body)) == 0 || resp.status == http.StatusNoContent {
 		return nil, nil, nil
 	}
 	return DecodeRecords(resp.body)

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // TimeLayout is ServiceNow's value-mode date-time format. Values are UTC and
@@ -237,7 +238,23 @@ func (r Record) Display(field string) string {
 // Change API endpoints), a one-element or longer array (lists, Change API
 // create and approval endpoints), or null/absent (no records). Each record
 // also comes back as its raw JSON.
+//
+// A body is decoded in one pass (decodeRecordsFast): plain string values,
+// nearly all of a Table API page, become substrings of their record's
+// text; every other value goes through Value.UnmarshalJSON. Anything
+// unusual (a syntax error, an escaped or non-ASCII key, deep nesting)
+// falls back to encoding/json (decodeRecordsSlow), so the results and
+// errors are those of encoding/json either way; FuzzDecodeRecordsSame
+// compares the two.
 func DecodeRecords(body []byte) ([]Record, []json.RawMessage, error) {
+	if recs, raws, ok := decodeRecordsFast(body); ok {
+		return recs, raws, nil
+	}
+	return decodeRecordsSlow(body)
+}
+
+// decodeRecordsSlow is DecodeRecords with encoding/json alone.
+func decodeRecordsSlow(body []byte) ([]Record, []json.RawMessage, error) {
 	var env struct {
 		Result json.RawMessage `json:"result"`
 	}
@@ -276,4 +293,338 @@ func DecodeRecords(body []byte) ([]Record, []json.RawMessage, error) {
 		out = append(out, raw)
 	}
 	return recs, out, nil
+}
+
+// maxFastDepth bounds the nesting the one-pass decoder follows; deeper
+// bodies take encoding/json's path (and its depth limit).
+const maxFastDepth = 200
+
+// decodeRecordsFast is DecodeRecords in one pass over body. ok is false
+// when body is not plainly valid for it; the caller then decodes with
+// encoding/json, which also produces the error.
+func decodeRecordsFast(body []byte) (recs []Record, raws []json.RawMessage, ok bool) {
+	i := skipSpace(body, 0)
+	if i >= len(body) {
+		return nil, nil, false
+	}
+	if body[i] == 'n' { // a null body: no records, as encoding/json leaves the envelope empty
+		end, ok := skipValue(body, i, 0)
+		if !ok || skipSpace(body, end) != len(body) {
+			return nil, nil, false
+		}
+		return nil, nil, true
+	}
+	if body[i] != '{' {
+		return nil, nil, false
+	}
+	// The envelope: find the last "result" key (encoding/json matches the
+	// name case-insensitively; the last duplicate wins).
+	resStart, resEnd := -1, -1
+	i = skipSpace(body, i+1)
+	if i < len(body) && body[i] == '}' {
+		i++
+	} else {
+		for {
+			key, next, plain := scanKey(body, i)
+			if !plain {
+				return nil, nil, false
+			}
+			vs := skipSpace(body, next)
+			ve, ok := skipValue(body, vs, 1)
+			if !ok {
+				return nil, nil, false
+			}
+			if len(key) == len("result") && bytes.EqualFold(key, []byte("result")) {
+				resStart, resEnd = vs, ve
+			}
+			i = skipSpace(body, ve)
+			if i >= len(body) {
+				return nil, nil, false
+			}
+			if body[i] == ',' {
+				i = skipSpace(body, i+1)
+				continue
+			}
+			if body[i] != '}' {
+				return nil, nil, false
+			}
+			i++
+			break
+		}
+	}
+	if skipSpace(body, i) != len(body) {
+		return nil, nil, false
+	}
+	if resStart < 0 || body[resStart] == 'n' {
+		return nil, nil, true
+	}
+	switch body[resStart] {
+	case '{':
+		rec, ok := decodeRecordFast(body[resStart:resEnd])
+		if !ok {
+			return nil, nil, false
+		}
+		return []Record{rec}, []json.RawMessage{body[resStart:resEnd:resEnd]}, true
+	case '[':
+	default:
+		return nil, nil, false // the error ("neither object nor array") comes from the slow path
+	}
+	recs, raws = []Record{}, []json.RawMessage{}
+	j := skipSpace(body, resStart+1)
+	if body[j] == ']' {
+		return recs, raws, true
+	}
+	for {
+		end, _ := skipValue(body, j, 2) // validated with the envelope
+		if body[j] == '{' {
+			rec, ok := decodeRecordFast(body[j:end])
+			if !ok {
+				return nil, nil, false
+			}
+			recs = append(recs, rec)
+			raws = append(raws, body[j:end:end])
+		}
+		j = skipSpace(body, end)
+		if body[j] == ']' {
+			break
+		}
+		j = skipSpace(body, j+1) // ','
+	}
+	return recs, raws, true
+}
+
+// decodeRecordFast decodes one validated record object. Plain strings
+// (no escapes, valid UTF-8) are cut from one copy of the record's text.
+func decodeRecordFast(obj []byte) (Record, bool) {
+	text := string(obj)
+	rec := make(Record, 32)
+	i := skipSpace(obj, 1)
+	if obj[i] == '}' {
+		return rec, true
+	}
+	for {
+		key, next, plain := scanKey(obj, i)
+		if !plain {
+			return nil, false
+		}
+		name := text[i+1 : i+1+len(key)] // b[i] is the key's opening quote
+		vs := skipSpace(obj, next)
+		ve, _ := skipValue(obj, vs, 2)
+		var v Value
+		if obj[vs] == '"' && plainString(obj[vs+1:ve-1]) {
+			v.Value = text[vs+1 : ve-1]
+		} else if err := v.UnmarshalJSON(obj[vs:ve]); err != nil {
+			return nil, false
+		}
+		rec[name] = v
+		i = skipSpace(obj, ve)
+		if obj[i] == '}' {
+			return rec, true
+		}
+		i = skipSpace(obj, i+1) // ','
+	}
+}
+
+// plainString reports a string body that decodes to itself: no escapes
+// and valid UTF-8 (encoding/json replaces invalid bytes).
+func plainString(b []byte) bool {
+	ascii := true
+	for _, c := range b {
+		if c == '\\' {
+			return false
+		}
+		if c >= 0x80 {
+			ascii = false
+		}
+	}
+	return ascii || utf8.Valid(b)
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) {
+		switch b[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// scanKey reads an object key at b[i] (a string then a colon). plain is
+// false for anything but a well-formed ASCII key without escapes; the
+// caller then leaves the body to encoding/json. next is after the colon.
+func scanKey(b []byte, i int) (key []byte, next int, plain bool) {
+	if i >= len(b) || b[i] != '"' {
+		return nil, 0, false
+	}
+	j := i + 1
+	for j < len(b) && b[j] != '"' {
+		if c := b[j]; c == '\\' || c < 0x20 || c >= 0x80 {
+			return nil, 0, false
+		}
+		j++
+	}
+	if j >= len(b) {
+		return nil, 0, false
+	}
+	k := skipSpace(b, j+1)
+	if k >= len(b) || b[k] != ':' {
+		return nil, 0, false
+	}
+	return b[i+1 : j], k + 1, true
+}
+
+// skipValue returns the end of the JSON value at b[i], validating it as
+// encoding/json would; ok is false on anything invalid.
+func skipValue(b []byte, i, depth int) (end int, ok bool) {
+	if i >= len(b) || depth > maxFastDepth {
+		return 0, false
+	}
+	switch c := b[i]; {
+	case c == '"':
+		return skipString(b, i)
+	case c == '{':
+		i = skipSpace(b, i+1)
+		if i < len(b) && b[i] == '}' {
+			return i + 1, true
+		}
+		for {
+			if i >= len(b) || b[i] != '"' {
+				return 0, false
+			}
+			e, ok := skipString(b, i)
+			if !ok {
+				return 0, false
+			}
+			i = skipSpace(b, e)
+			if i >= len(b) || b[i] != ':' {
+				return 0, false
+			}
+			if i, ok = skipValue(b, skipSpace(b, i+1), depth+1); !ok {
+				return 0, false
+			}
+			i = skipSpace(b, i)
+			if i >= len(b) {
+				return 0, false
+			}
+			if b[i] == '}' {
+				return i + 1, true
+			}
+			if b[i] != ',' {
+				return 0, false
+			}
+			i = skipSpace(b, i+1)
+		}
+	case c == '[':
+		i = skipSpace(b, i+1)
+		if i < len(b) && b[i] == ']' {
+			return i + 1, true
+		}
+		for {
+			var ok bool
+			if i, ok = skipValue(b, i, depth+1); !ok {
+				return 0, false
+			}
+			i = skipSpace(b, i)
+			if i >= len(b) {
+				return 0, false
+			}
+			if b[i] == ']' {
+				return i + 1, true
+			}
+			if b[i] != ',' {
+				return 0, false
+			}
+			i = skipSpace(b, i+1)
+		}
+	case c == 't':
+		return skipLiteral(b, i, "true")
+	case c == 'f':
+		return skipLiteral(b, i, "false")
+	case c == 'n':
+		return skipLiteral(b, i, "null")
+	case c == '-' || '0' <= c && c <= '9':
+		return skipNumber(b, i)
+	}
+	return 0, false
+}
+
+func skipLiteral(b []byte, i int, lit string) (int, bool) {
+	if len(b)-i < len(lit) || string(b[i:i+len(lit)]) != lit {
+		return 0, false
+	}
+	return i + len(lit), true
+}
+
+func skipString(b []byte, i int) (int, bool) {
+	for j := i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			return j + 1, true
+		case c < 0x20:
+			return 0, false
+		case c == '\\':
+			j++
+			if j >= len(b) {
+				return 0, false
+			}
+			switch b[j] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if len(b)-j <= 4 {
+					return 0, false
+				}
+				for _, h := range b[j+1 : j+5] {
+					if !('0' <= h && h <= '9' || 'a' <= h && h <= 'f' || 'A' <= h && h <= 'F') {
+						return 0, false
+					}
+				}
+				j += 4
+			default:
+				return 0, false
+			}
+		}
+	}
+	return 0, false
+}
+
+func skipNumber(b []byte, i int) (int, bool) {
+	digits := func(j int) int {
+		for j < len(b) && '0' <= b[j] && b[j] <= '9' {
+			j++
+		}
+		return j
+	}
+	if b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && '1' <= b[i] && b[i] <= '9':
+		i = digits(i + 1)
+	default:
+		return 0, false
+	}
+	if i < len(b) && b[i] == '.' {
+		j := digits(i + 1)
+		if j == i+1 {
+			return 0, false
+		}
+		i = j
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		j := digits(i)
+		if j == i {
+			return 0, false
+		}
+		i = j
+	}
+	return i, true
 }

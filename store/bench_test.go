@@ -154,3 +154,35 @@ func fileSize(path string) int64 {
 	}
 	return fi.Size()
 }
+
+// BenchmarkSearchChanges is the console's search over 100k mirrored
+// changes: the count and the first window of a search, as the changes
+// screen asks them, for a common match and for no match at all.
+func BenchmarkSearchChanges(b *testing.B) {
+	ctx := context.Background()
+	db, err := Open(ctx, filepath.Join(b.TempDir(), "search.db"), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	changes := benchChanges(100_000)
+	for i := 0; i < len(changes); i += 1000 {
+		if _, err := db.UpsertChanges(ctx, changes[i:i+1000]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, q := range []string{"rollout 4", "no such change"} {
+		b.Run(q, func(b *testing.B) {
+			for b.Loop() {
+				n, err := db.CountChanges(ctx, ops.ChangeFilter{Search: q})
+				if err != nil {
+					b.Fatal(err)
+				}
+				rows, err := db.ListChanges(ctx, ops.ChangeFilter{Search: q, Limit: 111})
+				if err != nil || len(rows) != min(n, 111) {
+					b.Fatalf("%d rows of %d: %v", len(rows), n, err)
+				}
+			}
+		})
+	}
+}

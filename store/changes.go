@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/daytwo/daytwo/ops"
 )
@@ -22,16 +23,87 @@ func (db *DB) UpsertChanges(ctx context.Context, changes []ops.Change) (ops.Upse
 	return st, err
 }
 
-// UpsertChanges is the in-transaction form of DB.UpsertChanges.
+// UpsertChanges is the in-transaction form of DB.UpsertChanges. Rows go
+// in multi-row statements of upsertBatch rows (one statement per batch,
+// not per row: the per-statement cost of database/sql and the VDBE was
+// most of a page's store time); rows that change nothing are not counted
+// by SQLite, so the statement's RowsAffected is the batch's written rows.
 func (tx *Tx) UpsertChanges(ctx context.Context, changes []ops.Change) (ops.UpsertStats, error) {
 	var st ops.UpsertStats
-	if len(changes) == 0 {
-		return st, nil
+	now := formatTime(tx.now)
+	args := make([]any, 0, upsertBatch*upsertColumns)
+	var full *sql.Stmt
+	defer func() {
+		if full != nil {
+			full.Close()
+		}
+	}()
+	for len(changes) > 0 {
+		batch := changes[:min(len(changes), upsertBatch)]
+		changes = changes[len(batch):]
+		args = args[:0]
+		for _, c := range batch {
+			raw := string(c.Raw)
+			if raw == "" {
+				raw = "{}"
+			}
+			args = append(args, c.SysID, c.Number, c.Type, int(c.State), c.Approval, c.Risk,
+				c.ShortDescription, c.CmdbCI, c.AssignmentGroup, c.RequestedBy, c.RequestedByID, formatTime(c.StartDate),
+				formatTime(c.EndDate), c.CorrelationID, c.Active, c.CloseCode, formatTime(c.SysUpdatedOn),
+				c.SysModCount, raw, now, string(c.ConflictStatus))
+		}
+		var (
+			res sql.Result
+			err error
+		)
+		if len(batch) == upsertBatch {
+			if full == nil {
+				if full, err = tx.tx.PrepareContext(ctx, upsertChangesSQL(upsertBatch)); err != nil {
+					return st, fmt.Errorf("store: upsert changes: %w", mapErr(err))
+				}
+			}
+			res, err = full.ExecContext(ctx, args...)
+		} else {
+			res, err = tx.tx.ExecContext(ctx, upsertChangesSQL(len(batch)), args...)
+		}
+		if err != nil {
+			return st, fmt.Errorf("store: upsert changes %s…%s: %w", batch[0].Number, batch[len(batch)-1].Number, mapErr(err))
+		}
+		n, _ := res.RowsAffected()
+		st.Written += int(n)
+		st.Unchanged += len(batch) - int(n)
 	}
-	stmt, err := tx.tx.PrepareContext(ctx, `INSERT INTO changes (sys_id, number, type, state, approval, risk,
+	return st, nil
+}
+
+// upsertBatch rows per statement: 21 parameters each, well under SQLite's
+// limit of 32766.
+const (
+	upsertBatch   = 50
+	upsertColumns = 21
+)
+
+var upsertSQL sync.Map // rows → statement text
+
+// upsertChangesSQL is the upsert of rows changes in one statement. A row
+// whose sys_mod_count and sys_updated_on are not newer than the stored
+// copy changes nothing (and is not counted), so replays are no-ops.
+func upsertChangesSQL(rows int) string {
+	if s, ok := upsertSQL.Load(rows); ok {
+		return s.(string)
+	}
+	var b strings.Builder
+	b.WriteString(`INSERT INTO changes (sys_id, number, type, state, approval, risk,
 			short_description, cmdb_ci, assignment_group, requested_by, requested_by_id, start_date, end_date, correlation_id,
 			active, close_code, sys_updated_on, sys_mod_count, raw_json, mirrored_at, conflict_status)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		VALUES `)
+	for i := range rows {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+	}
+	b.WriteString(`
 		ON CONFLICT (sys_id) DO UPDATE SET number = excluded.number, type = excluded.type, state = excluded.state,
 			approval = excluded.approval, risk = excluded.risk, short_description = excluded.short_description,
 			cmdb_ci = excluded.cmdb_ci, assignment_group = excluded.assignment_group,
@@ -44,30 +116,8 @@ func (tx *Tx) UpsertChanges(ctx context.Context, changes []ops.Change) (ops.Upse
 			-- richer read): keep the newest copy; replays stay no-ops.
 			OR (excluded.sys_mod_count = changes.sys_mod_count AND excluded.sys_updated_on = changes.sys_updated_on
 				AND excluded.raw_json <> changes.raw_json)`)
-	if err != nil {
-		return st, fmt.Errorf("store: upsert changes: %w", err)
-	}
-	defer stmt.Close()
-	now := formatTime(tx.now)
-	for _, c := range changes {
-		raw := string(c.Raw)
-		if raw == "" {
-			raw = "{}"
-		}
-		res, err := stmt.ExecContext(ctx, c.SysID, c.Number, c.Type, int(c.State), c.Approval, c.Risk,
-			c.ShortDescription, c.CmdbCI, c.AssignmentGroup, c.RequestedBy, c.RequestedByID, formatTime(c.StartDate),
-			formatTime(c.EndDate), c.CorrelationID, c.Active, c.CloseCode, formatTime(c.SysUpdatedOn),
-			c.SysModCount, raw, now, string(c.ConflictStatus))
-		if err != nil {
-			return st, fmt.Errorf("store: upsert change %s: %w", c.Number, mapErr(err))
-		}
-		if n, _ := res.RowsAffected(); n > 0 {
-			st.Written++
-		} else {
-			st.Unchanged++
-		}
-	}
-	return st, nil
+	s, _ := upsertSQL.LoadOrStore(rows, b.String())
+	return s.(string)
 }
 
 const changeColumns = `SELECT sys_id, number, type, state, approval, risk, short_description, cmdb_ci,
@@ -125,8 +175,12 @@ func changeWhere(f ops.ChangeFilter) (string, []any) {
 		args = append(args, f.CorrelationPrefix, f.CorrelationPrefix+"\xff")
 	}
 	if f.Search != "" {
-		like := "%" + strings.NewReplacer("%", "\\%", "_", "\\_").Replace(strings.ToLower(f.Search)) + "%"
-		where = append(where, `(lower(number) LIKE ? ESCAPE '\' OR lower(short_description) LIKE ? ESCAPE '\' OR lower(cmdb_ci) LIKE ? ESCAPE '\')`)
+		// LIKE folds ASCII case itself, as SQLite's lower() does (neither
+		// folds other letters), so `col LIKE p` matches what
+		// `lower(col) LIKE lower(p)` did without a function call per row.
+		// The columns are all in changes_search: the scan stays in the index.
+		like := "%" + strings.NewReplacer("\\", "\\\\", "%", "\\%", "_", "\\_").Replace(strings.ToLower(f.Search)) + "%"
+		where = append(where, `(number LIKE ? ESCAPE '\' OR short_description LIKE ? ESCAPE '\' OR cmdb_ci LIKE ? ESCAPE '\')`)
 		args = append(args, like, like, like)
 	}
 	if len(where) == 0 {
@@ -137,7 +191,14 @@ func changeWhere(f ops.ChangeFilter) (string, []any) {
 
 // GetChange returns one mirrored change by number (CHG…) or sys_id.
 func (db *DB) GetChange(ctx context.Context, numberOrSysID string) (ops.Change, error) {
-	rows, err := db.sql.QueryContext(ctx, changeColumns+` WHERE number = ? OR sys_id = ? LIMIT 1`, numberOrSysID, numberOrSysID)
+	// Prepared once: a sync cycle reads the change of every open update
+	// (1,000 open changes: 1,000 reads), and parsing this statement was
+	// most of that work.
+	st, err := db.prepared(ctx, changeColumns+` WHERE number = ? OR sys_id = ? LIMIT 1`)
+	if err != nil {
+		return ops.Change{}, fmt.Errorf("store: get change %s: %w", numberOrSysID, err)
+	}
+	rows, err := st.QueryContext(ctx, numberOrSysID, numberOrSysID)
 	if err != nil {
 		return ops.Change{}, fmt.Errorf("store: get change %s: %w", numberOrSysID, err)
 	}

@@ -91,7 +91,7 @@ func (tx *Tx) RecordFact(ctx context.Context, runID, fact string) (bool, error) 
 // returns its id. The insert happens only while f is the current lease.
 func (db *DB) StepStarted(ctx context.Context, f ops.Fence, s ops.StepRecord) (int64, error) {
 	args := []any{s.RunID, s.Batch, s.Target, s.Step, s.Version, s.RunID, s.Target, s.Step, f.Holder, f.Epoch, s.Detail, formatTime(db.clock())}
-	res, err := db.sql.ExecContext(ctx, `INSERT INTO run_steps (run_id, batch, target, step, version, attempt, holder, epoch, state, detail, started_at)
+	res, err := db.execWrite(ctx, `INSERT INTO run_steps (run_id, batch, target, step, version, attempt, holder, epoch, state, detail, started_at)
 		SELECT ?, ?, ?, ?, ?, (SELECT COALESCE(MAX(attempt), 0) + 1 FROM run_steps WHERE run_id = ? AND target = ? AND step = ?), ?, ?, 'started', ?, ?
 		WHERE `+fenceClause, append(args, fenceArgs(f)...)...)
 	if err != nil {
@@ -105,7 +105,7 @@ func (db *DB) StepStarted(ctx context.Context, f ops.Fence, s ops.StepRecord) (i
 
 // StepProcess records the process group of a started step's program.
 func (db *DB) StepProcess(ctx context.Context, f ops.Fence, id int64, pgid int) error {
-	res, err := db.sql.ExecContext(ctx, `UPDATE run_steps SET pgid = ? WHERE id = ? AND state = 'started' AND `+fenceClause,
+	res, err := db.execWrite(ctx, `UPDATE run_steps SET pgid = ? WHERE id = ? AND state = 'started' AND `+fenceClause,
 		append([]any{pgid, id}, fenceArgs(f)...)...)
 	if err != nil {
 		return fmt.Errorf("store: journal step %d: %w", id, mapErr(err))
@@ -119,7 +119,7 @@ func (db *DB) StepProcess(ctx context.Context, f ops.Fence, id int64, pgid int) 
 // StepFinished journals a step's outcome, only while f is the current
 // lease and the step is still started (not abandoned by a recovery).
 func (db *DB) StepFinished(ctx context.Context, f ops.Fence, id int64, state ops.StepState, detail string) error {
-	res, err := db.sql.ExecContext(ctx, `UPDATE run_steps SET state = ?, detail = ?, finished_at = ? WHERE id = ? AND state = 'started' AND `+fenceClause,
+	res, err := db.execWrite(ctx, `UPDATE run_steps SET state = ?, detail = ?, finished_at = ? WHERE id = ? AND state = 'started' AND `+fenceClause,
 		append([]any{string(state), detail, formatTime(db.clock()), id}, fenceArgs(f)...)...)
 	if err != nil {
 		return fmt.Errorf("store: journal step %d: %w", id, mapErr(err))

@@ -21,7 +21,11 @@ func TestReaperStopsOnlyOlderEpochsOfTheRun(t *testing.T) {
 	if _, err := os.Stat("/proc/self/environ"); err != nil {
 		t.Skip("no /proc: the reaper cannot see processes here")
 	}
-	start := func(run string, epoch int64) *osexec.Cmd {
+	type proc struct {
+		cmd  *osexec.Cmd
+		done chan struct{}
+	}
+	start := func(run string, epoch int64) proc {
 		t.Helper()
 		// sh starts a sleep of its own: the reaper must stop the group.
 		cmd := osexec.Command("/bin/sh", "-c", "sleep 60 & wait")
@@ -30,22 +34,28 @@ func TestReaperStopsOnlyOlderEpochsOfTheRun(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		p := proc{cmd: cmd, done: make(chan struct{})}
+		go func() { _ = cmd.Wait(); close(p.done) }() // the one Wait
 		t.Cleanup(func() {
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			_ = cmd.Wait()
+			<-p.done
 		})
-		return cmd
+		return p
 	}
 	old := start("r-test", 1)
 	current := start("r-test", 2)
 	other := start("r-other", 1)
-	// Wait until each shell has started its sleep (its environment is set).
+	// Wait until the old shell's child has become sleep (until it execs,
+	// a fork of sh is another "sh").
 	waitUntil(t, func() bool {
 		ps, _ := stepProcesses("r-test", 2)
-		return len(ps) == 2 // the old shell and its sleep
+		for _, p := range ps {
+			if p.comm == "sleep" {
+				return len(ps) == 2
+			}
+		}
+		return false
 	})
-	done := make(chan error, 1)
-	go func() { done <- old.Wait() }()
 	stopped, err := (&Reaper{Grace: time.Second}).Reap(context.Background(), "r-test", 2)
 	if err != nil {
 		t.Fatal(err)
@@ -54,13 +64,15 @@ func TestReaperStopsOnlyOlderEpochsOfTheRun(t *testing.T) {
 		t.Fatalf("stopped %v, want the old shell and its sleep", stopped)
 	}
 	select {
-	case <-done:
+	case <-old.done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the old-epoch program is still running")
 	}
-	for _, c := range []*osexec.Cmd{current, other} {
-		if err := syscall.Kill(c.Process.Pid, 0); err != nil {
-			t.Fatalf("pid %d was stopped but belongs to a current epoch or another run: %v", c.Process.Pid, err)
+	for _, p := range []proc{current, other} {
+		select {
+		case <-p.done:
+			t.Fatalf("pid %d was stopped but belongs to a current epoch or another run", p.cmd.Process.Pid)
+		default:
 		}
 	}
 }

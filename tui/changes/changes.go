@@ -50,8 +50,9 @@ func DefaultKeyMap() KeyMap {
 	}
 }
 
-// debounce is how long typing in the search waits before querying.
-const debounce = 120 * time.Millisecond
+// debounce is how long typing in the search waits before querying. It is
+// short because a newer search cancels the query of an older one.
+const debounce = 30 * time.Millisecond
 
 type loadedMsg struct {
 	gen   int
@@ -84,6 +85,9 @@ type Model struct {
 	want    int // window start of the load in flight
 	err     error
 	loaded  bool
+	// cancel stops the load in flight; a newer search supersedes it, and a
+	// superseded query must not hold the store (or a core) any longer.
+	cancel context.CancelFunc
 }
 
 // New builds the screen.
@@ -121,17 +125,32 @@ func (m *Model) loadWindow(force bool) tea.Cmd {
 	m.loading = true
 	m.want = start
 	m.gen++
-	c, src, gen := m.common, m.src, m.gen
+	if m.cancel != nil {
+		m.cancel()
+	}
+	ctx, cancel := m.common.Context()
+	m.cancel = cancel
+	src, gen := m.src, m.gen
 	f := ops.ChangeFilter{Search: m.query, ActiveOnly: m.active, Limit: limit, Offset: start}
 	return func() tea.Msg {
-		ctx, cancel := c.Context()
 		defer cancel()
-		total, err := src.CountChanges(ctx, ops.ChangeFilter{Search: f.Search, ActiveOnly: f.ActiveOnly})
-		if err != nil {
-			return loadedMsg{gen: gen, err: err}
+		// The count and the window are two scans of the search index: run
+		// them side by side (two connections), not one after the other.
+		type counted struct {
+			n   int
+			err error
 		}
+		count := make(chan counted, 1)
+		go func() {
+			n, err := src.CountChanges(ctx, ops.ChangeFilter{Search: f.Search, ActiveOnly: f.ActiveOnly})
+			count <- counted{n, err}
+		}()
 		rows, err := src.Changes(ctx, f)
-		return loadedMsg{gen: gen, start: start, rows: rows, total: total, err: err}
+		total := <-count
+		if total.err != nil {
+			return loadedMsg{gen: gen, err: total.err}
+		}
+		return loadedMsg{gen: gen, start: start, rows: rows, total: total.n, err: err}
 	}
 }
 
@@ -166,7 +185,7 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 		return m, m.Load()
 	case loadedMsg:
 		if msg.gen != m.gen {
-			return m, nil
+			return m, nil // superseded (and cancelled)
 		}
 		m.loading, m.want, m.err = false, -1, msg.err
 		if msg.err == nil {
@@ -309,3 +328,9 @@ func (m Model) FullHelp() [][]key.Binding {
 
 // FilterValue is the filter text; esc clears it before going back.
 func (m *Model) FilterValue() string { return m.filter.Value() }
+
+// Settled reports that the rows shown are those of the search as typed:
+// no debounce or load is pending.
+func (m *Model) Settled() bool {
+	return m.loaded && !m.loading && m.query == m.filter.Value()
+}

@@ -2,10 +2,12 @@ package changes
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
 
@@ -79,5 +81,52 @@ func TestStaleLoadIsDropped(t *testing.T) {
 	m, _ = m.Update(old()) // from an earlier generation: ignored
 	if m.total != 10 {
 		t.Fatalf("stale result applied: total %d", m.total)
+	}
+}
+
+// blockingMirror answers a search only when its context ends, and reports
+// how each query ended: a query that nobody cancels would hold the store.
+type blockingMirror struct{ ended chan error }
+
+func (b *blockingMirror) Changes(ctx context.Context, f ops.ChangeFilter) ([]ops.Change, error) {
+	if f.Search == "" {
+		return nil, nil
+	}
+	<-ctx.Done()
+	b.ended <- ctx.Err()
+	return nil, ctx.Err()
+}
+
+func (b *blockingMirror) CountChanges(ctx context.Context, f ops.ChangeFilter) (int, error) {
+	return 0, nil
+}
+
+// A newer search cancels the query of the one it supersedes.
+func TestSupersededSearchIsCancelled(t *testing.T) {
+	src := &blockingMirror{ended: make(chan error, 4)}
+	m := New(common.Common{Styles: styles.Default(), Width: 80, Height: 20}, src)
+	m = run(m, m.Load())
+	m, _ = m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("/")})
+	m, _ = m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("a")})
+	m, first := m.Update(searchTickMsg{token: m.token})
+	if first == nil {
+		t.Fatal("the search started no query")
+	}
+	go first()
+	m, _ = m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("b")})
+	m, second := m.Update(searchTickMsg{token: m.token})
+	if second == nil {
+		t.Fatal("the second search started no query")
+	}
+	select {
+	case err := <-src.ended:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("the superseded query ended with %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the superseded query was never cancelled")
+	}
+	if m.query != "ab" {
+		t.Fatalf("query %q, want ab", m.query)
 	}
 }
