@@ -20,6 +20,8 @@ type Status struct {
 	OutboxFailed  int               `json:"outbox_failed"`
 	AuditEvents   int               `json:"audit_events"`
 	LastSync      map[string]string `json:"last_sync"`
+	// Daemons are the `sync --watch` processes on this database.
+	Daemons []Daemon `json:"daemons"`
 }
 
 // Status counts what the store holds.
@@ -47,7 +49,11 @@ func (db *DB) Status(ctx context.Context) (Status, error) {
 	}); err != nil {
 		return st, err
 	}
-	err := db.collect(ctx, `SELECT table_name, synced_at FROM sync_watermarks`, func(k, v string) { st.LastSync[k] = v })
+	if err := db.collect(ctx, `SELECT table_name, synced_at FROM sync_watermarks`, func(k, v string) { st.LastSync[k] = v }); err != nil {
+		return st, err
+	}
+	var err error
+	st.Daemons, err = db.Daemons(ctx)
 	return st, err
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/daytwo/daytwo/cmd/daytwo/internal/config"
 	"github.com/daytwo/daytwo/ops"
 	"github.com/daytwo/daytwo/store"
+	"github.com/daytwo/daytwo/store/pg"
 )
 
 // Exit codes: a contract with scripts and CI pipelines.
@@ -84,7 +85,7 @@ type app struct {
 
 	root    *cobra.Command
 	cfg     *config.Config
-	db      *store.DB
+	db      appStore
 	logger  *slog.Logger
 	closers []func() error
 }
@@ -137,9 +138,33 @@ func (a *app) noConfigError() error {
 		config.DefaultFile, cwd)}}}
 }
 
-// store opens the database named by the configuration and records the
+// appStore is what the commands need of a store: the SQLite store
+// (store.DB) or the PostgreSQL one (pg.DB).
+type appStore interface {
+	ops.Store
+	Path() string
+	Close() error
+	Ping(ctx context.Context) error
+	ReadOnly() string
+	Explain(err error) error
+	SyncEnvironments(ctx context.Context, envs []ops.Environment, actor string) error
+	Status(ctx context.Context) (store.Status, error)
+	ChangeCounts(ctx context.Context) (changes map[string]int, outbox map[string]int, err error)
+	GetOutbox(ctx context.Context, id int64) (ops.OutboxItem, error)
+	VerifyAuditAnchors(ctx context.Context, anchors []ops.AuditAnchor) (ops.AuditVerification, error)
+	Heartbeat(ctx context.Context, d store.Daemon) error
+	DaemonStopped(ctx context.Context, id string) error
+}
+
+var (
+	_ appStore = (*store.DB)(nil)
+	_ appStore = (*pg.DB)(nil)
+)
+
+// store opens the database named by the configuration (PostgreSQL when
+// store.url is set, else the SQLite file at store.path) and records the
 // configured environments in it.
-func (a *app) store(ctx context.Context) (*store.DB, error) {
+func (a *app) store(ctx context.Context) (appStore, error) {
 	if a.db != nil {
 		return a.db, nil
 	}
@@ -148,7 +173,7 @@ func (a *app) store(ctx context.Context) (*store.DB, error) {
 		return nil, err
 	}
 	path := cfg.Store.Path
-	if a.class == roRead {
+	if a.class == roRead && cfg.Store.URL == "" {
 		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 			// A read never creates the database: it reads an empty one
 			// that is gone when the command ends.
@@ -160,8 +185,7 @@ func (a *app) store(ctx context.Context) (*store.DB, error) {
 			a.noStore, path = cfg.Store.Path, filepath.Join(tmp, "daytwo.db")
 		}
 	}
-	db, err := store.Open(ctx, path, store.Options{Clock: a.clock, Logger: a.log(),
-		AuditKey: cfg.Secrets.AuditKey, AnchorFile: cfg.Audit.AnchorFile})
+	db, err := a.openStore(ctx, cfg.Store.URL, path)
 	if err != nil {
 		return nil, err
 	}
@@ -175,6 +199,22 @@ func (a *app) store(ctx context.Context) (*store.DB, error) {
 	}
 	a.db = db
 	return db, nil
+}
+
+// openStore opens a PostgreSQL store when url is set, else the SQLite file
+// at path, with the configured audit key, anchor file and (PostgreSQL) the
+// password from the environment or store.password_file.
+func (a *app) openStore(ctx context.Context, url, path string) (appStore, error) {
+	cfg, err := a.config()
+	if err != nil {
+		return nil, err
+	}
+	if url != "" {
+		return pg.Open(ctx, url, pg.Options{Clock: a.clock, Logger: a.log(), AuditKey: cfg.Secrets.AuditKey,
+			AnchorFile: cfg.Audit.AnchorFile, Password: cfg.Secrets.DBPassword})
+	}
+	return store.Open(ctx, path, store.Options{Clock: a.clock, Logger: a.log(),
+		AuditKey: cfg.Secrets.AuditKey, AnchorFile: cfg.Audit.AnchorFile})
 }
 
 // log returns the structured logger: JSON on stderr for headless commands.

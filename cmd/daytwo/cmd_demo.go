@@ -16,7 +16,6 @@ import (
 	"github.com/daytwo/daytwo/fixtures/demofleet"
 	"github.com/daytwo/daytwo/itsm/snowsim"
 	"github.com/daytwo/daytwo/ops"
-	"github.com/daytwo/daytwo/store"
 )
 
 // demoLoad is the requests per second the demo's load generator sends to
@@ -30,7 +29,7 @@ type demoWorld struct {
 	sim   *snowsim.Server
 	fleet *demofleet.Fleet
 	svc   *ops.Service
-	db    *store.DB
+	db    appStore
 	stop  func() // stops the engine loop and waits for it
 }
 
@@ -200,12 +199,12 @@ func (w *demoWorld) close(out io.Writer) {
 // seedDemoHistory gives every environment a little release history, so the
 // screens are not empty: 0.9.0 then 1.0.0 (what the fleet starts on), with
 // the environment's configured config.
-func seedDemoHistory(ctx context.Context, db *store.DB, envs []ops.Environment) error {
+func seedDemoHistory(ctx context.Context, db appStore, envs []ops.Environment) error {
 	current, err := db.CurrentReleases(ctx)
 	if err != nil {
 		return err
 	}
-	return db.WithTx(ctx, func(tx *store.Tx) error {
+	return db.Atomic(ctx, func(tx ops.Tx) error {
 		for _, e := range envs {
 			env := e.Name
 			if _, seeded := current[env]; seeded {

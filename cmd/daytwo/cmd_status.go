@@ -74,6 +74,9 @@ func (a *app) statusCommand() *cobra.Command {
 				syncs = append(syncs, k+" "+st.LastSync[k])
 			}
 			fmt.Fprintf(w, "last sync:   %s\n", orDash(strings.Join(syncs, ", ")))
+			for _, d := range st.Daemons {
+				fmt.Fprintf(w, "daemon:      %s pid %d %s, heartbeat %s, holds %s\n", d.Host, d.PID, orDash(d.Version), formatTime(d.HeartbeatAt), orDash(strings.Join(d.Holds, ", ")))
+			}
 			if rep.ReadOnly {
 				fmt.Fprintln(w, "mode:        read-only")
 			}

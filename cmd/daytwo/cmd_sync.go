@@ -18,7 +18,6 @@ import (
 
 	"github.com/daytwo/daytwo/itsm"
 	"github.com/daytwo/daytwo/ops"
-	"github.com/daytwo/daytwo/store"
 )
 
 func (a *app) syncCommand() *cobra.Command {
@@ -169,7 +168,7 @@ func (m *syncMetrics) observeRequest(r itsm.RequestInfo) {
 	m.apiCalls.WithLabelValues(r.Method, strconv.Itoa(r.Status)).Inc()
 }
 
-func (m *syncMetrics) refreshGauges(ctx context.Context, db *store.DB) {
+func (m *syncMetrics) refreshGauges(ctx context.Context, db appStore) {
 	changes, outbox, err := db.ChangeCounts(ctx)
 	if err != nil {
 		return
@@ -184,7 +183,7 @@ func (m *syncMetrics) refreshGauges(ctx context.Context, db *store.DB) {
 }
 
 // daemon runs sync cycles until ctx is canceled.
-func (a *app) daemon(ctx context.Context, svc *ops.Service, db *store.DB, m *syncMetrics, interval time.Duration, listen string) error {
+func (a *app) daemon(ctx context.Context, svc *ops.Service, db appStore, m *syncMetrics, interval time.Duration, listen string) error {
 	log := a.log()
 	var srv *http.Server
 	if listen != "" {
@@ -201,7 +200,9 @@ func (a *app) daemon(ctx context.Context, svc *ops.Service, db *store.DB, m *syn
 		log.Info("daemon listening", "addr", ln.Addr().String(), "paths", "/metrics /healthz /readyz")
 	}
 	log.Info("daemon started", "interval", interval.String(), "instance", a.cfg.ServiceNow.Instance, "db", db.Path(), "read_only", a.mirrorOnly)
+	heartbeats := a.startHeartbeats(ctx, db, interval)
 	a.engineLoop(ctx, svc, db, m, interval, log)
+	<-heartbeats
 	log.Info("daemon stopped")
 	if srv != nil {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -214,7 +215,7 @@ func (a *app) daemon(ctx context.Context, svc *ops.Service, db *store.DB, m *syn
 // engineLoop runs the engine (ops.Engine: sync, compliance, auto-run) until
 // ctx is canceled, shared by the daemon, `tui --engine` and `daytwo demo`;
 // what it does lands in the daemon's metrics and log.
-func (a *app) engineLoop(ctx context.Context, svc *ops.Service, db *store.DB, m *syncMetrics, interval time.Duration, log *slog.Logger) {
+func (a *app) engineLoop(ctx context.Context, svc *ops.Service, db appStore, m *syncMetrics, interval time.Duration, log *slog.Logger) {
 	eng := svc.NewEngine(ops.EngineOptions{Interval: interval, MirrorOnly: a.mirrorOnly,
 		Observer: &engineObserver{ctx: ctx, db: db, m: m, log: log}})
 	eng.Run(ctx)
@@ -224,7 +225,7 @@ func (a *app) engineLoop(ctx context.Context, svc *ops.Service, db *store.DB, m 
 // engineObserver turns what the engine does into metrics and log lines.
 type engineObserver struct {
 	ctx context.Context
-	db  *store.DB
+	db  appStore
 	m   *syncMetrics
 	log *slog.Logger
 }
@@ -282,7 +283,7 @@ func (o *engineObserver) Pass(results []ops.RunResult, err error) {
 	}
 }
 
-func (a *app) daemonMux(db *store.DB, m *syncMetrics, interval time.Duration) http.Handler {
+func (a *app) daemonMux(db appStore, m *syncMetrics, interval time.Duration) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -309,6 +310,7 @@ func (a *app) daemonMux(db *store.DB, m *syncMetrics, interval time.Duration) ht
 			return
 		}
 		fmt.Fprintln(w, "ready")
+		writeHolds(ctx, w, db)
 	})
 	return mux
 }

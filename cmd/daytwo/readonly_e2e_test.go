@@ -98,6 +98,7 @@ func TestReadOnlyEveryCommand(t *testing.T) {
 		"daytwo outbox list":           {nil, 0},
 		"daytwo outbox retry":          {nil, 0},
 		"daytwo outbox discard":        {[]string{"1"}, 0},
+		"daytwo store copy":            {[]string{"--from", "sqlite:///nonexistent/d.db", "--to", "postgres://daytwo@127.0.0.1:1/daytwo"}, 0},
 		"daytwo status":                {nil, 0},
 		"daytwo fleet serve":           {[]string{"--state-dir", t.TempDir()}, exitUsage}, // would serve: no --target
 		"daytwo fleet deploy":          {[]string{"--state-dir", w.stateDir}, 0},

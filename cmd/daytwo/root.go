@@ -67,6 +67,7 @@ read-only mode.`,
 		a.auditCommand(),
 		a.outboxCommand(),
 		a.statusCommand(),
+		a.storeCommand(),
 		a.fleetCommand(),
 		a.versionCommand(),
 	)
@@ -120,6 +121,7 @@ var readOnlyClasses = map[string]string{
 	"daytwo outbox list":    roRead,
 	"daytwo outbox retry":   roWrite,
 	"daytwo outbox discard": roWrite,
+	"daytwo store copy":     roWrite, // writes the PostgreSQL database
 	"daytwo status":         roRead,
 	"daytwo fleet serve":    roRead, // the demo fleet's own processes
 	"daytwo fleet deploy":   roWrite,

@@ -8,7 +8,6 @@ import (
 	"github.com/daytwo/daytwo/itsm"
 	"github.com/daytwo/daytwo/ops"
 	"github.com/daytwo/daytwo/ops/exec"
-	"github.com/daytwo/daytwo/store"
 )
 
 // itsmClient builds the ServiceNow client from the configuration, or nil
@@ -55,7 +54,7 @@ func (a *app) approverClient(base itsm.Config, username, password string) (*itsm
 
 // service wires the use cases: configuration, store and (if an instance is
 // configured) ServiceNow.
-func (a *app) service(ctx context.Context, opts ...itsm.Option) (*ops.Service, *store.DB, error) {
+func (a *app) service(ctx context.Context, opts ...itsm.Option) (*ops.Service, appStore, error) {
 	cfg, err := a.config()
 	if err != nil {
 		return nil, nil, err

@@ -42,9 +42,15 @@ type Config struct {
 // per-element defaults. It never holds secrets.
 func (c *Config) Merged() map[string]any { return c.merged }
 
-// Store configures the SQLite database.
+// Store configures the database: the SQLite file at Path, unless URL names
+// a PostgreSQL database (postgres://…).
 type Store struct {
 	Path string `koanf:"path"`
+	// URL (or DAYTWO_DB_URL) selects the PostgreSQL store. It must not
+	// carry a password: that comes from DAYTWO_DB_PASSWORD, PGPASSWORD or
+	// PasswordFile.
+	URL          string `koanf:"url"`
+	PasswordFile string `koanf:"password_file"`
 }
 
 // ServiceNow configures the connection to the ServiceNow instance.
@@ -131,6 +137,10 @@ type Secrets struct {
 	Password         string
 	ClientSecret     string
 	ApproverPassword string
+	// DBPassword is the PostgreSQL password (store.url); DBPasswordSource
+	// says where it came from.
+	DBPassword       string
+	DBPasswordSource string
 	// AlertmanagerToken is the bearer token webhook requests must carry.
 	AlertmanagerToken string
 	// AuditKey keys the audit chain (HMAC-SHA256); nil when not configured.

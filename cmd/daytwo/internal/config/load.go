@@ -32,6 +32,7 @@ const DefaultFile = "daytwo.yaml"
 // handled apart: secrets never enter the configuration tree.
 var EnvKeys = map[string]string{
 	"DAYTWO_DB":                "store.path",
+	"DAYTWO_DB_URL":            "store.url",
 	"DAYTWO_SN_INSTANCE":       "servicenow.instance",
 	"DAYTWO_SN_USER":           "servicenow.auth.username",
 	"DAYTWO_SN_AUTH":           "servicenow.auth.method",
@@ -273,6 +274,10 @@ func readSecrets(cfg *Config, getenv func(string) string) []Problem {
 	cfg.Secrets.Password, cfg.Secrets.PasswordSource = read("DAYTWO_SN_PASSWORD", "servicenow.auth.password_file", a.PasswordFile)
 	cfg.Secrets.ClientSecret, cfg.Secrets.ClientSecretSource = read("DAYTWO_SN_CLIENT_SECRET", "servicenow.auth.client_secret_file", a.ClientSecretFile)
 	cfg.Secrets.ApproverPassword, _ = read("DAYTWO_SN_APPROVER_PASSWORD", "servicenow.approver.password_file", cfg.ServiceNow.Approver.PasswordFile)
+	cfg.Secrets.DBPassword, cfg.Secrets.DBPasswordSource = read("DAYTWO_DB_PASSWORD", "store.password_file", "")
+	if cfg.Secrets.DBPassword == "" {
+		cfg.Secrets.DBPassword, cfg.Secrets.DBPasswordSource = read("PGPASSWORD", "store.password_file", cfg.Store.PasswordFile)
+	}
 	cfg.Secrets.AlertmanagerToken, _ = read("DAYTWO_ALERTMANAGER_TOKEN", "alertmanager.token_file", cfg.Alertmanager.TokenFile)
 	if key, src := read("DAYTWO_AUDIT_KEY", "audit.key_file", cfg.Audit.KeyFile); key != "" {
 		if len(key) < MinAuditKeyLen {

@@ -173,7 +173,7 @@ func resolvePaths(tree map[string]any, dir string) {
 			l[0] = filepath.Join(dir, s)
 		}
 	}
-	walkPath(tree, "store", func(m map[string]any) { abs(m, "path") })
+	walkPath(tree, "store", func(m map[string]any) { abs(m, "path"); abs(m, "password_file") })
 	walkPath(tree, "servicenow", func(m map[string]any) { abs(m, "ca_file") })
 	walkPath(tree, "servicenow.auth", func(m map[string]any) { abs(m, "password_file"); abs(m, "client_secret_file") })
 	walkPath(tree, "servicenow.approver", func(m map[string]any) { abs(m, "password_file") })

@@ -47,11 +47,33 @@ func (v *validator) tmpl(key, s string) {
 	}
 }
 
+// storeURL checks store.url: a PostgreSQL URL without a password (the
+// problem never repeats the URL, which might hold one).
+func (v *validator) storeURL(raw string) {
+	if raw == "" {
+		return
+	}
+	if !strings.HasPrefix(raw, "postgres://") && !strings.HasPrefix(raw, "postgresql://") {
+		v.add("store.url", "want a PostgreSQL URL (postgres://user@host:5432/dbname); for SQLite set store.path")
+		return
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		v.add("store.url", "not a URL (postgres://user@host:5432/dbname)")
+		return
+	}
+	_, hasPW := u.User.Password()
+	if hasPW || u.Query().Has("password") {
+		v.add("store.url", "must not contain a password: set DAYTWO_DB_PASSWORD (or PGPASSWORD) or store.password_file")
+	}
+}
+
 func validate(c *Config) []Problem {
 	v := &validator{}
 	if c.Store.Path == "" {
 		v.add("store.path", "must not be empty")
 	}
+	v.storeURL(c.Store.URL)
 	v.serviceNow(c.ServiceNow)
 	if c.Sync.Interval < time.Second {
 		v.add("sync.interval", "%s is too short: at least 1s", c.Sync.Interval)

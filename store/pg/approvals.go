@@ -1,0 +1,178 @@
+package pg
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+
+	"github.com/daytwo/daytwo/ops"
+)
+
+// UpsertApprovals writes mirrored approval records inside tx, skipping
+// those that are not newer than the stored copy.
+func (tx *Tx) UpsertApprovals(ctx context.Context, approvals []ops.Approval) (ops.UpsertStats, error) {
+	var st ops.UpsertStats
+	if len(approvals) == 0 {
+		return st, nil
+	}
+	stmt, err := tx.tx.PrepareContext(ctx, `INSERT INTO approvals (sys_id, change_sys_id, approver, approver_name, state,
+			comments, sys_updated_on, sys_mod_count, raw_json, mirrored_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (sys_id) DO UPDATE SET change_sys_id = excluded.change_sys_id, approver = excluded.approver,
+			approver_name = CASE WHEN excluded.approver_name <> '' THEN excluded.approver_name ELSE approvals.approver_name END,
+			state = excluded.state, comments = excluded.comments, sys_updated_on = excluded.sys_updated_on,
+			sys_mod_count = excluded.sys_mod_count, raw_json = excluded.raw_json, mirrored_at = excluded.mirrored_at
+		WHERE excluded.sys_mod_count > approvals.sys_mod_count OR excluded.sys_updated_on > approvals.sys_updated_on`)
+	if err != nil {
+		return st, fmt.Errorf("store: upsert approvals: %w", err)
+	}
+	defer stmt.Close()
+	for _, a := range approvals {
+		raw := string(a.Raw)
+		if raw == "" {
+			raw = "{}"
+		}
+		res, err := stmt.ExecContext(ctx, a.SysID, a.ChangeSysID, a.Approver, a.ApproverName, a.State, a.Comments,
+			formatTime(a.SysUpdatedOn), a.SysModCount, raw, formatTime(tx.now))
+		if err != nil {
+			return st, fmt.Errorf("store: upsert approval %s: %w", a.SysID, mapErr(err))
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			st.Written++
+		} else {
+			st.Unchanged++
+		}
+	}
+	return st, nil
+}
+
+// Approvals returns the mirrored approvals of a change, oldest first.
+func (db *DB) Approvals(ctx context.Context, changeSysID string) ([]ops.Approval, error) {
+	rows, err := db.sql.QueryContext(ctx, approvalColumns+` WHERE change_sys_id = ? ORDER BY sys_updated_on, sys_id`, changeSysID)
+	if err != nil {
+		return nil, fmt.Errorf("store: approvals of %s: %w", changeSysID, err)
+	}
+	return scanApprovals(rows)
+}
+
+const approvalColumns = `SELECT sys_id, change_sys_id, approver, approver_name, state, comments,
+	sys_updated_on, sys_mod_count FROM approvals`
+
+// scanApprovals reads and closes rows of approvalColumns.
+func scanApprovals(rows *sql.Rows) ([]ops.Approval, error) {
+	defer rows.Close()
+	var out []ops.Approval
+	for rows.Next() {
+		var (
+			a       ops.Approval
+			updated string
+		)
+		if err := rows.Scan(&a.SysID, &a.ChangeSysID, &a.Approver, &a.ApproverName, &a.State, &a.Comments, &updated, &a.SysModCount); err != nil {
+			return nil, fmt.Errorf("store: scan approval: %w", err)
+		}
+		var err error
+		if a.SysUpdatedOn, err = parseTime(updated); err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// UpsertIncident records an incident daytwo opened (or mirrored) inside tx.
+func (tx *Tx) UpsertIncident(ctx context.Context, in ops.Incident) error {
+	raw := string(in.Raw)
+	if raw == "" {
+		raw = "{}"
+	}
+	_, err := tx.tx.ExecContext(ctx, `INSERT INTO incidents (sys_id, number, change_sys_id, update_id, state,
+			short_description, sys_updated_on, raw_json, mirrored_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (sys_id) DO UPDATE SET number = excluded.number, state = excluded.state,
+			short_description = excluded.short_description, sys_updated_on = excluded.sys_updated_on,
+			raw_json = excluded.raw_json, mirrored_at = excluded.mirrored_at,
+			change_sys_id = CASE WHEN excluded.change_sys_id <> '' THEN excluded.change_sys_id ELSE incidents.change_sys_id END,
+			update_id = CASE WHEN excluded.update_id <> '' THEN excluded.update_id ELSE incidents.update_id END`,
+		in.SysID, in.Number, in.ChangeSysID, in.UpdateID, in.State, in.ShortDescription, formatTime(in.SysUpdatedOn), raw, formatTime(tx.now))
+	if err != nil {
+		return fmt.Errorf("store: upsert incident %s: %w", in.Number, mapErr(err))
+	}
+	return nil
+}
+
+// Incidents returns the incidents linked to an update, newest first.
+func (db *DB) Incidents(ctx context.Context, updateID string) ([]ops.Incident, error) {
+	rows, err := db.sql.QueryContext(ctx, `SELECT sys_id, number, change_sys_id, update_id, state, short_description,
+		sys_updated_on FROM incidents WHERE update_id = ? ORDER BY sys_updated_on DESC`, updateID)
+	if err != nil {
+		return nil, fmt.Errorf("store: incidents of %s: %w", updateID, err)
+	}
+	defer rows.Close()
+	var out []ops.Incident
+	for rows.Next() {
+		var (
+			in      ops.Incident
+			updated string
+		)
+		if err := rows.Scan(&in.SysID, &in.Number, &in.ChangeSysID, &in.UpdateID, &in.State, &in.ShortDescription, &updated); err != nil {
+			return nil, fmt.Errorf("store: scan incident: %w", err)
+		}
+		if in.SysUpdatedOn, err = parseTime(updated); err != nil {
+			return nil, err
+		}
+		out = append(out, in)
+	}
+	return out, rows.Err()
+}
+
+// OpenChangeSysIDs lists the sys_ids of active mirrored changes whose
+// correlation id starts with prefix (daytwo's own open changes).
+func (db *DB) OpenChangeSysIDs(ctx context.Context, prefix string) ([]string, error) {
+	// correlation_id has a text_pattern_ops index, which LIKE 'prefix%' uses
+	// whatever the database's collation.
+	rows, err := db.sql.QueryContext(ctx, `SELECT sys_id FROM changes WHERE active = 1 AND correlation_id LIKE ? ESCAPE '\' ORDER BY sys_id`,
+		likePrefix(prefix))
+	if err != nil {
+		return nil, fmt.Errorf("store: open changes: %w", err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// ApprovalsByID returns the mirrored approvals among sysIDs, by sys_id, in
+// a few queries whatever their number.
+func (db *DB) ApprovalsByID(ctx context.Context, sysIDs []string) (map[string]ops.Approval, error) {
+	out := make(map[string]ops.Approval, len(sysIDs))
+	const chunk = 500 // well under PostgreSQL's bound-parameter limit
+	for len(sysIDs) > 0 {
+		n := min(chunk, len(sysIDs))
+		part := sysIDs[:n]
+		sysIDs = sysIDs[n:]
+		marks := strings.TrimSuffix(strings.Repeat("?,", len(part)), ",")
+		args := make([]any, len(part))
+		for i, id := range part {
+			args[i] = id
+		}
+		rows, err := db.sql.QueryContext(ctx, approvalColumns+` WHERE sys_id IN (`+marks+`)`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("store: approvals by id: %w", err)
+		}
+		found, err := scanApprovals(rows)
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range found {
+			out[a.SysID] = a
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,109 @@
+package pg
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// The PostgreSQL migrations mirror the SQLite store's one for one (same
+// versions, same meaning), so that a version names one schema in both
+// engines and `daytwo store copy` can check both ends.
+//
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+func migrations() ([]migration, error) {
+	entries, err := fs.ReadDir(migrationFS, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	var ms []migration
+	for _, e := range entries {
+		base := strings.TrimSuffix(e.Name(), ".sql")
+		num, name, ok := strings.Cut(base, "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("migration file %s: want NNNN_name.sql", e.Name())
+		}
+		body, err := migrationFS.ReadFile(path.Join("migrations", e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, migration{version: v, name: name, sql: string(body)})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
+	for i, m := range ms {
+		if m.version != i+1 {
+			return nil, fmt.Errorf("migrations: want version %d, found %d (%s)", i+1, m.version, m.name)
+		}
+	}
+	return ms, nil
+}
+
+// SchemaVersion is the newest schema version this binary knows.
+func SchemaVersion() int {
+	ms, err := migrations()
+	if err != nil {
+		return 0
+	}
+	return len(ms)
+}
+
+// migrate applies pending migrations, each in its own transaction under the
+// writers' advisory lock (two daemons starting at once migrate once), and
+// refuses a database from a newer binary.
+func (db *DB) migrate(ctx context.Context) error {
+	ms, err := migrations()
+	if err != nil {
+		return err
+	}
+	err = db.WithTx(ctx, func(tx *Tx) error {
+		_, err := tx.tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+			version    BIGINT PRIMARY KEY,
+			name       TEXT NOT NULL,
+			applied_at TEXT NOT NULL)`)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	for _, m := range ms {
+		err := db.WithTx(ctx, func(tx *Tx) error {
+			var current int
+			if err := tx.tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+				return fmt.Errorf("read schema version: %w", err)
+			}
+			if current > len(ms) {
+				return fmt.Errorf("%w: database is at schema version %d, this daytwo knows up to %d; upgrade daytwo (the database was left untouched)", ErrSchemaTooNew, current, len(ms))
+			}
+			if current >= m.version {
+				return nil
+			}
+			if _, err := tx.tx.tx.ExecContext(ctx, m.sql); err != nil {
+				return fmt.Errorf("apply migration %04d_%s: %w", m.version, m.name, err)
+			}
+			if _, err := tx.tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
+				m.version, m.name, formatTime(tx.now)); err != nil {
+				return err
+			}
+			db.log.Info("applied schema migration", "version", m.version, "name", m.name, "url", db.url)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
