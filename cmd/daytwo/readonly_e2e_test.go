@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/daytwo/daytwo/itsm/snowsim"
+
 	"github.com/spf13/cobra"
 )
 
@@ -164,8 +166,13 @@ func TestReadOnlyDaemonMirrorsOnly(t *testing.T) {
 	staged := w.propose(t, "staging", "1.1.0") // ungated, auto_run: approved at once
 	prod := w.propose(t, "production", "1.1.0")
 	w.approve(t, prod.Change) // in ServiceNow only: the mirror still shows Assess
-	// Queued writes: a proposal not delivered yet, and prod's cancel.
+	// Queued writes: a proposal not delivered yet, and prod's cancel. The
+	// proposing process tries to deliver the cancel itself in the
+	// background: ServiceNow drops every call meanwhile, so both stay
+	// queued for the daemon.
+	w.sim.Sim().SetFaults(snowsim.Faults{Drop: snowsim.Rule{Every: 1}})
 	q := w.propose(t, "production", "1.1.1", "--supersede", "--wait", "0")
+	w.sim.Sim().SetFaults(snowsim.Faults{})
 	if q.Queued == 0 {
 		t.Fatalf("nothing queued: %+v", q)
 	}
