@@ -32,26 +32,7 @@ func (r *runner) deployBatch(be BatchExecutor, batch int, ts []Target) []targetR
 			}
 			return
 		}
-		res.evidence = "deployed (no health checks configured)"
-		if r.health != nil && len(r.env.Health) > 0 {
-			r.emit(RunEvent{Batch: batch, Target: t.Name, Step: StepHealth, State: "started", Message: "checking health"})
-			var ev string
-			err := r.step(batch, t.Name, StepHealth, r.u.Version, reqs[i], func(ctx context.Context, req StepRequest) (string, error) {
-				var err error
-				ev, err = r.health.Check(ctx, req, r.sink())
-				return ev, err
-			})
-			if err != nil {
-				res.err = err
-				if !busy(err) {
-					r.emit(RunEvent{Batch: batch, Target: t.Name, Step: StepHealth, State: "failed", Message: "health check failed: " + err.Error()})
-				}
-				return
-			}
-			res.evidence = ev
-		}
-		res.ok = true
-		r.emit(RunEvent{Batch: batch, Target: t.Name, Step: StepDeploy, State: "succeeded", Message: "healthy: " + res.evidence})
+		r.checkDeployed(batch, t, reqs[i], res)
 	})
 	return results
 }

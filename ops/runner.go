@@ -539,6 +539,15 @@ func (r *runner) deployTarget(batch int, t Target) targetResult {
 		}
 		return res
 	}
+	r.checkDeployed(batch, t, req, &res)
+	return res
+}
+
+// checkDeployed checks the health of a target just deployed (a journaled
+// step) and completes its result; both the per-target and the batch
+// executors' deploys end here.
+func (r *runner) checkDeployed(batch int, t Target, req StepRequest, res *targetResult) {
+	res.evidence = "deployed (no health checks configured)"
 	if r.health != nil && len(r.env.Health) > 0 {
 		r.emit(RunEvent{Batch: batch, Target: t.Name, Step: StepHealth, State: "started", Message: "checking health"})
 		var ev string
@@ -552,15 +561,12 @@ func (r *runner) deployTarget(batch int, t Target) targetResult {
 			if !busy(err) {
 				r.emit(RunEvent{Batch: batch, Target: t.Name, Step: StepHealth, State: "failed", Message: "health check failed: " + err.Error()})
 			}
-			return res
+			return
 		}
 		res.evidence = ev
-	} else {
-		res.evidence = "deployed (no health checks configured)"
 	}
 	res.ok = true
 	r.emit(RunEvent{Batch: batch, Target: t.Name, Step: StepDeploy, State: "succeeded", Message: "healthy: " + res.evidence})
-	return res
 }
 
 // step journals fn as one step on target. Launching it is serialised per
