@@ -82,6 +82,13 @@ func TestCrashDuringRolloutsLeavesKnownReleases(t *testing.T) {
 		if r := daytwo(t, w.env, "sync", "--once"); r.code != 0 { // delivers the evidence
 			t.Fatalf("trial %d: sync after resume: %+v", i, r)
 		}
+		// A kill before the run started leaves the update approved (one
+		// open update per environment): run it, or the next trial's
+		// proposal is refused.
+		if r := daytwo(t, w.env, "update", "show", p.ID, "-o", "json"); strings.Contains(r.stdout, `"state": "approved"`) {
+			daytwo(t, w.env, "run", p.ID)
+			daytwo(t, w.env, "sync", "--once")
+		}
 		got := w.versions(t, prd...)
 		switch got {
 		case strings.Repeat(version+",", 2) + version:
