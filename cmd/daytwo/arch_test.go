@@ -2,14 +2,18 @@ package main
 
 import (
 	"os/exec"
+	"sort"
 	"strings"
 	"testing"
 )
 
 // The import rules of ARCHITECTURE.md, enforced (tailscale's deptest idea):
-// ops imports no adapter, tui talks to ops only, itsm and store never import
-// each other, the simulator is a ServiceNow and knows nothing of daytwo, and
-// nothing imports the composition root.
+// ops imports no adapter, tui talks to ops only (and never to the
+// executors), itsm and store never import each other, the simulator is a
+// ServiceNow and knows nothing of daytwo, and nothing imports the
+// composition root. The rules hold for transitive dependencies: a package
+// may not reach a banned one through a third-party or daytwo package
+// either, and the violation names the path.
 
 const module = "github.com/daytwo/daytwo"
 
@@ -23,7 +27,7 @@ var importRules = []importRule{
 	{module + "/ops", []string{module + "/store", module + "/itsm", module + "/tui", module + "/cmd", module + "/fixtures",
 		"modernc.org/sqlite", "github.com/go-resty/", "github.com/charmbracelet/", "github.com/spf13/", "github.com/knadh/koanf"},
 		"ops is the domain: it imports no adapter, UI or config library"},
-	{module + "/tui", []string{module + "/store", module + "/itsm", module + "/cmd", "modernc.org/sqlite", "github.com/go-resty/"},
+	{module + "/tui", []string{module + "/store", module + "/itsm", module + "/cmd", module + "/ops/exec", "modernc.org/sqlite", "github.com/go-resty/"},
 		"tui talks to ops only"},
 	{module + "/itsm", []string{module + "/store", module + "/tui", module + "/cmd"},
 		"itsm and store never import each other; adapters never import the UI or cmd"},
@@ -33,33 +37,75 @@ var importRules = []importRule{
 		"the simulator is a ServiceNow: it must not share code with the client it tests"},
 }
 
-// violations lists every import in graph that breaks a rule. A package
-// matches a rule when its path equals the rule's prefix or lies below it;
-// the most specific rule and every broader one apply.
+// violations lists every dependency in graph that breaks a rule. graph
+// maps each package to its direct imports (daytwo's packages and every
+// package they reach); a rule is checked against everything a package
+// reaches, and a violation names the import path that leads there. A
+// package matches a rule when its path equals the rule's prefix or lies
+// below it; the most specific rule and every broader one apply.
 func violations(graph map[string][]string, rules []importRule) []string {
 	var out []string
-	for pkg, imports := range graph {
+	for pkg := range graph {
+		if !under(pkg, module) {
+			continue
+		}
+		via := reach(graph, pkg)
 		for _, r := range rules {
 			if !under(pkg, r.pkg) {
 				continue
 			}
-			for _, imp := range imports {
+			for dep := range via {
 				for _, b := range r.banned {
-					if under(imp, b) {
-						out = append(out, pkg+" imports "+imp+": "+r.why)
+					if under(dep, b) {
+						out = append(out, pkg+" imports "+dep+": "+r.why+chain(via, pkg, dep))
 					}
 				}
 			}
 		}
 		if !under(pkg, module+"/cmd") {
-			for _, imp := range imports {
-				if under(imp, module+"/cmd") {
-					out = append(out, pkg+" imports "+imp+": nothing imports the composition root")
+			for dep := range via {
+				if under(dep, module+"/cmd") {
+					out = append(out, pkg+" imports "+dep+": nothing imports the composition root"+chain(via, pkg, dep))
 				}
 			}
 		}
 	}
 	return out
+}
+
+// reach walks graph breadth-first from pkg and returns, for every package
+// pkg depends on, the package that imports it on a shortest path.
+func reach(graph map[string][]string, pkg string) map[string]string {
+	via := map[string]string{}
+	queue := []string{pkg}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		for _, imp := range graph[p] {
+			if _, seen := via[imp]; seen || imp == pkg {
+				continue
+			}
+			via[imp] = p
+			queue = append(queue, imp)
+		}
+	}
+	return via
+}
+
+// chain renders the path from pkg to dep when dep is not a direct import.
+func chain(via map[string]string, pkg, dep string) string {
+	if via[dep] == pkg {
+		return ""
+	}
+	path := []string{dep}
+	for p := via[dep]; p != pkg; p = via[p] {
+		path = append(path, p)
+	}
+	path = append(path, pkg)
+	for i, j := 0, len(path)-1; i < j; i, j = i+1, j-1 {
+		path[i], path[j] = path[j], path[i]
+	}
+	return " (via " + strings.Join(path, " -> ") + ")"
 }
 
 // under reports whether path is prefix or lies below it; a prefix ending
@@ -72,7 +118,7 @@ func under(path, prefix string) bool {
 }
 
 func TestImportRules(t *testing.T) {
-	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, module+"/...").CombinedOutput()
+	out, err := exec.Command("go", "list", "-deps", "-f", `{{.ImportPath}} {{join .Imports " "}}`, module+"/...").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go list: %v\n%s", err, out)
 	}
@@ -111,8 +157,16 @@ func TestImportRulesCatchViolations(t *testing.T) {
 		module + "/itsm/snowsim imports " + module + "/ops",
 		module + "/fixtures imports " + module + "/cmd/daytwo/internal/config",
 	}
-	if len(got) != len(want) {
-		t.Fatalf("got %d violations, want %d:\n%s", len(got), len(want), strings.Join(got, "\n"))
+	// Each direct violation is reported; every other one is a transitive
+	// consequence of them and names its path.
+	direct := 0
+	for _, g := range got {
+		if !strings.Contains(g, " (via ") {
+			direct++
+		}
+	}
+	if direct != len(want) {
+		t.Fatalf("got %d direct violations, want %d:\n%s", direct, len(want), strings.Join(got, "\n"))
 	}
 	for _, w := range want {
 		found := false
@@ -123,4 +177,39 @@ func TestImportRulesCatchViolations(t *testing.T) {
 			t.Errorf("missing violation %q in:\n%s", w, strings.Join(got, "\n"))
 		}
 	}
+}
+
+// TestImportRulesAreTransitive proves a banned package reached through an
+// allowed one is caught, with the path that leads to it, and that an
+// allowed graph stays clean.
+func TestImportRulesAreTransitive(t *testing.T) {
+	graph := map[string][]string{
+		module + "/tui/deploys": {module + "/ops", "example.com/wrapper"},
+		"example.com/wrapper":   {"example.com/inner"},
+		"example.com/inner":     {module + "/ops/exec", "github.com/go-resty/resty/v2"},
+		module + "/ops":         {"context", module + "/ops/policy"},
+		module + "/ops/policy":  {"github.com/google/cel-go/cel"},
+		module + "/ops/exec":    {"os/exec"},
+	}
+	got := violations(graph, importRules)
+	want := []string{
+		module + "/tui/deploys imports " + module + "/ops/exec: tui talks to ops only (via " +
+			module + "/tui/deploys -> example.com/wrapper -> example.com/inner -> " + module + "/ops/exec)",
+		module + "/tui/deploys imports github.com/go-resty/resty/v2: tui talks to ops only (via " +
+			module + "/tui/deploys -> example.com/wrapper -> example.com/inner -> github.com/go-resty/resty/v2)",
+	}
+	if strings.Join(sorted(got), "\n") != strings.Join(sorted(want), "\n") {
+		t.Fatalf("violations:\n%s\nwant:\n%s", strings.Join(sorted(got), "\n"), strings.Join(sorted(want), "\n"))
+	}
+	delete(graph, "example.com/wrapper")
+	graph[module+"/tui/deploys"] = []string{module + "/ops"}
+	if got := violations(graph, importRules); len(got) != 0 {
+		t.Fatalf("an allowed graph has violations:\n%s", strings.Join(got, "\n"))
+	}
+}
+
+func sorted(s []string) []string {
+	s = append([]string(nil), s...)
+	sort.Strings(s)
+	return s
 }
