@@ -68,6 +68,17 @@ func (db *DB) migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// An up-to-date database is only read: opening it takes no write lock,
+	// so a read or a backup never waits behind a busy writer.
+	var current int
+	if err := db.sql.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err == nil {
+		if current > len(ms) {
+			return fmt.Errorf("%w: database is at schema version %d, this daytwo knows up to %d; upgrade daytwo (the database was left untouched)", ErrSchemaTooNew, current, len(ms))
+		}
+		if current == len(ms) {
+			return nil
+		}
+	}
 	if _, err := db.sql.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version    INTEGER PRIMARY KEY,
 		name       TEXT NOT NULL,

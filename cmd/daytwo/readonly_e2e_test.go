@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -102,6 +103,7 @@ func TestReadOnlyEveryCommand(t *testing.T) {
 		"daytwo outbox discard":        {[]string{"1"}, 0},
 		"daytwo store copy":            {[]string{"--from", "sqlite:///nonexistent/d.db", "--to", "postgres://daytwo@127.0.0.1:1/daytwo"}, 0},
 		"daytwo status":                {nil, 0},
+		"daytwo backup":                {[]string{"--to", filepath.Join(t.TempDir(), "backup.db")}, 0},
 		"daytwo fleet serve":           {[]string{"--state-dir", t.TempDir()}, exitUsage}, // would serve: no --target
 		"daytwo fleet deploy":          {[]string{"--state-dir", w.stateDir}, 0},
 		"daytwo version":               {nil, 0},

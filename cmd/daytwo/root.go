@@ -68,6 +68,7 @@ read-only mode.`,
 		a.outboxCommand(),
 		a.statusCommand(),
 		a.storeCommand(),
+		a.backupCommand(),
 		a.fleetCommand(),
 		a.versionCommand(),
 	)
@@ -122,6 +123,7 @@ var readOnlyClasses = map[string]string{
 	"daytwo outbox retry":   roWrite,
 	"daytwo outbox discard": roWrite,
 	"daytwo store copy":     roWrite, // writes the PostgreSQL database
+	"daytwo backup":         roRead,  // copies the local database; changes nothing
 	"daytwo status":         roRead,
 	"daytwo fleet serve":    roRead, // the demo fleet's own processes
 	"daytwo fleet deploy":   roWrite,
