@@ -50,6 +50,8 @@ type loadedMsg struct {
 	err    error
 }
 
+func (loadedMsg) Target() common.Page { return common.PageAudit }
+
 // Model is the audit screen.
 type Model struct {
 	common  common.Common

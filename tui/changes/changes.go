@@ -64,6 +64,9 @@ type loadedMsg struct {
 
 type searchTickMsg struct{ token int }
 
+func (loadedMsg) Target() common.Page     { return common.PageChanges }
+func (searchTickMsg) Target() common.Page { return common.PageChanges }
+
 // Model is the changes screen.
 type Model struct {
 	common common.Common

@@ -16,7 +16,6 @@ import (
 	"github.com/daytwo/daytwo/ops"
 	"github.com/daytwo/daytwo/tui/actions"
 	"github.com/daytwo/daytwo/tui/common"
-	"github.com/daytwo/daytwo/tui/updates"
 )
 
 // Source is what the screen reads; *ops.Service implements it.
@@ -62,6 +61,8 @@ type loadedMsg struct {
 	d   ops.UpdateDetail
 	err error
 }
+
+func (loadedMsg) Target() common.Page { return common.PageDetail }
 
 // Model is the detail screen.
 type Model struct {
@@ -237,7 +238,7 @@ func (m Model) content() string {
 	}
 	b.WriteString(s.Section.Title.Render(fmt.Sprintf("%s %s: %s %s → %s", kind, u.ID, u.Environment, common.Or(u.FromVersion, "(nothing)"), u.Version)) + "\n")
 	kv("state", string(u.State)+reason(u.Reason))
-	kv("gate", updates.GateStyle(m.common, d.GateText))
+	kv("gate", common.GateStyle(m.common, d.UpdateStatus))
 	kv("proposed", common.Or(u.CreatedBy, "unknown")+" at "+common.Timestamp(u.CreatedAt))
 	if m.envs[u.Environment].RequiresChange || u.ChangeNumber != "" {
 		title("Change")

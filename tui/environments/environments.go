@@ -49,6 +49,8 @@ type loadedMsg struct {
 	err  error
 }
 
+func (loadedMsg) Target() common.Page { return common.PageEnvironments }
+
 // Model is the environments screen.
 type Model struct {
 	common  common.Common
@@ -60,12 +62,11 @@ type Model struct {
 	gen     int
 	loading bool
 	err     error
-	focused bool
 }
 
 // New builds the screen.
 func New(c common.Common, src Source, acts actions.Service) Model {
-	m := Model{common: c, src: src, acts: acts, keys: DefaultKeyMap(), focused: true}
+	m := Model{common: c, src: src, acts: acts, keys: DefaultKeyMap()}
 	m.updateKeys()
 	return m
 }
@@ -94,12 +95,6 @@ func load(c common.Common, src Source, gen int) tea.Cmd {
 
 // SetSize sets the screen's size.
 func (m *Model) SetSize(w, h int) { m.common.Width, m.common.Height = w, h }
-
-// Focus gives the screen the keyboard.
-func (m *Model) Focus() { m.focused = true }
-
-// Blur takes the keyboard away.
-func (m *Model) Blur() { m.focused = false }
 
 // Title names the screen.
 func (m *Model) Title() string { return "Environments" }
@@ -153,9 +148,6 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 		m.updateKeys()
 		return m, nil
 	case tea.KeyMsg:
-		if !m.focused {
-			return m, nil
-		}
 		return m.handleKey(msg)
 	}
 	return m, nil

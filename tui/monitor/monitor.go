@@ -8,10 +8,10 @@ package monitor
 import (
 	"context"
 	"fmt"
-	"github.com/charmbracelet/bubbles/progress"
 	"strings"
 
 	"github.com/charmbracelet/bubbles/key"
+	"github.com/charmbracelet/bubbles/progress"
 	"github.com/charmbracelet/bubbles/viewport"
 	tea "github.com/charmbracelet/bubbletea"
 
@@ -61,6 +61,9 @@ func DefaultKeyMap() KeyMap {
 // EventMsg carries one event of a run this console started.
 type EventMsg struct{ Event ops.RunEvent }
 
+// Target implements common.Addressed: run events are the monitor's.
+func (EventMsg) Target() common.Page { return common.PageMonitor }
+
 type loadedMsg struct {
 	gen       int
 	runID     string
@@ -71,6 +74,8 @@ type loadedMsg struct {
 	incidents []ops.Incident
 	err       error
 }
+
+func (loadedMsg) Target() common.Page { return common.PageMonitor }
 
 // Model is the run monitor.
 type Model struct {

@@ -20,7 +20,6 @@ import (
 // Source is what the screen reads; *ops.Service implements it.
 type Source interface {
 	Outbox(ctx context.Context, f ops.OutboxFilter) ([]ops.OutboxItem, error)
-	Connection(ctx context.Context, instance string, ping bool) (ops.ConnectionStatus, error)
 	actions.Discarder
 }
 
@@ -47,29 +46,13 @@ func DefaultKeyMap() KeyMap {
 	}
 }
 
-// ConnectionMsg carries a connection check.
-type ConnectionMsg struct {
-	Gen    int
-	Status ops.ConnectionStatus
-	Err    error
-}
-
-// CheckConnection reads the connection status (and, with ping, asks
-// ServiceNow, bounded by the read timeout).
-func CheckConnection(c common.Common, src Source, instance string, ping bool, gen int) tea.Cmd {
-	return func() tea.Msg {
-		ctx, cancel := c.Context()
-		defer cancel()
-		cs, err := src.Connection(ctx, instance, ping)
-		return ConnectionMsg{Gen: gen, Status: cs, Err: err}
-	}
-}
-
 type loadedMsg struct {
 	gen   int
 	items []ops.OutboxItem
 	err   error
 }
+
+func (loadedMsg) Target() common.Page { return common.PageOutbox }
 
 // Model is the outbox screen.
 type Model struct {
@@ -119,12 +102,6 @@ func (m *Model) Load() tea.Cmd {
 	}
 }
 
-// SetConnection records the latest connection check (the root polls it
-// for the header's offline banner).
-func (m *Model) SetConnection(cs ops.ConnectionStatus, err error) {
-	m.conn, m.connErr, m.connKnown = cs, err, err == nil
-}
-
 // SetSize sets the screen's size.
 func (m *Model) SetSize(w, h int) { m.common.Width, m.common.Height = w, h }
 
@@ -146,6 +123,11 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 	switch msg := msg.(type) {
 	case common.RefreshMsg:
 		return m, m.Load()
+	case common.ConnectionMsg:
+		// The root's connection monitor checked; the keys follow at the
+		// next load or key.
+		m.conn, m.connErr, m.connKnown = msg.Status, msg.Err, msg.Err == nil
+		return m, nil
 	case loadedMsg:
 		if msg.gen != m.gen {
 			return m, nil
@@ -167,7 +149,7 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 			m.loading = false
 			return m, m.Load()
 		case key.Matches(msg, m.keys.Ping):
-			return m, func() tea.Msg { return PingMsg{} }
+			return m, func() tea.Msg { return common.PingMsg{} }
 		case key.Matches(msg, m.keys.Retry):
 			id := int64(0)
 			if m.cursor < len(m.items) && m.items[m.cursor].State == ops.OutboxFailed {
@@ -183,9 +165,6 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 	m.updateKeys()
 	return m, nil
 }
-
-// PingMsg asks the root to check the connection now.
-type PingMsg struct{}
 
 // View renders the screen.
 func (m Model) View() string {

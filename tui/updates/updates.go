@@ -58,6 +58,8 @@ type loadedMsg struct {
 	err error
 }
 
+func (loadedMsg) Target() common.Page { return common.PageUpdates }
+
 // Model is the updates screen.
 type Model struct {
 	common   common.Common
@@ -290,25 +292,9 @@ func (m Model) View() string {
 	return common.Fit(strings.Join(lines, "\n"), w, h)
 }
 
-// GateStyle colours a gate text by its verdict.
-func GateStyle(c common.Common, text string) string {
-	s := c.Styles
-	switch {
-	case strings.HasPrefix(text, "open"), strings.HasPrefix(text, string(ops.UpdateSucceeded)):
-		return s.Status.OK.Render(text)
-	case strings.HasPrefix(text, "pending"), strings.HasPrefix(text, string(ops.UpdateRunning)):
-		return s.Status.Pending.Render(text)
-	case strings.HasPrefix(text, "blocked"), strings.HasPrefix(text, string(ops.UpdateFailed)),
-		strings.HasPrefix(text, string(ops.UpdateRolledBack)), strings.HasPrefix(text, string(ops.UpdateRejected)):
-		return s.Status.Bad.Render(text)
-	default:
-		return s.Status.Muted.Render(text)
-	}
-}
-
 func (m Model) cells(u ops.UpdateStatus) []string {
 	return []string{u.Update.ID, u.Update.Environment, u.Update.Version, string(u.Update.State),
-		common.Or(u.Update.ChangeNumber, "—"), GateStyle(m.common, u.GateText)}
+		common.Or(u.Update.ChangeNumber, "—"), common.GateStyle(m.common, u)}
 }
 
 func (m Model) preview() []string {
@@ -330,7 +316,7 @@ func (m Model) preview() []string {
 	} else if u.Update.ChangeNumber == "" && m.envs[u.Update.Environment].RequiresChange {
 		out = append(out, label("change", "not raised yet (queued for ServiceNow)"))
 	}
-	out = append(out, label("gate", GateStyle(m.common, u.GateText)))
+	out = append(out, label("gate", common.GateStyle(m.common, u)))
 	return out
 }
 

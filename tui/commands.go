@@ -1,7 +1,6 @@
 package tui
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"strconv"
@@ -168,7 +167,7 @@ func updateCommand(run bool) func(m *Model, a []string) tea.Cmd {
 		if arg(a, 0) == "" {
 			return errFlash("usage: %s UPDATE-ID or CHG…", verb)
 		}
-		c, svc, gated, sink := m.common, m.svc, m.gated, m.monitor.Sink()
+		c, svc, envs, sink := m.common, m.svc, m.envList, m.monitor.Sink()
 		id := arg(a, 0)
 		return func() tea.Msg {
 			ctx, cancel := c.Context()
@@ -177,10 +176,11 @@ func updateCommand(run bool) func(m *Model, a []string) tea.Cmd {
 			if err != nil {
 				return common.FlashMsg{Level: common.LevelError, Text: err.Error()}
 			}
+			gated := requiresChange(envs, u.Environment)
 			if run {
-				return common.ActionMsg{Action: actions.Run(svc, u, gated[u.Environment], sink)}
+				return common.ActionMsg{Action: actions.Run(svc, u, gated, sink)}
 			}
-			return common.ActionMsg{Action: actions.Cancel(svc, u, gated[u.Environment])}
+			return common.ActionMsg{Action: actions.Cancel(svc, u, gated)}
 		}
 	}
 }
@@ -205,9 +205,12 @@ func (m *Model) findEnv(name string) (ops.Environment, bool) {
 	return ops.Environment{}, false
 }
 
-// updateGetter is the lookup the palette's run/cancel commands need.
-type updateGetter interface {
-	GetUpdate(ctx context.Context, idOrChange string) (ops.Update, error)
+// requiresChange reports whether env is gated by a change.
+func requiresChange(envs []ops.Environment, env string) bool {
+	for _, e := range envs {
+		if e.Name == env {
+			return e.RequiresChange
+		}
+	}
+	return false
 }
-
-var _ updateGetter = (*ops.Service)(nil)
