@@ -66,7 +66,7 @@ var paletteCommands = []paletteCommand{
 			}
 			set[k] = v
 		}
-		return act(actions.Propose(m.svc, env, arg(a, 1), set))
+		return common.Act(actions.Propose(m.svc, env, arg(a, 1), set))
 	}},
 	{names: []string{"approve"}, usage: "approve CHG [comment]", mutates: true, run: decideCommand(true)},
 	{names: []string{"reject"}, usage: "reject CHG comment", mutates: true, run: decideCommand(false)},
@@ -77,14 +77,14 @@ var paletteCommands = []paletteCommand{
 		if !ok {
 			return errFlash("usage: rollback ENV [VERSION]")
 		}
-		return act(actions.Rollback(m.svc, env, arg(a, 1)))
+		return common.Act(actions.Rollback(m.svc, env, arg(a, 1)))
 	}},
 	{names: []string{"sync"}, usage: "sync", mutates: true, run: func(m *Model, a []string) tea.Cmd {
-		return act(actions.Sync(m.svc))
+		return common.Act(actions.Sync(m.svc))
 	}},
 	{names: []string{"retry"}, usage: "retry [ID]", mutates: true, run: func(m *Model, a []string) tea.Cmd {
 		id, _ := strconv.ParseInt(arg(a, 0), 10, 64)
-		return act(actions.RetryOutbox(m.svc, id))
+		return common.Act(actions.RetryOutbox(m.svc, id))
 	}},
 	{names: []string{"changes", "mirror"}, usage: "changes", run: func(m *Model, a []string) tea.Cmd {
 		return common.Navigate(common.PageChanges, "")
@@ -144,8 +144,6 @@ func errFlash(format string, a ...any) tea.Cmd {
 	return common.Flash(common.LevelError, fmt.Sprintf(format, a...))
 }
 
-func act(a common.Action) tea.Cmd { return func() tea.Msg { return common.ActionMsg{Action: a} } }
-
 func decideCommand(approve bool) func(m *Model, a []string) tea.Cmd {
 	verb := map[bool]string{true: "approve", false: "reject"}[approve]
 	return func(m *Model, a []string) tea.Cmd {
@@ -156,7 +154,7 @@ func decideCommand(approve bool) func(m *Model, a []string) tea.Cmd {
 		if len(a) > 1 {
 			d.Inputs[0].Value = strings.Join(a[1:], " ")
 		}
-		return act(d)
+		return common.Act(d)
 	}
 }
 

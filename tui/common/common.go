@@ -162,6 +162,9 @@ type RefreshMsg struct{}
 // asks for confirmation and inputs, and runs it as a task.
 type ActionMsg struct{ Action Action }
 
+// Act returns a command that asks the root to perform a.
+func Act(a Action) tea.Cmd { return func() tea.Msg { return ActionMsg{Action: a} } }
+
 // Field is one value an action asks for before it runs.
 type Field struct {
 	Label       string

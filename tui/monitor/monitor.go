@@ -32,29 +32,23 @@ const maxLines = 5000
 
 // KeyMap is the monitor's keys.
 type KeyMap struct {
-	Up       key.Binding
-	Down     key.Binding
-	PageUp   key.Binding
-	PageDown key.Binding
-	Top      key.Binding
-	Bottom   key.Binding
-	Follow   key.Binding
-	Latest   key.Binding
-	Detail   key.Binding
+	common.NavKeys
+	Follow key.Binding
+	Latest key.Binding
+	Detail key.Binding
 }
 
 // DefaultKeyMap returns the monitor's keys.
 func DefaultKeyMap() KeyMap {
+	nav := common.DefaultNavKeys()
+	nav.Up.SetHelp("↑/k", "scroll up")
+	nav.Down.SetHelp("↓/j", "scroll down")
+	nav.Bottom.SetHelp("G", "bottom + follow")
 	return KeyMap{
-		Up:       key.NewBinding(key.WithKeys("up", "k"), key.WithHelp("↑/k", "scroll up")),
-		Down:     key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓/j", "scroll down")),
-		PageUp:   key.NewBinding(key.WithKeys("pgup", "ctrl+u"), key.WithHelp("pgup", "page up")),
-		PageDown: key.NewBinding(key.WithKeys("pgdown", "ctrl+d"), key.WithHelp("pgdn", "page down")),
-		Top:      key.NewBinding(key.WithKeys("home", "g"), key.WithHelp("g", "top")),
-		Bottom:   key.NewBinding(key.WithKeys("end", "G"), key.WithHelp("G", "bottom + follow")),
-		Follow:   key.NewBinding(key.WithKeys("f"), key.WithHelp("f", "toggle follow")),
-		Latest:   key.NewBinding(key.WithKeys("L"), key.WithHelp("L", "latest run")),
-		Detail:   key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "update detail")),
+		NavKeys: nav,
+		Follow:  key.NewBinding(key.WithKeys("f"), key.WithHelp("f", "toggle follow")),
+		Latest:  key.NewBinding(key.WithKeys("L"), key.WithHelp("L", "latest run")),
+		Detail:  key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "update detail")),
 	}
 }
 
@@ -94,8 +88,7 @@ type Model struct {
 	incidents []ops.Incident
 	lastEvent string
 	follow    bool
-	gen       int
-	loading   bool
+	load      common.Loader
 	err       error
 }
 
@@ -131,7 +124,7 @@ func waitForEvent(ch <-chan ops.RunEvent) tea.Cmd {
 func (m *Model) Show(runID string) tea.Cmd {
 	if runID != m.pinned {
 		m.pinned = runID
-		m.loading = false
+		m.load.Supersede()
 	}
 	return m.Load()
 }
@@ -141,12 +134,11 @@ func (m Model) Running() bool { return m.found && m.prog.Run.State == ops.RunRun
 
 // Load starts a (re)load unless one is in flight.
 func (m *Model) Load() tea.Cmd {
-	if m.loading {
+	gen, ok := m.load.Start()
+	if !ok {
 		return nil
 	}
-	m.loading = true
-	m.gen++
-	c, src, gen, want := m.common, m.src, m.gen, m.pinned
+	src, want := m.src, m.pinned
 	if want == "" {
 		want = m.live
 	}
@@ -155,9 +147,7 @@ func (m *Model) Load() tea.Cmd {
 		after = m.lastID
 	}
 	cur := m.runID
-	return func() tea.Msg {
-		ctx, cancel := c.Context()
-		defer cancel()
+	return m.common.Load(func(ctx context.Context) tea.Msg {
 		res := loadedMsg{gen: gen, runID: want}
 		if want == "" {
 			run, ok, err := src.LatestRun(ctx)
@@ -183,7 +173,7 @@ func (m *Model) Load() tea.Cmd {
 			}
 		}
 		return res
-	}
+	})
 }
 
 // SetSize sets the monitor's size.
@@ -238,16 +228,15 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 			if !m.Running() {
 				m.pinned = "" // a run started here takes over an idle monitor
 			}
-			m.loading = false // supersede a load of the previous run
+			m.load.Supersede() // a load of the previous run
 		}
 		return m, tea.Batch(waitForEvent(m.events), m.Load())
 	case common.RefreshMsg:
 		return m, m.Load()
 	case loadedMsg:
-		if msg.gen != m.gen {
+		if !m.load.Done(msg.gen) {
 			return m, nil
 		}
-		m.loading = false
 		m.err = msg.err
 		if msg.err != nil || !msg.found {
 			return m, nil

@@ -25,8 +25,7 @@ type Source interface {
 
 // KeyMap is the screen's keys.
 type KeyMap struct {
-	Up      key.Binding
-	Down    key.Binding
+	common.NavKeys
 	Ping    key.Binding
 	Retry   key.Binding
 	Discard key.Binding
@@ -36,10 +35,9 @@ type KeyMap struct {
 // DefaultKeyMap returns the screen's keys.
 func DefaultKeyMap() KeyMap {
 	return KeyMap{
-		Up:    key.NewBinding(key.WithKeys("up", "k"), key.WithHelp("↑/k", "up")),
-		Down:  key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓/j", "down")),
-		Ping:  key.NewBinding(key.WithKeys("p"), key.WithHelp("p", "ping ServiceNow")),
-		Retry: key.NewBinding(key.WithKeys("T"), key.WithHelp("T", "retry failed ⚠")),
+		NavKeys: common.UpDownOnly(),
+		Ping:    key.NewBinding(key.WithKeys("p"), key.WithHelp("p", "ping ServiceNow")),
+		Retry:   key.NewBinding(key.WithKeys("T"), key.WithHelp("T", "retry failed ⚠")),
 		// Discard gives the selected write up so the ones behind it go on.
 		Discard: key.NewBinding(key.WithKeys("D"), key.WithHelp("D", "discard ⚠")),
 		All:     key.NewBinding(key.WithKeys("d"), key.WithHelp("d", "show delivered")),
@@ -66,8 +64,7 @@ type Model struct {
 	items     []ops.OutboxItem
 	delivered bool
 	cursor    int
-	gen       int
-	loading   bool
+	load      common.Loader
 	loaded    bool
 	err       error
 }
@@ -84,22 +81,19 @@ func (m Model) Init() tea.Cmd { return nil }
 
 // Load re-reads the outbox.
 func (m *Model) Load() tea.Cmd {
-	if m.loading {
+	gen, ok := m.load.Start()
+	if !ok {
 		return nil
 	}
-	m.loading = true
-	m.gen++
-	c, src, gen := m.common, m.src, m.gen
+	src := m.src
 	f := ops.OutboxFilter{States: []ops.OutboxState{ops.OutboxPending, ops.OutboxFailed}, Limit: 500}
 	if m.delivered {
 		f.States = append(f.States, ops.OutboxDelivered, ops.OutboxDiscarded, ops.OutboxSuperseded)
 	}
-	return func() tea.Msg {
-		ctx, cancel := c.Context()
-		defer cancel()
+	return m.common.Load(func(ctx context.Context) tea.Msg {
 		items, err := src.Outbox(ctx, f)
 		return loadedMsg{gen: gen, items: items, err: err}
-	}
+	})
 }
 
 // SetSize sets the screen's size.
@@ -129,24 +123,24 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 		m.conn, m.connErr, m.connKnown = msg.Status, msg.Err, msg.Err == nil
 		return m, nil
 	case loadedMsg:
-		if msg.gen != m.gen {
+		if !m.load.Done(msg.gen) {
 			return m, nil
 		}
-		m.loading, m.err = false, msg.err
+		m.err = msg.err
 		if msg.err == nil {
 			m.loaded = true
 			m.items = msg.items
 			m.cursor = common.Clamp(m.cursor, 0, len(m.items)-1)
 		}
 	case tea.KeyMsg:
+		if to, ok := m.keys.Move(msg, m.cursor, len(m.items), 0); ok {
+			m.cursor = to
+			break
+		}
 		switch {
-		case key.Matches(msg, m.keys.Up):
-			m.cursor = common.Clamp(m.cursor-1, 0, len(m.items)-1)
-		case key.Matches(msg, m.keys.Down):
-			m.cursor = common.Clamp(m.cursor+1, 0, len(m.items)-1)
 		case key.Matches(msg, m.keys.All):
 			m.delivered = !m.delivered
-			m.loading = false
+			m.load.Supersede()
 			return m, m.Load()
 		case key.Matches(msg, m.keys.Ping):
 			return m, func() tea.Msg { return common.PingMsg{} }
@@ -156,10 +150,10 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 				id = m.items[m.cursor].ID
 			}
 			a := actions.RetryOutbox(m.acts, id)
-			return m, func() tea.Msg { return common.ActionMsg{Action: a} }
+			return m, common.Act(a)
 		case key.Matches(msg, m.keys.Discard):
 			a := actions.DiscardOutbox(m.src, m.items[m.cursor])
-			return m, func() tea.Msg { return common.ActionMsg{Action: a} }
+			return m, common.Act(a)
 		}
 	}
 	m.updateKeys()
@@ -233,7 +227,7 @@ func (m Model) View() string {
 	}
 	listH := max(h-len(lines)-len(detail), 1)
 	off := common.Window(0, m.cursor, listH, len(m.items))
-	for i := off; i < len(m.items) && i < off+listH; i++ {
+	lines = append(lines, m.common.Rows(off, m.cursor, len(m.items), listH, func(i int) string {
 		it := m.items[i]
 		st := string(it.State)
 		switch it.State {
@@ -246,12 +240,8 @@ func (m Model) View() string {
 		case ops.OutboxDelivered:
 			st = s.Status.OK.Render(st)
 		}
-		row := common.Row(cols, []string{fmt.Sprint(it.ID), string(it.Kind), it.Key, st, fmt.Sprint(it.Attempts), it.LastError})
-		if i == m.cursor {
-			row = s.Table.Selected.Render(common.PadRight(row, w))
-		}
-		lines = append(lines, row)
-	}
+		return common.Row(cols, []string{fmt.Sprint(it.ID), string(it.Kind), it.Key, st, fmt.Sprint(it.Attempts), it.LastError})
+	})...)
 	if len(detail) > 0 {
 		for len(lines) < h-len(detail) {
 			lines = append(lines, "")
