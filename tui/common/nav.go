@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/charmbracelet/bubbles/key"
+	"github.com/charmbracelet/bubbles/viewport"
 	tea "github.com/charmbracelet/bubbletea"
 )
 
@@ -65,6 +66,31 @@ func (k NavKeys) Target(msg tea.KeyMsg, cursor, n, page int) (to int, ok bool) {
 func (k NavKeys) Move(msg tea.KeyMsg, cursor, n, page int) (to int, ok bool) {
 	to, ok = k.Target(msg, cursor, n, page)
 	return Clamp(to, 0, n-1), ok
+}
+
+// Scroll moves vp for a cursor key; down reports that it moved towards the
+// end (the log's follow mode stays on only then, and only at the bottom).
+func (k NavKeys) Scroll(vp *viewport.Model, msg tea.KeyMsg) (down, ok bool) {
+	switch {
+	case key.Matches(msg, k.Up):
+		vp.ScrollUp(1)
+	case key.Matches(msg, k.Down):
+		vp.ScrollDown(1)
+		return true, true
+	case key.Matches(msg, k.PageUp):
+		vp.PageUp()
+	case key.Matches(msg, k.PageDown):
+		vp.PageDown()
+		return true, true
+	case key.Matches(msg, k.Top):
+		vp.GotoTop()
+	case key.Matches(msg, k.Bottom):
+		vp.GotoBottom()
+		return true, true
+	default:
+		return false, false
+	}
+	return false, true
 }
 
 // Loader is the state of a screen's reload: one load in flight at a time,

@@ -191,3 +191,25 @@ func Or(s, alt string) string {
 	}
 	return s
 }
+
+// Wrap breaks s into lines of at most w runes at spaces (a word longer
+// than w stands alone on its line).
+func Wrap(s string, w int) []string {
+	var out []string
+	line := ""
+	for _, word := range strings.Fields(s) {
+		switch {
+		case line == "":
+			line = word
+		case len([]rune(line))+1+len([]rune(word)) <= w:
+			line += " " + word
+		default:
+			out = append(out, line)
+			line = word
+		}
+	}
+	if line != "" {
+		out = append(out, line)
+	}
+	return out
+}

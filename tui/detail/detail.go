@@ -164,19 +164,10 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 }
 
 func (m Model) handleKey(msg tea.KeyMsg) (Model, tea.Cmd) {
+	if _, ok := m.keys.Scroll(&m.vp, msg); ok {
+		return m, nil
+	}
 	switch {
-	case key.Matches(msg, m.keys.Up):
-		m.vp.ScrollUp(1)
-	case key.Matches(msg, m.keys.Down):
-		m.vp.ScrollDown(1)
-	case key.Matches(msg, m.keys.PageUp):
-		m.vp.PageUp()
-	case key.Matches(msg, m.keys.PageDown):
-		m.vp.PageDown()
-	case key.Matches(msg, m.keys.Top):
-		m.vp.GotoTop()
-	case key.Matches(msg, m.keys.Bottom):
-		m.vp.GotoBottom()
 	case m.d == nil:
 	case key.Matches(msg, m.keys.Monitor):
 		return m, common.Navigate(common.PageMonitor, m.d.Runs[0].ID)

@@ -274,25 +274,11 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 }
 
 func (m Model) handleKey(msg tea.KeyMsg) (Model, tea.Cmd) {
+	if down, ok := m.keys.Scroll(&m.vp, msg); ok {
+		m.follow = down && m.vp.AtBottom()
+		return m, nil
+	}
 	switch {
-	case key.Matches(msg, m.keys.Up):
-		m.vp.ScrollUp(1)
-		m.follow = false
-	case key.Matches(msg, m.keys.Down):
-		m.vp.ScrollDown(1)
-		m.follow = m.vp.AtBottom()
-	case key.Matches(msg, m.keys.PageUp):
-		m.vp.PageUp()
-		m.follow = false
-	case key.Matches(msg, m.keys.PageDown):
-		m.vp.PageDown()
-		m.follow = m.vp.AtBottom()
-	case key.Matches(msg, m.keys.Top):
-		m.vp.GotoTop()
-		m.follow = false
-	case key.Matches(msg, m.keys.Bottom):
-		m.vp.GotoBottom()
-		m.follow = true
 	case key.Matches(msg, m.keys.Follow):
 		m.follow = !m.follow
 		if m.follow {

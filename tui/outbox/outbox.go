@@ -219,7 +219,7 @@ func (m Model) View() string {
 			detail = append(detail, s.Status.Muted.Render(fmt.Sprintf("#%d being sent by %s", it.ID, it.ClaimHolder())))
 		}
 		if it.State == ops.OutboxFailed && it.LastError != "" {
-			for _, l := range wrap(fmt.Sprintf("#%d refused: %s", it.ID, it.LastError), max(w, 20)) {
+			for _, l := range common.Wrap(fmt.Sprintf("#%d refused: %s", it.ID, it.LastError), max(w, 20)) {
 				detail = append(detail, s.Status.Bad.Render(l))
 			}
 		}
@@ -249,27 +249,6 @@ func (m Model) View() string {
 		lines = append(lines, detail...)
 	}
 	return common.Fit(strings.Join(lines, "\n"), w, h)
-}
-
-// wrap breaks s into lines of at most w runes at spaces.
-func wrap(s string, w int) []string {
-	var out []string
-	line := ""
-	for _, word := range strings.Fields(s) {
-		switch {
-		case line == "":
-			line = word
-		case len([]rune(line))+1+len([]rune(word)) <= w:
-			line += " " + word
-		default:
-			out = append(out, line)
-			line = word
-		}
-	}
-	if line != "" {
-		out = append(out, line)
-	}
-	return out
 }
 
 // ShortHelp implements help.KeyMap.
