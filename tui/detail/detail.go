@@ -93,9 +93,6 @@ func (m *Model) Show(id string) tea.Cmd {
 	return m.Load()
 }
 
-// ID is the update or change shown.
-func (m Model) ID() string { return m.id }
-
 // Load starts a (re)load unless one is in flight.
 func (m *Model) Load() tea.Cmd {
 	if m.id == "" {

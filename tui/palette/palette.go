@@ -76,8 +76,5 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 // View renders the prompt and the line.
 func (m Model) View() string { return m.input.View() }
 
-// ShortHelp implements help.KeyMap.
+// ShortHelp is the keys of the open palette, for the footer.
 func (m Model) ShortHelp() []key.Binding { return []key.Binding{m.keys.Run, m.keys.Close} }
-
-// FullHelp implements help.KeyMap.
-func (m Model) FullHelp() [][]key.Binding { return [][]key.Binding{m.ShortHelp()} }
