@@ -5,6 +5,7 @@ import (
 	tea "github.com/charmbracelet/bubbletea"
 
 	"github.com/daytwo/daytwo/tui/common"
+	"github.com/daytwo/daytwo/tui/confirm"
 )
 
 // KeyMap is the console's global keys; each screen adds its own.
@@ -66,7 +67,8 @@ func (m *Model) handleKey(msg tea.KeyMsg) tea.Cmd {
 	var cmd tea.Cmd
 	switch {
 	case m.dialog != nil:
-		d, cmd := m.dialog.Update(msg)
+		var d confirm.Model
+		d, cmd = m.dialog.Update(msg)
 		m.dialog = &d
 		return cmd
 	case m.palette.Active():
