@@ -74,12 +74,8 @@ func (m Model) Init() tea.Cmd { return nil }
 
 // Load re-reads the events and re-verifies the chain.
 func (m *Model) Load() tea.Cmd {
-	gen, ok := m.load.Start()
-	if !ok {
-		return nil
-	}
 	src := m.src
-	return m.common.Load(func(ctx context.Context) tea.Msg {
+	return m.load.Load(m.common, func(ctx context.Context, gen int) tea.Msg {
 		evs, err := src.AuditEvents(ctx, ops.EventFilter{Limit: limit})
 		if err != nil {
 			return loadedMsg{gen: gen, err: err}

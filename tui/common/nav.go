@@ -1,8 +1,6 @@
 package common
 
 import (
-	"context"
-
 	"github.com/charmbracelet/bubbles/key"
 	"github.com/charmbracelet/bubbles/viewport"
 	tea "github.com/charmbracelet/bubbletea"
@@ -91,62 +89,4 @@ func (k NavKeys) Scroll(vp *viewport.Model, msg tea.KeyMsg) (down, ok bool) {
 		return false, false
 	}
 	return false, true
-}
-
-// Loader is the state of a screen's reload: one load in flight at a time,
-// and only the latest one's result counts (STYLE §10: a generation).
-type Loader struct {
-	gen     int
-	loading bool
-}
-
-// Start begins a load: the generation its result must carry, and false
-// when a load is already in flight.
-func (l *Loader) Start() (gen int, ok bool) {
-	if l.loading {
-		return 0, false
-	}
-	l.loading = true
-	l.gen++
-	return l.gen, true
-}
-
-// Supersede lets the next Start begin although a load is in flight (its
-// result will be stale).
-func (l *Loader) Supersede() { l.loading = false }
-
-// Done reports whether a result of generation gen is the latest, and if
-// so ends the load.
-func (l *Loader) Done(gen int) bool {
-	if gen != l.gen {
-		return false
-	}
-	l.loading = false
-	return true
-}
-
-// Loading reports whether a load is in flight.
-func (l Loader) Loading() bool { return l.loading }
-
-// Load runs read in a command under a context bounded by the read timeout.
-func (c Common) Load(read func(ctx context.Context) tea.Msg) tea.Cmd {
-	return func() tea.Msg {
-		ctx, cancel := c.Context()
-		defer cancel()
-		return read(ctx)
-	}
-}
-
-// Rows renders the rows from..from+height of a table of n rows, the row at
-// cursor highlighted across the width.
-func (c Common) Rows(from, cursor, n, height int, row func(i int) string) []string {
-	var out []string
-	for i := from; i < n && i < from+height; i++ {
-		r := row(i)
-		if i == cursor {
-			r = c.Styles.Table.Selected.Render(PadRight(r, c.Width))
-		}
-		out = append(out, r)
-	}
-	return out
 }

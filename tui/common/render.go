@@ -213,3 +213,17 @@ func Wrap(s string, w int) []string {
 	}
 	return out
 }
+
+// Rows renders the rows from..from+height of a table of n rows, the row at
+// cursor highlighted across the width.
+func (c Common) Rows(from, cursor, n, height int, row func(i int) string) []string {
+	var out []string
+	for i := from; i < n && i < from+height; i++ {
+		r := row(i)
+		if i == cursor {
+			r = c.Styles.Table.Selected.Render(PadRight(r, c.Width))
+		}
+		out = append(out, r)
+	}
+	return out
+}

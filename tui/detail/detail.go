@@ -98,12 +98,8 @@ func (m *Model) Load() tea.Cmd {
 	if m.id == "" {
 		return nil
 	}
-	gen, ok := m.load.Start()
-	if !ok {
-		return nil
-	}
 	src, id := m.src, m.id
-	return m.common.Load(func(ctx context.Context) tea.Msg {
+	return m.load.Load(m.common, func(ctx context.Context, gen int) tea.Msg {
 		d, err := src.UpdateDetail(ctx, id)
 		return loadedMsg{gen: gen, id: id, d: d, err: err}
 	})

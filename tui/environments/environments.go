@@ -73,12 +73,8 @@ func (m Model) Init() tea.Cmd { return nil }
 
 // Load starts a (re)load unless one is in flight.
 func (m *Model) Load() tea.Cmd {
-	gen, ok := m.load.Start()
-	if !ok {
-		return nil
-	}
 	src := m.src
-	return m.common.Load(func(ctx context.Context) tea.Msg {
+	return m.load.Load(m.common, func(ctx context.Context, gen int) tea.Msg {
 		envs, err := src.EnvironmentStatuses(ctx)
 		return loadedMsg{gen: gen, envs: envs, err: err}
 	})

@@ -134,10 +134,6 @@ func (m Model) Running() bool { return m.found && m.prog.Run.State == ops.RunRun
 
 // Load starts a (re)load unless one is in flight.
 func (m *Model) Load() tea.Cmd {
-	gen, ok := m.load.Start()
-	if !ok {
-		return nil
-	}
 	src, want := m.src, m.pinned
 	if want == "" {
 		want = m.live
@@ -147,7 +143,7 @@ func (m *Model) Load() tea.Cmd {
 		after = m.lastID
 	}
 	cur := m.runID
-	return m.common.Load(func(ctx context.Context) tea.Msg {
+	return m.load.Load(m.common, func(ctx context.Context, gen int) tea.Msg {
 		res := loadedMsg{gen: gen, runID: want}
 		if want == "" {
 			run, ok, err := src.LatestRun(ctx)

@@ -81,16 +81,12 @@ func (m Model) Init() tea.Cmd { return nil }
 
 // Load re-reads the outbox.
 func (m *Model) Load() tea.Cmd {
-	gen, ok := m.load.Start()
-	if !ok {
-		return nil
-	}
 	src := m.src
 	f := ops.OutboxFilter{States: []ops.OutboxState{ops.OutboxPending, ops.OutboxFailed}, Limit: 500}
 	if m.delivered {
 		f.States = append(f.States, ops.OutboxDelivered, ops.OutboxDiscarded, ops.OutboxSuperseded)
 	}
-	return m.common.Load(func(ctx context.Context) tea.Msg {
+	return m.load.Load(m.common, func(ctx context.Context, gen int) tea.Msg {
 		items, err := src.Outbox(ctx, f)
 		return loadedMsg{gen: gen, items: items, err: err}
 	})

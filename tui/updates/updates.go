@@ -98,12 +98,8 @@ func (m *Model) SetEnvironment(env string) tea.Cmd {
 
 // Load starts a (re)load unless one is in flight.
 func (m *Model) Load() tea.Cmd {
-	gen, ok := m.load.Start()
-	if !ok {
-		return nil
-	}
 	src, env := m.src, m.env
-	return m.common.Load(func(ctx context.Context) tea.Msg {
+	return m.load.Load(m.common, func(ctx context.Context, gen int) tea.Msg {
 		ups, err := src.UpdateStatuses(ctx, ops.UpdateFilter{Environment: env, Limit: 1000})
 		return loadedMsg{gen: gen, ups: ups, err: err}
 	})
