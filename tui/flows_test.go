@@ -104,7 +104,7 @@ func finish(t *testing.T, f *fixture, tm *teatest.TestModel) []byte {
 	if !ok {
 		t.Fatalf("final model is %T", fm)
 	}
-	m.connBusy = false // a check in flight when the program stopped never reports
+	m.conn.Abandon() // a check in flight when the program stopped never reports
 	_, cmd := m.Update(tickMsg{})
 	drive(m, cmd, 0)
 	return f.stable([]byte(m.View()))

@@ -1,6 +1,12 @@
 package tui
 
-import "github.com/charmbracelet/bubbles/key"
+import (
+	"github.com/charmbracelet/bubbles/key"
+	tea "github.com/charmbracelet/bubbletea"
+
+	"github.com/daytwo/daytwo/tui/common"
+	"github.com/daytwo/daytwo/tui/confirm"
+)
 
 // KeyMap is the console's global keys; each screen adds its own.
 type KeyMap struct {
@@ -47,4 +53,71 @@ func (k KeyMap) FullHelp() [][]key.Binding {
 		{k.Environments, k.Updates, k.Changes, k.Monitor, k.Audit, k.Outbox},
 		{k.Palette, k.Sync, k.Back, k.Help, k.Quit, k.ForceQuit},
 	}
+}
+
+// inputFocused reports whether keys are being typed somewhere.
+func (m *Model) inputFocused() bool {
+	return m.palette.Active() || m.dialog != nil || m.page(m.active()).InputFocused()
+}
+
+func (m *Model) handleKey(msg tea.KeyMsg) tea.Cmd {
+	if key.Matches(msg, m.keys.ForceQuit) {
+		return tea.Quit
+	}
+	var cmd tea.Cmd
+	switch {
+	case m.dialog != nil:
+		var d confirm.Model
+		d, cmd = m.dialog.Update(msg)
+		m.dialog = &d
+		return cmd
+	case m.palette.Active():
+		m.palette, cmd = m.palette.Update(msg)
+		return cmd
+	case m.showHelp:
+		m.showHelp = !key.Matches(msg, m.keys.Help, m.keys.Back, m.keys.Quit)
+		return nil
+	case m.page(m.active()).InputFocused():
+		return m.updatePage(m.active(), msg)
+	}
+	if cmd, ok := m.globalKey(msg); ok {
+		return cmd
+	}
+	// esc goes to the screen first (it clears a filter), then goes back.
+	if key.Matches(msg, m.keys.Back) {
+		if f, ok := m.page(m.active()).(interface{ FilterValue() string }); !ok || f.FilterValue() == "" {
+			return m.back()
+		}
+	}
+	return m.updatePage(m.active(), msg)
+}
+
+// globalKey handles the console's own keys; ok is false for the active
+// screen's.
+func (m *Model) globalKey(msg tea.KeyMsg) (cmd tea.Cmd, ok bool) {
+	switch {
+	case key.Matches(msg, m.keys.Quit):
+		return tea.Quit, true
+	case key.Matches(msg, m.keys.Help):
+		m.showHelp = true
+	case key.Matches(msg, m.keys.Palette):
+		m.palette.Open()
+	case key.Matches(msg, m.keys.Sync):
+		return m.command("sync"), true
+	case key.Matches(msg, m.keys.Environments):
+		return m.show(common.NavigateMsg{Page: common.PageEnvironments}), true
+	case key.Matches(msg, m.keys.Updates):
+		return m.jump(common.PageUpdates), true
+	case key.Matches(msg, m.keys.Changes):
+		return m.jump(common.PageChanges), true
+	case key.Matches(msg, m.keys.Monitor):
+		return m.jump(common.PageMonitor), true
+	case key.Matches(msg, m.keys.Audit):
+		return m.jump(common.PageAudit), true
+	case key.Matches(msg, m.keys.Outbox):
+		return m.jump(common.PageOutbox), true
+	default:
+		return nil, false
+	}
+	return nil, true
 }

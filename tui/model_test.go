@@ -11,6 +11,7 @@ import (
 	"github.com/charmbracelet/lipgloss"
 
 	"github.com/daytwo/daytwo/tui/common"
+	"github.com/daytwo/daytwo/tui/flash"
 	"github.com/daytwo/daytwo/tui/monitor"
 )
 
@@ -27,7 +28,7 @@ func drive(m *Model, cmd tea.Cmd, depth int) {
 		for _, c := range msg {
 			drive(m, c, depth+1)
 		}
-	case tickMsg, clearFlashMsg, nil, tea.QuitMsg, monitor.EventMsg:
+	case tickMsg, flash.ClearMsg, nil, tea.QuitMsg, monitor.EventMsg:
 	default:
 		if strings.HasSuffix(fmt.Sprintf("%T", msg), "TickMsg") || strings.HasSuffix(fmt.Sprintf("%T", msg), "searchTickMsg") {
 			return
@@ -176,8 +177,8 @@ func TestReadOnlyDisablesDangerousActions(t *testing.T) {
 		t.Fatal("propose opened a dialog in read-only mode")
 	}
 	press(m, ":", "propose production 1.4.2", "enter")
-	if m.dialog != nil || !strings.Contains(m.flash, "read-only") {
-		t.Fatalf("palette propose in read-only: dialog %v flash %q", m.dialog != nil, m.flash)
+	if m.dialog != nil || !strings.Contains(m.flash.Text(), "read-only") {
+		t.Fatalf("palette propose in read-only: dialog %v flash %q", m.dialog != nil, m.flash.Text())
 	}
 	if !strings.Contains(m.header(), "READ-ONLY") {
 		t.Error("no read-only badge")
@@ -203,8 +204,8 @@ func TestGatedActionNeedsTypedConfirmation(t *testing.T) {
 	if m.dialog != nil {
 		t.Fatal("typing the name did not confirm")
 	}
-	if !strings.Contains(m.flash, "proposed u-0001") {
-		t.Fatalf("flash %q", m.flash)
+	if !strings.Contains(m.flash.Text(), "proposed u-0001") {
+		t.Fatalf("flash %q", m.flash.Text())
 	}
 }
 
@@ -218,8 +219,8 @@ func TestPaletteErrors(t *testing.T) {
 		"env nowhere":       "no environment matches",
 	} {
 		press(m, ":", line, "enter")
-		if !strings.Contains(m.flash, want) {
-			t.Errorf("%q: flash %q, want %q", line, m.flash, want)
+		if !strings.Contains(m.flash.Text(), want) {
+			t.Errorf("%q: flash %q, want %q", line, m.flash.Text(), want)
 		}
 	}
 }

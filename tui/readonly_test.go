@@ -74,14 +74,14 @@ func TestReadOnlyEveryPaletteCommandAndKey(t *testing.T) {
 		m := newModel(t, f, opts)
 		before := storeMark(t, f)
 		press(m, ":", line, "enter")
-		refused := strings.Contains(m.flash, "read-only mode")
+		refused := strings.Contains(m.flash.Text(), "read-only mode")
 		switch {
-		case c.mutates && (!refused || m.dialog != nil || len(m.tasks) > 0):
-			t.Errorf("read-only %q: not refused (flash %q, dialog %v, tasks %d)", line, m.flash, m.dialog != nil, len(m.tasks))
+		case c.mutates && (!refused || m.dialog != nil || m.tasks.Len() > 0):
+			t.Errorf("read-only %q: not refused (flash %q, dialog %v, tasks %d)", line, m.flash.Text(), m.dialog != nil, m.tasks.Len())
 		case !c.mutates && refused:
-			t.Errorf("read-only %q: a read was refused: %q", line, m.flash)
-		case !c.mutates && m.flash != "":
-			t.Errorf("read-only %q: flash %q", line, m.flash)
+			t.Errorf("read-only %q: a read was refused: %q", line, m.flash.Text())
+		case !c.mutates && m.flash.Text() != "":
+			t.Errorf("read-only %q: flash %q", line, m.flash.Text())
 		}
 		if after := storeMark(t, f); after != before {
 			t.Errorf("read-only %q wrote to the store: %v → %v", line, before, after)
@@ -101,10 +101,10 @@ func TestReadOnlyEveryPaletteCommandAndKey(t *testing.T) {
 						continue // navigation, quit, palette and filter
 					}
 					before := storeMark(t, f)
-					m.flash = ""
+					m.flash.Clear()
 					pressed[k] = true
 					press(m, k)
-					if m.dialog != nil || len(m.tasks) > 0 {
+					if m.dialog != nil || m.tasks.Len() > 0 {
 						t.Errorf("read-only %s key %q opened a dialog or started a task", page, k)
 						m.dialog = nil
 					}
@@ -121,10 +121,10 @@ func TestReadOnlyEveryPaletteCommandAndKey(t *testing.T) {
 			t.Errorf("action key %q is on no screen's help: the key loop did not cover it", k)
 		}
 	}
-	m.flash = ""
+	m.flash.Clear()
 	press(m, "S")
-	if !strings.Contains(m.flash, "read-only mode") {
-		t.Errorf("read-only S (sync, delivers queued writes): flash %q", m.flash)
+	if !strings.Contains(m.flash.Text(), "read-only mode") {
+		t.Errorf("read-only S (sync, delivers queued writes): flash %q", m.flash.Text())
 	}
 
 	// The classification matches the actions the commands build.

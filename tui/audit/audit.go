@@ -25,22 +25,18 @@ const limit = 2000
 
 // KeyMap is the screen's keys.
 type KeyMap struct {
-	Up     key.Binding
-	Down   key.Binding
-	Top    key.Binding
-	Bottom key.Binding
-	Open   key.Binding
+	common.NavKeys
+	Open key.Binding
 }
 
 // DefaultKeyMap returns the screen's keys.
 func DefaultKeyMap() KeyMap {
-	return KeyMap{
-		Up:     key.NewBinding(key.WithKeys("up", "k"), key.WithHelp("↑/k", "up")),
-		Down:   key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓/j", "down")),
-		Top:    key.NewBinding(key.WithKeys("home", "g"), key.WithHelp("g", "newest")),
-		Bottom: key.NewBinding(key.WithKeys("end", "G"), key.WithHelp("G", "oldest")),
-		Open:   key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "update detail")),
-	}
+	nav := common.DefaultNavKeys()
+	nav.PageUp.SetEnabled(false)
+	nav.PageDown.SetEnabled(false)
+	nav.Top.SetHelp("g", "newest")
+	nav.Bottom.SetHelp("G", "oldest")
+	return KeyMap{NavKeys: nav, Open: key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "update detail"))}
 }
 
 type loadedMsg struct {
@@ -49,6 +45,8 @@ type loadedMsg struct {
 	verify ops.AuditVerification
 	err    error
 }
+
+func (loadedMsg) Target() common.Page { return common.PageAudit }
 
 // Model is the audit screen.
 type Model struct {
@@ -61,8 +59,7 @@ type Model struct {
 	verify  ops.AuditVerification
 	cursor  int
 	offset  int
-	gen     int
-	loading bool
+	load    common.Loader
 	loaded  bool
 	err     error
 }
@@ -77,22 +74,15 @@ func (m Model) Init() tea.Cmd { return nil }
 
 // Load re-reads the events and re-verifies the chain.
 func (m *Model) Load() tea.Cmd {
-	if m.loading {
-		return nil
-	}
-	m.loading = true
-	m.gen++
-	c, src, gen := m.common, m.src, m.gen
-	return func() tea.Msg {
-		ctx, cancel := c.Context()
-		defer cancel()
+	src := m.src
+	return m.load.Load(m.common, func(ctx context.Context, gen int) tea.Msg {
 		evs, err := src.AuditEvents(ctx, ops.EventFilter{Limit: limit})
 		if err != nil {
 			return loadedMsg{gen: gen, err: err}
 		}
 		v, err := src.VerifyAudit(ctx)
 		return loadedMsg{gen: gen, events: evs, verify: v, err: err}
-	}
+	})
 }
 
 // SetSize sets the screen's size.
@@ -121,10 +111,10 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 	case common.RefreshMsg:
 		return m, m.Load()
 	case loadedMsg:
-		if msg.gen != m.gen {
+		if !m.load.Done(msg.gen) {
 			return m, nil
 		}
-		m.loading, m.err = false, msg.err
+		m.err = msg.err
 		if msg.err == nil {
 			m.loaded = true
 			m.events = make([]ops.Event, len(msg.events))
@@ -145,16 +135,9 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 		if handled {
 			return m, cmd
 		}
-		switch {
-		case key.Matches(msg, m.keys.Up):
-			m.cursor = common.Clamp(m.cursor-1, 0, len(m.visible)-1)
-		case key.Matches(msg, m.keys.Down):
-			m.cursor = common.Clamp(m.cursor+1, 0, len(m.visible)-1)
-		case key.Matches(msg, m.keys.Top):
-			m.cursor = 0
-		case key.Matches(msg, m.keys.Bottom):
-			m.cursor = max(len(m.visible)-1, 0)
-		case key.Matches(msg, m.keys.Open):
+		if to, ok := m.keys.Move(msg, m.cursor, len(m.visible), 0); ok {
+			m.cursor = to
+		} else if key.Matches(msg, m.keys.Open) {
 			if m.cursor < len(m.visible) && m.visible[m.cursor].UpdateID != "" {
 				return m, common.Navigate(common.PageDetail, m.visible[m.cursor].UpdateID)
 			}
@@ -198,7 +181,7 @@ func (m Model) View() string {
 	cols := common.Layout(columns, w)
 	lines := []string{common.Truncate(status, w), s.Table.Header.Render(common.Header(cols))}
 	off := common.Window(m.offset, m.cursor, m.listHeight(), len(m.visible))
-	for i := off; i < len(m.visible) && i < off+m.listHeight(); i++ {
+	lines = append(lines, m.common.Rows(off, m.cursor, len(m.visible), m.listHeight(), func(i int) string {
 		e := m.visible[i]
 		res := e.Result
 		switch res {
@@ -207,13 +190,9 @@ func (m Model) View() string {
 		case "failed", "rolled_back", "blocked":
 			res = s.Status.Bad.Render(res)
 		}
-		row := common.Row(cols, []string{fmt.Sprint(e.Seq), e.Time.UTC().Format("01-02 15:04"), e.Actor, e.Action,
+		return common.Row(cols, []string{fmt.Sprint(e.Seq), e.Time.UTC().Format("01-02 15:04"), e.Actor, e.Action,
 			common.Or(e.Subject, e.Environment), e.ChangeNumber, res})
-		if i == m.cursor {
-			row = s.Table.Selected.Render(common.PadRight(row, w))
-		}
-		lines = append(lines, row)
-	}
+	})...)
 	if m.loaded && len(m.visible) == 0 {
 		lines = append(lines, s.Table.Empty.Render("no events"))
 	}

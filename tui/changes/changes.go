@@ -26,27 +26,20 @@ type Source interface {
 
 // KeyMap is the screen's keys.
 type KeyMap struct {
-	Up       key.Binding
-	Down     key.Binding
-	PageUp   key.Binding
-	PageDown key.Binding
-	Top      key.Binding
-	Bottom   key.Binding
-	Open     key.Binding
-	Active   key.Binding
+	common.NavKeys
+	Open   key.Binding
+	Active key.Binding
 }
 
 // DefaultKeyMap returns the screen's keys.
 func DefaultKeyMap() KeyMap {
+	nav := common.DefaultNavKeys()
+	nav.Top.SetHelp("g", "first")
+	nav.Bottom.SetHelp("G", "last")
 	return KeyMap{
-		Up:       key.NewBinding(key.WithKeys("up", "k"), key.WithHelp("↑/k", "up")),
-		Down:     key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓/j", "down")),
-		PageUp:   key.NewBinding(key.WithKeys("pgup", "ctrl+u"), key.WithHelp("pgup", "page up")),
-		PageDown: key.NewBinding(key.WithKeys("pgdown", "ctrl+d"), key.WithHelp("pgdn", "page down")),
-		Top:      key.NewBinding(key.WithKeys("home", "g"), key.WithHelp("g", "first")),
-		Bottom:   key.NewBinding(key.WithKeys("end", "G"), key.WithHelp("G", "last")),
-		Open:     key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "detail")),
-		Active:   key.NewBinding(key.WithKeys("a"), key.WithHelp("a", "active only")),
+		NavKeys: nav,
+		Open:    key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "detail")),
+		Active:  key.NewBinding(key.WithKeys("a"), key.WithHelp("a", "active only")),
 	}
 }
 
@@ -63,6 +56,9 @@ type loadedMsg struct {
 }
 
 type searchTickMsg struct{ token int }
+
+func (loadedMsg) Target() common.Page     { return common.PageChanges }
+func (searchTickMsg) Target() common.Page { return common.PageChanges }
 
 // Model is the changes screen.
 type Model struct {
@@ -222,20 +218,10 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 }
 
 func (m Model) handleKey(msg tea.KeyMsg) (Model, tea.Cmd) {
-	h := m.listHeight()
+	if to, ok := m.keys.Target(msg, m.cursor, m.total, m.listHeight()); ok {
+		return m, m.move(to)
+	}
 	switch {
-	case key.Matches(msg, m.keys.Up):
-		return m, m.move(m.cursor - 1)
-	case key.Matches(msg, m.keys.Down):
-		return m, m.move(m.cursor + 1)
-	case key.Matches(msg, m.keys.PageUp):
-		return m, m.move(m.cursor - h)
-	case key.Matches(msg, m.keys.PageDown):
-		return m, m.move(m.cursor + h)
-	case key.Matches(msg, m.keys.Top):
-		return m, m.move(0)
-	case key.Matches(msg, m.keys.Bottom):
-		return m, m.move(m.total - 1)
 	case key.Matches(msg, m.keys.Active):
 		m.active = !m.active
 		m.cursor, m.offset = 0, 0

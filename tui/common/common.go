@@ -12,6 +12,7 @@ import (
 	"github.com/charmbracelet/bubbles/help"
 	tea "github.com/charmbracelet/bubbletea"
 
+	"github.com/daytwo/daytwo/ops"
 	"github.com/daytwo/daytwo/tui/styles"
 )
 
@@ -130,13 +131,39 @@ func Flash(l Level, text string) tea.Cmd {
 	return func() tea.Msg { return FlashMsg{Level: l, Text: text} }
 }
 
-// RefreshMsg is broadcast on every background refresh tick: screens
-// re-read the store.
+// Addressed is a message for one screen: every screen's own results (a
+// load, a debounce tick) implement it, and the root hands such a message
+// to that screen alone (gh-dash's SectionMsg). Messages that are neither
+// addressed nor the root's own are dropped, never broadcast.
+type Addressed interface {
+	tea.Msg
+	// Target is the screen the message is for.
+	Target() Page
+}
+
+// ConnectionMsg carries the latest connection check to the outbox screen.
+// Err is the check's error (Status is then the last good one).
+type ConnectionMsg struct {
+	Status ops.ConnectionStatus
+	Err    error
+}
+
+// Target implements Addressed.
+func (ConnectionMsg) Target() Page { return PageOutbox }
+
+// PingMsg asks the root to check the connection to ServiceNow now.
+type PingMsg struct{}
+
+// RefreshMsg asks a screen to re-read the store: the root sends it to the
+// active screen (and the run monitor) on every background refresh tick.
 type RefreshMsg struct{}
 
 // ActionMsg asks the root to perform an action: it checks read-only mode,
 // asks for confirmation and inputs, and runs it as a task.
 type ActionMsg struct{ Action Action }
+
+// Act returns a command that asks the root to perform a.
+func Act(a Action) tea.Cmd { return func() tea.Msg { return ActionMsg{Action: a} } }
 
 // Field is one value an action asks for before it runs.
 type Field struct {

@@ -40,9 +40,6 @@ func (f Filter) Active() bool { return f.active }
 // Value is the filter text.
 func (f Filter) Value() string { return f.input.Value() }
 
-// Set replaces the filter text.
-func (f *Filter) Set(v string) { f.input.SetValue(v) }
-
 // Update handles a key. handled reports whether the key was the filter's;
 // changed whether the text changed.
 func (f Filter) Update(msg tea.Msg) (Filter, bool, bool, tea.Cmd) {

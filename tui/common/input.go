@@ -32,9 +32,6 @@ func (in *Input) Focus() { in.ti.Focus() }
 // Blur takes the keyboard away.
 func (in *Input) Blur() { in.ti.Blur() }
 
-// Focused reports whether the input has the keyboard.
-func (in Input) Focused() bool { return in.ti.Focused() }
-
 // Value is the text.
 func (in Input) Value() string { return in.ti.Value() }
 

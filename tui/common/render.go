@@ -191,3 +191,39 @@ func Or(s, alt string) string {
 	}
 	return s
 }
+
+// Wrap breaks s into lines of at most w runes at spaces (a word longer
+// than w stands alone on its line).
+func Wrap(s string, w int) []string {
+	var out []string
+	line := ""
+	for _, word := range strings.Fields(s) {
+		switch {
+		case line == "":
+			line = word
+		case len([]rune(line))+1+len([]rune(word)) <= w:
+			line += " " + word
+		default:
+			out = append(out, line)
+			line = word
+		}
+	}
+	if line != "" {
+		out = append(out, line)
+	}
+	return out
+}
+
+// Rows renders the rows from..from+height of a table of n rows, the row at
+// cursor highlighted across the width.
+func (c Common) Rows(from, cursor, n, height int, row func(i int) string) []string {
+	var out []string
+	for i := from; i < n && i < from+height; i++ {
+		r := row(i)
+		if i == cursor {
+			r = c.Styles.Table.Selected.Render(PadRight(r, c.Width))
+		}
+		out = append(out, r)
+	}
+	return out
+}

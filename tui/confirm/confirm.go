@@ -143,7 +143,7 @@ func (m Model) View() string {
 		lines = append(lines, s.Dialog.Danger.Render("⚠ dangerous: changes ServiceNow or an environment"))
 	}
 	if m.action.Description != "" {
-		lines = append(lines, wrap(m.action.Description, inner)...)
+		lines = append(lines, common.Wrap(m.action.Description, inner)...)
 	}
 	lines = append(lines, "")
 	for i, f := range m.fields {
@@ -159,27 +159,6 @@ func (m Model) View() string {
 	lines = append(lines, "", ok+"  "+s.Dialog.Hint.Render("enter OK · esc cancel"))
 	box := s.Dialog.Box.Width(inner + 2).Render(strings.Join(lines, "\n"))
 	return lipgloss.Place(m.common.Width, m.common.Height, lipgloss.Center, lipgloss.Center, box)
-}
-
-// wrap breaks text into lines of at most w cells at spaces.
-func wrap(text string, w int) []string {
-	var out []string
-	line := ""
-	for _, word := range strings.Fields(text) {
-		switch {
-		case line == "":
-			line = word
-		case len(line)+1+len(word) <= w:
-			line += " " + word
-		default:
-			out = append(out, line)
-			line = word
-		}
-	}
-	if line != "" {
-		out = append(out, line)
-	}
-	return out
 }
 
 // ShortHelp implements help.KeyMap.

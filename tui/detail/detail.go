@@ -16,7 +16,6 @@ import (
 	"github.com/daytwo/daytwo/ops"
 	"github.com/daytwo/daytwo/tui/actions"
 	"github.com/daytwo/daytwo/tui/common"
-	"github.com/daytwo/daytwo/tui/updates"
 )
 
 // Source is what the screen reads; *ops.Service implements it.
@@ -26,33 +25,21 @@ type Source interface {
 
 // KeyMap is the screen's keys.
 type KeyMap struct {
-	Up       key.Binding
-	Down     key.Binding
-	PageUp   key.Binding
-	PageDown key.Binding
-	Top      key.Binding
-	Bottom   key.Binding
-	Monitor  key.Binding
-	Approve  key.Binding
-	Reject   key.Binding
-	Run      key.Binding
-	Cancel   key.Binding
+	common.NavKeys
+	Monitor key.Binding
+	actions.UpdateKeys
 }
 
 // DefaultKeyMap returns the screen's default keys.
 func DefaultKeyMap() KeyMap {
+	nav := common.DefaultNavKeys()
+	nav.Up.SetHelp("↑/k", "scroll up")
+	nav.Down.SetHelp("↓/j", "scroll down")
+	nav.PageDown.SetKeys("pgdown", "ctrl+d", " ")
 	return KeyMap{
-		Up:       key.NewBinding(key.WithKeys("up", "k"), key.WithHelp("↑/k", "scroll up")),
-		Down:     key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓/j", "scroll down")),
-		PageUp:   key.NewBinding(key.WithKeys("pgup", "ctrl+u"), key.WithHelp("pgup", "page up")),
-		PageDown: key.NewBinding(key.WithKeys("pgdown", "ctrl+d", " "), key.WithHelp("pgdn", "page down")),
-		Top:      key.NewBinding(key.WithKeys("home", "g"), key.WithHelp("g", "top")),
-		Bottom:   key.NewBinding(key.WithKeys("end", "G"), key.WithHelp("G", "bottom")),
-		Monitor:  key.NewBinding(key.WithKeys("l"), key.WithHelp("l", "run log")),
-		Approve:  key.NewBinding(key.WithKeys("A"), key.WithHelp("A", "approve ⚠")),
-		Reject:   key.NewBinding(key.WithKeys("R"), key.WithHelp("R", "reject ⚠")),
-		Run:      key.NewBinding(key.WithKeys("X"), key.WithHelp("X", "run ⚠")),
-		Cancel:   key.NewBinding(key.WithKeys("C"), key.WithHelp("C", "cancel ⚠")),
+		NavKeys:    nav,
+		Monitor:    key.NewBinding(key.WithKeys("l"), key.WithHelp("l", "run log")),
+		UpdateKeys: actions.DefaultUpdateKeys(),
 	}
 }
 
@@ -62,6 +49,8 @@ type loadedMsg struct {
 	d   ops.UpdateDetail
 	err error
 }
+
+func (loadedMsg) Target() common.Page { return common.PageDetail }
 
 // Model is the detail screen.
 type Model struct {
@@ -74,8 +63,7 @@ type Model struct {
 	vp       viewport.Model
 	id       string
 	d        *ops.UpdateDetail
-	gen      int
-	loading  bool
+	load     common.Loader
 	err      error
 }
 
@@ -100,28 +88,21 @@ func (m *Model) Show(id string) tea.Cmd {
 		m.id, m.d, m.err = id, nil, nil
 		m.vp.SetContent("")
 		m.vp.GotoTop()
-		m.loading = false
+		m.load.Supersede()
 	}
 	return m.Load()
 }
 
-// ID is the update or change shown.
-func (m Model) ID() string { return m.id }
-
 // Load starts a (re)load unless one is in flight.
 func (m *Model) Load() tea.Cmd {
-	if m.loading || m.id == "" {
+	if m.id == "" {
 		return nil
 	}
-	m.loading = true
-	m.gen++
-	c, src, gen, id := m.common, m.src, m.gen, m.id
-	return func() tea.Msg {
-		ctx, cancel := c.Context()
-		defer cancel()
+	src, id := m.src, m.id
+	return m.load.Load(m.common, func(ctx context.Context, gen int) tea.Msg {
 		d, err := src.UpdateDetail(ctx, id)
 		return loadedMsg{gen: gen, id: id, d: d, err: err}
-	}
+	})
 }
 
 // SetSize sets the screen's size.
@@ -143,13 +124,12 @@ func (m *Model) Title() string {
 func (m *Model) InputFocused() bool { return false }
 
 func (m *Model) updateKeys() {
-	rw := !m.common.ReadOnly
 	ok := m.d != nil
-	decidable := ok && m.d.Change != nil && (m.d.Change.State == ops.ChangeAssess || m.d.Change.State == ops.ChangeAuthorize)
-	m.keys.Approve.SetEnabled(rw && decidable)
-	m.keys.Reject.SetEnabled(rw && decidable)
-	m.keys.Run.SetEnabled(rw && ok && m.d.Gate.Open)
-	m.keys.Cancel.SetEnabled(rw && ok && m.d.Update.State.CanTransition(ops.UpdateCanceled))
+	var u ops.UpdateStatus
+	if ok {
+		u = m.d.UpdateStatus
+	}
+	m.keys.Enable(!m.common.ReadOnly, u, ok)
 	m.keys.Monitor.SetEnabled(ok && len(m.d.Runs) > 0)
 }
 
@@ -159,10 +139,9 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 	case common.RefreshMsg:
 		return m, m.Load()
 	case loadedMsg:
-		if msg.gen != m.gen || msg.id != m.id {
+		if msg.id != m.id || !m.load.Done(msg.gen) {
 			return m, nil
 		}
-		m.loading = false
 		m.err = msg.err
 		if msg.err == nil {
 			d := msg.d
@@ -178,31 +157,17 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 }
 
 func (m Model) handleKey(msg tea.KeyMsg) (Model, tea.Cmd) {
-	act := func(a common.Action) tea.Cmd { return func() tea.Msg { return common.ActionMsg{Action: a} } }
+	if _, ok := m.keys.Scroll(&m.vp, msg); ok {
+		return m, nil
+	}
 	switch {
-	case key.Matches(msg, m.keys.Up):
-		m.vp.ScrollUp(1)
-	case key.Matches(msg, m.keys.Down):
-		m.vp.ScrollDown(1)
-	case key.Matches(msg, m.keys.PageUp):
-		m.vp.PageUp()
-	case key.Matches(msg, m.keys.PageDown):
-		m.vp.PageDown()
-	case key.Matches(msg, m.keys.Top):
-		m.vp.GotoTop()
-	case key.Matches(msg, m.keys.Bottom):
-		m.vp.GotoBottom()
 	case m.d == nil:
 	case key.Matches(msg, m.keys.Monitor):
 		return m, common.Navigate(common.PageMonitor, m.d.Runs[0].ID)
-	case key.Matches(msg, m.keys.Approve):
-		return m, act(actions.Decide(m.acts, m.d.Update.ChangeNumber, true))
-	case key.Matches(msg, m.keys.Reject):
-		return m, act(actions.Decide(m.acts, m.d.Update.ChangeNumber, false))
-	case key.Matches(msg, m.keys.Run):
-		return m, act(actions.Run(m.acts, m.d.Update, m.envs[m.d.Update.Environment].RequiresChange, m.progress))
-	case key.Matches(msg, m.keys.Cancel):
-		return m, act(actions.Cancel(m.acts, m.d.Update, m.envs[m.d.Update.Environment].RequiresChange))
+	default:
+		if a, ok := m.keys.Action(msg, m.acts, m.d.Update, m.envs[m.d.Update.Environment].RequiresChange, m.progress); ok {
+			return m, common.Act(a)
+		}
 	}
 	return m, nil
 }
@@ -237,7 +202,7 @@ func (m Model) content() string {
 	}
 	b.WriteString(s.Section.Title.Render(fmt.Sprintf("%s %s: %s %s → %s", kind, u.ID, u.Environment, common.Or(u.FromVersion, "(nothing)"), u.Version)) + "\n")
 	kv("state", string(u.State)+reason(u.Reason))
-	kv("gate", updates.GateStyle(m.common, d.GateText))
+	kv("gate", common.GateStyle(m.common, d.UpdateStatus))
 	kv("proposed", common.Or(u.CreatedBy, "unknown")+" at "+common.Timestamp(u.CreatedAt))
 	if m.envs[u.Environment].RequiresChange || u.ChangeNumber != "" {
 		title("Change")

@@ -23,8 +23,7 @@ type Source interface {
 
 // KeyMap is the screen's keys.
 type KeyMap struct {
-	Up       key.Binding
-	Down     key.Binding
+	common.NavKeys
 	Open     key.Binding
 	Monitor  key.Binding
 	Propose  key.Binding
@@ -34,8 +33,7 @@ type KeyMap struct {
 // DefaultKeyMap returns the screen's default keys.
 func DefaultKeyMap() KeyMap {
 	return KeyMap{
-		Up:       key.NewBinding(key.WithKeys("up", "k"), key.WithHelp("↑/k", "up")),
-		Down:     key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓/j", "down")),
+		NavKeys:  common.UpDownOnly(),
 		Open:     key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "updates")),
 		Monitor:  key.NewBinding(key.WithKeys("m"), key.WithHelp("m", "monitor run")),
 		Propose:  key.NewBinding(key.WithKeys("P"), key.WithHelp("P", "propose ⚠")),
@@ -49,23 +47,23 @@ type loadedMsg struct {
 	err  error
 }
 
+func (loadedMsg) Target() common.Page { return common.PageEnvironments }
+
 // Model is the environments screen.
 type Model struct {
-	common  common.Common
-	src     Source
-	acts    actions.Service
-	keys    KeyMap
-	envs    []ops.EnvironmentStatus
-	cursor  int
-	gen     int
-	loading bool
-	err     error
-	focused bool
+	common common.Common
+	src    Source
+	acts   actions.Service
+	keys   KeyMap
+	envs   []ops.EnvironmentStatus
+	cursor int
+	load   common.Loader
+	err    error
 }
 
 // New builds the screen.
 func New(c common.Common, src Source, acts actions.Service) Model {
-	m := Model{common: c, src: src, acts: acts, keys: DefaultKeyMap(), focused: true}
+	m := Model{common: c, src: src, acts: acts, keys: DefaultKeyMap()}
 	m.updateKeys()
 	return m
 }
@@ -75,31 +73,15 @@ func (m Model) Init() tea.Cmd { return nil }
 
 // Load starts a (re)load unless one is in flight.
 func (m *Model) Load() tea.Cmd {
-	if m.loading {
-		return nil
-	}
-	m.loading = true
-	m.gen++
-	return load(m.common, m.src, m.gen)
-}
-
-func load(c common.Common, src Source, gen int) tea.Cmd {
-	return func() tea.Msg {
-		ctx, cancel := c.Context()
-		defer cancel()
+	src := m.src
+	return m.load.Load(m.common, func(ctx context.Context, gen int) tea.Msg {
 		envs, err := src.EnvironmentStatuses(ctx)
 		return loadedMsg{gen: gen, envs: envs, err: err}
-	}
+	})
 }
 
 // SetSize sets the screen's size.
 func (m *Model) SetSize(w, h int) { m.common.Width, m.common.Height = w, h }
-
-// Focus gives the screen the keyboard.
-func (m *Model) Focus() { m.focused = true }
-
-// Blur takes the keyboard away.
-func (m *Model) Blur() { m.focused = false }
 
 // Title names the screen.
 func (m *Model) Title() string { return "Environments" }
@@ -141,10 +123,9 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 	case common.RefreshMsg:
 		return m, m.Load()
 	case loadedMsg:
-		if msg.gen != m.gen {
+		if !m.load.Done(msg.gen) {
 			return m, nil // stale
 		}
-		m.loading = false
 		m.err = msg.err
 		if msg.err == nil {
 			m.envs = msg.envs
@@ -153,20 +134,18 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 		m.updateKeys()
 		return m, nil
 	case tea.KeyMsg:
-		if !m.focused {
-			return m, nil
-		}
 		return m.handleKey(msg)
 	}
 	return m, nil
 }
 
 func (m Model) handleKey(msg tea.KeyMsg) (Model, tea.Cmd) {
+	if to, ok := m.keys.Move(msg, m.cursor, len(m.envs), 0); ok {
+		m.cursor = to
+		m.updateKeys()
+		return m, nil
+	}
 	switch {
-	case key.Matches(msg, m.keys.Up):
-		m.cursor = common.Clamp(m.cursor-1, 0, len(m.envs)-1)
-	case key.Matches(msg, m.keys.Down):
-		m.cursor = common.Clamp(m.cursor+1, 0, len(m.envs)-1)
 	case key.Matches(msg, m.keys.Open):
 		st, _ := m.Selected()
 		return m, common.Navigate(common.PageUpdates, st.Environment.Name)
@@ -176,11 +155,11 @@ func (m Model) handleKey(msg tea.KeyMsg) (Model, tea.Cmd) {
 	case key.Matches(msg, m.keys.Propose):
 		st, _ := m.Selected()
 		a := actions.Propose(m.acts, st.Environment, "", nil)
-		return m, func() tea.Msg { return common.ActionMsg{Action: a} }
+		return m, common.Act(a)
 	case key.Matches(msg, m.keys.Rollback):
 		st, _ := m.Selected()
 		a := actions.Rollback(m.acts, st.Environment, "")
-		return m, func() tea.Msg { return common.ActionMsg{Action: a} }
+		return m, common.Act(a)
 	}
 	m.updateKeys()
 	return m, nil
@@ -206,7 +185,7 @@ func (m Model) View() string {
 	case m.err != nil && len(m.envs) == 0:
 		b.WriteString("\n" + s.Status.Bad.Render("cannot read environments: "+m.err.Error()))
 		lines++
-	case len(m.envs) == 0 && m.loading:
+	case len(m.envs) == 0 && m.load.Loading():
 		b.WriteString("\n" + s.Table.Empty.Render("loading…"))
 		lines++
 	case len(m.envs) == 0:
@@ -215,14 +194,7 @@ func (m Model) View() string {
 	}
 	preview := m.preview()
 	listH := max(h-1-len(preview)-1, 1)
-	for i, e := range m.envs {
-		if i >= listH {
-			break
-		}
-		row := common.Row(cols, m.cells(e))
-		if i == m.cursor {
-			row = s.Table.Selected.Render(common.PadRight(row, w))
-		}
+	for _, row := range m.common.Rows(0, m.cursor, len(m.envs), listH, func(i int) string { return common.Row(cols, m.cells(m.envs[i])) }) {
 		b.WriteString("\n" + row)
 		lines++
 	}

@@ -8,10 +8,10 @@ package monitor
 import (
 	"context"
 	"fmt"
-	"github.com/charmbracelet/bubbles/progress"
 	"strings"
 
 	"github.com/charmbracelet/bubbles/key"
+	"github.com/charmbracelet/bubbles/progress"
 	"github.com/charmbracelet/bubbles/viewport"
 	tea "github.com/charmbracelet/bubbletea"
 
@@ -32,34 +32,31 @@ const maxLines = 5000
 
 // KeyMap is the monitor's keys.
 type KeyMap struct {
-	Up       key.Binding
-	Down     key.Binding
-	PageUp   key.Binding
-	PageDown key.Binding
-	Top      key.Binding
-	Bottom   key.Binding
-	Follow   key.Binding
-	Latest   key.Binding
-	Detail   key.Binding
+	common.NavKeys
+	Follow key.Binding
+	Latest key.Binding
+	Detail key.Binding
 }
 
 // DefaultKeyMap returns the monitor's keys.
 func DefaultKeyMap() KeyMap {
+	nav := common.DefaultNavKeys()
+	nav.Up.SetHelp("↑/k", "scroll up")
+	nav.Down.SetHelp("↓/j", "scroll down")
+	nav.Bottom.SetHelp("G", "bottom + follow")
 	return KeyMap{
-		Up:       key.NewBinding(key.WithKeys("up", "k"), key.WithHelp("↑/k", "scroll up")),
-		Down:     key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓/j", "scroll down")),
-		PageUp:   key.NewBinding(key.WithKeys("pgup", "ctrl+u"), key.WithHelp("pgup", "page up")),
-		PageDown: key.NewBinding(key.WithKeys("pgdown", "ctrl+d"), key.WithHelp("pgdn", "page down")),
-		Top:      key.NewBinding(key.WithKeys("home", "g"), key.WithHelp("g", "top")),
-		Bottom:   key.NewBinding(key.WithKeys("end", "G"), key.WithHelp("G", "bottom + follow")),
-		Follow:   key.NewBinding(key.WithKeys("f"), key.WithHelp("f", "toggle follow")),
-		Latest:   key.NewBinding(key.WithKeys("L"), key.WithHelp("L", "latest run")),
-		Detail:   key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "update detail")),
+		NavKeys: nav,
+		Follow:  key.NewBinding(key.WithKeys("f"), key.WithHelp("f", "toggle follow")),
+		Latest:  key.NewBinding(key.WithKeys("L"), key.WithHelp("L", "latest run")),
+		Detail:  key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "update detail")),
 	}
 }
 
 // EventMsg carries one event of a run this console started.
 type EventMsg struct{ Event ops.RunEvent }
+
+// Target implements common.Addressed: run events are the monitor's.
+func (EventMsg) Target() common.Page { return common.PageMonitor }
 
 type loadedMsg struct {
 	gen       int
@@ -71,6 +68,8 @@ type loadedMsg struct {
 	incidents []ops.Incident
 	err       error
 }
+
+func (loadedMsg) Target() common.Page { return common.PageMonitor }
 
 // Model is the run monitor.
 type Model struct {
@@ -89,8 +88,7 @@ type Model struct {
 	incidents []ops.Incident
 	lastEvent string
 	follow    bool
-	gen       int
-	loading   bool
+	load      common.Loader
 	err       error
 }
 
@@ -126,7 +124,7 @@ func waitForEvent(ch <-chan ops.RunEvent) tea.Cmd {
 func (m *Model) Show(runID string) tea.Cmd {
 	if runID != m.pinned {
 		m.pinned = runID
-		m.loading = false
+		m.load.Supersede()
 	}
 	return m.Load()
 }
@@ -136,12 +134,7 @@ func (m Model) Running() bool { return m.found && m.prog.Run.State == ops.RunRun
 
 // Load starts a (re)load unless one is in flight.
 func (m *Model) Load() tea.Cmd {
-	if m.loading {
-		return nil
-	}
-	m.loading = true
-	m.gen++
-	c, src, gen, want := m.common, m.src, m.gen, m.pinned
+	src, want := m.src, m.pinned
 	if want == "" {
 		want = m.live
 	}
@@ -150,9 +143,7 @@ func (m *Model) Load() tea.Cmd {
 		after = m.lastID
 	}
 	cur := m.runID
-	return func() tea.Msg {
-		ctx, cancel := c.Context()
-		defer cancel()
+	return m.load.Load(m.common, func(ctx context.Context, gen int) tea.Msg {
 		res := loadedMsg{gen: gen, runID: want}
 		if want == "" {
 			run, ok, err := src.LatestRun(ctx)
@@ -178,7 +169,7 @@ func (m *Model) Load() tea.Cmd {
 			}
 		}
 		return res
-	}
+	})
 }
 
 // SetSize sets the monitor's size.
@@ -233,16 +224,15 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 			if !m.Running() {
 				m.pinned = "" // a run started here takes over an idle monitor
 			}
-			m.loading = false // supersede a load of the previous run
+			m.load.Supersede() // a load of the previous run
 		}
 		return m, tea.Batch(waitForEvent(m.events), m.Load())
 	case common.RefreshMsg:
 		return m, m.Load()
 	case loadedMsg:
-		if msg.gen != m.gen {
+		if !m.load.Done(msg.gen) {
 			return m, nil
 		}
-		m.loading = false
 		m.err = msg.err
 		if msg.err != nil || !msg.found {
 			return m, nil
@@ -280,25 +270,11 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 }
 
 func (m Model) handleKey(msg tea.KeyMsg) (Model, tea.Cmd) {
+	if down, ok := m.keys.Scroll(&m.vp, msg); ok {
+		m.follow = down && m.vp.AtBottom()
+		return m, nil
+	}
 	switch {
-	case key.Matches(msg, m.keys.Up):
-		m.vp.ScrollUp(1)
-		m.follow = false
-	case key.Matches(msg, m.keys.Down):
-		m.vp.ScrollDown(1)
-		m.follow = m.vp.AtBottom()
-	case key.Matches(msg, m.keys.PageUp):
-		m.vp.PageUp()
-		m.follow = false
-	case key.Matches(msg, m.keys.PageDown):
-		m.vp.PageDown()
-		m.follow = m.vp.AtBottom()
-	case key.Matches(msg, m.keys.Top):
-		m.vp.GotoTop()
-		m.follow = false
-	case key.Matches(msg, m.keys.Bottom):
-		m.vp.GotoBottom()
-		m.follow = true
 	case key.Matches(msg, m.keys.Follow):
 		m.follow = !m.follow
 		if m.follow {

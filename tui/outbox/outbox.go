@@ -20,14 +20,12 @@ import (
 // Source is what the screen reads; *ops.Service implements it.
 type Source interface {
 	Outbox(ctx context.Context, f ops.OutboxFilter) ([]ops.OutboxItem, error)
-	Connection(ctx context.Context, instance string, ping bool) (ops.ConnectionStatus, error)
 	actions.Discarder
 }
 
 // KeyMap is the screen's keys.
 type KeyMap struct {
-	Up      key.Binding
-	Down    key.Binding
+	common.NavKeys
 	Ping    key.Binding
 	Retry   key.Binding
 	Discard key.Binding
@@ -37,31 +35,12 @@ type KeyMap struct {
 // DefaultKeyMap returns the screen's keys.
 func DefaultKeyMap() KeyMap {
 	return KeyMap{
-		Up:    key.NewBinding(key.WithKeys("up", "k"), key.WithHelp("↑/k", "up")),
-		Down:  key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓/j", "down")),
-		Ping:  key.NewBinding(key.WithKeys("p"), key.WithHelp("p", "ping ServiceNow")),
-		Retry: key.NewBinding(key.WithKeys("T"), key.WithHelp("T", "retry failed ⚠")),
+		NavKeys: common.UpDownOnly(),
+		Ping:    key.NewBinding(key.WithKeys("p"), key.WithHelp("p", "ping ServiceNow")),
+		Retry:   key.NewBinding(key.WithKeys("T"), key.WithHelp("T", "retry failed ⚠")),
 		// Discard gives the selected write up so the ones behind it go on.
 		Discard: key.NewBinding(key.WithKeys("D"), key.WithHelp("D", "discard ⚠")),
 		All:     key.NewBinding(key.WithKeys("d"), key.WithHelp("d", "show delivered")),
-	}
-}
-
-// ConnectionMsg carries a connection check.
-type ConnectionMsg struct {
-	Gen    int
-	Status ops.ConnectionStatus
-	Err    error
-}
-
-// CheckConnection reads the connection status (and, with ping, asks
-// ServiceNow, bounded by the read timeout).
-func CheckConnection(c common.Common, src Source, instance string, ping bool, gen int) tea.Cmd {
-	return func() tea.Msg {
-		ctx, cancel := c.Context()
-		defer cancel()
-		cs, err := src.Connection(ctx, instance, ping)
-		return ConnectionMsg{Gen: gen, Status: cs, Err: err}
 	}
 }
 
@@ -70,6 +49,8 @@ type loadedMsg struct {
 	items []ops.OutboxItem
 	err   error
 }
+
+func (loadedMsg) Target() common.Page { return common.PageOutbox }
 
 // Model is the outbox screen.
 type Model struct {
@@ -83,8 +64,7 @@ type Model struct {
 	items     []ops.OutboxItem
 	delivered bool
 	cursor    int
-	gen       int
-	loading   bool
+	load      common.Loader
 	loaded    bool
 	err       error
 }
@@ -101,28 +81,15 @@ func (m Model) Init() tea.Cmd { return nil }
 
 // Load re-reads the outbox.
 func (m *Model) Load() tea.Cmd {
-	if m.loading {
-		return nil
-	}
-	m.loading = true
-	m.gen++
-	c, src, gen := m.common, m.src, m.gen
+	src := m.src
 	f := ops.OutboxFilter{States: []ops.OutboxState{ops.OutboxPending, ops.OutboxFailed}, Limit: 500}
 	if m.delivered {
 		f.States = append(f.States, ops.OutboxDelivered, ops.OutboxDiscarded, ops.OutboxSuperseded)
 	}
-	return func() tea.Msg {
-		ctx, cancel := c.Context()
-		defer cancel()
+	return m.load.Load(m.common, func(ctx context.Context, gen int) tea.Msg {
 		items, err := src.Outbox(ctx, f)
 		return loadedMsg{gen: gen, items: items, err: err}
-	}
-}
-
-// SetConnection records the latest connection check (the root polls it
-// for the header's offline banner).
-func (m *Model) SetConnection(cs ops.ConnectionStatus, err error) {
-	m.conn, m.connErr, m.connKnown = cs, err, err == nil
+	})
 }
 
 // SetSize sets the screen's size.
@@ -146,46 +113,48 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 	switch msg := msg.(type) {
 	case common.RefreshMsg:
 		return m, m.Load()
+	case common.ConnectionMsg:
+		// The root's connection monitor checked; the keys follow at the
+		// next load or key.
+		m.conn, m.connErr, m.connKnown = msg.Status, msg.Err, msg.Err == nil
+		return m, nil
 	case loadedMsg:
-		if msg.gen != m.gen {
+		if !m.load.Done(msg.gen) {
 			return m, nil
 		}
-		m.loading, m.err = false, msg.err
+		m.err = msg.err
 		if msg.err == nil {
 			m.loaded = true
 			m.items = msg.items
 			m.cursor = common.Clamp(m.cursor, 0, len(m.items)-1)
 		}
 	case tea.KeyMsg:
+		if to, ok := m.keys.Move(msg, m.cursor, len(m.items), 0); ok {
+			m.cursor = to
+			break
+		}
 		switch {
-		case key.Matches(msg, m.keys.Up):
-			m.cursor = common.Clamp(m.cursor-1, 0, len(m.items)-1)
-		case key.Matches(msg, m.keys.Down):
-			m.cursor = common.Clamp(m.cursor+1, 0, len(m.items)-1)
 		case key.Matches(msg, m.keys.All):
 			m.delivered = !m.delivered
-			m.loading = false
+			m.load.Supersede()
 			return m, m.Load()
 		case key.Matches(msg, m.keys.Ping):
-			return m, func() tea.Msg { return PingMsg{} }
+			return m, func() tea.Msg { return common.PingMsg{} }
 		case key.Matches(msg, m.keys.Retry):
 			id := int64(0)
 			if m.cursor < len(m.items) && m.items[m.cursor].State == ops.OutboxFailed {
 				id = m.items[m.cursor].ID
 			}
 			a := actions.RetryOutbox(m.acts, id)
-			return m, func() tea.Msg { return common.ActionMsg{Action: a} }
+			return m, common.Act(a)
 		case key.Matches(msg, m.keys.Discard):
 			a := actions.DiscardOutbox(m.src, m.items[m.cursor])
-			return m, func() tea.Msg { return common.ActionMsg{Action: a} }
+			return m, common.Act(a)
 		}
 	}
 	m.updateKeys()
 	return m, nil
 }
-
-// PingMsg asks the root to check the connection now.
-type PingMsg struct{}
 
 // View renders the screen.
 func (m Model) View() string {
@@ -246,7 +215,7 @@ func (m Model) View() string {
 			detail = append(detail, s.Status.Muted.Render(fmt.Sprintf("#%d being sent by %s", it.ID, it.ClaimHolder())))
 		}
 		if it.State == ops.OutboxFailed && it.LastError != "" {
-			for _, l := range wrap(fmt.Sprintf("#%d refused: %s", it.ID, it.LastError), max(w, 20)) {
+			for _, l := range common.Wrap(fmt.Sprintf("#%d refused: %s", it.ID, it.LastError), max(w, 20)) {
 				detail = append(detail, s.Status.Bad.Render(l))
 			}
 		}
@@ -254,7 +223,7 @@ func (m Model) View() string {
 	}
 	listH := max(h-len(lines)-len(detail), 1)
 	off := common.Window(0, m.cursor, listH, len(m.items))
-	for i := off; i < len(m.items) && i < off+listH; i++ {
+	lines = append(lines, m.common.Rows(off, m.cursor, len(m.items), listH, func(i int) string {
 		it := m.items[i]
 		st := string(it.State)
 		switch it.State {
@@ -267,12 +236,8 @@ func (m Model) View() string {
 		case ops.OutboxDelivered:
 			st = s.Status.OK.Render(st)
 		}
-		row := common.Row(cols, []string{fmt.Sprint(it.ID), string(it.Kind), it.Key, st, fmt.Sprint(it.Attempts), it.LastError})
-		if i == m.cursor {
-			row = s.Table.Selected.Render(common.PadRight(row, w))
-		}
-		lines = append(lines, row)
-	}
+		return common.Row(cols, []string{fmt.Sprint(it.ID), string(it.Kind), it.Key, st, fmt.Sprint(it.Attempts), it.LastError})
+	})...)
 	if len(detail) > 0 {
 		for len(lines) < h-len(detail) {
 			lines = append(lines, "")
@@ -280,27 +245,6 @@ func (m Model) View() string {
 		lines = append(lines, detail...)
 	}
 	return common.Fit(strings.Join(lines, "\n"), w, h)
-}
-
-// wrap breaks s into lines of at most w runes at spaces.
-func wrap(s string, w int) []string {
-	var out []string
-	line := ""
-	for _, word := range strings.Fields(s) {
-		switch {
-		case line == "":
-			line = word
-		case len([]rune(line))+1+len([]rune(word)) <= w:
-			line += " " + word
-		default:
-			out = append(out, line)
-			line = word
-		}
-	}
-	if line != "" {
-		out = append(out, line)
-	}
-	return out
 }
 
 // ShortHelp implements help.KeyMap.

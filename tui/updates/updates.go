@@ -24,31 +24,22 @@ type Source interface {
 
 // KeyMap is the screen's keys.
 type KeyMap struct {
-	Up      key.Binding
-	Down    key.Binding
-	Top     key.Binding
-	Bottom  key.Binding
+	common.NavKeys
 	Open    key.Binding
 	AllEnvs key.Binding
-	Approve key.Binding
-	Reject  key.Binding
-	Run     key.Binding
-	Cancel  key.Binding
+	actions.UpdateKeys
 }
 
 // DefaultKeyMap returns the screen's default keys.
 func DefaultKeyMap() KeyMap {
+	nav := common.DefaultNavKeys()
+	nav.PageUp.SetEnabled(false)
+	nav.PageDown.SetEnabled(false)
 	return KeyMap{
-		Up:      key.NewBinding(key.WithKeys("up", "k"), key.WithHelp("↑/k", "up")),
-		Down:    key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓/j", "down")),
-		Top:     key.NewBinding(key.WithKeys("home", "g"), key.WithHelp("g", "top")),
-		Bottom:  key.NewBinding(key.WithKeys("end", "G"), key.WithHelp("G", "bottom")),
-		Open:    key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "detail")),
-		AllEnvs: key.NewBinding(key.WithKeys("e"), key.WithHelp("e", "all environments")),
-		Approve: key.NewBinding(key.WithKeys("A"), key.WithHelp("A", "approve ⚠")),
-		Reject:  key.NewBinding(key.WithKeys("R"), key.WithHelp("R", "reject ⚠")),
-		Run:     key.NewBinding(key.WithKeys("X"), key.WithHelp("X", "run ⚠")),
-		Cancel:  key.NewBinding(key.WithKeys("C"), key.WithHelp("C", "cancel ⚠")),
+		NavKeys:    nav,
+		Open:       key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "detail")),
+		AllEnvs:    key.NewBinding(key.WithKeys("e"), key.WithHelp("e", "all environments")),
+		UpdateKeys: actions.DefaultUpdateKeys(),
 	}
 }
 
@@ -57,6 +48,8 @@ type loadedMsg struct {
 	ups []ops.UpdateStatus
 	err error
 }
+
+func (loadedMsg) Target() common.Page { return common.PageUpdates }
 
 // Model is the updates screen.
 type Model struct {
@@ -72,8 +65,7 @@ type Model struct {
 	visible  []ops.UpdateStatus
 	cursor   int
 	offset   int
-	gen      int
-	loading  bool
+	load     common.Loader
 	err      error
 }
 
@@ -100,24 +92,17 @@ func (m *Model) SetEnvironment(env string) tea.Cmd {
 	}
 	m.env = env
 	m.cursor, m.offset = 0, 0
-	m.loading = false
+	m.load.Supersede()
 	return m.Load()
 }
 
 // Load starts a (re)load unless one is in flight.
 func (m *Model) Load() tea.Cmd {
-	if m.loading {
-		return nil
-	}
-	m.loading = true
-	m.gen++
-	c, src, gen, env := m.common, m.src, m.gen, m.env
-	return func() tea.Msg {
-		ctx, cancel := c.Context()
-		defer cancel()
+	src, env := m.src, m.env
+	return m.load.Load(m.common, func(ctx context.Context, gen int) tea.Msg {
 		ups, err := src.UpdateStatuses(ctx, ops.UpdateFilter{Environment: env, Limit: 1000})
 		return loadedMsg{gen: gen, ups: ups, err: err}
-	}
+	})
 }
 
 // SetSize sets the screen's size.
@@ -163,14 +148,9 @@ func searchText(u ops.UpdateStatus) string {
 
 func (m *Model) updateKeys() {
 	u, ok := m.Selected()
-	rw := !m.common.ReadOnly
-	decidable := ok && u.Change != nil && (u.Change.State == ops.ChangeAssess || u.Change.State == ops.ChangeAuthorize)
 	m.keys.Open.SetEnabled(ok && !m.filter.Active())
 	m.keys.AllEnvs.SetEnabled(m.env != "")
-	m.keys.Approve.SetEnabled(rw && decidable)
-	m.keys.Reject.SetEnabled(rw && decidable)
-	m.keys.Run.SetEnabled(rw && ok && u.Gate.Open)
-	m.keys.Cancel.SetEnabled(rw && ok && u.Update.State.CanTransition(ops.UpdateCanceled))
+	m.keys.Enable(!m.common.ReadOnly, u, ok)
 }
 
 // Update handles messages.
@@ -179,10 +159,9 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 	case common.RefreshMsg:
 		return m, m.Load()
 	case loadedMsg:
-		if msg.gen != m.gen {
+		if !m.load.Done(msg.gen) {
 			return m, nil
 		}
-		m.loading = false
 		m.err = msg.err
 		if msg.err == nil {
 			sel, had := m.Selected()
@@ -218,29 +197,20 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 
 func (m Model) handleKey(msg tea.KeyMsg) (Model, tea.Cmd) {
 	u, ok := m.Selected()
-	act := func(a common.Action) tea.Cmd { return func() tea.Msg { return common.ActionMsg{Action: a} } }
+	if to, ok := m.keys.Move(msg, m.cursor, len(m.visible), 0); ok {
+		m.cursor = to
+		return m, nil
+	}
 	switch {
-	case key.Matches(msg, m.keys.Up):
-		m.cursor = common.Clamp(m.cursor-1, 0, len(m.visible)-1)
-	case key.Matches(msg, m.keys.Down):
-		m.cursor = common.Clamp(m.cursor+1, 0, len(m.visible)-1)
-	case key.Matches(msg, m.keys.Top):
-		m.cursor = 0
-	case key.Matches(msg, m.keys.Bottom):
-		m.cursor = max(len(m.visible)-1, 0)
 	case key.Matches(msg, m.keys.AllEnvs):
 		return m, m.SetEnvironment("")
 	case !ok:
+		return m, nil
 	case key.Matches(msg, m.keys.Open):
 		return m, common.Navigate(common.PageDetail, u.Update.ID)
-	case key.Matches(msg, m.keys.Approve):
-		return m, act(actions.Decide(m.acts, u.Update.ChangeNumber, true))
-	case key.Matches(msg, m.keys.Reject):
-		return m, act(actions.Decide(m.acts, u.Update.ChangeNumber, false))
-	case key.Matches(msg, m.keys.Run):
-		return m, act(actions.Run(m.acts, u.Update, m.envs[u.Update.Environment].RequiresChange, m.progress))
-	case key.Matches(msg, m.keys.Cancel):
-		return m, act(actions.Cancel(m.acts, u.Update, m.envs[u.Update.Environment].RequiresChange))
+	}
+	if a, ok := m.keys.Action(msg, m.acts, u.Update, m.envs[u.Update.Environment].RequiresChange, m.progress); ok {
+		return m, common.Act(a)
 	}
 	return m, nil
 }
@@ -268,7 +238,7 @@ func (m Model) View() string {
 	switch {
 	case m.err != nil && len(m.all) == 0:
 		lines = append(lines, s.Status.Bad.Render("cannot read updates: "+m.err.Error()))
-	case len(m.all) == 0 && m.loading:
+	case len(m.all) == 0 && m.load.Loading():
 		lines = append(lines, s.Table.Empty.Render("loading…"))
 	case len(m.visible) == 0 && len(m.all) > 0:
 		lines = append(lines, s.Table.Empty.Render("nothing matches the filter"))
@@ -276,13 +246,9 @@ func (m Model) View() string {
 		lines = append(lines, s.Table.Empty.Render("no updates yet — propose one with P on an environment or :propose ENV VERSION"))
 	}
 	off := common.Window(m.offset, m.cursor, listH, len(m.visible))
-	for i := off; i < len(m.visible) && i < off+listH; i++ {
-		row := common.Row(cols, m.cells(m.visible[i]))
-		if i == m.cursor {
-			row = s.Table.Selected.Render(common.PadRight(row, w))
-		}
-		lines = append(lines, row)
-	}
+	lines = append(lines, m.common.Rows(off, m.cursor, len(m.visible), listH, func(i int) string {
+		return common.Row(cols, m.cells(m.visible[i]))
+	})...)
 	for len(lines) < h-len(preview) {
 		lines = append(lines, "")
 	}
@@ -290,25 +256,9 @@ func (m Model) View() string {
 	return common.Fit(strings.Join(lines, "\n"), w, h)
 }
 
-// GateStyle colours a gate text by its verdict.
-func GateStyle(c common.Common, text string) string {
-	s := c.Styles
-	switch {
-	case strings.HasPrefix(text, "open"), strings.HasPrefix(text, string(ops.UpdateSucceeded)):
-		return s.Status.OK.Render(text)
-	case strings.HasPrefix(text, "pending"), strings.HasPrefix(text, string(ops.UpdateRunning)):
-		return s.Status.Pending.Render(text)
-	case strings.HasPrefix(text, "blocked"), strings.HasPrefix(text, string(ops.UpdateFailed)),
-		strings.HasPrefix(text, string(ops.UpdateRolledBack)), strings.HasPrefix(text, string(ops.UpdateRejected)):
-		return s.Status.Bad.Render(text)
-	default:
-		return s.Status.Muted.Render(text)
-	}
-}
-
 func (m Model) cells(u ops.UpdateStatus) []string {
 	return []string{u.Update.ID, u.Update.Environment, u.Update.Version, string(u.Update.State),
-		common.Or(u.Update.ChangeNumber, "—"), GateStyle(m.common, u.GateText)}
+		common.Or(u.Update.ChangeNumber, "—"), common.GateStyle(m.common, u)}
 }
 
 func (m Model) preview() []string {
@@ -330,7 +280,7 @@ func (m Model) preview() []string {
 	} else if u.Update.ChangeNumber == "" && m.envs[u.Update.Environment].RequiresChange {
 		out = append(out, label("change", "not raised yet (queued for ServiceNow)"))
 	}
-	out = append(out, label("gate", GateStyle(m.common, u.GateText)))
+	out = append(out, label("gate", common.GateStyle(m.common, u)))
 	return out
 }
 

@@ -1,7 +1,6 @@
 package tui
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"strconv"
@@ -67,7 +66,7 @@ var paletteCommands = []paletteCommand{
 			}
 			set[k] = v
 		}
-		return act(actions.Propose(m.svc, env, arg(a, 1), set))
+		return common.Act(actions.Propose(m.svc, env, arg(a, 1), set))
 	}},
 	{names: []string{"approve"}, usage: "approve CHG [comment]", mutates: true, run: decideCommand(true)},
 	{names: []string{"reject"}, usage: "reject CHG comment", mutates: true, run: decideCommand(false)},
@@ -78,14 +77,14 @@ var paletteCommands = []paletteCommand{
 		if !ok {
 			return errFlash("usage: rollback ENV [VERSION]")
 		}
-		return act(actions.Rollback(m.svc, env, arg(a, 1)))
+		return common.Act(actions.Rollback(m.svc, env, arg(a, 1)))
 	}},
 	{names: []string{"sync"}, usage: "sync", mutates: true, run: func(m *Model, a []string) tea.Cmd {
-		return act(actions.Sync(m.svc))
+		return common.Act(actions.Sync(m.svc))
 	}},
 	{names: []string{"retry"}, usage: "retry [ID]", mutates: true, run: func(m *Model, a []string) tea.Cmd {
 		id, _ := strconv.ParseInt(arg(a, 0), 10, 64)
-		return act(actions.RetryOutbox(m.svc, id))
+		return common.Act(actions.RetryOutbox(m.svc, id))
 	}},
 	{names: []string{"changes", "mirror"}, usage: "changes", run: func(m *Model, a []string) tea.Cmd {
 		return common.Navigate(common.PageChanges, "")
@@ -145,8 +144,6 @@ func errFlash(format string, a ...any) tea.Cmd {
 	return common.Flash(common.LevelError, fmt.Sprintf(format, a...))
 }
 
-func act(a common.Action) tea.Cmd { return func() tea.Msg { return common.ActionMsg{Action: a} } }
-
 func decideCommand(approve bool) func(m *Model, a []string) tea.Cmd {
 	verb := map[bool]string{true: "approve", false: "reject"}[approve]
 	return func(m *Model, a []string) tea.Cmd {
@@ -157,7 +154,7 @@ func decideCommand(approve bool) func(m *Model, a []string) tea.Cmd {
 		if len(a) > 1 {
 			d.Inputs[0].Value = strings.Join(a[1:], " ")
 		}
-		return act(d)
+		return common.Act(d)
 	}
 }
 
@@ -168,7 +165,7 @@ func updateCommand(run bool) func(m *Model, a []string) tea.Cmd {
 		if arg(a, 0) == "" {
 			return errFlash("usage: %s UPDATE-ID or CHG…", verb)
 		}
-		c, svc, gated, sink := m.common, m.svc, m.gated, m.monitor.Sink()
+		c, svc, envs, sink := m.common, m.svc, m.envList, m.monitor.Sink()
 		id := arg(a, 0)
 		return func() tea.Msg {
 			ctx, cancel := c.Context()
@@ -177,10 +174,11 @@ func updateCommand(run bool) func(m *Model, a []string) tea.Cmd {
 			if err != nil {
 				return common.FlashMsg{Level: common.LevelError, Text: err.Error()}
 			}
+			gated := requiresChange(envs, u.Environment)
 			if run {
-				return common.ActionMsg{Action: actions.Run(svc, u, gated[u.Environment], sink)}
+				return common.ActionMsg{Action: actions.Run(svc, u, gated, sink)}
 			}
-			return common.ActionMsg{Action: actions.Cancel(svc, u, gated[u.Environment])}
+			return common.ActionMsg{Action: actions.Cancel(svc, u, gated)}
 		}
 	}
 }
@@ -205,9 +203,12 @@ func (m *Model) findEnv(name string) (ops.Environment, bool) {
 	return ops.Environment{}, false
 }
 
-// updateGetter is the lookup the palette's run/cancel commands need.
-type updateGetter interface {
-	GetUpdate(ctx context.Context, idOrChange string) (ops.Update, error)
+// requiresChange reports whether env is gated by a change.
+func requiresChange(envs []ops.Environment, env string) bool {
+	for _, e := range envs {
+		if e.Name == env {
+			return e.RequiresChange
+		}
+	}
+	return false
 }
-
-var _ updateGetter = (*ops.Service)(nil)

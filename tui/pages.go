@@ -1,0 +1,100 @@
+package tui
+
+import (
+	tea "github.com/charmbracelet/bubbletea"
+
+	"github.com/daytwo/daytwo/tui/audit"
+	"github.com/daytwo/daytwo/tui/changes"
+	"github.com/daytwo/daytwo/tui/common"
+	"github.com/daytwo/daytwo/tui/detail"
+	"github.com/daytwo/daytwo/tui/environments"
+	"github.com/daytwo/daytwo/tui/monitor"
+	"github.com/daytwo/daytwo/tui/outbox"
+	"github.com/daytwo/daytwo/tui/updates"
+)
+
+// pages are the console's screens, one per common.Page: the table the
+// root routes to (soft-serve's pages).
+type pages struct {
+	envs    environments.Model
+	updates updates.Model
+	changes changes.Model
+	detail  detail.Model
+	monitor monitor.Model
+	audit   audit.Model
+	outbox  outbox.Model
+}
+
+var allPages = []common.Page{common.PageEnvironments, common.PageUpdates, common.PageChanges, common.PageDetail,
+	common.PageMonitor, common.PageAudit, common.PageOutbox}
+
+// page returns the component for p.
+func (ps *pages) page(p common.Page) common.Component {
+	switch p {
+	case common.PageUpdates:
+		return &ps.updates
+	case common.PageChanges:
+		return &ps.changes
+	case common.PageDetail:
+		return &ps.detail
+	case common.PageMonitor:
+		return &ps.monitor
+	case common.PageAudit:
+		return &ps.audit
+	case common.PageOutbox:
+		return &ps.outbox
+	default:
+		return &ps.envs
+	}
+}
+
+// updatePage hands msg to one screen.
+func (ps *pages) updatePage(p common.Page, msg tea.Msg) tea.Cmd {
+	var cmd tea.Cmd
+	switch p {
+	case common.PageEnvironments:
+		ps.envs, cmd = ps.envs.Update(msg)
+	case common.PageUpdates:
+		ps.updates, cmd = ps.updates.Update(msg)
+	case common.PageChanges:
+		ps.changes, cmd = ps.changes.Update(msg)
+	case common.PageDetail:
+		ps.detail, cmd = ps.detail.Update(msg)
+	case common.PageMonitor:
+		ps.monitor, cmd = ps.monitor.Update(msg)
+	case common.PageAudit:
+		ps.audit, cmd = ps.audit.Update(msg)
+	case common.PageOutbox:
+		ps.outbox, cmd = ps.outbox.Update(msg)
+	}
+	return cmd
+}
+
+// reload asks one screen to re-read the store.
+func (ps *pages) reload(p common.Page) tea.Cmd { return ps.updatePage(p, common.RefreshMsg{}) }
+
+// open loads a screen for a navigation: each screen takes its argument
+// its own way.
+func (ps *pages) open(msg common.NavigateMsg) tea.Cmd {
+	switch msg.Page {
+	case common.PageEnvironments:
+		if msg.Arg != "" && !ps.envs.Select(msg.Arg) {
+			return tea.Batch(ps.envs.Load(), common.Flash(common.LevelWarn, "no environment matches "+msg.Arg))
+		}
+		return ps.envs.Load()
+	case common.PageUpdates:
+		return ps.updates.SetEnvironment(msg.Arg)
+	case common.PageDetail:
+		return ps.detail.Show(msg.Arg)
+	case common.PageMonitor:
+		return ps.monitor.Show(msg.Arg)
+	default:
+		return ps.reload(msg.Page)
+	}
+}
+
+func (ps *pages) setSize(w, h int) {
+	for _, p := range allPages {
+		ps.page(p).SetSize(w, h)
+	}
+}
