@@ -62,15 +62,7 @@ is still open, otherwise rolls back what they touched.`,
 			}
 			return nil
 		},
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			svc, db, err := a.service(ctx)
-			if err != nil {
-				return err
-			}
+		RunE: a.runE(&out, nil, func(ctx context.Context, svc *ops.Service, args []string) error {
 			defer svc.Wait()
 			if resume {
 				results, err := svc.RecoverRuns(ctx, a.progress(out))
@@ -88,7 +80,7 @@ is still open, otherwise rolls back what they touched.`,
 				}
 				return err
 			}
-			u, err := a.updateToRun(ctx, svc, db, args[0])
+			u, err := a.updateToRun(ctx, svc, args[0])
 			if err != nil {
 				return err
 			}
@@ -98,7 +90,7 @@ is still open, otherwise rolls back what they touched.`,
 				}
 			}
 			return a.runAndReport(ctx, svc, u.ID, out)
-		},
+		}),
 	}
 	addOutputFlag(cmd, &out)
 	f := cmd.Flags()
@@ -111,28 +103,22 @@ is still open, otherwise rolls back what they touched.`,
 
 // updateToRun finds the update an argument names: an update id, a change
 // number, or an environment (its one open update).
-func (a *app) updateToRun(ctx context.Context, svc *ops.Service, db updateFinder, arg string) (ops.Update, error) {
-	u, err := db.GetUpdate(ctx, arg)
+func (a *app) updateToRun(ctx context.Context, svc *ops.Service, arg string) (ops.Update, error) {
+	u, err := svc.GetUpdate(ctx, arg)
 	if err == nil {
 		return u, nil
 	}
 	if _, enverr := svc.Environment(arg); enverr != nil {
 		return u, fmt.Errorf("no update or change %q: %w", arg, err)
 	}
-	open, lerr := db.ListUpdates(ctx, ops.UpdateFilter{Environment: arg, States: ops.OpenUpdateStates()})
+	open, ok, lerr := svc.OpenUpdate(ctx, arg)
 	switch {
 	case lerr != nil:
 		return u, lerr
-	case len(open) == 0:
+	case !ok:
 		return u, usagef("%s has no open update to run (propose one: daytwo propose %s VERSION)", arg, arg)
 	}
-	return open[0], nil
-}
-
-// updateFinder looks updates up.
-type updateFinder interface {
-	GetUpdate(ctx context.Context, idOrChange string) (ops.Update, error)
-	ListUpdates(ctx context.Context, f ops.UpdateFilter) ([]ops.Update, error)
+	return open, nil
 }
 
 // progress prints run events as they happen (table output only).
@@ -187,56 +173,26 @@ const failedStepLines = 10
 // (`daytwo update logs` prints the whole log).
 func (a *app) printFailedSteps(ctx context.Context, svc *ops.Service, runID string) {
 	ctx = context.WithoutCancel(ctx) // an interrupted run's failure is still worth showing
-	db, err := a.store(ctx)
+	failed, err := svc.FailedSteps(ctx, runID, failedStepLines)
 	if err != nil {
 		return
 	}
-	steps, err := db.Steps(ctx, runID)
-	if err != nil {
-		return
-	}
-	var lines []ops.LogLine
-	for after := int64(0); ; {
-		page, err := svc.RunLog(ctx, runID, after, 5000)
-		if err != nil {
-			return
-		}
-		lines = append(lines, page...)
-		if len(page) < 5000 {
-			break
-		}
-		after = page[len(page)-1].ID
-	}
-	for _, st := range steps {
-		if st.State != ops.StepFailed {
-			continue
-		}
+	for _, f := range failed {
+		st := f.Step
 		fmt.Fprintf(a.stdout, "step %s on %s failed (batch %d): %s\n", st.Step, orDash(st.Target), st.Batch, orDash(st.Detail))
-		var out []ops.LogLine
-		for _, l := range lines {
-			if l.Target == st.Target && !l.Time.Before(st.StartedAt.Add(-time.Millisecond)) &&
-				(st.FinishedAt.IsZero() || !l.Time.After(st.FinishedAt.Add(time.Millisecond))) {
-				out = append(out, l)
-			}
-		}
-		if len(out) > failedStepLines {
-			out = out[len(out)-failedStepLines:]
-		}
-		if len(out) == 0 {
+		if len(f.Lines) == 0 {
 			fmt.Fprintln(a.stdout, "  (the step wrote no output)")
 		}
-		for _, l := range out {
+		for _, l := range f.Lines {
 			fmt.Fprintf(a.stdout, "  | %s %s\n", l.Stream, l.Line)
 		}
 	}
-	fmt.Fprintf(a.stdout, "the whole log: daytwo update logs %s --run %s\n", a.updateOfRun(ctx, runID), runID)
+	fmt.Fprintf(a.stdout, "the whole log: daytwo update logs %s --run %s\n", updateOfRun(ctx, svc, runID), runID)
 }
 
-func (a *app) updateOfRun(ctx context.Context, runID string) string {
-	if db, err := a.store(ctx); err == nil {
-		if r, err := db.GetRun(ctx, runID); err == nil {
-			return r.UpdateID
-		}
+func updateOfRun(ctx context.Context, svc *ops.Service, runID string) string {
+	if r, err := svc.GetRun(ctx, runID); err == nil {
+		return r.UpdateID
 	}
 	return "ID"
 }
