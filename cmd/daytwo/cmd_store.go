@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/daytwo/daytwo/cmd/daytwo/internal/config"
 )
 
 func (a *app) storeCommand() *cobra.Command {
@@ -32,12 +34,9 @@ copy. Stop the daemons writing to the SQLite file first. The PostgreSQL
 password comes from DAYTWO_DB_PASSWORD, PGPASSWORD or store.password_file,
 never the URL. --to defaults to store.url.`,
 		Args: exactArgs(),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
-			return a.runStoreCopy(cmd.Context(), from, to, out)
-		},
+		RunE: a.configRunE(&out, nil, func(ctx context.Context, cfg *config.Config, _ []string) error {
+			return a.runStoreCopy(ctx, cfg, from, to, out)
+		}),
 	}
 	cmd.Flags().StringVar(&from, "from", "", "the SQLite database: sqlite:///path/daytwo.db (or a path)")
 	cmd.Flags().StringVar(&to, "to", "", "the empty PostgreSQL database: postgres://user@host:5432/db (default store.url)")
@@ -47,11 +46,7 @@ never the URL. --to defaults to store.url.`,
 
 // runStoreCopy checks the two databases named and copies (wire_store.go
 // does the copy: it is store administration, not the domain).
-func (a *app) runStoreCopy(ctx context.Context, from, to, out string) error {
-	cfg, err := a.config()
-	if err != nil {
-		return err
-	}
+func (a *app) runStoreCopy(ctx context.Context, cfg *config.Config, from, to, out string) error {
 	path, err := sqlitePath(from)
 	if err != nil {
 		return err

@@ -27,10 +27,7 @@ requests fetched and stored, approvals, deletions, and updates that moved.
 /metrics (Prometheus), /healthz and /readyz on --listen (sync.listen), JSON logs
 on stderr, and a graceful stop on SIGTERM or Ctrl-C.`,
 		Args: exactArgs(),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
+		RunE: a.preamble(&out, nil, func(cmd *cobra.Command, args []string) error {
 			if once == watch {
 				return usagef("sync: give exactly one of --once or --watch")
 			}
@@ -81,7 +78,7 @@ on stderr, and a graceful stop on SIGTERM or Ctrl-C.`,
 				return usagef("--interval %s: at least 1s", cfg.Sync.Interval)
 			}
 			return a.daemon(cmd.Context(), svc, m, cfg.Sync.Interval, cfg.Sync.Listen)
-		},
+		}),
 	}
 	addOutputFlag(cmd, &out)
 	f := cmd.Flags()

@@ -7,6 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/daytwo/daytwo/cmd/daytwo/internal/config"
+
 	"github.com/daytwo/daytwo/itsm"
 	"github.com/daytwo/daytwo/ops"
 	"github.com/daytwo/daytwo/ops/exec"
@@ -122,15 +124,39 @@ func (a *app) service(ctx context.Context, opts ...itsm.Option) (*ops.Service, e
 	return svc, nil
 }
 
-// runE is the one preamble of the commands that work through the service
-// (cli/cli's RunE → runX split): the -o flag is checked (out may be nil),
-// then the command's own checks of its arguments and flags (check may be
-// nil; a usage error comes before anything is loaded or opened), then the
-// configuration is loaded and the service wired, and run does the work
-// with the service and the arguments.
-func (a *app) runE(out *string, check func(cmd *cobra.Command, args []string) error,
-	run func(ctx context.Context, svc *ops.Service, args []string) error,
-) func(*cobra.Command, []string) error {
+// The commands' preamble, in one place (cli/cli's RunE → runX split):
+// the -o flag is checked (out may be nil), then the command's own checks
+// of its arguments and flags (check may be nil; a usage error comes before
+// anything is loaded or opened), then the configuration is loaded and, for
+// the commands that work through it, the service wired; run does the work.
+
+// checkFunc checks a command's arguments and flags before anything loads.
+type checkFunc func(cmd *cobra.Command, args []string) error
+
+// runE is the preamble of the commands that work through the service.
+func (a *app) runE(out *string, check checkFunc, run func(ctx context.Context, svc *ops.Service, args []string) error) func(*cobra.Command, []string) error {
+	return a.preamble(out, check, func(cmd *cobra.Command, args []string) error {
+		svc, err := a.service(cmd.Context())
+		if err != nil {
+			return err
+		}
+		return run(cmd.Context(), svc, args)
+	})
+}
+
+// configRunE is the preamble of the commands that need the configuration
+// only (no store, no ServiceNow).
+func (a *app) configRunE(out *string, check checkFunc, run func(ctx context.Context, cfg *config.Config, args []string) error) func(*cobra.Command, []string) error {
+	return a.preamble(out, check, func(cmd *cobra.Command, args []string) error {
+		cfg, err := a.config()
+		if err != nil {
+			return err
+		}
+		return run(cmd.Context(), cfg, args)
+	})
+}
+
+func (a *app) preamble(out *string, check checkFunc, then func(cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		if out != nil {
 			if err := checkOutput(*out); err != nil {
@@ -142,11 +168,7 @@ func (a *app) runE(out *string, check func(cmd *cobra.Command, args []string) er
 				return err
 			}
 		}
-		svc, err := a.service(cmd.Context())
-		if err != nil {
-			return err
-		}
-		return run(cmd.Context(), svc, args)
+		return then(cmd, args)
 	}
 }
 
