@@ -31,13 +31,7 @@ func toGateJSON(g ops.GateResult) gateJSON {
 }
 
 func (a *app) runCommand() *cobra.Command {
-	var (
-		out     string
-		wait    bool
-		timeout time.Duration
-		poll    time.Duration
-		resume  bool
-	)
+	opts := &runOptions{}
 	cmd := &cobra.Command{
 		Use:   "run (ID|CHG|ENV | --resume)",
 		Short: "Run an update once its gate opens: batches, health checks, automatic rollback",
@@ -57,48 +51,67 @@ ENV names the environment's open update (there is at most one).
 --resume finishes runs a dead process left behind: it resumes them if their gate
 is still open, otherwise rolls back what they touched.`,
 		Args: func(cmd *cobra.Command, args []string) error {
-			if resume != (len(args) == 0) {
+			if opts.resume != (len(args) == 0) {
 				return usagef("run: give an update id or change number, or --resume alone")
 			}
 			return nil
 		},
-		RunE: a.runE(&out, nil, func(ctx context.Context, svc *ops.Service, args []string) error {
+		RunE: a.runE(&opts.out, nil, func(ctx context.Context, svc *ops.Service, args []string) error {
 			defer svc.Wait()
-			if resume {
-				results, err := svc.RecoverRuns(ctx, a.progress(out))
-				if out == outJSON {
-					reps := make([]runReport, 0, len(results))
-					for _, r := range results {
-						run := r.Run
-						reps = append(reps, runReport{Update: r.Update, Run: &run, Gate: toGateJSON(r.Gate)})
-					}
-					if jerr := a.printJSON(reps); jerr != nil {
-						return jerr
-					}
-				} else if len(results) == 0 {
-					fmt.Fprintln(a.stdout, "no interrupted runs")
-				}
-				return err
+			if opts.resume {
+				return a.runResume(ctx, svc, opts.out)
 			}
-			u, err := a.updateToRun(ctx, svc, args[0])
-			if err != nil {
-				return err
-			}
-			if wait {
-				if err := a.waitForGate(ctx, svc, u.ID, timeout, poll, out == outTable); err != nil {
-					return a.reportGate(ctx, svc, u.ID, out, err)
-				}
-			}
-			return a.runAndReport(ctx, svc, u.ID, out)
+			return a.runRun(ctx, svc, args[0], opts)
 		}),
 	}
-	addOutputFlag(cmd, &out)
+	addOutputFlag(cmd, &opts.out)
 	f := cmd.Flags()
-	f.BoolVar(&wait, "wait", false, "wait for the gate to open (syncing ServiceNow meanwhile)")
-	f.DurationVar(&timeout, "timeout", time.Hour, "with --wait: give up after this long")
-	f.DurationVar(&poll, "poll", 5*time.Second, "with --wait: how often to check")
-	f.BoolVar(&resume, "resume", false, "recover runs interrupted by a crash (resume or roll back)")
+	f.BoolVar(&opts.wait, "wait", false, "wait for the gate to open (syncing ServiceNow meanwhile)")
+	f.DurationVar(&opts.timeout, "timeout", time.Hour, "with --wait: give up after this long")
+	f.DurationVar(&opts.poll, "poll", 5*time.Second, "with --wait: how often to check")
+	f.BoolVar(&opts.resume, "resume", false, "recover runs interrupted by a crash (resume or roll back)")
 	return cmd
+}
+
+// runOptions are `run`'s flags.
+type runOptions struct {
+	out     string
+	wait    bool
+	timeout time.Duration
+	poll    time.Duration
+	resume  bool
+}
+
+// runRun runs the update arg names, waiting for its gate first with --wait.
+func (a *app) runRun(ctx context.Context, svc *ops.Service, arg string, opts *runOptions) error {
+	u, err := a.updateToRun(ctx, svc, arg)
+	if err != nil {
+		return err
+	}
+	if opts.wait {
+		if err := a.waitForGate(ctx, svc, u.ID, opts.timeout, opts.poll, opts.out == outTable); err != nil {
+			return a.reportGate(ctx, svc, u.ID, opts.out, err)
+		}
+	}
+	return a.runAndReport(ctx, svc, u.ID, opts.out)
+}
+
+// runResume finishes the runs dead processes left behind (`run --resume`).
+func (a *app) runResume(ctx context.Context, svc *ops.Service, out string) error {
+	results, err := svc.RecoverRuns(ctx, a.progress(out))
+	if out == outJSON {
+		reps := make([]runReport, 0, len(results))
+		for _, r := range results {
+			run := r.Run
+			reps = append(reps, runReport{Update: r.Update, Run: &run, Gate: toGateJSON(r.Gate)})
+		}
+		if jerr := a.printJSON(reps); jerr != nil {
+			return jerr
+		}
+	} else if len(results) == 0 {
+		fmt.Fprintln(a.stdout, "no interrupted runs")
+	}
+	return err
 }
 
 // updateToRun finds the update an argument names: an update id, a change

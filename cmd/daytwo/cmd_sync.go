@@ -1,22 +1,29 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/daytwo/daytwo/cmd/daytwo/internal/config"
 	"github.com/daytwo/daytwo/itsm"
 	"github.com/daytwo/daytwo/ops"
 )
 
+// syncOptions are `sync`'s flags.
+type syncOptions struct {
+	once, watch bool
+	out         string
+	// interval and listen override sync.interval and sync.listen when set.
+	interval               time.Duration
+	listen                 string
+	intervalSet, listenSet bool
+}
+
 func (a *app) syncCommand() *cobra.Command {
-	var (
-		once, watch bool
-		interval    time.Duration
-		listen      string
-		out         string
-	)
+	opts := &syncOptions{}
 	cmd := &cobra.Command{
 		Use:   "sync (--once | --watch)",
 		Short: "Mirror ServiceNow and deliver the outbox: one cycle, or continuously as a daemon",
@@ -27,66 +34,71 @@ requests fetched and stored, approvals, deletions, and updates that moved.
 /metrics (Prometheus), /healthz and /readyz on --listen (sync.listen), JSON logs
 on stderr, and a graceful stop on SIGTERM or Ctrl-C.`,
 		Args: exactArgs(),
-		RunE: a.preamble(&out, nil, func(cmd *cobra.Command, args []string) error {
-			if once == watch {
+		RunE: a.configRunE(&opts.out, func(cmd *cobra.Command, _ []string) error {
+			if opts.once == opts.watch {
 				return usagef("sync: give exactly one of --once or --watch")
 			}
-			if watch && a.logLevel == "" {
+			if opts.watch && a.logLevel == "" {
 				a.logLevel = "info"
 			}
-			cfg, err := a.config()
-			if err != nil {
-				return err
-			}
+			opts.intervalSet, opts.listenSet = cmd.Flags().Changed("interval"), cmd.Flags().Changed("listen")
+			return nil
+		}, func(ctx context.Context, cfg *config.Config, _ []string) error {
 			if cfg.ServiceNow.Instance == "" {
 				return usagef("sync: no ServiceNow instance configured (servicenow.instance, DAYTWO_SN_INSTANCE or --instance)")
 			}
 			m := newSyncMetrics()
-			svc, err := a.service(cmd.Context(), itsm.WithRequestHook(m.observeRequest))
+			svc, err := a.service(ctx, itsm.WithRequestHook(m.observeRequest))
 			if err != nil {
 				return err
 			}
-			if once {
-				sync := svc.SyncOnce
-				if a.mirrorOnly {
-					sync = svc.MirrorOnce // read-only: no write reaches ServiceNow
-				}
-				rep, err := sync(cmd.Context())
-				if err != nil {
-					return err
-				}
-				if out == outJSON {
-					sum := syncSummary(rep)
-					sum.ReadOnly = a.mirrorOnly
-					return a.printJSON(sum)
-				}
-				if a.mirrorOnly {
-					fmt.Fprintln(a.stdout, "sync: read-only: mirrored only; queued writes stay queued")
-				}
-				fmt.Fprintf(a.stdout, "sync: fetched %d, upserted %d (%d unchanged), deleted %d, approvals %d, updates moved %d; outbox delivered %d, retrying %d, refused %d; %d requests in %s\n",
-					rep.Fetched, rep.Upserted, rep.Unchanged, rep.Deleted, rep.Approvals, rep.Transitions,
-					rep.Outbox.Delivered, rep.Outbox.Retrying, rep.Outbox.Failed, rep.Requests, rep.Duration.Round(time.Millisecond))
-				return nil
+			if opts.once {
+				return a.runSyncOnce(ctx, svc, opts.out)
 			}
-			if cmd.Flags().Changed("interval") {
-				cfg.Sync.Interval = interval
+			if opts.intervalSet {
+				cfg.Sync.Interval = opts.interval
 			}
-			if cmd.Flags().Changed("listen") {
-				cfg.Sync.Listen = listen
+			if opts.listenSet {
+				cfg.Sync.Listen = opts.listen
 			}
 			if cfg.Sync.Interval < time.Second {
 				return usagef("--interval %s: at least 1s", cfg.Sync.Interval)
 			}
-			return a.daemon(cmd.Context(), svc, m, cfg.Sync.Interval, cfg.Sync.Listen)
+			return a.daemon(ctx, svc, m, cfg.Sync.Interval, cfg.Sync.Listen)
 		}),
 	}
-	addOutputFlag(cmd, &out)
+	addOutputFlag(cmd, &opts.out)
 	f := cmd.Flags()
-	f.BoolVar(&once, "once", false, "run one cycle and exit")
-	f.BoolVar(&watch, "watch", false, "run continuously (the daemon)")
-	f.DurationVar(&interval, "interval", 0, "cycle interval (default sync.interval)")
-	f.StringVar(&listen, "listen", "", "address for /metrics, /healthz, /readyz (default sync.listen; empty config value disables)")
+	f.BoolVar(&opts.once, "once", false, "run one cycle and exit")
+	f.BoolVar(&opts.watch, "watch", false, "run continuously (the daemon)")
+	f.DurationVar(&opts.interval, "interval", 0, "cycle interval (default sync.interval)")
+	f.StringVar(&opts.listen, "listen", "", "address for /metrics, /healthz, /readyz (default sync.listen; empty config value disables)")
 	return cmd
+}
+
+// runSyncOnce runs one cycle (in read-only mode: mirrors only) and says
+// what it did.
+func (a *app) runSyncOnce(ctx context.Context, svc *ops.Service, out string) error {
+	sync := svc.SyncOnce
+	if a.mirrorOnly {
+		sync = svc.MirrorOnce // read-only: no write reaches ServiceNow
+	}
+	rep, err := sync(ctx)
+	if err != nil {
+		return err
+	}
+	if out == outJSON {
+		sum := syncSummary(rep)
+		sum.ReadOnly = a.mirrorOnly
+		return a.printJSON(sum)
+	}
+	if a.mirrorOnly {
+		fmt.Fprintln(a.stdout, "sync: read-only: mirrored only; queued writes stay queued")
+	}
+	fmt.Fprintf(a.stdout, "sync: fetched %d, upserted %d (%d unchanged), deleted %d, approvals %d, updates moved %d; outbox delivered %d, retrying %d, refused %d; %d requests in %s\n",
+		rep.Fetched, rep.Upserted, rep.Unchanged, rep.Deleted, rep.Approvals, rep.Transitions,
+		rep.Outbox.Delivered, rep.Outbox.Retrying, rep.Outbox.Failed, rep.Requests, rep.Duration.Round(time.Millisecond))
+	return nil
 }
 
 type syncSummaryJSON struct {
