@@ -3,20 +3,13 @@ package store
 import (
 	"context"
 	"fmt"
-	"time"
+
+	"github.com/daytwo/daytwo/ops"
 )
 
-// Daemon is one `daytwo sync --watch` process on this database.
-type Daemon struct {
-	ID          string    `json:"id"`
-	Host        string    `json:"host"`
-	PID         int       `json:"pid"`
-	Version     string    `json:"version"`
-	StartedAt   time.Time `json:"started_at"`
-	HeartbeatAt time.Time `json:"heartbeat_at"`
-	// Holds lists the environments whose lease it holds now.
-	Holds []string `json:"holds"`
-}
+// Daemon is one `daytwo sync --watch` process on this database (declared
+// in ops).
+type Daemon = ops.Daemon
 
 // Heartbeat records that daemon d is alive (inserting it the first time).
 func (db *DB) Heartbeat(ctx context.Context, d Daemon) error {

@@ -8,21 +8,9 @@ import (
 	"github.com/daytwo/daytwo/ops"
 )
 
-// Status summarises the store for `daytwo status` and the console.
-type Status struct {
-	Path          string            `json:"path"`
-	SchemaVersion int               `json:"schema_version"`
-	Environments  int               `json:"environments"`
-	Changes       int               `json:"changes"`
-	ActiveChanges int               `json:"active_changes"`
-	Updates       map[string]int    `json:"updates"`
-	OutboxPending int               `json:"outbox_pending"`
-	OutboxFailed  int               `json:"outbox_failed"`
-	AuditEvents   int               `json:"audit_events"`
-	LastSync      map[string]string `json:"last_sync"`
-	// Daemons are the `sync --watch` processes on this database.
-	Daemons []Daemon `json:"daemons"`
-}
+// Status summarises the store for `daytwo status` (the read model is
+// declared in ops, which the commands read through).
+type Status = ops.StoreStatus
 
 // Status counts what the store holds.
 func (db *DB) Status(ctx context.Context) (Status, error) {

@@ -1,16 +1,13 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"os/user"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -19,8 +16,6 @@ import (
 
 	"github.com/daytwo/daytwo/cmd/daytwo/internal/config"
 	"github.com/daytwo/daytwo/ops"
-	"github.com/daytwo/daytwo/store"
-	"github.com/daytwo/daytwo/store/pg"
 )
 
 // Exit codes: a contract with scripts and CI pipelines.
@@ -138,85 +133,6 @@ func (a *app) noConfigError() error {
 		config.DefaultFile, cwd)}}}
 }
 
-// appStore is what the commands need of a store: the SQLite store
-// (store.DB) or the PostgreSQL one (pg.DB).
-type appStore interface {
-	ops.Store
-	Path() string
-	Close() error
-	Ping(ctx context.Context) error
-	ReadOnly() string
-	Explain(err error) error
-	SyncEnvironments(ctx context.Context, envs []ops.Environment, actor string) error
-	Status(ctx context.Context) (store.Status, error)
-	ChangeCounts(ctx context.Context) (changes map[string]int, outbox map[string]int, err error)
-	GetOutbox(ctx context.Context, id int64) (ops.OutboxItem, error)
-	VerifyAuditAnchors(ctx context.Context, anchors []ops.AuditAnchor) (ops.AuditVerification, error)
-	Heartbeat(ctx context.Context, d store.Daemon) error
-	DaemonStopped(ctx context.Context, id string) error
-}
-
-var (
-	_ appStore = (*store.DB)(nil)
-	_ appStore = (*pg.DB)(nil)
-)
-
-// store opens the database named by the configuration (PostgreSQL when
-// store.url is set, else the SQLite file at store.path) and records the
-// configured environments in it.
-func (a *app) store(ctx context.Context) (appStore, error) {
-	if a.db != nil {
-		return a.db, nil
-	}
-	cfg, err := a.config()
-	if err != nil {
-		return nil, err
-	}
-	path := cfg.Store.Path
-	if a.class == roRead && cfg.Store.URL == "" {
-		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-			// A read never creates the database: it reads an empty one
-			// that is gone when the command ends.
-			tmp, err := os.MkdirTemp("", "daytwo-empty-store")
-			if err != nil {
-				return nil, err
-			}
-			a.closers = append(a.closers, func() error { return os.RemoveAll(tmp) })
-			a.noStore, path = cfg.Store.Path, filepath.Join(tmp, "daytwo.db")
-		}
-	}
-	db, err := a.openStore(ctx, cfg.Store.URL, path)
-	if err != nil {
-		return nil, err
-	}
-	a.closers = append(a.closers, db.Close)
-	// A read-only database (see store.Open) still serves reads; the
-	// configured environments are recorded by the next writable open.
-	if db.ReadOnly() == "" {
-		if err := db.SyncEnvironments(ctx, cfg.Environments, a.actor()); err != nil {
-			return nil, err
-		}
-	}
-	a.db = db
-	return db, nil
-}
-
-// openStore opens a PostgreSQL store when url is set, else the SQLite file
-// at path, with the configured audit key, anchor file and (PostgreSQL) the
-// password from the environment or store.password_file.
-func (a *app) openStore(ctx context.Context, url, path string) (appStore, error) {
-	cfg, err := a.config()
-	if err != nil {
-		return nil, err
-	}
-	if url != "" {
-		return pg.Open(ctx, url, pg.Options{Clock: a.clock, Logger: a.log(), AuditKey: cfg.Secrets.AuditKey,
-			AnchorFile: cfg.Audit.AnchorFile, Password: cfg.Secrets.DBPassword})
-	}
-	return store.Open(ctx, path, store.Options{Clock: a.clock, Logger: a.log(),
-		AuditKey: cfg.Secrets.AuditKey, AnchorFile: cfg.Audit.AnchorFile})
-}
-
 // log returns the structured logger: JSON on stderr for headless commands.
 // The console replaces it with a file logger, never the terminal.
 func (a *app) log() *slog.Logger {
@@ -330,6 +246,21 @@ func (a *app) table(rows [][]string) error {
 		fmt.Fprintln(tw, strings.Join(r, "\t"))
 	}
 	return tw.Flush()
+}
+
+// printList is every list command's output: with -o json the rows as a
+// JSON array ([] when there are none), else a table of header and one
+// line of cells per row.
+func printList[T any](a *app, out string, rows []T, header []string, cells func(T) []string) error {
+	if out == outJSON {
+		return a.printJSON(append([]T{}, rows...))
+	}
+	table := make([][]string, 0, len(rows)+1)
+	table = append(table, header)
+	for _, r := range rows {
+		table = append(table, cells(r))
+	}
+	return a.table(table)
 }
 
 // exactArgs is cobra.ExactArgs with a usage error that names the arguments.

@@ -1,8 +1,13 @@
 package main
 
 import (
+	"go/parser"
+	"go/token"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -212,4 +217,79 @@ func sorted(s []string) []string {
 	s = append([]string(nil), s...)
 	sort.Strings(s)
 	return s
+}
+
+// Commands are thin: they read and write through the service (ops), and
+// only the wiring knows the store packages. The wiring is wire.go and
+// wire_*.go (wire_store.go opens the store and does store administration:
+// `store copy`, the schema version).
+
+// isWiring reports whether a file of cmd/daytwo is wiring.
+func isWiring(name string) bool {
+	return name == "wire.go" || strings.HasPrefix(name, "wire_") && strings.HasSuffix(name, ".go")
+}
+
+// storeImporters lists the non-test, non-wiring Go files in dir that
+// import the store or any package below it.
+func storeImporters(t *testing.T, dir string) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	commands := 0
+	for _, f := range files {
+		name := filepath.Base(f)
+		if strings.HasSuffix(name, "_test.go") || isWiring(name) {
+			continue
+		}
+		commands++
+		parsed, err := parser.ParseFile(token.NewFileSet(), f, nil, parser.ImportsOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, imp := range parsed.Imports {
+			path, _ := strconv.Unquote(imp.Path.Value)
+			if under(path, module+"/store") {
+				out = append(out, name+" imports "+path)
+			}
+		}
+	}
+	if commands == 0 {
+		t.Fatalf("no command files in %s: the check would pass on nothing", dir)
+	}
+	return out
+}
+
+func TestOnlyWiringImportsTheStore(t *testing.T) {
+	if bad := storeImporters(t, "."); len(bad) > 0 {
+		t.Errorf("commands read through ops (ops/readmodels.go), only wire.go and wire_*.go may import the store:\n%s", strings.Join(bad, "\n"))
+	}
+}
+
+// TestOnlyWiringImportsTheStoreCatchesViolations proves the check can fail:
+// a command importing the store (or store/pg) is named, the wiring and
+// tests are not.
+func TestOnlyWiringImportsTheStoreCatchesViolations(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{
+		"cmd_bad.go":      "package main\n\nimport _ \"" + module + "/store\"\n",
+		"cmd_badpg.go":    "package main\n\nimport (\n\t\"fmt\"\n\tpg \"" + module + "/store/pg\"\n)\n",
+		"cmd_ok.go":       "package main\n\nimport _ \"" + module + "/ops\"\n",
+		"cmd_storex.go":   "package main\n\nimport _ \"" + module + "/storex\"\n",
+		"wire.go":         "package main\n\nimport _ \"" + module + "/store\"\n",
+		"wire_store.go":   "package main\n\nimport _ \"" + module + "/store/pg\"\n",
+		"cmd_bad_test.go": "package main\n\nimport _ \"" + module + "/store\"\n",
+	}
+	for name, src := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := storeImporters(t, dir)
+	want := []string{"cmd_bad.go imports " + module + "/store", "cmd_badpg.go imports " + module + "/store/pg"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("got violations:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
 }

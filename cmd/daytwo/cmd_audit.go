@@ -14,7 +14,6 @@ import (
 
 	"github.com/daytwo/daytwo/itsm"
 	"github.com/daytwo/daytwo/ops"
-	"github.com/daytwo/daytwo/store"
 )
 
 func (a *app) auditCommand() *cobra.Command {
@@ -32,28 +31,16 @@ func (a *app) auditListCommand() *cobra.Command {
 		Use:   "list",
 		Short: "List audit events, oldest first",
 		Args:  exactArgs(),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
-			db, err := a.store(cmd.Context())
+		RunE: a.runE(&out, nil, func(ctx context.Context, svc *ops.Service, _ []string) error {
+			events, err := svc.AuditEvents(ctx, filter)
 			if err != nil {
 				return err
 			}
-			events, err := db.ListEvents(cmd.Context(), filter)
-			if err != nil {
-				return err
-			}
-			if out == outJSON {
-				return a.printJSON(append([]ops.Event{}, events...))
-			}
-			table := [][]string{{"SEQ", "TIME", "ACTOR", "ACTION", "ENV", "SUBJECT", "CHANGE", "RESULT"}}
-			for _, e := range events {
-				table = append(table, []string{strconv.FormatInt(e.Seq, 10), formatTime(e.Time), e.Actor, e.Action,
-					orDash(e.Environment), orDash(e.Subject), orDash(e.ChangeNumber), orDash(e.Result)})
-			}
-			return a.table(table)
-		},
+			return printList(a, out, events, []string{"SEQ", "TIME", "ACTOR", "ACTION", "ENV", "SUBJECT", "CHANGE", "RESULT"}, func(e ops.Event) []string {
+				return []string{strconv.FormatInt(e.Seq, 10), formatTime(e.Time), e.Actor, e.Action,
+					orDash(e.Environment), orDash(e.Subject), orDash(e.ChangeNumber), orDash(e.Result)}
+			})
+		}),
 	}
 	addOutputFlag(cmd, &out)
 	cmd.Flags().StringVar(&filter.Environment, "env", "", "only events of this environment")
@@ -62,11 +49,17 @@ func (a *app) auditListCommand() *cobra.Command {
 	return cmd
 }
 
+// auditVerifyOptions are `audit verify`'s flags.
+type auditVerifyOptions struct {
+	out        string
+	anchorFile string
+	// anchorFileSet: --anchor-file was given (even empty: no anchor file).
+	anchorFileSet bool
+	againstSN     bool
+}
+
 func (a *app) auditVerifyCommand() *cobra.Command {
-	var (
-		out, anchorFile string
-		againstSN       bool
-	)
+	opts := &auditVerifyOptions{}
 	cmd := &cobra.Command{
 		Use:   "verify",
 		Short: "Check the whole audit chain (and its anchors); exit 1 and name the first bad event if it was tampered with",
@@ -78,65 +71,63 @@ daytwo's changes with --against-servicenow. A chain that was cut short,
 emptied, or rewritten and rehashed fails (exit 1) naming the anchor that
 disagrees.`,
 		Args: exactArgs(),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
-			cfg, err := a.config()
-			if err != nil {
-				return err
-			}
-			if !cmd.Flags().Changed("anchor-file") {
-				anchorFile = cfg.Audit.AnchorFile
-			}
-			db, err := a.store(cmd.Context())
-			if err != nil {
-				return err
-			}
-			var (
-				anchors []ops.AuditAnchor
-				notes   []string
-			)
-			if anchorFile != "" {
-				got, err := store.ReadAnchorFile(anchorFile)
-				switch {
-				case errors.Is(err, os.ErrNotExist):
-					notes = append(notes, fmt.Sprintf("anchor file %s does not exist: no run closed since it was configured, or it was deleted", anchorFile))
-				case err != nil:
-					return err
-				}
-				anchors = append(anchors, got...)
-			}
-			if againstSN {
-				got, changes, err := a.serviceNowAnchors(cmd.Context(), cfg.ServiceNow.CorrelationPrefix)
-				if err != nil {
-					return err
-				}
-				notes = append(notes, fmt.Sprintf("ServiceNow: %d anchor(s) in the work notes of %d change(s) with correlation prefix %q", len(got), changes, cfg.ServiceNow.CorrelationPrefix))
-				anchors = append(anchors, got...)
-			}
-			res, err := db.VerifyAuditAnchors(cmd.Context(), anchors)
-			if err != nil {
-				return err
-			}
-			res.Notes = append(res.Notes, notes...)
-			if out == outJSON {
-				if err := a.printJSON(res); err != nil {
-					return err
-				}
-			} else {
-				a.printVerification(res)
-			}
-			if !res.OK {
-				return silentError{exitError}
-			}
+		RunE: a.runE(&opts.out, func(cmd *cobra.Command, _ []string) error {
+			opts.anchorFileSet = cmd.Flags().Changed("anchor-file")
 			return nil
-		},
+		}, func(ctx context.Context, svc *ops.Service, _ []string) error {
+			return a.runAuditVerify(ctx, svc, opts)
+		}),
 	}
-	addOutputFlag(cmd, &out)
-	cmd.Flags().BoolVar(&againstSN, "against-servicenow", false, "also compare the chain with the anchors in the work notes of daytwo's changes")
-	cmd.Flags().StringVar(&anchorFile, "anchor-file", "", "anchor file to compare with (default: audit.anchor_file)")
+	addOutputFlag(cmd, &opts.out)
+	cmd.Flags().BoolVar(&opts.againstSN, "against-servicenow", false, "also compare the chain with the anchors in the work notes of daytwo's changes")
+	cmd.Flags().StringVar(&opts.anchorFile, "anchor-file", "", "anchor file to compare with (default: audit.anchor_file)")
 	return cmd
+}
+
+func (a *app) runAuditVerify(ctx context.Context, svc *ops.Service, opts *auditVerifyOptions) error {
+	cfg := a.cfg
+	anchorFile := opts.anchorFile
+	if !opts.anchorFileSet {
+		anchorFile = cfg.Audit.AnchorFile
+	}
+	var (
+		anchors []ops.AuditAnchor
+		notes   []string
+	)
+	if anchorFile != "" {
+		got, err := readAnchorFile(anchorFile)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			notes = append(notes, fmt.Sprintf("anchor file %s does not exist: no run closed since it was configured, or it was deleted", anchorFile))
+		case err != nil:
+			return err
+		}
+		anchors = append(anchors, got...)
+	}
+	if opts.againstSN {
+		got, changes, err := a.serviceNowAnchors(ctx, cfg.ServiceNow.CorrelationPrefix)
+		if err != nil {
+			return err
+		}
+		notes = append(notes, fmt.Sprintf("ServiceNow: %d anchor(s) in the work notes of %d change(s) with correlation prefix %q", len(got), changes, cfg.ServiceNow.CorrelationPrefix))
+		anchors = append(anchors, got...)
+	}
+	res, err := svc.VerifyAuditAnchors(ctx, anchors)
+	if err != nil {
+		return err
+	}
+	res.Notes = append(res.Notes, notes...)
+	if opts.out == outJSON {
+		if err := a.printJSON(res); err != nil {
+			return err
+		}
+	} else {
+		a.printVerification(res)
+	}
+	if !res.OK {
+		return silentError{exitError}
+	}
+	return nil
 }
 
 func (a *app) printVerification(res ops.AuditVerification) {
@@ -219,12 +210,8 @@ func (a *app) auditExportCommand() *cobra.Command {
 		Use:   "export",
 		Short: "Write audit events as JSON lines (one event per line) for a log pipeline",
 		Args:  exactArgs(),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			db, err := a.store(cmd.Context())
-			if err != nil {
-				return err
-			}
-			events, err := db.ListEvents(cmd.Context(), filter)
+		RunE: a.runE(nil, nil, func(ctx context.Context, svc *ops.Service, _ []string) error {
+			events, err := svc.AuditEvents(ctx, filter)
 			if err != nil {
 				return err
 			}
@@ -244,7 +231,7 @@ func (a *app) auditExportCommand() *cobra.Command {
 			}
 			fmt.Fprintf(a.stderr, "wrote %d events to %s\n", len(events), file)
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&file, "file", "", "write to this file instead of standard output")
 	cmd.Flags().Int64Var(&filter.AfterSeq, "after", 0, "only events after this sequence number (incremental export)")

@@ -41,57 +41,47 @@ func toChangeRow(c ops.Change) changeRow {
 		CorrelationID: c.CorrelationID, Active: c.Active, CloseCode: c.CloseCode, UpdatedOn: c.SysUpdatedOn}
 }
 
+// changeListOptions are `change list`'s flags.
+type changeListOptions struct {
+	out   string
+	all   bool
+	mine  bool
+	limit int
+}
+
 func (a *app) changeListCommand() *cobra.Command {
-	var (
-		out   string
-		all   bool
-		mine  bool
-		limit int
-	)
+	opts := &changeListOptions{}
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List mirrored change requests, most recently updated first (from the local mirror: works offline)",
 		Args:  exactArgs(),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
-			cfg, err := a.config()
-			if err != nil {
-				return err
-			}
-			db, err := a.store(cmd.Context())
-			if err != nil {
-				return err
-			}
-			f := ops.ChangeFilter{ActiveOnly: !all, Limit: limit}
-			if mine {
-				f.CorrelationPrefix = cfg.ServiceNow.CorrelationPrefix + ":"
-			}
-			changes, err := db.ListChanges(cmd.Context(), f)
-			if err != nil {
-				return err
-			}
-			rows := make([]changeRow, 0, len(changes))
-			for _, c := range changes {
-				rows = append(rows, toChangeRow(c))
-			}
-			if out == outJSON {
-				return a.printJSON(rows)
-			}
-			table := [][]string{{"NUMBER", "TYPE", "STATE", "APPROVAL", "CI", "WINDOW", "DESCRIPTION"}}
-			for _, r := range rows {
-				table = append(table, []string{r.Number, r.Type, r.State, r.Approval, orDash(r.CmdbCI),
-					window(r.Start, r.End), truncate(r.ShortDescription, 50)})
-			}
-			return a.table(table)
-		},
+		RunE: a.runE(&opts.out, nil, func(ctx context.Context, svc *ops.Service, _ []string) error {
+			return a.runChangeList(ctx, svc, opts)
+		}),
 	}
-	addOutputFlag(cmd, &out)
-	cmd.Flags().BoolVar(&all, "all", false, "include closed and canceled changes")
-	cmd.Flags().BoolVar(&mine, "mine", false, "only changes daytwo raised (by correlation prefix)")
-	cmd.Flags().IntVar(&limit, "limit", 200, "at most this many (0 = all)")
+	addOutputFlag(cmd, &opts.out)
+	cmd.Flags().BoolVar(&opts.all, "all", false, "include closed and canceled changes")
+	cmd.Flags().BoolVar(&opts.mine, "mine", false, "only changes daytwo raised (by correlation prefix)")
+	cmd.Flags().IntVar(&opts.limit, "limit", 200, "at most this many (0 = all)")
 	return cmd
+}
+
+func (a *app) runChangeList(ctx context.Context, svc *ops.Service, opts *changeListOptions) error {
+	f := ops.ChangeFilter{ActiveOnly: !opts.all, Limit: opts.limit}
+	if opts.mine {
+		f.CorrelationPrefix = a.cfg.ServiceNow.CorrelationPrefix + ":"
+	}
+	changes, err := svc.Changes(ctx, f)
+	if err != nil {
+		return err
+	}
+	rows := make([]changeRow, 0, len(changes))
+	for _, c := range changes {
+		rows = append(rows, toChangeRow(c))
+	}
+	return printList(a, opts.out, rows, []string{"NUMBER", "TYPE", "STATE", "APPROVAL", "CI", "WINDOW", "DESCRIPTION"}, func(r changeRow) []string {
+		return []string{r.Number, r.Type, r.State, r.Approval, orDash(r.CmdbCI), window(r.Start, r.End), truncate(r.ShortDescription, 50)}
+	})
 }
 
 // changeDetail is `change show -o json`.
@@ -111,72 +101,66 @@ func (a *app) changeShowCommand() *cobra.Command {
 		Use:   "show CHG",
 		Short: "Show a mirrored change with its approvals and the daytwo update behind it",
 		Args:  exactArgs("CHG"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			db, err := a.store(ctx)
-			if err != nil {
-				return err
-			}
-			c, err := db.GetChange(ctx, args[0])
-			if err != nil {
-				return fmt.Errorf("change %s is not in the local mirror (run `daytwo sync --once`): %w", args[0], err)
-			}
-			d := changeDetail{changeRow: toChangeRow(c), RequestedBy: c.RequestedBy, AssignmentGroup: c.AssignmentGroup, Risk: c.Risk,
-				Approvals: []ops.Approval{}, Incidents: []ops.Incident{}}
-			if as, err := db.Approvals(ctx, c.SysID); err == nil {
-				d.Approvals = append(d.Approvals, as...)
-			} else {
-				return err
-			}
-			if u, err := db.GetUpdate(ctx, c.Number); err == nil {
-				d.Update = &u
-				if inc, err := db.Incidents(ctx, u.ID); err == nil {
-					d.Incidents = append(d.Incidents, inc...)
-				}
-			}
-			if out == outJSON {
-				return a.printJSON(d)
-			}
-			w := a.stdout
-			fmt.Fprintf(w, "Change:      %s (%s)\n", c.Number, c.Type)
-			fmt.Fprintf(w, "State:       %s, approval %s\n", c.State, c.Approval)
-			fmt.Fprintf(w, "Summary:     %s\n", c.ShortDescription)
-			fmt.Fprintf(w, "CI / group:  %s / %s, risk %s\n", orDash(c.CmdbCI), orDash(c.AssignmentGroup), orDash(c.Risk))
-			fmt.Fprintf(w, "Window:      %s\n", window(c.StartDate, c.EndDate))
-			fmt.Fprintf(w, "Requested:   %s\n", orDash(c.RequestedBy))
-			if c.CloseCode != "" {
-				fmt.Fprintf(w, "Closed:      %s\n", c.CloseCode)
-			}
-			if d.Update != nil {
-				fmt.Fprintf(w, "Update:      %s (%s → %s, %s)\n", d.Update.ID, d.Update.Environment, d.Update.Version, d.Update.State)
-			}
-			for _, inc := range d.Incidents {
-				fmt.Fprintf(w, "Incident:    %s %s\n", inc.Number, inc.ShortDescription)
-			}
-			if len(d.Approvals) == 0 {
-				fmt.Fprintln(w, "Approvals:   none")
-				return nil
-			}
-			fmt.Fprintln(w, "Approvals:")
-			for _, ap := range d.Approvals {
-				fmt.Fprintf(w, "  %-10s %s\n", ap.State, orDash(firstNonEmpty(ap.ApproverName, ap.Approver)))
-			}
-			return nil
-		},
+		RunE: a.runE(&out, nil, func(ctx context.Context, svc *ops.Service, args []string) error {
+			return a.runChangeShow(ctx, svc, args[0], out)
+		}),
 	}
 	addOutputFlag(cmd, &out)
 	return cmd
 }
 
+func (a *app) runChangeShow(ctx context.Context, svc *ops.Service, number, out string) error {
+	cd, err := svc.ChangeDetail(ctx, number)
+	var nm *ops.NotMirroredError
+	if errors.As(err, &nm) {
+		return fmt.Errorf("change %s is not in the local mirror (run `daytwo sync --once`): %w", nm.Change, nm.Err)
+	}
+	if err != nil {
+		return err
+	}
+	c := cd.Change
+	d := changeDetail{changeRow: toChangeRow(c), RequestedBy: c.RequestedBy, AssignmentGroup: c.AssignmentGroup, Risk: c.Risk,
+		Approvals: cd.Approvals, Update: cd.Update, Incidents: cd.Incidents}
+	if out == outJSON {
+		return a.printJSON(d)
+	}
+	w := a.stdout
+	fmt.Fprintf(w, "Change:      %s (%s)\n", c.Number, c.Type)
+	fmt.Fprintf(w, "State:       %s, approval %s\n", c.State, c.Approval)
+	fmt.Fprintf(w, "Summary:     %s\n", c.ShortDescription)
+	fmt.Fprintf(w, "CI / group:  %s / %s, risk %s\n", orDash(c.CmdbCI), orDash(c.AssignmentGroup), orDash(c.Risk))
+	fmt.Fprintf(w, "Window:      %s\n", window(c.StartDate, c.EndDate))
+	fmt.Fprintf(w, "Requested:   %s\n", orDash(c.RequestedBy))
+	if c.CloseCode != "" {
+		fmt.Fprintf(w, "Closed:      %s\n", c.CloseCode)
+	}
+	if d.Update != nil {
+		fmt.Fprintf(w, "Update:      %s (%s → %s, %s)\n", d.Update.ID, d.Update.Environment, d.Update.Version, d.Update.State)
+	}
+	for _, inc := range d.Incidents {
+		fmt.Fprintf(w, "Incident:    %s %s\n", inc.Number, inc.ShortDescription)
+	}
+	if len(d.Approvals) == 0 {
+		fmt.Fprintln(w, "Approvals:   none")
+		return nil
+	}
+	fmt.Fprintln(w, "Approvals:")
+	for _, ap := range d.Approvals {
+		fmt.Fprintf(w, "  %-10s %s\n", ap.State, orDash(firstNonEmpty(ap.ApproverName, ap.Approver)))
+	}
+	return nil
+}
+
+// changeDecideOptions are `change approve|reject`'s flags.
+type changeDecideOptions struct {
+	approve bool
+	comment string
+	wait    time.Duration
+	out     string
+}
+
 func (a *app) changeDecideCommand(approve bool) *cobra.Command {
-	var (
-		comment string
-		wait    time.Duration
-		out     string
-	)
+	opts := &changeDecideOptions{approve: approve}
 	verb, use := "Approve", "approve CHG"
 	if !approve {
 		verb, use = "Reject", "reject CHG"
@@ -185,77 +169,71 @@ func (a *app) changeDecideCommand(approve bool) *cobra.Command {
 		Use:   use,
 		Short: verb + " a change as the configured ServiceNow user (four-eyes: not one you requested)",
 		Args:  exactArgs("CHG"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			if err := a.refuseReadOnly(); err != nil {
-				return err
-			}
-			svc, db, err := a.service(ctx)
-			if err != nil {
-				return err
-			}
-			ch, err := svc.Decide(ctx, ops.DecideRequest{Change: args[0], Approve: approve, Comment: comment})
-			if err != nil {
-				return err
-			}
-			if wait > 0 {
-				dctx, cancel := context.WithTimeout(ctx, wait)
-				_, _ = svc.DeliverOutbox(dctx, ch.Number)
-				cancel()
-			}
-			st, err := svc.Decision(ctx, ch.Number)
-			if err != nil {
-				return err
-			}
-			last := st.Item
-			after, _ := db.GetChange(ctx, ch.SysID)
-			res := map[string]any{"number": ch.Number, "decision": map[bool]string{true: "approved", false: "rejected"}[approve],
-				"outbox_id": last.ID, "as": svc.DecidesAs(), "delivery": last.State, "state": after.State.String(), "approval": after.Approval, "error": last.LastError}
-			if st.BlockedBy != nil {
-				res["blocked_by"] = st.BlockedBy.ID
-			}
-			if out == outJSON {
-				if err := a.printJSON(res); err != nil {
-					return err
-				}
-			}
-			quiet := func(err error) error {
-				if out != outJSON {
-					return err
-				}
-				if errors.Is(err, ops.ErrBlocked) {
-					return silentError{exitBlocked}
-				}
-				return silentError{exitError}
-			}
-			switch {
-			case last.State == ops.OutboxDelivered:
-				if out != outJSON {
-					fmt.Fprintf(a.stdout, "%s %s: now %s, approval %s (decided as %s)\n", ch.Number, res["decision"], after.State, after.Approval, svc.DecidesAs())
-				}
-				return nil
-			case last.State == ops.OutboxFailed:
-				return quiet(fmt.Errorf("the decision on %s was not delivered (outbox item #%d): %s", ch.Number, last.ID, last.LastError))
-			case st.BlockedBy != nil:
-				b := st.BlockedBy
-				return quiet(fmt.Errorf("the decision on %s is queued as outbox item #%d but will not be delivered: item #%d (%s) ahead of it on %s was refused: %s; retry it (`daytwo outbox retry %d`) or discard it (`daytwo outbox discard %d`): %w",
-					ch.Number, last.ID, b.ID, b.Kind, b.Key, b.LastError, b.ID, b.ID, ops.ErrBlocked))
-			default:
-				if out != outJSON {
-					fmt.Fprintf(a.stdout, "%s: decision queued as outbox item #%d; ServiceNow did not answer yet (%s). It will be delivered by `daytwo sync`.\n",
-						ch.Number, last.ID, orDash(last.LastError))
-				}
-				return nil
-			}
-		},
+		RunE: a.runE(&opts.out, func(*cobra.Command, []string) error { return a.refuseReadOnly() },
+			func(ctx context.Context, svc *ops.Service, args []string) error {
+				return a.runChangeDecide(ctx, svc, args[0], opts)
+			}),
 	}
-	addOutputFlag(cmd, &out)
-	cmd.Flags().StringVar(&comment, "comment", "", "comment recorded with the decision (required to reject)")
-	cmd.Flags().DurationVar(&wait, "wait", 30*time.Second, "how long to try delivering now (0: leave it to the daemon)")
+	addOutputFlag(cmd, &opts.out)
+	cmd.Flags().StringVar(&opts.comment, "comment", "", "comment recorded with the decision (required to reject)")
+	cmd.Flags().DurationVar(&opts.wait, "wait", 30*time.Second, "how long to try delivering now (0: leave it to the daemon)")
 	return cmd
+}
+
+func (a *app) runChangeDecide(ctx context.Context, svc *ops.Service, number string, opts *changeDecideOptions) error {
+	out := opts.out
+	ch, err := svc.Decide(ctx, ops.DecideRequest{Change: number, Approve: opts.approve, Comment: opts.comment})
+	if err != nil {
+		return err
+	}
+	if opts.wait > 0 {
+		dctx, cancel := context.WithTimeout(ctx, opts.wait)
+		_, _ = svc.DeliverOutbox(dctx, ch.Number)
+		cancel()
+	}
+	st, err := svc.DecisionOutcome(ctx, ch)
+	if err != nil {
+		return err
+	}
+	last, after := st.Item, st.Change
+	res := map[string]any{"number": ch.Number, "decision": map[bool]string{true: "approved", false: "rejected"}[opts.approve],
+		"outbox_id": last.ID, "as": svc.DecidesAs(), "delivery": last.State, "state": after.State.String(), "approval": after.Approval, "error": last.LastError}
+	if st.BlockedBy != nil {
+		res["blocked_by"] = st.BlockedBy.ID
+	}
+	if out == outJSON {
+		if err := a.printJSON(res); err != nil {
+			return err
+		}
+	}
+	quiet := func(err error) error {
+		if out != outJSON {
+			return err
+		}
+		if errors.Is(err, ops.ErrBlocked) {
+			return silentError{exitBlocked}
+		}
+		return silentError{exitError}
+	}
+	switch {
+	case last.State == ops.OutboxDelivered:
+		if out != outJSON {
+			fmt.Fprintf(a.stdout, "%s %s: now %s, approval %s (decided as %s)\n", ch.Number, res["decision"], after.State, after.Approval, svc.DecidesAs())
+		}
+		return nil
+	case last.State == ops.OutboxFailed:
+		return quiet(fmt.Errorf("the decision on %s was not delivered (outbox item #%d): %s", ch.Number, last.ID, last.LastError))
+	case st.BlockedBy != nil:
+		b := st.BlockedBy
+		return quiet(fmt.Errorf("the decision on %s is queued as outbox item #%d but will not be delivered: item #%d (%s) ahead of it on %s was refused: %s; retry it (`daytwo outbox retry %d`) or discard it (`daytwo outbox discard %d`): %w",
+			ch.Number, last.ID, b.ID, b.Kind, b.Key, b.LastError, b.ID, b.ID, ops.ErrBlocked))
+	default:
+		if out != outJSON {
+			fmt.Fprintf(a.stdout, "%s: decision queued as outbox item #%d; ServiceNow did not answer yet (%s). It will be delivered by `daytwo sync`.\n",
+				ch.Number, last.ID, orDash(last.LastError))
+		}
+		return nil
+	}
 }
 
 // refuseReadOnly stops dangerous commands in read-only mode.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -31,10 +32,7 @@ func (a *app) configCheckCommand() *cobra.Command {
 		Use:   "check [FILE]",
 		Short: "Validate a configuration file; exit 0 when valid, 2 with every problem listed otherwise",
 		Args:  cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
+		RunE: a.preamble(&out, nil, func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 {
 				a.configFile = args[0]
 			}
@@ -70,7 +68,7 @@ func (a *app) configCheckCommand() *cobra.Command {
 			fmt.Fprintf(a.stdout, "%s: ok (%d environments, %d freezes, %d policies)\n",
 				orDash(res.File), res.Environments, res.Freezes, res.Policies)
 			return nil
-		},
+		}),
 	}
 	addOutputFlag(cmd, &out)
 	return cmd
@@ -82,14 +80,7 @@ func (a *app) configShowCommand() *cobra.Command {
 		Use:   "show",
 		Short: "Print the merged configuration (defaults, file, environment, flags); secrets are redacted",
 		Args:  exactArgs(),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
-			cfg, err := a.config()
-			if err != nil {
-				return err
-			}
+		RunE: a.configRunE(&out, nil, func(_ context.Context, cfg *config.Config, _ []string) error {
 			tree := cfg.Merged()
 			secrets := map[string]any{}
 			if s := cfg.Secrets.PasswordSource; s != "" {
@@ -111,7 +102,7 @@ func (a *app) configShowCommand() *cobra.Command {
 				return err
 			}
 			return enc.Close()
-		},
+		}),
 	}
 	addOutputFlag(cmd, &out)
 	return cmd

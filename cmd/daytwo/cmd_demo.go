@@ -29,7 +29,6 @@ type demoWorld struct {
 	sim   *snowsim.Server
 	fleet *demofleet.Fleet
 	svc   *ops.Service
-	db    appStore
 	stop  func() // stops the engine loop and waits for it
 }
 
@@ -150,17 +149,19 @@ func (a *app) startDemo(ctx context.Context, dir string, keep, manual bool, appr
 		return nil, err
 	}
 	a.configFile, a.cfg = cfgPath, nil
-	if w.svc, w.db, err = a.service(ctx); err != nil {
+	if w.svc, err = a.service(ctx); err != nil {
 		return nil, err
 	}
-	if err := seedDemoHistory(ctx, w.db, a.cfg.Environments); err != nil {
+	// A little release history, so the screens are not empty: 0.9.0
+	// then 1.0.0 (what the fleet starts on).
+	if err := w.svc.SeedHistory(ctx, "demo", "0.9.0", "1.0.0"); err != nil {
 		return nil, err
 	}
 	engineCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		a.engineLoop(engineCtx, w.svc, w.db, newSyncMetrics(), a.cfg.Sync.Interval, a.logger)
+		a.engineLoop(engineCtx, w.svc, newSyncMetrics(), a.cfg.Sync.Interval, a.logger)
 	}()
 	w.stop = func() { cancel(); <-done }
 	cleanup = append(cleanup, w.stop)
@@ -194,34 +195,6 @@ func (a *app) startDemo(ctx context.Context, dir string, keep, manual bool, appr
 func (w *demoWorld) close(out io.Writer) {
 	w.stop()
 	fmt.Fprintln(out, "demo stopped: simulator, fleet and engine are down")
-}
-
-// seedDemoHistory gives every environment a little release history, so the
-// screens are not empty: 0.9.0 then 1.0.0 (what the fleet starts on), with
-// the environment's configured config.
-func seedDemoHistory(ctx context.Context, db appStore, envs []ops.Environment) error {
-	current, err := db.CurrentReleases(ctx)
-	if err != nil {
-		return err
-	}
-	return db.Atomic(ctx, func(tx ops.Tx) error {
-		for _, e := range envs {
-			env := e.Name
-			if _, seeded := current[env]; seeded {
-				continue
-			}
-			for _, v := range []string{"0.9.0", "1.0.0"} {
-				if _, err := tx.RecordRelease(ctx, ops.Release{Environment: env, Version: v, Config: e.Config}); err != nil {
-					return err
-				}
-			}
-			if _, err := tx.AppendEvent(ctx, ops.Event{Actor: "demo", Action: "release.seeded", Subject: env, Environment: env,
-				Result: "ok", Detail: map[string]any{"history": []string{"0.9.0", "1.0.0"}}}); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
 }
 
 // demoStory is the scripted story of `daytwo demo --headless`.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"slices"
@@ -39,53 +40,41 @@ func (a *app) envListCommand() *cobra.Command {
 		Use:   "list",
 		Short: "List environments with their current release",
 		Args:  exactArgs(),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
-			cfg, err := a.config()
-			if err != nil {
-				return err
-			}
-			db, err := a.store(cmd.Context())
-			if err != nil {
-				return err
-			}
-			current, err := db.CurrentReleases(cmd.Context())
-			if err != nil {
-				return err
-			}
-			rows := make([]envRow, 0, len(cfg.Environments))
-			for _, e := range cfg.Environments {
-				r := envRow{
-					Name: e.Name, Tier: e.Tier, RequiresChange: e.RequiresChange, AutoRun: e.AutoRun,
-					PromoteFrom: e.PromoteFrom, Targets: targetNames(e),
-				}
-				if e.RequiresChange {
-					r.ChangeType = e.Change.Type
-				}
-				if rel, ok := current[e.Name]; ok {
-					r.Version, r.Digest, r.DeployedAt = rel.Version, rel.Digest, rel.CreatedAt
-				}
-				rows = append(rows, r)
-			}
-			if out == outJSON {
-				return a.printJSON(rows)
-			}
-			table := [][]string{{"NAME", "TIER", "GATE", "AUTO", "PROMOTES FROM", "TARGETS", "VERSION", "DEPLOYED"}}
-			for _, r := range rows {
-				gate := "none"
-				if r.RequiresChange {
-					gate = r.ChangeType + " change"
-				}
-				table = append(table, []string{r.Name, r.Tier, gate, yesNo(r.AutoRun), orDash(r.PromoteFrom),
-					strconv.Itoa(len(r.Targets)), orDash(r.Version), formatTime(r.DeployedAt)})
-			}
-			return a.table(table)
-		},
+		RunE: a.runE(&out, nil, func(ctx context.Context, svc *ops.Service, _ []string) error {
+			return a.runEnvList(ctx, svc, out)
+		}),
 	}
 	addOutputFlag(cmd, &out)
 	return cmd
+}
+
+func (a *app) runEnvList(ctx context.Context, svc *ops.Service, out string) error {
+	current, err := svc.CurrentReleases(ctx)
+	if err != nil {
+		return err
+	}
+	rows := make([]envRow, 0, len(a.cfg.Environments))
+	for _, e := range a.cfg.Environments {
+		r := envRow{
+			Name: e.Name, Tier: e.Tier, RequiresChange: e.RequiresChange, AutoRun: e.AutoRun,
+			PromoteFrom: e.PromoteFrom, Targets: targetNames(e),
+		}
+		if e.RequiresChange {
+			r.ChangeType = e.Change.Type
+		}
+		if rel, ok := current[e.Name]; ok {
+			r.Version, r.Digest, r.DeployedAt = rel.Version, rel.Digest, rel.CreatedAt
+		}
+		rows = append(rows, r)
+	}
+	return printList(a, out, rows, []string{"NAME", "TIER", "GATE", "AUTO", "PROMOTES FROM", "TARGETS", "VERSION", "DEPLOYED"}, func(r envRow) []string {
+		gate := "none"
+		if r.RequiresChange {
+			gate = r.ChangeType + " change"
+		}
+		return []string{r.Name, r.Tier, gate, yesNo(r.AutoRun), orDash(r.PromoteFrom),
+			strconv.Itoa(len(r.Targets)), orDash(r.Version), formatTime(r.DeployedAt)}
+	})
 }
 
 // envDetail is `env show -o json`.
@@ -94,64 +83,63 @@ type envDetail struct {
 	Releases []ops.Release `json:"releases"`
 }
 
+// envShowOptions are `env show`'s flags and argument.
+type envShowOptions struct {
+	out   string
+	limit int
+	env   ops.Environment
+}
+
 func (a *app) envShowCommand() *cobra.Command {
-	var (
-		out   string
-		limit int
-	)
+	opts := &envShowOptions{}
 	cmd := &cobra.Command{
 		Use:   "show ENV",
 		Short: "Show an environment's configuration and release history",
 		Args:  exactArgs("ENV"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
-			e, err := a.environment(args[0])
-			if err != nil {
-				return err
-			}
-			db, err := a.store(cmd.Context())
-			if err != nil {
-				return err
-			}
-			rels, err := db.Releases(cmd.Context(), e.Name, limit)
-			if err != nil {
-				return err
-			}
-			if out == outJSON {
-				return a.printJSON(envDetail{Environment: e, Releases: append([]ops.Release{}, rels...)})
-			}
-			w := a.stdout
-			fmt.Fprintf(w, "Environment:  %s (tier %s)\n", e.Name, e.Tier)
-			if e.RequiresChange {
-				fmt.Fprintf(w, "Gate:         %s change, CI %s, group %s, window %s\n", e.Change.Type, orDash(e.Change.CmdbCI), orDash(e.Change.AssignmentGroup), e.Change.Window)
-			} else {
-				fmt.Fprintln(w, "Gate:         none")
-			}
-			fmt.Fprintf(w, "Auto-run:     %s\n", yesNo(e.AutoRun))
-			fmt.Fprintf(w, "Promotes:     %s\n", orDash(e.PromoteFrom))
-			fmt.Fprintf(w, "Targets:      %s\n", strings.Join(targetNames(e), ", "))
-			fmt.Fprintf(w, "Strategy:     batch %s, parallel %d, max failures %d, pause %s, bake %s\n",
-				e.Strategy.BatchSize, e.Strategy.MaxParallel, e.Strategy.MaxFailures, e.Strategy.Pause, e.Strategy.Bake)
-			fmt.Fprintf(w, "Deploy:       %s\n", strings.Join(e.Deploy.Command, " "))
-			fmt.Fprintf(w, "Health:       %d check(s)\n", len(e.Health))
-			fmt.Fprintf(w, "Config:       %s\n", formatConfig(e.Config))
-			fmt.Fprintln(w)
-			table := [][]string{{"RELEASE", "VERSION", "STATUS", "UPDATE", "CREATED"}}
-			for _, r := range rels {
-				table = append(table, []string{strconv.FormatInt(r.ID, 10), r.Version, string(r.Status), orDash(r.UpdateID), formatTime(r.CreatedAt)})
-			}
-			if len(rels) == 0 {
-				fmt.Fprintln(w, "No release recorded yet.")
-				return nil
-			}
-			return a.table(table)
-		},
+		RunE: a.runE(&opts.out, func(_ *cobra.Command, args []string) (err error) {
+			opts.env, err = a.environment(args[0])
+			return err
+		}, func(ctx context.Context, svc *ops.Service, _ []string) error {
+			return a.runEnvShow(ctx, svc, opts)
+		}),
 	}
-	addOutputFlag(cmd, &out)
-	cmd.Flags().IntVar(&limit, "limit", 10, "how many releases of history to show (0 = all)")
+	addOutputFlag(cmd, &opts.out)
+	cmd.Flags().IntVar(&opts.limit, "limit", 10, "how many releases of history to show (0 = all)")
 	return cmd
+}
+
+func (a *app) runEnvShow(ctx context.Context, svc *ops.Service, opts *envShowOptions) error {
+	e := opts.env
+	rels, err := svc.Releases(ctx, e.Name, opts.limit)
+	if err != nil {
+		return err
+	}
+	if opts.out == outJSON {
+		return a.printJSON(envDetail{Environment: e, Releases: append([]ops.Release{}, rels...)})
+	}
+	w := a.stdout
+	fmt.Fprintf(w, "Environment:  %s (tier %s)\n", e.Name, e.Tier)
+	if e.RequiresChange {
+		fmt.Fprintf(w, "Gate:         %s change, CI %s, group %s, window %s\n", e.Change.Type, orDash(e.Change.CmdbCI), orDash(e.Change.AssignmentGroup), e.Change.Window)
+	} else {
+		fmt.Fprintln(w, "Gate:         none")
+	}
+	fmt.Fprintf(w, "Auto-run:     %s\n", yesNo(e.AutoRun))
+	fmt.Fprintf(w, "Promotes:     %s\n", orDash(e.PromoteFrom))
+	fmt.Fprintf(w, "Targets:      %s\n", strings.Join(targetNames(e), ", "))
+	fmt.Fprintf(w, "Strategy:     batch %s, parallel %d, max failures %d, pause %s, bake %s\n",
+		e.Strategy.BatchSize, e.Strategy.MaxParallel, e.Strategy.MaxFailures, e.Strategy.Pause, e.Strategy.Bake)
+	fmt.Fprintf(w, "Deploy:       %s\n", strings.Join(e.Deploy.Command, " "))
+	fmt.Fprintf(w, "Health:       %d check(s)\n", len(e.Health))
+	fmt.Fprintf(w, "Config:       %s\n", formatConfig(e.Config))
+	fmt.Fprintln(w)
+	if len(rels) == 0 {
+		fmt.Fprintln(w, "No release recorded yet.")
+		return nil
+	}
+	return printList(a, outTable, rels, []string{"RELEASE", "VERSION", "STATUS", "UPDATE", "CREATED"}, func(r ops.Release) []string {
+		return []string{strconv.FormatInt(r.ID, 10), r.Version, string(r.Status), orDash(r.UpdateID), formatTime(r.CreatedAt)}
+	})
 }
 
 // envDiffRow is one difference in `env diff -o json`.
@@ -162,7 +150,10 @@ type envDiffRow struct {
 }
 
 func (a *app) envDiffCommand() *cobra.Command {
-	var out string
+	var (
+		out        string
+		envA, envB ops.Environment
+	)
 	cmd := &cobra.Command{
 		Use:   "diff A B",
 		Short: "Show the version and config keys that differ between two environments",
@@ -170,43 +161,33 @@ func (a *app) envDiffCommand() *cobra.Command {
 their config maps (the deployed release's config, or the configured map where
 nothing was deployed yet). Only differences are listed.`,
 		Args: exactArgs("A", "B"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(out); err != nil {
+		RunE: a.runE(&out, func(_ *cobra.Command, args []string) (err error) {
+			if envA, err = a.environment(args[0]); err != nil {
 				return err
 			}
-			envA, err := a.environment(args[0])
-			if err != nil {
-				return err
-			}
-			envB, err := a.environment(args[1])
-			if err != nil {
-				return err
-			}
-			db, err := a.store(cmd.Context())
-			if err != nil {
-				return err
-			}
-			current, err := db.CurrentReleases(cmd.Context())
-			if err != nil {
-				return err
-			}
-			diff := diffReleases(effectiveRelease(envA, current), effectiveRelease(envB, current))
-			if out == outJSON {
-				return a.printJSON(diff)
-			}
-			if len(diff) == 0 {
-				fmt.Fprintf(a.stdout, "%s and %s run the same version and config\n", envA.Name, envB.Name)
-				return nil
-			}
-			table := [][]string{{"KEY", strings.ToUpper(envA.Name), strings.ToUpper(envB.Name)}}
-			for _, d := range diff {
-				table = append(table, []string{d.Key, orDash(d.A), orDash(d.B)})
-			}
-			return a.table(table)
-		},
+			envB, err = a.environment(args[1])
+			return err
+		}, func(ctx context.Context, svc *ops.Service, _ []string) error {
+			return a.runEnvDiff(ctx, svc, envA, envB, out)
+		}),
 	}
 	addOutputFlag(cmd, &out)
 	return cmd
+}
+
+func (a *app) runEnvDiff(ctx context.Context, svc *ops.Service, envA, envB ops.Environment, out string) error {
+	current, err := svc.CurrentReleases(ctx)
+	if err != nil {
+		return err
+	}
+	diff := diffReleases(effectiveRelease(envA, current), effectiveRelease(envB, current))
+	if out == outTable && len(diff) == 0 {
+		fmt.Fprintf(a.stdout, "%s and %s run the same version and config\n", envA.Name, envB.Name)
+		return nil
+	}
+	return printList(a, out, diff, []string{"KEY", strings.ToUpper(envA.Name), strings.ToUpper(envB.Name)}, func(d envDiffRow) []string {
+		return []string{d.Key, orDash(d.A), orDash(d.B)}
+	})
 }
 
 // effectiveRelease is what an environment runs: its current release, or

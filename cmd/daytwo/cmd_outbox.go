@@ -26,19 +26,12 @@ func (a *app) outboxListCommand() *cobra.Command {
 		Use:   "list",
 		Short: "List pending and failed writes, with who is sending each now (--all: delivered, discarded and superseded too)",
 		Args:  exactArgs(),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
-			db, err := a.store(cmd.Context())
-			if err != nil {
-				return err
-			}
+		RunE: a.runE(&out, nil, func(ctx context.Context, svc *ops.Service, _ []string) error {
 			f := ops.OutboxFilter{}
 			if all {
 				f.States = []ops.OutboxState{ops.OutboxPending, ops.OutboxFailed, ops.OutboxDelivered, ops.OutboxDiscarded, ops.OutboxSuperseded}
 			}
-			items, err := db.ListOutbox(cmd.Context(), f)
+			items, err := svc.Outbox(ctx, f)
 			if err != nil {
 				return err
 			}
@@ -79,7 +72,7 @@ func (a *app) outboxListCommand() *cobra.Command {
 				fmt.Fprintln(a.stdout, n)
 			}
 			return nil
-		},
+		}),
 	}
 	addOutputFlag(cmd, &out)
 	cmd.Flags().BoolVar(&all, "all", false, "include delivered, discarded and superseded writes")
@@ -100,24 +93,20 @@ func claimText(it ops.OutboxItem, now time.Time) string {
 }
 
 func (a *app) outboxDiscardCommand() *cobra.Command {
-	var reason string
+	var (
+		reason string
+		id     int64
+	)
 	cmd := &cobra.Command{
 		Use:   "discard ID",
 		Short: "Give up a write that will not be delivered (refused, or nobody can send it), so the writes behind it go on; audited",
 		Args:  exactArgs("ID"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := strconv.ParseInt(args[0], 10, 64)
-			if err != nil || id <= 0 {
-				return usagef("outbox discard %q: want an item id from `daytwo outbox list`", args[0])
-			}
-			if err := a.refuseReadOnly(); err != nil {
+		RunE: a.runE(nil, func(_ *cobra.Command, args []string) (err error) {
+			if id, err = outboxID("discard", args[0]); err != nil {
 				return err
 			}
-			ctx := cmd.Context()
-			svc, _, err := a.service(ctx)
-			if err != nil {
-				return err
-			}
+			return a.refuseReadOnly()
+		}, func(ctx context.Context, svc *ops.Service, _ []string) error {
 			it, err := svc.DiscardOutbox(ctx, id, reason)
 			if err != nil {
 				return err
@@ -125,40 +114,30 @@ func (a *app) outboxDiscardCommand() *cobra.Command {
 			fmt.Fprintf(a.stdout, "discarded #%d (%s on %s): it will never be sent; writes queued after it on %s are no longer held back\n",
 				it.ID, it.Kind, it.Key, it.Key)
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in the audit log)")
 	return cmd
 }
 
 func (a *app) outboxRetryCommand() *cobra.Command {
-	var wait time.Duration
+	var (
+		wait time.Duration
+		id   int64 // 0: every failed write
+	)
 	cmd := &cobra.Command{
 		Use:   "retry [ID]",
 		Short: "Make failed writes pending again (all, or one by ID) and deliver what is due now",
 		Args:  cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			var id int64
+		RunE: a.runE(nil, func(_ *cobra.Command, args []string) (err error) {
 			if len(args) == 1 {
-				var err error
-				if id, err = strconv.ParseInt(args[0], 10, 64); err != nil || id <= 0 {
-					return usagef("outbox retry %q: want an item id from `daytwo outbox list`", args[0])
-				}
-			}
-			if err := a.refuseReadOnly(); err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			svc, db, err := a.service(ctx)
-			if err != nil {
-				return err
-			}
-			if id != 0 {
-				if _, err := db.GetOutbox(ctx, id); err != nil {
+				if id, err = outboxID("retry", args[0]); err != nil {
 					return err
 				}
 			}
-			n, err := db.RetryOutbox(ctx, id)
+			return a.refuseReadOnly()
+		}, func(ctx context.Context, svc *ops.Service, _ []string) error {
+			n, err := svc.RequeueOutbox(ctx, id)
 			if err != nil {
 				return err
 			}
@@ -173,8 +152,17 @@ func (a *app) outboxRetryCommand() *cobra.Command {
 				return fmt.Errorf("%d write(s) refused by ServiceNow; see `daytwo outbox list`", st.Failed)
 			}
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().DurationVar(&wait, "wait", 30*time.Second, "how long to try delivering now")
 	return cmd
+}
+
+// outboxID reads an outbox item id argument of `outbox verb`.
+func outboxID(verb, arg string) (int64, error) {
+	id, err := strconv.ParseInt(arg, 10, 64)
+	if err != nil || id <= 0 {
+		return 0, usagef("outbox %s %q: want an item id from `daytwo outbox list`", verb, arg)
+	}
+	return id, nil
 }

@@ -32,17 +32,45 @@ type proposeResult struct {
 	Superseded  []string         `json:"superseded,omitempty"`
 }
 
+// proposeOptions are `propose`'s flags and arguments.
+type proposeOptions struct {
+	out        string
+	sets       []string
+	changeType string
+	start, end string
+	dryRun     bool
+	force      bool
+	supersede  bool
+	wait       time.Duration
+	// req is the request built from the arguments and flags.
+	req ops.ProposeRequest
+}
+
+// complete builds the request from the arguments and flags: usage errors
+// before anything is loaded.
+func (o *proposeOptions) complete(_ *cobra.Command, args []string) error {
+	if err := ops.ValidateVersion(args[1]); err != nil {
+		return usageError{err}
+	}
+	o.req = ops.ProposeRequest{Environment: args[0], Version: args[1], ChangeType: o.changeType, DryRun: o.dryRun,
+		Force: o.force, Supersede: o.supersede, Set: map[string]string{}}
+	for _, s := range o.sets {
+		k, v, ok := strings.Cut(s, "=")
+		if !ok || k == "" {
+			return usagef("--set %q: want key=value", s)
+		}
+		o.req.Set[k] = v
+	}
+	var err error
+	if o.req.Start, err = parseWhen("--start", o.start); err != nil {
+		return err
+	}
+	o.req.End, err = parseWhen("--end", o.end)
+	return err
+}
+
 func (a *app) proposeCommand() *cobra.Command {
-	var (
-		out        string
-		sets       []string
-		changeType string
-		start, end string
-		dryRun     bool
-		force      bool
-		supersede  bool
-		wait       time.Duration
-	)
+	opts := &proposeOptions{}
 	cmd := &cobra.Command{
 		Use:   "propose ENV VERSION",
 		Short: "Propose an update: plan it, check policies, and raise its change if the environment is gated",
@@ -61,87 +89,66 @@ Exit 3 when a blocking policy fails (the update is recorded as blocked and
 closed; nothing is raised), when another update is open, or when ENV already
 runs this release.`,
 		Args: exactArgs("ENV", "VERSION"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
-			if err := ops.ValidateVersion(args[1]); err != nil {
-				return usageError{err}
-			}
-			req := ops.ProposeRequest{Environment: args[0], Version: args[1], ChangeType: changeType, DryRun: dryRun,
-				Force: force, Supersede: supersede, Set: map[string]string{}}
-			for _, s := range sets {
-				k, v, ok := strings.Cut(s, "=")
-				if !ok || k == "" {
-					return usagef("--set %q: want key=value", s)
-				}
-				req.Set[k] = v
-			}
-			var err error
-			if req.Start, err = parseWhen("--start", start); err != nil {
-				return err
-			}
-			if req.End, err = parseWhen("--end", end); err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			svc, db, err := a.service(ctx)
-			if err != nil {
-				return err
-			}
-			if _, err := svc.Environment(req.Environment); err != nil {
-				return usageError{err}
-			}
-			p, perr := svc.Propose(ctx, req)
-			if perr != nil && !errors.Is(perr, ops.ErrBlocked) {
-				return perr
-			}
-			res := proposeResult{ID: p.Update.ID, Environment: p.Update.Environment, Version: p.Update.Version,
-				FromVersion: p.Update.FromVersion, State: p.Update.State, PlanDigest: p.Update.PlanDigest, Blocked: p.Blocked,
-				Reason: p.Update.Reason, Verdicts: append([]policy.Verdict{}, p.Verdicts...), Queued: len(p.Queued), DryRun: dryRun, Plan: p.Plan}
-			for _, u := range p.Superseded {
-				res.Superseded = append(res.Superseded, u.ID)
-			}
-			if !dryRun && len(p.Queued) > 0 && wait > 0 {
-				dctx, cancel := context.WithTimeout(ctx, wait)
-				_, derr := svc.DeliverOutbox(dctx, p.Update.ID)
-				cancel()
-				if derr != nil && !errors.Is(derr, context.DeadlineExceeded) {
-					a.log().Warn("delivering the change request failed; it stays queued", "update", p.Update.ID, "err", derr)
-				}
-				if u, err := db.GetUpdate(ctx, p.Update.ID); err == nil {
-					res.State, res.Change = u.State, u.ChangeNumber
-					if ch, err := db.GetChange(ctx, u.ChangeSysID); err == nil && u.ChangeSysID != "" {
-						res.ChangeState = ch.State.String()
-					}
-				}
-				pending, _ := db.ListOutbox(ctx, ops.OutboxFilter{Key: p.Update.ID})
-				res.Queued = len(pending)
-			}
-			if out == outJSON {
-				if err := a.printJSON(res); err != nil {
-					return err
-				}
-				if perr != nil {
-					return silentError{exitBlocked}
-				}
-				return nil
-			}
-			a.printProposal(res, p.Plan)
-			return perr
-		},
+		RunE: a.runE(&opts.out, opts.complete, func(ctx context.Context, svc *ops.Service, _ []string) error {
+			return a.runPropose(ctx, svc, opts)
+		}),
 	}
-	addOutputFlag(cmd, &out)
+	addOutputFlag(cmd, &opts.out)
 	f := cmd.Flags()
-	f.StringArrayVar(&sets, "set", nil, "override a config key: --set key=value (repeatable)")
-	f.StringVar(&changeType, "type", "", "change type: normal, standard or emergency (default: the environment's)")
-	f.StringVar(&start, "start", "", "planned window start (RFC 3339, e.g. 2026-11-27T22:00:00Z; default now)")
-	f.StringVar(&end, "end", "", "planned window end (RFC 3339; default start + the environment's change.window)")
-	f.BoolVar(&dryRun, "dry-run", false, "print the plan, config diff and policy verdicts without saving anything")
-	f.BoolVar(&force, "force", false, "propose even the release the environment already runs (a redeploy)")
-	f.BoolVar(&supersede, "supersede", false, "cancel the environment's open update (and its change) instead of refusing")
-	f.DurationVar(&wait, "wait", 30*time.Second, "how long to try delivering the change request now (0: leave it to the daemon)")
+	f.StringArrayVar(&opts.sets, "set", nil, "override a config key: --set key=value (repeatable)")
+	f.StringVar(&opts.changeType, "type", "", "change type: normal, standard or emergency (default: the environment's)")
+	f.StringVar(&opts.start, "start", "", "planned window start (RFC 3339, e.g. 2026-11-27T22:00:00Z; default now)")
+	f.StringVar(&opts.end, "end", "", "planned window end (RFC 3339; default start + the environment's change.window)")
+	f.BoolVar(&opts.dryRun, "dry-run", false, "print the plan, config diff and policy verdicts without saving anything")
+	f.BoolVar(&opts.force, "force", false, "propose even the release the environment already runs (a redeploy)")
+	f.BoolVar(&opts.supersede, "supersede", false, "cancel the environment's open update (and its change) instead of refusing")
+	f.DurationVar(&opts.wait, "wait", 30*time.Second, "how long to try delivering the change request now (0: leave it to the daemon)")
 	return cmd
+}
+
+func (a *app) runPropose(ctx context.Context, svc *ops.Service, opts *proposeOptions) error {
+	req, out := opts.req, opts.out
+	if err := knownEnvironments(svc, req.Environment); err != nil {
+		return err
+	}
+	p, perr := svc.Propose(ctx, req)
+	if perr != nil && !errors.Is(perr, ops.ErrBlocked) {
+		return perr
+	}
+	res := proposeResult{ID: p.Update.ID, Environment: p.Update.Environment, Version: p.Update.Version,
+		FromVersion: p.Update.FromVersion, State: p.Update.State, PlanDigest: p.Update.PlanDigest, Blocked: p.Blocked,
+		Reason: p.Update.Reason, Verdicts: append([]policy.Verdict{}, p.Verdicts...), Queued: len(p.Queued), DryRun: opts.dryRun, Plan: p.Plan}
+	for _, u := range p.Superseded {
+		res.Superseded = append(res.Superseded, u.ID)
+	}
+	if !opts.dryRun && len(p.Queued) > 0 && opts.wait > 0 {
+		dctx, cancel := context.WithTimeout(ctx, opts.wait)
+		_, derr := svc.DeliverOutbox(dctx, p.Update.ID)
+		cancel()
+		if derr != nil && !errors.Is(derr, context.DeadlineExceeded) {
+			a.log().Warn("delivering the change request failed; it stays queued", "update", p.Update.ID, "err", derr)
+		}
+		// What could not be read stays as proposed: the proposal stands.
+		ps, _ := svc.ProposalStatus(ctx, p.Update.ID)
+		if ps.Update != nil {
+			res.State, res.Change = ps.Update.State, ps.Update.ChangeNumber
+		}
+		if ps.Change != nil {
+			res.ChangeState = ps.Change.State.String()
+		}
+		res.Queued = ps.Queued
+	}
+	if out == outJSON {
+		if err := a.printJSON(res); err != nil {
+			return err
+		}
+		if perr != nil {
+			return silentError{exitBlocked}
+		}
+		return nil
+	}
+	a.printProposal(res, p.Plan)
+	return perr
 }
 
 func parseWhen(flag, s string) (time.Time, error) {

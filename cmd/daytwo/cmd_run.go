@@ -31,13 +31,7 @@ func toGateJSON(g ops.GateResult) gateJSON {
 }
 
 func (a *app) runCommand() *cobra.Command {
-	var (
-		out     string
-		wait    bool
-		timeout time.Duration
-		poll    time.Duration
-		resume  bool
-	)
+	opts := &runOptions{}
 	cmd := &cobra.Command{
 		Use:   "run (ID|CHG|ENV | --resume)",
 		Short: "Run an update once its gate opens: batches, health checks, automatic rollback",
@@ -57,82 +51,87 @@ ENV names the environment's open update (there is at most one).
 --resume finishes runs a dead process left behind: it resumes them if their gate
 is still open, otherwise rolls back what they touched.`,
 		Args: func(cmd *cobra.Command, args []string) error {
-			if resume != (len(args) == 0) {
+			if opts.resume != (len(args) == 0) {
 				return usagef("run: give an update id or change number, or --resume alone")
 			}
 			return nil
 		},
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			svc, db, err := a.service(ctx)
-			if err != nil {
-				return err
-			}
+		RunE: a.runE(&opts.out, nil, func(ctx context.Context, svc *ops.Service, args []string) error {
 			defer svc.Wait()
-			if resume {
-				results, err := svc.RecoverRuns(ctx, a.progress(out))
-				if out == outJSON {
-					reps := make([]runReport, 0, len(results))
-					for _, r := range results {
-						run := r.Run
-						reps = append(reps, runReport{Update: r.Update, Run: &run, Gate: toGateJSON(r.Gate)})
-					}
-					if jerr := a.printJSON(reps); jerr != nil {
-						return jerr
-					}
-				} else if len(results) == 0 {
-					fmt.Fprintln(a.stdout, "no interrupted runs")
-				}
-				return err
+			if opts.resume {
+				return a.runResume(ctx, svc, opts.out)
 			}
-			u, err := a.updateToRun(ctx, svc, db, args[0])
-			if err != nil {
-				return err
-			}
-			if wait {
-				if err := a.waitForGate(ctx, svc, u.ID, timeout, poll, out == outTable); err != nil {
-					return a.reportGate(ctx, svc, u.ID, out, err)
-				}
-			}
-			return a.runAndReport(ctx, svc, u.ID, out)
-		},
+			return a.runRun(ctx, svc, args[0], opts)
+		}),
 	}
-	addOutputFlag(cmd, &out)
+	addOutputFlag(cmd, &opts.out)
 	f := cmd.Flags()
-	f.BoolVar(&wait, "wait", false, "wait for the gate to open (syncing ServiceNow meanwhile)")
-	f.DurationVar(&timeout, "timeout", time.Hour, "with --wait: give up after this long")
-	f.DurationVar(&poll, "poll", 5*time.Second, "with --wait: how often to check")
-	f.BoolVar(&resume, "resume", false, "recover runs interrupted by a crash (resume or roll back)")
+	f.BoolVar(&opts.wait, "wait", false, "wait for the gate to open (syncing ServiceNow meanwhile)")
+	f.DurationVar(&opts.timeout, "timeout", time.Hour, "with --wait: give up after this long")
+	f.DurationVar(&opts.poll, "poll", 5*time.Second, "with --wait: how often to check")
+	f.BoolVar(&opts.resume, "resume", false, "recover runs interrupted by a crash (resume or roll back)")
 	return cmd
+}
+
+// runOptions are `run`'s flags.
+type runOptions struct {
+	out     string
+	wait    bool
+	timeout time.Duration
+	poll    time.Duration
+	resume  bool
+}
+
+// runRun runs the update arg names, waiting for its gate first with --wait.
+func (a *app) runRun(ctx context.Context, svc *ops.Service, arg string, opts *runOptions) error {
+	u, err := a.updateToRun(ctx, svc, arg)
+	if err != nil {
+		return err
+	}
+	if opts.wait {
+		if err := a.waitForGate(ctx, svc, u.ID, opts.timeout, opts.poll, opts.out == outTable); err != nil {
+			return a.reportGate(ctx, svc, u.ID, opts.out, err)
+		}
+	}
+	return a.runAndReport(ctx, svc, u.ID, opts.out)
+}
+
+// runResume finishes the runs dead processes left behind (`run --resume`).
+func (a *app) runResume(ctx context.Context, svc *ops.Service, out string) error {
+	results, err := svc.RecoverRuns(ctx, a.progress(out))
+	if out == outJSON {
+		reps := make([]runReport, 0, len(results))
+		for _, r := range results {
+			run := r.Run
+			reps = append(reps, runReport{Update: r.Update, Run: &run, Gate: toGateJSON(r.Gate)})
+		}
+		if jerr := a.printJSON(reps); jerr != nil {
+			return jerr
+		}
+	} else if len(results) == 0 {
+		fmt.Fprintln(a.stdout, "no interrupted runs")
+	}
+	return err
 }
 
 // updateToRun finds the update an argument names: an update id, a change
 // number, or an environment (its one open update).
-func (a *app) updateToRun(ctx context.Context, svc *ops.Service, db updateFinder, arg string) (ops.Update, error) {
-	u, err := db.GetUpdate(ctx, arg)
+func (a *app) updateToRun(ctx context.Context, svc *ops.Service, arg string) (ops.Update, error) {
+	u, err := svc.GetUpdate(ctx, arg)
 	if err == nil {
 		return u, nil
 	}
 	if _, enverr := svc.Environment(arg); enverr != nil {
 		return u, fmt.Errorf("no update or change %q: %w", arg, err)
 	}
-	open, lerr := db.ListUpdates(ctx, ops.UpdateFilter{Environment: arg, States: ops.OpenUpdateStates()})
+	open, ok, lerr := svc.OpenUpdate(ctx, arg)
 	switch {
 	case lerr != nil:
 		return u, lerr
-	case len(open) == 0:
+	case !ok:
 		return u, usagef("%s has no open update to run (propose one: daytwo propose %s VERSION)", arg, arg)
 	}
-	return open[0], nil
-}
-
-// updateFinder looks updates up.
-type updateFinder interface {
-	GetUpdate(ctx context.Context, idOrChange string) (ops.Update, error)
-	ListUpdates(ctx context.Context, f ops.UpdateFilter) ([]ops.Update, error)
+	return open, nil
 }
 
 // progress prints run events as they happen (table output only).
@@ -187,56 +186,26 @@ const failedStepLines = 10
 // (`daytwo update logs` prints the whole log).
 func (a *app) printFailedSteps(ctx context.Context, svc *ops.Service, runID string) {
 	ctx = context.WithoutCancel(ctx) // an interrupted run's failure is still worth showing
-	db, err := a.store(ctx)
+	failed, err := svc.FailedSteps(ctx, runID, failedStepLines)
 	if err != nil {
 		return
 	}
-	steps, err := db.Steps(ctx, runID)
-	if err != nil {
-		return
-	}
-	var lines []ops.LogLine
-	for after := int64(0); ; {
-		page, err := svc.RunLog(ctx, runID, after, 5000)
-		if err != nil {
-			return
-		}
-		lines = append(lines, page...)
-		if len(page) < 5000 {
-			break
-		}
-		after = page[len(page)-1].ID
-	}
-	for _, st := range steps {
-		if st.State != ops.StepFailed {
-			continue
-		}
+	for _, f := range failed {
+		st := f.Step
 		fmt.Fprintf(a.stdout, "step %s on %s failed (batch %d): %s\n", st.Step, orDash(st.Target), st.Batch, orDash(st.Detail))
-		var out []ops.LogLine
-		for _, l := range lines {
-			if l.Target == st.Target && !l.Time.Before(st.StartedAt.Add(-time.Millisecond)) &&
-				(st.FinishedAt.IsZero() || !l.Time.After(st.FinishedAt.Add(time.Millisecond))) {
-				out = append(out, l)
-			}
-		}
-		if len(out) > failedStepLines {
-			out = out[len(out)-failedStepLines:]
-		}
-		if len(out) == 0 {
+		if len(f.Lines) == 0 {
 			fmt.Fprintln(a.stdout, "  (the step wrote no output)")
 		}
-		for _, l := range out {
+		for _, l := range f.Lines {
 			fmt.Fprintf(a.stdout, "  | %s %s\n", l.Stream, l.Line)
 		}
 	}
-	fmt.Fprintf(a.stdout, "the whole log: daytwo update logs %s --run %s\n", a.updateOfRun(ctx, runID), runID)
+	fmt.Fprintf(a.stdout, "the whole log: daytwo update logs %s --run %s\n", updateOfRun(ctx, svc, runID), runID)
 }
 
-func (a *app) updateOfRun(ctx context.Context, runID string) string {
-	if db, err := a.store(ctx); err == nil {
-		if r, err := db.GetRun(ctx, runID); err == nil {
-			return r.UpdateID
-		}
+func updateOfRun(ctx context.Context, svc *ops.Service, runID string) string {
+	if r, err := svc.GetRun(ctx, runID); err == nil {
+		return r.UpdateID
 	}
 	return "ID"
 }

@@ -2,21 +2,18 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
-	"io"
+	"maps"
 	"net/url"
 	"os"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/daytwo/daytwo/store"
-	"github.com/daytwo/daytwo/store/pg"
+	"github.com/daytwo/daytwo/cmd/daytwo/internal/config"
 )
 
 func (a *app) storeCommand() *cobra.Command {
@@ -37,89 +34,58 @@ copy. Stop the daemons writing to the SQLite file first. The PostgreSQL
 password comes from DAYTWO_DB_PASSWORD, PGPASSWORD or store.password_file,
 never the URL. --to defaults to store.url.`,
 		Args: exactArgs(),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			cfg, err := a.config()
-			if err != nil {
-				return err
-			}
-			path, err := sqlitePath(from)
-			if err != nil {
-				return err
-			}
-			if to == "" {
-				to = cfg.Store.URL
-			}
-			if err := checkPGURL(to); err != nil {
-				return err
-			}
-			if _, err := os.Stat(path); err != nil {
-				return usagef("--from %s: %v", from, errors.Unwrap(err))
-			}
-			// Open once through the store: a database from a newer daytwo is
-			// refused, an older one brought up to date.
-			src, err := store.Open(ctx, path, store.Options{Logger: a.log()})
-			if err != nil {
-				return err
-			}
-			src.Close()
-			if store.SchemaVersion() != pg.SchemaVersion() {
-				return fmt.Errorf("store copy: this daytwo's SQLite schema is version %d and its PostgreSQL schema %d", store.SchemaVersion(), pg.SchemaVersion())
-			}
-			raw, err := sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(5000)")
-			if err != nil {
-				return fmt.Errorf("store copy: %s: %w", path, err)
-			}
-			defer raw.Close()
-			dst, err := pg.Open(ctx, to, pg.Options{Logger: a.log(), Password: cfg.Secrets.DBPassword, AuditKey: cfg.Secrets.AuditKey})
-			if err != nil {
-				return err
-			}
-			defer dst.Close()
-			counts, err := dst.ImportSQLite(ctx, raw)
-			if err != nil {
-				return err
-			}
-			v, err := dst.VerifyAudit(ctx)
-			if err != nil {
-				return err
-			}
-			if out == outJSON {
-				if err := a.printJSON(map[string]any{"from": path, "to": dst.URL(), "rows": counts, "audit": v}); err != nil {
-					return err
-				}
-			} else {
-				tables := make([]string, 0, len(counts))
-				for t := range counts {
-					tables = append(tables, t)
-				}
-				sort.Strings(tables)
-				rows := [][]string{{"TABLE", "ROWS"}}
-				for _, t := range tables {
-					rows = append(rows, []string{t, strconv.FormatInt(counts[t], 10)})
-				}
-				fmt.Fprintf(a.stdout, "copied %s to %s\n", path, dst.URL())
-				if err := a.table(rows); err != nil {
-					return err
-				}
-				if v.OK {
-					fmt.Fprintf(a.stdout, "audit chain verifies on the copy: %d events, head %s\n", v.Events, short(v.HeadHash))
-				}
-			}
-			if !v.OK {
-				fmt.Fprintf(a.stdout, "audit chain does NOT verify on the copy: event %d: %s\n", v.BadSeq, v.Problem)
-				return silentError{code: exitError}
-			}
-			return nil
-		},
+		RunE: a.configRunE(&out, nil, func(ctx context.Context, cfg *config.Config, _ []string) error {
+			return a.runStoreCopy(ctx, cfg, from, to, out)
+		}),
 	}
 	cmd.Flags().StringVar(&from, "from", "", "the SQLite database: sqlite:///path/daytwo.db (or a path)")
 	cmd.Flags().StringVar(&to, "to", "", "the empty PostgreSQL database: postgres://user@host:5432/db (default store.url)")
 	addOutputFlag(cmd, &out)
 	return cmd
+}
+
+// runStoreCopy checks the two databases named and copies (wire_store.go
+// does the copy: it is store administration, not the domain).
+func (a *app) runStoreCopy(ctx context.Context, cfg *config.Config, from, to, out string) error {
+	path, err := sqlitePath(from)
+	if err != nil {
+		return err
+	}
+	if to == "" {
+		to = cfg.Store.URL
+	}
+	if err := checkPGURL(to); err != nil {
+		return err
+	}
+	if _, err := os.Stat(path); err != nil {
+		return usagef("--from %s: %v", from, errors.Unwrap(err))
+	}
+	res, err := a.copyStore(ctx, path, to)
+	if err != nil {
+		return err
+	}
+	v := res.Audit
+	if out == outJSON {
+		if err := a.printJSON(res); err != nil {
+			return err
+		}
+	} else {
+		tables := slices.Sorted(maps.Keys(res.Rows))
+		fmt.Fprintf(a.stdout, "copied %s to %s\n", res.From, res.To)
+		if err := printList(a, outTable, tables, []string{"TABLE", "ROWS"}, func(t string) []string {
+			return []string{t, strconv.FormatInt(res.Rows[t], 10)}
+		}); err != nil {
+			return err
+		}
+		if v.OK {
+			fmt.Fprintf(a.stdout, "audit chain verifies on the copy: %d events, head %s\n", v.Events, short(v.HeadHash))
+		}
+	}
+	if !v.OK {
+		fmt.Fprintf(a.stdout, "audit chain does NOT verify on the copy: event %d: %s\n", v.BadSeq, v.Problem)
+		return silentError{code: exitError}
+	}
+	return nil
 }
 
 func short(h string) string {
@@ -149,7 +115,7 @@ func checkPGURL(raw string) error {
 	if raw == "" {
 		return usagef("--to: want postgres://user@host:5432/db (or set store.url)")
 	}
-	if !pg.IsURL(raw) {
+	if !isPGURL(raw) {
 		return usagef("--to: want a postgres:// URL")
 	}
 	u, err := url.Parse(raw)
@@ -160,65 +126,4 @@ func checkPGURL(raw string) error {
 		return usagef("--to: the URL must not contain a password: set DAYTWO_DB_PASSWORD (or PGPASSWORD) or store.password_file")
 	}
 	return nil
-}
-
-// daemonID names this process as ops names it in leases and runs
-// (host:pid, ops' default holder).
-func daemonID() store.Daemon {
-	host, _ := os.Hostname()
-	return store.Daemon{ID: fmt.Sprintf("%s:%d", host, os.Getpid()), Host: host, PID: os.Getpid(), Version: version}
-}
-
-// startHeartbeats records this daemon in the store now and every interval
-// until ctx ends, then removes it; the channel closes once it is removed.
-func (a *app) startHeartbeats(ctx context.Context, db appStore, interval time.Duration) <-chan struct{} {
-	done := make(chan struct{})
-	me := daemonID()
-	log := a.log()
-	beat := func() {
-		if err := db.Heartbeat(ctx, me); err != nil && ctx.Err() == nil {
-			log.Warn("heartbeat not recorded", "err", err)
-		}
-	}
-	beat()
-	go func() {
-		defer close(done)
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-				defer cancel()
-				if err := db.DaemonStopped(sctx, me.ID); err != nil {
-					log.Warn("daemon not removed from the store", "err", err)
-				}
-				return
-			case <-t.C:
-				beat()
-			}
-		}
-	}()
-	return done
-}
-
-// writeHolds says, for /readyz, which environments' leases this daemon
-// holds (it is the active runner there).
-func writeHolds(ctx context.Context, w io.Writer, db appStore) {
-	leases, err := db.Leases(ctx)
-	if err != nil {
-		fmt.Fprintf(w, "holds: unknown (%v)\n", err)
-		return
-	}
-	me := daemonID().ID
-	n := 0
-	for _, l := range leases {
-		if l.Holder == me {
-			fmt.Fprintf(w, "holds: %s (run %s, epoch %d, until %s)\n", l.Environment, orDash(l.RunID), l.Epoch, l.ExpiresAt.UTC().Format(time.RFC3339))
-			n++
-		}
-	}
-	if n == 0 {
-		fmt.Fprintf(w, "holds: nothing (daemon %s)\n", me)
-	}
 }

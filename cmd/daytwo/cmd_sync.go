@@ -2,31 +2,28 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
-	"net"
-	"net/http"
-	"strconv"
-	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
+	"github.com/daytwo/daytwo/cmd/daytwo/internal/config"
 	"github.com/daytwo/daytwo/itsm"
 	"github.com/daytwo/daytwo/ops"
 )
 
+// syncOptions are `sync`'s flags.
+type syncOptions struct {
+	once, watch bool
+	out         string
+	// interval and listen override sync.interval and sync.listen when set.
+	interval               time.Duration
+	listen                 string
+	intervalSet, listenSet bool
+}
+
 func (a *app) syncCommand() *cobra.Command {
-	var (
-		once, watch bool
-		interval    time.Duration
-		listen      string
-		out         string
-	)
+	opts := &syncOptions{}
 	cmd := &cobra.Command{
 		Use:   "sync (--once | --watch)",
 		Short: "Mirror ServiceNow and deliver the outbox: one cycle, or continuously as a daemon",
@@ -37,69 +34,71 @@ requests fetched and stored, approvals, deletions, and updates that moved.
 /metrics (Prometheus), /healthz and /readyz on --listen (sync.listen), JSON logs
 on stderr, and a graceful stop on SIGTERM or Ctrl-C.`,
 		Args: exactArgs(),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
-			if once == watch {
+		RunE: a.configRunE(&opts.out, func(cmd *cobra.Command, _ []string) error {
+			if opts.once == opts.watch {
 				return usagef("sync: give exactly one of --once or --watch")
 			}
-			if watch && a.logLevel == "" {
+			if opts.watch && a.logLevel == "" {
 				a.logLevel = "info"
 			}
-			cfg, err := a.config()
-			if err != nil {
-				return err
-			}
+			opts.intervalSet, opts.listenSet = cmd.Flags().Changed("interval"), cmd.Flags().Changed("listen")
+			return nil
+		}, func(ctx context.Context, cfg *config.Config, _ []string) error {
 			if cfg.ServiceNow.Instance == "" {
 				return usagef("sync: no ServiceNow instance configured (servicenow.instance, DAYTWO_SN_INSTANCE or --instance)")
 			}
 			m := newSyncMetrics()
-			svc, db, err := a.service(cmd.Context(), itsm.WithRequestHook(m.observeRequest))
+			svc, err := a.service(ctx, itsm.WithRequestHook(m.observeRequest))
 			if err != nil {
 				return err
 			}
-			if once {
-				sync := svc.SyncOnce
-				if a.mirrorOnly {
-					sync = svc.MirrorOnce // read-only: no write reaches ServiceNow
-				}
-				rep, err := sync(cmd.Context())
-				if err != nil {
-					return err
-				}
-				if out == outJSON {
-					sum := syncSummary(rep)
-					sum.ReadOnly = a.mirrorOnly
-					return a.printJSON(sum)
-				}
-				if a.mirrorOnly {
-					fmt.Fprintln(a.stdout, "sync: read-only: mirrored only; queued writes stay queued")
-				}
-				fmt.Fprintf(a.stdout, "sync: fetched %d, upserted %d (%d unchanged), deleted %d, approvals %d, updates moved %d; outbox delivered %d, retrying %d, refused %d; %d requests in %s\n",
-					rep.Fetched, rep.Upserted, rep.Unchanged, rep.Deleted, rep.Approvals, rep.Transitions,
-					rep.Outbox.Delivered, rep.Outbox.Retrying, rep.Outbox.Failed, rep.Requests, rep.Duration.Round(time.Millisecond))
-				return nil
+			if opts.once {
+				return a.runSyncOnce(ctx, svc, opts.out)
 			}
-			if cmd.Flags().Changed("interval") {
-				cfg.Sync.Interval = interval
+			if opts.intervalSet {
+				cfg.Sync.Interval = opts.interval
 			}
-			if cmd.Flags().Changed("listen") {
-				cfg.Sync.Listen = listen
+			if opts.listenSet {
+				cfg.Sync.Listen = opts.listen
 			}
 			if cfg.Sync.Interval < time.Second {
 				return usagef("--interval %s: at least 1s", cfg.Sync.Interval)
 			}
-			return a.daemon(cmd.Context(), svc, db, m, cfg.Sync.Interval, cfg.Sync.Listen)
-		},
+			return a.daemon(ctx, svc, m, cfg.Sync.Interval, cfg.Sync.Listen)
+		}),
 	}
-	addOutputFlag(cmd, &out)
+	addOutputFlag(cmd, &opts.out)
 	f := cmd.Flags()
-	f.BoolVar(&once, "once", false, "run one cycle and exit")
-	f.BoolVar(&watch, "watch", false, "run continuously (the daemon)")
-	f.DurationVar(&interval, "interval", 0, "cycle interval (default sync.interval)")
-	f.StringVar(&listen, "listen", "", "address for /metrics, /healthz, /readyz (default sync.listen; empty config value disables)")
+	f.BoolVar(&opts.once, "once", false, "run one cycle and exit")
+	f.BoolVar(&opts.watch, "watch", false, "run continuously (the daemon)")
+	f.DurationVar(&opts.interval, "interval", 0, "cycle interval (default sync.interval)")
+	f.StringVar(&opts.listen, "listen", "", "address for /metrics, /healthz, /readyz (default sync.listen; empty config value disables)")
 	return cmd
+}
+
+// runSyncOnce runs one cycle (in read-only mode: mirrors only) and says
+// what it did.
+func (a *app) runSyncOnce(ctx context.Context, svc *ops.Service, out string) error {
+	sync := svc.SyncOnce
+	if a.mirrorOnly {
+		sync = svc.MirrorOnce // read-only: no write reaches ServiceNow
+	}
+	rep, err := sync(ctx)
+	if err != nil {
+		return err
+	}
+	if out == outJSON {
+		sum := syncSummary(rep)
+		sum.ReadOnly = a.mirrorOnly
+		return a.printJSON(sum)
+	}
+	if a.mirrorOnly {
+		fmt.Fprintln(a.stdout, "sync: read-only: mirrored only; queued writes stay queued")
+	}
+	fmt.Fprintf(a.stdout, "sync: fetched %d, upserted %d (%d unchanged), deleted %d, approvals %d, updates moved %d; outbox delivered %d, retrying %d, refused %d; %d requests in %s\n",
+		rep.Fetched, rep.Upserted, rep.Unchanged, rep.Deleted, rep.Approvals, rep.Transitions,
+		rep.Outbox.Delivered, rep.Outbox.Retrying, rep.Outbox.Failed, rep.Requests, rep.Duration.Round(time.Millisecond))
+	return nil
 }
 
 type syncSummaryJSON struct {
@@ -118,199 +117,4 @@ type syncSummaryJSON struct {
 func syncSummary(r ops.SyncReport) syncSummaryJSON {
 	return syncSummaryJSON{Fetched: r.Fetched, Upserted: r.Upserted, Unchanged: r.Unchanged, Deleted: r.Deleted,
 		Approvals: r.Approvals, Transitions: r.Transitions, Outbox: r.Outbox, Requests: r.Requests, Duration: r.Duration.Round(time.Millisecond)}
-}
-
-// syncMetrics are the daemon's Prometheus metrics, on a registry of its own.
-type syncMetrics struct {
-	reg       *prometheus.Registry
-	cycles    *prometheus.CounterVec
-	duration  prometheus.Histogram
-	apiCalls  *prometheus.CounterVec
-	outbox    *prometheus.GaugeVec
-	changes   *prometheus.GaugeVec
-	snUp      prometheus.Gauge
-	runs      *prometheus.CounterVec
-	alerts    *prometheus.GaugeVec
-	lastOK    atomic.Int64 // unix seconds of the last successful cycle
-	lastCycle atomic.Int64 // unix seconds of the last cycle start
-	lastErr   atomic.Pointer[string]
-}
-
-func newSyncMetrics() *syncMetrics {
-	m := &syncMetrics{
-		reg: prometheus.NewRegistry(),
-		cycles: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "daytwo_sync_cycles_total",
-			Help: "Sync cycles by result (ok or error)."}, []string{"result"}),
-		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "daytwo_sync_cycle_duration_seconds",
-			Help: "Duration of sync cycles.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}),
-		apiCalls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "daytwo_servicenow_requests_total",
-			Help: "HTTP requests to ServiceNow by method and status (0: no answer)."}, []string{"method", "status"}),
-		outbox: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "daytwo_outbox_items",
-			Help: "Outbox items not yet delivered, by state (pending, failed)."}, []string{"state"}),
-		changes: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "daytwo_changes",
-			Help: "Active mirrored change requests by state."}, []string{"state"}),
-		snUp: prometheus.NewGauge(prometheus.GaugeOpts{Name: "daytwo_servicenow_up",
-			Help: "1 when the last sync cycle reached ServiceNow."}),
-		runs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "daytwo_runs_total",
-			Help: "Runs finished by this daemon, by environment and result (succeeded, rolled_back, failed)."}, []string{"environment", "result"}),
-		alerts: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "daytwo_policy_alerts",
-			Help: "Open continuous-compliance alerts (1 per failing policy), by environment, policy and action."}, []string{"environment", "policy", "action"}),
-	}
-	m.reg.MustRegister(m.cycles, m.duration, m.apiCalls, m.outbox, m.changes, m.snUp, m.runs, m.alerts,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	for _, s := range []string{"pending", "failed"} {
-		m.outbox.WithLabelValues(s)
-	}
-	return m
-}
-
-func (m *syncMetrics) observeRequest(r itsm.RequestInfo) {
-	m.apiCalls.WithLabelValues(r.Method, strconv.Itoa(r.Status)).Inc()
-}
-
-func (m *syncMetrics) refreshGauges(ctx context.Context, db appStore) {
-	changes, outbox, err := db.ChangeCounts(ctx)
-	if err != nil {
-		return
-	}
-	m.changes.Reset()
-	for k, v := range changes {
-		m.changes.WithLabelValues(k).Set(float64(v))
-	}
-	for _, s := range []string{"pending", "failed"} {
-		m.outbox.WithLabelValues(s).Set(float64(outbox[s]))
-	}
-}
-
-// daemon runs sync cycles until ctx is canceled.
-func (a *app) daemon(ctx context.Context, svc *ops.Service, db appStore, m *syncMetrics, interval time.Duration, listen string) error {
-	log := a.log()
-	var srv *http.Server
-	if listen != "" {
-		ln, err := net.Listen("tcp", listen)
-		if err != nil {
-			return fmt.Errorf("sync: listen on %s (sync.listen): %w", listen, err)
-		}
-		srv = &http.Server{Handler: a.withAlertmanager(a.daemonMux(db, m, interval), svc), ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("metrics server stopped", "err", err)
-			}
-		}()
-		log.Info("daemon listening", "addr", ln.Addr().String(), "paths", "/metrics /healthz /readyz")
-	}
-	log.Info("daemon started", "interval", interval.String(), "instance", a.cfg.ServiceNow.Instance, "db", db.Path(), "read_only", a.mirrorOnly)
-	heartbeats := a.startHeartbeats(ctx, db, interval)
-	a.engineLoop(ctx, svc, db, m, interval, log)
-	<-heartbeats
-	log.Info("daemon stopped")
-	if srv != nil {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}
-	return nil
-}
-
-// engineLoop runs the engine (ops.Engine: sync, compliance, auto-run) until
-// ctx is canceled, shared by the daemon, `tui --engine` and `daytwo demo`;
-// what it does lands in the daemon's metrics and log.
-func (a *app) engineLoop(ctx context.Context, svc *ops.Service, db appStore, m *syncMetrics, interval time.Duration, log *slog.Logger) {
-	eng := svc.NewEngine(ops.EngineOptions{Interval: interval, MirrorOnly: a.mirrorOnly,
-		Observer: &engineObserver{ctx: ctx, db: db, m: m, log: log}})
-	eng.Run(ctx)
-	log.Info("daemon stopping; a running rollout stopped at its next step boundary and stays resumable (a rollback in progress finished)")
-}
-
-// engineObserver turns what the engine does into metrics and log lines.
-type engineObserver struct {
-	ctx context.Context
-	db  appStore
-	m   *syncMetrics
-	log *slog.Logger
-}
-
-func (o *engineObserver) CycleStarted() { o.m.lastCycle.Store(time.Now().Unix()) }
-
-func (o *engineObserver) Cycle(rep ops.SyncReport, took time.Duration, err error) {
-	o.m.duration.Observe(took.Seconds())
-	o.m.refreshGauges(context.WithoutCancel(o.ctx), o.db)
-	if err != nil {
-		o.m.cycles.WithLabelValues("error").Inc()
-		o.m.snUp.Set(0)
-		msg := err.Error()
-		o.m.lastErr.Store(&msg)
-		o.log.Warn("sync cycle failed; the mirror keeps serving and writes stay queued", "err", err)
-		return
-	}
-	o.m.cycles.WithLabelValues("ok").Inc()
-	o.m.snUp.Set(1)
-	o.m.lastOK.Store(time.Now().Unix())
-	o.m.lastErr.Store(nil)
-	lvl := slog.LevelDebug
-	if rep.Fetched > 0 || rep.Transitions > 0 || rep.Outbox != (ops.DeliveryStats{}) {
-		lvl = slog.LevelInfo
-	}
-	o.log.Log(o.ctx, lvl, "sync cycle", "fetched", rep.Fetched, "upserted", rep.Upserted, "deleted", rep.Deleted,
-		"approvals", rep.Approvals, "updates_moved", rep.Transitions, "outbox_delivered", rep.Outbox.Delivered,
-		"outbox_retrying", rep.Outbox.Retrying, "outbox_refused", rep.Outbox.Failed, "requests", rep.Requests,
-		"duration_ms", rep.Duration.Milliseconds())
-}
-
-func (o *engineObserver) Compliance(alerts []ops.PolicyAlert, err error) {
-	if err != nil {
-		o.log.Warn("compliance check failed", "err", err)
-		return
-	}
-	o.m.alerts.Reset()
-	for _, al := range alerts {
-		o.m.alerts.WithLabelValues(al.Environment, al.Policy, al.Action).Set(1)
-	}
-}
-
-func (o *engineObserver) RunEvent(ev ops.RunEvent) {
-	o.log.Info("run", "run", ev.RunID, "batch", ev.Batch, "target", ev.Target, "step", ev.Step, "state", ev.State, "msg", ev.Message)
-}
-
-func (o *engineObserver) Pass(results []ops.RunResult, err error) {
-	for _, r := range results {
-		if r.Run.ID != "" && r.Run.State != ops.RunRunning {
-			o.m.runs.WithLabelValues(r.Run.Environment, string(r.Run.State)).Inc()
-		}
-	}
-	if err != nil && o.ctx.Err() == nil {
-		o.log.Warn("engine pass failed", "err", err)
-	}
-}
-
-func (a *app) daemonMux(db appStore, m *syncMetrics, interval time.Duration) http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		// Alive: the loop started a cycle recently.
-		if last := m.lastCycle.Load(); last > 0 && time.Since(time.Unix(last, 0)) > 3*interval+time.Minute {
-			http.Error(w, "sync loop stuck", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		if err := db.Ping(ctx); err != nil {
-			http.Error(w, "store: "+err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		if m.lastOK.Load() == 0 || m.lastErr.Load() != nil {
-			msg := "servicenow: no successful sync yet"
-			if e := m.lastErr.Load(); e != nil {
-				msg = "servicenow: " + *e
-			}
-			http.Error(w, msg, http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-		writeHolds(ctx, w, db)
-	})
-	return mux
 }

@@ -66,7 +66,7 @@ func (a *app) openConsole(ctx context.Context, engine bool) error {
 		}
 		a.logger = slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
-	svc, db, err := a.service(ctx)
+	svc, err := a.service(ctx)
 	if err != nil {
 		return err
 	}
@@ -75,7 +75,7 @@ func (a *app) openConsole(ctx context.Context, engine bool) error {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			a.engineLoop(ectx, svc, db, newSyncMetrics(), cfg.Sync.Interval, a.logger)
+			a.engineLoop(ectx, svc, newSyncMetrics(), cfg.Sync.Interval, a.logger)
 		}()
 		defer func() { cancel(); <-done }()
 	}

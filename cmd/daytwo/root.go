@@ -193,17 +193,14 @@ func (a *app) versionCommand() *cobra.Command {
 		Use:   "version",
 		Short: "Print daytwo's version",
 		Args:  exactArgs(),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
+		RunE: a.preamble(&out, nil, func(cmd *cobra.Command, args []string) error {
 			v := buildInfo()
 			if out == outJSON {
 				return a.printJSON(v)
 			}
 			fmt.Fprintf(a.stdout, "daytwo %s (%s, schema %d)\n", v.Version, v.GoVersion, v.Schema)
 			return nil
-		},
+		}),
 	}
 	addOutputFlag(cmd, &out)
 	return cmd

@@ -1,10 +1,6 @@
 package main
 
-import (
-	"runtime"
-
-	"github.com/daytwo/daytwo/store"
-)
+import "runtime"
 
 type versionInfo struct {
 	Version   string `json:"version"`
@@ -13,5 +9,5 @@ type versionInfo struct {
 }
 
 func buildInfo() versionInfo {
-	return versionInfo{Version: version, GoVersion: runtime.Version(), Schema: store.SchemaVersion()}
+	return versionInfo{Version: version, GoVersion: runtime.Version(), Schema: schemaVersion()}
 }

@@ -5,6 +5,10 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/spf13/cobra"
+
+	"github.com/daytwo/daytwo/cmd/daytwo/internal/config"
+
 	"github.com/daytwo/daytwo/itsm"
 	"github.com/daytwo/daytwo/ops"
 	"github.com/daytwo/daytwo/ops/exec"
@@ -54,14 +58,14 @@ func (a *app) approverClient(base itsm.Config, username, password string) (*itsm
 
 // service wires the use cases: configuration, store and (if an instance is
 // configured) ServiceNow.
-func (a *app) service(ctx context.Context, opts ...itsm.Option) (*ops.Service, appStore, error) {
+func (a *app) service(ctx context.Context, opts ...itsm.Option) (*ops.Service, error) {
 	cfg, err := a.config()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	db, err := a.store(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	// Incomplete ServiceNow settings stop only the work that needs
 	// ServiceNow (an ungated environment can still be proposed to).
@@ -115,24 +119,68 @@ func (a *app) service(ctx context.Context, opts ...itsm.Option) (*ops.Service, a
 		ApproverUsername: cfg.ServiceNow.Approver.Username,
 	}, db, changes, svcOpts...)
 	if err != nil {
-		return nil, nil, err
-	}
-	return svc, db, nil
-}
-
-// serviceFor wires the service and checks that every named environment is
-// configured (a usage error naming the valid ones otherwise).
-func (a *app) serviceFor(ctx context.Context, envs ...string) (*ops.Service, error) {
-	svc, _, err := a.service(ctx)
-	if err != nil {
 		return nil, err
 	}
+	return svc, nil
+}
+
+// The commands' preamble, in one place (cli/cli's RunE → runX split):
+// the -o flag is checked (out may be nil), then the command's own checks
+// of its arguments and flags (check may be nil; a usage error comes before
+// anything is loaded or opened), then the configuration is loaded and, for
+// the commands that work through it, the service wired; run does the work.
+
+// checkFunc checks a command's arguments and flags before anything loads.
+type checkFunc func(cmd *cobra.Command, args []string) error
+
+// runE is the preamble of the commands that work through the service.
+func (a *app) runE(out *string, check checkFunc, run func(ctx context.Context, svc *ops.Service, args []string) error) func(*cobra.Command, []string) error {
+	return a.preamble(out, check, func(cmd *cobra.Command, args []string) error {
+		svc, err := a.service(cmd.Context())
+		if err != nil {
+			return err
+		}
+		return run(cmd.Context(), svc, args)
+	})
+}
+
+// configRunE is the preamble of the commands that need the configuration
+// only (no store, no ServiceNow).
+func (a *app) configRunE(out *string, check checkFunc, run func(ctx context.Context, cfg *config.Config, args []string) error) func(*cobra.Command, []string) error {
+	return a.preamble(out, check, func(cmd *cobra.Command, args []string) error {
+		cfg, err := a.config()
+		if err != nil {
+			return err
+		}
+		return run(cmd.Context(), cfg, args)
+	})
+}
+
+func (a *app) preamble(out *string, check checkFunc, then func(cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		if out != nil {
+			if err := checkOutput(*out); err != nil {
+				return err
+			}
+		}
+		if check != nil {
+			if err := check(cmd, args); err != nil {
+				return err
+			}
+		}
+		return then(cmd, args)
+	}
+}
+
+// knownEnvironments checks that every named environment is configured (a
+// usage error naming the valid ones otherwise).
+func knownEnvironments(svc *ops.Service, envs ...string) error {
 	for _, e := range envs {
 		if _, err := svc.Environment(e); err != nil {
-			return nil, usageError{err}
+			return usageError{err}
 		}
 	}
-	return svc, nil
+	return nil
 }
 
 // newExecutor builds the executor an environment's deploy section names:

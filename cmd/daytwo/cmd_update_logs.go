@@ -25,20 +25,12 @@ rollback and health-check commands wrote, with its time, target and stream.
 --follow keeps printing new lines until the run ends (or Ctrl-C); with -o json
 each line is one JSON object (JSON lines).`,
 		Args: exactArgs("ID|CHG"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			svc, db, err := a.service(ctx)
-			if err != nil {
-				return err
-			}
+		RunE: a.runE(&out, nil, func(ctx context.Context, svc *ops.Service, args []string) error {
 			u, err := svc.GetUpdate(ctx, args[0])
 			if err != nil {
 				return usagef("no update or change %q", args[0])
 			}
-			runs, err := db.Runs(ctx, u.ID)
+			runs, err := svc.Runs(ctx, u.ID)
 			if err != nil {
 				return err
 			}
@@ -55,8 +47,8 @@ each line is one JSON object (JSON lines).`,
 			case run.ID == "" && !follow:
 				return usagef("update %s (%s) has not run yet", u.ID, u.State)
 			}
-			return a.printRunLog(ctx, svc, db, u.ID, run, follow, poll, out)
-		},
+			return a.printRunLog(ctx, svc, u.ID, run, follow, poll, out)
+		}),
 	}
 	addOutputFlag(cmd, &out)
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new lines until the run ends")
@@ -65,19 +57,13 @@ each line is one JSON object (JSON lines).`,
 	return cmd
 }
 
-// runLister finds an update's runs (newest first) and a run by id.
-type runLister interface {
-	Runs(ctx context.Context, updateID string, states ...ops.RunState) ([]ops.Run, error)
-	GetRun(ctx context.Context, id string) (ops.Run, error)
-}
-
 // printRunLog prints a run's log; following, it waits for the run to
 // start (run.ID empty) and prints new lines until it has ended.
-func (a *app) printRunLog(ctx context.Context, svc *ops.Service, db runLister, updateID string, run ops.Run, follow bool, poll time.Duration, out string) error {
+func (a *app) printRunLog(ctx context.Context, svc *ops.Service, updateID string, run ops.Run, follow bool, poll time.Duration, out string) error {
 	var after int64
 	for {
 		if run.ID == "" {
-			runs, err := db.Runs(ctx, updateID)
+			runs, err := svc.Runs(ctx, updateID)
 			if err != nil {
 				return err
 			}
@@ -87,7 +73,7 @@ func (a *app) printRunLog(ctx context.Context, svc *ops.Service, db runLister, u
 		}
 		ended := true
 		if run.ID != "" {
-			cur, err := db.GetRun(ctx, run.ID)
+			cur, err := svc.GetRun(ctx, run.ID)
 			if err != nil {
 				return err
 			}
