@@ -40,7 +40,7 @@ is refused naming it; --supersede cancels that update (and its change) first.`,
 				return err
 			}
 			defer svc.Wait()
-			p, err := svc.ProposeRollback(ctx, ops.RollbackRequest{Environment: args[0], To: to, ChangeType: changeType, Supersede: supersede})
+			p, err := svc.ProposeRollback(ctx, ops.RollbackRequest{Environment: args[0], To: to, ChangeType: ops.ChangeType(changeType), Supersede: supersede})
 			if err != nil {
 				return err
 			}
@@ -289,7 +289,7 @@ func (a *app) updateCommand() *cobra.Command {
 			if u.ChangeNumber != "" {
 				state := "not mirrored yet"
 				if d.Change != nil {
-					state = d.Change.State.String() + ", approval " + d.Change.Approval
+					state = d.Change.State.String() + ", approval " + string(d.Change.Approval)
 				}
 				fmt.Fprintf(w, "Change: %s (%s)\n", u.ChangeNumber, state)
 			}

@@ -68,7 +68,7 @@ runs this release.`,
 			if err := ops.ValidateVersion(args[1]); err != nil {
 				return usageError{err}
 			}
-			req := ops.ProposeRequest{Environment: args[0], Version: args[1], ChangeType: changeType, DryRun: dryRun,
+			req := ops.ProposeRequest{Environment: args[0], Version: args[1], ChangeType: ops.ChangeType(changeType), DryRun: dryRun,
 				Force: force, Supersede: supersede, Set: map[string]string{}}
 			for _, s := range sets {
 				k, v, ok := strings.Cut(s, "=")
