@@ -232,3 +232,45 @@ func TestGateErrCarriesTheHint(t *testing.T) {
 		t.Fatal("a hint without any hinted reason")
 	}
 }
+
+func TestGatePlan(t *testing.T) {
+	env := Environment{Name: "production", RequiresChange: true, Targets: []Target{{Name: "p1"}, {Name: "p2"}},
+		Deploy: DeploySpec{Command: []string{"deploy"}}, Strategy: Strategy{BatchSize: BatchSize{Count: 1}, MaxParallel: 1}}
+	current := Release{Environment: "production", Version: "1.0.0"}
+	plan, err := BuildPlan(env, current, "2.0.0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := plan.Digest()
+	tests := map[string]struct {
+		env    Environment
+		u      Update
+		reason string
+	}{
+		"as proposed and approved":      {env, Update{Version: "2.0.0", PlanDigest: digest, ApprovedDigest: digest}, ""},
+		"as proposed, not approved yet": {env, Update{Version: "2.0.0", PlanDigest: digest}, ""},
+		"changed since proposed": {env, Update{Version: "2.0.0", PlanDigest: "0123456789abcdef"},
+			"plan changed since it was proposed (sha256 0123456789ab… now " + digest[:12] + "…)"},
+		"not the approved plan": {env, Update{Version: "2.0.0", PlanDigest: digest, ApprovedDigest: "fedcba9876543210"},
+			"plan sha256 " + digest[:12] + "… is not the approved plan fedcba987654…"},
+		"ungated: re-planned at run time": {Environment{Name: "production", Targets: env.Targets, Deploy: env.Deploy, Strategy: env.Strategy},
+			Update{Version: "2.0.0", PlanDigest: "stale"}, ""},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			p, rs, err := gatePlan(tc.env, tc.u, current)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(p.Batches) != 2 {
+				t.Fatalf("plan %+v", p)
+			}
+			switch {
+			case tc.reason == "" && len(rs) != 0:
+				t.Fatalf("reasons %+v, want none", rs)
+			case tc.reason != "" && (len(rs) != 1 || rs[0].Code != GatePlan || !strings.HasPrefix(rs[0].Message, tc.reason)):
+				t.Fatalf("reasons %+v, want %q", rs, tc.reason)
+			}
+		})
+	}
+}

@@ -82,3 +82,8 @@ func fmtTime(t time.Time) string { return t.UTC().Format(TimeLayout) }
 
 // fmtClock writes t in ClockLayout.
 func fmtClock(t time.Time) string { return t.UTC().Format(ClockLayout) }
+
+// HintKinds lists every hint kind (for the phrasing sites' tests).
+func HintKinds() []HintKind {
+	return []HintKind{HintSync, HintForce, HintSupersede, HintComment, HintConfigKey, HintChangeType, HintReleaseHistory}
+}
