@@ -17,11 +17,10 @@ import (
 // target (failing those in fail, leaving out those in silent).
 type batchFleet struct {
 	*fleet
-	mu        sync.Mutex
-	calls     []string // "deploy t1,t2" / "rollback t3,t4"
-	fail      map[string]bool
-	silent    map[string]bool
-	rollbacks int
+	mu     sync.Mutex
+	calls  []string // "deploy t1,t2" / "rollback t3,t4"
+	fail   map[string]bool
+	silent map[string]bool
 }
 
 var (

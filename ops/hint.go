@@ -1,9 +1,6 @@
 package ops
 
-import (
-	"errors"
-	"time"
-)
+import "errors"
 
 // HintKind names what an operator can do about an error or a gate reason,
 // in domain terms. The domain never phrases it as a command, a flag or a
@@ -68,20 +65,6 @@ func HintOf(err error) (Hint, bool) {
 	}
 	return Hint{}, false
 }
-
-// TimeLayout is how the domain writes a time into a message: to the
-// minute, in UTC ("2026-03-29 01:00 UTC").
-const TimeLayout = "2006-01-02 15:04 UTC"
-
-// ClockLayout is how the domain writes a time of day into a message
-// about something that lasts minutes (a lease, a running check).
-const ClockLayout = "15:04:05 UTC"
-
-// fmtTime writes t in TimeLayout.
-func fmtTime(t time.Time) string { return t.UTC().Format(TimeLayout) }
-
-// fmtClock writes t in ClockLayout.
-func fmtClock(t time.Time) string { return t.UTC().Format(ClockLayout) }
 
 // HintKinds lists every hint kind (for the phrasing sites' tests).
 func HintKinds() []HintKind {
