@@ -57,7 +57,7 @@ func toOpsChange(ch *Change) ops.Change {
 		RequestedBy:     firstNonEmpty(ch.RequestedByName, ch.RequestedBy), RequestedByID: ch.RequestedBy,
 		StartDate: ch.StartDate, EndDate: ch.EndDate, CorrelationID: ch.CorrelationID, Active: ch.Active,
 		CloseCode: ch.CloseCode, SysUpdatedOn: ch.SysUpdatedOn, SysModCount: ch.SysModCount, Raw: ch.Raw,
-		ConflictStatus: ops.ConflictStatus(ch.ConflictStatus),
+		ConflictStatus: decodeConflictStatus(ch.ConflictStatus),
 	}
 	return out
 }
