@@ -224,3 +224,27 @@ func TestComplianceOpensAndClosesAlerts(t *testing.T) {
 		t.Fatalf("%d policy.resolved events, want 1", resolved)
 	}
 }
+
+// A promotion policy at the gate reads the source's releases (once per
+// pass) and follows what the source ran.
+func TestGatePromotionPolicyFollowsTheSource(t *testing.T) {
+	w := newPromoWorld(t)
+	w.release(t, "staging", "1.0.0")
+	u := mustPropose(t, w.svc, ops.ProposeRequest{Environment: "production", Version: "2.0.0"})
+	w.configure(t, ops.Policy{Name: "promoted-only", Environments: []string{"production"},
+		Expr: `update.version in env.promote_from.succeeded_versions`, Action: ops.PolicyBlock})
+	gs, err := w.svc.GateAll(context.Background(), []ops.Update{u, u})
+	if err != nil || len(gs) != 2 {
+		t.Fatalf("gates %v, %v", gs, err)
+	}
+	for _, g := range gs {
+		if r, ok := reasonWith(g, ops.GatePolicy); !ok || !strings.Contains(r.Message, "promoted-only") {
+			t.Fatalf("gate %q, want the promotion policy", g.Summary())
+		}
+	}
+	w.release(t, "staging", "2.0.0")
+	g, err := w.svc.Gate(context.Background(), u)
+	if err != nil || !g.Open {
+		t.Fatalf("gate after staging ran 2.0.0: %q, %v", g.Summary(), err)
+	}
+}

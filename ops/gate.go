@@ -90,10 +90,12 @@ func (g GateResult) Err() error {
 }
 
 // gateFacts are what the gates of one pass read once, whatever the number
-// of updates: every environment's current release and every lease.
+// of updates: every environment's current release and every lease, and
+// (when a policy needs them) a promotion source's releases.
 type gateFacts struct {
 	releases map[string]Release
 	leases   []Lease
+	sources  map[string][]Release
 }
 
 func (s *Service) gateFacts(ctx context.Context) (gateFacts, error) {
@@ -105,7 +107,7 @@ func (s *Service) gateFacts(ctx context.Context) (gateFacts, error) {
 	if err != nil {
 		return gateFacts{}, err
 	}
-	return gateFacts{releases: releases, leases: leases}, nil
+	return gateFacts{releases: releases, leases: leases, sources: map[string][]Release{}}, nil
 }
 
 // Gate checks every condition for running u now and returns all that fail:
@@ -181,7 +183,7 @@ func (s *Service) gate(ctx context.Context, u Update, facts gateFacts) (GateResu
 		return g, err
 	}
 	g.add(reasons...)
-	if reasons, err = s.gatePolicies(ctx, env, u, ch, now); err != nil {
+	if reasons, err = s.gatePolicies(ctx, env, u, ch, now, facts.sources); err != nil {
 		return g, err
 	}
 	g.add(reasons...)
@@ -320,8 +322,8 @@ func gatePlan(env Environment, u Update, current Release) (Plan, []GateReason, e
 }
 
 // gatePolicies: no blocking policy fails.
-func (s *Service) gatePolicies(ctx context.Context, env Environment, u Update, ch Change, now time.Time) ([]GateReason, error) {
-	in, err := s.policyInput(ctx, env, u, ch, now)
+func (s *Service) gatePolicies(ctx context.Context, env Environment, u Update, ch Change, now time.Time, sources map[string][]Release) ([]GateReason, error) {
+	in, err := s.policyInputFrom(ctx, env, u, ch, now, sources)
 	if err != nil {
 		return nil, err
 	}

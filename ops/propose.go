@@ -304,6 +304,12 @@ func verdictDetail(vs []policy.Verdict) []any {
 // source environment's succeeded versions (its release history, minus
 // rolled-back releases).
 func (s *Service) policyInput(ctx context.Context, env Environment, u Update, ch Change, now time.Time) (policy.Input, error) {
+	return s.policyInputFrom(ctx, env, u, ch, now, nil)
+}
+
+// policyInputFrom is policyInput with the promotion source's releases
+// kept in sources across calls (nil: read each time).
+func (s *Service) policyInputFrom(ctx context.Context, env Environment, u Update, ch Change, now time.Time, sources map[string][]Release) (policy.Input, error) {
 	cfg := map[string]any{}
 	for k, v := range u.Config {
 		cfg[k] = v
@@ -314,9 +320,15 @@ func (s *Service) policyInput(ctx context.Context, env Environment, u Update, ch
 		"promote_from": map[string]any{"name": "", "succeeded_versions": []any{}, "current_version": ""},
 	}
 	if env.PromoteFrom != "" {
-		rels, err := s.store.Releases(ctx, env.PromoteFrom, 0)
-		if err != nil {
-			return policy.Input{}, err
+		rels, cached := sources[env.PromoteFrom]
+		if !cached {
+			var err error
+			if rels, err = s.store.Releases(ctx, env.PromoteFrom, 0); err != nil {
+				return policy.Input{}, err
+			}
+			if sources != nil {
+				sources[env.PromoteFrom] = rels
+			}
 		}
 		var versions []any
 		current := ""
