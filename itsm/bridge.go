@@ -51,13 +51,13 @@ func toOpsChange(ch *Change) ops.Change {
 		return ops.Change{}
 	}
 	out := ops.Change{
-		SysID: ch.SysID, Number: ch.Number, Type: ch.Type, State: ops.ChangeState(ch.State), Approval: ch.Approval,
+		SysID: ch.SysID, Number: ch.Number, Type: ops.ChangeType(ch.Type), State: ops.ChangeState(ch.State), Approval: ops.ApprovalState(ch.Approval),
 		Risk: riskLabel(ch.Risk), ShortDescription: ch.ShortDescription, CmdbCI: firstNonEmpty(ch.CmdbCIName, ch.CmdbCI),
 		AssignmentGroup: firstNonEmpty(ch.AssignmentGroupName, ch.AssignmentGroup),
 		RequestedBy:     firstNonEmpty(ch.RequestedByName, ch.RequestedBy), RequestedByID: ch.RequestedBy,
 		StartDate: ch.StartDate, EndDate: ch.EndDate, CorrelationID: ch.CorrelationID, Active: ch.Active,
 		CloseCode: ch.CloseCode, SysUpdatedOn: ch.SysUpdatedOn, SysModCount: ch.SysModCount, Raw: ch.Raw,
-		ConflictStatus: ops.ConflictStatus(ch.ConflictStatus),
+		ConflictStatus: decodeConflictStatus(ch.ConflictStatus),
 	}
 	return out
 }
@@ -88,7 +88,7 @@ func firstNonEmpty(vals ...string) string {
 // CreateChange implements ops.ChangeSystem.
 func (b *Bridge) CreateChange(ctx context.Context, req ops.ChangeRequest) (ops.Change, error) {
 	ch, _, err := b.c.CreateChangeIdempotent(ctx, ChangeInput{
-		Type: req.Type, Template: req.Template, ShortDescription: req.ShortDescription, Description: req.Description,
+		Type: string(req.Type), Template: req.Template, ShortDescription: req.ShortDescription, Description: req.Description,
 		AssignmentGroup: req.AssignmentGroup, CmdbCI: req.CmdbCI, Risk: req.Risk, Impact: req.Impact,
 		StartDate: req.Start, EndDate: req.End, CorrelationID: req.CorrelationID,
 	})
@@ -206,7 +206,7 @@ func (b *Bridge) OpenApprovals(ctx context.Context, prefix string) ([]ops.Approv
 	out := make([]ops.Approval, len(as))
 	for i, a := range as {
 		out[i] = ops.Approval{SysID: a.SysID, ChangeSysID: a.ChangeSysID, Approver: firstNonEmpty(a.ApproverUserName, a.Approver),
-			ApproverName: a.ApproverName, State: a.State, Comments: a.Comments, SysUpdatedOn: a.SysUpdatedOn, SysModCount: a.SysModCount}
+			ApproverName: a.ApproverName, State: ops.ApprovalState(a.State), Comments: a.Comments, SysUpdatedOn: a.SysUpdatedOn, SysModCount: a.SysModCount}
 	}
 	return out, nil
 }

@@ -784,7 +784,7 @@ func (b *Bridge) ResumeCreateChange(ctx context.Context, req ops.ChangeRequest, 
 
 func changeInput(req ops.ChangeRequest) ChangeInput {
 	return ChangeInput{
-		Type: req.Type, Template: req.Template, ShortDescription: req.ShortDescription, Description: req.Description,
+		Type: string(req.Type), Template: req.Template, ShortDescription: req.ShortDescription, Description: req.Description,
 		AssignmentGroup: req.AssignmentGroup, CmdbCI: req.CmdbCI, Risk: req.Risk, Impact: req.Impact,
 		StartDate: req.Start, EndDate: req.End, CorrelationID: req.CorrelationID,
 	}

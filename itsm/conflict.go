@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/daytwo/daytwo/ops"
 )
 
 // Conflict checks run in the background on the instance (SERVICENOW.md §6,
@@ -283,4 +285,22 @@ func conflictFromRecord(r Record) (*ConflictResult, error) {
 		res.State = ConflictFound
 	}
 	return res, nil
+}
+
+// decodeConflictStatus reads a change's conflict_status into ops' typed
+// value. The documented values are "Not Run", "Conflict" and "No
+// Conflict" (SERVICENOW.md §4.1, the last unverified): they are matched
+// whatever their case and separators; anything else is kept as sent, and
+// an absent field stays empty.
+func decodeConflictStatus(raw string) ops.ConflictStatus {
+	norm := strings.Join(strings.FieldsFunc(strings.ToLower(raw), func(r rune) bool { return r == ' ' || r == '_' || r == '-' }), " ")
+	switch norm {
+	case "conflict":
+		return ops.ConflictStatusConflict
+	case "no conflict":
+		return ops.ConflictStatusNone
+	case "not run":
+		return ops.ConflictStatusNotRun
+	}
+	return ops.ConflictStatus(raw)
 }

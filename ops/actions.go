@@ -37,7 +37,7 @@ type RollbackRequest struct {
 	// current one.
 	To string
 	// ChangeType overrides the environment's change type (e.g. emergency).
-	ChangeType string
+	ChangeType ChangeType
 	// Supersede cancels the environment's open update instead of refusing
 	// (see ProposeRequest.Supersede).
 	Supersede bool
@@ -73,7 +73,7 @@ func (s *Service) ProposeRollback(ctx context.Context, req RollbackRequest) (Pro
 	}
 	if target == nil {
 		if req.To != "" {
-			return Proposal{}, fmt.Errorf("%s never ran %s (see `daytwo env show %s`)", env.Name, req.To, env.Name)
+			return Proposal{}, withHint(fmt.Errorf("%s never ran %s", env.Name, req.To), HintReleaseHistory, env.Name)
 		}
 		return Proposal{}, fmt.Errorf("%s has no earlier release than %s", env.Name, current.Version)
 	}

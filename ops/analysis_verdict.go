@@ -32,9 +32,9 @@ func (r *runner) baselineFor(batch int) []Target {
 // numbers included. The batch's work note carries it through the bake's
 // evidence.
 func (r *runner) metricVerdict(batch int, v MetricVerdict) {
-	state := "analysis_passed"
+	state := EventAnalysisPassed
 	if !v.Passed() {
-		state = "analysis_failed"
+		state = EventAnalysisFailed
 	}
 	r.emit(RunEvent{Batch: batch, Target: v.Target, Step: StepBake, State: state, Message: "metric verdict: " + v.String()})
 	if r.lost.Load() {
@@ -65,7 +65,7 @@ func (r *runner) verifyWindow() (out runOutcome, err error, done bool) {
 	if v == nil || v.Window <= 0 || !ok || len(r.env.Health) == 0 {
 		return out, nil, false
 	}
-	r.emit(RunEvent{Step: StepBake, State: "verify", Message: fmt.Sprintf("verifying every target for %s (on failure: %s)", v.Window, onFailure(v))})
+	r.emit(RunEvent{Step: StepBake, State: EventVerify, Message: fmt.Sprintf("verifying every target for %s (on failure: %s)", v.Window, onFailure(v))})
 	ctx, cancel := context.WithCancel(r.work)
 	defer cancel()
 	stop := context.AfterFunc(r.stop, cancel)
@@ -84,9 +84,9 @@ func (r *runner) verifyWindow() (out runOutcome, err error, done bool) {
 		defer mu.Unlock()
 		if err != nil && !r.stopping() {
 			failures = append(failures, fmt.Sprintf("%s FAILED verification: %v", t.Name, err))
-			r.emit(RunEvent{Target: t.Name, Step: StepBake, State: "verify_failed", Message: "verification failed: " + err.Error()})
+			r.emit(RunEvent{Target: t.Name, Step: StepBake, State: EventVerifyFailed, Message: "verification failed: " + err.Error()})
 		} else if err == nil {
-			r.emit(RunEvent{Target: t.Name, Step: StepBake, State: "verified", Message: "verified: " + ev})
+			r.emit(RunEvent{Target: t.Name, Step: StepBake, State: EventVerified, Message: "verified: " + ev})
 		}
 	})
 	if r.lost.Load() {

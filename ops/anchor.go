@@ -38,7 +38,7 @@ var anchorNoteRE = regexp.MustCompile(`daytwo audit anchor: seq=(\d+) hash=([0-9
 
 // AnchorNote is the work note that records an anchor on a change.
 func AnchorNote(a AuditAnchor) string {
-	return fmt.Sprintf("%s seq=%d hash=%s\n(daytwo's audit chain head at this close; check it with `daytwo audit verify --against-servicenow`)",
+	return fmt.Sprintf("%s seq=%d hash=%s\n(daytwo's audit chain head at this close; verifying the audit chain against ServiceNow compares it with this note)",
 		anchorNotePrefix, a.Seq, a.Hash)
 }
 

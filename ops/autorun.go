@@ -27,8 +27,17 @@ func (s *Service) AutoRun(ctx context.Context, progress func(RunEvent)) ([]RunRe
 			continue
 		}
 		sort.Slice(ups, func(i, j int) bool { return ups[i].CreatedAt.Before(ups[j].CreatedAt) })
+		// Releases and leases are read once for the environment's updates
+		// (a run ends the loop).
+		var facts gateFacts
+		if len(ups) > 0 {
+			if facts, err = s.gateFacts(ctx); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
 		for _, u := range ups {
-			g, err := s.Gate(ctx, u)
+			g, err := s.gate(ctx, u, facts)
 			if err != nil {
 				errs = append(errs, err)
 				break

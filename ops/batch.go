@@ -18,7 +18,7 @@ func (r *runner) deployBatch(be BatchExecutor, batch int, ts []Target) []targetR
 	for i, t := range ts {
 		results[i].target = t.Name
 		reqs[i] = r.request(t)
-		r.emit(RunEvent{Batch: batch, Target: t.Name, Step: StepDeploy, State: "started", Message: fmt.Sprintf("deploying %s", r.u.Version)})
+		r.emit(RunEvent{Batch: batch, Target: t.Name, Step: StepDeploy, State: EventStarted, Message: fmt.Sprintf("deploying %s", r.u.Version)})
 	}
 	errs := r.batchStep(batch, StepDeploy, r.u.Version, reqs, func(ctx context.Context, reqs []StepRequest) map[string]error {
 		return be.DeployBatch(ctx, reqs, r.sink())
@@ -28,7 +28,7 @@ func (r *runner) deployBatch(be BatchExecutor, batch int, ts []Target) []targetR
 		if err := errs[t.Name]; err != nil {
 			res.err = err
 			if !busy(err) {
-				r.emit(RunEvent{Batch: batch, Target: t.Name, Step: StepDeploy, State: "failed", Message: "deploy failed: " + err.Error()})
+				r.emit(RunEvent{Batch: batch, Target: t.Name, Step: StepDeploy, State: EventFailed, Message: "deploy failed: " + err.Error()})
 			}
 			return
 		}
@@ -45,7 +45,7 @@ func (r *runner) rollbackBatch(br BatchRollbacker, ts []Target) map[string]error
 	for i, t := range ts {
 		reqs[i] = r.request(t)
 		reqs[i].Rollback = true
-		r.emit(RunEvent{Target: t.Name, Step: StepRollback, State: "started", Message: fmt.Sprintf("rolling back to %s", r.from.Version)})
+		r.emit(RunEvent{Target: t.Name, Step: StepRollback, State: EventStarted, Message: fmt.Sprintf("rolling back to %s", r.from.Version)})
 	}
 	errs := r.batchStep(0, StepRollback, r.from.Version, reqs, func(ctx context.Context, reqs []StepRequest) map[string]error {
 		return br.RollbackBatch(ctx, reqs, r.sink())
@@ -66,9 +66,9 @@ func (r *runner) rollbackBatch(br BatchRollbacker, ts []Target) map[string]error
 		if busy(err) {
 			return
 		}
-		state, msg := "succeeded", "back on "+r.from.Version
+		state, msg := EventSucceeded, "back on "+r.from.Version
 		if err != nil {
-			state, msg = "failed", "rollback failed: "+err.Error()
+			state, msg = EventFailed, "rollback failed: "+err.Error()
 		}
 		r.emit(RunEvent{Target: t.Name, Step: StepRollback, State: state, Message: msg})
 	})

@@ -47,24 +47,59 @@ func (s ChangeState) String() string {
 	}
 }
 
+// ChangeType is a change_request's type (SERVICENOW.md §4.1).
+type ChangeType string
+
+// Change types.
+const (
+	ChangeNormal    ChangeType = "normal"
+	ChangeStandard  ChangeType = "standard"
+	ChangeEmergency ChangeType = "emergency"
+)
+
+// ChangeTypes lists the change types daytwo raises.
+func ChangeTypes() []ChangeType { return []ChangeType{ChangeNormal, ChangeStandard, ChangeEmergency} }
+
+// Valid reports whether t is one of ChangeTypes.
+func (t ChangeType) Valid() bool {
+	switch t {
+	case ChangeNormal, ChangeStandard, ChangeEmergency:
+		return true
+	}
+	return false
+}
+
+// ApprovalState is a change's approval roll-up (change_request.approval)
+// or one approver's state (sysapproval_approver.state): the exact strings
+// ServiceNow stores (SERVICENOW.md §4.2, §5.1).
+type ApprovalState string
+
+// Approval states.
+const (
+	ApprovalNotRequested ApprovalState = "not requested"
+	ApprovalRequested    ApprovalState = "requested"
+	ApprovalApproved     ApprovalState = "approved"
+	ApprovalRejected     ApprovalState = "rejected"
+)
+
 // Change is the local mirror of a ServiceNow change_request.
 type Change struct {
-	SysID            string      `json:"sys_id"`
-	Number           string      `json:"number"`
-	Type             string      `json:"type"`
-	State            ChangeState `json:"state"`
-	Approval         string      `json:"approval"`
-	Risk             string      `json:"risk,omitempty"`
-	ShortDescription string      `json:"short_description,omitempty"`
-	CmdbCI           string      `json:"cmdb_ci,omitempty"`
-	AssignmentGroup  string      `json:"assignment_group,omitempty"`
-	RequestedBy      string      `json:"requested_by,omitempty"` // display name, else sys_id
-	RequestedByID    string      `json:"requested_by_id,omitempty"`
-	StartDate        time.Time   `json:"start_date,omitzero"`
-	EndDate          time.Time   `json:"end_date,omitzero"`
-	CorrelationID    string      `json:"correlation_id,omitempty"`
-	Active           bool        `json:"active"`
-	CloseCode        string      `json:"close_code,omitempty"`
+	SysID            string        `json:"sys_id"`
+	Number           string        `json:"number"`
+	Type             ChangeType    `json:"type"`
+	State            ChangeState   `json:"state"`
+	Approval         ApprovalState `json:"approval"`
+	Risk             string        `json:"risk,omitempty"`
+	ShortDescription string        `json:"short_description,omitempty"`
+	CmdbCI           string        `json:"cmdb_ci,omitempty"`
+	AssignmentGroup  string        `json:"assignment_group,omitempty"`
+	RequestedBy      string        `json:"requested_by,omitempty"` // display name, else sys_id
+	RequestedByID    string        `json:"requested_by_id,omitempty"`
+	StartDate        time.Time     `json:"start_date,omitzero"`
+	EndDate          time.Time     `json:"end_date,omitzero"`
+	CorrelationID    string        `json:"correlation_id,omitempty"`
+	Active           bool          `json:"active"`
+	CloseCode        string        `json:"close_code,omitempty"`
 	// ConflictStatus is ServiceNow's conflict_status of the change.
 	ConflictStatus ConflictStatus `json:"conflict_status,omitempty"`
 	SysUpdatedOn   time.Time      `json:"sys_updated_on"`
@@ -80,12 +115,21 @@ type Approval struct {
 	ChangeSysID  string          `json:"change_sys_id"`
 	Approver     string          `json:"approver"`
 	ApproverName string          `json:"approver_name,omitempty"`
-	State        string          `json:"state"`
+	State        ApprovalState   `json:"state"`
 	Comments     string          `json:"comments,omitempty"`
 	SysUpdatedOn time.Time       `json:"sys_updated_on"`
 	SysModCount  int             `json:"sys_mod_count"`
 	Raw          json.RawMessage `json:"-"`
 }
+
+// Approved reports whether the change's approval lets it be implemented:
+// approved, or a standard change (pre-approved; its approval field often
+// stays "not requested", SERVICENOW.md §5.3).
+func (c Change) Approved() bool { return c.Approval == ApprovalApproved || c.Type == ChangeStandard }
+
+// Rejected reports whether an approver rejected the change (it is back in
+// New with approval rejected).
+func (c Change) Rejected() bool { return c.Approval == ApprovalRejected }
 
 // Incident is an incident daytwo opened after a failed rollout.
 type Incident struct {

@@ -45,17 +45,17 @@ type EvidenceChecker interface {
 type ChangeRequest struct {
 	// CorrelationID makes creation idempotent: the adapter looks it up
 	// before re-sending a create whose outcome it does not know.
-	CorrelationID    string    `json:"correlation_id"`
-	Type             string    `json:"type"`     // normal, standard, emergency
-	Template         string    `json:"template"` // standard change template name
-	ShortDescription string    `json:"short_description"`
-	Description      string    `json:"description"`
-	CmdbCI           string    `json:"cmdb_ci"`          // name or sys_id
-	AssignmentGroup  string    `json:"assignment_group"` // name or sys_id
-	Risk             string    `json:"risk"`
-	Impact           string    `json:"impact"`
-	Start            time.Time `json:"start"`
-	End              time.Time `json:"end"`
+	CorrelationID    string     `json:"correlation_id"`
+	Type             ChangeType `json:"type"`     // normal, standard, emergency
+	Template         string     `json:"template"` // standard change template name
+	ShortDescription string     `json:"short_description"`
+	Description      string     `json:"description"`
+	CmdbCI           string     `json:"cmdb_ci"`          // name or sys_id
+	AssignmentGroup  string     `json:"assignment_group"` // name or sys_id
+	Risk             string     `json:"risk"`
+	Impact           string     `json:"impact"`
+	Start            time.Time  `json:"start"`
+	End              time.Time  `json:"end"`
 }
 
 // IncidentRequest is an incident ops opens after a failed rollout.

@@ -65,7 +65,7 @@ func (s *Service) proposalBlockers(ctx context.Context, env string) ([]string, e
 		for _, p := range s.cfg.Policies {
 			if p.Name == a.Policy && p.BlockProposals {
 				out = append(out, fmt.Sprintf("policy %s fails on what %s runs now (since %s): %s", a.Policy, env,
-					a.FirstSeen.UTC().Format("2006-01-02 15:04 UTC"), a.Message))
+					fmtTime(a.FirstSeen), a.Message))
 			}
 		}
 	}

@@ -249,7 +249,7 @@ func (s *Service) gateConflictCheck(ctx context.Context, u Update) (GateReason, 
 	switch chk.State {
 	case ConflictRunning:
 		return GateReason{Code: GateConflict, Queued: true,
-			Message: fmt.Sprintf("ServiceNow conflict check of %s still running (started %s)", u.ChangeNumber, chk.StartedAt.UTC().Format("15:04:05 UTC"))}, true, nil
+			Message: fmt.Sprintf("ServiceNow conflict check of %s still running (started %s)", u.ChangeNumber, fmtClock(chk.StartedAt))}, true, nil
 	case ConflictFailed:
 		return GateReason{Code: GateConflict, Queued: true,
 			Message: fmt.Sprintf("ServiceNow conflict check of %s failed (%s); it is started again", u.ChangeNumber, chk.Message)}, true, nil

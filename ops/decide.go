@@ -82,10 +82,10 @@ func (s *Service) Decide(ctx context.Context, req DecideRequest) (Change, error)
 	as := s.deciderName()
 	ch, err := s.store.GetChange(ctx, req.Change)
 	if err != nil {
-		return Change{}, fmt.Errorf("change %s is not in the local mirror (run `daytwo sync --once`): %w", req.Change, err)
+		return Change{}, withHint(fmt.Errorf("change %s is not in the local mirror: %w", req.Change, err), HintSync, req.Change)
 	}
 	if !req.Approve && strings.TrimSpace(req.Comment) == "" {
-		return ch, fmt.Errorf("rejecting %s needs a comment (--comment)", ch.Number)
+		return ch, withHint(fmt.Errorf("rejecting %s needs a comment", ch.Number), HintComment, ch.Number)
 	}
 	if ch.State != ChangeAssess && ch.State != ChangeAuthorize {
 		return ch, fmt.Errorf("%s is in state %s: only changes in Assess or Authorize await a decision: %w", ch.Number, ch.State, ErrBlocked)
@@ -275,7 +275,7 @@ func (s *Service) deliverDecision(ctx context.Context, it OutboxItem) error {
 		return fmt.Errorf("%w: bad payload: %v", ErrRefused, err)
 	}
 	if p.As == "" && !p.Integration {
-		return refusef("the decision on %s was queued by an older daytwo that did not record who made it, so it cannot be sent as its maker: decide again (the new decision supersedes it) or `daytwo outbox discard %d`",
+		return refusef("the decision on %s was queued by an older daytwo that did not record who made it, so it cannot be sent as its maker: decide again (the new decision supersedes it) or discard outbox item #%d",
 			p.Number, it.ID)
 	}
 	cs, ok := s.identityFor(p.As)
@@ -283,7 +283,7 @@ func (s *Service) deliverDecision(ctx context.Context, it OutboxItem) error {
 		cs, ok = s.changes, true
 	}
 	if !ok {
-		return refusef("the decision on %s was made as %s, but this process holds no credentials for %s (it acts as %s); it is never sent as anybody else. Deliver it from a process configured as %s (servicenow.approver.username or DAYTWO_SN_APPROVER_USER, with DAYTWO_SN_APPROVER_PASSWORD or servicenow.approver.password_file): `daytwo outbox retry %d`; or decide again, or `daytwo outbox discard %d`",
+		return refusef("the decision on %s was made as %s, but this process holds no credentials for %s (it acts as %s); it is never sent as anybody else. Deliver it from a process configured as %s (servicenow.approver.username or DAYTWO_SN_APPROVER_USER, with DAYTWO_SN_APPROVER_PASSWORD or servicenow.approver.password_file) and retry outbox item #%d there; or decide again, or discard outbox item #%d",
 			p.Number, p.As, p.As, s.identities(), p.As, it.ID, it.ID)
 	}
 	me, err := cs.WhoAmI(ctx)

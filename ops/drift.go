@@ -161,7 +161,7 @@ func driftSummary(r DriftReport) string {
 					oldest = t.FirstSeen
 				}
 			}
-			p := fmt.Sprintf("%d of %d target(s) drifted from %s (since %s)", r.Drifted, len(r.Targets), orNone(r.Recorded), oldest.UTC().Format("2006-01-02 15:04 UTC"))
+			p := fmt.Sprintf("%d of %d target(s) drifted from %s (since %s)", r.Drifted, len(r.Targets), orNone(r.Recorded), fmtTime(oldest))
 			if r.Unknown > 0 {
 				p += fmt.Sprintf("; %d unknown (probe failed)", r.Unknown)
 			}

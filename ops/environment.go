@@ -31,7 +31,7 @@ type Environment struct {
 // ChangeDefaults says how the change request for an update of a gated
 // environment is raised.
 type ChangeDefaults struct {
-	Type            string        `koanf:"type" json:"type,omitempty"`
+	Type            ChangeType    `koanf:"type" json:"type,omitempty"`
 	Template        string        `koanf:"template" json:"template,omitempty"`
 	CmdbCI          string        `koanf:"cmdb_ci" json:"cmdb_ci,omitempty"`
 	AssignmentGroup string        `koanf:"assignment_group" json:"assignment_group,omitempty"`

@@ -31,6 +31,10 @@ type fakeChanges struct {
 	failErr  error
 	// refuse makes every call whose name is a key fail with ErrRefused.
 	refuse map[string]bool
+	// conflict is what conflict checks come to (zero: clear), conflicts
+	// what a check that found some lists.
+	conflict  ops.ConflictState
+	conflicts []ops.Conflict
 }
 
 func newFakeChanges(now func() time.Time) *fakeChanges {
@@ -235,12 +239,45 @@ func (f *fakeChanges) Ping(context.Context) error                               
 func (f *fakeChanges) WhoAmI(context.Context) (string, error)                      { return "sys-user-daytwo", nil }
 
 func (f *fakeChanges) StartConflictCheck(_ context.Context, sysID string) (ops.ConflictCheck, error) {
-	return ops.ConflictCheck{ChangeSysID: sysID, State: ops.ConflictClear, Conflicts: []ops.Conflict{}, LastRun: f.now()}, nil
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "conflict_start")
+	return ops.ConflictCheck{ChangeSysID: sysID, State: ops.ConflictRunning, Worker: "worker-" + sysID, StartedAt: f.now(), Conflicts: []ops.Conflict{}}, nil
 }
 
 func (f *fakeChanges) PollConflictCheck(_ context.Context, chk ops.ConflictCheck, _ time.Duration) (ops.ConflictCheck, error) {
-	chk.State = ops.ConflictClear
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "conflict_poll")
+	chk.State, chk.LastRun = ops.ConflictClear, f.now()
+	switch f.conflict {
+	case ops.ConflictRunning:
+		chk.State = ops.ConflictRunning
+	case ops.ConflictFailed:
+		chk.State, chk.Message = ops.ConflictFailed, "the worker is gone"
+	case ops.ConflictFound:
+		chk.State, chk.Conflicts = ops.ConflictFound, append([]ops.Conflict(nil), f.conflicts...)
+	}
 	return chk, nil
+}
+
+// setConflict sets what the next conflict checks come to.
+func (f *fakeChanges) setConflict(st ops.ConflictState, cs ...ops.Conflict) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.conflict, f.conflicts = st, cs
+}
+
+// edit changes a change as somebody in ServiceNow would.
+func (f *fakeChanges) edit(number string, fn func(*ops.Change)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, ch := range f.changes {
+		if ch.Number == number {
+			fn(ch)
+			f.touch(ch)
+		}
+	}
 }
 
 func (f *fakeChanges) change(number string) ops.Change {

@@ -33,6 +33,9 @@ type GateReason struct {
 	// Queued is set when the reason clears once a queued write reaches
 	// ServiceNow (nothing for the operator to do but wait).
 	Queued bool `json:"queued,omitempty"`
+	// Hint is what the operator can do about it (zero: nothing but wait or
+	// read the message); the CLI and the console phrase it.
+	Hint Hint `json:"hint,omitzero"`
 }
 
 // GateResult answers "may this update run now?".
@@ -47,9 +50,6 @@ type GateResult struct {
 	NextOpen time.Time `json:"next_open,omitzero"`
 	// Plan is the plan rebuilt from today's configuration and release.
 	Plan Plan `json:"-"`
-
-	updateWaiting    bool
-	conflictsChecked bool
 }
 
 // Summary renders the result in one line: "open", or the reasons.
@@ -63,22 +63,51 @@ func (g GateResult) Summary() string {
 	}
 	s := strings.Join(msgs, "; ")
 	if !g.NextOpen.IsZero() {
-		s += fmt.Sprintf(" (opens %s)", g.NextOpen.UTC().Format("2006-01-02 15:04 UTC"))
+		s += fmt.Sprintf(" (opens %s)", fmtTime(g.NextOpen))
 	}
 	return s
 }
 
 // Err is nil when the gate is open, else an error wrapping
-// ErrApprovalPending (only approval missing) or ErrBlocked.
+// ErrApprovalPending (only approval missing) or ErrBlocked, carrying the
+// first reason's hint if any.
 func (g GateResult) Err() error {
+	var err error
 	switch {
 	case g.Open:
 		return nil
 	case g.Pending:
-		return fmt.Errorf("%s: %w", g.Summary(), ErrApprovalPending)
+		err = fmt.Errorf("%s: %w", g.Summary(), ErrApprovalPending)
 	default:
-		return fmt.Errorf("%s: %w", g.Summary(), ErrBlocked)
+		err = fmt.Errorf("%s: %w", g.Summary(), ErrBlocked)
 	}
+	for _, r := range g.Reasons {
+		if !r.Hint.IsZero() {
+			return &HintError{Err: err, Hint: r.Hint}
+		}
+	}
+	return err
+}
+
+// gateFacts are what the gates of one pass read once, whatever the number
+// of updates: every environment's current release and every lease, and
+// (when a policy needs them) a promotion source's releases.
+type gateFacts struct {
+	releases map[string]Release
+	leases   []Lease
+	sources  map[string][]Release
+}
+
+func (s *Service) gateFacts(ctx context.Context) (gateFacts, error) {
+	releases, err := s.store.CurrentReleases(ctx)
+	if err != nil {
+		return gateFacts{}, err
+	}
+	leases, err := s.store.Leases(ctx)
+	if err != nil {
+		return gateFacts{}, err
+	}
+	return gateFacts{releases: releases, leases: leases, sources: map[string][]Release{}}, nil
 }
 
 // Gate checks every condition for running u now and returns all that fail:
@@ -87,109 +116,92 @@ func (g GateResult) Err() error {
 // is the one approved, no blocking policy fails, and no other process holds
 // the environment.
 func (s *Service) Gate(ctx context.Context, u Update) (GateResult, error) {
+	facts, err := s.gateFacts(ctx)
+	if err != nil {
+		return GateResult{}, err
+	}
+	return s.gate(ctx, u, facts)
+}
+
+// GateAll gates many updates, reading releases and leases once.
+func (s *Service) GateAll(ctx context.Context, ups []Update) ([]GateResult, error) {
+	facts, err := s.gateFacts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]GateResult, len(ups))
+	for i, u := range ups {
+		if out[i], err = s.gate(ctx, u, facts); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// gate is Gate with the facts of this pass: one check per function, each
+// adding its reasons.
+func (s *Service) gate(ctx context.Context, u Update, facts gateFacts) (GateResult, error) {
 	now := s.now()
 	env, err := s.Environment(u.Environment)
 	if err != nil {
 		return GateResult{}, err
 	}
 	var g GateResult
-	add := func(code, msg string, until time.Time) {
-		g.Reasons = append(g.Reasons, GateReason{Code: code, Message: msg, Until: until})
-	}
-
-	switch u.State {
-	case UpdateApproved, UpdateScheduled:
-	case UpdateProposed, UpdateAwaitingApproval:
-		switch {
-		case u.ChangeNumber == "":
-			add(GateApproval, "change not raised yet (queued for ServiceNow)", time.Time{})
-		case !env.RequiresChange:
-			add(GateApproval, fmt.Sprintf("awaiting approval of %s", u.ChangeNumber), time.Time{})
-		}
-		// A gated update's approval is judged from its mirrored change below.
-	default:
-		add(GateState, fmt.Sprintf("update is %s", u.State), time.Time{})
-	}
+	g.add(gateUpdateState(u, env)...)
 
 	var ch Change
 	if env.RequiresChange && u.ChangeSysID != "" {
 		ch, err = s.store.GetChange(ctx, u.ChangeSysID)
 		switch {
 		case errors.Is(err, ErrNotFound):
-			add(GateApproval, fmt.Sprintf("change %s not mirrored yet (run `daytwo sync --once`)", u.ChangeNumber), time.Time{})
+			g.add(GateReason{Code: GateApproval, Message: fmt.Sprintf("change %s not mirrored yet", u.ChangeNumber), Hint: Hint{Kind: HintSync}})
 		case err != nil:
 			return g, err
 		default:
-			g.updateWaiting = u.State == UpdateProposed || u.State == UpdateAwaitingApproval
+			waiting := u.State == UpdateProposed || u.State == UpdateAwaitingApproval
+			g.add(gateApproval(ch, waiting)...)
+			g.add(gateWindow(ch, now)...)
 			// With daytwo's own check configured, its result (the list of
 			// conflicts) is the authority, not the record's conflict_status.
-			g.conflictsChecked = env.Change.CheckConflicts
-			s.gateChange(&g, ch, now, add)
+			if !env.Change.CheckConflicts {
+				g.add(gateConflictStatus(ch)...)
+			}
 		}
 	}
-
 	if env.RequiresChange && env.Change.CheckConflicts && u.ChangeSysID != "" && !u.State.Terminal() && u.State != UpdateRunning {
-		if r, ok, err := s.gateConflictCheck(ctx, u); err != nil {
+		r, ok, err := s.gateConflictCheck(ctx, u)
+		if err != nil {
 			return g, err
 		} else if ok {
-			g.Reasons = append(g.Reasons, r)
+			g.add(r)
 		}
 	}
+	g.add(gateFreezes(s.cfg.Freezes, env.Name, now)...)
 
-	for _, f := range s.cfg.Freezes {
-		if !f.Applies(env.Name) {
-			continue
-		}
-		if until, frozen, err := freezeUntil(f, now); err != nil {
-			add(GateFreeze, fmt.Sprintf("freeze %s cannot be evaluated: %v", f.Name, err), time.Time{})
-		} else if frozen {
-			add(GateFreeze, fmt.Sprintf("freeze %s until %s", f.Name, until.UTC().Format("2006-01-02 15:04 UTC")), until)
-		}
-	}
-
-	releases, err := s.store.CurrentReleases(ctx)
-	if err != nil {
+	var reasons []GateReason
+	if g.Plan, reasons, err = gatePlan(env, u, facts.releases[env.Name]); err != nil {
 		return g, err
 	}
-	g.Plan, err = BuildPlan(env, releases[env.Name], u.Version, u.Config)
-	if err != nil {
+	g.add(reasons...)
+	if reasons, err = s.gatePolicies(ctx, env, u, ch, now, facts.sources); err != nil {
 		return g, err
 	}
-	// Only an approved plan is frozen: an ungated update is re-planned at
-	// run time against today's configuration and release.
-	if digest := g.Plan.Digest(); !env.RequiresChange {
-	} else if digest != u.PlanDigest {
-		add(GatePlan, fmt.Sprintf("plan changed since it was proposed (sha256 %s… now %s…): the configuration or the current release changed; propose again for a new approval",
-			short(u.PlanDigest), short(digest)), time.Time{})
-	} else if env.RequiresChange && u.ApprovedDigest != "" && u.ApprovedDigest != digest {
-		add(GatePlan, fmt.Sprintf("plan sha256 %s… is not the approved plan %s…; propose again for a new approval", short(digest), short(u.ApprovedDigest)), time.Time{})
-	}
+	g.add(reasons...)
+	g.add(gateLeases(env.Name, facts.leases)...)
+	g.settle()
+	return g, nil
+}
 
-	in, err := s.policyInput(ctx, env, u, ch, now)
-	if err != nil {
-		return g, err
-	}
-	for _, v := range s.policies.Evaluate(in) {
-		if v.Blocking() {
-			add(GatePolicy, fmt.Sprintf("policy %s: %s", v.Policy, verdictText(v)), time.Time{})
-		}
-	}
+func (g *GateResult) add(rs ...GateReason) { g.Reasons = append(g.Reasons, rs...) }
 
-	leases, err := s.store.Leases(ctx)
-	if err != nil {
-		return g, err
-	}
-	for _, l := range leases {
-		if l.Environment == env.Name {
-			add(GateLease, fmt.Sprintf("%s is being rolled by %s (run %s) until %s", env.Name, l.Holder, l.RunID, l.ExpiresAt.UTC().Format("15:04:05 UTC")), l.ExpiresAt)
-		}
-	}
-
-	// Pending: an approval is missing and nothing else stands in the way
-	// that time alone will not clear (a window opening later still counts
-	// as waiting for the approval first).
+// settle decides Open, Pending and NextOpen from the reasons, and sorts
+// them by code. Pending: an approval is missing and nothing else stands
+// in the way that time alone will not clear (a window opening later still
+// counts as waiting for the approval first).
+func (g *GateResult) settle() {
 	g.Open = len(g.Reasons) == 0
 	g.Pending = false
+	g.NextOpen = time.Time{}
 	waitable := true
 	timed := !g.Open
 	for _, r := range g.Reasons {
@@ -210,36 +222,129 @@ func (s *Service) Gate(ctx context.Context, u Update) (GateResult, error) {
 		g.NextOpen = time.Time{}
 	}
 	sort.SliceStable(g.Reasons, func(i, j int) bool { return g.Reasons[i].Code < g.Reasons[j].Code })
-	return g, nil
 }
 
-// gateChange adds the reasons a mirrored change gives.
-func (s *Service) gateChange(g *GateResult, ch Change, now time.Time, add func(code, msg string, until time.Time)) {
-	approved := ch.Approval == "approved" || ch.Type == "standard"
-	switch {
-	case ch.State == ChangeNew && ch.Approval == "rejected":
-		add(GateState, fmt.Sprintf("change %s was rejected", ch.Number), time.Time{})
-	case ch.State == ChangeNew || ch.State == ChangeAssess || ch.State == ChangeAuthorize:
-		add(GateApproval, fmt.Sprintf("change %s is in %s, awaiting approval", ch.Number, ch.State), time.Time{})
-	case ch.State == ChangeScheduled || ch.State == ChangeImplement:
-		if !approved {
-			add(GateApproval, fmt.Sprintf("change %s is %s but its approval is %q", ch.Number, ch.State, ch.Approval), time.Time{})
-		} else if g.updateWaiting {
-			add(GateApproval, fmt.Sprintf("change %s is approved; the next sync records it", ch.Number), time.Time{})
+// gateUpdateState: the update is approved or scheduled. A gated update
+// still waiting is judged from its mirrored change (gateApproval).
+func gateUpdateState(u Update, env Environment) []GateReason {
+	switch u.State {
+	case UpdateApproved, UpdateScheduled:
+	case UpdateProposed, UpdateAwaitingApproval:
+		switch {
+		case u.ChangeNumber == "":
+			return []GateReason{{Code: GateApproval, Message: "change not raised yet (queued for ServiceNow)"}}
+		case !env.RequiresChange:
+			return []GateReason{{Code: GateApproval, Message: fmt.Sprintf("awaiting approval of %s", u.ChangeNumber)}}
 		}
 	default:
-		add(GateState, fmt.Sprintf("change %s is %s", ch.Number, ch.State), time.Time{})
+		return []GateReason{{Code: GateState, Message: fmt.Sprintf("update is %s", u.State)}}
 	}
-	// The planned window: a closed interval; an empty bound is unbounded.
+	return nil
+}
+
+// gateApproval: the mirrored change is approved and implementable. waiting
+// is set while the update has not yet recorded an approval its change has.
+func gateApproval(ch Change, waiting bool) []GateReason {
+	switch {
+	case ch.State == ChangeNew && ch.Rejected():
+		return []GateReason{{Code: GateState, Message: fmt.Sprintf("change %s was rejected", ch.Number)}}
+	case ch.State == ChangeNew || ch.State == ChangeAssess || ch.State == ChangeAuthorize:
+		return []GateReason{{Code: GateApproval, Message: fmt.Sprintf("change %s is in %s, awaiting approval", ch.Number, ch.State)}}
+	case ch.State == ChangeScheduled || ch.State == ChangeImplement:
+		if !ch.Approved() {
+			return []GateReason{{Code: GateApproval, Message: fmt.Sprintf("change %s is %s but its approval is %q", ch.Number, ch.State, ch.Approval)}}
+		} else if waiting {
+			return []GateReason{{Code: GateApproval, Message: fmt.Sprintf("change %s is approved; the next sync records it", ch.Number)}}
+		}
+		return nil
+	default:
+		return []GateReason{{Code: GateState, Message: fmt.Sprintf("change %s is %s", ch.Number, ch.State)}}
+	}
+}
+
+// gateWindow: now is inside the change's planned window, a closed
+// interval; an empty bound is unbounded.
+func gateWindow(ch Change, now time.Time) []GateReason {
 	switch {
 	case !ch.StartDate.IsZero() && now.Before(ch.StartDate):
-		add(GateWindow, fmt.Sprintf("outside the change window, opens %s", ch.StartDate.UTC().Format("2006-01-02 15:04 UTC")), ch.StartDate)
+		return []GateReason{{Code: GateWindow, Message: fmt.Sprintf("outside the change window, opens %s", fmtTime(ch.StartDate)), Until: ch.StartDate}}
 	case !ch.EndDate.IsZero() && now.After(ch.EndDate):
-		add(GateWindow, fmt.Sprintf("the change window closed at %s; it needs a new change", ch.EndDate.UTC().Format("2006-01-02 15:04 UTC")), time.Time{})
+		return []GateReason{{Code: GateWindow, Message: fmt.Sprintf("the change window closed at %s; it needs a new change", fmtTime(ch.EndDate))}}
 	}
-	if !g.conflictsChecked && ch.ConflictStatus == ConflictStatusConflict {
-		add(GateConflict, fmt.Sprintf("ServiceNow reports a conflict for %s (blackout or overlapping change)", ch.Number), time.Time{})
+	return nil
+}
+
+// gateConflictStatus: the change's own conflict_status, when daytwo runs
+// no check of its own.
+func gateConflictStatus(ch Change) []GateReason {
+	if ch.ConflictStatus == ConflictStatusConflict {
+		return []GateReason{{Code: GateConflict, Message: fmt.Sprintf("ServiceNow reports a conflict for %s (blackout or overlapping change)", ch.Number)}}
 	}
+	return nil
+}
+
+// gateFreezes: now is outside every freeze that applies to env.
+func gateFreezes(freezes []Freeze, env string, now time.Time) []GateReason {
+	var out []GateReason
+	for _, f := range freezes {
+		if !f.Applies(env) {
+			continue
+		}
+		if until, frozen, err := freezeUntil(f, now); err != nil {
+			out = append(out, GateReason{Code: GateFreeze, Message: fmt.Sprintf("freeze %s cannot be evaluated: %v", f.Name, err)})
+		} else if frozen {
+			out = append(out, GateReason{Code: GateFreeze, Message: fmt.Sprintf("freeze %s until %s", f.Name, fmtTime(until)), Until: until})
+		}
+	}
+	return out
+}
+
+// gatePlan rebuilds the plan from today's configuration and the current
+// release: for a gated environment it must be the one proposed and
+// approved. Only an approved plan is frozen: an ungated update is
+// re-planned at run time.
+func gatePlan(env Environment, u Update, current Release) (Plan, []GateReason, error) {
+	plan, err := BuildPlan(env, current, u.Version, u.Config)
+	if err != nil {
+		return plan, nil, err
+	}
+	if !env.RequiresChange {
+		return plan, nil, nil
+	}
+	switch digest := plan.Digest(); {
+	case digest != u.PlanDigest:
+		return plan, []GateReason{{Code: GatePlan, Message: fmt.Sprintf("plan changed since it was proposed (sha256 %s… now %s…): the configuration or the current release changed; propose again for a new approval",
+			short(u.PlanDigest), short(digest))}}, nil
+	case u.ApprovedDigest != "" && u.ApprovedDigest != digest:
+		return plan, []GateReason{{Code: GatePlan, Message: fmt.Sprintf("plan sha256 %s… is not the approved plan %s…; propose again for a new approval", short(digest), short(u.ApprovedDigest))}}, nil
+	}
+	return plan, nil, nil
+}
+
+// gatePolicies: no blocking policy fails.
+func (s *Service) gatePolicies(ctx context.Context, env Environment, u Update, ch Change, now time.Time, sources map[string][]Release) ([]GateReason, error) {
+	in, err := s.policyInputFrom(ctx, env, u, ch, now, sources)
+	if err != nil {
+		return nil, err
+	}
+	var out []GateReason
+	for _, v := range s.policies.Evaluate(in) {
+		if v.Blocking() {
+			out = append(out, GateReason{Code: GatePolicy, Message: fmt.Sprintf("policy %s: %s", v.Policy, verdictText(v))})
+		}
+	}
+	return out, nil
+}
+
+// gateLeases: no process holds the environment.
+func gateLeases(env string, leases []Lease) []GateReason {
+	var out []GateReason
+	for _, l := range leases {
+		if l.Environment == env {
+			out = append(out, GateReason{Code: GateLease, Message: fmt.Sprintf("%s is being rolled by %s (run %s) until %s", env, l.Holder, l.RunID, fmtClock(l.ExpiresAt)), Until: l.ExpiresAt})
+		}
+	}
+	return out
 }
 
 var freezeCron = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)

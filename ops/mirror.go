@@ -214,11 +214,11 @@ func changeOutcome(u Update, ch Change) (UpdateState, string) {
 	switch {
 	case ch.State == ChangeCanceled:
 		return UpdateCanceled, fmt.Sprintf("change %s was canceled", ch.Number)
-	case ch.Approval == "rejected":
+	case ch.Rejected():
 		return UpdateRejected, fmt.Sprintf("change %s was rejected", ch.Number)
 	case u.State == UpdateProposed || u.State == UpdateAwaitingApproval:
 		approved := ch.State == ChangeScheduled || ch.State == ChangeImplement
-		if approved && (ch.Approval == "approved" || ch.Type == "standard") {
+		if approved && ch.Approved() {
 			return UpdateApproved, ""
 		}
 	}
@@ -396,7 +396,7 @@ func (s *Service) recheckConflicts(ctx context.Context) error {
 // (this costs a request only in that state, which the re-read ends).
 func (s *Service) decidedButNotMoved(ctx context.Context, changeSysID string, approvals []Approval) bool {
 	for _, a := range approvals {
-		if a.State == "requested" {
+		if a.State == ApprovalRequested {
 			return false
 		}
 	}

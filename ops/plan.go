@@ -25,7 +25,7 @@ type Plan struct {
 	RollbackSteps []string       `json:"rollback_steps"`
 	Health        []string       `json:"health"`
 	Gated         bool           `json:"gated"`
-	ChangeType    string         `json:"change_type,omitempty"`
+	ChangeType    ChangeType     `json:"change_type,omitempty"`
 }
 
 // PlanRelease is one end of a plan.

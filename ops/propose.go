@@ -20,7 +20,7 @@ type ProposeRequest struct {
 	// Set overrides keys of the environment's config map.
 	Set map[string]string
 	// ChangeType overrides the environment's change type.
-	ChangeType string
+	ChangeType ChangeType
 	// Start and End are the planned change window; zero Start means now,
 	// zero End means Start plus the environment's change window.
 	Start, End time.Time
@@ -77,18 +77,18 @@ func (s *Service) Propose(ctx context.Context, req ProposeRequest) (Proposal, er
 	}
 	for k, v := range req.Set {
 		if !configKeyRE.MatchString(k) {
-			return Proposal{}, fmt.Errorf("--set %s: config keys use letters, digits and _", k)
+			return Proposal{}, withHint(fmt.Errorf("config key %q: config keys use letters, digits and _", k), HintConfigKey, k)
 		}
 		config[k] = v
 	}
 	if req.ChangeType != "" {
-		if !slices.Contains([]string{"normal", "standard", "emergency"}, req.ChangeType) {
+		if !req.ChangeType.Valid() {
 			return Proposal{}, fmt.Errorf("change type %q: want normal, standard or emergency", req.ChangeType)
 		}
 		if !env.RequiresChange {
-			return Proposal{}, fmt.Errorf("environment %s is not gated by a change; --type does not apply", env.Name)
+			return Proposal{}, withHint(fmt.Errorf("environment %s is not gated by a change; a change type does not apply", env.Name), HintChangeType, env.Name)
 		}
-		if req.ChangeType == "standard" && env.Change.Template == "" {
+		if req.ChangeType == ChangeStandard && env.Change.Template == "" {
 			return Proposal{}, fmt.Errorf("a standard change needs environments[%s].change.template", env.Name)
 		}
 		env.Change.Type = req.ChangeType
@@ -104,8 +104,8 @@ func (s *Service) Propose(ctx context.Context, req ProposeRequest) (Proposal, er
 	}
 	from := releases[env.Name]
 	if from.Version != "" && !req.Force && !req.DryRun && from.Digest == ReleaseDigest(req.Version, config) {
-		return Proposal{}, fmt.Errorf("%s already runs %s with this config (release %s): nothing to propose; "+
-			"--force proposes it anyway (a redeploy): %w", env.Name, req.Version, short(from.Digest), ErrNothingToDo)
+		return Proposal{}, withHint(fmt.Errorf("%s already runs %s with this config (release %s): nothing to propose: %w",
+			env.Name, req.Version, short(from.Digest), ErrNothingToDo), HintForce, env.Name)
 	}
 	plan, err := BuildPlan(env, from, req.Version, config)
 	if err != nil {
@@ -260,12 +260,12 @@ func openUpdateErr(o Update, supersede bool) error {
 	if o.State == UpdateRunning {
 		return fmt.Errorf("%s is running update %s to %s; propose again once it has finished: %w", o.Environment, what, o.Version, ErrBlocked)
 	}
-	hint := "cancel it first (`daytwo update cancel " + o.ID + "`) or propose with --supersede"
 	if supersede {
-		hint = "it cannot be superseded"
+		return fmt.Errorf("%s already has an open update %s to %s (%s): one update per environment at a time; it cannot be superseded: %w",
+			o.Environment, what, o.Version, o.State, ErrBlocked)
 	}
-	return fmt.Errorf("%s already has an open update %s to %s (%s): one update per environment at a time; %s: %w",
-		o.Environment, what, o.Version, o.State, hint, ErrBlocked)
+	return withHint(fmt.Errorf("%s already has an open update %s to %s (%s): one update per environment at a time: %w",
+		o.Environment, what, o.Version, o.State, ErrBlocked), HintSupersede, o.ID)
 }
 
 func blockedErr(p Proposal) error {
@@ -304,6 +304,12 @@ func verdictDetail(vs []policy.Verdict) []any {
 // source environment's succeeded versions (its release history, minus
 // rolled-back releases).
 func (s *Service) policyInput(ctx context.Context, env Environment, u Update, ch Change, now time.Time) (policy.Input, error) {
+	return s.policyInputFrom(ctx, env, u, ch, now, nil)
+}
+
+// policyInputFrom is policyInput with the promotion source's releases
+// kept in sources across calls (nil: read each time).
+func (s *Service) policyInputFrom(ctx context.Context, env Environment, u Update, ch Change, now time.Time, sources map[string][]Release) (policy.Input, error) {
 	cfg := map[string]any{}
 	for k, v := range u.Config {
 		cfg[k] = v
@@ -314,9 +320,15 @@ func (s *Service) policyInput(ctx context.Context, env Environment, u Update, ch
 		"promote_from": map[string]any{"name": "", "succeeded_versions": []any{}, "current_version": ""},
 	}
 	if env.PromoteFrom != "" {
-		rels, err := s.store.Releases(ctx, env.PromoteFrom, 0)
-		if err != nil {
-			return policy.Input{}, err
+		rels, cached := sources[env.PromoteFrom]
+		if !cached {
+			var err error
+			if rels, err = s.store.Releases(ctx, env.PromoteFrom, 0); err != nil {
+				return policy.Input{}, err
+			}
+			if sources != nil {
+				sources[env.PromoteFrom] = rels
+			}
 		}
 		var versions []any
 		current := ""

@@ -147,7 +147,7 @@ func (s *Service) recoverRun(ctx context.Context, run Run, deadHolder string, pr
 	}
 	note := fmt.Sprintf("run %s was left by %s; %s took it over (epoch %d): %d target(s) done, %d touched, %d in an unknown state%s; it will %s",
 		run.ID, orNone(steps0Holder(steps)), s.holder, fence.Epoch, len(done), len(touched), len(unknown), listSuffix(unknown), course)
-	r.emit(RunEvent{State: "recover", Message: note})
+	r.emit(RunEvent{State: EventRecover, Message: note})
 	if err := s.store.Atomic(ctx, func(tx Tx) error {
 		if err := tx.CheckFence(ctx, fence); err != nil {
 			return err
@@ -161,7 +161,7 @@ func (s *Service) recoverRun(ctx context.Context, run Run, deadHolder string, pr
 	var out runOutcome
 	switch course {
 	case "resume":
-		r.emit(RunEvent{State: "resume", Message: "the gate is still open: resuming"})
+		r.emit(RunEvent{State: EventResume, Message: "the gate is still open: resuming"})
 		out, err = r.execute(view)
 	default:
 		cause := fmt.Errorf("run interrupted and may no longer run: %s", strings.Join(blockers, "; "))

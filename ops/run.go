@@ -68,6 +68,33 @@ const (
 	// StepAbandoned is a step of a dead or fenced-off runner that recovery
 	// found unfinished; its program, if still running, was stopped.
 	StepAbandoned StepState = "abandoned"
+	// StepWaiting is a planned target no step has reached yet: never
+	// journaled, only reported in a run's progress.
+	StepWaiting StepState = "waiting"
+)
+
+// RunEventState is what a run event reports: a step's start or end on a
+// target, or a moment of the run as a whole (a batch, a pause, a rollback,
+// the run's end).
+type RunEventState string
+
+// Run event states. A run's end is reported as its RunState.
+const (
+	EventStarted        RunEventState = "started"
+	EventSucceeded      RunEventState = "succeeded"
+	EventFailed         RunEventState = "failed"
+	EventBatch          RunEventState = "batch"
+	EventPause          RunEventState = "pause"
+	EventRollback       RunEventState = "rollback"
+	EventStopped        RunEventState = "stopped"
+	EventFenced         RunEventState = "fenced"
+	EventRecover        RunEventState = "recover"
+	EventResume         RunEventState = "resume"
+	EventVerify         RunEventState = "verify"
+	EventVerifyFailed   RunEventState = "verify_failed"
+	EventVerified       RunEventState = "verified"
+	EventAnalysisPassed RunEventState = "analysis_passed"
+	EventAnalysisFailed RunEventState = "analysis_failed"
 )
 
 // StepRecord is one journaled step on one target.

@@ -34,13 +34,13 @@ func newRunID() string {
 
 // RunEvent reports progress of a run, as it happens.
 type RunEvent struct {
-	RunID   string    `json:"run_id"`
-	Time    time.Time `json:"time"`
-	Batch   int       `json:"batch,omitempty"`
-	Target  string    `json:"target,omitempty"`
-	Step    string    `json:"step,omitempty"`
-	State   string    `json:"state"`
-	Message string    `json:"message"`
+	RunID   string        `json:"run_id"`
+	Time    time.Time     `json:"time"`
+	Batch   int           `json:"batch,omitempty"`
+	Target  string        `json:"target,omitempty"`
+	Step    string        `json:"step,omitempty"`
+	State   RunEventState `json:"state"`
+	Message string        `json:"message"`
 }
 
 // RunRequest asks to run an update.
@@ -376,7 +376,7 @@ func (r *runner) execute(view *journalView) (runOutcome, error) {
 		}
 		label := fmt.Sprintf("batch %d/%d: %s", batch.Index, len(r.plan.Batches), strings.Join(batch.Targets, ", "))
 		if len(deploy) == 0 && len(rebake) == 0 {
-			r.emit(RunEvent{Batch: batch.Index, State: "batch", Message: label + " (done before the run was taken over)"})
+			r.emit(RunEvent{Batch: batch.Index, State: EventBatch, Message: label + " (done before the run was taken over)"})
 			ev := make([]string, len(batch.Targets))
 			for i, name := range batch.Targets {
 				ev[i] = name + " ok (done before the run was taken over)"
@@ -388,12 +388,12 @@ func (r *runner) execute(view *journalView) (runOutcome, error) {
 		}
 		resumed := len(deploy) < len(batch.Targets)
 		if bi > 0 && r.env.Strategy.Pause > 0 && !resumed {
-			r.emit(RunEvent{Batch: batch.Index, State: "pause", Message: fmt.Sprintf("pausing %s before batch %d", r.env.Strategy.Pause, batch.Index)})
+			r.emit(RunEvent{Batch: batch.Index, State: EventPause, Message: fmt.Sprintf("pausing %s before batch %d", r.env.Strategy.Pause, batch.Index)})
 			if err := sleepCtx(r.stop, r.env.Strategy.Pause); err != nil {
 				return r.stopped()
 			}
 		}
-		r.emit(RunEvent{Batch: batch.Index, State: "batch", Message: label})
+		r.emit(RunEvent{Batch: batch.Index, State: EventBatch, Message: label})
 		results := make([]targetResult, len(deploy))
 		if be, ok := r.exec.(BatchExecutor); ok && !r.stopping() {
 			results = r.deployBatch(be, batch.Index, pick(targets, deploy)) // one program for the batch (batch.go)
@@ -529,13 +529,13 @@ func (r *runner) abort(err error) (runOutcome, error) {
 func (r *runner) deployTarget(batch int, t Target) targetResult {
 	req := r.request(t)
 	res := targetResult{target: t.Name}
-	r.emit(RunEvent{Batch: batch, Target: t.Name, Step: StepDeploy, State: "started", Message: fmt.Sprintf("deploying %s", r.u.Version)})
+	r.emit(RunEvent{Batch: batch, Target: t.Name, Step: StepDeploy, State: EventStarted, Message: fmt.Sprintf("deploying %s", r.u.Version)})
 	if err := r.step(batch, t.Name, StepDeploy, r.u.Version, req, func(ctx context.Context, req StepRequest) (string, error) {
 		return "", r.exec.Deploy(ctx, req, r.sink())
 	}); err != nil {
 		res.err = err
 		if !busy(err) {
-			r.emit(RunEvent{Batch: batch, Target: t.Name, Step: StepDeploy, State: "failed", Message: "deploy failed: " + err.Error()})
+			r.emit(RunEvent{Batch: batch, Target: t.Name, Step: StepDeploy, State: EventFailed, Message: "deploy failed: " + err.Error()})
 		}
 		return res
 	}
@@ -549,7 +549,7 @@ func (r *runner) deployTarget(batch int, t Target) targetResult {
 func (r *runner) checkDeployed(batch int, t Target, req StepRequest, res *targetResult) {
 	res.evidence = "deployed (no health checks configured)"
 	if r.health != nil && len(r.env.Health) > 0 {
-		r.emit(RunEvent{Batch: batch, Target: t.Name, Step: StepHealth, State: "started", Message: "checking health"})
+		r.emit(RunEvent{Batch: batch, Target: t.Name, Step: StepHealth, State: EventStarted, Message: "checking health"})
 		var ev string
 		err := r.step(batch, t.Name, StepHealth, r.u.Version, req, func(ctx context.Context, req StepRequest) (string, error) {
 			var err error
@@ -559,14 +559,14 @@ func (r *runner) checkDeployed(batch int, t Target, req StepRequest, res *target
 		if err != nil {
 			res.err = err
 			if !busy(err) {
-				r.emit(RunEvent{Batch: batch, Target: t.Name, Step: StepHealth, State: "failed", Message: "health check failed: " + err.Error()})
+				r.emit(RunEvent{Batch: batch, Target: t.Name, Step: StepHealth, State: EventFailed, Message: "health check failed: " + err.Error()})
 			}
 			return
 		}
 		res.evidence = ev
 	}
 	res.ok = true
-	r.emit(RunEvent{Batch: batch, Target: t.Name, Step: StepDeploy, State: "succeeded", Message: "healthy: " + res.evidence})
+	r.emit(RunEvent{Batch: batch, Target: t.Name, Step: StepDeploy, State: EventSucceeded, Message: "healthy: " + res.evidence})
 }
 
 // step journals fn as one step on target. Launching it is serialised per
@@ -643,7 +643,7 @@ func (r *runner) step(batch int, target, step, version string, req StepRequest, 
 // at the run's stop signal.
 func (r *runner) bake(batch int, names []string, targets map[string]Target) ([]string, int) {
 	d := r.env.Strategy.Bake
-	r.emit(RunEvent{Batch: batch, Step: StepBake, State: "started", Message: fmt.Sprintf("baking batch %d for %s", batch, d)})
+	r.emit(RunEvent{Batch: batch, Step: StepBake, State: EventStarted, Message: fmt.Sprintf("baking batch %d for %s", batch, d)})
 	var (
 		mu       sync.Mutex
 		evidence []string
@@ -673,7 +673,7 @@ func (r *runner) bake(batch int, names []string, targets map[string]Target) ([]s
 		default:
 			failed++
 			evidence = append(evidence, fmt.Sprintf("%s FAILED during bake: %v", name, err))
-			r.emit(RunEvent{Batch: batch, Target: name, Step: StepBake, State: "failed", Message: "bake failed: " + err.Error()})
+			r.emit(RunEvent{Batch: batch, Target: name, Step: StepBake, State: EventFailed, Message: "bake failed: " + err.Error()})
 		}
 	})
 	return evidence, failed
@@ -743,7 +743,7 @@ func (r *runner) rollbackAll(cause error) (runOutcome, error) {
 	}
 	view := readJournal(steps)
 	touched := view.touched()
-	r.emit(RunEvent{State: "rollback", Message: fmt.Sprintf("rolling back %d target(s) to %s: %v", len(touched), orNone(r.from.Version), cause)})
+	r.emit(RunEvent{State: EventRollback, Message: fmt.Sprintf("rolling back %d target(s) to %s: %v", len(touched), orNone(r.from.Version), cause)})
 	if r.from.Version == "" {
 		return r.finishFailed(touched, fmt.Errorf("%v; nothing to roll back to (first release of %s)", cause, r.env.Name))
 	}
@@ -791,7 +791,7 @@ func (r *runner) rollbackAll(cause error) (runOutcome, error) {
 }
 
 func (r *runner) rollbackTarget(t Target) error {
-	r.emit(RunEvent{Target: t.Name, Step: StepRollback, State: "started", Message: fmt.Sprintf("rolling back to %s", r.from.Version)})
+	r.emit(RunEvent{Target: t.Name, Step: StepRollback, State: EventStarted, Message: fmt.Sprintf("rolling back to %s", r.from.Version)})
 	err := r.step(0, t.Name, StepRollback, r.from.Version, r.request(t), func(ctx context.Context, req StepRequest) (string, error) {
 		req.Rollback = true
 		if rb, ok := r.exec.(Rollbacker); ok {
@@ -809,10 +809,10 @@ func (r *runner) rollbackTarget(t Target) error {
 	if busy(err) {
 		return err
 	}
-	state := "succeeded"
+	state := EventSucceeded
 	msg := "back on " + r.from.Version
 	if err != nil {
-		state, msg = "failed", "rollback failed: "+err.Error()
+		state, msg = EventFailed, "rollback failed: "+err.Error()
 	}
 	r.emit(RunEvent{Target: t.Name, Step: StepRollback, State: state, Message: msg})
 	return err
@@ -851,11 +851,11 @@ func (r *runner) verifyRestored(touched []string, targets map[string]Target) (ve
 		defer mu.Unlock()
 		if err != nil {
 			failed = append(failed, fmt.Sprintf("%s: %v", name, err))
-			r.emit(RunEvent{Target: name, Step: StepVerify, State: "failed", Message: "not restored: " + err.Error()})
+			r.emit(RunEvent{Target: name, Step: StepVerify, State: EventFailed, Message: "not restored: " + err.Error()})
 			return
 		}
 		verified++
-		r.emit(RunEvent{Target: name, Step: StepVerify, State: "succeeded", Message: "verified on " + r.from.Version})
+		r.emit(RunEvent{Target: name, Step: StepVerify, State: EventSucceeded, Message: "verified on " + r.from.Version})
 	})
 	return verified, 0, failed
 }
@@ -873,7 +873,7 @@ func (r *runner) stopped() (runOutcome, error) {
 		cause = context.Canceled
 	}
 	msg := fmt.Sprintf("run %s stopped at a step boundary (%v); it is left resumable and continues when daytwo recovers it", r.run.ID, cause)
-	r.emit(RunEvent{State: "stopped", Message: msg})
+	r.emit(RunEvent{State: EventStopped, Message: msg})
 	r.logs.flush()
 	err := r.s.store.Atomic(ctx, func(tx Tx) error {
 		if err := tx.CheckFence(ctx, r.fence); err != nil {
@@ -903,7 +903,7 @@ func (r *runner) stopped() (runOutcome, error) {
 
 // fenced ends a run whose lease was lost: it writes nothing more.
 func (r *runner) fenced() (runOutcome, error) {
-	r.emit(RunEvent{State: "fenced", Message: fmt.Sprintf("run %s: the lease was taken over by another process; this process stopped and wrote nothing more", r.run.ID)})
+	r.emit(RunEvent{State: EventFenced, Message: fmt.Sprintf("run %s: the lease was taken over by another process; this process stopped and wrote nothing more", r.run.ID)})
 	return runOutcome{run: r.run, update: r.u}, fmt.Errorf("run %s (epoch %d): %w", r.run.ID, r.fence.Epoch, ErrLeaseLost)
 }
 
@@ -926,7 +926,7 @@ func (r *runner) finishSucceeded() (runOutcome, error) {
 	}
 	summary := fmt.Sprintf("Rolled out %s to %d target(s) of %s in %d batch(es); run %s; every health check passed.",
 		r.u.Version, targets, r.env.Name, len(r.plan.Batches), r.run.ID)
-	r.emit(RunEvent{State: "succeeded", Message: summary})
+	r.emit(RunEvent{State: EventSucceeded, Message: summary})
 	r.logs.flush()
 	var out runOutcome
 	err := r.s.store.Atomic(ctx, func(tx Tx) error {
@@ -985,7 +985,7 @@ func (r *runner) finishFailed(touched []string, cause error) (runOutcome, error)
 
 func (r *runner) finishFailure(touched []string, cause error, runState RunState, final UpdateState, summary string) (runOutcome, error) {
 	ctx := r.work
-	r.emit(RunEvent{State: string(runState), Message: summary})
+	r.emit(RunEvent{State: RunEventState(runState), Message: summary})
 	r.logs.flush()
 	var out runOutcome
 	err := r.s.store.Atomic(ctx, func(tx Tx) error {

@@ -96,7 +96,7 @@ type Update struct {
 	Plan           []byte            `json:"-"`
 	PlanDigest     string            `json:"plan_digest"`
 	State          UpdateState       `json:"state"`
-	ChangeType     string            `json:"change_type,omitempty"`
+	ChangeType     ChangeType        `json:"change_type,omitempty"`
 	ChangeNumber   string            `json:"change,omitempty"`
 	ChangeSysID    string            `json:"change_sys_id,omitempty"`
 	ApprovedDigest string            `json:"approved_digest,omitempty"`

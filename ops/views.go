@@ -121,9 +121,13 @@ func (s *Service) UpdateStatuses(ctx context.Context, f UpdateFilter) ([]UpdateS
 	if err != nil {
 		return nil, err
 	}
+	facts, err := s.gateFacts(ctx)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]UpdateStatus, 0, len(ups))
 	for _, u := range ups {
-		st, err := s.updateStatus(ctx, u)
+		st, err := s.updateStatus(ctx, u, facts)
 		if err != nil {
 			return nil, err
 		}
@@ -132,7 +136,7 @@ func (s *Service) UpdateStatuses(ctx context.Context, f UpdateFilter) ([]UpdateS
 	return out, nil
 }
 
-func (s *Service) updateStatus(ctx context.Context, u Update) (UpdateStatus, error) {
+func (s *Service) updateStatus(ctx context.Context, u Update, facts gateFacts) (UpdateStatus, error) {
 	st := UpdateStatus{Update: u}
 	if u.ChangeSysID != "" {
 		if ch, err := s.store.GetChange(ctx, u.ChangeSysID); err == nil {
@@ -152,7 +156,7 @@ func (s *Service) updateStatus(ctx context.Context, u Update) (UpdateStatus, err
 			st.GateText = "environment no longer configured"
 			break
 		}
-		g, err := s.Gate(ctx, u)
+		g, err := s.gate(ctx, u, facts)
 		if err != nil {
 			return st, err
 		}
@@ -202,7 +206,11 @@ func (s *Service) UpdateDetail(ctx context.Context, idOrChange string) (UpdateDe
 	if err != nil {
 		return UpdateDetail{}, err
 	}
-	st, err := s.updateStatus(ctx, u)
+	facts, err := s.gateFacts(ctx)
+	if err != nil {
+		return UpdateDetail{}, err
+	}
+	st, err := s.updateStatus(ctx, u, facts)
 	if err != nil {
 		return UpdateDetail{}, err
 	}
@@ -291,7 +299,7 @@ func (s *Service) RunProgress(ctx context.Context, runID string) (RunProgress, e
 		p.Batches = len(plan.Batches)
 		for _, b := range plan.Batches {
 			for _, t := range b.Targets {
-				p.Targets = append(p.Targets, TargetProgress{Target: t, Batch: b.Index, State: "waiting"})
+				p.Targets = append(p.Targets, TargetProgress{Target: t, Batch: b.Index, State: StepWaiting})
 			}
 		}
 	}

@@ -180,7 +180,7 @@ func (a *app) report(err error) int {
 	if a.db != nil {
 		err = a.db.Explain(err) // a write outside a transaction may not have named the file
 	}
-	fmt.Fprintf(a.stderr, "daytwo: %v\n", err)
+	fmt.Fprintf(a.stderr, "daytwo: %s\n", withHintText(err))
 	var (
 		cfgErr *config.Error
 		usage  usageError

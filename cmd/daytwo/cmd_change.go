@@ -36,8 +36,8 @@ type changeRow struct {
 }
 
 func toChangeRow(c ops.Change) changeRow {
-	return changeRow{Number: c.Number, SysID: c.SysID, Type: c.Type, State: c.State.String(), StateCode: int(c.State),
-		Approval: c.Approval, ShortDescription: c.ShortDescription, CmdbCI: c.CmdbCI, Start: c.StartDate, End: c.EndDate,
+	return changeRow{Number: c.Number, SysID: c.SysID, Type: string(c.Type), State: c.State.String(), StateCode: int(c.State),
+		Approval: string(c.Approval), ShortDescription: c.ShortDescription, CmdbCI: c.CmdbCI, Start: c.StartDate, End: c.EndDate,
 		CorrelationID: c.CorrelationID, Active: c.Active, CloseCode: c.CloseCode, UpdatedOn: c.SysUpdatedOn}
 }
 

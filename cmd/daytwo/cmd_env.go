@@ -60,7 +60,7 @@ func (a *app) runEnvList(ctx context.Context, svc *ops.Service, out string) erro
 			PromoteFrom: e.PromoteFrom, Targets: targetNames(e),
 		}
 		if e.RequiresChange {
-			r.ChangeType = e.Change.Type
+			r.ChangeType = string(e.Change.Type)
 		}
 		if rel, ok := current[e.Name]; ok {
 			r.Version, r.Digest, r.DeployedAt = rel.Version, rel.Digest, rel.CreatedAt

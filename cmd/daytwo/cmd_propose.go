@@ -52,7 +52,7 @@ func (o *proposeOptions) complete(_ *cobra.Command, args []string) error {
 	if err := ops.ValidateVersion(args[1]); err != nil {
 		return usageError{err}
 	}
-	o.req = ops.ProposeRequest{Environment: args[0], Version: args[1], ChangeType: o.changeType, DryRun: o.dryRun,
+	o.req = ops.ProposeRequest{Environment: args[0], Version: args[1], ChangeType: ops.ChangeType(o.changeType), DryRun: o.dryRun,
 		Force: o.force, Supersede: o.supersede, Set: map[string]string{}}
 	for _, s := range o.sets {
 		k, v, ok := strings.Cut(s, "=")

@@ -33,7 +33,7 @@ is refused naming it; --supersede cancels that update (and its change) first.`,
 				return err
 			}
 			defer svc.Wait()
-			p, err := svc.ProposeRollback(ctx, ops.RollbackRequest{Environment: args[0], To: to, ChangeType: changeType, Supersede: supersede})
+			p, err := svc.ProposeRollback(ctx, ops.RollbackRequest{Environment: args[0], To: to, ChangeType: ops.ChangeType(changeType), Supersede: supersede})
 			if err != nil {
 				return err
 			}

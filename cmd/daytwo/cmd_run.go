@@ -286,10 +286,13 @@ func (a *app) reportGate(ctx context.Context, svc *ops.Service, id, out string, 
 	if !g.Open {
 		fmt.Fprintf(a.stdout, "update %s (%s → %s) may not run:\n", u.ID, u.Environment, u.Version)
 		for _, r := range g.Reasons {
+			if t := hintText(r.Hint); t != "" {
+				r.Message += " (" + t + ")"
+			}
 			fmt.Fprintf(a.stdout, "  - %s: %s\n", r.Code, r.Message)
 		}
 		if !g.NextOpen.IsZero() {
-			fmt.Fprintf(a.stdout, "  next opening: %s\n", g.NextOpen.UTC().Format("2006-01-02 15:04 UTC"))
+			fmt.Fprintf(a.stdout, "  next opening: %s\n", g.NextOpen.UTC().Format(ops.TimeLayout))
 		}
 	}
 	return cause

@@ -83,7 +83,7 @@ func (a *app) runUpdateShow(ctx context.Context, svc *ops.Service, id, out strin
 	if u.ChangeNumber != "" {
 		state := "not mirrored yet"
 		if d.Change != nil {
-			state = d.Change.State.String() + ", approval " + d.Change.Approval
+			state = d.Change.State.String() + ", approval " + string(d.Change.Approval)
 		}
 		fmt.Fprintf(w, "Change: %s (%s)\n", u.ChangeNumber, state)
 	}

@@ -271,7 +271,7 @@ func (m Model) View() string {
 		var row string
 		if j := i - m.start; j >= 0 && j < len(m.rows) {
 			c := m.rows[j]
-			row = common.Row(cols, []string{c.Number, c.Type, c.State.String(), common.Or(c.Approval, "—"), c.CmdbCI, c.ShortDescription})
+			row = common.Row(cols, []string{c.Number, string(c.Type), c.State.String(), common.Or(string(c.Approval), "—"), c.CmdbCI, c.ShortDescription})
 		} else {
 			row = s.Table.Empty.Render("…")
 		}

@@ -8,6 +8,8 @@ import (
 
 	"github.com/charmbracelet/lipgloss"
 	"github.com/charmbracelet/x/ansi"
+
+	"github.com/daytwo/daytwo/ops"
 )
 
 // Fit pads or cuts s to exactly h lines of at most w cells, each padded to
@@ -181,7 +183,7 @@ func Timestamp(t time.Time) string {
 	if t.IsZero() {
 		return "—"
 	}
-	return t.UTC().Format("2006-01-02 15:04 UTC")
+	return t.UTC().Format(ops.TimeLayout)
 }
 
 // Or returns s, or alt when s is empty.

@@ -210,9 +210,9 @@ func (m Model) content() string {
 			kv("change", common.Or(u.ChangeNumber, "not raised yet (queued for ServiceNow)"))
 		} else {
 			c := d.Change
-			kv("number", c.Number+" ("+common.Or(c.Type, "?")+")")
+			kv("number", c.Number+" ("+common.Or(string(c.Type), "?")+")")
 			kv("state", c.State.String())
-			kv("approval", common.Or(c.Approval, "—"))
+			kv("approval", common.Or(string(c.Approval), "—"))
 			kv("window", common.Timestamp(c.StartDate)+" – "+common.Timestamp(c.EndDate))
 			if c.CloseCode != "" {
 				kv("closed", c.CloseCode)
@@ -223,7 +223,7 @@ func (m Model) content() string {
 			b.WriteString("  " + s.Status.Muted.Render("none recorded yet") + "\n")
 		}
 		for _, a := range d.Approvals {
-			st := approvalStyle(m.common, a.State)
+			st := approvalStyle(m.common, string(a.State))
 			line := fmt.Sprintf("  %-20s %s", common.Or(a.ApproverName, a.Approver), st)
 			if a.Comments != "" {
 				line += "  " + s.Status.Muted.Render(strings.ReplaceAll(a.Comments, "\n", " "))

@@ -335,7 +335,7 @@ func (m Model) View() string {
 	}
 	batch := 0
 	for _, t := range p.Targets {
-		if t.State != "waiting" && t.Batch > batch {
+		if t.State != ops.StepWaiting && t.Batch > batch {
 			batch = t.Batch
 		}
 	}

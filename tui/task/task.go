@@ -96,6 +96,34 @@ func (m Model) View() string {
 
 // Describe turns a task's error into words an operator can act on.
 func Describe(err error) string {
+	if h, ok := ops.HintOf(err); ok {
+		if t := hintText(h); t != "" {
+			return describeCause(err) + "; " + t
+		}
+	}
+	return describeCause(err)
+}
+
+// hintText phrases a domain hint in the console's terms (palette commands).
+func hintText(h ops.Hint) string {
+	switch h.Kind {
+	case ops.HintSync:
+		return "sync first (:sync)"
+	case ops.HintForce:
+		return "the release is already there: nothing to redeploy from the console"
+	case ops.HintSupersede:
+		return "cancel it first (:cancel " + h.Subject + ")"
+	case ops.HintComment:
+		return "type a comment"
+	case ops.HintConfigKey:
+		return "check the key " + h.Subject
+	case ops.HintReleaseHistory:
+		return "see the environment's releases"
+	}
+	return ""
+}
+
+func describeCause(err error) string {
 	switch {
 	case errors.Is(err, ops.ErrApprovalPending):
 		return "waiting for approval: " + err.Error()

@@ -141,7 +141,7 @@ func (m *Model) applyFilter() {
 func searchText(u ops.UpdateStatus) string {
 	s := u.Update.ID + " " + u.Update.Environment + " " + u.Update.Version + " " + string(u.Update.State) + " " + u.Update.ChangeNumber + " " + u.GateText
 	if u.Change != nil {
-		s += " " + u.Change.State.String() + " " + u.Change.Approval
+		s += " " + u.Change.State.String() + " " + string(u.Change.Approval)
 	}
 	return s
 }
@@ -275,7 +275,7 @@ func (m Model) preview() []string {
 	out := []string{s.Section.Title.Render(fmt.Sprintf("%s  %s %s → %s", u.Update.ID, u.Update.Environment, from, u.Update.Version))}
 	if u.Change != nil {
 		c := u.Change
-		out = append(out, label("change", fmt.Sprintf("%s · %s · approval %s · window %s – %s", c.Number, c.State, common.Or(c.Approval, "—"),
+		out = append(out, label("change", fmt.Sprintf("%s · %s · approval %s · window %s – %s", c.Number, c.State, common.Or(string(c.Approval), "—"),
 			common.Timestamp(c.StartDate), common.Timestamp(c.EndDate))))
 	} else if u.Update.ChangeNumber == "" && m.envs[u.Update.Environment].RequiresChange {
 		out = append(out, label("change", "not raised yet (queued for ServiceNow)"))

@@ -191,7 +191,7 @@ func (v *validator) environment(key string, e ops.Environment, envs map[string]i
 	}
 	if e.RequiresChange {
 		c := e.Change
-		v.oneOf(key+".change.type", c.Type, "normal", "standard", "emergency")
+		v.oneOf(key+".change.type", string(c.Type), "normal", "standard", "emergency")
 		if c.Type == "standard" && c.Template == "" {
 			v.add(key+".change.template", "a standard change needs the name of its template")
 		}
