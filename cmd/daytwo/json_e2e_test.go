@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -110,6 +111,7 @@ func TestEveryJSONOutputIsSnakeCase(t *testing.T) {
 		"daytwo audit export":   {},
 		"daytwo update cancel":  nil,
 		"daytwo store copy":     nil, // needs PostgreSQL: checked in TestStoreCopyRoundTripsTheDemo
+		"daytwo backup":         {"--to", filepath.Join(t.TempDir(), "backup.db")},
 	}
 	cmds := leafCommands()
 	paths := make([]string, 0, len(cmds))
