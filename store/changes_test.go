@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -87,3 +89,77 @@ func TestNestedWriterIsNotDeadlocked(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The console's search (issue 14): one instr() over search_text, which
+// must find what the three LIKEs found — a part of the number, the short
+// description or the CI, ASCII case folded — never match across two
+// fields, and be answered from the changes_find index alone (no row read),
+// both the count and the ordered window.
+func TestSearchMatchesEachFieldFromTheIndex(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	page := benchChanges(30)
+	page[7].ShortDescription = "Rotate TLS Certificates"
+	page[8].CmdbCI = "Payments-API"
+	page[9].ShortDescription = "café Ünïcode"
+	if _, err := db.UpsertChanges(ctx, page); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		q    string
+		want []string
+	}{
+		{"0000007", []string{"CHG0000007"}},
+		{"tls cert", []string{"CHG0000007"}},
+		{"PAYMENTS-api", []string{"CHG0000008"}},
+		{"ünï", nil}, // lower() folds ASCII only, as LIKE did
+		{"Ünï", []string{"CHG0000009"}},
+		{"rollout 29", []string{"CHG0000029"}},
+		{"29checkout", nil}, // "…rollout 29" + "checkout-service": not across fields
+		{"%", nil},
+		{"nothing like it", nil},
+	} {
+		got, err := db.ListChanges(ctx, ops.ChangeFilter{Search: c.q, Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var nums []string
+		for _, ch := range got {
+			nums = append(nums, ch.Number)
+		}
+		n, err := db.CountChanges(ctx, ops.ChangeFilter{Search: c.q})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(nums) != fmt.Sprint(c.want) || n != len(c.want) {
+			t.Errorf("search %q: %v (count %d), want %v", c.q, nums, n, c.want)
+		}
+	}
+	if n, _ := db.CountChanges(ctx, ops.ChangeFilter{Search: "rollout"}); n != 28 {
+		t.Errorf("search rollout counts %d, want 28", n)
+	}
+	for _, q := range []string{
+		`SELECT COUNT(*) FROM changes` + must(changeWhere(ops.ChangeFilter{Search: "x", ActiveOnly: true})),
+		`SELECT sys_id FROM changes` + must(changeWhere(ops.ChangeFilter{Search: "x"})) + ` ORDER BY sys_updated_on DESC, sys_id DESC LIMIT 5`,
+	} {
+		rows, err := db.sql.QueryContext(ctx, `EXPLAIN QUERY PLAN `+q, "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, notused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		if p := strings.Join(plan, "; "); !strings.Contains(p, "COVERING INDEX changes_find") || strings.Contains(p, "TEMP B-TREE") {
+			t.Errorf("%s\nplan: %s (want a scan of the covering index changes_find, no sort)", q, p)
+		}
+	}
+}
+
+func must(where string, _ []any) string { return where }
