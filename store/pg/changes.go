@@ -238,6 +238,7 @@ func (tx *Tx) DeleteChanges(ctx context.Context, sysIDs []string) (int, error) {
 	}
 	return n, nil
 }
+
 // ChangesByID returns the mirrored changes among sysIDs, by sys_id, in a
 // few queries whatever their number: a sync cycle compares every waiting
 // update with its change, and reading them one at a time was most of an
