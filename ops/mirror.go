@@ -251,7 +251,7 @@ func (s *Service) reconcile(ctx context.Context) (int, error) {
 	if len(ids) == 0 {
 		return 0, nil
 	}
-	mirrored, err := s.store.ChangesByID(ctx, ids)
+	mirrored, err := s.store.ChangeStatesByID(ctx, ids)
 	if err != nil {
 		return 0, err
 	}
@@ -523,9 +523,9 @@ type ChangeMirror interface {
 	Approvals(ctx context.Context, changeSysID string) ([]Approval, error)
 	// ApprovalsByID returns the mirrored approvals among sysIDs, by sys_id.
 	ApprovalsByID(ctx context.Context, sysIDs []string) (map[string]Approval, error)
-	// ChangesByID returns the mirrored changes among sysIDs, by sys_id
-	// (absent: not mirrored).
-	ChangesByID(ctx context.Context, sysIDs []string) (map[string]Change, error)
+	// ChangeStatesByID returns the mirrored changes among sysIDs, by sys_id
+	// (absent: not mirrored), without their raw JSON.
+	ChangeStatesByID(ctx context.Context, sysIDs []string) (map[string]Change, error)
 	Incidents(ctx context.Context, updateID string) ([]Incident, error)
 	OpenChangeSysIDs(ctx context.Context, correlationPrefix string) ([]string, error)
 	GetWatermark(ctx context.Context, table string) (Watermark, error)
