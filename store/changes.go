@@ -73,6 +73,9 @@ func (tx *Tx) UpsertChanges(ctx context.Context, changes []ops.Change) (ops.Upse
 		st.Written += int(n)
 		st.Unchanged += len(batch) - int(n)
 	}
+	if st.Written > 0 {
+		return st, tx.bumpGeneration(ctx)
+	}
 	return st, nil
 }
 
@@ -127,6 +130,9 @@ const changeColumns = `SELECT sys_id, number, type, state, approval, risk, short
 
 // ListChanges returns mirrored changes, most recently updated first.
 func (db *DB) ListChanges(ctx context.Context, f ops.ChangeFilter) ([]ops.Change, error) {
+	if searchable(f) {
+		return db.searchChanges(ctx, f)
+	}
 	where, args := changeWhere(f)
 	q := changeColumns + where + " ORDER BY sys_updated_on DESC, sys_id DESC"
 	if f.Limit > 0 || f.Offset > 0 {
@@ -155,6 +161,10 @@ func (db *DB) ListChanges(ctx context.Context, f ops.ChangeFilter) ([]ops.Change
 
 // CountChanges counts the mirrored changes f matches.
 func (db *DB) CountChanges(ctx context.Context, f ops.ChangeFilter) (int, error) {
+	if searchable(f) {
+		n, _, err := db.searchWindow(ctx, f)
+		return n, err
+	}
 	where, args := changeWhere(f)
 	var n int
 	if err := db.sql.QueryRowContext(ctx, `SELECT COUNT(*) FROM changes`+where, args...).Scan(&n); err != nil {
@@ -310,6 +320,11 @@ func (tx *Tx) DeleteChanges(ctx context.Context, sysIDs []string) (int, error) {
 		}
 		if k, _ := res.RowsAffected(); k > 0 {
 			n++
+			if n == 1 {
+				if err := tx.bumpGeneration(ctx); err != nil {
+					return n, err
+				}
+			}
 		}
 		if _, err := tx.tx.ExecContext(ctx, `DELETE FROM approvals WHERE change_sys_id = ?`, id); err != nil {
 			return n, fmt.Errorf("store: delete approvals of %s: %w", id, mapErr(err))

@@ -195,3 +195,78 @@ func TestChangeStatesByIDReadsManyAndSkipsMissing(t *testing.T) {
 		t.Fatalf("ChangeStatesByID %+v, GetChange %+v", c, want)
 	}
 }
+
+// The search index in memory follows every write: a change upserted or
+// deleted through this store, or through another handle on the same file
+// (another process, such as the daemon), is found or gone at the next
+// search, and the index answers what the SQL search answers.
+func TestSearchIndexFollowsWrites(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	page := benchChanges(300)
+	if _, err := db.UpsertChanges(ctx, page); err != nil {
+		t.Fatal(err)
+	}
+	both := func(f ops.ChangeFilter) (int, []string) {
+		t.Helper()
+		n, err := db.CountChanges(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs, err := db.ListChanges(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var nums []string
+		for _, c := range cs {
+			nums = append(nums, c.Number)
+		}
+		// the same filter through SQL
+		where, args := changeWhere(f)
+		var sqlN int
+		if err := db.sql.QueryRowContext(ctx, `SELECT COUNT(*) FROM changes`+where, args...).Scan(&sqlN); err != nil {
+			t.Fatal(err)
+		}
+		if sqlN != n {
+			t.Fatalf("%+v: index counts %d, SQL %d", f, n, sqlN)
+		}
+		return n, nums
+	}
+	if n, nums := both(ops.ChangeFilter{Search: "ROLLOUT 29", Limit: 3, Offset: 1}); n != 11 || fmt.Sprint(nums) != "[CHG0000298 CHG0000297 CHG0000296]" {
+		t.Fatalf("rollout 29: %d %v", n, nums)
+	}
+	if n, _ := both(ops.ChangeFilter{Search: "rollout", ActiveOnly: true}); n != 0 {
+		t.Fatalf("active: %d", n)
+	}
+	fresh := benchChanges(301)[300]
+	fresh.ShortDescription, fresh.Active = "Brand new thing", true
+	if _, err := db.UpsertChanges(ctx, []ops.Change{fresh}); err != nil {
+		t.Fatal(err)
+	}
+	if n, nums := both(ops.ChangeFilter{Search: "brand new", ActiveOnly: true}); n != 1 || nums[0] != fresh.Number {
+		t.Fatalf("after an upsert: %d %v", n, nums)
+	}
+	other, err := Open(ctx, db.Path(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	renamed := fresh
+	renamed.SysModCount++
+	renamed.ShortDescription = "Renamed elsewhere"
+	if _, err := other.UpsertChanges(ctx, []ops.Change{renamed}); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := both(ops.ChangeFilter{Search: "brand new"}); n != 0 {
+		t.Fatalf("a write through another handle is not seen: %d", n)
+	}
+	if n, _ := both(ops.ChangeFilter{Search: "renamed elsewhere"}); n != 1 {
+		t.Fatalf("renamed: %d", n)
+	}
+	if err := other.WithTx(ctx, func(tx *Tx) error { _, err := tx.DeleteChanges(ctx, []string{fresh.SysID}); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if n, nums := both(ops.ChangeFilter{Search: "renamed"}); n != 0 || len(nums) != 0 {
+		t.Fatalf("after a delete elsewhere: %d %v", n, nums)
+	}
+}

@@ -82,6 +82,7 @@ type DB struct {
 	writeGate chan struct{}
 	busy      time.Duration
 	stmts     sync.Map // query text → *sql.Stmt
+	search    searchIndex
 }
 
 // lockWrites waits for this process's other writers. If the gate is not

@@ -25,3 +25,11 @@ CREATE TABLE ci_cache (
     sys_id      TEXT NOT NULL,
     resolved_at TEXT NOT NULL
 );
+-- A counter the store bumps in the transaction of every write that
+-- changes mirrored rows (an upsert that wrote, a delete that deleted): the
+-- console's in-memory search index reloads when it moves, and only then.
+-- PostgreSQL has the table too but searches in SQL (see its 0009_perf2).
+CREATE TABLE changes_generation (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    n  INTEGER NOT NULL
+);

@@ -33,3 +33,10 @@ CREATE TABLE ci_cache (
     sys_id      TEXT NOT NULL,
     resolved_at TEXT NOT NULL
 );
+-- The SQLite store's search-index generation (see its 0009_perf2). This
+-- store searches in SQL and does not bump it; the table is here so that
+-- both engines hold the same tables (store copy carries it over).
+CREATE TABLE changes_generation (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    n  BIGINT NOT NULL
+);
