@@ -175,8 +175,9 @@ func (s *Service) syncOnce(ctx context.Context, write bool) (SyncReport, error) 
 }
 
 // ciCacheTTL is how long a CI's cached sys_id is trusted before it is
-// looked up again (a CI replaced in the CMDB under the same name).
-const ciCacheTTL = 24 * time.Hour
+// looked up again (a CI replaced in the CMDB under the same name): the
+// itsm client's own look-up cache keeps names as long.
+const ciCacheTTL = 15 * time.Minute
 
 // CachedCI is a configured CI's sys_id and when it was looked up.
 type CachedCI struct {
