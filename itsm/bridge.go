@@ -163,8 +163,11 @@ func (b *Bridge) GetChange(ctx context.Context, sysID string) (ops.Change, error
 // given, every change on the CIs.
 func (b *Bridge) MirrorChanges(ctx context.Context, req ops.MirrorRequest, fn func(page []ops.Change, cursor ops.Watermark) error) (ops.MirrorStats, error) {
 	q := "correlation_idSTARTSWITH" + req.CorrelationPrefix
+	var resolved map[string]string
 	if len(req.CIs) > 0 {
-		cis, err := b.ciSysIDs(ctx, req.CIs)
+		var cis []string
+		var err error
+		cis, resolved, err = b.ciSysIDs(ctx, req.CIs, req.KnownCIs)
 		if err != nil {
 			return ops.MirrorStats{}, opsErr(err)
 		}
@@ -182,19 +185,27 @@ func (b *Bridge) MirrorChanges(ctx context.Context, req ops.MirrorRequest, fn fu
 		}
 		return fn(out, ops.Watermark(cursor))
 	})
-	return ops.MirrorStats{Requests: st.Requests, Rows: st.Rows, Cursor: ops.Watermark(st.Cursor)}, opsErr(err)
+	return ops.MirrorStats{Requests: st.Requests, Rows: st.Rows, Cursor: ops.Watermark(st.Cursor), ResolvedCIs: resolved}, opsErr(err)
 }
 
-func (b *Bridge) ciSysIDs(ctx context.Context, names []string) ([]string, error) {
+// ciSysIDs resolves names to sys_ids, looking up only those not in known;
+// it returns the sys_ids in order and the names it looked up.
+func (b *Bridge) ciSysIDs(ctx context.Context, names []string, known map[string]string) ([]string, map[string]string, error) {
 	var ids []string
+	resolved := map[string]string{}
 	for _, n := range names {
+		if id := known[n]; id != "" {
+			ids = append(ids, id)
+			continue
+		}
 		ci, err := b.c.LookupCI(ctx, n)
 		if err != nil {
-			return nil, fmt.Errorf("look up CI %q: %w", n, err)
+			return nil, nil, fmt.Errorf("look up CI %q: %w", n, err)
 		}
 		ids = append(ids, ci.SysID)
+		resolved[n] = ci.SysID
 	}
-	return ids, nil
+	return ids, resolved, nil
 }
 
 // OpenApprovals implements ops.ChangeSystem.

@@ -129,14 +129,19 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 func (c *Client) Instance() string { return c.cfg.Instance }
 
 func newTransport(caFile string) (http.RoundTripper, error) {
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
-		pool = x509.NewCertPool()
-	}
+	// Without a CA file, RootCAs stays nil: crypto/tls then verifies
+	// against the same system roots, loaded at the first TLS handshake.
+	// Loading them here parsed ~150 certificates on every start (a good
+	// part of an idle `sync --once`), also for instances never reached
+	// over TLS.
+	var pool *x509.CertPool
 	if caFile != "" {
 		pem, err := os.ReadFile(caFile)
 		if err != nil {
 			return nil, fmt.Errorf("itsm: invalid config: servicenow.ca_file: %w", err)
+		}
+		if pool, err = x509.SystemCertPool(); err != nil || pool == nil {
+			pool = x509.NewCertPool()
 		}
 		if !pool.AppendCertsFromPEM(pem) {
 			return nil, fmt.Errorf("itsm: invalid config: servicenow.ca_file: no PEM certificate in %s", caFile)

@@ -78,7 +78,10 @@ type MirrorRequest struct {
 	CorrelationPrefix string
 	// CIs additionally selects every change on these configuration items
 	// (names or sys_ids), to show conflicts.
-	CIs      []string
+	CIs []string
+	// KnownCIs holds sys_ids of CIs resolved before (by name as in CIs);
+	// the others are looked up, and reported in MirrorStats.ResolvedCIs.
+	KnownCIs map[string]string
 	PageSize int
 }
 
@@ -87,6 +90,9 @@ type MirrorStats struct {
 	Requests int
 	Rows     int
 	Cursor   Watermark
+	// ResolvedCIs are the CIs of the request looked up in this run (name
+	// → sys_id), for the caller to keep.
+	ResolvedCIs map[string]string
 }
 
 // ChangeSystem is the change-management system ops works with (ServiceNow,

@@ -64,13 +64,28 @@ func (s *Service) syncOnce(ctx context.Context, write bool) (SyncReport, error) 
 		return rep, err
 	}
 	req := MirrorRequest{Since: since, CorrelationPrefix: s.cfg.CorrelationPrefix + ":"}
+	var cached map[string]CachedCI
 	if s.cfg.MirrorCIChanges {
 		req.CIs = s.configuredCIs()
+		if cached, err = s.store.CachedCIs(ctx); err != nil {
+			return rep, err
+		}
+		req.KnownCIs = map[string]string{}
+		for _, n := range req.CIs {
+			if c, ok := cached[n]; ok && s.now().Sub(c.ResolvedAt) < ciCacheTTL {
+				req.KnownCIs[n] = c.SysID
+			}
+		}
 	}
 	ms, err := s.mirrorPipelined(ctx, req, &rep)
 	rep.Requests += ms.Requests
 	if err != nil {
 		return rep, fmt.Errorf("sync: mirror changes: %w", err)
+	}
+	if s.cfg.MirrorCIChanges {
+		if err := s.keepCIs(ctx, req.CIs, cached, ms.ResolvedCIs); err != nil {
+			return rep, err
+		}
 	}
 	if err := s.store.Atomic(ctx, func(tx Tx) error { return tx.SetWatermark(ctx, TableChanges, ms.Cursor) }); err != nil {
 		return rep, err
@@ -86,9 +101,18 @@ func (s *Service) syncOnce(ctx context.Context, write bool) (SyncReport, error) 
 	// The change mirror lags by the pager's skew; an approval decided since
 	// the last cycle means its change has probably moved. Read just those
 	// changes now (no request when nothing was decided).
-	refresh, err := s.changesBehindApprovals(ctx, approvals)
+	refresh, known, err := s.changesBehindApprovals(ctx, approvals)
 	if err != nil {
 		return rep, err
+	}
+	// Store only the approvals that moved: the upsert would skip the
+	// others anyway (not newer than the stored copy), but 1,000 no-op
+	// statements per idle cycle were a good part of its work.
+	changed := approvals[:0:0]
+	for _, a := range approvals {
+		if k, ok := known[a.SysID]; !ok || a.SysModCount > k.SysModCount || a.SysUpdatedOn.After(k.SysUpdatedOn) {
+			changed = append(changed, a)
+		}
 	}
 	// Refresh before the approvals are stored: if a read fails, the next
 	// cycle still sees the decision as new and reads the change again,
@@ -125,7 +149,7 @@ func (s *Service) syncOnce(ctx context.Context, write bool) (SyncReport, error) 
 		return rep, fmt.Errorf("sync: deletions: %w", err)
 	}
 	err = s.store.Atomic(ctx, func(tx Tx) error {
-		if _, err := tx.UpsertApprovals(ctx, approvals); err != nil {
+		if _, err := tx.UpsertApprovals(ctx, changed); err != nil {
 			return err
 		}
 		n, err := tx.DeleteChanges(ctx, deleted)
@@ -150,6 +174,53 @@ func (s *Service) syncOnce(ctx context.Context, write bool) (SyncReport, error) 
 	return rep, nil
 }
 
+// ciCacheTTL is how long a CI's cached sys_id is trusted before it is
+// looked up again (a CI replaced in the CMDB under the same name): the
+// itsm client's own look-up cache keeps names as long.
+const ciCacheTTL = 15 * time.Minute
+
+// CachedCI is a configured CI's sys_id and when it was looked up.
+type CachedCI struct {
+	SysID      string
+	ResolvedAt time.Time
+}
+
+// CICache keeps the sys_ids of the configured CIs between processes: a
+// `sync --once` looked every one up again on each run.
+type CICache interface {
+	// CachedCIs returns the cache by configured CI name.
+	CachedCIs(ctx context.Context) (map[string]CachedCI, error)
+	// CacheCIs replaces the cache.
+	CacheCIs(ctx context.Context, cis map[string]CachedCI) error
+}
+
+// keepCIs stores the CI sys_ids of this cycle: the cached ones still
+// configured plus those just resolved. It writes only when that differs
+// from the cache (a name configured, dropped or looked up again).
+func (s *Service) keepCIs(ctx context.Context, configured []string, cached map[string]CachedCI, resolved map[string]string) error {
+	next := map[string]CachedCI{}
+	for _, n := range configured {
+		if id, ok := resolved[n]; ok {
+			next[n] = CachedCI{SysID: id, ResolvedAt: s.now()}
+		} else if c, ok := cached[n]; ok {
+			next[n] = c
+		}
+	}
+	if len(next) == len(cached) {
+		same := true
+		for n, c := range next {
+			if o, ok := cached[n]; !ok || o != c {
+				same = false
+				break
+			}
+		}
+		if same {
+			return nil
+		}
+	}
+	return s.store.CacheCIs(ctx, next)
+}
+
 // configuredCIs lists the CIs of gated environments.
 func (s *Service) configuredCIs() []string {
 	var cis []string
@@ -170,13 +241,25 @@ func (s *Service) reconcile(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	// One read for every waiting update's change, compared in memory;
+	// only the updates that move are written.
+	ids := make([]string, 0, len(waiting))
+	for _, u := range waiting {
+		if u.ChangeSysID != "" {
+			ids = append(ids, u.ChangeSysID)
+		}
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	mirrored, err := s.store.ChangeStatesByID(ctx, ids)
+	if err != nil {
+		return 0, err
+	}
 	moved := 0
 	for _, u := range waiting {
-		if u.ChangeSysID == "" {
-			continue
-		}
-		ch, err := s.store.GetChange(ctx, u.ChangeSysID)
-		if err != nil {
+		ch, ok := mirrored[u.ChangeSysID]
+		if u.ChangeSysID == "" || !ok {
 			continue // not mirrored yet
 		}
 		next, reason := changeOutcome(u, ch)
@@ -228,19 +311,20 @@ func changeOutcome(u Update, ch Change) (UpdateState, string) {
 // changesBehindApprovals returns the sys_ids of active mirrored changes
 // with an approval that is new or changed since the last cycle: a decision
 // was taken, so the change has probably moved. Idle cycles return none.
-func (s *Service) changesBehindApprovals(ctx context.Context, approvals []Approval) ([]string, error) {
+// It also returns what the mirror knew of the approvals, by sys_id.
+func (s *Service) changesBehindApprovals(ctx context.Context, approvals []Approval) ([]string, map[string]Approval, error) {
 	byChange := map[string][]Approval{}
 	for _, a := range approvals {
 		byChange[a.ChangeSysID] = append(byChange[a.ChangeSysID], a)
 	}
 	if len(approvals) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	// Two local queries whatever the number of changes: the open changes,
 	// and what the mirror knew of the fetched approvals.
 	open, err := s.store.OpenChangeSysIDs(ctx, s.cfg.CorrelationPrefix+":")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ids := make([]string, 0, len(approvals))
 	for _, a := range approvals {
@@ -248,7 +332,7 @@ func (s *Service) changesBehindApprovals(ctx context.Context, approvals []Approv
 	}
 	known, err := s.store.ApprovalsByID(ctx, ids)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	isOpen := map[string]bool{}
 	for _, id := range open {
@@ -271,7 +355,7 @@ func (s *Service) changesBehindApprovals(ctx context.Context, approvals []Approv
 		}
 	}
 	sort.Strings(ids)
-	return ids, nil
+	return ids, known, nil
 }
 
 // mirrorPipelined runs the change mirror with fetching and storing
@@ -286,7 +370,7 @@ func (s *Service) mirrorPipelined(ctx context.Context, req MirrorRequest, rep *S
 	}
 	fetchCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	pages := make(chan pageMsg, 1)
+	pages := make(chan pageMsg, mirrorQueue)
 	done := make(chan struct{})
 	var werr error
 	go func() {
@@ -295,15 +379,39 @@ func (s *Service) mirrorPipelined(ctx context.Context, req MirrorRequest, rep *S
 			if werr != nil {
 				continue // drain what was fetched before the stop
 			}
-			rep.Fetched += len(pm.page)
-			werr = s.store.Atomic(ctx, func(tx Tx) error {
-				st, err := tx.UpsertChanges(ctx, pm.page)
-				if err != nil {
-					return err
+			// Store this page and the pages already fetched behind it in
+			// one transaction (up to mirrorQueue+1): a page's random keys
+			// dirty most leaf pages of the sys_id, number and correlation
+			// indexes, and every commit wrote them all to the WAL again, so
+			// the commits, not the rows, were most of the mirror's writes.
+			// Only pages already here are taken: the write lock is never
+			// held while waiting for ServiceNow.
+			batch := []pageMsg{pm}
+		more:
+			for len(batch) <= mirrorQueue {
+				select {
+				case next, ok := <-pages:
+					if !ok {
+						break more
+					}
+					batch = append(batch, next)
+				default:
+					break more
 				}
-				rep.Upserted += st.Written
-				rep.Unchanged += st.Unchanged
-				return tx.SetWatermark(ctx, TableChanges, pm.cursor)
+			}
+			for _, pm := range batch {
+				rep.Fetched += len(pm.page)
+			}
+			werr = s.store.Atomic(ctx, func(tx Tx) error {
+				for _, pm := range batch {
+					st, err := tx.UpsertChanges(ctx, pm.page)
+					if err != nil {
+						return err
+					}
+					rep.Upserted += st.Written
+					rep.Unchanged += st.Unchanged
+				}
+				return tx.SetWatermark(ctx, TableChanges, batch[len(batch)-1].cursor)
 			})
 			if werr != nil {
 				cancel()
@@ -325,6 +433,10 @@ func (s *Service) mirrorPipelined(ctx context.Context, req MirrorRequest, rep *S
 	}
 	return ms, err
 }
+
+// mirrorQueue is how many fetched pages may wait for the store (about
+// 2 MB each at 1,000 rows).
+const mirrorQueue = 3
 
 // conflictRecheck is how often a change that had conflicts is checked
 // again: the conflicting change may have been withdrawn, the blackout may
@@ -412,6 +524,9 @@ type ChangeMirror interface {
 	Approvals(ctx context.Context, changeSysID string) ([]Approval, error)
 	// ApprovalsByID returns the mirrored approvals among sysIDs, by sys_id.
 	ApprovalsByID(ctx context.Context, sysIDs []string) (map[string]Approval, error)
+	// ChangeStatesByID returns the mirrored changes among sysIDs, by sys_id
+	// (absent: not mirrored), without their raw JSON.
+	ChangeStatesByID(ctx context.Context, sysIDs []string) (map[string]Change, error)
 	Incidents(ctx context.Context, updateID string) ([]Incident, error)
 	OpenChangeSysIDs(ctx context.Context, correlationPrefix string) ([]string, error)
 	GetWatermark(ctx context.Context, table string) (Watermark, error)

@@ -14,6 +14,7 @@ type Store interface {
 	ReleaseReader
 	UpdateReader
 	ChangeMirror
+	CICache
 	ConflictRecords
 	OutboxStore
 	AuditLog

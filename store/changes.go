@@ -50,7 +50,7 @@ func (tx *Tx) UpsertChanges(ctx context.Context, changes []ops.Change) (ops.Upse
 			args = append(args, c.SysID, c.Number, c.Type, int(c.State), c.Approval, c.Risk,
 				c.ShortDescription, c.CmdbCI, c.AssignmentGroup, c.RequestedBy, c.RequestedByID, formatTime(c.StartDate),
 				formatTime(c.EndDate), c.CorrelationID, c.Active, c.CloseCode, formatTime(c.SysUpdatedOn),
-				c.SysModCount, raw, now, string(c.ConflictStatus))
+				c.SysModCount, raw, now, string(c.ConflictStatus), searchText(c))
 		}
 		var (
 			res sql.Result
@@ -73,14 +73,17 @@ func (tx *Tx) UpsertChanges(ctx context.Context, changes []ops.Change) (ops.Upse
 		st.Written += int(n)
 		st.Unchanged += len(batch) - int(n)
 	}
+	if st.Written > 0 {
+		return st, tx.bumpGeneration(ctx)
+	}
 	return st, nil
 }
 
-// upsertBatch rows per statement: 21 parameters each, well under SQLite's
+// upsertBatch rows per statement: 22 parameters each, well under SQLite's
 // limit of 32766.
 const (
 	upsertBatch   = 50
-	upsertColumns = 21
+	upsertColumns = 22
 )
 
 var upsertSQL sync.Map // rows → statement text
@@ -95,13 +98,13 @@ func upsertChangesSQL(rows int) string {
 	var b strings.Builder
 	b.WriteString(`INSERT INTO changes (sys_id, number, type, state, approval, risk,
 			short_description, cmdb_ci, assignment_group, requested_by, requested_by_id, start_date, end_date, correlation_id,
-			active, close_code, sys_updated_on, sys_mod_count, raw_json, mirrored_at, conflict_status)
+			active, close_code, sys_updated_on, sys_mod_count, raw_json, mirrored_at, conflict_status, search_text)
 		VALUES `)
 	for i := range rows {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 	}
 	b.WriteString(`
 		ON CONFLICT (sys_id) DO UPDATE SET number = excluded.number, type = excluded.type, state = excluded.state,
@@ -110,7 +113,8 @@ func upsertChangesSQL(rows int) string {
 			requested_by = excluded.requested_by, requested_by_id = excluded.requested_by_id, start_date = excluded.start_date, end_date = excluded.end_date,
 			correlation_id = excluded.correlation_id, active = excluded.active, close_code = excluded.close_code,
 			sys_updated_on = excluded.sys_updated_on, sys_mod_count = excluded.sys_mod_count,
-			raw_json = excluded.raw_json, mirrored_at = excluded.mirrored_at, conflict_status = excluded.conflict_status
+			raw_json = excluded.raw_json, mirrored_at = excluded.mirrored_at, conflict_status = excluded.conflict_status,
+			search_text = excluded.search_text
 		WHERE excluded.sys_mod_count > changes.sys_mod_count OR excluded.sys_updated_on > changes.sys_updated_on
 			-- Same version, another shape (a write's answer vs the mirror's
 			-- richer read): keep the newest copy; replays stay no-ops.
@@ -126,6 +130,9 @@ const changeColumns = `SELECT sys_id, number, type, state, approval, risk, short
 
 // ListChanges returns mirrored changes, most recently updated first.
 func (db *DB) ListChanges(ctx context.Context, f ops.ChangeFilter) ([]ops.Change, error) {
+	if searchable(f) {
+		return db.searchChanges(ctx, f)
+	}
 	where, args := changeWhere(f)
 	q := changeColumns + where + " ORDER BY sys_updated_on DESC, sys_id DESC"
 	if f.Limit > 0 || f.Offset > 0 {
@@ -154,6 +161,10 @@ func (db *DB) ListChanges(ctx context.Context, f ops.ChangeFilter) ([]ops.Change
 
 // CountChanges counts the mirrored changes f matches.
 func (db *DB) CountChanges(ctx context.Context, f ops.ChangeFilter) (int, error) {
+	if searchable(f) {
+		n, _, err := db.searchWindow(ctx, f)
+		return n, err
+	}
 	where, args := changeWhere(f)
 	var n int
 	if err := db.sql.QueryRowContext(ctx, `SELECT COUNT(*) FROM changes`+where, args...).Scan(&n); err != nil {
@@ -167,19 +178,28 @@ func changeWhere(f ops.ChangeFilter) (string, []any) {
 		where []string
 		args  []any
 	)
-	if f.ActiveOnly {
+	if f.ActiveOnly && f.Search != "" {
+		// "+": stay on changes_find (the search's covering index), not
+		// the partial changes_active, which would read every active row.
+		where = append(where, "+active = 1")
+	} else if f.ActiveOnly {
 		where = append(where, "active = 1")
 	}
 	if f.CorrelationPrefix != "" {
 		where = append(where, "correlation_id >= ? AND correlation_id < ?")
 		args = append(args, f.CorrelationPrefix, f.CorrelationPrefix+"\xff")
 	}
-	if f.Search != "" {
-		// LIKE folds ASCII case itself, as SQLite's lower() does (neither
-		// folds other letters), so `col LIKE p` matches what
-		// `lower(col) LIKE lower(p)` did without a function call per row.
-		// The columns are all in changes_search: the scan stays in the index.
-		like := "%" + strings.NewReplacer("\\", "\\\\", "%", "\\%", "_", "\\_").Replace(strings.ToLower(f.Search)) + "%"
+	if f.Search != "" && !strings.ContainsRune(f.Search, searchSep) {
+		// search_text is lower(number, short description, CI joined by
+		// U+001F), held in changes_find: one instr() per index entry, and
+		// the scan never reads a row. SQLite's lower() folds ASCII letters
+		// only, so the text searched for is folded the same way.
+		where = append(where, `instr(search_text, ?) > 0`)
+		args = append(args, asciiLower(f.Search))
+	} else if f.Search != "" {
+		// A search holding the separator cannot use search_text (it would
+		// match across fields). LIKE folds ASCII case as lower() does.
+		like := "%" + strings.NewReplacer("\\", "\\\\", "%", "\\%", "_", "\\_").Replace(asciiLower(f.Search)) + "%"
 		where = append(where, `(number LIKE ? ESCAPE '\' OR short_description LIKE ? ESCAPE '\' OR cmdb_ci LIKE ? ESCAPE '\')`)
 		args = append(args, like, like, like)
 	}
@@ -187,6 +207,28 @@ func changeWhere(f ops.ChangeFilter) (string, []any) {
 		return "", nil
 	}
 	return " WHERE " + strings.Join(where, " AND "), args
+}
+
+// searchSep separates the fields of changes.search_text (char(31) in
+// migration 0009_perf2).
+const searchSep = '\x1f'
+
+// searchText is a change's changes.search_text: what the console's
+// search looks in, folded as SQLite's lower() folds (migration
+// 0009_perf2 computes the same for rows stored before it).
+func searchText(c ops.Change) string {
+	return asciiLower(c.Number + string(searchSep) + c.ShortDescription + string(searchSep) + c.CmdbCI)
+}
+
+// asciiLower folds ASCII letters only, as SQLite's lower() does.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 // GetChange returns one mirrored change by number (CHG…) or sys_id.
@@ -278,10 +320,63 @@ func (tx *Tx) DeleteChanges(ctx context.Context, sysIDs []string) (int, error) {
 		}
 		if k, _ := res.RowsAffected(); k > 0 {
 			n++
+			if n == 1 {
+				if err := tx.bumpGeneration(ctx); err != nil {
+					return n, err
+				}
+			}
 		}
 		if _, err := tx.tx.ExecContext(ctx, `DELETE FROM approvals WHERE change_sys_id = ?`, id); err != nil {
 			return n, fmt.Errorf("store: delete approvals of %s: %w", id, mapErr(err))
 		}
 	}
 	return n, nil
+}
+
+// ChangeStatesByID returns the mirrored changes among sysIDs, by sys_id,
+// in a few queries whatever their number: a sync cycle compares every
+// waiting update with its change, and reading them one at a time was most
+// of an idle cycle with 1,000 open changes. Only what that comparison
+// needs is read (sys_id, number, type, state, approval, active,
+// sys_updated_on, sys_mod_count): not the raw JSON.
+func (db *DB) ChangeStatesByID(ctx context.Context, sysIDs []string) (map[string]ops.Change, error) {
+	out := make(map[string]ops.Change, len(sysIDs))
+	const chunk = 500 // well under SQLite's bound-parameter limit
+	for len(sysIDs) > 0 {
+		n := min(chunk, len(sysIDs))
+		part := sysIDs[:n]
+		sysIDs = sysIDs[n:]
+		marks := strings.TrimSuffix(strings.Repeat("?,", len(part)), ",")
+		args := make([]any, len(part))
+		for i, id := range part {
+			args[i] = id
+		}
+		if err := func() error {
+			rows, err := db.sql.QueryContext(ctx, `SELECT sys_id, number, type, state, approval, active, sys_updated_on, sys_mod_count
+				FROM changes WHERE sys_id IN (`+marks+`)`, args...)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var (
+					c       ops.Change
+					state   int
+					updated string
+				)
+				if err := rows.Scan(&c.SysID, &c.Number, &c.Type, &state, &c.Approval, &c.Active, &updated, &c.SysModCount); err != nil {
+					return err
+				}
+				c.State = ops.ChangeState(state)
+				if c.SysUpdatedOn, err = parseTime(updated); err != nil {
+					return err
+				}
+				out[c.SysID] = c
+			}
+			return rows.Err()
+		}(); err != nil {
+			return nil, fmt.Errorf("store: change states by id: %w", err)
+		}
+	}
+	return out, nil
 }

@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -85,5 +87,186 @@ func TestNestedWriterIsNotDeadlocked(t *testing.T) {
 	// The gate is free again.
 	if _, err := db.UpsertChanges(ctx, benchChanges(1)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The console's search (issue 14): one instr() over search_text, which
+// must find what the three LIKEs found — a part of the number, the short
+// description or the CI, ASCII case folded — never match across two
+// fields, and be answered from the changes_find index alone (no row read),
+// both the count and the ordered window.
+func TestSearchMatchesEachFieldFromTheIndex(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	page := benchChanges(30)
+	page[7].ShortDescription = "Rotate TLS Certificates"
+	page[8].CmdbCI = "Payments-API"
+	page[9].ShortDescription = "café Ünïcode"
+	if _, err := db.UpsertChanges(ctx, page); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		q    string
+		want []string
+	}{
+		{"0000007", []string{"CHG0000007"}},
+		{"tls cert", []string{"CHG0000007"}},
+		{"PAYMENTS-api", []string{"CHG0000008"}},
+		{"ünï", nil}, // lower() folds ASCII only, as LIKE did
+		{"Ünï", []string{"CHG0000009"}},
+		{"rollout 29", []string{"CHG0000029"}},
+		{"29checkout", nil}, // "…rollout 29" + "checkout-service": not across fields
+		{"%", nil},
+		{"nothing like it", nil},
+	} {
+		got, err := db.ListChanges(ctx, ops.ChangeFilter{Search: c.q, Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var nums []string
+		for _, ch := range got {
+			nums = append(nums, ch.Number)
+		}
+		n, err := db.CountChanges(ctx, ops.ChangeFilter{Search: c.q})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(nums) != fmt.Sprint(c.want) || n != len(c.want) {
+			t.Errorf("search %q: %v (count %d), want %v", c.q, nums, n, c.want)
+		}
+	}
+	if n, _ := db.CountChanges(ctx, ops.ChangeFilter{Search: "rollout"}); n != 28 {
+		t.Errorf("search rollout counts %d, want 28", n)
+	}
+	for _, q := range []string{
+		`SELECT COUNT(*) FROM changes` + must(changeWhere(ops.ChangeFilter{Search: "x", ActiveOnly: true})),
+		`SELECT sys_id FROM changes` + must(changeWhere(ops.ChangeFilter{Search: "x"})) + ` ORDER BY sys_updated_on DESC, sys_id DESC LIMIT 5`,
+	} {
+		rows, err := db.sql.QueryContext(ctx, `EXPLAIN QUERY PLAN `+q, "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, notused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		if p := strings.Join(plan, "; "); !strings.Contains(p, "COVERING INDEX changes_find") || strings.Contains(p, "TEMP B-TREE") {
+			t.Errorf("%s\nplan: %s (want a scan of the covering index changes_find, no sort)", q, p)
+		}
+	}
+}
+
+func must(where string, _ []any) string { return where }
+
+// ChangeStatesByID reads any number of changes in chunks (the reconcile of
+// 1,000 open updates is one call) and leaves out the ones not mirrored.
+func TestChangeStatesByIDReadsManyAndSkipsMissing(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	page := benchChanges(1203)
+	if _, err := db.UpsertChanges(ctx, page); err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{"not-mirrored"}
+	for _, c := range page {
+		ids = append(ids, c.SysID)
+	}
+	got, err := db.ChangeStatesByID(ctx, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(page) {
+		t.Fatalf("%d changes, want %d", len(got), len(page))
+	}
+	if _, ok := got["not-mirrored"]; ok {
+		t.Fatal("a change that is not mirrored was returned")
+	}
+	want, err := db.GetChange(ctx, page[1100].SysID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := got[page[1100].SysID]; c.Number != want.Number || c.SysModCount != want.SysModCount || !c.SysUpdatedOn.Equal(want.SysUpdatedOn) || c.State != want.State || c.Approval != want.Approval || c.Type != want.Type || c.Active != want.Active {
+		t.Fatalf("ChangeStatesByID %+v, GetChange %+v", c, want)
+	}
+}
+
+// The search index in memory follows every write: a change upserted or
+// deleted through this store, or through another handle on the same file
+// (another process, such as the daemon), is found or gone at the next
+// search, and the index answers what the SQL search answers.
+func TestSearchIndexFollowsWrites(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	page := benchChanges(300)
+	if _, err := db.UpsertChanges(ctx, page); err != nil {
+		t.Fatal(err)
+	}
+	both := func(f ops.ChangeFilter) (int, []string) {
+		t.Helper()
+		n, err := db.CountChanges(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs, err := db.ListChanges(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var nums []string
+		for _, c := range cs {
+			nums = append(nums, c.Number)
+		}
+		// the same filter through SQL
+		where, args := changeWhere(f)
+		var sqlN int
+		if err := db.sql.QueryRowContext(ctx, `SELECT COUNT(*) FROM changes`+where, args...).Scan(&sqlN); err != nil {
+			t.Fatal(err)
+		}
+		if sqlN != n {
+			t.Fatalf("%+v: index counts %d, SQL %d", f, n, sqlN)
+		}
+		return n, nums
+	}
+	if n, nums := both(ops.ChangeFilter{Search: "ROLLOUT 29", Limit: 3, Offset: 1}); n != 11 || fmt.Sprint(nums) != "[CHG0000298 CHG0000297 CHG0000296]" {
+		t.Fatalf("rollout 29: %d %v", n, nums)
+	}
+	if n, _ := both(ops.ChangeFilter{Search: "rollout", ActiveOnly: true}); n != 0 {
+		t.Fatalf("active: %d", n)
+	}
+	fresh := benchChanges(301)[300]
+	fresh.ShortDescription, fresh.Active = "Brand new thing", true
+	if _, err := db.UpsertChanges(ctx, []ops.Change{fresh}); err != nil {
+		t.Fatal(err)
+	}
+	if n, nums := both(ops.ChangeFilter{Search: "brand new", ActiveOnly: true}); n != 1 || nums[0] != fresh.Number {
+		t.Fatalf("after an upsert: %d %v", n, nums)
+	}
+	other, err := Open(ctx, db.Path(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	renamed := fresh
+	renamed.SysModCount++
+	renamed.ShortDescription = "Renamed elsewhere"
+	if _, err := other.UpsertChanges(ctx, []ops.Change{renamed}); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := both(ops.ChangeFilter{Search: "brand new"}); n != 0 {
+		t.Fatalf("a write through another handle is not seen: %d", n)
+	}
+	if n, _ := both(ops.ChangeFilter{Search: "renamed elsewhere"}); n != 1 {
+		t.Fatalf("renamed: %d", n)
+	}
+	if err := other.WithTx(ctx, func(tx *Tx) error { _, err := tx.DeleteChanges(ctx, []string{fresh.SysID}); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if n, nums := both(ops.ChangeFilter{Search: "renamed"}); n != 0 || len(nums) != 0 {
+		t.Fatalf("after a delete elsewhere: %d %v", n, nums)
 	}
 }

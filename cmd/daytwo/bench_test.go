@@ -107,6 +107,11 @@ func newBenchMirror(tb testing.TB, sim *snowsim.Server, dir string) *benchMirror
 // openBenchMirror is newBenchMirror for a simulator at url (in this or
 // another process).
 func openBenchMirror(url, dir string) (*benchMirror, error) {
+	return openBenchMirrorWith(url, dir, benchEnvironments())
+}
+
+// openBenchMirrorWith is openBenchMirror over the given environments.
+func openBenchMirrorWith(url, dir string, envs []ops.Environment) (*benchMirror, error) {
 	counts := map[string]*atomic.Int64{}
 	for _, t := range []string{"change_request", "sysapproval_approver", "sys_audit_delete", "cmdb_ci", "other"} {
 		counts[t] = new(atomic.Int64)
@@ -133,7 +138,6 @@ func openBenchMirror(url, dir string) (*benchMirror, error) {
 	if err != nil {
 		return nil, err
 	}
-	envs := benchEnvironments()
 	if err := db.SyncEnvironments(ctx, envs, "bench"); err != nil {
 		db.Close()
 		return nil, err
@@ -196,12 +200,26 @@ func BenchmarkIdleCycle(b *testing.B) {
 // raised through Propose and the outbox and awaiting its approvals.
 func BenchmarkApprovalPolling(b *testing.B) {
 	sim := newBenchSim(b, 0)
-	m := newBenchMirror(b, sim, b.TempDir())
+	// One open update per environment is the rule, so 1,000 open changes
+	// need 1,000 gated environments (on the simulator's five CIs).
+	var envs []ops.Environment
+	for i := range 1000 {
+		e := benchEnvironments()[i%len(benchCIs)]
+		e.Name = fmt.Sprintf("env-%04d", i)
+		e.Targets = []ops.Target{{Name: e.Name + "-1"}}
+		envs = append(envs, e)
+	}
+	m, err := openBenchMirrorWith(sim.URL(), b.TempDir(), envs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m.sim = sim
+	b.Cleanup(func() { m.db.Close() })
 	ctx := context.Background()
 	open := 0
 	for _, n := range []int{1, 10, 100, 1000} {
 		for ; open < n; open++ {
-			if _, err := m.svc.Propose(ctx, ops.ProposeRequest{Environment: "env-checkout-service", Version: fmt.Sprintf("1.0.%d", open)}); err != nil {
+			if _, err := m.svc.Propose(ctx, ops.ProposeRequest{Environment: envs[open].Name, Version: "1.0.1"}); err != nil {
 				b.Fatal(err)
 			}
 		}

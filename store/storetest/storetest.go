@@ -92,6 +92,7 @@ func Run(t *testing.T, open Opener) {
 		{"ChangeConflictStatus", testChangeConflictStatus},
 		{"OutboxDiscardAndSupersede", testOutboxDiscardSupersede},
 		{"OneOpenUpdatePerEnvironment", testOneOpenUpdate},
+		{"ChangeStatesByIDSearchAndCICache", testChangeStatesByIDSearchCICache},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
@@ -1213,5 +1214,41 @@ func testOneOpenUpdate(t *testing.T, open Opener) {
 	}
 	if got := openIDs("prod"); got != "[u2]" {
 		t.Fatalf("open updates of prod = %s; want [u2]", got)
+	}
+}
+
+// testChangeStatesByIDSearchCICache: the reconcile's batch read, the search
+// over the joined number/description/CI text (never across two fields),
+// and the CI sys_id cache (issue 14).
+func testChangeStatesByIDSearchCICache(t *testing.T, open Opener) {
+	s, c := world(t, open)
+	t0 := c.Now().Add(-time.Hour)
+	a, b := change(1, 1, t0), change(2, 1, t0)
+	a.ShortDescription, a.CmdbCI = "Rotate TLS", "Payments-API"
+	upsertChanges(t, s, a, b)
+	got, err := s.ChangeStatesByID(ctx, []string{"sys001", "sys002", "missing"})
+	must(t, err)
+	if len(got) != 2 || got["sys001"].Number != "CHG0000001" || got["sys002"].SysModCount != 1 {
+		t.Fatalf("ChangeStatesByID = %+v", got)
+	}
+	for q, want := range map[string]int{"tls": 1, "payments-api": 1, "TLS\x1fpay": 0, "tlspay": 0, "chg000000": 2} {
+		n, err := s.CountChanges(ctx, ops.ChangeFilter{Search: q})
+		must(t, err)
+		if n != want {
+			t.Errorf("search %q counts %d, want %d", q, n, want)
+		}
+	}
+	cis, err := s.CachedCIs(ctx)
+	must(t, err)
+	if len(cis) != 0 {
+		t.Fatalf("empty CI cache = %+v", cis)
+	}
+	at := c.Now().UTC().Truncate(time.Second)
+	must(t, s.CacheCIs(ctx, map[string]ops.CachedCI{"checkout-service": {SysID: "ci1", ResolvedAt: at}, "payments-api": {SysID: "ci2", ResolvedAt: at}}))
+	must(t, s.CacheCIs(ctx, map[string]ops.CachedCI{"checkout-service": {SysID: "ci1", ResolvedAt: at}}))
+	cis, err = s.CachedCIs(ctx)
+	must(t, err)
+	if len(cis) != 1 || cis["checkout-service"].SysID != "ci1" || !cis["checkout-service"].ResolvedAt.Equal(at) {
+		t.Fatalf("CI cache = %+v, want only checkout-service", cis)
 	}
 }
