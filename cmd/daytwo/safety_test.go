@@ -37,6 +37,7 @@ type safetyWorld struct {
 	// pgURL and pgPassword name the PostgreSQL database the world runs on
 	// (newSafetyWorldOn); empty: the SQLite file d.db.
 	pgURL, pgPassword string
+	pgDB              appStore // opened once: a pool per call would exhaust the server's connections
 }
 
 const safetyTargets = "prd-1 prd-2 prd-3 prd-4"
@@ -189,12 +190,18 @@ func (w *safetyWorld) open(t *testing.T) appStore {
 	var db appStore
 	var err error
 	if w.pgURL != "" {
+		if w.pgDB != nil {
+			return w.pgDB
+		}
 		db, err = pg.Open(context.Background(), w.pgURL, pg.Options{Password: w.pgPassword})
 	} else {
 		db, err = store.Open(context.Background(), filepath.Join(w.dir, "d.db"), store.Options{})
 	}
 	if err != nil {
 		t.Fatal(err)
+	}
+	if w.pgURL != "" {
+		w.pgDB = db
 	}
 	t.Cleanup(func() { db.Close() })
 	return db
