@@ -203,7 +203,11 @@ func TestPostgresFailoverTrials(t *testing.T) {
 				t.Errorf("trial %d: another daemon's first step came %v after the kill (lease TTL %v)", i, took, leaseTTL)
 			}
 		}
-		t.Logf("trial %d: broken %v, killed %v into the rollout, %s; next step by another daemon %v after the kill", i, broken, delay.Round(time.Millisecond), u.State, took.Round(time.Millisecond))
+		next := fmt.Sprintf("next step by another daemon %v after the kill", took.Round(time.Millisecond))
+		if takeoverAt.IsZero() || takeoverAt.Before(killedAt) {
+			next = fmt.Sprintf("no step after the kill (the run was over or taken over before it); seen ended %v after the kill", took.Round(time.Millisecond))
+		}
+		t.Logf("trial %d: broken %v, killed %v into the rollout, %s; %s", i, broken, delay.Round(time.Millisecond), u.State, next)
 		if u.State == ops.UpdateSucceeded {
 			prev = v
 		}
@@ -660,5 +664,78 @@ func TestPostgresRestartDuringRollout(t *testing.T) {
 	}
 	if chg := w.simRecords(t, "change_request", "correlation_id=daytwo:"+p.ID); len(chg) != 1 {
 		t.Fatalf("%d changes in ServiceNow for one update", len(chg))
+	}
+}
+
+// TestWriteOfADeadDaemonIsNotSentTwice is the duplicate the failover
+// trials found (1 in 20): a daemon claims a work note, sends it, and dies
+// before recording the delivery. Once its claim expires another daemon
+// takes the item — with no attempt recorded — and must look on the change
+// before sending it again: ServiceNow ends with the note once.
+func TestWriteOfADeadDaemonIsNotSentTwice(t *testing.T) {
+	srv := pgtest.Start(t)
+	sim := startSim(t, snowsim.Options{})
+	env, _ := writeGatedConfig(t, sim.URL())
+	dbName := srv.CreateDB(t)
+	url := srv.URL(dbName)
+	env = append(env, "DAYTWO_DB_URL="+url, "DAYTWO_DB_PASSWORD="+srv.Password)
+	r := daytwo(t, env, "propose", "production", "2.0.0", "-o", "json")
+	var p proposeResult
+	if err := json.Unmarshal([]byte(r.stdout), &p); err != nil || r.code != 0 || p.Change == "" {
+		t.Fatalf("propose: %+v (%v)", r, err)
+	}
+	chg := simTableRecords(t, sim.URL(), "change_request", "number="+p.Change)
+	if len(chg) != 1 {
+		t.Fatalf("change %s: %d records", p.Change, len(chg))
+	}
+	sysID := fmt.Sprint(chg[0]["sys_id"])
+	ctx := context.Background()
+	db, err := pg.Open(ctx, url, pg.Options{Password: srv.Password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	const note = "daytwo: batch 1/2 done (sent by a daemon that then died)"
+	var id int64
+	payload, _ := json.Marshal(map[string]string{"update_id": p.ID, "note": note})
+	if err := db.Atomic(ctx, func(tx ops.Tx) error {
+		var err error
+		id, err = tx.Enqueue(ctx, ops.OutboxItem{Key: p.ID, Kind: ops.OutboxWorkNote, Payload: payload})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// The dead daemon's send landed in ServiceNow ...
+	body := strings.NewReader(fmt.Sprintf(`{"work_notes":%q}`, note))
+	req, _ := http.NewRequest(http.MethodPatch, sim.URL()+"/api/now/table/change_request/"+sysID, body)
+	req.SetBasicAuth("daytwo", "daytwo")
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("work note in ServiceNow: %s %s", resp.Status, b)
+	}
+	resp.Body.Close()
+	// ... and its claim (on another host) expired with no attempt recorded.
+	srv.Exec(t, dbName, `UPDATE outbox SET claimed_by = 'elsewhere:4242:dead', claimed_until = '2000-01-01T00:00:00.000000000Z' WHERE id = $1`, id)
+	if r := daytwo(t, env, "sync", "--once"); r.code != 0 {
+		t.Fatalf("sync: %+v", r)
+	}
+	it, err := db.GetOutbox(ctx, id)
+	if err != nil || it.State != ops.OutboxDelivered {
+		t.Fatalf("the item after the takeover: %+v (%v)", it, err)
+	}
+	n := 0
+	for _, j := range simTableRecords(t, sim.URL(), "sys_journal_field", "element_id="+sysID) {
+		if j["element"] == "work_notes" && strings.TrimSpace(fmt.Sprint(j["value"])) == note {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("the note is on the change %d times, want once", n)
 	}
 }
