@@ -99,8 +99,9 @@ func TestPostgresFailoverTrials(t *testing.T) {
 		if !ok {
 			t.Fatalf("trial %d: the deploy program's parent %d is none of the daemons %v", i, first.ppid, keys(daemons))
 		}
-		// A rollout takes about 2.5 s (more with a rollback): kill inside it.
-		delay := time.Duration(rng.Int64N(int64(2 * time.Second)))
+		// A rollout takes about 2 s from its first deploy (more with a
+		// rollback): kill inside it.
+		delay := time.Duration(rng.Int64N(int64(1600 * time.Millisecond)))
 		time.Sleep(delay)
 		_ = victim.Process.Signal(syscall.SIGKILL)
 		<-exits[first.ppid]
