@@ -43,7 +43,8 @@ func (db *DB) startNotifier() {
 }
 
 func (db *DB) sendNotify() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// Bounded: Close waits for a pending notification.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	// A failed NOTIFY costs a reader its early refresh only: it still polls.
 	if _, err := db.sql.db.ExecContext(ctx, `SELECT pg_notify($1, '')`, notifyChannel); err != nil {
