@@ -27,6 +27,8 @@ bench:
 	@mkdir -p $(dir $(BENCH_OUT)) && : > $(BENCH_OUT)
 	$(GO) test -run '^$$' -bench 'BenchmarkUpsertChanges|BenchmarkJournalStep' -benchtime 1x ./store/ >> $(BENCH_OUT) 2>&1 || { cat $(BENCH_OUT); exit 1; }
 	$(GO) test -run '^$$' -bench 'BenchmarkSearchChanges' -benchtime 5x ./store/ >> $(BENCH_OUT) 2>&1 || { cat $(BENCH_OUT); exit 1; }
+	$(GO) test -run '^$$' -bench 'BenchmarkUpsertChanges' -benchtime 1x ./store/pg/ >> $(BENCH_OUT) 2>&1 || { cat $(BENCH_OUT); exit 1; }
+	$(GO) test -run '^$$' -bench 'BenchmarkJournalStep' -benchtime 1000x ./store/pg/ >> $(BENCH_OUT) 2>&1 || { cat $(BENCH_OUT); exit 1; }
 	$(GO) test -run '^$$' -bench 'BenchmarkMirror100k' -benchtime 1x ./cmd/daytwo/ >> $(BENCH_OUT) 2>&1 || { cat $(BENCH_OUT); exit 1; }
 	$(GO) test -run '^$$' -bench 'BenchmarkIdleCycle$$' -benchtime 20x ./cmd/daytwo/ >> $(BENCH_OUT) 2>&1 || { cat $(BENCH_OUT); exit 1; }
 	$(GO) test -run '^$$' -bench 'BenchmarkIdleSyncOnce$$' -benchtime 10x ./cmd/daytwo/ >> $(BENCH_OUT) 2>&1 || { cat $(BENCH_OUT); exit 1; }
@@ -53,7 +55,7 @@ bench-ansible:
 ## reliability: the long reliability suites and bounded fuzzing (BENCHMARKS.md)
 FUZZTIME    ?= 30s
 reliability:
-	DAYTWO_RELIABILITY=long $(GO) test -count 1 -timeout 40m -v -run 'TestCrashDuringRollouts|TestFaultsProposeApproveRunEvidence|TestSecretsNeverStored|TestShellMetacharacters|TestSlowCreatesLeaveNoDuplicates|TestCrashTrials|TestStaleRunnerAfterTakeover|TestTwoRunsOfOneUpdate' ./cmd/daytwo/
+	DAYTWO_RELIABILITY=long $(GO) test -count 1 -timeout 40m -v -run 'TestCrashDuringRollouts|TestFaultsProposeApproveRunEvidence|TestSecretsNeverStored|TestShellMetacharacters|TestSlowCreatesLeaveNoDuplicates|TestCrashTrials|TestStaleRunnerAfterTakeover|TestTwoRunsOfOneUpdate|TestPostgresFailoverTrials' ./cmd/daytwo/
 	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./cmd/daytwo/internal/config/
 	$(GO) test -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./ops/policy/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeChange$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./itsm/

@@ -382,10 +382,12 @@ type (
 // alreadyLanded reports whether a retried evidence write (an earlier
 // attempt may have been applied before its answer was lost) is already in
 // the change system, so it is not written twice. First attempts and change
-// systems that cannot tell are never checked.
+// systems that cannot tell are never checked; an item another pass had
+// claimed is no first attempt, even with no attempt recorded (that pass may
+// have sent it and died before recording it: a daemon killed mid-send).
 func (s *Service) alreadyLanded(ctx context.Context, it OutboxItem, check func(EvidenceChecker) (bool, error)) (bool, error) {
 	ec, ok := s.changes.(EvidenceChecker)
-	if !ok || it.Attempts == 0 {
+	if !ok || (it.Attempts == 0 && it.ClaimedBy == "") {
 		return false, nil
 	}
 	return check(ec)

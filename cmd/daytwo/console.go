@@ -6,13 +6,16 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
+	tea "github.com/charmbracelet/bubbletea"
 	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
 
 	"github.com/daytwo/daytwo/ops"
 	"github.com/daytwo/daytwo/tui"
+	"github.com/daytwo/daytwo/tui/common"
 )
 
 func (a *app) tuiCommand() *cobra.Command {
@@ -79,11 +82,46 @@ func (a *app) openConsole(ctx context.Context, engine bool) error {
 		}()
 		defer func() { cancel(); <-done }()
 	}
-	return a.console(ctx, svc)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	return a.console(ctx, svc, liveRefresh(ctx, db)...)
+}
+
+// liveRefresh makes the console re-read its screens as soon as the store
+// announces a commit by any process (ops.ChangeFeed: PostgreSQL's
+// LISTEN/NOTIFY), at most every 100ms, besides its 1s polling; nothing when
+// the store has no feed (SQLite).
+func liveRefresh(ctx context.Context, db any) []tea.ProgramOption {
+	feed, ok := db.(ops.ChangeFeed)
+	if !ok {
+		return nil
+	}
+	var prog *tea.Program
+	running := make(chan struct{}) // closed by the first message through the event loop
+	var once sync.Once
+	go func() {
+		select {
+		case <-running:
+		case <-ctx.Done():
+			return
+		}
+		for range feed.Changes(ctx) {
+			prog.Send(common.RefreshMsg{})
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	return []tea.ProgramOption{
+		func(p *tea.Program) { prog = p },
+		tea.WithFilter(func(_ tea.Model, msg tea.Msg) tea.Msg { once.Do(func() { close(running) }); return msg }),
+	}
 }
 
 // console runs the operator console on svc until the operator quits.
-func (a *app) console(ctx context.Context, svc *ops.Service) error {
+func (a *app) console(ctx context.Context, svc *ops.Service, progOpts ...tea.ProgramOption) error {
 	cfg, err := a.config()
 	if err != nil {
 		return err
@@ -93,5 +131,5 @@ func (a *app) console(ctx context.Context, svc *ops.Service) error {
 		Instance: cfg.ServiceNow.Instance,
 		Refresh:  time.Second,
 		Logger:   a.logger,
-	})
+	}, progOpts...)
 }

@@ -16,9 +16,11 @@ import (
 	"time"
 
 	"github.com/daytwo/daytwo/fixtures/demofleet"
+	"github.com/daytwo/daytwo/internal/pgtest"
 	"github.com/daytwo/daytwo/itsm/snowsim"
 	"github.com/daytwo/daytwo/ops"
 	"github.com/daytwo/daytwo/store"
+	"github.com/daytwo/daytwo/store/pg"
 )
 
 // The safety suites of issue 11: a run's record must be what happened on
@@ -32,11 +34,21 @@ import (
 type safetyWorld struct {
 	*engineWorld
 	ctl string // control files and the deploy log
+	// pgURL and pgPassword name the PostgreSQL database the world runs on
+	// (newSafetyWorldOn); empty: the SQLite file d.db.
+	pgURL, pgPassword string
+	pgDB              appStore // opened once: a pool per call would exhaust the server's connections
 }
 
 const safetyTargets = "prd-1 prd-2 prd-3 prd-4"
 
 func newSafetyWorld(t *testing.T, leaseTTL string, autoRun bool) *safetyWorld {
+	t.Helper()
+	return newSafetyWorldOn(t, leaseTTL, autoRun, nil)
+}
+
+// newSafetyWorldOn is newSafetyWorld on a new database of srv (nil: SQLite).
+func newSafetyWorldOn(t *testing.T, leaseTTL string, autoRun bool, srv *pgtest.Server) *safetyWorld {
 	t.Helper()
 	w := &safetyWorld{engineWorld: &engineWorld{dir: t.TempDir()}}
 	w.sim = startSim(t, snowsim.Options{})
@@ -107,6 +119,10 @@ environments:
 		t.Fatal(err)
 	}
 	w.env = []string{"DAYTWO_CONFIG=" + w.cfgPath, "DAYTWO_SN_PASSWORD=daytwo"}
+	if srv != nil {
+		w.pgURL, w.pgPassword = srv.URL(srv.CreateDB(t)), srv.Password
+		w.env = append(w.env, "DAYTWO_DB_URL="+w.pgURL, "DAYTWO_DB_PASSWORD="+w.pgPassword)
+	}
 	// Production's first recorded release, so that a failed rollout has
 	// one to return to.
 	first := w.proposeApproved(t, "1.0.0")
@@ -169,11 +185,23 @@ func (w *safetyWorld) deploys(t *testing.T) []deployLine {
 	return out
 }
 
-func (w *safetyWorld) open(t *testing.T) *store.DB {
+func (w *safetyWorld) open(t *testing.T) appStore {
 	t.Helper()
-	db, err := store.Open(context.Background(), filepath.Join(w.dir, "d.db"), store.Options{})
+	var db appStore
+	var err error
+	if w.pgURL != "" {
+		if w.pgDB != nil {
+			return w.pgDB
+		}
+		db, err = pg.Open(context.Background(), w.pgURL, pg.Options{Password: w.pgPassword})
+	} else {
+		db, err = store.Open(context.Background(), filepath.Join(w.dir, "d.db"), store.Options{})
+	}
 	if err != nil {
 		t.Fatal(err)
+	}
+	if w.pgURL != "" {
+		w.pgDB = db
 	}
 	t.Cleanup(func() { db.Close() })
 	return db

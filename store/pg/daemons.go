@@ -10,7 +10,7 @@ import (
 // Heartbeat records that daemon d is alive (inserting it the first time).
 func (db *DB) Heartbeat(ctx context.Context, d store.Daemon) error {
 	now := formatTime(db.clock())
-	_, err := db.sql.ExecContext(ctx, `INSERT INTO daemons (id, host, pid, version, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?)
+	_, err := db.quiet.ExecContext(ctx, `INSERT INTO daemons (id, host, pid, version, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, version = excluded.version`,
 		d.ID, d.Host, d.PID, d.Version, now, now)
 	if err != nil {

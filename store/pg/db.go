@@ -77,13 +77,18 @@ type Options struct {
 // DB is an open daytwo database on PostgreSQL.
 type DB struct {
 	pool       *pgxpool.Pool
-	sql        conn
+	sql        conn   // its writes announce themselves (changed)
+	quiet      conn   // for writes no reader shows (heartbeats, lease renewals)
 	url        string // without the password
 	secret     string
 	clock      func() time.Time
 	log        *slog.Logger
 	auditKey   []byte
 	anchorFile string
+
+	kick       chan struct{} // a NOTIFY is due (notify.go)
+	stopNotify chan struct{}
+	notifyDone chan struct{}
 }
 
 // IsURL reports whether s names a PostgreSQL database.
@@ -141,11 +146,13 @@ func Open(ctx context.Context, rawURL string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("store: %s: %w", db.url, db.scrub(err))
 	}
 	db.pool = pool
-	db.sql = conn{db: stdlib.OpenDBFromPool(pool)}
+	sqldb := stdlib.OpenDBFromPool(pool)
+	db.sql, db.quiet = conn{db: sqldb, changed: db.changed}, conn{db: sqldb}
 	if err := db.migrate(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: %s: %w", db.url, db.scrub(err))
 	}
+	db.startNotifier()
 	return db, nil
 }
 
@@ -178,8 +185,13 @@ func (db *DB) ReadOnly() string { return "" }
 // Explain keeps the password out of err's text.
 func (db *DB) Explain(err error) error { return db.scrub(err) }
 
-// Close closes the pool.
+// Close sends a pending change notification, then closes the pool.
 func (db *DB) Close() error {
+	if db.stopNotify != nil {
+		close(db.stopNotify)
+		<-db.notifyDone
+		db.stopNotify = nil
+	}
 	err := db.sql.db.Close()
 	db.pool.Close()
 	return err
@@ -207,7 +219,8 @@ func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", db.scrub(err))
 	}
-	tx := &Tx{tx: sqlTx{tx: t}, db: db, now: db.clock().UTC()}
+	dirty := false
+	tx := &Tx{tx: sqlTx{tx: t, dirty: &dirty}, db: db, now: db.clock().UTC()}
 	if _, err := t.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(writerLock)); err != nil {
 		_ = t.Rollback()
 		return fmt.Errorf("store: lock writers: %w", db.scrub(err))
@@ -218,6 +231,9 @@ func (db *DB) WithTx(ctx context.Context, fn func(tx *Tx) error) error {
 	}
 	if err := t.Commit(); err != nil {
 		return fmt.Errorf("store: commit: %w", db.scrub(mapErr(err)))
+	}
+	if dirty {
+		db.changed()
 	}
 	for _, f := range tx.afterCommit {
 		f()
@@ -331,44 +347,93 @@ func args(in []any) []any {
 	return in
 }
 
-// conn and sqlTx run the store's queries with rebind and args.
-type conn struct{ db *sql.DB }
+// conn and sqlTx run the store's queries with rebind and args, and note
+// writes that changed rows: a conn's at once (changed), a transaction's at
+// its commit (dirty), for the change feed.
+type conn struct {
+	db      *sql.DB
+	changed func() // nil: writes are not announced
+}
 
 func (c conn) ExecContext(ctx context.Context, q string, a ...any) (sql.Result, error) {
-	return c.db.ExecContext(ctx, rebind(q), args(a)...)
+	res, err := c.db.ExecContext(ctx, rebind(q), args(a)...)
+	if err == nil && c.changed != nil {
+		if n, _ := res.RowsAffected(); n > 0 {
+			c.changed()
+		}
+	}
+	return res, err
 }
 
 func (c conn) QueryContext(ctx context.Context, q string, a ...any) (*sql.Rows, error) {
-	return c.db.QueryContext(ctx, rebind(q), args(a)...)
+	rows, err := c.db.QueryContext(ctx, rebind(q), args(a)...)
+	if err == nil && c.changed != nil && writes(q) {
+		c.changed()
+	}
+	return rows, err
 }
 
 func (c conn) QueryRowContext(ctx context.Context, q string, a ...any) *sql.Row {
-	return c.db.QueryRowContext(ctx, rebind(q), args(a)...)
+	row := c.db.QueryRowContext(ctx, rebind(q), args(a)...)
+	if c.changed != nil && writes(q) && row.Err() == nil {
+		c.changed()
+	}
+	return row
 }
 
-type sqlTx struct{ tx *sql.Tx }
+type sqlTx struct {
+	tx    *sql.Tx
+	dirty *bool // set when a statement may have changed rows
+}
+
+func (t sqlTx) mark() {
+	if t.dirty != nil {
+		*t.dirty = true
+	}
+}
 
 func (t sqlTx) ExecContext(ctx context.Context, q string, a ...any) (sql.Result, error) {
-	return t.tx.ExecContext(ctx, rebind(q), args(a)...)
+	res, err := t.tx.ExecContext(ctx, rebind(q), args(a)...)
+	if err == nil {
+		if n, _ := res.RowsAffected(); n > 0 {
+			t.mark()
+		}
+	}
+	return res, err
 }
 
 func (t sqlTx) QueryContext(ctx context.Context, q string, a ...any) (*sql.Rows, error) {
+	if writes(q) {
+		t.mark()
+	}
 	return t.tx.QueryContext(ctx, rebind(q), args(a)...)
 }
 
 func (t sqlTx) QueryRowContext(ctx context.Context, q string, a ...any) *sql.Row {
+	if writes(q) {
+		t.mark()
+	}
 	return t.tx.QueryRowContext(ctx, rebind(q), args(a)...)
 }
 
 func (t sqlTx) PrepareContext(ctx context.Context, q string) (stmt, error) {
 	s, err := t.tx.PrepareContext(ctx, rebind(q))
-	return stmt{s: s}, err
+	return stmt{s: s, tx: t}, err
 }
 
-type stmt struct{ s *sql.Stmt }
+type stmt struct {
+	s  *sql.Stmt
+	tx sqlTx
+}
 
 func (s stmt) ExecContext(ctx context.Context, a ...any) (sql.Result, error) {
-	return s.s.ExecContext(ctx, args(a)...)
+	res, err := s.s.ExecContext(ctx, args(a)...)
+	if err == nil {
+		if n, _ := res.RowsAffected(); n > 0 {
+			s.tx.mark()
+		}
+	}
+	return res, err
 }
 
 func (s stmt) Close() error { return s.s.Close() }

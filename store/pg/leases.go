@@ -67,7 +67,7 @@ func (tx *Tx) CheckFence(ctx context.Context, f ops.Fence) error {
 // lease back that someone else took or that was released.
 func (db *DB) RenewLease(ctx context.Context, f ops.Fence, ttl time.Duration) error {
 	now := db.clock().UTC()
-	res, err := db.sql.ExecContext(ctx, `UPDATE leases SET expires_at = ? WHERE environment = ? AND holder = ? AND holder != '' AND epoch = ?`,
+	res, err := db.quiet.ExecContext(ctx, `UPDATE leases SET expires_at = ? WHERE environment = ? AND holder = ? AND holder != '' AND epoch = ?`,
 		formatTime(now.Add(ttl)), f.Environment, f.Holder, f.Epoch)
 	if err != nil {
 		return fmt.Errorf("store: renew lease %s: %w", f.Environment, mapErr(err))
