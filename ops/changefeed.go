@@ -16,3 +16,10 @@ type ChangeFeed interface {
 	// closed when ctx ends.
 	Changes(ctx context.Context) <-chan struct{}
 }
+
+// ChangeFeed returns the store's change feed, or false when the store has
+// none (SQLite: readers poll).
+func (s *Service) ChangeFeed() (ChangeFeed, bool) {
+	f, ok := s.store.(ChangeFeed)
+	return f, ok
+}

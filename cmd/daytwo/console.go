@@ -84,16 +84,16 @@ func (a *app) openConsole(ctx context.Context, engine bool) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	return a.console(ctx, svc, liveRefresh(ctx, db)...)
+	feed, _ := svc.ChangeFeed()
+	return a.console(ctx, svc, liveRefresh(ctx, feed)...)
 }
 
 // liveRefresh makes the console re-read its screens as soon as the store
 // announces a commit by any process (ops.ChangeFeed: PostgreSQL's
 // LISTEN/NOTIFY), at most every 100ms, besides its 1s polling; nothing when
 // the store has no feed (SQLite).
-func liveRefresh(ctx context.Context, db any) []tea.ProgramOption {
-	feed, ok := db.(ops.ChangeFeed)
-	if !ok {
+func liveRefresh(ctx context.Context, feed ops.ChangeFeed) []tea.ProgramOption {
+	if feed == nil {
 		return nil
 	}
 	var prog *tea.Program

@@ -22,6 +22,7 @@ import (
 	"github.com/daytwo/daytwo/internal/pgtest"
 	"github.com/daytwo/daytwo/itsm/snowsim"
 	"github.com/daytwo/daytwo/ops"
+	"github.com/daytwo/daytwo/store"
 	"github.com/daytwo/daytwo/store/pg"
 	"github.com/daytwo/daytwo/tui/common"
 )
@@ -592,7 +593,15 @@ func TestConsoleRefreshesOnPostgresCommits(t *testing.T) {
 	case <-time.After(500 * time.Millisecond):
 		t.Fatal("no refresh within 500ms of a commit")
 	}
-	if liveRefresh(ctx, struct{}{}) != nil {
+	sq, err := store.Open(ctx, filepath.Join(t.TempDir(), "daytwo.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sq.Close()
+	if _, ok := any(sq).(ops.ChangeFeed); ok {
+		t.Fatal("the SQLite store claims a change feed it does not have")
+	}
+	if liveRefresh(ctx, nil) != nil {
 		t.Fatal("a store without a change feed got live refresh options")
 	}
 }
