@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -31,6 +32,9 @@ type demoWorld struct {
 	svc   *ops.Service
 	db    appStore
 	stop  func() // stops the engine loop and waits for it
+	// banner is what the demo printed, shown again inside the console
+	// (the alternate screen hides it).
+	banner bytes.Buffer
 }
 
 func (a *app) demoCommand() *cobra.Command {
@@ -68,7 +72,7 @@ Everything is stopped and removed on exit (--keep or --dir keeps the files).`,
 			if headless {
 				return a.demoStory(ctx, w, manual)
 			}
-			return a.console(ctx, w.svc)
+			return a.console(ctx, w.svc, w.banner.String())
 		},
 	}
 	f := cmd.Flags()
@@ -165,7 +169,7 @@ func (a *app) startDemo(ctx context.Context, dir string, keep, manual bool, appr
 	w.stop = func() { cancel(); <-done }
 	cleanup = append(cleanup, w.stop)
 
-	out := a.stdout
+	out := io.MultiWriter(a.stdout, &w.banner)
 	fmt.Fprintf(out, "daytwo demo workspace: %s\n", dir)
 	fmt.Fprintf(out, "  ServiceNow simulator: %s (users daytwo/daytwo, ops.lead/ops.lead, cab.manager/cab.manager; see README)\n", w.sim.URL())
 	for _, name := range []string{"dev-1", "dev-2", "stg-1", "stg-2", "prd-1", "prd-2", "prd-3"} {

@@ -79,11 +79,12 @@ func (a *app) openConsole(ctx context.Context, engine bool) error {
 		}()
 		defer func() { cancel(); <-done }()
 	}
-	return a.console(ctx, svc)
+	return a.console(ctx, svc, "")
 }
 
-// console runs the operator console on svc until the operator quits.
-func (a *app) console(ctx context.Context, svc *ops.Service) error {
+// console runs the operator console on svc until the operator quits;
+// banner (the demo's) is shown on its connection screen and help.
+func (a *app) console(ctx context.Context, svc *ops.Service, banner string) error {
 	cfg, err := a.config()
 	if err != nil {
 		return err
@@ -93,5 +94,7 @@ func (a *app) console(ctx context.Context, svc *ops.Service) error {
 		Instance: cfg.ServiceNow.Instance,
 		Refresh:  time.Second,
 		Logger:   a.logger,
+		Theme:    cfg.Console.Theme,
+		Banner:   banner,
 	})
 }

@@ -57,6 +57,12 @@ func Truncate(s string, w int) string {
 type Column struct {
 	Title string
 	Width int
+	// Keep ranks what Fitted shrinks last (ids and versions high, free
+	// text low); Min is the narrowest it shrinks a column to; Grow takes
+	// the room left over.
+	Keep int
+	Min  int
+	Grow bool
 }
 
 // Layout resolves zero-width columns to share what is left of total.
