@@ -61,10 +61,15 @@ type loadedMsg struct {
 // facts is what the screen knows of one environment beyond its status,
 // from its newest updates.
 type facts struct {
-	open    *ops.UpdateStatus // the newest open update
-	lastRun *ops.Run          // the newest run
-	origin  *ops.Update       // the update that made the current release
+	open    *ops.UpdateStatus  // the newest open update
+	lastRun *ops.Run           // the newest run
+	origin  *ops.Update        // the update that made the current release
+	recent  []ops.UpdateStatus // its newest updates, newest first
 }
+
+// history is how many of an environment's newest updates the screen lists
+// under the selected one when there is room.
+const history = 10
 
 func (loadedMsg) Target() common.Page { return common.PageEnvironments }
 
@@ -214,6 +219,9 @@ func gather(envs []ops.EnvironmentStatus, ups []ops.UpdateStatus) map[string]fac
 		if f.origin == nil && u.Update.ID != "" && u.Update.ID == origin[env] {
 			f.origin = &u.Update
 		}
+		if len(f.recent) < history {
+			f.recent = append(f.recent, *u)
+		}
 		out[env] = f
 	}
 	return out
@@ -248,21 +256,22 @@ func (m Model) RollbackTarget(env string) string {
 var columns = []common.Column{
 	{Title: "ENVIRONMENT", Keep: 9, Min: 8},
 	{Title: "RELEASE", Keep: 8},
-	{Title: "SINCE", Keep: 2, Min: 5},
+	{Title: "SINCE", Keep: 3, Min: 5},
 	{Title: "LAST RUN", Keep: 6, Min: 8},
-	{Title: "OPEN UPDATE", Keep: 5, Min: 6},
+	{Title: "OPEN UPDATE", Keep: 2, Min: 10},
 	{Title: "DRIFT", Keep: 4, Min: 5},
-	{Title: "NEXT GATE", Keep: 3, Min: 5},
-	{Title: "BADGES", Keep: 1, Grow: true, Min: 6},
+	{Title: "NEXT GATE", Keep: 5, Min: 9},
+	{Title: "FLAGS", Keep: 1, Grow: true, Min: 5},
 }
 
 // View renders the screen.
 func (m Model) View() string {
 	s := m.common.Styles
 	w, h := m.common.Width, m.common.Height
+	now := m.common.Now()
 	shown := make([][]string, len(m.envs))
 	for i, e := range m.envs {
-		shown[i] = m.cells(e)
+		shown[i] = m.cells(e, now)
 	}
 	cols := common.Fitted(columns, shown, w)
 	var b strings.Builder
@@ -285,21 +294,29 @@ func (m Model) View() string {
 		b.WriteString("\n" + row)
 		lines++
 	}
-	for ; lines < h-len(preview); lines++ {
-		b.WriteString("\n")
-	}
+	// The selected environment in words under the list, then its recent
+	// updates in what room is left.
+	b.WriteString("\n")
+	lines++
 	for _, p := range preview {
 		b.WriteString("\n" + p)
+		lines++
+	}
+	if room := h - lines; room > 3 {
+		for _, l := range m.recent(room) {
+			b.WriteString("\n" + l)
+		}
 	}
 	return common.Fit(b.String(), w, h)
 }
 
-// since renders when a release began: the date to the minute.
-func since(t time.Time) string {
+// since renders when a release began: how long ago (the preview has the
+// time).
+func since(t, now time.Time) string {
 	if t.IsZero() {
 		return "—"
 	}
-	return t.UTC().Format("01-02 15:04")
+	return common.Duration(now.Sub(t)) + " ago"
 }
 
 func (m Model) runOutcome(e ops.EnvironmentStatus) string {
@@ -319,20 +336,17 @@ func (m Model) runOutcome(e ops.EnvironmentStatus) string {
 	return s.Status.Muted.Render("never run")
 }
 
-func (m Model) cells(e ops.EnvironmentStatus) []string {
+func (m Model) cells(e ops.EnvironmentStatus, now time.Time) []string {
 	s := m.common.Styles
 	f := m.facts[e.Environment.Name]
 	open, gate := "—", "—"
 	if u := f.open; u != nil {
-		open = u.Update.Version + " " + string(u.Update.State)
-		if u.Update.ChangeNumber != "" {
-			open = u.Update.ChangeNumber + " " + open
-		}
+		open = common.Or(u.Update.ChangeNumber, u.Update.ID) + " → " + u.Update.Version
 		switch {
 		case u.Gate.Open:
 			gate = s.Status.OK.Render("open")
 		case !u.Gate.NextOpen.IsZero():
-			gate = s.Status.Warn.Render(since(u.Gate.NextOpen))
+			gate = s.Status.Warn.Render(u.Gate.NextOpen.UTC().Format("01-02 15:04"))
 		case u.Gate.Pending:
 			gate = s.Status.Pending.Render("approval")
 		default:
@@ -359,8 +373,39 @@ func (m Model) cells(e ops.EnvironmentStatus) []string {
 	if len(e.Alerts) > 0 {
 		badges = append(badges, s.Badge.Alert.Render(fmt.Sprintf("%d alert(s)", len(e.Alerts))))
 	}
-	return []string{e.Environment.Name, common.Or(e.Current.Version, "—"), since(e.Current.CreatedAt), m.runOutcome(e), open, drift, gate,
+	return []string{e.Environment.Name, common.Or(e.Current.Version, "—"), since(e.Current.CreatedAt, now), m.runOutcome(e), open, drift, gate,
 		strings.Join(badges, " ")}
+}
+
+// recent lists the selected environment's newest updates in up to room
+// lines (a blank line and a title first).
+func (m Model) recent(room int) []string {
+	e, ok := m.Selected()
+	if !ok || room < 3 {
+		return nil
+	}
+	s := m.common.Styles
+	ups := m.facts[e.Environment.Name].recent
+	if len(ups) == 0 {
+		return nil
+	}
+	ups = ups[:min(len(ups), room-3)]
+	rows := make([][]string, len(ups))
+	for i, u := range ups {
+		run := "—"
+		if u.LastRun != nil {
+			run = u.LastRun.ID + " " + string(u.LastRun.State)
+		}
+		rows[i] = []string{u.Update.ID, common.Or(u.Update.FromVersion, "(nothing)") + " → " + u.Update.Version, string(u.Update.State),
+			common.Or(u.Update.ChangeNumber, "—"), run, common.Timestamp(u.Update.CreatedAt)}
+	}
+	cols := common.Fitted([]common.Column{{Title: "UPDATE", Keep: 9}, {Title: "VERSIONS", Keep: 8}, {Title: "STATE", Keep: 6},
+		{Title: "CHANGE", Keep: 7}, {Title: "LAST RUN", Keep: 3}, {Title: "PROPOSED", Keep: 2, Grow: true}}, rows, m.common.Width)
+	out := []string{"", s.Section.Title.Render("Recent updates of " + e.Environment.Name), s.Table.Header.Render(common.Header(cols))}
+	for _, r := range rows {
+		out = append(out, common.Row(cols, r))
+	}
+	return out
 }
 
 // preview describes the selected environment in up to room lines (at

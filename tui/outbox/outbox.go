@@ -5,7 +5,9 @@
 package outbox
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -285,6 +287,15 @@ func (m Model) FullHelp() [][]key.Binding {
 	return [][]key.Binding{{m.keys.Up, m.keys.Down, m.keys.All, m.keys.Open, m.keys.Copy}, {m.keys.Ping, m.keys.Retry, m.keys.Discard}}
 }
 
+// indent pretty-prints JSON (as it is when it is not JSON).
+func indent(raw []byte) string {
+	var b bytes.Buffer
+	if json.Indent(&b, raw, "", "  ") != nil {
+		return string(raw)
+	}
+	return b.String()
+}
+
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // Record is an outbox item in full, for the record page.
@@ -307,9 +318,9 @@ func Record(it ops.OutboxItem) common.Record {
 		f = append(f, common.RecordField{Label: "claimed by", Value: it.ClaimedBy + " until " + common.Timestamp(it.ClaimedUntil)})
 	}
 	f = append(f, common.RecordField{Label: "last error", Value: it.LastError},
-		common.RecordField{Label: "payload", Value: string(it.Payload)})
+		common.RecordField{Label: "payload", Value: indent(it.Payload)})
 	if len(it.Result) > 0 {
-		f = append(f, common.RecordField{Label: "result", Value: string(it.Result)})
+		f = append(f, common.RecordField{Label: "result", Value: indent(it.Result)})
 	}
 	return common.Record{Title: fmt.Sprintf("Outbox #%d", it.ID), ID: fmt.Sprint(it.ID), Fields: f}
 }
