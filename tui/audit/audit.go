@@ -162,8 +162,8 @@ func (m Model) listHeight() int { return max(m.common.Height-4, 1) }
 
 var columns = []common.Column{
 	{Title: "SEQ", Keep: 9},
-	{Title: "TIME (UTC)", Keep: 3},
-	{Title: "ACTOR", Keep: 4, Min: 5},
+	{Title: "TIME (UTC)", Keep: 5},
+	{Title: "ACTOR", Keep: 2, Min: 5},
 	{Title: "ACTION", Keep: 8},
 	{Title: "SUBJECT", Keep: 6},
 	{Title: "CHANGE", Keep: 7},

@@ -25,9 +25,9 @@ type Source interface {
 	UpdateStatuses(ctx context.Context, f ops.UpdateFilter) ([]ops.UpdateStatus, error)
 }
 
-// recent is how many of the newest updates the screen reads to find each
-// environment's open update, last run and current release's origin.
-const recent = 200
+// recent bounds how many of the newest updates the screen reads to find
+// each environment's last run, history and current release's origin.
+const recent = 100
 
 // KeyMap is the screen's keys.
 type KeyMap struct {
@@ -104,8 +104,14 @@ func (m *Model) Load() tea.Cmd {
 		if err != nil {
 			return loadedMsg{gen: gen, err: err}
 		}
-		ups, err := src.UpdateStatuses(ctx, ops.UpdateFilter{Limit: recent})
-		return loadedMsg{gen: gen, envs: envs, ups: ups, err: err}
+		// Every open update (one per environment at most), then the newest
+		// few of each environment for its last run and history.
+		open, err := src.UpdateStatuses(ctx, ops.UpdateFilter{States: ops.OpenUpdateStates()})
+		if err != nil {
+			return loadedMsg{gen: gen, err: err}
+		}
+		ups, err := src.UpdateStatuses(ctx, ops.UpdateFilter{Limit: min(history*max(len(envs), 1), recent)})
+		return loadedMsg{gen: gen, envs: envs, ups: append(open, ups...), err: err}
 	})
 }
 
@@ -213,15 +219,19 @@ func gather(envs []ops.EnvironmentStatus, ups []ops.UpdateStatus) map[string]fac
 		if f.open == nil && slices.Contains(ops.OpenUpdateStates(), u.Update.State) {
 			f.open = u
 		}
-		if f.lastRun == nil && u.LastRun != nil {
-			f.lastRun = u.LastRun
+		if r := u.LastRun; r != nil && (f.lastRun == nil || r.StartedAt.After(f.lastRun.StartedAt)) {
+			f.lastRun = r
 		}
 		if f.origin == nil && u.Update.ID != "" && u.Update.ID == origin[env] {
 			f.origin = &u.Update
 		}
-		if len(f.recent) < history {
+		if len(f.recent) < history && !slices.ContainsFunc(f.recent, func(r ops.UpdateStatus) bool { return r.Update.ID == u.Update.ID }) {
 			f.recent = append(f.recent, *u)
 		}
+		out[env] = f
+	}
+	for env, f := range out { // open ones were read first: newest first again
+		slices.SortStableFunc(f.recent, func(a, b ops.UpdateStatus) int { return b.Update.CreatedAt.Compare(a.Update.CreatedAt) })
 		out[env] = f
 	}
 	return out

@@ -203,7 +203,17 @@ func (m Model) View() string {
 		kv("servicenow", reach),
 	)
 	if c.Error != "" && (!c.Reachable || !c.Configured) {
-		lines = append(lines, kv("error", s.Status.Bad.Render(c.Error)))
+		// the whole error, wrapped under itself (at most three lines)
+		for i, l := range common.Wrap(c.Error, max(w-13, 20)) {
+			if i == 3 {
+				break
+			}
+			k := ""
+			if i == 0 {
+				k = "error"
+			}
+			lines = append(lines, kv(k, s.Status.Bad.Render(l)))
+		}
 	}
 	lines = append(lines,
 		kv("last sync", common.Timestamp(c.LastSync)+" (newest mirrored change)"),
