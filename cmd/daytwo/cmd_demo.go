@@ -169,7 +169,7 @@ func (a *app) startDemo(ctx context.Context, dir string, keep, manual bool, appr
 	w.stop = func() { cancel(); <-done }
 	cleanup = append(cleanup, w.stop)
 
-	out := io.MultiWriter(a.stdout, &w.banner)
+	out := a.stdout
 	fmt.Fprintf(out, "daytwo demo workspace: %s\n", dir)
 	fmt.Fprintf(out, "  ServiceNow simulator: %s (users daytwo/daytwo, ops.lead/ops.lead, cab.manager/cab.manager; see README)\n", w.sim.URL())
 	for _, name := range []string{"dev-1", "dev-2", "stg-1", "stg-2", "prd-1", "prd-2", "prd-3"} {
@@ -185,6 +185,9 @@ func (a *app) startDemo(ctx context.Context, dir string, keep, manual bool, appr
 	}
 	if !headless {
 		fmt.Fprintf(out, "  try it from another terminal: DAYTWO_CONFIG=%s %s update list\n", cfgPath, exe)
+		// What the console repeats on its connection screen and help.
+		fmt.Fprintf(&w.banner, "config: %s\nCLI from another terminal: DAYTWO_CONFIG=%s %s update list\nlogs: %s\nServiceNow simulator: %s (users daytwo, ops.lead, cab.manager; password = user name)\n",
+			cfgPath, cfgPath, exe, filepath.Join(dir, "daytwo.log"), w.sim.URL())
 	}
 	finalCleanup := cleanup
 	w.stop = func() {

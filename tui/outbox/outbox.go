@@ -13,6 +13,7 @@ import (
 
 	"github.com/charmbracelet/bubbles/key"
 	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/x/ansi"
 
 	"github.com/daytwo/daytwo/ops"
 	"github.com/daytwo/daytwo/tui/actions"
@@ -219,15 +220,20 @@ func (m Model) View() string {
 		kv("last sync", common.Timestamp(c.LastSync)+" (newest mirrored change)"),
 		kv("outbox", fmt.Sprintf("%d pending, %d failed", c.Pending, c.Failed)),
 	)
-	for i, l := range strings.Split(strings.TrimSpace(m.common.Banner), "\n") {
-		if l == "" {
+	// The demo's banner, whole: paths and the CLI hint are wrapped, never
+	// cut (the alternate screen hides what the demo printed).
+	first := true
+	for _, l := range strings.Split(strings.TrimSpace(m.common.Banner), "\n") {
+		if l = strings.TrimSpace(l); l == "" {
 			continue
 		}
-		k := ""
-		if i == 0 {
-			k = "demo"
+		for _, part := range strings.Split(ansi.Wrap(l, max(w-13, 20), ""), "\n") {
+			k := ""
+			if first {
+				k, first = "demo", false
+			}
+			lines = append(lines, kv(k, part))
 		}
-		lines = append(lines, kv(k, strings.TrimSpace(l)))
 	}
 	lines = append(lines, "")
 	top := len(lines) + 1
