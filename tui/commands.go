@@ -66,7 +66,7 @@ var paletteCommands = []paletteCommand{
 			}
 			set[k] = v
 		}
-		return common.Act(actions.Propose(m.svc, env, arg(a, 1), set))
+		return common.Act(actions.Propose(m.svc, env, arg(a, 1), m.envs.Candidate(env.Name), set))
 	}},
 	{names: []string{"approve"}, usage: "approve CHG [comment]", mutates: true, run: decideCommand(true)},
 	{names: []string{"reject"}, usage: "reject CHG comment", mutates: true, run: decideCommand(false)},
@@ -77,7 +77,7 @@ var paletteCommands = []paletteCommand{
 		if !ok {
 			return errFlash("usage: rollback ENV [VERSION]")
 		}
-		return common.Act(actions.Rollback(m.svc, env, arg(a, 1)))
+		return common.Act(actions.Rollback(m.svc, env, common.Or(arg(a, 1), m.envs.RollbackTarget(env.Name)), ""))
 	}},
 	{names: []string{"sync"}, usage: "sync", mutates: true, run: func(m *Model, a []string) tea.Cmd {
 		return common.Act(actions.Sync(m.svc))

@@ -38,7 +38,7 @@ func TestFlowApproveThenRefusedInWords(t *testing.T) {
 	waitFor(t, tm, "holds")
 	out := strings.Join(strings.Fields(string(finish(t, f, tm))), " ")
 	for _, want := range []string{
-		"Approve " + chg + ": blocked: daytwo acted as daytwo, who holds no pending approval on " + chg,
+		"Approve " + chg + " as daytwo: blocked: daytwo acted as daytwo, who holds no pending approval on " + chg,
 		"pending: users: ops.lead (requester)",
 	} {
 		if !strings.Contains(out, want) {

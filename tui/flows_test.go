@@ -20,7 +20,8 @@ func init() {
 }
 
 func testOptions() Options {
-	return Options{Clock: func() time.Time { return epoch }, Refresh: 50 * time.Millisecond, PingEvery: -1, FlashFor: time.Minute}
+	return Options{Clock: func() time.Time { return epoch }, Refresh: 50 * time.Millisecond, PingEvery: -1, FlashFor: time.Minute,
+		Clipboard: io.Discard}
 }
 
 func startConsole(t *testing.T, f *fixture, opts Options, w, h int) *teatest.TestModel {
@@ -105,6 +106,7 @@ func finish(t *testing.T, f *fixture, tm *teatest.TestModel) []byte {
 		t.Fatalf("final model is %T", fm)
 	}
 	m.conn.Abandon() // a check in flight when the program stopped never reports
+	m.abandon()      // and neither does a screen's load
 	_, cmd := m.Update(tickMsg{})
 	drive(m, cmd, 0)
 	return f.stable([]byte(m.View()))

@@ -10,6 +10,7 @@ import (
 	"github.com/daytwo/daytwo/tui/environments"
 	"github.com/daytwo/daytwo/tui/monitor"
 	"github.com/daytwo/daytwo/tui/outbox"
+	"github.com/daytwo/daytwo/tui/record"
 	"github.com/daytwo/daytwo/tui/updates"
 )
 
@@ -23,10 +24,11 @@ type pages struct {
 	monitor monitor.Model
 	audit   audit.Model
 	outbox  outbox.Model
+	record  record.Model
 }
 
 var allPages = []common.Page{common.PageEnvironments, common.PageUpdates, common.PageChanges, common.PageDetail,
-	common.PageMonitor, common.PageAudit, common.PageOutbox}
+	common.PageMonitor, common.PageAudit, common.PageOutbox, common.PageRecord}
 
 // page returns the component for p.
 func (ps *pages) page(p common.Page) common.Component {
@@ -43,6 +45,8 @@ func (ps *pages) page(p common.Page) common.Component {
 		return &ps.audit
 	case common.PageOutbox:
 		return &ps.outbox
+	case common.PageRecord:
+		return &ps.record
 	default:
 		return &ps.envs
 	}
@@ -66,6 +70,8 @@ func (ps *pages) updatePage(p common.Page, msg tea.Msg) tea.Cmd {
 		ps.audit, cmd = ps.audit.Update(msg)
 	case common.PageOutbox:
 		ps.outbox, cmd = ps.outbox.Update(msg)
+	case common.PageRecord:
+		ps.record, cmd = ps.record.Update(msg)
 	}
 	return cmd
 }
@@ -83,7 +89,13 @@ func (ps *pages) open(msg common.NavigateMsg) tea.Cmd {
 		}
 		return ps.envs.Load()
 	case common.PageUpdates:
+		ps.updates.SelectWhenLoaded(msg.Select)
 		return ps.updates.SetEnvironment(msg.Arg)
+	case common.PageRecord:
+		if msg.Record != nil {
+			ps.record.Show(*msg.Record)
+		}
+		return nil
 	case common.PageDetail:
 		return ps.detail.Show(msg.Arg)
 	case common.PageMonitor:
@@ -97,4 +109,16 @@ func (ps *pages) setSize(w, h int) {
 	for _, p := range allPages {
 		ps.page(p).SetSize(w, h)
 	}
+}
+
+// abandon forgets every screen's load in flight (the program stopped
+// before they reported).
+func (ps *pages) abandon() {
+	ps.envs.Abandon()
+	ps.updates.Abandon()
+	ps.changes.Abandon()
+	ps.detail.Abandon()
+	ps.monitor.Abandon()
+	ps.audit.Abandon()
+	ps.outbox.Abandon()
 }

@@ -39,8 +39,18 @@ type Options struct {
 	Logger *slog.Logger
 	// LogFile, when Logger is nil, is where Run writes debug logs.
 	LogFile string
-	// Styles overrides the default styles.
+	// Styles overrides the theme's styles.
 	Styles *styles.Styles
+	// Theme is console.theme: auto (default), dark, light or none;
+	// NO_COLOR in the environment forces none.
+	Theme string
+	// Banner is shown on the connection screen and in the help: what the
+	// demo printed before the console hid it behind the alternate screen
+	// (the config path, how to run CLI commands against it).
+	Banner string
+	// Clipboard receives the OSC 52 sequence y copies with (default
+	// stderr: the terminal, outside the renderer's stdout).
+	Clipboard io.Writer
 }
 
 func (o *Options) defaults() {
@@ -64,11 +74,20 @@ func (o *Options) defaults() {
 	}
 	if o.Styles == nil {
 		o.Styles = styles.Default()
+		if name, err := styles.Resolve(o.Theme, os.Getenv("NO_COLOR")); err == nil {
+			o.Styles, _ = styles.Named(name)
+		}
+	}
+	if o.Clipboard == nil {
+		o.Clipboard = os.Stderr
 	}
 }
 
 // Run runs the console in the alternate screen until the operator quits.
 func Run(ctx context.Context, svc *ops.Service, opts Options, progOpts ...tea.ProgramOption) error {
+	if _, err := styles.Resolve(opts.Theme, ""); err != nil {
+		return fmt.Errorf("tui: %w", err)
+	}
 	if opts.Logger == nil && opts.LogFile != "" {
 		f, err := os.OpenFile(opts.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err != nil {

@@ -11,8 +11,12 @@ package tui
 import (
 	"context"
 	"fmt"
+	"io"
+	"os"
+	"strings"
 	"time"
 
+	"github.com/aymanbagabas/go-osc52/v2"
 	"github.com/charmbracelet/bubbles/help"
 	"github.com/charmbracelet/bubbles/spinner"
 	tea "github.com/charmbracelet/bubbletea"
@@ -29,6 +33,7 @@ import (
 	"github.com/daytwo/daytwo/tui/monitor"
 	"github.com/daytwo/daytwo/tui/outbox"
 	"github.com/daytwo/daytwo/tui/palette"
+	"github.com/daytwo/daytwo/tui/record"
 	"github.com/daytwo/daytwo/tui/task"
 	"github.com/daytwo/daytwo/tui/updates"
 )
@@ -39,6 +44,7 @@ type tickMsg struct{}
 type Model struct {
 	common  common.Common // Width and Height are the terminal's
 	svc     *ops.Service
+	clip    io.Writer
 	envList []ops.Environment
 	refresh time.Duration
 	keys    KeyMap
@@ -59,8 +65,8 @@ type Model struct {
 func New(ctx context.Context, svc *ops.Service, opts Options) *Model {
 	opts.defaults()
 	c := common.Common{Ctx: ctx, Styles: opts.Styles, Logger: opts.Logger, Now: opts.Clock, ReadOnly: opts.ReadOnly,
-		Timeout: opts.Timeout, Width: 80, Height: 24}
-	m := &Model{common: c, svc: svc, envList: svc.Environments(), refresh: opts.Refresh, keys: DefaultKeyMap(), help: newHelp(opts.Styles),
+		Timeout: opts.Timeout, Banner: opts.Banner, Width: 80, Height: 24}
+	m := &Model{common: c, svc: svc, clip: opts.Clipboard, envList: svc.Environments(), refresh: opts.Refresh, keys: DefaultKeyMap(), help: newHelp(opts.Styles),
 		stack:   []common.Page{common.PageEnvironments},
 		palette: palette.New(c, "command (try: env prod, chg CHG0030012, propose staging 1.4.2)"),
 		flash:   flash.New(c, opts.FlashFor), tasks: task.New(c), conn: conn.New(c, svc, opts.Instance, opts.PingEvery)}
@@ -72,6 +78,7 @@ func New(ctx context.Context, svc *ops.Service, opts Options) *Model {
 	m.detail = detail.New(c, svc, svc, m.envList, sink)
 	m.audit = audit.New(c, svc)
 	m.outbox = outbox.New(c, svc, svc)
+	m.record = record.New(c)
 	m.setSize(80, 24)
 	return m
 }
@@ -185,7 +192,9 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case common.TaskDoneMsg:
 		cmd = m.taskDone(msg)
 	case tea.KeyMsg:
-		cmd = m.handleKey(msg)
+		cmd = m.keystrokes(msg)
+	case common.CopyMsg:
+		cmd = m.copy(msg.Text)
 	case common.Addressed:
 		cmd = m.updatePage(msg.Target(), msg)
 	default:
@@ -236,4 +245,37 @@ func (m *Model) taskDone(msg common.TaskDoneMsg) tea.Cmd {
 		}
 	}
 	return tea.Batch(append(cmds, m.reload(m.active()), m.conn.Check(false))...)
+}
+
+// keystrokes applies every key of msg: a terminal, tmux send-keys or a slow
+// link may deliver several typed runes in one message ("jj"), and each is
+// a keystroke of its own (a paste stays one message: it is text).
+func (m *Model) keystrokes(msg tea.KeyMsg) tea.Cmd {
+	if msg.Type != tea.KeyRunes || len(msg.Runes) < 2 || msg.Paste {
+		return m.handleKey(msg)
+	}
+	cmds := make([]tea.Cmd, 0, len(msg.Runes))
+	for _, r := range msg.Runes {
+		cmds = append(cmds, m.handleKey(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune{r}, Alt: msg.Alt}))
+	}
+	return tea.Batch(cmds...)
+}
+
+// copy puts text on the terminal's clipboard with OSC 52 (wrapped for
+// tmux and screen, which would swallow it otherwise) and says so.
+func (m *Model) copy(text string) tea.Cmd {
+	w := m.clip
+	seq := osc52.New(text)
+	switch {
+	case os.Getenv("TMUX") != "":
+		seq = seq.Tmux()
+	case strings.HasPrefix(os.Getenv("TERM"), "screen"):
+		seq = seq.Screen()
+	}
+	return func() tea.Msg {
+		if _, err := seq.WriteTo(w); err != nil {
+			return common.FlashMsg{Level: common.LevelError, Text: "copy: " + err.Error()}
+		}
+		return common.FlashMsg{Level: common.LevelInfo, Text: "copied " + text + " (OSC 52: the terminal must allow clipboard writes)"}
+	}
 }

@@ -48,8 +48,62 @@ func (m *Model) View() string {
 	}
 	b.WriteString(body)
 	b.WriteString("\n" + strings.Join(status, "\n"))
-	b.WriteString("\n" + common.PadRight(m.help.ShortHelpView(m.ShortHelp()), w))
+	b.WriteString("\n" + common.PadRight(m.footer(), w))
 	return b.String()
+}
+
+// footer is the short help: the keys that fit, then "…", and "? help"
+// always (the way to every other key), however narrow the terminal.
+// (bubbles' help adds an item that does not fit when the ellipsis does
+// not fit either, so the footer fits the items itself.)
+func (m *Model) footer() string {
+	h := m.help
+	sep := h.Styles.ShortSeparator.Inline(true).Render(h.ShortSeparator)
+	item := func(k key.Binding) string {
+		return h.Styles.ShortKey.Inline(true).Render(k.Help().Key) + " " + h.Styles.ShortDesc.Inline(true).Render(k.Help().Desc)
+	}
+	var tail string
+	var rest []key.Binding
+	for _, k := range m.ShortHelp() {
+		switch {
+		case !k.Enabled():
+		case len(k.Keys()) > 0 && k.Keys()[0] == "?":
+			tail = item(k)
+		default:
+			rest = append(rest, k)
+		}
+	}
+	room := m.common.Width
+	if tail != "" {
+		room -= lipgloss.Width(sep) + lipgloss.Width(tail)
+	}
+	ellipsis := h.Styles.Ellipsis.Inline(true).Render(h.Ellipsis)
+	var parts []string
+	used := 0
+	for i, k := range rest {
+		it := item(k)
+		w := lipgloss.Width(it)
+		if len(parts) > 0 {
+			w += lipgloss.Width(sep)
+		}
+		// the last item needs no room for an ellipsis after it
+		need := w
+		if i < len(rest)-1 {
+			need += 1 + lipgloss.Width(ellipsis)
+		}
+		if used+need > room {
+			if len(parts) > 0 && used+1+lipgloss.Width(ellipsis) <= room {
+				parts[len(parts)-1] += " " + ellipsis
+			}
+			break
+		}
+		parts = append(parts, it)
+		used += w
+	}
+	if tail != "" {
+		parts = append(parts, tail)
+	}
+	return strings.Join(parts, sep)
 }
 
 func (m *Model) header() string {
@@ -99,7 +153,22 @@ func (m *Model) fullHelp() string {
 	h.ShowAll = true
 	return m.common.Styles.Section.Title.Render("Keys: "+m.page(m.active()).Title()) + "\n\n" + h.FullHelpView(groups) +
 		"\n\n" + m.common.Styles.Help.Render("⚠ marks dangerous actions: disabled in read-only mode, always confirmed.") +
-		"\n" + m.common.Styles.Help.Render("Palette (:) — "+paletteHelp)
+		"\n" + m.common.Styles.Help.Render("Palette (:) — "+paletteHelp) + m.bannerHelp()
+}
+
+// bannerHelp is the demo's banner under the help (the alternate screen
+// hides what the demo printed): the config path, how to reach it from
+// another terminal.
+func (m *Model) bannerHelp() string {
+	if strings.TrimSpace(m.common.Banner) == "" {
+		return ""
+	}
+	s := m.common.Styles
+	out := "\n\n" + s.Section.Title.Render("This console")
+	for _, l := range strings.Split(strings.TrimSpace(m.common.Banner), "\n") {
+		out += "\n" + s.Section.Value.Render(strings.TrimSpace(l))
+	}
+	return out
 }
 
 // ShortHelp implements help.KeyMap: the active screen's keys, then the

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -30,6 +31,9 @@ type demoWorld struct {
 	fleet *demofleet.Fleet
 	svc   *ops.Service
 	stop  func() // stops the engine loop and waits for it
+	// banner is what the demo printed, shown again inside the console
+	// (the alternate screen hides it).
+	banner bytes.Buffer
 }
 
 func (a *app) demoCommand() *cobra.Command {
@@ -67,7 +71,7 @@ Everything is stopped and removed on exit (--keep or --dir keeps the files).`,
 			if headless {
 				return a.demoStory(ctx, w, manual)
 			}
-			return a.console(ctx, w.svc)
+			return a.console(ctx, w.svc, w.banner.String())
 		},
 	}
 	f := cmd.Flags()
@@ -182,6 +186,9 @@ func (a *app) startDemo(ctx context.Context, dir string, keep, manual bool, appr
 	}
 	if !headless {
 		fmt.Fprintf(out, "  try it from another terminal: DAYTWO_CONFIG=%s %s update list\n", cfgPath, exe)
+		// What the console repeats on its connection screen and help.
+		fmt.Fprintf(&w.banner, "config: %s\nCLI from another terminal: DAYTWO_CONFIG=%s %s update list\nlogs: %s\nServiceNow simulator: %s (users daytwo, ops.lead, cab.manager; password = user name)\n",
+			cfgPath, cfgPath, exe, filepath.Join(dir, "daytwo.log"), w.sim.URL())
 	}
 	finalCleanup := cleanup
 	w.stop = func() {

@@ -85,7 +85,7 @@ func (a *app) openConsole(ctx context.Context, engine bool) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	feed, _ := svc.ChangeFeed()
-	return a.console(ctx, svc, liveRefresh(ctx, feed)...)
+	return a.console(ctx, svc, "", liveRefresh(ctx, feed)...)
 }
 
 // liveRefresh makes the console re-read its screens as soon as the store
@@ -120,8 +120,9 @@ func liveRefresh(ctx context.Context, feed ops.ChangeFeed) []tea.ProgramOption {
 	}
 }
 
-// console runs the operator console on svc until the operator quits.
-func (a *app) console(ctx context.Context, svc *ops.Service, progOpts ...tea.ProgramOption) error {
+// console runs the operator console on svc until the operator quits;
+// banner (the demo's) is shown on its connection screen and help.
+func (a *app) console(ctx context.Context, svc *ops.Service, banner string, progOpts ...tea.ProgramOption) error {
 	cfg, err := a.config()
 	if err != nil {
 		return err
@@ -131,5 +132,7 @@ func (a *app) console(ctx context.Context, svc *ops.Service, progOpts ...tea.Pro
 		Instance: cfg.ServiceNow.Instance,
 		Refresh:  time.Second,
 		Logger:   a.logger,
+		Theme:    cfg.Console.Theme,
+		Banner:   banner,
 	}, progOpts...)
 }

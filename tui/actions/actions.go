@@ -34,8 +34,12 @@ var _ Service = (*ops.Service)(nil)
 // Propose proposes version (and key=value settings) for env. It is
 // dangerous everywhere (an ungated proposal is approved and may be
 // auto-run at once); on a gated environment the environment's name must
-// be typed to confirm.
-func Propose(svc Service, env ops.Environment, version string, set map[string]string) common.Action {
+// be typed to confirm. With no version the dialog asks for one, filled
+// in with suggest (the promotion candidate: what the environment promotes
+// from runs now) when there is one. Once it succeeds the updates screen
+// opens on the update it created.
+func Propose(svc Service, env ops.Environment, version, suggest string, set map[string]string) common.Action {
+	var created string // written by Do, read by After (one goroutine, in order)
 	a := common.Action{
 		Title:       "Propose " + env.Name + " " + orAsk(version),
 		Description: "Plan the update, evaluate policies and (gated) raise a ServiceNow change.",
@@ -49,20 +53,27 @@ func Propose(svc Service, env ops.Environment, version string, set map[string]st
 			if err != nil {
 				return "", err
 			}
+			created = p.Update.ID
 			if env.RequiresChange {
 				return fmt.Sprintf("proposed %s: %s %s (change queued for ServiceNow)", p.Update.ID, env.Name, v), nil
 			}
 			return fmt.Sprintf("proposed %s: %s %s (approved: environment is not gated)", p.Update.ID, env.Name, v), nil
 		},
 	}
-	if version == "" {
-		a.Inputs = []common.Field{{Label: "Version", Placeholder: "1.4.2", Required: true}}
-	}
 	if env.RequiresChange {
 		a.Confirm = env.Name
 		a.Description = "Raises a ServiceNow change for " + env.Name + ": it runs only once approved."
 	}
-	a.After = func(string) *common.NavigateMsg { return &common.NavigateMsg{Page: common.PageUpdates, Arg: env.Name} }
+	if version == "" {
+		f := common.Field{Label: "Version", Placeholder: "version to roll out", Required: true, Value: suggest}
+		if suggest != "" && env.PromoteFrom != "" {
+			a.Description += " Suggested: " + suggest + ", what " + env.PromoteFrom + " runs now (the promotion candidate)."
+		}
+		a.Inputs = []common.Field{f}
+	}
+	a.After = func(string) *common.NavigateMsg {
+		return &common.NavigateMsg{Page: common.PageUpdates, Arg: env.Name, Select: created}
+	}
 	return a
 }
 
@@ -82,9 +93,10 @@ func Decide(svc Service, change string, approve bool) common.Action {
 	if !approve {
 		verb, past = "Reject", "rejected"
 	}
+	as := svc.DecidesAs()
 	return common.Action{
-		Title:       verb + " " + change,
-		Description: verb + " the change in ServiceNow as " + svc.DecidesAs() + " (servicenow.approver).",
+		Title:       verb + " " + change + " as " + as,
+		Description: "The decision is made in ServiceNow as " + as + " (servicenow.approver) and audited.",
 		Dangerous:   true,
 		Confirm:     change,
 		Inputs:      []common.Field{{Label: "Comment", Placeholder: "why", Required: !approve}},
@@ -202,12 +214,20 @@ func Cancel(svc Service, u ops.Update, gated bool) common.Action {
 	return a
 }
 
-// Rollback proposes returning env to an earlier release (to, or the one
-// before the current). On a gated environment it raises its own change and
-// the environment's name must be typed.
-func Rollback(svc Service, env ops.Environment, to string) common.Action {
+// Rollback proposes returning env to an earlier release: to, else
+// target (the release before the current one, as the caller read it),
+// else whatever ops picks as the previous release. The dialog names the
+// version it will propose. On a gated environment it raises its own
+// change and the environment's name must be typed. Once it succeeds the
+// updates screen opens on the update it created.
+func Rollback(svc Service, env ops.Environment, to, current string) common.Action {
+	what := "the previous release"
+	if to != "" {
+		what = to
+	}
+	var created string
 	a := common.Action{
-		Title:       "Roll back " + env.Name + " to " + common.Or(to, "the previous release"),
+		Title:       "Roll back " + env.Name + " to " + what,
 		Description: "Propose an update back to an earlier release; it goes through the change process like any other.",
 		Dangerous:   true,
 		Do: func(ctx context.Context, _ []string) (string, error) {
@@ -215,13 +235,19 @@ func Rollback(svc Service, env ops.Environment, to string) common.Action {
 			if err != nil {
 				return "", err
 			}
+			created = p.Update.ID
 			return fmt.Sprintf("proposed rollback %s: %s back to %s", p.Update.ID, env.Name, p.Update.Version), nil
 		},
+	}
+	if current != "" && to != "" {
+		a.Description = "Propose " + env.Name + " " + current + " → " + to + "; it goes through the change process like any other."
 	}
 	if env.RequiresChange {
 		a.Confirm = env.Name
 	}
-	a.After = func(string) *common.NavigateMsg { return &common.NavigateMsg{Page: common.PageUpdates, Arg: env.Name} }
+	a.After = func(string) *common.NavigateMsg {
+		return &common.NavigateMsg{Page: common.PageUpdates, Arg: env.Name, Select: created}
+	}
 	return a
 }
 

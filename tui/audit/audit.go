@@ -4,8 +4,11 @@ package audit
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"sort"
 	"strings"
+	"time"
 
 	"github.com/charmbracelet/bubbles/key"
 	tea "github.com/charmbracelet/bubbletea"
@@ -26,7 +29,9 @@ const limit = 2000
 // KeyMap is the screen's keys.
 type KeyMap struct {
 	common.NavKeys
-	Open key.Binding
+	Open   key.Binding
+	Update key.Binding
+	Copy   key.Binding
 }
 
 // DefaultKeyMap returns the screen's keys.
@@ -36,7 +41,8 @@ func DefaultKeyMap() KeyMap {
 	nav.PageDown.SetEnabled(false)
 	nav.Top.SetHelp("g", "newest")
 	nav.Bottom.SetHelp("G", "oldest")
-	return KeyMap{NavKeys: nav, Open: key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "update detail"))}
+	return KeyMap{NavKeys: nav, Open: key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "whole event")),
+		Update: key.NewBinding(key.WithKeys("u"), key.WithHelp("u", "update detail")), Copy: common.CopyKey()}
 }
 
 type loadedMsg struct {
@@ -95,12 +101,12 @@ func (m *Model) Title() string { return "Audit" }
 func (m *Model) InputFocused() bool { return m.filter.Active() }
 
 func (m *Model) applyFilter() {
-	q := m.filter.Value()
 	m.visible = m.visible[:0:0]
-	for _, e := range m.events {
-		if common.FuzzyMatch(q, fmt.Sprint(e.Seq, " ", e.Actor, " ", e.Action, " ", e.Subject, " ", e.Environment, " ", e.ChangeNumber, " ", e.Result)) {
-			m.visible = append(m.visible, e)
-		}
+	for _, i := range common.FuzzyRank(m.filter.Value(), len(m.events), func(i int) string {
+		e := m.events[i]
+		return fmt.Sprint(e.Seq, " ", e.Actor, " ", e.Action, " ", e.Subject, " ", e.Environment, " ", e.ChangeNumber, " ", e.Result)
+	}) {
+		m.visible = append(m.visible, m.events[i])
 	}
 	m.cursor = common.Clamp(m.cursor, 0, len(m.visible)-1)
 }
@@ -135,12 +141,17 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 		if handled {
 			return m, cmd
 		}
-		if to, ok := m.keys.Move(msg, m.cursor, len(m.visible), 0); ok {
+		sel := m.cursor < len(m.visible)
+		switch to, ok := m.keys.Move(msg, m.cursor, len(m.visible), 0); {
+		case ok:
 			m.cursor = to
-		} else if key.Matches(msg, m.keys.Open) {
-			if m.cursor < len(m.visible) && m.visible[m.cursor].UpdateID != "" {
-				return m, common.Navigate(common.PageDetail, m.visible[m.cursor].UpdateID)
-			}
+		case sel && key.Matches(msg, m.keys.Open):
+			return m, common.ShowRecord(Record(m.visible[m.cursor]))
+		case sel && key.Matches(msg, m.keys.Update) && m.visible[m.cursor].UpdateID != "":
+			return m, common.Navigate(common.PageDetail, m.visible[m.cursor].UpdateID)
+		case sel && key.Matches(msg, m.keys.Copy):
+			e := m.visible[m.cursor]
+			return m, common.Copy(common.Or(e.ChangeNumber, common.Or(e.UpdateID, common.Or(e.Subject, fmt.Sprint(e.Seq)))))
 		}
 		m.offset = common.Window(m.offset, m.cursor, m.listHeight(), len(m.visible))
 	}
@@ -150,13 +161,13 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 func (m Model) listHeight() int { return max(m.common.Height-4, 1) }
 
 var columns = []common.Column{
-	{Title: "SEQ", Width: 5},
-	{Title: "TIME (UTC)", Width: 11},
-	{Title: "ACTOR", Width: 8},
-	{Title: "ACTION", Width: 17},
-	{Title: "SUBJECT", Width: 10},
-	{Title: "CHANGE", Width: 10},
-	{Title: "RESULT"},
+	{Title: "SEQ", Keep: 9},
+	{Title: "TIME (UTC)", Keep: 5},
+	{Title: "ACTOR", Keep: 2, Min: 5},
+	{Title: "ACTION", Keep: 8},
+	{Title: "SUBJECT", Keep: 6},
+	{Title: "CHANGE", Keep: 7},
+	{Title: "RESULT", Grow: true, Min: 6},
 }
 
 // View renders the screen.
@@ -178,10 +189,9 @@ func (m Model) View() string {
 	default:
 		status = s.Status.Bad.Render(fmt.Sprintf("✗ CHAIN BROKEN at seq %d: %s", m.verify.BadSeq, m.verify.Problem))
 	}
-	cols := common.Layout(columns, w)
-	lines := []string{common.Truncate(status, w), s.Table.Header.Render(common.Header(cols))}
 	off := common.Window(m.offset, m.cursor, m.listHeight(), len(m.visible))
-	lines = append(lines, m.common.Rows(off, m.cursor, len(m.visible), m.listHeight(), func(i int) string {
+	var shown [][]string
+	for i := off; i < len(m.visible) && i < off+m.listHeight(); i++ {
 		e := m.visible[i]
 		res := e.Result
 		switch res {
@@ -190,8 +200,13 @@ func (m Model) View() string {
 		case "failed", "rolled_back", "blocked":
 			res = s.Status.Bad.Render(res)
 		}
-		return common.Row(cols, []string{fmt.Sprint(e.Seq), e.Time.UTC().Format("01-02 15:04"), e.Actor, e.Action,
+		shown = append(shown, []string{fmt.Sprint(e.Seq), e.Time.UTC().Format("01-02 15:04"), e.Actor, e.Action,
 			common.Or(e.Subject, e.Environment), e.ChangeNumber, res})
+	}
+	cols := common.Fitted(columns, shown, w)
+	lines := []string{common.Truncate(status, w), s.Table.Header.Render(common.Header(cols))}
+	lines = append(lines, m.common.Rows(off, m.cursor, len(m.visible), m.listHeight(), func(i int) string {
+		return common.Row(cols, shown[i-off])
 	})...)
 	if m.loaded && len(m.visible) == 0 {
 		lines = append(lines, s.Table.Empty.Render("no events"))
@@ -208,13 +223,47 @@ func (m Model) ShortHelp() []key.Binding {
 	if m.filter.Active() {
 		return []key.Binding{m.filter.Keys.Accept, m.filter.Keys.Clear}
 	}
-	return []key.Binding{m.keys.Down, m.keys.Up, m.keys.Open, m.filter.Keys.Start}
+	return []key.Binding{m.keys.Open, m.keys.Update, m.filter.Keys.Start, m.keys.Copy}
 }
 
 // FullHelp implements help.KeyMap.
 func (m Model) FullHelp() [][]key.Binding {
-	return [][]key.Binding{{m.keys.Up, m.keys.Down, m.keys.Top, m.keys.Bottom, m.keys.Open}, {m.filter.Keys.Start, m.filter.Keys.Clear}}
+	return [][]key.Binding{{m.keys.Up, m.keys.Down, m.keys.Top, m.keys.Bottom, m.keys.Open, m.keys.Update, m.keys.Copy},
+		{m.filter.Keys.Start, m.filter.Keys.Clear}}
+}
+
+// Record is an audit event in full, for the record page.
+func Record(e ops.Event) common.Record {
+	f := []common.RecordField{
+		{Label: "seq", Value: fmt.Sprint(e.Seq)},
+		{Label: "time", Value: e.Time.UTC().Format(time.RFC3339)},
+		{Label: "actor", Value: e.Actor},
+		{Label: "action", Value: e.Action},
+		{Label: "subject", Value: e.Subject},
+		{Label: "environment", Value: e.Environment},
+		{Label: "update", Value: e.UpdateID},
+		{Label: "change", Value: e.ChangeNumber},
+		{Label: "result", Value: e.Result},
+	}
+	keys := make([]string, 0, len(e.Detail))
+	for k := range e.Detail {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := fmt.Sprint(e.Detail[k])
+		if b, err := json.Marshal(e.Detail[k]); err == nil && !strings.HasPrefix(string(b), "\"") {
+			v = string(b)
+		}
+		f = append(f, common.RecordField{Label: k, Value: v})
+	}
+	f = append(f, common.RecordField{Label: "hash", Value: e.Hash}, common.RecordField{Label: "prev hash", Value: e.PrevHash})
+	return common.Record{Title: fmt.Sprintf("Audit #%d %s", e.Seq, e.Action), ID: fmt.Sprint(e.Seq), Fields: f}
 }
 
 // FilterValue is the filter text; esc clears it before going back.
 func (m *Model) FilterValue() string { return m.filter.Value() }
+
+// Abandon forgets the load in flight: its result will be ignored and the
+// next Load starts a new one (the program stopped before it reported).
+func (m *Model) Abandon() { m.load.Supersede() }

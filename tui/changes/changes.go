@@ -29,6 +29,7 @@ type KeyMap struct {
 	common.NavKeys
 	Open   key.Binding
 	Active key.Binding
+	Copy   key.Binding
 }
 
 // DefaultKeyMap returns the screen's keys.
@@ -40,6 +41,7 @@ func DefaultKeyMap() KeyMap {
 		NavKeys: nav,
 		Open:    key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "detail")),
 		Active:  key.NewBinding(key.WithKeys("a"), key.WithHelp("a", "active only")),
+		Copy:    common.CopyKey(),
 	}
 }
 
@@ -233,30 +235,55 @@ func (m Model) handleKey(msg tea.KeyMsg) (Model, tea.Cmd) {
 			return m, nil
 		}
 		if !strings.Contains(c.CorrelationID, ":u-") {
-			return m, common.Flash(common.LevelWarn, c.Number+" is not a daytwo change (mirrored for its CI): nothing to drill into")
+			return m, common.ShowRecord(Record(c)) // not daytwo's: the mirrored change in full
 		}
 		return m, common.Navigate(common.PageDetail, c.Number)
+	case key.Matches(msg, m.keys.Copy):
+		c, _ := m.Selected()
+		return m, common.Copy(c.Number)
 	}
 	return m, nil
 }
 
 var columns = []common.Column{
-	{Title: "NUMBER", Width: 10},
-	{Title: "TYPE", Width: 9},
-	{Title: "STATE", Width: 9},
-	{Title: "APPROVAL", Width: 12},
-	{Title: "CI", Width: 14},
-	{Title: "SHORT DESCRIPTION"},
+	{Title: "NUMBER", Keep: 9},
+	{Title: "TYPE", Keep: 3},
+	{Title: "STATE", Keep: 5, Min: 5},
+	{Title: "APPROVAL", Keep: 4, Min: 8},
+	{Title: "CI", Keep: 7, Min: 8},
+	{Title: "SHORT DESCRIPTION", Grow: true, Min: 10},
+}
+
+// Record is a mirrored change in full, for the record page.
+func Record(c ops.Change) common.Record {
+	return common.Record{Title: c.Number, ID: c.Number, Fields: []common.RecordField{
+		{Label: "number", Value: c.Number}, {Label: "type", Value: string(c.Type)}, {Label: "state", Value: c.State.String()},
+		{Label: "approval", Value: string(c.Approval)}, {Label: "risk", Value: c.Risk}, {Label: "CI", Value: c.CmdbCI},
+		{Label: "group", Value: c.AssignmentGroup}, {Label: "requested by", Value: c.RequestedBy},
+		{Label: "window", Value: common.Timestamp(c.StartDate) + " – " + common.Timestamp(c.EndDate)},
+		{Label: "description", Value: c.ShortDescription}, {Label: "correlation", Value: c.CorrelationID},
+		{Label: "close code", Value: c.CloseCode}, {Label: "sys_id", Value: c.SysID},
+		{Label: "updated", Value: common.Timestamp(c.SysUpdatedOn)},
+	}}
 }
 
 // View renders only the visible rows.
 func (m Model) View() string {
 	s := m.common.Styles
 	w, h := m.common.Width, m.common.Height
-	cols := common.Layout(columns, w)
+	listH := m.listHeight()
+	var shown [][]string
+	for i := m.offset; i < m.total && i < m.offset+listH; i++ {
+		if j := i - m.start; j >= 0 && j < len(m.rows) {
+			c := m.rows[j]
+			shown = append(shown, []string{c.Number, string(c.Type), c.State.String(), common.Or(string(c.Approval), "—"), c.CmdbCI, c.ShortDescription})
+		} else {
+			shown = append(shown, nil)
+		}
+	}
+	cols := common.Fitted(columns, shown, w)
 	lines := make([]string, 0, h)
 	lines = append(lines, s.Table.Header.Render(common.Header(cols)))
-	listH := m.listHeight()
 	switch {
 	case m.err != nil:
 		lines = append(lines, s.Status.Bad.Render("cannot read changes: "+m.err.Error()))
@@ -264,14 +291,15 @@ func (m Model) View() string {
 		lines = append(lines, s.Table.Empty.Render("loading…"))
 	case m.total == 0 && m.query != "":
 		lines = append(lines, s.Table.Empty.Render("no change matches "+m.query))
+	case m.total == 0 && m.active:
+		lines = append(lines, s.Table.Empty.Render("no active changes (a to show all)"))
 	case m.total == 0:
 		lines = append(lines, s.Table.Empty.Render("the mirror is empty: sync with S or run `daytwo sync`"))
 	}
 	for i := m.offset; i < m.total && i < m.offset+listH; i++ {
 		var row string
-		if j := i - m.start; j >= 0 && j < len(m.rows) {
-			c := m.rows[j]
-			row = common.Row(cols, []string{c.Number, string(c.Type), c.State.String(), common.Or(string(c.Approval), "—"), c.CmdbCI, c.ShortDescription})
+		if cells := shown[i-m.offset]; cells != nil {
+			row = common.Row(cols, cells)
 		} else {
 			row = s.Table.Empty.Render("…")
 		}
@@ -301,14 +329,14 @@ func (m Model) ShortHelp() []key.Binding {
 	if m.filter.Active() {
 		return []key.Binding{m.filter.Keys.Accept, m.filter.Keys.Clear}
 	}
-	return []key.Binding{m.keys.Down, m.keys.PageDown, m.keys.Open, m.filter.Keys.Start, m.keys.Active}
+	return []key.Binding{m.keys.Open, m.filter.Keys.Start, m.keys.Active, m.keys.Copy, m.keys.PageDown}
 }
 
 // FullHelp implements help.KeyMap.
 func (m Model) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
 		{m.keys.Up, m.keys.Down, m.keys.PageUp, m.keys.PageDown, m.keys.Top, m.keys.Bottom},
-		{m.keys.Open, m.filter.Keys.Start, m.filter.Keys.Clear, m.keys.Active},
+		{m.keys.Open, m.filter.Keys.Start, m.filter.Keys.Clear, m.keys.Active, m.keys.Copy},
 	}
 }
 
@@ -320,3 +348,7 @@ func (m *Model) FilterValue() string { return m.filter.Value() }
 func (m *Model) Settled() bool {
 	return m.loaded && !m.loading && m.query == m.filter.Value()
 }
+
+// Abandon forgets the load in flight: its result will be ignored and the
+// next Load starts a new one (the program stopped before it reported).
+func (m *Model) Abandon() { m.loading = false; m.gen++ }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/charmbracelet/bubbles/help"
+	"github.com/charmbracelet/bubbles/key"
 	tea "github.com/charmbracelet/bubbletea"
 
 	"github.com/daytwo/daytwo/ops"
@@ -31,8 +32,11 @@ type Common struct {
 	ReadOnly bool
 	// Timeout bounds every store read a screen issues.
 	Timeout time.Duration
-	Width   int
-	Height  int
+	// Banner is what the console was started with to show on the
+	// connection screen (the demo's config path and CLI hint), or "".
+	Banner string
+	Width  int
+	Height int
 }
 
 // Context returns a context bounded by the read timeout.
@@ -73,6 +77,7 @@ const (
 	PageMonitor
 	PageAudit
 	PageOutbox
+	PageRecord
 )
 
 // String names the page.
@@ -92,6 +97,8 @@ func (p Page) String() string {
 		return "audit"
 	case PageOutbox:
 		return "outbox"
+	case PageRecord:
+		return "record"
 	default:
 		return "page"
 	}
@@ -103,6 +110,49 @@ func (p Page) String() string {
 type NavigateMsg struct {
 	Page Page
 	Arg  string
+	// Select, when set, is the row (an update id) the cursor lands on once
+	// the page has loaded: the row an action just created.
+	Select string
+	// Record is what the record page shows (PageRecord only).
+	Record *Record
+}
+
+// Field of a record: a label and its whole value.
+type RecordField struct {
+	Label string
+	Value string
+}
+
+// Record is one row in full: what a table cut short, shown by the record
+// page (enter on any row).
+type Record struct {
+	Title string
+	// ID is what y copies on the record page.
+	ID     string
+	Fields []RecordField
+}
+
+// ShowRecord returns a command that opens the record page on r.
+func ShowRecord(r Record) tea.Cmd {
+	return func() tea.Msg { return NavigateMsg{Page: PageRecord, Record: &r} }
+}
+
+// CopyMsg asks the root to copy Text to the terminal's clipboard (OSC 52).
+type CopyMsg struct{ Text string }
+
+// Copy returns a command that copies text to the clipboard; "" copies
+// nothing.
+func Copy(text string) tea.Cmd {
+	if text == "" {
+		return nil
+	}
+	return func() tea.Msg { return CopyMsg{Text: text} }
+}
+
+// CopyKey is y, the key every screen copies its selected id or number
+// with.
+func CopyKey() key.Binding {
+	return key.NewBinding(key.WithKeys("y"), key.WithHelp("y", "copy id"))
 }
 
 // Navigate returns a command that navigates.

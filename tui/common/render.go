@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/charmbracelet/lipgloss"
 	"github.com/charmbracelet/x/ansi"
@@ -54,33 +53,17 @@ func Truncate(s string, w int) string {
 	return ansi.Truncate(s, w, "…")
 }
 
-// Column is one column of a table: a header and a width in cells (0: take
-// what is left).
+// Column is one column of a table: a header and its width in cells, set
+// by Fitted from what the column shows.
 type Column struct {
 	Title string
 	Width int
-}
-
-// Layout resolves zero-width columns to share what is left of total.
-func Layout(cols []Column, total int) []Column {
-	out := make([]Column, len(cols))
-	copy(out, cols)
-	used, flex := 0, 0
-	for _, c := range out {
-		if c.Width == 0 {
-			flex++
-		}
-		used += c.Width + 1
-	}
-	if flex > 0 {
-		rest := max(total-used, flex*4)
-		for i := range out {
-			if out[i].Width == 0 {
-				out[i].Width = rest / flex
-			}
-		}
-	}
-	return out
+	// Keep ranks what Fitted shrinks last (ids and versions high, free
+	// text low); Min is the narrowest it shrinks a column to; Grow takes
+	// the room left over.
+	Keep int
+	Min  int
+	Grow bool
 }
 
 // Row renders cells in columns separated by a space; styled cells keep
@@ -134,32 +117,6 @@ func Clamp(v, lo, hi int) int {
 		v = lo
 	}
 	return v
-}
-
-// FuzzyMatch reports whether every rune of pattern appears in s in order
-// (case-insensitive), the way fzf-style filters match "prd142" against
-// "production 1.4.2".
-func FuzzyMatch(pattern, s string) bool {
-	if pattern == "" {
-		return true
-	}
-	p := []rune(strings.ToLower(pattern))
-	i := 0
-	for _, r := range strings.ToLower(s) {
-		if unicode.IsSpace(p[i]) {
-			i++
-			if i == len(p) {
-				return true
-			}
-		}
-		if r == p[i] {
-			i++
-			if i == len(p) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // Duration renders d compactly: 45s, 3m05s, 2h10m.

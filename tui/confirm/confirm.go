@@ -48,6 +48,9 @@ type Model struct {
 	// confirmIdx is the index of the typed confirmation in fields, or -1.
 	confirmIdx int
 	focus      int
+	// missing is what enter found missing ("comment required"), shown
+	// until the next key.
+	missing string
 }
 
 // New builds the dialog for an action.
@@ -86,6 +89,20 @@ func (m Model) Valid() bool {
 	return m.confirmIdx < 0 || m.fields[m.confirmIdx].Value() == m.action.Confirm
 }
 
+// Missing says what keeps OK disabled ("comment required", "type
+// production to confirm") and the field to fill; "" when OK is enabled.
+func (m Model) Missing() (string, int) {
+	for i, f := range m.action.Inputs {
+		if f.Required && strings.TrimSpace(m.fields[i].Value()) == "" {
+			return strings.ToLower(f.Label) + " required", i
+		}
+	}
+	if m.confirmIdx >= 0 && m.fields[m.confirmIdx].Value() != m.action.Confirm {
+		return "type " + m.action.Confirm + " exactly to confirm", m.confirmIdx
+	}
+	return "", -1
+}
+
 func (m *Model) updateKeys() {
 	m.keys.Next.SetEnabled(len(m.fields) > 1)
 	m.keys.Prev.SetEnabled(len(m.fields) > 1)
@@ -118,9 +135,14 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 			}
 			return m, func() tea.Msg { return SubmitMsg{Values: values} }
 		}
-		if len(m.fields) > 1 {
-			m.setFocus(m.focus + 1)
+		// Say what is missing and go to it, rather than silently moving on.
+		var at int
+		m.missing, at = m.Missing()
+		if at >= 0 {
+			m.setFocus(at)
 		}
+		m.updateKeys()
+		return m, nil
 	case key.Matches(km, m.keys.Next):
 		m.setFocus(m.focus + 1)
 	case key.Matches(km, m.keys.Prev):
@@ -128,6 +150,7 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 	case len(m.fields) > 0:
 		m.fields[m.focus], _ = m.fields[m.focus].Update(msg)
 	}
+	m.missing = ""
 	m.updateKeys()
 	return m, nil
 }
@@ -157,6 +180,9 @@ func (m Model) View() string {
 		ok = s.Dialog.OK.Render("[ OK ]")
 	}
 	lines = append(lines, "", ok+"  "+s.Dialog.Hint.Render("enter OK · esc cancel"))
+	if m.missing != "" {
+		lines = append(lines, s.Dialog.Danger.Render(common.Truncate("✗ "+m.missing, inner)))
+	}
 	box := s.Dialog.Box.Width(inner + 2).Render(strings.Join(lines, "\n"))
 	return lipgloss.Place(m.common.Width, m.common.Height, lipgloss.Center, lipgloss.Center, box)
 }

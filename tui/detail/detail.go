@@ -12,6 +12,7 @@ import (
 	"github.com/charmbracelet/bubbles/key"
 	"github.com/charmbracelet/bubbles/viewport"
 	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/x/ansi"
 
 	"github.com/daytwo/daytwo/ops"
 	"github.com/daytwo/daytwo/tui/actions"
@@ -27,6 +28,7 @@ type Source interface {
 type KeyMap struct {
 	common.NavKeys
 	Monitor key.Binding
+	Copy    key.Binding
 	actions.UpdateKeys
 }
 
@@ -39,6 +41,7 @@ func DefaultKeyMap() KeyMap {
 	return KeyMap{
 		NavKeys:    nav,
 		Monitor:    key.NewBinding(key.WithKeys("l"), key.WithHelp("l", "run log")),
+		Copy:       key.NewBinding(key.WithKeys("y"), key.WithHelp("y", "copy id")),
 		UpdateKeys: actions.DefaultUpdateKeys(),
 	}
 }
@@ -164,6 +167,8 @@ func (m Model) handleKey(msg tea.KeyMsg) (Model, tea.Cmd) {
 	case m.d == nil:
 	case key.Matches(msg, m.keys.Monitor):
 		return m, common.Navigate(common.PageMonitor, m.d.Runs[0].ID)
+	case key.Matches(msg, m.keys.Copy):
+		return m, common.Copy(m.d.Update.ID)
 	default:
 		if a, ok := m.keys.Action(msg, m.acts, m.d.Update, m.envs[m.d.Update.Environment].RequiresChange, m.progress); ok {
 			return m, common.Act(a)
@@ -194,7 +199,7 @@ func (m Model) content() string {
 	var b strings.Builder
 	title := func(t string) { b.WriteString("\n" + s.Section.Title.Render(t) + "\n") }
 	kv := func(k, v string) {
-		b.WriteString(common.Truncate(s.Section.Label.Render(fmt.Sprintf("%-10s", k))+" "+v, w) + "\n")
+		b.WriteString(wrap(s.Section.Label.Render(fmt.Sprintf("%-10s", k))+" "+v, w) + "\n")
 	}
 	kind := "update"
 	if u.Rollback {
@@ -228,13 +233,13 @@ func (m Model) content() string {
 			if a.Comments != "" {
 				line += "  " + s.Status.Muted.Render(strings.ReplaceAll(a.Comments, "\n", " "))
 			}
-			b.WriteString(common.Truncate(line, w) + "\n")
+			b.WriteString(wrap(line, w) + "\n")
 		}
 	}
 	if len(d.Incidents) > 0 {
 		title("Incident")
 		for _, in := range d.Incidents {
-			b.WriteString(common.Truncate(s.Status.Bad.Render(in.Number)+"  "+in.ShortDescription, w) + "\n")
+			b.WriteString(wrap(s.Status.Bad.Render(in.Number)+"  "+in.ShortDescription, w) + "\n")
 		}
 	}
 	title("Plan")
@@ -242,7 +247,7 @@ func (m Model) content() string {
 		if strings.HasPrefix(l, "Plan digest") {
 			continue // the digest is in the change; keep the screen readable
 		}
-		b.WriteString(common.Truncate(l, w) + "\n")
+		b.WriteString(wrap(l, w) + "\n")
 	}
 	title("Config diff")
 	if len(d.Plan.ConfigDiff) == 0 {
@@ -250,10 +255,10 @@ func (m Model) content() string {
 	}
 	for _, c := range d.Plan.ConfigDiff {
 		if c.From != "" {
-			b.WriteString(common.Truncate(s.Diff.Del.Render("- "+c.Key+"="+c.From), w) + "\n")
+			b.WriteString(wrap(s.Diff.Del.Render("- "+c.Key+"="+c.From), w) + "\n")
 		}
 		if c.To != "" {
-			b.WriteString(common.Truncate(s.Diff.Add.Render("+ "+c.Key+"="+c.To), w) + "\n")
+			b.WriteString(wrap(s.Diff.Add.Render("+ "+c.Key+"="+c.To), w) + "\n")
 		}
 	}
 	title("Policies")
@@ -268,7 +273,7 @@ func (m Model) content() string {
 				mark = s.Status.Bad.Render("BLOCK")
 			}
 		}
-		b.WriteString(common.Truncate(fmt.Sprintf("%s %s %s", mark, v.Policy, common.Or(v.Message, v.Error)), w) + "\n")
+		b.WriteString(wrap(fmt.Sprintf("%s %s %s", mark, v.Policy, common.Or(v.Message, v.Error)), w) + "\n")
 	}
 	title("Runs")
 	if len(d.Runs) == 0 {
@@ -279,7 +284,7 @@ func (m Model) content() string {
 		if r.Error != "" {
 			line += ": " + r.Error
 		}
-		b.WriteString(common.Truncate(line, w) + "\n")
+		b.WriteString(wrap(line, w) + "\n")
 	}
 	title("Work notes")
 	if len(d.Notes) == 0 {
@@ -295,7 +300,7 @@ func (m Model) content() string {
 			if i > 0 {
 				prefix = "       "
 			}
-			b.WriteString(common.Truncate(prefix+l, w) + "\n")
+			b.WriteString(wrap(prefix+l, w) + "\n")
 		}
 	}
 	return strings.TrimRight(b.String(), "\n")
@@ -335,6 +340,14 @@ func (m Model) ShortHelp() []key.Binding {
 func (m Model) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
 		{m.keys.Up, m.keys.Down, m.keys.PageUp, m.keys.PageDown, m.keys.Top, m.keys.Bottom},
-		{m.keys.Monitor, m.keys.Approve, m.keys.Reject, m.keys.Run, m.keys.Cancel},
+		{m.keys.Monitor, m.keys.Copy, m.keys.Approve, m.keys.Reject, m.keys.Run, m.keys.Cancel},
 	}
 }
+
+// wrap breaks a line of the detail at w cells (at spaces where it can):
+// the detail is where a row's whole text is read, so nothing is cut.
+func wrap(s string, w int) string { return ansi.Wrap(s, w, "") }
+
+// Abandon forgets the load in flight: its result will be ignored and the
+// next Load starts a new one (the program stopped before it reported).
+func (m *Model) Abandon() { m.load.Supersede() }

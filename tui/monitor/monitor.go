@@ -14,6 +14,7 @@ import (
 	"github.com/charmbracelet/bubbles/progress"
 	"github.com/charmbracelet/bubbles/viewport"
 	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/x/ansi"
 
 	"github.com/daytwo/daytwo/ops"
 	"github.com/daytwo/daytwo/tui/common"
@@ -36,6 +37,10 @@ type KeyMap struct {
 	Follow key.Binding
 	Latest key.Binding
 	Detail key.Binding
+	Wrap   key.Binding
+	Left   key.Binding
+	Right  key.Binding
+	Copy   key.Binding
 }
 
 // DefaultKeyMap returns the monitor's keys.
@@ -49,6 +54,10 @@ func DefaultKeyMap() KeyMap {
 		Follow:  key.NewBinding(key.WithKeys("f"), key.WithHelp("f", "toggle follow")),
 		Latest:  key.NewBinding(key.WithKeys("L"), key.WithHelp("L", "latest run")),
 		Detail:  key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "update detail")),
+		Wrap:    key.NewBinding(key.WithKeys("w"), key.WithHelp("w", "wrap lines")),
+		Left:    key.NewBinding(key.WithKeys("left", "h"), key.WithHelp("←/h", "scroll left")),
+		Right:   key.NewBinding(key.WithKeys("right", "l"), key.WithHelp("→/l", "scroll right")),
+		Copy:    common.CopyKey(),
 	}
 }
 
@@ -88,8 +97,11 @@ type Model struct {
 	incidents []ops.Incident
 	lastEvent string
 	follow    bool
-	load      common.Loader
-	err       error
+	// wrap breaks long log lines at the width; off, they are cut and
+	// ←/→ scroll sideways.
+	wrap bool
+	load common.Loader
+	err  error
 }
 
 // New builds the monitor.
@@ -97,6 +109,7 @@ func New(c common.Common, src Source) Model {
 	m := Model{common: c, src: src, keys: DefaultKeyMap(), events: make(chan ops.RunEvent, 256),
 		vp: viewport.New(c.Width, 1), follow: true}
 	m.vp.KeyMap = viewport.KeyMap{}
+	m.vp.SetHorizontalStep(8)
 	return m
 }
 
@@ -180,6 +193,10 @@ func (m *Model) SetSize(w, h int) {
 
 func (m *Model) layout() {
 	w, h := m.common.Width, m.common.Height
+	if m.wrap && m.vp.Width != w {
+		m.vp.Width = w
+		m.vp.SetContent(m.renderLog()) // re-wrapped at the new width
+	}
 	m.vp.Width = w
 	m.vp.Height = max(h-m.headerHeight(), 1)
 	if m.follow {
@@ -280,6 +297,21 @@ func (m Model) handleKey(msg tea.KeyMsg) (Model, tea.Cmd) {
 		if m.follow {
 			m.vp.GotoBottom()
 		}
+	case key.Matches(msg, m.keys.Wrap):
+		m.wrap = !m.wrap
+		m.vp.SetXOffset(0)
+		m.vp.SetContent(m.renderLog())
+		if m.follow {
+			m.vp.GotoBottom()
+		}
+	case key.Matches(msg, m.keys.Left) && !m.wrap:
+		m.vp.ScrollLeft(8)
+	case key.Matches(msg, m.keys.Right) && !m.wrap:
+		m.vp.ScrollRight(8)
+	case key.Matches(msg, m.keys.Copy):
+		if m.found {
+			return m, common.Copy(m.runID)
+		}
 	case key.Matches(msg, m.keys.Latest):
 		m.live = ""
 		return m, m.Show("")
@@ -312,6 +344,9 @@ func (m Model) renderLog() string {
 			b.WriteString(l.Line)
 		}
 	}
+	if m.wrap && m.vp.Width > 0 {
+		return ansi.Wrap(b.String(), m.vp.Width, "")
+	}
 	return b.String()
 }
 
@@ -343,13 +378,17 @@ func (m Model) View() string {
 		s.Section.Title.Render(string(r.Kind)), r.ID, r.Environment, common.Or(p.Update.FromVersion, "(nothing)"), p.Update.Version,
 		runState(m.common, r.State), batch, p.Batches, common.Duration(end.Sub(r.StartedAt))), w))
 	lines = append(lines, progressBar(m.common, p.Done, len(p.Targets), w))
-	cols := common.Layout([]common.Column{{Title: "TARGET", Width: 12}, {Title: "BATCH", Width: 5}, {Title: "STEP", Width: 8},
-		{Title: "STATE", Width: 9}, {Title: "VERSION", Width: 10}, {Title: "DETAIL"}}, w)
-	lines = append(lines, s.Table.Header.Render(common.Header(cols)))
+	var shown [][]string
 	for i := 0; i < m.targetRows(); i++ {
 		t := p.Targets[i]
-		lines = append(lines, common.Row(cols, []string{t.Target, fmt.Sprint(t.Batch), common.Or(t.Step, "—"),
-			stepState(m.common, string(t.State)), common.Or(t.Version, "—"), t.Detail}))
+		shown = append(shown, []string{t.Target, fmt.Sprint(t.Batch), common.Or(t.Step, "—"),
+			stepState(m.common, string(t.State)), common.Or(t.Version, "—"), t.Detail})
+	}
+	cols := common.Fitted([]common.Column{{Title: "TARGET", Keep: 9, Min: 8}, {Title: "BATCH", Keep: 5}, {Title: "STEP", Keep: 4},
+		{Title: "STATE", Keep: 6}, {Title: "VERSION", Keep: 8}, {Title: "DETAIL", Grow: true, Min: 8}}, shown, w)
+	lines = append(lines, s.Table.Header.Render(common.Header(cols)))
+	for _, row := range shown {
+		lines = append(lines, common.Row(cols, row))
 	}
 	switch {
 	case len(m.incidents) > 0:
@@ -363,7 +402,11 @@ func (m Model) View() string {
 	if !m.follow {
 		follow = "follow off (f)"
 	}
-	lines = append(lines, s.Section.Label.Render(fmt.Sprintf("log · %d lines · %s", len(m.lines), follow)))
+	wrap := "wrap off (w; ←/→ scroll)"
+	if m.wrap {
+		wrap = "wrap on"
+	}
+	lines = append(lines, s.Section.Label.Render(fmt.Sprintf("log · %d lines · %s · %s", len(m.lines), follow, wrap)))
 	lines = append(lines, m.vp.View())
 	return common.Fit(strings.Join(lines, "\n"), w, h)
 }
@@ -415,13 +458,17 @@ func progressBar(c common.Common, done, total, w int) string {
 
 // ShortHelp implements help.KeyMap.
 func (m Model) ShortHelp() []key.Binding {
-	return []key.Binding{m.keys.Up, m.keys.Down, m.keys.Follow, m.keys.Bottom, m.keys.Latest, m.keys.Detail}
+	return []key.Binding{m.keys.Follow, m.keys.Wrap, m.keys.Right, m.keys.Latest, m.keys.Detail, m.keys.Bottom}
 }
 
 // FullHelp implements help.KeyMap.
 func (m Model) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
 		{m.keys.Up, m.keys.Down, m.keys.PageUp, m.keys.PageDown, m.keys.Top, m.keys.Bottom},
-		{m.keys.Follow, m.keys.Latest, m.keys.Detail},
+		{m.keys.Follow, m.keys.Wrap, m.keys.Left, m.keys.Right, m.keys.Latest, m.keys.Detail, m.keys.Copy},
 	}
 }
+
+// Abandon forgets the load in flight: its result will be ignored and the
+// next Load starts a new one (the program stopped before it reported).
+func (m *Model) Abandon() { m.load.Supersede() }

@@ -5,12 +5,15 @@
 package outbox
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 
 	"github.com/charmbracelet/bubbles/key"
 	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/x/ansi"
 
 	"github.com/daytwo/daytwo/ops"
 	"github.com/daytwo/daytwo/tui/actions"
@@ -30,6 +33,8 @@ type KeyMap struct {
 	Retry   key.Binding
 	Discard key.Binding
 	All     key.Binding
+	Open    key.Binding
+	Copy    key.Binding
 }
 
 // DefaultKeyMap returns the screen's keys.
@@ -41,6 +46,8 @@ func DefaultKeyMap() KeyMap {
 		// Discard gives the selected write up so the ones behind it go on.
 		Discard: key.NewBinding(key.WithKeys("D"), key.WithHelp("D", "discard ⚠")),
 		All:     key.NewBinding(key.WithKeys("d"), key.WithHelp("d", "show delivered")),
+		Open:    key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "whole item")),
+		Copy:    common.CopyKey(),
 	}
 }
 
@@ -104,6 +111,8 @@ func (m *Model) InputFocused() bool { return false }
 func (m *Model) updateKeys() {
 	m.keys.Retry.SetEnabled(!m.common.ReadOnly && m.conn.Failed > 0)
 	m.keys.Ping.SetEnabled(m.conn.Configured || !m.connKnown)
+	m.keys.Open.SetEnabled(m.cursor < len(m.items))
+	m.keys.Copy.SetEnabled(m.cursor < len(m.items))
 	m.keys.Discard.SetEnabled(!m.common.ReadOnly && m.cursor < len(m.items) &&
 		(m.items[m.cursor].State == ops.OutboxFailed || m.items[m.cursor].State == ops.OutboxPending))
 }
@@ -150,6 +159,10 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 		case key.Matches(msg, m.keys.Discard):
 			a := actions.DiscardOutbox(m.src, m.items[m.cursor])
 			return m, common.Act(a)
+		case key.Matches(msg, m.keys.Open) && m.cursor < len(m.items):
+			return m, common.ShowRecord(Record(m.items[m.cursor]))
+		case key.Matches(msg, m.keys.Copy) && m.cursor < len(m.items):
+			return m, common.Copy(fmt.Sprint(m.items[m.cursor].ID))
 		}
 	}
 	m.updateKeys()
@@ -191,19 +204,39 @@ func (m Model) View() string {
 		kv("servicenow", reach),
 	)
 	if c.Error != "" && (!c.Reachable || !c.Configured) {
-		lines = append(lines, kv("error", s.Status.Bad.Render(c.Error)))
+		// the whole error, wrapped under itself (at most three lines)
+		for i, l := range common.Wrap(c.Error, max(w-13, 20)) {
+			if i == 3 {
+				break
+			}
+			k := ""
+			if i == 0 {
+				k = "error"
+			}
+			lines = append(lines, kv(k, s.Status.Bad.Render(l)))
+		}
 	}
 	lines = append(lines,
 		kv("last sync", common.Timestamp(c.LastSync)+" (newest mirrored change)"),
 		kv("outbox", fmt.Sprintf("%d pending, %d failed", c.Pending, c.Failed)),
-		"",
 	)
-	cols := common.Layout([]common.Column{{Title: "ID", Width: 5}, {Title: "KIND", Width: 23}, {Title: "KEY", Width: 10},
-		{Title: "STATE", Width: 9}, {Title: "TRIES", Width: 5}, {Title: "LAST ERROR"}}, w)
-	lines = append(lines, s.Table.Header.Render(common.Header(cols)))
-	if m.loaded && len(m.items) == 0 {
-		lines = append(lines, s.Table.Empty.Render("the outbox is empty: everything reached ServiceNow"))
+	// The demo's banner, whole: paths and the CLI hint are wrapped, never
+	// cut (the alternate screen hides what the demo printed).
+	first := true
+	for _, l := range strings.Split(strings.TrimSpace(m.common.Banner), "\n") {
+		if l = strings.TrimSpace(l); l == "" {
+			continue
+		}
+		for _, part := range strings.Split(ansi.Wrap(l, max(w-13, 20), ""), "\n") {
+			k := ""
+			if first {
+				k, first = "demo", false
+			}
+			lines = append(lines, kv(k, part))
+		}
 	}
+	lines = append(lines, "")
+	top := len(lines) + 1
 	// The selected item's whole error and claim, under the list: a
 	// refusal says what to do, and that does not fit in a column.
 	var detail []string
@@ -219,11 +252,15 @@ func (m Model) View() string {
 				detail = append(detail, s.Status.Bad.Render(l))
 			}
 		}
-		detail = detail[:min(len(detail), max(h-len(lines)-2, 0))]
+		detail = detail[:min(len(detail), max(h-top-2, 0))]
 	}
-	listH := max(h-len(lines)-len(detail), 1)
+	listH := max(h-top-len(detail), 1)
+	if m.loaded && len(m.items) == 0 {
+		listH = 0
+	}
 	off := common.Window(0, m.cursor, listH, len(m.items))
-	lines = append(lines, m.common.Rows(off, m.cursor, len(m.items), listH, func(i int) string {
+	var shown [][]string
+	for i := off; i < len(m.items) && i < off+listH; i++ {
 		it := m.items[i]
 		st := string(it.State)
 		switch it.State {
@@ -236,7 +273,16 @@ func (m Model) View() string {
 		case ops.OutboxDelivered:
 			st = s.Status.OK.Render(st)
 		}
-		return common.Row(cols, []string{fmt.Sprint(it.ID), string(it.Kind), it.Key, st, fmt.Sprint(it.Attempts), it.LastError})
+		shown = append(shown, []string{fmt.Sprint(it.ID), string(it.Kind), it.Key, st, fmt.Sprint(it.Attempts), oneLine(it.LastError)})
+	}
+	cols := common.Fitted([]common.Column{{Title: "ID", Keep: 9}, {Title: "KIND", Keep: 5, Min: 8}, {Title: "KEY", Keep: 8},
+		{Title: "STATE", Keep: 6}, {Title: "TRIES", Keep: 3}, {Title: "LAST ERROR", Grow: true, Min: 10}}, shown, w)
+	lines = append(lines, s.Table.Header.Render(common.Header(cols)))
+	if m.loaded && len(m.items) == 0 {
+		lines = append(lines, s.Table.Empty.Render("the outbox is empty: everything reached ServiceNow"))
+	}
+	lines = append(lines, m.common.Rows(off, m.cursor, len(m.items), listH, func(i int) string {
+		return common.Row(cols, shown[i-off])
 	})...)
 	if len(detail) > 0 {
 		for len(lines) < h-len(detail) {
@@ -249,10 +295,52 @@ func (m Model) View() string {
 
 // ShortHelp implements help.KeyMap.
 func (m Model) ShortHelp() []key.Binding {
-	return []key.Binding{m.keys.Down, m.keys.Ping, m.keys.Retry, m.keys.Discard, m.keys.All}
+	return []key.Binding{m.keys.Open, m.keys.Ping, m.keys.Retry, m.keys.Discard, m.keys.All, m.keys.Copy}
 }
 
 // FullHelp implements help.KeyMap.
 func (m Model) FullHelp() [][]key.Binding {
-	return [][]key.Binding{{m.keys.Up, m.keys.Down, m.keys.All}, {m.keys.Ping, m.keys.Retry, m.keys.Discard}}
+	return [][]key.Binding{{m.keys.Up, m.keys.Down, m.keys.All, m.keys.Open, m.keys.Copy}, {m.keys.Ping, m.keys.Retry, m.keys.Discard}}
 }
+
+// indent pretty-prints JSON (as it is when it is not JSON).
+func indent(raw []byte) string {
+	var b bytes.Buffer
+	if json.Indent(&b, raw, "", "  ") != nil {
+		return string(raw)
+	}
+	return b.String()
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// Record is an outbox item in full, for the record page.
+func Record(it ops.OutboxItem) common.Record {
+	f := []common.RecordField{
+		{Label: "id", Value: fmt.Sprint(it.ID)},
+		{Label: "kind", Value: string(it.Kind)},
+		{Label: "key", Value: it.Key},
+		{Label: "state", Value: string(it.State)},
+		{Label: "attempts", Value: fmt.Sprint(it.Attempts)},
+		{Label: "created", Value: common.Timestamp(it.CreatedAt)},
+	}
+	if !it.NextAttempt.IsZero() && it.State != ops.OutboxDelivered {
+		f = append(f, common.RecordField{Label: "next try", Value: common.Timestamp(it.NextAttempt)})
+	}
+	if !it.DeliveredAt.IsZero() {
+		f = append(f, common.RecordField{Label: "delivered", Value: common.Timestamp(it.DeliveredAt)})
+	}
+	if it.ClaimedBy != "" {
+		f = append(f, common.RecordField{Label: "claimed by", Value: it.ClaimedBy + " until " + common.Timestamp(it.ClaimedUntil)})
+	}
+	f = append(f, common.RecordField{Label: "last error", Value: it.LastError},
+		common.RecordField{Label: "payload", Value: indent(it.Payload)})
+	if len(it.Result) > 0 {
+		f = append(f, common.RecordField{Label: "result", Value: indent(it.Result)})
+	}
+	return common.Record{Title: fmt.Sprintf("Outbox #%d", it.ID), ID: fmt.Sprint(it.ID), Fields: f}
+}
+
+// Abandon forgets the load in flight: its result will be ignored and the
+// next Load starts a new one (the program stopped before it reported).
+func (m *Model) Abandon() { m.load.Supersede() }

@@ -1,10 +1,72 @@
 // Package styles holds the console's one set of lipgloss styles, built once
-// from adaptive colours (light and dark terminals) and passed to every
-// screen through common.Common. Colour output follows the terminal: with
-// NO_COLOR set or on a dumb terminal lipgloss renders plain text.
+// from a theme and passed to every screen through common.Common. The
+// theme is console.theme: auto (adaptive colours: the terminal's
+// background decides), dark, light, or none (no colour at all: bold,
+// italics and reverse video only). NO_COLOR in the environment forces
+// none whatever the setting (https://no-color.org).
 package styles
 
-import "github.com/charmbracelet/lipgloss"
+import (
+	"fmt"
+
+	"github.com/charmbracelet/lipgloss"
+)
+
+// Theme names accepted by Named (console.theme).
+const (
+	ThemeAuto  = "auto"
+	ThemeDark  = "dark"
+	ThemeLight = "light"
+	ThemeNone  = "none"
+)
+
+// Resolve is the theme the console uses for name (console.theme, "" for
+// auto) given NO_COLOR's value: NO_COLOR set to anything non-empty means
+// none.
+func Resolve(name, noColor string) (string, error) {
+	if name == "" {
+		name = ThemeAuto
+	}
+	switch name {
+	case ThemeAuto, ThemeDark, ThemeLight, ThemeNone:
+	default:
+		return "", fmt.Errorf("console.theme: %q is not one of auto, dark, light, none", name)
+	}
+	if noColor != "" {
+		return ThemeNone, nil
+	}
+	return name, nil
+}
+
+// Named builds the styles of a resolved theme name (see Resolve).
+func Named(name string) (*Styles, error) {
+	t := DefaultTheme()
+	switch name {
+	case "", ThemeAuto:
+		return New(t), nil
+	case ThemeDark, ThemeLight:
+		return New(t.fixed(name == ThemeDark)), nil
+	case ThemeNone:
+		s := New(Theme{})
+		s.Table.Selected = lipgloss.NewStyle().Bold(true).Reverse(true)
+		s.ProgressColor = ""
+		return s, nil
+	}
+	return nil, fmt.Errorf("console.theme: %q is not one of auto, dark, light, none", name)
+}
+
+// fixed pins every adaptive colour to its dark or light variant, so the
+// terminal's background is never queried.
+func (t Theme) fixed(dark bool) Theme {
+	pin := func(c lipgloss.AdaptiveColor) lipgloss.AdaptiveColor {
+		if dark {
+			return lipgloss.AdaptiveColor{Light: c.Dark, Dark: c.Dark}
+		}
+		return lipgloss.AdaptiveColor{Light: c.Light, Dark: c.Light}
+	}
+	return Theme{Accent: pin(t.Accent), Muted: pin(t.Muted), Text: pin(t.Text), OK: pin(t.OK), Warn: pin(t.Warn),
+		Danger: pin(t.Danger), Info: pin(t.Info), SelectB: pin(t.SelectB)}
+}
 
 // Theme is the palette the styles are built from.
 type Theme struct {
@@ -119,7 +181,7 @@ func New(t Theme) *Styles {
 
 	s.Status.OK = lipgloss.NewStyle().Foreground(t.OK)
 	s.ProgressColor = t.OK.Light
-	if lipgloss.HasDarkBackground() {
+	if t.OK.Light != t.OK.Dark && lipgloss.HasDarkBackground() {
 		s.ProgressColor = t.OK.Dark
 	}
 	s.Status.Warn = lipgloss.NewStyle().Foreground(t.Warn)

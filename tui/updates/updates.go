@@ -27,6 +27,7 @@ type KeyMap struct {
 	common.NavKeys
 	Open    key.Binding
 	AllEnvs key.Binding
+	Copy    key.Binding
 	actions.UpdateKeys
 }
 
@@ -39,6 +40,7 @@ func DefaultKeyMap() KeyMap {
 		NavKeys:    nav,
 		Open:       key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "detail")),
 		AllEnvs:    key.NewBinding(key.WithKeys("e"), key.WithHelp("e", "all environments")),
+		Copy:       common.CopyKey(),
 		UpdateKeys: actions.DefaultUpdateKeys(),
 	}
 }
@@ -67,6 +69,9 @@ type Model struct {
 	offset   int
 	load     common.Loader
 	err      error
+	// want is the update the cursor lands on once it is loaded (the one
+	// an action just created).
+	want string
 }
 
 // New builds the screen. progress receives the events of runs started
@@ -94,6 +99,15 @@ func (m *Model) SetEnvironment(env string) tea.Cmd {
 	m.cursor, m.offset = 0, 0
 	m.load.Supersede()
 	return m.Load()
+}
+
+// SelectWhenLoaded puts the cursor on update id as soon as a load shows
+// it ("" keeps the cursor where it is).
+func (m *Model) SelectWhenLoaded(id string) {
+	if id != "" {
+		m.want = id
+		m.filter = common.NewFilter(m.common) // a filter must not hide it
+	}
 }
 
 // Load starts a (re)load unless one is in flight.
@@ -128,12 +142,9 @@ func (m Model) Selected() (ops.UpdateStatus, bool) {
 }
 
 func (m *Model) applyFilter() {
-	q := m.filter.Value()
 	m.visible = m.visible[:0:0]
-	for _, u := range m.all {
-		if common.FuzzyMatch(q, searchText(u)) {
-			m.visible = append(m.visible, u)
-		}
+	for _, i := range common.FuzzyRank(m.filter.Value(), len(m.all), func(i int) string { return searchText(m.all[i]) }) {
+		m.visible = append(m.visible, m.all[i])
 	}
 	m.cursor = common.Clamp(m.cursor, 0, len(m.visible)-1)
 }
@@ -150,6 +161,7 @@ func (m *Model) updateKeys() {
 	u, ok := m.Selected()
 	m.keys.Open.SetEnabled(ok && !m.filter.Active())
 	m.keys.AllEnvs.SetEnabled(m.env != "")
+	m.keys.Copy.SetEnabled(ok)
 	m.keys.Enable(!m.common.ReadOnly, u, ok)
 }
 
@@ -167,6 +179,14 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 			sel, had := m.Selected()
 			m.all = msg.ups
 			m.applyFilter()
+			if m.want != "" { // the row an action created
+				sel, had = ops.UpdateStatus{Update: ops.Update{ID: m.want}}, true
+				for _, u := range m.visible {
+					if u.Update.ID == m.want {
+						m.want = ""
+					}
+				}
+			}
 			if had { // keep the cursor on the same update as rows move
 				for i, u := range m.visible {
 					if u.Update.ID == sel.Update.ID {
@@ -208,6 +228,8 @@ func (m Model) handleKey(msg tea.KeyMsg) (Model, tea.Cmd) {
 		return m, nil
 	case key.Matches(msg, m.keys.Open):
 		return m, common.Navigate(common.PageDetail, u.Update.ID)
+	case key.Matches(msg, m.keys.Copy):
+		return m, common.Copy(u.Update.ID)
 	}
 	if a, ok := m.keys.Action(msg, m.acts, u.Update, m.envs[u.Update.Environment].RequiresChange, m.progress); ok {
 		return m, common.Act(a)
@@ -216,25 +238,34 @@ func (m Model) handleKey(msg tea.KeyMsg) (Model, tea.Cmd) {
 }
 
 var columns = []common.Column{
-	{Title: "UPDATE", Width: 8},
-	{Title: "ENV", Width: 10},
-	{Title: "VERSION", Width: 10},
-	{Title: "STATE", Width: 11},
-	{Title: "CHANGE", Width: 10},
-	{Title: "GATE"},
+	{Title: "UPDATE", Keep: 9},
+	{Title: "ENV", Keep: 5, Min: 5},
+	{Title: "VERSION", Keep: 8},
+	{Title: "STATE", Keep: 6},
+	{Title: "CHANGE", Keep: 7},
+	{Title: "GATE", Grow: true, Min: 8},
 }
 
 // View renders the screen.
 func (m Model) View() string {
 	s := m.common.Styles
 	w, h := m.common.Width, m.common.Height
-	cols := common.Layout(columns, w)
+	preview := m.preview()
+	top := 1
+	if m.filter.View() != "" {
+		top++
+	}
+	listH := max(h-top-len(preview)-1, 1)
+	off := common.Window(m.offset, m.cursor, listH, len(m.visible))
+	var shown [][]string
+	for i := off; i < len(m.visible) && i < off+listH; i++ {
+		shown = append(shown, m.cells(m.visible[i]))
+	}
+	cols := common.Fitted(columns, shown, w)
 	lines := []string{s.Table.Header.Render(common.Header(cols))}
 	if f := m.filter.View(); f != "" {
 		lines = append(lines, f)
 	}
-	preview := m.preview()
-	listH := max(h-len(lines)-len(preview)-1, 1)
 	switch {
 	case m.err != nil && len(m.all) == 0:
 		lines = append(lines, s.Status.Bad.Render("cannot read updates: "+m.err.Error()))
@@ -245,9 +276,8 @@ func (m Model) View() string {
 	case len(m.visible) == 0:
 		lines = append(lines, s.Table.Empty.Render("no updates yet — propose one with P on an environment or :propose ENV VERSION"))
 	}
-	off := common.Window(m.offset, m.cursor, listH, len(m.visible))
 	lines = append(lines, m.common.Rows(off, m.cursor, len(m.visible), listH, func(i int) string {
-		return common.Row(cols, m.cells(m.visible[i]))
+		return common.Row(cols, shown[i-off])
 	})...)
 	for len(lines) < h-len(preview) {
 		lines = append(lines, "")
@@ -295,7 +325,7 @@ func (m Model) ShortHelp() []key.Binding {
 // FullHelp implements help.KeyMap.
 func (m Model) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
-		{m.keys.Up, m.keys.Down, m.keys.Top, m.keys.Bottom, m.keys.Open},
+		{m.keys.Up, m.keys.Down, m.keys.Top, m.keys.Bottom, m.keys.Open, m.keys.Copy},
 		{m.filter.Keys.Start, m.filter.Keys.Accept, m.filter.Keys.Clear, m.keys.AllEnvs},
 		{m.keys.Approve, m.keys.Reject, m.keys.Run, m.keys.Cancel},
 	}
@@ -303,3 +333,7 @@ func (m Model) FullHelp() [][]key.Binding {
 
 // FilterValue is the filter text; esc clears it before going back.
 func (m *Model) FilterValue() string { return m.filter.Value() }
+
+// Abandon forgets the load in flight: its result will be ignored and the
+// next Load starts a new one (the program stopped before it reported).
+func (m *Model) Abandon() { m.load.Supersede() }

@@ -105,6 +105,9 @@ type Console struct {
 	ReadOnly bool `koanf:"read_only"`
 	// LogFile receives the console's logs (never the terminal).
 	LogFile string `koanf:"log_file"`
+	// Theme is the console's colours: auto (follow the terminal's
+	// background), dark, light or none (no colour; NO_COLOR forces it).
+	Theme string `koanf:"theme"`
 }
 
 // Alertmanager configures the daemon's webhook receiver (POST

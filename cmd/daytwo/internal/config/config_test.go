@@ -131,6 +131,8 @@ policies:
   - name: broken-cel
     expr: update.version ==
     action: stop
+console:
+  theme: solarized
 `
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
@@ -157,6 +159,7 @@ policies:
 		"freezes[0].timezone: \"Mars/Olympus_Mons\" is not a known time zone",
 		"policies[0].action: \"stop\" is not one of block, warn",
 		"policies[0].expr: policy \"broken-cel\": invalid CEL",
+		"console.theme: \"solarized\" is not one of auto, dark, light, none",
 	} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("error lacks %q:\n%s", want, msg)

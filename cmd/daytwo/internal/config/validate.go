@@ -75,6 +75,9 @@ func validate(c *Config) []Problem {
 	}
 	v.storeURL(c.Store.URL)
 	v.serviceNow(c.ServiceNow)
+	if c.Console.Theme != "" {
+		v.oneOf("console.theme", c.Console.Theme, "auto", "dark", "light", "none")
+	}
 	if c.Sync.Interval < time.Second {
 		v.add("sync.interval", "%s is too short: at least 1s", c.Sync.Interval)
 	}
