@@ -1,6 +1,10 @@
 package tui
 
 import (
+	"os"
+	"strings"
+
+	"github.com/aymanbagabas/go-osc52/v2"
 	"github.com/charmbracelet/bubbles/key"
 	tea "github.com/charmbracelet/bubbletea"
 
@@ -120,4 +124,37 @@ func (m *Model) globalKey(msg tea.KeyMsg) (cmd tea.Cmd, ok bool) {
 		return nil, false
 	}
 	return nil, true
+}
+
+// keystrokes applies every key of msg: a terminal, tmux send-keys or a slow
+// link may deliver several typed runes in one message ("jj"), and each is
+// a keystroke of its own (a paste stays one message: it is text).
+func (m *Model) keystrokes(msg tea.KeyMsg) tea.Cmd {
+	if msg.Type != tea.KeyRunes || len(msg.Runes) < 2 || msg.Paste {
+		return m.handleKey(msg)
+	}
+	cmds := make([]tea.Cmd, 0, len(msg.Runes))
+	for _, r := range msg.Runes {
+		cmds = append(cmds, m.handleKey(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune{r}, Alt: msg.Alt}))
+	}
+	return tea.Batch(cmds...)
+}
+
+// copy puts text on the terminal's clipboard with OSC 52 (wrapped for
+// tmux and screen, which would swallow it otherwise) and says so.
+func (m *Model) copy(text string) tea.Cmd {
+	w := m.clip
+	seq := osc52.New(text)
+	switch {
+	case os.Getenv("TMUX") != "":
+		seq = seq.Tmux()
+	case strings.HasPrefix(os.Getenv("TERM"), "screen"):
+		seq = seq.Screen()
+	}
+	return func() tea.Msg {
+		if _, err := seq.WriteTo(w); err != nil {
+			return common.FlashMsg{Level: common.LevelError, Text: "copy: " + err.Error()}
+		}
+		return common.FlashMsg{Level: common.LevelInfo, Text: "copied " + text + " (OSC 52: the terminal must allow clipboard writes)"}
+	}
 }

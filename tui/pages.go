@@ -122,3 +122,37 @@ func (ps *pages) abandon() {
 	ps.audit.Abandon()
 	ps.outbox.Abandon()
 }
+
+// show makes p the active screen and loads it.
+func (m *Model) show(msg common.NavigateMsg) tea.Cmd {
+	switch {
+	case msg.Page == common.PageEnvironments:
+		m.stack = m.stack[:1]
+	case m.active() == msg.Page:
+		// same screen, new argument: no new breadcrumb
+	default:
+		for i, p := range m.stack { // going back to a screen on the stack pops to it
+			if p == msg.Page {
+				m.stack = m.stack[:i]
+				break
+			}
+		}
+		m.stack = append(m.stack, msg.Page)
+	}
+	m.showHelp = false
+	return m.open(msg)
+}
+
+func (m *Model) back() tea.Cmd {
+	if len(m.stack) == 1 {
+		return nil
+	}
+	m.stack = m.stack[:len(m.stack)-1]
+	return m.reload(m.active())
+}
+
+// jump opens a top-level screen from the home screen.
+func (m *Model) jump(p common.Page) tea.Cmd {
+	m.stack = m.stack[:1]
+	return m.show(common.NavigateMsg{Page: p})
+}

@@ -12,11 +12,8 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"strings"
 	"time"
 
-	"github.com/aymanbagabas/go-osc52/v2"
 	"github.com/charmbracelet/bubbles/help"
 	"github.com/charmbracelet/bubbles/spinner"
 	tea "github.com/charmbracelet/bubbletea"
@@ -117,40 +114,6 @@ func (m *Model) bodyHeight() int {
 	return max(body, 1)
 }
 
-// show makes p the active screen and loads it.
-func (m *Model) show(msg common.NavigateMsg) tea.Cmd {
-	switch {
-	case msg.Page == common.PageEnvironments:
-		m.stack = m.stack[:1]
-	case m.active() == msg.Page:
-		// same screen, new argument: no new breadcrumb
-	default:
-		for i, p := range m.stack { // going back to a screen on the stack pops to it
-			if p == msg.Page {
-				m.stack = m.stack[:i]
-				break
-			}
-		}
-		m.stack = append(m.stack, msg.Page)
-	}
-	m.showHelp = false
-	return m.open(msg)
-}
-
-func (m *Model) back() tea.Cmd {
-	if len(m.stack) == 1 {
-		return nil
-	}
-	m.stack = m.stack[:len(m.stack)-1]
-	return m.reload(m.active())
-}
-
-// jump opens a top-level screen from the home screen.
-func (m *Model) jump(p common.Page) tea.Cmd {
-	m.stack = m.stack[:1]
-	return m.show(common.NavigateMsg{Page: p})
-}
-
 // Update routes messages: the root's own here, each component's to it, a
 // screen's (common.Addressed) to that screen alone.
 func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
@@ -245,37 +208,4 @@ func (m *Model) taskDone(msg common.TaskDoneMsg) tea.Cmd {
 		}
 	}
 	return tea.Batch(append(cmds, m.reload(m.active()), m.conn.Check(false))...)
-}
-
-// keystrokes applies every key of msg: a terminal, tmux send-keys or a slow
-// link may deliver several typed runes in one message ("jj"), and each is
-// a keystroke of its own (a paste stays one message: it is text).
-func (m *Model) keystrokes(msg tea.KeyMsg) tea.Cmd {
-	if msg.Type != tea.KeyRunes || len(msg.Runes) < 2 || msg.Paste {
-		return m.handleKey(msg)
-	}
-	cmds := make([]tea.Cmd, 0, len(msg.Runes))
-	for _, r := range msg.Runes {
-		cmds = append(cmds, m.handleKey(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune{r}, Alt: msg.Alt}))
-	}
-	return tea.Batch(cmds...)
-}
-
-// copy puts text on the terminal's clipboard with OSC 52 (wrapped for
-// tmux and screen, which would swallow it otherwise) and says so.
-func (m *Model) copy(text string) tea.Cmd {
-	w := m.clip
-	seq := osc52.New(text)
-	switch {
-	case os.Getenv("TMUX") != "":
-		seq = seq.Tmux()
-	case strings.HasPrefix(os.Getenv("TERM"), "screen"):
-		seq = seq.Screen()
-	}
-	return func() tea.Msg {
-		if _, err := seq.WriteTo(w); err != nil {
-			return common.FlashMsg{Level: common.LevelError, Text: "copy: " + err.Error()}
-		}
-		return common.FlashMsg{Level: common.LevelInfo, Text: "copied " + text + " (OSC 52: the terminal must allow clipboard writes)"}
-	}
 }
