@@ -24,9 +24,9 @@ type Alert struct {
 // RecordAlerts records alerts in the audit log (alert.firing,
 // alert.resolved), all or none. An alert for an environment daytwo does
 // not manage is refused (ErrNotFound) before anything is written.
-//
-// Not yet: a firing alert during a verification window failing the
-// release, and incidents for alerts on gated environments (issue 17).
+// A run in its verification window reads them back (watchAlerts): a
+// firing alert for its environment fails the window. Not yet: incidents
+// for alerts outside a window (issue 17).
 func (s *Service) RecordAlerts(ctx context.Context, alerts []Alert) error {
 	for i, a := range alerts {
 		if _, err := s.Environment(a.Environment); err != nil {

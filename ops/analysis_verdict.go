@@ -2,11 +2,17 @@ package ops
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 )
+
+// alertPoll is how often a verification window looks for firing alerts
+// (recorded by whichever daytwo process serves POST /alertmanager).
+const alertPoll = 250 * time.Millisecond
 
 // baselineFor returns the targets not yet updated when batch runs: those
 // of the later batches, still on the previous release. Metric checks
@@ -73,7 +79,26 @@ func (r *runner) verifyWindow() (out runOutcome, err error, done bool) {
 	var (
 		mu       sync.Mutex
 		failures []string
+		alerted  bool
 	)
+	// A firing alert for the environment fails the window: the watcher
+	// records it and cancels the checks.
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		msg, err := r.watchAlerts(ctx)
+		if err != nil || msg == "" {
+			if err != nil && ctx.Err() == nil {
+				r.s.log.Error("verification window: reading alerts failed", "run", r.run.ID, "err", err)
+			}
+			return
+		}
+		mu.Lock()
+		failures, alerted = append(failures, msg), true
+		mu.Unlock()
+		r.emit(RunEvent{Step: StepBake, State: "verify_failed", Message: "verification failed: " + msg})
+		cancel()
+	}()
 	fanOut(len(r.env.Targets), len(r.env.Targets), func(i int) {
 		t := r.env.Targets[i]
 		req := r.request(t)
@@ -82,6 +107,9 @@ func (r *runner) verifyWindow() (out runOutcome, err error, done bool) {
 		ev, err := b.Bake(ctx, req, v.Window, r.sink())
 		mu.Lock()
 		defer mu.Unlock()
+		if err != nil && alerted && errors.Is(err, context.Canceled) {
+			return // stopped by the alert, which is the failure
+		}
 		if err != nil && !r.stopping() {
 			failures = append(failures, fmt.Sprintf("%s FAILED verification: %v", t.Name, err))
 			r.emit(RunEvent{Target: t.Name, Step: StepBake, State: EventVerifyFailed, Message: "verification failed: " + err.Error()})
@@ -89,6 +117,8 @@ func (r *runner) verifyWindow() (out runOutcome, err error, done bool) {
 			r.emit(RunEvent{Target: t.Name, Step: StepBake, State: EventVerified, Message: "verified: " + ev})
 		}
 	})
+	cancel()
+	<-watched
 	if r.lost.Load() {
 		out, err = r.fenced()
 		return out, err, true
@@ -140,4 +170,60 @@ func onFailure(v *VerifyWindow) string {
 		return "rollback"
 	}
 	return v.OnFailure
+}
+
+// watchAlerts returns a firing alert for the run's environment recorded
+// since the run started (by POST /alertmanager, in this process or
+// another on the same store), described with its labels and annotations;
+// "" when ctx ends first.
+func (r *runner) watchAlerts(ctx context.Context) (string, error) {
+	since := r.run.StartedAt
+	var after int64
+	first := true
+	tick := time.NewTicker(alertPoll)
+	defer tick.Stop()
+	for {
+		f := EventFilter{Environment: r.env.Name, AfterSeq: after}
+		if first {
+			f.Limit = 1000 // the newest: alerts before the run began do not count
+		}
+		evs, err := r.s.store.ListEvents(ctx, f)
+		if err != nil {
+			return "", err
+		}
+		first = false
+		for _, e := range evs {
+			after = max(after, e.Seq)
+			if e.Action == "alert.firing" && !e.Time.Before(since) {
+				return describeAlert(e), nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return "", nil
+		case <-tick.C:
+		}
+	}
+}
+
+func describeAlert(e Event) string {
+	msg := fmt.Sprintf("alert %s firing on %s", e.Subject, e.Environment)
+	if svc, ok := e.Detail["service"].(string); ok && svc != "" {
+		msg += " (service " + svc + ")"
+	}
+	if ann, ok := e.Detail["annotations"].(map[string]any); ok {
+		for _, k := range []string{"summary", "description"} {
+			if v, ok := ann[k].(string); ok && v != "" {
+				msg += ": " + v
+				break
+			}
+		}
+	}
+	if s, ok := e.Detail["starts_at"].(string); ok {
+		msg += ", since " + s
+	}
+	if src, ok := e.Detail["source"].(string); ok && src != "" {
+		msg += ", from " + src
+	}
+	return msg
 }

@@ -32,9 +32,57 @@ func (r *runner) deployBatch(be BatchExecutor, batch int, ts []Target) []targetR
 			}
 			return
 		}
-		r.checkDeployed(batch, t, reqs[i], res)
+		if hb, ok := r.health.(BatchHealthChecker); !ok || !hb.ChecksByBatch() || len(r.env.Health) == 0 {
+			r.checkDeployed(batch, t, reqs[i], res)
+		}
 	})
+	if hb, ok := r.health.(BatchHealthChecker); ok && hb.ChecksByBatch() && len(r.env.Health) > 0 {
+		r.checkBatch(hb, batch, ts, reqs, results)
+	}
 	return results
+}
+
+// BatchHealthChecker checks a batch's targets together (e.g. one
+// ansible-playbook run over the batch's hosts) when ChecksByBatch says
+// so. A target missing from errs failed.
+type BatchHealthChecker interface {
+	HealthChecker
+	ChecksByBatch() bool
+	CheckBatch(ctx context.Context, reqs []StepRequest, log LogSink) (evidence map[string]string, errs map[string]error)
+}
+
+// checkBatch runs the health step of the batch's deployed targets with
+// one CheckBatch call, each target's step journaled as checkDeployed does.
+func (r *runner) checkBatch(hb BatchHealthChecker, batch int, ts []Target, reqs []StepRequest, results []targetResult) {
+	var idx []int
+	var hreqs []StepRequest
+	for i := range ts {
+		if results[i].err == nil {
+			idx, hreqs = append(idx, i), append(hreqs, reqs[i])
+			r.emit(RunEvent{Batch: batch, Target: ts[i].Name, Step: StepHealth, State: "started", Message: "checking health (with the batch)"})
+		}
+	}
+	if len(hreqs) == 0 {
+		return
+	}
+	var evidence map[string]string
+	errs := r.batchStep(batch, StepHealth, r.u.Version, hreqs, func(ctx context.Context, reqs []StepRequest) map[string]error {
+		var errs map[string]error
+		evidence, errs = hb.CheckBatch(ctx, reqs, r.sink())
+		return errs
+	})
+	for _, i := range idx {
+		t, res := ts[i], &results[i]
+		if err := errs[t.Name]; err != nil {
+			res.err = err
+			if !busy(err) {
+				r.emit(RunEvent{Batch: batch, Target: t.Name, Step: StepHealth, State: "failed", Message: "health check failed: " + err.Error()})
+			}
+			continue
+		}
+		res.ok, res.evidence = true, evidence[t.Name]
+		r.emit(RunEvent{Batch: batch, Target: t.Name, Step: StepDeploy, State: "succeeded", Message: "healthy: " + res.evidence})
+	}
 }
 
 // rollbackBatch returns ts to the previous release with one call of a
@@ -50,12 +98,28 @@ func (r *runner) rollbackBatch(br BatchRollbacker, ts []Target) map[string]error
 	errs := r.batchStep(0, StepRollback, r.from.Version, reqs, func(ctx context.Context, reqs []StepRequest) map[string]error {
 		return br.RollbackBatch(ctx, reqs, r.sink())
 	})
+	// Health checks that run by batch check the restored targets together.
+	var herrs map[string]error
+	if hb, ok := r.health.(BatchHealthChecker); ok && hb.ChecksByBatch() && len(r.env.Health) > 0 {
+		var back []StepRequest
+		for _, t := range ts {
+			if errs[t.Name] == nil {
+				back = append(back, r.back(t))
+			}
+		}
+		herrs = r.batchStep(0, StepHealth, r.from.Version, back, func(ctx context.Context, reqs []StepRequest) map[string]error {
+			_, errs := hb.CheckBatch(ctx, reqs, r.sink())
+			return errs
+		})
+	}
 	var mu sync.Mutex
 	out := make(map[string]error, len(ts))
 	fanOut(len(ts), r.env.Strategy.MaxParallel, func(i int) {
 		t := ts[i]
 		err := errs[t.Name]
-		if err == nil && r.health != nil && len(r.env.Health) > 0 {
+		if err == nil && herrs != nil {
+			err = herrs[t.Name]
+		} else if err == nil && r.health != nil && len(r.env.Health) > 0 {
 			err = r.step(0, t.Name, StepHealth, r.from.Version, r.back(t), func(ctx context.Context, req StepRequest) (string, error) {
 				return r.health.Check(ctx, req, r.sink())
 			})

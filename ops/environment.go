@@ -80,7 +80,7 @@ type HTTPProbe struct {
 }
 
 // HealthCheck is one check run against every target after it is deployed.
-// Exactly one of HTTP, TCP, Command, Metrics and Prometheus is set; the
+// Exactly one of HTTP, TCP, Command, Ansible, Metrics and Prometheus is set; the
 // metric kinds run during the bake (see MetricAnalysis).
 type HealthCheck struct {
 	Name       string           `koanf:"name" json:"name,omitempty"`
@@ -89,9 +89,13 @@ type HealthCheck struct {
 	Command    []string         `koanf:"command" json:"command,omitempty"`
 	Metrics    *MetricsCheck    `koanf:"metrics" json:"metrics,omitempty"`
 	Prometheus *PrometheusCheck `koanf:"prometheus" json:"prometheus,omitempty"`
-	Interval   time.Duration    `koanf:"interval" json:"interval,omitempty"`
-	Timeout    time.Duration    `koanf:"timeout" json:"timeout,omitempty"`
-	Retries    int              `koanf:"retries" json:"retries,omitempty"`
+	// Ansible runs a playbook as the check: once per batch over the
+	// batch's hosts, each host's result its target's (rollback_playbook
+	// does not apply).
+	Ansible  *AnsibleSpec  `koanf:"ansible" json:"ansible,omitempty"`
+	Interval time.Duration `koanf:"interval" json:"interval,omitempty"`
+	Timeout  time.Duration `koanf:"timeout" json:"timeout,omitempty"`
+	Retries  int           `koanf:"retries" json:"retries,omitempty"`
 }
 
 // HTTPCheck passes when the URL answers with the expected status and, if

@@ -38,6 +38,8 @@ type fixtureOptions struct {
 	// approver, if set, is the simulator user (password = user name) the
 	// console decides as (servicenow.approver), with four eyes on.
 	approver string
+	// environments, if set, replaces testEnvironments.
+	environments func(dir string) []ops.Environment
 }
 
 func testEnvironments(dir string) []ops.Environment {
@@ -70,6 +72,9 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 	}
 	t.Cleanup(func() { db.Close() })
 	envs := testEnvironments(dir)
+	if o.environments != nil {
+		envs = o.environments(dir)
+	}
 	if err := db.SyncEnvironments(ctx, envs, "test"); err != nil {
 		t.Fatal(err)
 	}

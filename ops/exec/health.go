@@ -20,7 +20,10 @@ import (
 	"github.com/daytwo/daytwo/ops"
 )
 
-var _ ops.HealthChecker = (*Health)(nil)
+var (
+	_ ops.HealthChecker      = (*Health)(nil)
+	_ ops.BatchHealthChecker = (*Health)(nil)
+)
 
 // maxBody bounds how much of an HTTP body is read for matching.
 const maxBody = 1 << 20
@@ -30,8 +33,9 @@ const maxBody = 1 << 20
 type Health struct {
 	env      string
 	checks   []*check
-	metrics  []*metricCheck // run during bakes only
-	interval time.Duration  // between bake rounds: the shortest check interval
+	metrics  []*metricCheck  // run during bakes only
+	ansible  []*ansibleCheck // run before the others; once per batch in CheckBatch
+	interval time.Duration   // between bake rounds: the shortest check interval
 	o        options
 }
 
@@ -80,6 +84,14 @@ func NewHealth(env string, checks []ops.HealthCheck, opts ...Option) (*Health, e
 				return nil, fmt.Errorf("exec: environment %s: %w", env, err)
 			}
 			h.metrics = append(h.metrics, m)
+			continue
+		}
+		if hc.Ansible != nil {
+			c, err := parseAnsibleCheck(env, fmt.Sprintf("health[%d]", i), hc, opts)
+			if err != nil {
+				return nil, fmt.Errorf("exec: environment %s: %w", env, err)
+			}
+			h.ansible = append(h.ansible, c)
 			continue
 		}
 		c, err := parseCheck(fmt.Sprintf("health[%d]", i), hc)
@@ -242,7 +254,9 @@ func (h *Health) bakeRounds(ctx context.Context, req ops.StepRequest, d time.Dur
 	start := h.o.now()
 	deadline := start.Add(d)
 	for round := 1; ; round++ {
-		ev, err := h.check(ctx, req, log)
+		// Ansible checks ran at the health step (once per batch); a
+		// round repeats the others.
+		ev, err := h.checkRest(ctx, req, log)
 		if err != nil {
 			return "", fmt.Errorf("exec: bake of %s: round %d, %s into %s: %w",
 				req.Target.Name, round, fmtDur(h.o.now().Sub(start)), fmtTimeout(d), err)
@@ -257,15 +271,49 @@ func (h *Health) bakeRounds(ctx context.Context, req ops.StepRequest, d time.Dur
 	}
 }
 
-func (h *Health) check(ctx context.Context, req ops.StepRequest, log ops.LogSink) (string, error) {
+func validVersions(req ops.StepRequest) error {
 	for _, v := range []string{req.Version, req.PreviousVersion} {
 		if v != "" {
 			if err := ops.ValidateVersion(v); err != nil {
-				return "", err
+				return err
 			}
 		}
 	}
+	return nil
+}
+
+func (h *Health) check(ctx context.Context, req ops.StepRequest, log ops.LogSink) (string, error) {
+	if err := validVersions(req); err != nil {
+		return "", err
+	}
+	var evidence []string
+	for _, c := range h.ansible {
+		ev, err := c.run(ctx, []ops.StepRequest{req}, log)
+		if err[req.Target.Name] != nil {
+			return "", err[req.Target.Name]
+		}
+		evidence = append(evidence, ev)
+	}
+	rest, err := h.checkRest(ctx, req, log)
+	if err != nil {
+		return "", err
+	}
+	if rest != "" {
+		evidence = append(evidence, rest)
+	}
+	return strings.Join(evidence, "; "), nil
+}
+
+// checkRest runs the checks other than the Ansible ones ("" when there
+// are only Ansible ones).
+func (h *Health) checkRest(ctx context.Context, req ops.StepRequest, log ops.LogSink) (string, error) {
+	if err := validVersions(req); err != nil {
+		return "", err
+	}
 	if len(h.checks) == 0 {
+		if len(h.ansible) > 0 {
+			return "", nil
+		}
 		if len(h.metrics) > 0 {
 			return "metric checks run during the bake", nil
 		}
@@ -521,4 +569,112 @@ func snippet(b []byte) string {
 		return strconv.Quote(strings.ToValidUTF8(string(b[:n]), "")) + "…"
 	}
 	return strconv.Quote(string(b))
+}
+
+// ansibleCheck is a health check run by a playbook (health[].ansible).
+type ansibleCheck struct {
+	name string
+	a    *Ansible
+}
+
+func parseAnsibleCheck(env, key string, hc ops.HealthCheck, opts []Option) (*ansibleCheck, error) {
+	if hc.HTTP != nil || hc.TCP != nil || len(hc.Command) > 0 || hc.Metrics != nil || hc.Prometheus != nil {
+		return nil, fmt.Errorf("%s: set exactly one of http, tcp, command, ansible, metrics and prometheus", key)
+	}
+	as := *hc.Ansible
+	if as.RollbackPlaybook != "" {
+		return nil, fmt.Errorf("%s.ansible.rollback_playbook: a health check has no rollback", key)
+	}
+	// retries does not apply: a check that needs them puts until/retries
+	// on its task, so one run serves the whole batch.
+	// timeout is the ansible block's (default: a step's); the check's own
+	// timeout bounds one attempt of the quick kinds and is too short here.
+	a, err := NewAnsible(env, ops.DeploySpec{Ansible: &as}, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("%s.ansible: %w", key, err)
+	}
+	return &ansibleCheck{name: hc.Name, a: a}, nil
+}
+
+// run runs the check's playbook once over reqs' targets; the evidence
+// names the playbook and the hosts it passed on.
+func (c *ansibleCheck) run(ctx context.Context, reqs []ops.StepRequest, log ops.LogSink) (string, map[string]error) {
+	errs := c.a.run(ctx, c.a.playbook, "health check", reqs, log)
+	if c.name != "" {
+		for k, err := range errs {
+			if err != nil {
+				errs[k] = fmt.Errorf("check %q: %w", c.name, err)
+			}
+		}
+	}
+	ev := fmt.Sprintf("ansible %s ok", c.a.playbook)
+	if len(reqs) > 1 {
+		ev += fmt.Sprintf(" (one run over the batch's %d hosts)", len(reqs))
+	}
+	if c.name != "" {
+		ev = c.name + ": " + ev
+	}
+	return ev, errs
+}
+
+// ChecksByBatch reports whether the checks include Ansible ones, which
+// CheckBatch runs once per batch.
+func (h *Health) ChecksByBatch() bool { return len(h.ansible) > 0 }
+
+// CheckBatch checks the targets of reqs, which share one release: each
+// Ansible check runs once over all of their hosts, then the other checks
+// run per target (in parallel) on the hosts that passed.
+func (h *Health) CheckBatch(ctx context.Context, reqs []ops.StepRequest, log ops.LogSink) (map[string]string, map[string]error) {
+	evidence := make(map[string][]string, len(reqs))
+	errs := make(map[string]error, len(reqs))
+	var live []ops.StepRequest
+	for _, r := range reqs {
+		if err := validVersions(r); err != nil {
+			errs[r.Target.Name] = fmt.Errorf("exec: health of %s: %w", r.Target.Name, err)
+			continue
+		}
+		live = append(live, r)
+	}
+	for _, c := range h.ansible {
+		ev, res := c.run(ctx, live, log)
+		var next []ops.StepRequest
+		for _, r := range live {
+			name := r.Target.Name
+			err, ok := res[name]
+			if !ok {
+				err = fmt.Errorf("exec: ansible reported nothing for %s", name)
+			}
+			if err != nil {
+				errs[name] = fmt.Errorf("exec: health of %s: %w", name, err)
+				continue
+			}
+			evidence[name] = append(evidence[name], ev)
+			next = append(next, r)
+		}
+		live = next
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, r := range live {
+		wg.Go(func() {
+			ev, err := h.checkRest(ctx, r, log)
+			mu.Lock()
+			defer mu.Unlock()
+			name := r.Target.Name
+			if err != nil {
+				errs[name] = fmt.Errorf("exec: health of %s: %w", name, err)
+				return
+			}
+			if ev != "" {
+				evidence[name] = append(evidence[name], ev)
+			}
+			errs[name] = nil
+		})
+	}
+	wg.Wait()
+	out := make(map[string]string, len(evidence))
+	for k, v := range evidence {
+		out[k] = strings.Join(v, "; ")
+	}
+	return out, errs
 }

@@ -153,7 +153,7 @@ console:
 		"environments[1].change.type: \"urgent\" is not one of",
 		"environments[1].targets: an environment needs at least one target",
 		"environments[1].deploy.command: must name the program",
-		"environments[1].health[0]: set exactly one of http, tcp, command, metrics or prometheus",
+		"environments[1].health[0]: set exactly one of http, tcp, command, ansible, metrics or prometheus",
 		"freezes[0].environments[1]: no environment is named \"qa\"",
 		"freezes[0].cron:",
 		"freezes[0].timezone: \"Mars/Olympus_Mons\" is not a known time zone",

@@ -111,6 +111,11 @@ func CheckExecutors(ctx context.Context, c *Config) []Problem {
 		if ss := e.Deploy.SSH; ss != nil {
 			v.sshFiles(key+".ssh", ss)
 		}
+		for j, h := range e.Health {
+			if h.Ansible != nil {
+				v.ansibleFiles(ctx, fmt.Sprintf("environments[%d].health[%d].ansible", i, j), e, h.Ansible)
+			}
+		}
 	}
 	return v.probs
 }

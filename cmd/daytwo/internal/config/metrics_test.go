@@ -79,7 +79,7 @@ func TestMetricCheckConfigProblems(t *testing.T) {
 		"both kinds": {bake: "3s", health: `
       - metrics: {url: "{{ .Target.Vars.url }}/metrics", success_condition: 'rate(x) < 1'}
         prometheus: {address: "http://127.0.0.1:9090", query: up, success_condition: result > 0}`,
-			want: `environments[0].health[0]: set exactly one of http, tcp, command, metrics or prometheus`},
+			want: `environments[0].health[0]: set exactly one of http, tcp, command, ansible, metrics or prometheus`},
 		"missing target var": {bake: "3s", health: `
       - metrics: {url: "{{ .Target.Vars.metrics }}/metrics", success_condition: 'rate(x) < 1'}`,
 			want: `environments[0].health[0].metrics.url`},

@@ -189,6 +189,7 @@ func resolvePaths(tree map[string]any, dir string) {
 	walkPath(tree, "environments.*.deploy.ssh", func(m map[string]any) { abs(m, "key_file"); abs(m, "known_hosts") })
 	walkPath(tree, "environments.*.version_probe", func(m map[string]any) { argv0(m, "command") })
 	walkPath(tree, "environments.*.health.*", func(m map[string]any) { argv0(m, "command") })
+	walkPath(tree, "environments.*.health.*.ansible", func(m map[string]any) { abs(m, "playbook"); abs(m, "inventory") })
 }
 
 // elementDefaults fills defaults inside list elements where an explicit

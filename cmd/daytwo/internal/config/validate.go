@@ -266,6 +266,15 @@ func (v *validator) environment(key string, e ops.Environment, envs map[string]i
 		if len(h.Command) > 0 {
 			kinds++
 		}
+		if a := h.Ansible; a != nil {
+			kinds++
+			if a.Playbook == "" {
+				v.add(hk+".ansible.playbook", "must name the playbook the check runs")
+			}
+			if a.Inventory == "" {
+				v.add(hk+".ansible.inventory", "must name an inventory file or directory")
+			}
+		}
 		if h.Metrics != nil || h.Prometheus != nil {
 			kinds++
 			if h.Metrics != nil && h.Prometheus != nil {
@@ -274,7 +283,7 @@ func (v *validator) environment(key string, e ops.Environment, envs map[string]i
 			v.metricCheck(hk, h, e)
 		}
 		if kinds != 1 {
-			v.add(hk, "set exactly one of http, tcp, command, metrics or prometheus")
+			v.add(hk, "set exactly one of http, tcp, command, ansible, metrics or prometheus")
 		}
 		if h.Retries < 0 {
 			v.add(hk+".retries", "cannot be negative")
