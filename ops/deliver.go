@@ -97,7 +97,9 @@ func (s *Service) DeliverOutbox(ctx context.Context, onlyKeys ...string) (Delive
 				progressed = progressed || superseded
 			case ctx.Err() != nil:
 				// The caller gave up; not the item's fault. Let another pass
-				// (the daemon) take it now rather than when the claim expires.
+				// (the daemon) take it now rather than when the claim expires;
+				// the release records an attempt of unknown outcome, so that
+				// pass looks the write up before sending it again.
 				_ = s.store.ReleaseOutbox(context.WithoutCancel(ctx), it.ID, claimer)
 				return st, ctx.Err()
 			default:
@@ -416,6 +418,8 @@ type OutboxStore interface {
 	// ClaimOutbox gives one delivery pass the item for ttl; false when
 	// another pass holds it or it is no longer pending.
 	ClaimOutbox(ctx context.Context, id int64, claimer string, ttl time.Duration) (bool, error)
+	// ReleaseOutbox drops claimer's claim and records, in the same write,
+	// an attempt whose outcome is unknown (the write may have landed).
 	ReleaseOutbox(ctx context.Context, id int64, claimer string) error
 	MarkAttemptFailed(ctx context.Context, id int64, cause string, next time.Time, permanent bool) error
 	RetryOutbox(ctx context.Context, id int64) (int, error)
