@@ -3,6 +3,7 @@ package ops_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/daytwo/daytwo/ops"
 )
@@ -110,5 +111,54 @@ func TestGivenUpPassLeavesItsWriteLookedUpNotResent(t *testing.T) {
 	left, err := w.db.ListOutbox(ctx, ops.OutboxFilter{States: []ops.OutboxState{ops.OutboxPending}})
 	if err != nil || len(left) != 0 {
 		t.Fatalf("outbox after the second pass: %+v, %v; want the note delivered", left, err)
+	}
+}
+
+// A claim of a daemon on another host holds its item while the daemon
+// heartbeats, and is taken over by the next pass once its heartbeat is
+// older than a lease TTL (it died), long before the claim would expire.
+func TestSilentDaemonsClaimIsTakenOverAfterALeaseTTL(t *testing.T) {
+	w := newGatedWorld(t)
+	ctx := context.Background()
+	p, err := w.svc.Propose(ctx, ops.ProposeRequest{Environment: w.env.Name, Version: "1.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.deliverAll(t)
+	u, err := w.svc.GetUpdate(ctx, p.Update.ID)
+	if err != nil || u.ChangeNumber == "" {
+		t.Fatalf("after delivery: %+v, %v", u, err)
+	}
+	const note = "daytwo: batch 1 of 2 done"
+	it, err := ops.NewOutboxItem(u.ID, ops.OutboxWorkNote, map[string]string{"update_id": u.ID, "note": note})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var id int64
+	if err := w.db.Atomic(ctx, func(tx ops.Tx) error { var err error; id, err = tx.Enqueue(ctx, it); return err }); err != nil {
+		t.Fatal(err)
+	}
+	const other = "elsewhere.example:4242"
+	if err := w.db.Heartbeat(ctx, ops.Daemon{ID: other, Host: "elsewhere.example", PID: 4242}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := w.db.ClaimOutbox(ctx, id, other+":pass", 3*time.Minute); !ok || err != nil {
+		t.Fatalf("claim: %v %v", ok, err)
+	}
+	if _, err := w.svc.DeliverOutbox(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := w.db.GetOutbox(ctx, id); got.State != ops.OutboxPending || got.ClaimedBy != other+":pass" {
+		t.Fatalf("a live daemon's claim was taken: %+v", got)
+	}
+	w.clk.Advance(61 * time.Second) // the default lease TTL is 60s; the claim has two minutes left
+	if _, err := w.svc.DeliverOutbox(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := w.db.GetOutbox(ctx, id); got.State != ops.OutboxDelivered {
+		t.Fatalf("a silent daemon's claim still holds its write back: %+v", got)
+	}
+	if got := w.cs.workNotes(u.ChangeNumber); len(got) == 0 || got[len(got)-1] != note {
+		t.Fatalf("work notes %q; want the note delivered", got)
 	}
 }
