@@ -49,6 +49,7 @@ func (s *Service) DeliverOutbox(ctx context.Context, onlyKeys ...string) (Delive
 	// this one's background delivery — never send one item twice.
 	claimer := s.holder + ":" + newRunID()[2:]
 	skipped := map[int64]bool{}
+	silent := silentDaemons{}
 	for {
 		due, err := s.store.DueOutbox(ctx, s.now(), 100)
 		if err != nil {
@@ -70,6 +71,15 @@ func (s *Service) DeliverOutbox(ctx context.Context, onlyKeys ...string) (Delive
 				// Its pass died on this host (pid gone): take the item now,
 				// not when the claim expires, as with leases.
 				s.log.Warn("outbox claim of a dead process released", "id", it.ID, "holder", it.ClaimedBy)
+				if err = s.store.ReleaseOutbox(ctx, it.ID, it.ClaimedBy); err == nil {
+					ok, err = s.store.ClaimOutbox(ctx, it.ID, claimer, outboxClaimTTL)
+				}
+			}
+			if err == nil && !ok && it.ClaimedBy != "" && !it.ClaimHolderGone() && silent.has(ctx, s, it.ClaimHolder()) {
+				// Its daemon, on another host, stopped heartbeating longer
+				// than a lease lasts: it died. Take the item now, not when
+				// the claim expires, as its leases are taken over.
+				s.log.Warn("outbox claim of a silent daemon released", "id", it.ID, "holder", it.ClaimedBy)
 				if err = s.store.ReleaseOutbox(ctx, it.ID, it.ClaimedBy); err == nil {
 					ok, err = s.store.ClaimOutbox(ctx, it.ID, claimer, outboxClaimTTL)
 				}
@@ -97,7 +107,9 @@ func (s *Service) DeliverOutbox(ctx context.Context, onlyKeys ...string) (Delive
 				progressed = progressed || superseded
 			case ctx.Err() != nil:
 				// The caller gave up; not the item's fault. Let another pass
-				// (the daemon) take it now rather than when the claim expires.
+				// (the daemon) take it now rather than when the claim expires;
+				// the release records an attempt of unknown outcome, so that
+				// pass looks the write up before sending it again.
 				_ = s.store.ReleaseOutbox(context.WithoutCancel(ctx), it.ID, claimer)
 				return st, ctx.Err()
 			default:
@@ -416,8 +428,53 @@ type OutboxStore interface {
 	// ClaimOutbox gives one delivery pass the item for ttl; false when
 	// another pass holds it or it is no longer pending.
 	ClaimOutbox(ctx context.Context, id int64, claimer string, ttl time.Duration) (bool, error)
+	// ReleaseOutbox drops claimer's claim and records, in the same write,
+	// an attempt whose outcome is unknown (the write may have landed).
 	ReleaseOutbox(ctx context.Context, id int64, claimer string) error
 	MarkAttemptFailed(ctx context.Context, id int64, cause string, next time.Time, permanent bool) error
 	RetryOutbox(ctx context.Context, id int64) (int, error)
 	GetOutbox(ctx context.Context, id int64) (OutboxItem, error)
+}
+
+// DaemonLister lists the daemons working on the store with their last
+// heartbeats (a store that keeps a daemon registry).
+type DaemonLister interface {
+	Daemons(ctx context.Context) ([]Daemon, error)
+}
+
+// silentDaemons are the daemons whose last heartbeat is older than a lease
+// lasts, read once per delivery pass when first asked: a daemon on another
+// host that died (daemons heartbeat every cycle from their own goroutine,
+// and remove themselves when they stop cleanly).
+type silentDaemons struct {
+	loaded bool
+	ids    map[string]bool
+}
+
+// has reports whether holder ("host:pid") is a silent daemon. Holders that
+// are no daemon (a console, a one-off command) are never presumed dead:
+// their claims expire instead.
+func (d *silentDaemons) has(ctx context.Context, s *Service, holder string) bool {
+	if holder == s.holder {
+		return false // this process: alive
+	}
+	if !d.loaded {
+		d.loaded = true
+		r, ok := s.store.(DaemonLister)
+		if !ok {
+			return false
+		}
+		ds, err := r.Daemons(ctx)
+		if err != nil {
+			s.log.Warn("daemons not read; outbox claims of dead daemons wait for their expiry", "err", err)
+			return false
+		}
+		d.ids = map[string]bool{}
+		for _, dm := range ds {
+			if s.now().Sub(dm.HeartbeatAt) > s.leaseTTL {
+				d.ids[dm.ID] = true
+			}
+		}
+	}
+	return d.ids[holder]
 }

@@ -105,9 +105,14 @@ func (db *DB) ClaimOutbox(ctx context.Context, id int64, claimer string, ttl tim
 }
 
 // ReleaseOutbox drops claimer's claim on an item it did not finish (the
-// caller gave up), so another pass may send it at once.
+// caller gave up, or its process died), so another pass may send it at
+// once. The claim counts as an attempt whose outcome is unknown (the write
+// may have landed before the pass stopped): the next pass sees attempts > 0
+// and looks the write up before sending it again. Release and record are one
+// statement, so no pass ever sees the item unclaimed and never tried.
 func (db *DB) ReleaseOutbox(ctx context.Context, id int64, claimer string) error {
-	_, err := db.sql.ExecContext(ctx, `UPDATE outbox SET claimed_by = '', claimed_until = '' WHERE id = ? AND claimed_by = ?`, id, claimer)
+	_, err := db.sql.ExecContext(ctx, `UPDATE outbox SET claimed_by = '', claimed_until = '', attempts = attempts + 1, last_error = ?
+		WHERE id = ? AND claimed_by = ? AND state = 'pending'`, releasedMayHaveLanded, id, claimer)
 	if err != nil {
 		return fmt.Errorf("store: release outbox %d: %w", id, mapErr(err))
 	}
@@ -275,3 +280,7 @@ func queryOutboxOn(ctx context.Context, on outboxQuerier, q string, args ...any)
 	}
 	return out, rows.Err()
 }
+
+// releasedMayHaveLanded is the last error of an item whose delivery pass
+// stopped mid-send.
+const releasedMayHaveLanded = "the delivery pass stopped before ServiceNow answered; the write may have landed (looked up before it is sent again)"

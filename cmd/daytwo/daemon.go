@@ -105,7 +105,13 @@ func (a *app) daemon(ctx context.Context, svc *ops.Service, m *syncMetrics, inte
 		log.Info("daemon listening", "addr", ln.Addr().String(), "paths", "/metrics /healthz /readyz")
 	}
 	log.Info("daemon started", "interval", interval.String(), "instance", a.cfg.ServiceNow.Instance, "db", a.storeLocation(), "read_only", a.mirrorOnly)
-	heartbeats := a.startHeartbeats(ctx, svc, interval)
+	// Heartbeat at least three times a lease TTL: other hosts take a
+	// daemon silent for a lease TTL as dead and release its outbox claims.
+	beatEvery := interval
+	if ttl := a.cfg.Sync.LeaseTTL / 3; ttl > 0 && ttl < beatEvery {
+		beatEvery = ttl
+	}
+	heartbeats := a.startHeartbeats(ctx, svc, beatEvery)
 	a.engineLoop(ctx, svc, m, interval, log)
 	<-heartbeats
 	log.Info("daemon stopped")

@@ -470,7 +470,15 @@ func testOutboxClaims(t *testing.T, open Opener) {
 	if claim("p2") {
 		t.Fatal("release by a non-holder dropped the claim")
 	}
+	if it, err := s.GetOutbox(ctx, id); err != nil || it.Attempts != 0 {
+		t.Fatalf("after a non-holder's release: %+v, %v; want no attempt recorded", it, err)
+	}
 	must(t, s.ReleaseOutbox(ctx, id, "p1"))
+	// The released claim counts as an attempt that may have landed, so the
+	// next pass looks the write up before sending it again.
+	if it, err := s.GetOutbox(ctx, id); err != nil || it.Attempts != 1 || it.LastError == "" || it.ClaimedBy != "" {
+		t.Fatalf("after the holder's release: %+v, %v; want one attempt of unknown outcome, unclaimed", it, err)
+	}
 	if !claim("p2") {
 		t.Fatal("a released item must be claimable")
 	}
