@@ -160,6 +160,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	}
 	s := &DB{path: path, clock: opts.Clock, log: opts.Logger, anchorFile: opts.AnchorFile,
 		writeGate: make(chan struct{}, 1), busy: opts.BusyTimeout}
+	s.search.kick = make(chan struct{}, 1)
 	if len(opts.AuditKey) > 0 {
 		s.auditKey = append([]byte(nil), opts.AuditKey...)
 	}
@@ -345,6 +346,7 @@ func (db *DB) Path() string { return db.path }
 
 // Close closes the database.
 func (db *DB) Close() error {
+	db.stopSearch()
 	db.stmts.Range(func(k, v any) bool {
 		v.(*sql.Stmt).Close()
 		db.stmts.Delete(k)
@@ -363,6 +365,9 @@ type Tx struct {
 	now time.Time
 	// afterCommit runs once the transaction committed (anchor sinks).
 	afterCommit []func()
+	// changesWritten: the transaction changed mirrored rows (the search
+	// index catches up after the commit).
+	changesWritten bool
 }
 
 // Now is the transaction's timestamp.
