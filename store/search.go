@@ -59,6 +59,7 @@ type searchIndex struct {
 	kick    chan struct{} // capacity 1, made by Open: a catch-up is wanted
 	stop    chan struct{}
 	stopped chan struct{}
+	ready   chan struct{} // closed once the warm index first loaded
 }
 
 // searchRow is one change, as offsets into the arena (one allocation for
@@ -104,7 +105,8 @@ func (db *DB) WarmSearch() {
 	si.warm = true
 	si.stop = make(chan struct{})
 	si.stopped = make(chan struct{})
-	kick, stop, stopped := si.kick, si.stop, si.stopped
+	si.ready = make(chan struct{})
+	kick, stop, stopped, ready := si.kick, si.stop, si.stopped, si.ready
 	si.mu.Unlock()
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
@@ -113,6 +115,10 @@ func (db *DB) WarmSearch() {
 		for {
 			si.mu.Lock()
 			err := db.catchUp(ctx)
+			if err == nil && ready != nil {
+				close(ready)
+				ready = nil
+			}
 			si.mu.Unlock()
 			if err != nil && ctx.Err() == nil {
 				db.log.Debug("search index catch-up failed; the next search retries", "err", err)
@@ -128,6 +134,14 @@ func (db *DB) WarmSearch() {
 		<-stop
 		cancel()
 	}()
+}
+
+// SearchReady returns a channel closed once WarmSearch's first build is
+// done (nil before WarmSearch).
+func (db *DB) SearchReady() <-chan struct{} {
+	db.search.mu.Lock()
+	defer db.search.mu.Unlock()
+	return db.search.ready
 }
 
 // searchChanged asks the warm index to catch up (after a commit that
