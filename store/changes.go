@@ -33,7 +33,7 @@ func (tx *Tx) UpsertChanges(ctx context.Context, changes []ops.Change) (ops.Upse
 	now := formatTime(tx.now)
 	args := make([]any, 0, upsertBatch*upsertColumns)
 	var full *sql.Stmt
-	minUpdated := ""
+	var minUpdated *string
 	defer func() {
 		if full != nil {
 			full.Close()
@@ -45,8 +45,8 @@ func (tx *Tx) UpsertChanges(ctx context.Context, changes []ops.Change) (ops.Upse
 		args = args[:0]
 		for _, c := range batch {
 			upd := formatTime(c.SysUpdatedOn)
-			if minUpdated == "" || upd < minUpdated {
-				minUpdated = upd
+			if minUpdated == nil || upd < *minUpdated {
+				minUpdated = &upd
 			}
 			raw := string(c.Raw)
 			if raw == "" {
@@ -331,7 +331,7 @@ func (tx *Tx) DeleteChanges(ctx context.Context, sysIDs []string) (int, error) {
 		}
 	}
 	if len(gone) > 0 {
-		if err := tx.bumpGeneration(ctx, "", gone); err != nil {
+		if err := tx.bumpGeneration(ctx, nil, gone); err != nil {
 			return 0, err
 		}
 	}

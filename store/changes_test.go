@@ -337,7 +337,12 @@ func TestSearchIndexCatchesUpWithoutReload(t *testing.T) {
 	if _, err := db.UpsertChanges(ctx, []ops.Change{own}); err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []string{"rollout 1", "rollout 3", "rollout", "moved", "here", "chg0000001"} {
+	// a change without a timestamp sorts before every other
+	undated := ops.Change{SysID: "f0000000000000000000000000000001", Number: "CHG9000001", ShortDescription: "Undated rollout 1"}
+	if _, err := other.UpsertChanges(ctx, []ops.Change{undated}); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"rollout 1", "rollout 3", "rollout", "moved", "here", "chg0000001", "undated"} {
 		order(q)
 	}
 	db.search.mu.Lock()

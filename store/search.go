@@ -205,7 +205,8 @@ func (db *DB) catchUp(ctx context.Context) error {
 	)
 	for rows.Next() {
 		var g int64
-		var min, del string
+		var min sql.NullString
+		var del string
 		if err := rows.Scan(&g, &min, &del); err != nil {
 			rows.Close()
 			return err
@@ -215,8 +216,8 @@ func (db *DB) catchUp(ctx context.Context) error {
 			break
 		}
 		next = g
-		if min != "" && (!lowSet || min < low) {
-			low, lowSet = min, true
+		if min.Valid && (!lowSet || min.String < low) {
+			low, lowSet = min.String, true
 		}
 		for _, id := range strings.Split(del, "\n") {
 			if id != "" {
@@ -369,9 +370,10 @@ func (db *DB) loadSearch(ctx context.Context, gen int64) error {
 
 // bumpGeneration marks the mirrored rows changed, inside tx, and logs what
 // changed for the search indexes of every process: minUpdatedOn is the
-// lowest sys_updated_on the transaction upserted ("" for none), deleted
-// the sys_ids it deleted.
-func (tx *Tx) bumpGeneration(ctx context.Context, minUpdatedOn string, deleted []string) error {
+// lowest sys_updated_on the transaction upserted (nil for none; "" is a
+// change without a timestamp, which sorts first), deleted the sys_ids it
+// deleted.
+func (tx *Tx) bumpGeneration(ctx context.Context, minUpdatedOn *string, deleted []string) error {
 	var n int64
 	if err := tx.tx.QueryRowContext(ctx, `INSERT INTO changes_generation (id, n) VALUES (1, 1)
 		ON CONFLICT (id) DO UPDATE SET n = changes_generation.n + 1 RETURNING n`).Scan(&n); err != nil {

@@ -2,7 +2,8 @@
 --
 -- One row per write transaction that changed mirrored rows, keyed by the
 -- changes_generation value it moved to: the lowest sys_updated_on among
--- the rows it upserted ('' when it only deleted) and the sys_ids it
+-- the rows it upserted (NULL when it only deleted; '' is a change
+-- without a timestamp) and the sys_ids it
 -- deleted (newline-separated). A process whose in-memory search index is
 -- at generation g catches up by reading the rows after g here, then only
 -- the changes with sys_updated_on at or above the lowest of them (a range
@@ -11,6 +12,6 @@
 -- no data to carry over.
 CREATE TABLE changes_writes (
     gen            INTEGER PRIMARY KEY,
-    min_updated_on TEXT NOT NULL,
+    min_updated_on TEXT,
     deleted        TEXT NOT NULL DEFAULT ''
 );

@@ -4,6 +4,6 @@
 -- index to catch up; the table exists for parity only and stays empty.
 CREATE TABLE changes_writes (
     gen            BIGINT PRIMARY KEY,
-    min_updated_on TEXT NOT NULL,
+    min_updated_on TEXT,
     deleted        TEXT NOT NULL DEFAULT ''
 );
