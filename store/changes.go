@@ -33,6 +33,7 @@ func (tx *Tx) UpsertChanges(ctx context.Context, changes []ops.Change) (ops.Upse
 	now := formatTime(tx.now)
 	args := make([]any, 0, upsertBatch*upsertColumns)
 	var full *sql.Stmt
+	var minUpdated *string
 	defer func() {
 		if full != nil {
 			full.Close()
@@ -43,13 +44,17 @@ func (tx *Tx) UpsertChanges(ctx context.Context, changes []ops.Change) (ops.Upse
 		changes = changes[len(batch):]
 		args = args[:0]
 		for _, c := range batch {
+			upd := formatTime(c.SysUpdatedOn)
+			if minUpdated == nil || upd < *minUpdated {
+				minUpdated = &upd
+			}
 			raw := string(c.Raw)
 			if raw == "" {
 				raw = "{}"
 			}
 			args = append(args, c.SysID, c.Number, c.Type, int(c.State), c.Approval, c.Risk,
 				c.ShortDescription, c.CmdbCI, c.AssignmentGroup, c.RequestedBy, c.RequestedByID, formatTime(c.StartDate),
-				formatTime(c.EndDate), c.CorrelationID, c.Active, c.CloseCode, formatTime(c.SysUpdatedOn),
+				formatTime(c.EndDate), c.CorrelationID, c.Active, c.CloseCode, upd,
 				c.SysModCount, raw, now, string(c.ConflictStatus), searchText(c))
 		}
 		var (
@@ -74,7 +79,7 @@ func (tx *Tx) UpsertChanges(ctx context.Context, changes []ops.Change) (ops.Upse
 		st.Unchanged += len(batch) - int(n)
 	}
 	if st.Written > 0 {
-		return st, tx.bumpGeneration(ctx)
+		return st, tx.bumpGeneration(ctx, minUpdated, nil)
 	}
 	return st, nil
 }
@@ -312,25 +317,25 @@ func (tx *Tx) SetWatermark(ctx context.Context, table string, w ops.Watermark) e
 // DeleteChanges removes mirrored changes (deleted in ServiceNow) inside tx,
 // with their approvals.
 func (tx *Tx) DeleteChanges(ctx context.Context, sysIDs []string) (int, error) {
-	n := 0
+	var gone []string
 	for _, id := range sysIDs {
 		res, err := tx.tx.ExecContext(ctx, `DELETE FROM changes WHERE sys_id = ?`, id)
 		if err != nil {
-			return n, fmt.Errorf("store: delete change %s: %w", id, mapErr(err))
+			return len(gone), fmt.Errorf("store: delete change %s: %w", id, mapErr(err))
 		}
 		if k, _ := res.RowsAffected(); k > 0 {
-			n++
-			if n == 1 {
-				if err := tx.bumpGeneration(ctx); err != nil {
-					return n, err
-				}
-			}
+			gone = append(gone, id)
 		}
 		if _, err := tx.tx.ExecContext(ctx, `DELETE FROM approvals WHERE change_sys_id = ?`, id); err != nil {
-			return n, fmt.Errorf("store: delete approvals of %s: %w", id, mapErr(err))
+			return len(gone), fmt.Errorf("store: delete approvals of %s: %w", id, mapErr(err))
 		}
 	}
-	return n, nil
+	if len(gone) > 0 {
+		if err := tx.bumpGeneration(ctx, nil, gone); err != nil {
+			return 0, err
+		}
+	}
+	return len(gone), nil
 }
 
 // ChangeStatesByID returns the mirrored changes among sysIDs, by sys_id,

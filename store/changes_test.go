@@ -270,3 +270,103 @@ func TestSearchIndexFollowsWrites(t *testing.T) {
 		t.Fatalf("after a delete elsewhere: %d %v", n, nums)
 	}
 }
+
+// Issue 14: a warm index catches up with writes from this process and from
+// another handle (the daemon) by reading only what changed, in list order
+// (an insert older than every indexed row, an update moving a change to
+// the front, a delete), without reloading every change; an index whose
+// generation the log no longer reaches reloads whole and stays right.
+func TestSearchIndexCatchesUpWithoutReload(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	page := benchChanges(400)
+	if _, err := db.UpsertChanges(ctx, page[100:]); err != nil {
+		t.Fatal(err)
+	}
+	db.WarmSearch()
+	// order checks the index's answer (every match, in list order)
+	// against SQL's.
+	order := func(search string) {
+		t.Helper()
+		cs, err := db.ListChanges(ctx, ops.ChangeFilter{Search: search})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got, want []string
+		for _, c := range cs {
+			got = append(got, c.SysID)
+		}
+		rows, err := db.sql.QueryContext(ctx, `SELECT sys_id FROM changes WHERE instr(search_text, ?) > 0 ORDER BY sys_updated_on DESC, sys_id DESC`, asciiLower(search))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, id)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("search %q: index %v\nSQL %v", search, got, want)
+		}
+	}
+	order("rollout 1")
+	other, err := Open(ctx, db.Path(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	moved := page[150]
+	moved.SysModCount++
+	moved.SysUpdatedOn = page[399].SysUpdatedOn.Add(time.Hour)
+	moved.ShortDescription = "Generated rollout 1 moved"
+	if _, err := other.UpsertChanges(ctx, append([]ops.Change{moved}, page[:5]...)); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.WithTx(ctx, func(tx *Tx) error {
+		_, err := tx.DeleteChanges(ctx, []string{page[110].SysID, page[399].SysID})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	own := page[120]
+	own.SysModCount++
+	own.ShortDescription = "Generated rollout 1 here"
+	if _, err := db.UpsertChanges(ctx, []ops.Change{own}); err != nil {
+		t.Fatal(err)
+	}
+	// a change without a timestamp sorts before every other
+	undated := ops.Change{SysID: "f0000000000000000000000000000001", Number: "CHG9000001", ShortDescription: "Undated rollout 1"}
+	if _, err := other.UpsertChanges(ctx, []ops.Change{undated}); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"rollout 1", "rollout 3", "rollout", "moved", "here", "chg0000001", "undated"} {
+		order(q)
+	}
+	db.search.mu.Lock()
+	loads := db.search.loads
+	db.search.mu.Unlock()
+	if loads != 1 {
+		t.Fatalf("the index reloaded whole %d times; want 1 (the first load), the rest caught up", loads)
+	}
+	// The log pruned past the index: a whole reload, still right.
+	gone := page[200]
+	gone.SysModCount++
+	gone.ShortDescription = "pruned away"
+	if _, err := other.UpsertChanges(ctx, []ops.Change{gone}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.sql.ExecContext(ctx, `DELETE FROM changes_writes`); err != nil {
+		t.Fatal(err)
+	}
+	order("pruned")
+	order("rollout 2")
+	db.search.mu.Lock()
+	loads = db.search.loads
+	db.search.mu.Unlock()
+	if loads != 2 {
+		t.Fatalf("whole reloads %d; want 2", loads)
+	}
+}

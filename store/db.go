@@ -160,6 +160,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	}
 	s := &DB{path: path, clock: opts.Clock, log: opts.Logger, anchorFile: opts.AnchorFile,
 		writeGate: make(chan struct{}, 1), busy: opts.BusyTimeout}
+	s.search.kick = make(chan struct{}, 1)
 	if len(opts.AuditKey) > 0 {
 		s.auditKey = append([]byte(nil), opts.AuditKey...)
 	}
@@ -345,6 +346,7 @@ func (db *DB) Path() string { return db.path }
 
 // Close closes the database.
 func (db *DB) Close() error {
+	db.stopSearch()
 	db.stmts.Range(func(k, v any) bool {
 		v.(*sql.Stmt).Close()
 		db.stmts.Delete(k)
@@ -363,6 +365,9 @@ type Tx struct {
 	now time.Time
 	// afterCommit runs once the transaction committed (anchor sinks).
 	afterCommit []func()
+	// changesWritten: the transaction changed mirrored rows (the search
+	// index catches up after the commit).
+	changesWritten bool
 }
 
 // Now is the transaction's timestamp.
@@ -481,6 +486,43 @@ func mapErr(err error) error {
 	return err
 }
 
+// parseTimeFast parses what formatTime writes (timeFormat, all digits in
+// place) without time.Parse's layout walk: a cycle with 1,000 open
+// changes parses thousands of these. Anything else (or an out-of-range
+// field) is left to time.Parse, which also makes the error.
+func parseTimeFast(s string) (time.Time, bool) {
+	if len(s) != len(timeFormat) || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' || s[19] != '.' || s[29] != 'Z' {
+		return time.Time{}, false
+	}
+	num := func(from, to int) (int, bool) {
+		n := 0
+		for i := from; i < to; i++ {
+			c := s[i]
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n, true
+	}
+	y, ok1 := num(0, 4)
+	mo, ok2 := num(5, 7)
+	d, ok3 := num(8, 10)
+	h, ok4 := num(11, 13)
+	mi, ok5 := num(14, 16)
+	sec, ok6 := num(17, 19)
+	ns, ok7 := num(20, 29)
+	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 || !ok7 ||
+		mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	t := time.Date(y, time.Month(mo), d, h, mi, sec, ns, time.UTC)
+	if t.Day() != d { // 31 April and the like: time.Parse refuses them
+		return time.Time{}, false
+	}
+	return t, true
+}
+
 func formatTime(t time.Time) string {
 	if t.IsZero() {
 		return ""
@@ -491,6 +533,9 @@ func formatTime(t time.Time) string {
 func parseTime(s string) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
+	}
+	if t, ok := parseTimeFast(s); ok {
+		return t, nil
 	}
 	t, err := time.Parse(timeFormat, s)
 	if err != nil {

@@ -12,76 +12,385 @@ import (
 )
 
 // searchIndex is the console's search over the change mirror, in memory:
-// each mirrored change's sys_id, active flag and search_text, in the
-// list's order (sys_updated_on, sys_id, newest first), packed in one byte
-// arena. A search is a strings.Contains loop over it (a few ms for 100k
-// changes) instead of a scan of changes_find in SQLite (~250–400 ns an
-// entry, once for the count and once for the window).
+// each mirrored change's sys_id, sys_updated_on, active flag and
+// search_text, oldest first (sys_updated_on, sys_id; a search walks it
+// backwards, in the list's order), packed in one byte arena. A search is a strings.Contains loop over it (a
+// few ms for 100k changes) instead of a scan of changes_find in SQLite
+// (~250–400 ns an entry, once for the count and once for the window).
 //
-// It is reloaded when changes_generation moves: every write that changes
-// mirrored rows bumps it in its own transaction (bumpGeneration), from
-// this process or another (the daemon). The generation is read before the
-// reload, so a write racing the reload makes the next search reload again;
-// a search never answers from rows older than the last write it could see.
+// It follows changes_generation: every write that changes mirrored rows
+// bumps it in its own transaction (bumpGeneration), from this process or
+// another (the daemon), and logs in changes_writes the lowest
+// sys_updated_on it upserted and the sys_ids it deleted. An index behind
+// reads the log rows after its generation and then only the changes at or
+// above that lowest sys_updated_on (a range of changes_find), and merges
+// them in (catchUp): the old copy of a change is marked dead (found by
+// sys_id in pos) and a newer one appended, so a catch-up of a few changes
+// costs about their number, not the index's size; a change older than the
+// newest indexed one (rare: a backfill) makes the rows merge in one pass.
+// It reloads whole only when it was never loaded or the
+// log no longer reaches back to it. The log is read before the rows, so a
+// write racing the catch-up is applied again by the next one; a search
+// never answers from rows older than the last write it could see.
+//
+// A console warms it (WarmSearch): built in the background when the
+// store opens, and caught up in the background after each of this
+// process's writes, so that a search rarely has anything left to read.
 type searchIndex struct {
 	mu         sync.Mutex
 	generation int64
 	valid      bool
 	arena      []byte
+	live       int // bytes of arena still referenced by rows
 	rows       []searchRow
+	pos        map[string]int32 // sys_id → its live row
+	dead       int              // rows replaced or deleted, still in rows
+	loads      int              // whole reloads (tests)
+	// last is the last search's matches (row positions, newest first):
+	// the console counts and then lists the same search.
+	last struct {
+		ok     bool
+		q      string
+		active bool
+		hits   []int32
+	}
+
+	warm    bool          // catch up in the background (WarmSearch)
+	kick    chan struct{} // capacity 1, made by Open: a catch-up is wanted
+	stop    chan struct{}
+	stopped chan struct{}
+	ready   chan struct{} // closed once the warm index first loaded
 }
 
 // searchRow is one change, as offsets into the arena (one allocation for
-// the whole index instead of two strings per change).
+// the whole index instead of three strings per change).
 type searchRow struct {
-	at, idEnd, end int32 // sys_id = arena[at:idEnd], search_text = arena[idEnd:end]
-	active         bool
+	at, idEnd, updEnd, end int32 // sys_id = arena[at:idEnd], sys_updated_on = arena[idEnd:updEnd], search_text = arena[updEnd:end]
+	active, dead           bool
 }
 
-// searchRows returns the index, reloading it if the mirror changed. The
-// caller holds si.mu.
+// searchLogKeep is how many changes_writes rows the store keeps.
+const searchLogKeep = 512
+
+func (si *searchIndex) id(r *searchRow) []byte   { return si.arena[r.at:r.idEnd] }
+func (si *searchIndex) upd(r *searchRow) []byte  { return si.arena[r.idEnd:r.updEnd] }
+func (si *searchIndex) text(r *searchRow) []byte { return si.arena[r.updEnd:r.end] }
+
+// add appends one change to the arena and returns its row.
+func (si *searchIndex) add(id, upd, text []byte, active bool) searchRow {
+	r := searchRow{at: int32(len(si.arena)), active: active}
+	si.arena = append(si.arena, id...)
+	r.idEnd = int32(len(si.arena))
+	si.arena = append(si.arena, upd...)
+	r.updEnd = int32(len(si.arena))
+	si.arena = append(si.arena, text...)
+	r.end = int32(len(si.arena))
+	si.live += int(r.end - r.at)
+	return r
+}
+
+// WarmSearch makes the console's search index follow the mirror in the
+// background: it is built now (Open does not wait for it) and caught up
+// after each write of this process, so that the first search after the
+// console opens or the mirror moves does not load it. Processes that never
+// search (the daemon, sync --once) do not call it and pay nothing. Close
+// stops it.
+func (db *DB) WarmSearch() {
+	si := &db.search
+	si.mu.Lock()
+	if si.warm {
+		si.mu.Unlock()
+		return
+	}
+	si.warm = true
+	si.stop = make(chan struct{})
+	si.stopped = make(chan struct{})
+	si.ready = make(chan struct{})
+	kick, stop, stopped, ready := si.kick, si.stop, si.stopped, si.ready
+	si.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		defer close(stopped)
+		defer cancel()
+		for {
+			si.mu.Lock()
+			err := db.catchUp(ctx)
+			if err == nil && ready != nil {
+				close(ready)
+				ready = nil
+			}
+			si.mu.Unlock()
+			if err != nil && ctx.Err() == nil {
+				db.log.Debug("search index catch-up failed; the next search retries", "err", err)
+			}
+			select {
+			case <-kick:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	go func() {
+		<-stop
+		cancel()
+	}()
+}
+
+// SearchReady returns a channel closed once WarmSearch's first build is
+// done (nil before WarmSearch).
+func (db *DB) SearchReady() <-chan struct{} {
+	db.search.mu.Lock()
+	defer db.search.mu.Unlock()
+	return db.search.ready
+}
+
+// searchChanged asks the warm index to catch up (after a commit that
+// changed mirrored rows).
+func (db *DB) searchChanged() {
+	if si := &db.search; si.kick != nil { // nil only in a DB not made by Open
+		select {
+		case si.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// stopSearch stops WarmSearch's goroutine and waits for it.
+func (db *DB) stopSearch() {
+	si := &db.search
+	si.mu.Lock()
+	stop, stopped := si.stop, si.stopped
+	si.stop = nil
+	si.mu.Unlock()
+	if stop != nil {
+		close(stop)
+		<-stopped
+	}
+}
+
+// searchRows returns the index, caught up with the mirror. The caller
+// holds si.mu.
 func (db *DB) searchRows(ctx context.Context) (*searchIndex, error) {
+	if err := db.catchUp(ctx); err != nil {
+		return nil, err
+	}
+	return &db.search, nil
+}
+
+// catchUp brings the index to the mirror's generation: nothing to do when
+// it is there, the changes written since otherwise, everything when it was
+// never loaded or the log does not reach back to it. The caller holds
+// si.mu.
+func (db *DB) catchUp(ctx context.Context) error {
 	si := &db.search
 	var gen int64
 	if err := db.sql.QueryRowContext(ctx, `SELECT COALESCE((SELECT n FROM changes_generation WHERE id = 1), 0)`).Scan(&gen); err != nil {
-		return nil, err
+		return err
 	}
 	if si.valid && gen == si.generation {
-		return si, nil
+		return nil
 	}
-	si.valid = false
-	rows, err := db.sql.QueryContext(ctx, `SELECT sys_id, active, search_text FROM changes INDEXED BY changes_find
-		ORDER BY sys_updated_on DESC, sys_id DESC`)
+	if !si.valid || gen < si.generation {
+		return db.loadSearch(ctx, gen)
+	}
+	rows, err := db.sql.QueryContext(ctx, `SELECT gen, min_updated_on, deleted FROM changes_writes WHERE gen > ? ORDER BY gen`, si.generation)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	defer rows.Close()
-	arena, out := si.arena[:0], si.rows[:0]
-	var id, text sql.RawBytes
+	var (
+		next    = si.generation
+		low     string
+		lowSet  bool
+		deleted = map[string]bool{}
+	)
 	for rows.Next() {
-		var r searchRow
-		if err := rows.Scan(&id, &r.active, &text); err != nil {
-			return nil, err
+		var g int64
+		var min sql.NullString
+		var del string
+		if err := rows.Scan(&g, &min, &del); err != nil {
+			rows.Close()
+			return err
 		}
-		r.at = int32(len(arena))
-		arena = append(arena, id...)
-		r.idEnd = int32(len(arena))
-		arena = append(arena, text...)
-		r.end = int32(len(arena))
-		out = append(out, r)
+		if g != next+1 {
+			next = -1 // a gap: the log was pruned past this index
+			break
+		}
+		next = g
+		if min.Valid && (!lowSet || min.String < low) {
+			low, lowSet = min.String, true
+		}
+		for _, id := range strings.Split(del, "\n") {
+			if id != "" {
+				deleted[id] = true
+			}
+		}
 	}
+	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, err
+		return err
 	}
-	si.arena, si.rows, si.generation, si.valid = arena, out, gen, true
-	return si, nil
+	if next < gen {
+		return db.loadSearch(ctx, gen)
+	}
+	var fresh []searchRow
+	if lowSet {
+		q, err := db.sql.QueryContext(ctx, `SELECT sys_id, sys_updated_on, active, search_text FROM changes INDEXED BY changes_find
+			WHERE sys_updated_on >= ? ORDER BY sys_updated_on, sys_id`, low)
+		if err != nil {
+			return err
+		}
+		var id, upd, text sql.RawBytes
+		var active bool
+		for q.Next() {
+			if err := q.Scan(&id, &upd, &active, &text); err != nil {
+				q.Close()
+				si.valid = false
+				return err
+			}
+			fresh = append(fresh, si.add(id, upd, text, active))
+		}
+		q.Close()
+		if err := q.Err(); err != nil {
+			si.valid = false
+			return err
+		}
+	}
+	si.merge(fresh, deleted)
+	si.generation = next
+	return nil
 }
 
-// bumpGeneration marks the mirrored rows changed, inside tx.
-func (tx *Tx) bumpGeneration(ctx context.Context) error {
-	if _, err := tx.tx.ExecContext(ctx, `INSERT INTO changes_generation (id, n) VALUES (1, 1)
-		ON CONFLICT (id) DO UPDATE SET n = changes_generation.n + 1`); err != nil {
+// merge replaces the index's rows for the sys_ids in fresh (already in
+// the arena, oldest first) and drops those in deleted.
+func (si *searchIndex) merge(fresh []searchRow, deleted map[string]bool) {
+	si.last.ok = false
+	kill := func(id []byte) {
+		if p, ok := si.pos[string(id)]; ok {
+			r := &si.rows[p]
+			r.dead = true
+			si.dead++
+			si.live -= int(r.end - r.at)
+			delete(si.pos, string(id))
+		}
+	}
+	for id := range deleted {
+		kill([]byte(id))
+	}
+	for i := range fresh {
+		kill(si.id(&fresh[i]))
+	}
+	if len(fresh) > 0 && len(si.rows) > 0 && !si.before(&si.rows[len(si.rows)-1], &fresh[0]) {
+		// older than the newest indexed change: merge in one pass
+		out := make([]searchRow, 0, len(si.rows)-si.dead+len(fresh))
+		j := 0
+		for i := range si.rows {
+			r := &si.rows[i]
+			if r.dead {
+				continue
+			}
+			for j < len(fresh) && si.before(&fresh[j], r) {
+				out = append(out, fresh[j])
+				j++
+			}
+			out = append(out, *r)
+		}
+		si.rows = append(out, fresh[j:]...)
+		si.dead = 0
+		si.reindex()
+	} else {
+		for i := range fresh {
+			si.pos[string(si.id(&fresh[i]))] = int32(len(si.rows))
+			si.rows = append(si.rows, fresh[i])
+		}
+	}
+	if si.dead > len(si.rows)/4 || len(si.arena) > 2*si.live+1<<20 {
+		si.compact()
+	}
+}
+
+// before reports whether a comes before b, oldest first.
+func (si *searchIndex) before(a, b *searchRow) bool {
+	if c := bytes.Compare(si.upd(a), si.upd(b)); c != 0 {
+		return c < 0
+	}
+	return bytes.Compare(si.id(a), si.id(b)) < 0
+}
+
+// reindex rebuilds pos from rows.
+func (si *searchIndex) reindex() {
+	si.pos = make(map[string]int32, len(si.rows))
+	for i := range si.rows {
+		if r := &si.rows[i]; !r.dead {
+			si.pos[string(si.id(r))] = int32(i)
+		}
+	}
+}
+
+// compact drops dead rows and copies the live ones into a new arena.
+func (si *searchIndex) compact() {
+	old, rows := si.arena, si.rows
+	si.arena, si.live, si.rows = make([]byte, 0, si.live+si.live/4), 0, make([]searchRow, 0, len(rows)-si.dead)
+	for i := range rows {
+		if r := &rows[i]; !r.dead {
+			si.rows = append(si.rows, si.add(old[r.at:r.idEnd], old[r.idEnd:r.updEnd], old[r.updEnd:r.end], r.active))
+		}
+	}
+	si.dead = 0
+	si.reindex()
+}
+
+// loadSearch reloads the whole index at generation gen (read before the
+// rows).
+func (db *DB) loadSearch(ctx context.Context, gen int64) error {
+	si := &db.search
+	si.valid = false
+	rows, err := db.sql.QueryContext(ctx, `SELECT sys_id, sys_updated_on, active, search_text FROM changes INDEXED BY changes_find
+		ORDER BY sys_updated_on, sys_id`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	si.arena, si.rows, si.live, si.dead, si.last.ok = si.arena[:0], si.rows[:0], 0, 0, false
+	var id, upd, text sql.RawBytes
+	var active bool
+	for rows.Next() {
+		if err := rows.Scan(&id, &upd, &active, &text); err != nil {
+			return err
+		}
+		si.rows = append(si.rows, si.add(id, upd, text, active))
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	si.reindex()
+	si.generation, si.valid = gen, true
+	si.loads++
+	return nil
+}
+
+// bumpGeneration marks the mirrored rows changed, inside tx, and logs what
+// changed for the search indexes of every process: minUpdatedOn is the
+// lowest sys_updated_on the transaction upserted (nil for none; "" is a
+// change without a timestamp, which sorts first), deleted the sys_ids it
+// deleted.
+func (tx *Tx) bumpGeneration(ctx context.Context, minUpdatedOn *string, deleted []string) error {
+	var n int64
+	if err := tx.tx.QueryRowContext(ctx, `INSERT INTO changes_generation (id, n) VALUES (1, 1)
+		ON CONFLICT (id) DO UPDATE SET n = changes_generation.n + 1 RETURNING n`).Scan(&n); err != nil {
 		return fmt.Errorf("store: changes generation: %w", mapErr(err))
+	}
+	if _, err := tx.tx.ExecContext(ctx, `INSERT INTO changes_writes (gen, min_updated_on, deleted) VALUES (?, ?, ?)`,
+		n, minUpdatedOn, strings.Join(deleted, "\n")); err != nil {
+		return fmt.Errorf("store: changes writes: %w", mapErr(err))
+	}
+	if n%64 == 0 {
+		if _, err := tx.tx.ExecContext(ctx, `DELETE FROM changes_writes WHERE gen <= ?`, n-searchLogKeep); err != nil {
+			return fmt.Errorf("store: changes writes: %w", mapErr(err))
+		}
+	}
+	if !tx.changesWritten {
+		tx.changesWritten = true
+		tx.afterCommit = append(tx.afterCommit, tx.db.searchChanged)
 	}
 	return nil
 }
@@ -101,21 +410,28 @@ func (db *DB) searchWindow(ctx context.Context, f ops.ChangeFilter) (int, []stri
 	if err != nil {
 		return 0, nil, fmt.Errorf("store: search changes: %w", err)
 	}
-	q := []byte(asciiLower(f.Search))
-	n := 0
+	q := asciiLower(f.Search)
+	if !si.last.ok || si.last.q != q || si.last.active != f.ActiveOnly {
+		hits := si.last.hits[:0]
+		qb := []byte(q)
+		for i := len(si.rows) - 1; i >= 0; i-- {
+			if i%4096 == 0 && ctx.Err() != nil {
+				si.last.ok = false
+				return 0, nil, ctx.Err()
+			}
+			r := &si.rows[i]
+			if r.dead || (f.ActiveOnly && !r.active) || !bytes.Contains(si.text(r), qb) {
+				continue
+			}
+			hits = append(hits, int32(i))
+		}
+		si.last.ok, si.last.q, si.last.active, si.last.hits = true, q, f.ActiveOnly, hits
+	}
+	hits := si.last.hits
+	n := len(hits)
 	var ids []string
-	for i := range si.rows {
-		r := &si.rows[i]
-		if (f.ActiveOnly && !r.active) || !bytes.Contains(si.arena[r.idEnd:r.end], q) {
-			continue
-		}
-		if n >= f.Offset && len(ids) < f.Limit {
-			ids = append(ids, string(si.arena[r.at:r.idEnd]))
-		}
-		n++
-		if i%4096 == 0 && ctx.Err() != nil {
-			return 0, nil, ctx.Err()
-		}
+	for k := f.Offset; k < n && len(ids) < f.Limit; k++ {
+		ids = append(ids, string(si.id(&si.rows[hits[k]])))
 	}
 	return n, ids, nil
 }

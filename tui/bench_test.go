@@ -11,6 +11,7 @@ import (
 	tea "github.com/charmbracelet/bubbletea"
 
 	"github.com/daytwo/daytwo/ops"
+	"github.com/daytwo/daytwo/store"
 	"github.com/daytwo/daytwo/tui/common"
 )
 
@@ -140,21 +141,48 @@ func (r *runtime) settle(b *testing.B) {
 // last keystroke to the frame that shows its results (debounce, count and
 // window queries included; target ≤ 50 ms), and p99 of keystroke → frame
 // while earlier searches' queries run (target ≤ 16 ms). Each search
-// supersedes the previous one's query.
+// supersedes the previous one's query. The console warms the store's
+// search index as it opens (as `daytwo console` does), and before every
+// search another handle on the file (the daemon) mirrors five changes, so
+// every search is the first after a mirror write; p99 covers all of them.
 func BenchmarkChangesFilter(b *testing.B) {
 	f := newFixture(b, fixtureOptions{offline: true})
 	mirror100k(b, f)
+	opened := time.Now()
+	f.db.WarmSearch()
+	daemon, err := store.Open(context.Background(), f.db.Path(), store.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer daemon.Close()
 	m := New(context.Background(), f.svc, modelOptionsB())
 	m.Update(tea.WindowSizeMsg{Width: 120, Height: 40})
 	drive(m, m.show(common.NavigateMsg{Page: common.PageChanges}), 0)
 	r := newRuntime(m)
 	r.settle(b)
 	r.handle(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("/")})
+	// The operator's first keystroke comes once the index the console
+	// started building as it opened is there (reported: index-build-ms,
+	// from WarmSearch to built, about the time a person takes to type "/"
+	// and a word); with it still building, a search waits for it.
+	<-f.db.SearchReady()
+	built := time.Since(opened)
 	searches := []string{"change 4", "ci-1", "change 99", "nothing like it"}
 	var results, frames []time.Duration
 	i := 0
 	for b.Loop() {
 		q := searches[i%len(searches)]
+		// the daemon mirrors five changes (new versions, newest first)
+		var page []ops.Change
+		for j := range 5 {
+			k := (i*5 + j) * 997 % 100_000
+			page = append(page, ops.Change{SysID: fmt.Sprintf("%032x", k), Number: fmt.Sprintf("CHG%07d", k), Type: "normal",
+				State: ops.ChangeClosed, Approval: "approved", CmdbCI: "ci-" + fmt.Sprint(k%50), ShortDescription: fmt.Sprintf("change %d", k),
+				SysUpdatedOn: epoch.Add(time.Duration(100_000+i*5+j) * time.Second), SysModCount: 1 + i, Active: k%10 == 0})
+		}
+		if _, err := daemon.UpsertChanges(context.Background(), page); err != nil {
+			b.Fatal(err)
+		}
 		i++
 		// clear the previous search, then type this one
 		for range r.m.changes.FilterValue() {
@@ -169,10 +197,10 @@ func BenchmarkChangesFilter(b *testing.B) {
 		results = append(results, time.Since(last))
 	}
 	b.StopTimer()
+	b.ReportMetric(float64(built.Microseconds())/1000, "index-build-ms")
 	b.ReportMetric(float64(p99(results).Microseconds())/1000, "p99-ms-results")
 	b.ReportMetric(float64(p99(frames).Microseconds())/1000, "p99-ms/frame")
-	// The first search loads the store's in-memory search index (as the
-	// first search after the mirror changed does); the others use it.
+	// The first search is the first after the console opened.
 	if len(results) > 1 {
 		b.ReportMetric(float64(results[0].Microseconds())/1000, "first-ms-results")
 		b.ReportMetric(float64(p99(results[1:]).Microseconds())/1000, "p99-after-first-ms-results")

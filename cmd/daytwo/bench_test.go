@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -234,7 +235,13 @@ func BenchmarkApprovalPolling(b *testing.B) {
 			before, total := approvals.Load(), m.client.Stats().Requests
 			cycles, seen := 0, 0
 			for b.Loop() {
-				rep, err := m.svc.SyncOnce(ctx)
+				var rep ops.SyncReport
+				var err error
+				// labelled, so that -cpuprofile can be read for the
+				// measured cycles alone (pprof -tagfocus cycle=N=1000)
+				pprof.Do(ctx, pprof.Labels("cycle", fmt.Sprintf("N=%d", n)), func(ctx context.Context) {
+					rep, err = m.svc.SyncOnce(ctx)
+				})
 				if err != nil {
 					b.Fatal(err)
 				}
