@@ -277,8 +277,10 @@ func (c *Client) ListPendingApprovals(ctx context.Context, changeSysID string) (
 		if group == "" && r.Get("group") != "" {
 			group = firstNonEmpty(r["group.assignment_group"].Display, r.Get("group.assignment_group"), r.Get("group"))
 		}
-		out = append(out, PendingApproval{SysID: r.Get("sys_id"), Approver: r.Get("approver"), ApproverName: nameOf(r, "approver"),
-			ApproverUserName: r.Get("approver.user_name"), GroupName: group})
+		out = append(out, PendingApproval{
+			SysID: r.Get("sys_id"), Approver: r.Get("approver"), ApproverName: nameOf(r, "approver"),
+			ApproverUserName: r.Get("approver.user_name"), GroupName: group,
+		})
 	}
 	return out, nil
 }
@@ -291,8 +293,10 @@ func (b *Bridge) PendingApprovals(ctx context.Context, changeSysID string) ([]op
 	}
 	out := make([]ops.PendingApproval, len(as))
 	for i, a := range as {
-		out[i] = ops.PendingApproval{ApproverID: a.Approver, Approver: firstNonEmpty(a.ApproverUserName, a.Approver),
-			ApproverName: a.ApproverName, Group: a.GroupName}
+		out[i] = ops.PendingApproval{
+			ApproverID: a.Approver, Approver: firstNonEmpty(a.ApproverUserName, a.Approver),
+			ApproverName: a.ApproverName, Group: a.GroupName,
+		}
 	}
 	return out, nil
 }

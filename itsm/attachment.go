@@ -51,8 +51,10 @@ func (c *Client) AttachFile(ctx context.Context, table, sysID, fileName, content
 		data = []byte{}
 	}
 	q := url.Values{"table_name": {table}, "table_sys_id": {sysID}, "file_name": {fileName}}
-	resp, err := c.do(ctx, request{method: http.MethodPost, path: "/api/now/attachment/file", query: q,
-		body: data, contentType: contentType})
+	resp, err := c.do(ctx, request{
+		method: http.MethodPost, path: "/api/now/attachment/file", query: q,
+		body: data, contentType: contentType,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("itsm: attach %s to %s %s: %w", fileName, table, sysID, err)
 	}
@@ -61,8 +63,10 @@ func (c *Client) AttachFile(ctx context.Context, table, sysID, fileName, content
 		return nil, fmt.Errorf("itsm: attach %s to %s %s: %w", fileName, table, sysID, err)
 	}
 	if len(recs) == 0 {
-		return &Attachment{TableName: table, TableSysID: sysID, FileName: fileName, ContentType: contentType,
-			SizeBytes: int64(len(data))}, nil
+		return &Attachment{
+			TableName: table, TableSysID: sysID, FileName: fileName, ContentType: contentType,
+			SizeBytes: int64(len(data)),
+		}, nil
 	}
 	a := AttachmentFromRecord(recs[0])
 	return &a, nil

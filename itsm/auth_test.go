@@ -93,8 +93,10 @@ func TestOAuthPasswordGrantCachedAndRefreshed(t *testing.T) {
 	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 	var mu sync.Mutex
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	c, err := New(Config{Instance: f.srv.URL, Auth: AuthConfig{Method: "oauth", Username: testUser, Password: testPassword,
-		ClientID: "daytwo-client", ClientSecret: testSecret}}, WithClock(clock))
+	c, err := New(Config{Instance: f.srv.URL, Auth: AuthConfig{
+		Method: "oauth", Username: testUser, Password: testPassword,
+		ClientID: "daytwo-client", ClientSecret: testSecret,
+	}}, WithClock(clock))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,8 +209,10 @@ func TestSecretsNeverLeak(t *testing.T) {
 			check(t, "logs", env.logs.String())
 		})
 	}
-	cfg := Config{Instance: "https://x.service-now.com", Auth: AuthConfig{Method: "oauth", Username: testUser,
-		Password: testPassword, ClientID: "id", ClientSecret: testSecret}}
+	cfg := Config{Instance: "https://x.service-now.com", Auth: AuthConfig{
+		Method: "oauth", Username: testUser,
+		Password: testPassword, ClientID: "id", ClientSecret: testSecret,
+	}}
 	check(t, "printed config", fmt.Sprintf("%v %+v %#v %s", cfg, cfg, cfg.Auth, cfg.Auth))
 	var buf strings.Builder
 	slog.New(slog.NewTextHandler(&buf, nil)).Info("config", "auth", cfg.Auth)

@@ -148,8 +148,10 @@ func (b *Bridge) CreateIncident(ctx context.Context, req ops.IncidentRequest) (o
 	if err != nil {
 		return ops.Incident{}, opsErr(err)
 	}
-	return ops.Incident{SysID: inc.SysID, Number: inc.Number, ChangeSysID: inc.CausedBy, State: strconv.Itoa(inc.State),
-		ShortDescription: inc.ShortDescription, SysUpdatedOn: inc.SysUpdatedOn, Raw: inc.Raw}, nil
+	return ops.Incident{
+		SysID: inc.SysID, Number: inc.Number, ChangeSysID: inc.CausedBy, State: strconv.Itoa(inc.State),
+		ShortDescription: inc.ShortDescription, SysUpdatedOn: inc.SysUpdatedOn, Raw: inc.Raw,
+	}, nil
 }
 
 // GetChange implements ops.ChangeSystem.
@@ -216,8 +218,10 @@ func (b *Bridge) OpenApprovals(ctx context.Context, prefix string) ([]ops.Approv
 	}
 	out := make([]ops.Approval, len(as))
 	for i, a := range as {
-		out[i] = ops.Approval{SysID: a.SysID, ChangeSysID: a.ChangeSysID, Approver: firstNonEmpty(a.ApproverUserName, a.Approver),
-			ApproverName: a.ApproverName, State: ops.ApprovalState(a.State), Comments: a.Comments, SysUpdatedOn: a.SysUpdatedOn, SysModCount: a.SysModCount}
+		out[i] = ops.Approval{
+			SysID: a.SysID, ChangeSysID: a.ChangeSysID, Approver: firstNonEmpty(a.ApproverUserName, a.Approver),
+			ApproverName: a.ApproverName, State: ops.ApprovalState(a.State), Comments: a.Comments, SysUpdatedOn: a.SysUpdatedOn, SysModCount: a.SysModCount,
+		}
 	}
 	return out, nil
 }
@@ -336,8 +340,10 @@ func toOpsConflictCheck(chk ops.ConflictCheck, res *ConflictResult) ops.Conflict
 	}
 	out.Conflicts = make([]ops.Conflict, 0, len(res.Conflicts))
 	for _, c := range res.Conflicts {
-		out.Conflicts = append(out.Conflicts, ops.Conflict{Type: c.Type, Label: c.TypeLabel,
-			With: firstNonEmpty(c.ConflictingNumber, c.Conflicting), Schedule: c.Schedule, CI: firstNonEmpty(c.CIName, c.CI)})
+		out.Conflicts = append(out.Conflicts, ops.Conflict{
+			Type: c.Type, Label: c.TypeLabel,
+			With: firstNonEmpty(c.ConflictingNumber, c.Conflicting), Schedule: c.Schedule, CI: firstNonEmpty(c.CIName, c.CI),
+		})
 	}
 	return out
 }

@@ -205,8 +205,10 @@ func TestRequestApproval(t *testing.T) {
 // typed values. Absent: one probe, then the Table API from then on.
 func TestCreateChangeFallback(t *testing.T) {
 	ctx := context.Background()
-	in := ChangeInput{Type: "normal", ShortDescription: "Roll out v1.4.2", AssignmentGroup: "287ebd7da9fe198100f92cc8d1d2154e",
-		Risk: "moderate", Impact: "low", CorrelationID: "daytwo:upd-1"}
+	in := ChangeInput{
+		Type: "normal", ShortDescription: "Roll out v1.4.2", AssignmentGroup: "287ebd7da9fe198100f92cc8d1d2154e",
+		Risk: "moderate", Impact: "low", CorrelationID: "daytwo:upd-1",
+	}
 
 	env := newEnv(t)
 	env.f.handle("POST /api/sn_chg_rest/change/normal", respond(200, fixture(t, "chgapi_create_normal.json")))

@@ -268,8 +268,10 @@ func (c *Client) sendCreate(ctx context.Context, cr *creation) (*Change, error) 
 func createdChange(method, path string, rec Record, raw json.RawMessage) (*Change, error) {
 	ch := ChangeFromRecord(rec, raw)
 	if ch.SysID == "" || ch.Number == "" {
-		return nil, &Error{Method: method, Path: path, Message: "create answered without a sys_id and number",
-			OutcomeUnknown: true}
+		return nil, &Error{
+			Method: method, Path: path, Message: "create answered without a sys_id and number",
+			OutcomeUnknown: true,
+		}
 	}
 	return &ch, nil
 }

@@ -158,9 +158,11 @@ type restyLogger struct{ l *slog.Logger }
 func (r restyLogger) Errorf(format string, v ...any) {
 	r.l.Debug("resty", "msg", fmt.Sprintf(format, v...))
 }
+
 func (r restyLogger) Warnf(format string, v ...any) {
 	r.l.Debug("resty", "msg", fmt.Sprintf(format, v...))
 }
+
 func (r restyLogger) Debugf(format string, v ...any) {
 	r.l.Debug("resty", "msg", fmt.Sprintf(format, v...))
 }
@@ -204,8 +206,10 @@ type statsCounters struct {
 func (c *Client) Stats() Stats {
 	c.stats.mu.Lock()
 	defer c.stats.mu.Unlock()
-	s := Stats{Requests: c.stats.requests, Retries: c.stats.retries, TransportErrors: c.stats.errors,
-		ByStatus: make(map[int]int64, len(c.stats.byStatus))}
+	s := Stats{
+		Requests: c.stats.requests, Retries: c.stats.retries, TransportErrors: c.stats.errors,
+		ByStatus: make(map[int]int64, len(c.stats.byStatus)),
+	}
 	for k, v := range c.stats.byStatus {
 		s.ByStatus[k] = v
 	}
@@ -319,8 +323,10 @@ func (c *Client) do(ctx context.Context, req request) (*response, error) {
 				return nil, c.ctxError(req, ctx.Err(), wrote)
 			}
 			notSent := !wrote && isDialError(err)
-			e = &Error{Method: req.method, Path: req.path, Message: transportMessage(err, c.cfg.Timeout), Err: redactedError{err, c.redact(err.Error())},
-				OutcomeUnknown: !req.idempotent && !notSent}
+			e = &Error{
+				Method: req.method, Path: req.path, Message: transportMessage(err, c.cfg.Timeout), Err: redactedError{err, c.redact(err.Error())},
+				OutcomeUnknown: !req.idempotent && !notSent,
+			}
 			retryable = (req.idempotent || notSent) && !isTLSError(err)
 		default:
 			e = c.classify(req, resp)
@@ -380,8 +386,10 @@ func (r redactedError) Unwrap() error { return r.err }
 // ctxError reports a cancelled or expired caller context. A non-idempotent
 // request that was already written has an unknown outcome.
 func (c *Client) ctxError(req request, err error, wrote bool) error {
-	return &Error{Method: req.method, Path: req.path, Message: "call abandoned", Err: err,
-		OutcomeUnknown: !req.idempotent && wrote}
+	return &Error{
+		Method: req.method, Path: req.path, Message: "call abandoned", Err: err,
+		OutcomeUnknown: !req.idempotent && wrote,
+	}
 }
 
 // send performs one HTTP attempt. wrote reports whether the request was

@@ -175,8 +175,10 @@ func TestStandardChangeGetsItsFieldsAfterCreate(t *testing.T) {
 	c, _ := simClient(t, snowsim.Options{}, 5*time.Second, nil)
 	ctx := context.Background()
 	start := time.Date(2026, 5, 2, 22, 0, 0, 0, time.UTC)
-	in := ChangeInput{Type: TypeStandard, Template: "Routine app rollout", ShortDescription: "Roll out checkout 2.0",
-		Description: "our plan", CmdbCI: "checkout-service", StartDate: start, EndDate: start.Add(time.Hour), CorrelationID: "daytwo:std-1"}
+	in := ChangeInput{
+		Type: TypeStandard, Template: "Routine app rollout", ShortDescription: "Roll out checkout 2.0",
+		Description: "our plan", CmdbCI: "checkout-service", StartDate: start, EndDate: start.Add(time.Hour), CorrelationID: "daytwo:std-1",
+	}
 	ch, out, err := c.CreateChangeResumable(ctx, in, "", true)
 	if err != nil || !out.Created {
 		t.Fatalf("create: %+v %v", out, err)
@@ -208,8 +210,10 @@ func TestStandardFollowUpFailureIsFoundAgain(t *testing.T) {
 			c, _ := simClient(t, snowsim.Options{}, 5*time.Second, rt)
 			ctx := context.Background()
 			start := time.Date(2026, 5, 3, 22, 0, 0, 0, time.UTC)
-			in := ChangeInput{Type: TypeStandard, Template: "Routine app rollout", ShortDescription: "Roll out",
-				Description: "our plan", CmdbCI: "checkout-service", StartDate: start, EndDate: start.Add(time.Hour), CorrelationID: "daytwo:std-2"}
+			in := ChangeInput{
+				Type: TypeStandard, Template: "Routine app rollout", ShortDescription: "Roll out",
+				Description: "our plan", CmdbCI: "checkout-service", StartDate: start, EndDate: start.Add(time.Hour), CorrelationID: "daytwo:std-2",
+			}
 			_, out, err := c.CreateChangeResumable(ctx, in, "", true)
 			var fe *FollowUpError
 			if !errors.As(err, &fe) || out.SysID == "" || out.Sent {
@@ -240,8 +244,10 @@ func TestStandardThroughTableAPIGetsOurDescription(t *testing.T) {
 	c.changeAPI.Store(changeAPIAbsent)
 	ctx := context.Background()
 	start := time.Date(2026, 5, 4, 22, 0, 0, 0, time.UTC)
-	in := ChangeInput{Type: TypeStandard, Template: "Routine app rollout", ShortDescription: "Roll out",
-		Description: "our plan", CmdbCI: "checkout-service", StartDate: start, EndDate: start.Add(time.Hour), CorrelationID: "daytwo:std-3"}
+	in := ChangeInput{
+		Type: TypeStandard, Template: "Routine app rollout", ShortDescription: "Roll out",
+		Description: "our plan", CmdbCI: "checkout-service", StartDate: start, EndDate: start.Add(time.Hour), CorrelationID: "daytwo:std-3",
+	}
 	ch, _, err := c.CreateChangeResumable(ctx, in, "", true)
 	if err != nil {
 		t.Fatal(err)

@@ -211,8 +211,10 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 
 func oauthConfig(grant string) func(*Config) {
 	return func(c *Config) {
-		c.Auth = AuthConfig{Method: "oauth", Grant: grant, Username: testUser, Password: testPassword,
-			ClientID: "daytwo-client", ClientSecret: testSecret}
+		c.Auth = AuthConfig{
+			Method: "oauth", Grant: grant, Username: testUser, Password: testPassword,
+			ClientID: "daytwo-client", ClientSecret: testSecret,
+		}
 	}
 }
 

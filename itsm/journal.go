@@ -36,8 +36,10 @@ func (c *Client) ListJournal(ctx context.Context, changeSysID string) ([]Journal
 		if id := r.Get("element_id"); id != "" && id != changeSysID {
 			continue
 		}
-		out = append(out, JournalEntry{SysID: r.Get("sys_id"), Element: r.Get("element"), Value: r.Get("value"),
-			CreatedOn: r.Time("sys_created_on"), CreatedBy: r.Get("sys_created_by")})
+		out = append(out, JournalEntry{
+			SysID: r.Get("sys_id"), Element: r.Get("element"), Value: r.Get("value"),
+			CreatedOn: r.Time("sys_created_on"), CreatedBy: r.Get("sys_created_by"),
+		})
 	}
 	sortJournal(out)
 	return out, nil

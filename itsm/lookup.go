@@ -108,8 +108,10 @@ func (c *Client) LookupCI(ctx context.Context, name string) (*CI, error) {
 	if err != nil {
 		return nil, fmt.Errorf("itsm: lookup CI %q: %w", name, err)
 	}
-	ci := CI{SysID: rec.Get("sys_id"), Name: rec.Get("name"), Class: rec.Get("sys_class_name"),
-		Environment: rec.Get("environment"), Fields: rec}
+	ci := CI{
+		SysID: rec.Get("sys_id"), Name: rec.Get("name"), Class: rec.Get("sys_class_name"),
+		Environment: rec.Get("environment"), Fields: rec,
+	}
 	ci.OperationalStatus, _ = rec.Int("operational_status")
 	ci.InstallStatus, _ = rec.Int("install_status")
 	c.store(key, ci)
@@ -127,8 +129,10 @@ func (c *Client) LookupGroup(ctx context.Context, name string) (*Group, error) {
 	if err != nil {
 		return nil, fmt.Errorf("itsm: lookup group %q: %w", name, err)
 	}
-	g := Group{SysID: rec.Get("sys_id"), Name: rec.Get("name"), Manager: rec.Get("manager"),
-		Active: rec.Bool("active"), Fields: rec}
+	g := Group{
+		SysID: rec.Get("sys_id"), Name: rec.Get("name"), Manager: rec.Get("manager"),
+		Active: rec.Bool("active"), Fields: rec,
+	}
 	c.store(key, g)
 	return &g, nil
 }
@@ -152,8 +156,10 @@ func (c *Client) LookupUser(ctx context.Context, name string) (*User, error) {
 	if err != nil {
 		return nil, fmt.Errorf("itsm: lookup user %q: %w", name, err)
 	}
-	u := User{SysID: rec.Get("sys_id"), UserName: rec.Get("user_name"), Name: rec.Get("name"),
-		Email: rec.Get("email"), Active: rec.Bool("active"), Fields: rec}
+	u := User{
+		SysID: rec.Get("sys_id"), UserName: rec.Get("user_name"), Name: rec.Get("name"),
+		Email: rec.Get("email"), Active: rec.Bool("active"), Fields: rec,
+	}
 	c.store(key, u)
 	return &u, nil
 }
@@ -220,8 +226,10 @@ func (c *Client) LookupTemplate(ctx context.Context, name string) (*Template, er
 			if len(hits) == 0 {
 				return nil, fmt.Errorf("itsm: lookup template %q: %w", name, ErrNotFound)
 			}
-			tpl = &Template{SysID: hits[0].Get("sys_id"), Name: hits[0].Get("name"), Active: true,
-				Table: "std_change_record_producer", Fields: hits[0]}
+			tpl = &Template{
+				SysID: hits[0].Get("sys_id"), Name: hits[0].Get("name"), Active: true,
+				Table: "std_change_record_producer", Fields: hits[0],
+			}
 		case c.changeAPIMissing(err, false):
 		default:
 			return nil, fmt.Errorf("itsm: lookup template %q: %w", name, err)
@@ -232,8 +240,10 @@ func (c *Client) LookupTemplate(ctx context.Context, name string) (*Template, er
 		if err != nil {
 			return nil, fmt.Errorf("itsm: lookup template %q: %w", name, err)
 		}
-		tpl = &Template{SysID: rec.Get("sys_id"), Name: name, Active: true,
-			Table: "std_change_producer_version", Fields: rec}
+		tpl = &Template{
+			SysID: rec.Get("sys_id"), Name: name, Active: true,
+			Table: "std_change_producer_version", Fields: rec,
+		}
 	}
 	c.store(key, *tpl)
 	return tpl, nil

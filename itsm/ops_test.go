@@ -44,14 +44,16 @@ func TestApproveReject(t *testing.T) {
 	env = newEnv(t)
 	env.f.handle("PATCH "+approvalsPath, respond(400, fixture(t, "err_400_uri.json")))
 	env.f.handle("GET /api/now/table/sys_user", respond(200, resultJSON([]map[string]string{
-		{"sys_id": sid(77), "user_name": testUser, "name": "Svc Daytwo"}})))
+		{"sys_id": sid(77), "user_name": testUser, "name": "Svc Daytwo"},
+	})))
 	env.f.handle("GET /api/now/table/sysapproval_approver", func(w http.ResponseWriter, r *http.Request) {
 		want := "sysapproval=" + changeID + "^approver=" + sid(77) + "^state=requested"
 		if q := r.URL.Query().Get("sysparm_query"); q != want {
 			t.Errorf("query %q, want %q", q, want)
 		}
 		writeJSON(w, 200, resultJSON([]map[string]string{
-			{"sys_id": sid(500), "sysapproval": changeID, "approver": sid(77), "state": "requested"}}))
+			{"sys_id": sid(500), "sysapproval": changeID, "approver": sid(77), "state": "requested"},
+		}))
 	})
 	env.f.handle("PATCH /api/now/table/sysapproval_approver/"+sid(500), func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
@@ -73,7 +75,8 @@ func TestCreateIncident(t *testing.T) {
 	env := newEnv(t)
 	env.f.handle("GET "+changePath, respond(200, fixture(t, "table_change.json")))
 	env.f.handle("GET /api/now/table/sys_user", respond(200, resultJSON([]map[string]string{
-		{"sys_id": sid(77), "user_name": testUser}})))
+		{"sys_id": sid(77), "user_name": testUser},
+	})))
 	env.f.handle("POST /api/now/table/incident", func(w http.ResponseWriter, r *http.Request) {
 		var b map[string]string
 		_ = json.NewDecoder(r.Body).Decode(&b)
@@ -84,9 +87,11 @@ func TestCreateIncident(t *testing.T) {
 		b["sys_id"], b["number"], b["state"], b["priority"] = sid(600), "INC0010001", "1", "2"
 		writeJSON(w, 201, resultJSON(b))
 	})
-	inc, err := env.c.CreateIncident(context.Background(), IncidentInput{ShortDescription: "rollout failed",
-		Description: "health check failed on prd-2", Caller: testUser, CmdbCI: sid(9), Impact: "high", Urgency: "medium",
-		CausedBy: changeID})
+	inc, err := env.c.CreateIncident(context.Background(), IncidentInput{
+		ShortDescription: "rollout failed",
+		Description:      "health check failed on prd-2", Caller: testUser, CmdbCI: sid(9), Impact: "high", Urgency: "medium",
+		CausedBy: changeID,
+	})
 	if err != nil || inc.Number != "INC0010001" || inc.Priority != 2 || inc.CausedBy != changeID {
 		t.Fatalf("incident %+v %v", inc, err)
 	}
@@ -106,15 +111,18 @@ func TestAttachFile(t *testing.T) {
 		if string(b) != "line 1\nline 2\n" {
 			t.Errorf("body %q", b)
 		}
-		writeJSON(w, 201, resultJSON(map[string]string{"sys_id": sid(700), "file_name": "rollout.log",
-			"table_name": "change_request", "table_sys_id": changeID, "size_bytes": "14", "content_type": "text/plain"}))
+		writeJSON(w, 201, resultJSON(map[string]string{
+			"sys_id": sid(700), "file_name": "rollout.log",
+			"table_name": "change_request", "table_sys_id": changeID, "size_bytes": "14", "content_type": "text/plain",
+		}))
 	})
 	a, err := env.c.AttachFile(context.Background(), "change_request", changeID, "rollout.log", "", []byte("line 1\nline 2\n"))
 	if err != nil || a.SizeBytes != 14 || a.SysID != sid(700) {
 		t.Fatalf("attachment %+v %v", a, err)
 	}
 	env.f.handle("GET /api/now/attachment", respond(200, resultJSON([]map[string]string{
-		{"sys_id": sid(700), "file_name": "rollout.log", "table_sys_id": changeID}})))
+		{"sys_id": sid(700), "file_name": "rollout.log", "table_sys_id": changeID},
+	})))
 	list, err := env.c.ListAttachments(context.Background(), "change_request", changeID)
 	if err != nil || len(list) != 1 {
 		t.Errorf("list %v %v", list, err)
@@ -173,8 +181,10 @@ func TestCheckConflicts(t *testing.T) {
 
 // ServiceNow says "Conflict" even for an empty list: the list decides.
 func TestConflictStatusWithEmptyListIsClear(t *testing.T) {
-	res, err := conflictFromRecord(Record{"status": {Value: "Conflict"}, "job_status": {Value: "2"}, "conflicts": {Value: "[]"},
-		"last_run": {Value: "2026-05-01 10:00:00"}})
+	res, err := conflictFromRecord(Record{
+		"status": {Value: "Conflict"}, "job_status": {Value: "2"}, "conflicts": {Value: "[]"},
+		"last_run": {Value: "2026-05-01 10:00:00"},
+	})
 	if err != nil || res.State != ConflictNone || res.Status != "Conflict" {
 		t.Fatalf("res %+v, err %v", res, err)
 	}

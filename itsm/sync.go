@@ -146,7 +146,8 @@ func andQuery(parts ...string) string {
 // the timestamp column (sys_updated_on, or sys_created_on for
 // append-only tables).
 func (c *Client) keyset(ctx context.Context, table, ts string, req SyncRequest,
-	fn func([]Record, []json.RawMessage, Watermark) error) (SyncStats, error) {
+	fn func([]Record, []json.RawMessage, Watermark) error,
+) (SyncStats, error) {
 	var st SyncStats
 	if err := checkExtraQuery(req.Query); err != nil {
 		return st, err
@@ -345,9 +346,11 @@ func (c *Client) ListDeletes(ctx context.Context, table string, since time.Time)
 			if r.Get("tablename") != "" && r.Get("tablename") != table {
 				continue // the tablename term was not applied
 			}
-			out = append(out, DeletedRecord{SysID: r.Get("sys_id"), Table: r.Get("tablename"),
+			out = append(out, DeletedRecord{
+				SysID: r.Get("sys_id"), Table: r.Get("tablename"),
 				DocumentKey: r.Get("documentkey"), DisplayValue: r.Get("display_value"),
-				CreatedOn: r.Time("sys_created_on")})
+				CreatedOn: r.Time("sys_created_on"),
+			})
 		}
 		return nil
 	})

@@ -157,8 +157,10 @@ func crowdedTable() *tableSim {
 	add := func(n int, ts string) {
 		for range n {
 			id := sid((len(s.rows)*7919)%9973 + 1) // unique, not in insertion order
-			s.rows = append(s.rows, map[string]string{"sys_id": id, "sys_updated_on": ts, "sys_mod_count": "0",
-				"correlation_id": "daytwo:" + id[24:], "state": "-5", "number": "CHG" + id[25:]})
+			s.rows = append(s.rows, map[string]string{
+				"sys_id": id, "sys_updated_on": ts, "sys_mod_count": "0",
+				"correlation_id": "daytwo:" + id[24:], "state": "-5", "number": "CHG" + id[25:],
+			})
 		}
 	}
 	add(5, s0)
@@ -351,8 +353,10 @@ func TestSyncSmallDeltaAndQuery(t *testing.T) {
 	sim := crowdedTable()
 	sim.rows[0]["correlation_id"] = "other:1"
 	env.f.handle("GET /api/now/table/change_request", sim.handler(t))
-	seen, _, st := runSync(t, env.c, SyncRequest{Since: Watermark{UpdatedOn: mustTime(s2)}, Until: untilT(),
-		Query: "correlation_idSTARTSWITHdaytwo:", PageSize: 100})
+	seen, _, st := runSync(t, env.c, SyncRequest{
+		Since: Watermark{UpdatedOn: mustTime(s2)}, Until: untilT(),
+		Query: "correlation_idSTARTSWITHdaytwo:", PageSize: 100,
+	})
 	if len(seen) != 7 || st.Requests != 3 {
 		t.Errorf("%d rows in %d requests, want 7 in 3", len(seen), st.Requests)
 	}
@@ -391,10 +395,12 @@ func TestListOpenApprovalsOneRequest(t *testing.T) {
 	env := newEnv(t)
 	sim := &tableSim{}
 	for i := range 300 {
-		sim.rows = append(sim.rows, map[string]string{"sys_id": sid(5000 + i), "sysapproval": sid(i / 2),
+		sim.rows = append(sim.rows, map[string]string{
+			"sys_id": sid(5000 + i), "sysapproval": sid(i / 2),
 			"sysapproval.correlation_id": "daytwo:" + strconv.Itoa(i/2), "sysapproval.active": "true",
 			"approver": sid(77), "approver.name": "Ann Approver", "state": "requested",
-			"sys_updated_on": s1})
+			"sys_updated_on": s1,
+		})
 	}
 	sim.rows[0]["sysapproval.correlation_id"] = "other:1" // dropped client-side too
 	env.f.handle("GET /api/now/table/sysapproval_approver", sim.handler(t))
@@ -454,8 +460,10 @@ func TestSyncTableGeneric(t *testing.T) {
 	sim := crowdedTable()
 	env.f.handle("GET /api/now/table/incident", sim.handler(t))
 	n := 0
-	_, err := env.c.SyncTable(context.Background(), "incident", SyncRequest{Until: untilT(), PageSize: 7,
-		Fields: IncidentFields()}, func(page []Record, _ Watermark) error {
+	_, err := env.c.SyncTable(context.Background(), "incident", SyncRequest{
+		Until: untilT(), PageSize: 7,
+		Fields: IncidentFields(),
+	}, func(page []Record, _ Watermark) error {
 		n += len(page)
 		return nil
 	})

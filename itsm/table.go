@@ -105,8 +105,10 @@ func (c *Client) getOne(ctx context.Context, table, sysID string, fields []strin
 		return nil, nil, err
 	}
 	if len(recs) == 0 {
-		return nil, nil, &Error{Status: http.StatusNotFound, Method: http.MethodGet, Path: recordPath(table, sysID),
-			Message: "No Record found", Detail: "empty result"}
+		return nil, nil, &Error{
+			Status: http.StatusNotFound, Method: http.MethodGet, Path: recordPath(table, sysID),
+			Message: "No Record found", Detail: "empty result",
+		}
 	}
 	return recs[0], raws[0], nil
 }

@@ -16,8 +16,10 @@ import (
 	"time"
 )
 
-const changePath = "/api/now/table/change_request/1c87925347c12200e0ef563dbb9a7177"
-const changeID = "1c87925347c12200e0ef563dbb9a7177"
+const (
+	changePath = "/api/now/table/change_request/1c87925347c12200e0ef563dbb9a7177"
+	changeID   = "1c87925347c12200e0ef563dbb9a7177"
+)
 
 // Traps 9, 10, 18 and the §2.2 table: every error body maps to the right
 // sentinels, and business-rule aborts are not ACL denials.
@@ -35,26 +37,46 @@ func TestErrorClassification(t *testing.T) {
 		isNot    []error
 		contains string
 	}{
-		"401 envelope": {h: respond(401, fixture(t, "err_401.json")), is: []error{ErrUnauthorized},
-			isNot: []error{ErrForbidden, ErrUnavailable}, contains: "User Not Authenticated"},
-		"403 ACL list, null detail": {h: respond(403, fixture(t, "err_403_acl_list.json")), is: []error{ErrForbidden},
-			isNot: []error{ErrBusinessRule, ErrUnauthorized}, contains: "Insufficient rights"},
-		"403 ACL write": {h: respond(403, fixture(t, "err_403_acl_write.json")), is: []error{ErrForbidden},
-			isNot: []error{ErrBusinessRule}, contains: "ACL Exception"},
-		"403 business rule": {h: respond(403, fixture(t, "err_403_business_rule.json")), is: []error{ErrBusinessRule},
-			isNot: []error{ErrForbidden, ErrUnauthorized}, contains: "aborted by Business Rule"},
-		"400 change api business rule": {h: respond(400, fixture(t, "err_chgapi_business_rule.json")), is: []error{ErrBusinessRule},
-			isNot: []error{ErrBadRequest, ErrForbidden}},
-		"404 missing or hidden": {h: respond(404, fixture(t, "err_404.json")), is: []error{ErrNotFound},
-			contains: "No Record found"},
-		"400 invalid table": {h: respond(400, fixture(t, "err_400_table.json")), is: []error{ErrBadRequest},
-			contains: "Invalid table"},
-		"500 envelope": {h: respond(500, `{"error":{"message":"boom","detail":null},"status":"failure"}`),
-			isNot: []error{ErrUnavailable, ErrOutcomeUnknown}, contains: "boom"},
-		"503 HTML": {h: htmlHandler(503), is: []error{ErrUnavailable},
-			isNot: []error{ErrNotFound}, contains: "instance unavailable (HTML answer"},
-		"200 HTML hibernation": {h: htmlHandler(200), is: []error{ErrUnavailable},
-			contains: "Instance Hibernating page"},
+		"401 envelope": {
+			h: respond(401, fixture(t, "err_401.json")), is: []error{ErrUnauthorized},
+			isNot: []error{ErrForbidden, ErrUnavailable}, contains: "User Not Authenticated",
+		},
+		"403 ACL list, null detail": {
+			h: respond(403, fixture(t, "err_403_acl_list.json")), is: []error{ErrForbidden},
+			isNot: []error{ErrBusinessRule, ErrUnauthorized}, contains: "Insufficient rights",
+		},
+		"403 ACL write": {
+			h: respond(403, fixture(t, "err_403_acl_write.json")), is: []error{ErrForbidden},
+			isNot: []error{ErrBusinessRule}, contains: "ACL Exception",
+		},
+		"403 business rule": {
+			h: respond(403, fixture(t, "err_403_business_rule.json")), is: []error{ErrBusinessRule},
+			isNot: []error{ErrForbidden, ErrUnauthorized}, contains: "aborted by Business Rule",
+		},
+		"400 change api business rule": {
+			h: respond(400, fixture(t, "err_chgapi_business_rule.json")), is: []error{ErrBusinessRule},
+			isNot: []error{ErrBadRequest, ErrForbidden},
+		},
+		"404 missing or hidden": {
+			h: respond(404, fixture(t, "err_404.json")), is: []error{ErrNotFound},
+			contains: "No Record found",
+		},
+		"400 invalid table": {
+			h: respond(400, fixture(t, "err_400_table.json")), is: []error{ErrBadRequest},
+			contains: "Invalid table",
+		},
+		"500 envelope": {
+			h:     respond(500, `{"error":{"message":"boom","detail":null},"status":"failure"}`),
+			isNot: []error{ErrUnavailable, ErrOutcomeUnknown}, contains: "boom",
+		},
+		"503 HTML": {
+			h: htmlHandler(503), is: []error{ErrUnavailable},
+			isNot: []error{ErrNotFound}, contains: "instance unavailable (HTML answer",
+		},
+		"200 HTML hibernation": {
+			h: htmlHandler(200), is: []error{ErrUnavailable},
+			contains: "Instance Hibernating page",
+		},
 		"200 HTML without content type": {h: func(w http.ResponseWriter, _ *http.Request) {
 			w.WriteHeader(200)
 			_, _ = io.WriteString(w, "  <html><body>login</body></html>")
@@ -358,8 +380,10 @@ func TestConnectionRefused(t *testing.T) {
 	addr := l.Addr().String()
 	_ = l.Close()
 	s := &sleeps{}
-	c, err := New(Config{Instance: "http://" + addr, Auth: AuthConfig{Username: testUser, Password: testPassword},
-		Retry: RetryConfig{MaxAttempts: 3}}, WithSleep(s.sleep))
+	c, err := New(Config{
+		Instance: "http://" + addr, Auth: AuthConfig{Username: testUser, Password: testPassword},
+		Retry: RetryConfig{MaxAttempts: 3},
+	}, WithSleep(s.sleep))
 	if err != nil {
 		t.Fatal(err)
 	}

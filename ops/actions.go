@@ -77,8 +77,10 @@ func (s *Service) ProposeRollback(ctx context.Context, req RollbackRequest) (Pro
 		}
 		return Proposal{}, fmt.Errorf("%s has no earlier release than %s", env.Name, current.Version)
 	}
-	return s.Propose(ctx, ProposeRequest{Environment: env.Name, Version: target.Version, ChangeType: req.ChangeType,
-		Rollback: true, Config: target.Config, Supersede: req.Supersede})
+	return s.Propose(ctx, ProposeRequest{
+		Environment: env.Name, Version: target.Version, ChangeType: req.ChangeType,
+		Rollback: true, Config: target.Config, Supersede: req.Supersede,
+	})
 }
 
 // cancelTx cancels cur inside tx: for a gated environment its change is
@@ -101,6 +103,8 @@ func (s *Service) cancelTx(ctx context.Context, tx Tx, env Environment, cur Upda
 			return cur, err
 		}
 	}
-	return cur, s.audit(ctx, tx, Event{Action: "update.canceled", Subject: cur.ID, Environment: cur.Environment, UpdateID: cur.ID,
-		ChangeNumber: cur.ChangeNumber, Result: "ok", Detail: map[string]any{"reason": reason, "from": string(expect)}})
+	return cur, s.audit(ctx, tx, Event{
+		Action: "update.canceled", Subject: cur.ID, Environment: cur.Environment, UpdateID: cur.ID,
+		ChangeNumber: cur.ChangeNumber, Result: "ok", Detail: map[string]any{"reason": reason, "from": string(expect)},
+	})
 }

@@ -50,8 +50,10 @@ func (s *Service) RecordAlerts(ctx context.Context, alerts []Alert) error {
 					detail[k] = v
 				}
 			}
-			if err := s.audit(ctx, tx, Event{Actor: "alertmanager", Action: "alert." + a.Status, Subject: a.Name,
-				Environment: a.Environment, Result: a.Status, Detail: detail}); err != nil {
+			if err := s.audit(ctx, tx, Event{
+				Actor: "alertmanager", Action: "alert." + a.Status, Subject: a.Name,
+				Environment: a.Environment, Result: a.Status, Detail: detail,
+			}); err != nil {
 				return err
 			}
 		}

@@ -49,11 +49,13 @@ func (r *runner) metricVerdict(batch int, v MetricVerdict) {
 	// The verdict happened whatever becomes of the run: record it even if
 	// the run is being stopped.
 	ctx := context.WithoutCancel(r.work)
-	ev := Event{Action: "analysis.verdict", Subject: v.Target, Environment: r.env.Name, UpdateID: r.u.ID,
+	ev := Event{
+		Action: "analysis.verdict", Subject: v.Target, Environment: r.env.Name, UpdateID: r.u.ID,
 		ChangeNumber: r.u.ChangeNumber, Result: v.Outcome, Detail: map[string]any{
 			"run": r.run.ID, "batch": batch, "check": v.Check, "kind": v.Kind, "baseline": strings.Join(v.Baseline, ","),
 			"query": v.Query, "reason": v.Reason, "tally": v.Tally, "measurements": v.Measurements, "comparison": v.Comparison,
-		}}
+		},
+	}
 	if err := r.s.auditAlone(ctx, ev); err != nil {
 		r.s.log.Error("audit of a metric verdict failed", "run", r.run.ID, "target", v.Target, "err", err)
 	}
@@ -138,8 +140,10 @@ func (r *runner) verifyWindow() (out runOutcome, err error, done bool) {
 		return out, err, true
 	}
 	actx := context.WithoutCancel(r.work)
-	if err := r.s.auditAlone(actx, Event{Action: "run.verify_failed", Subject: r.run.ID, Environment: r.env.Name, UpdateID: r.u.ID,
-		ChangeNumber: r.u.ChangeNumber, Result: onFailure(v), Detail: map[string]any{"window": v.Window.String(), "failures": failures}}); err != nil {
+	if err := r.s.auditAlone(actx, Event{
+		Action: "run.verify_failed", Subject: r.run.ID, Environment: r.env.Name, UpdateID: r.u.ID,
+		ChangeNumber: r.u.ChangeNumber, Result: onFailure(v), Detail: map[string]any{"window": v.Window.String(), "failures": failures},
+	}); err != nil {
 		r.s.log.Error("audit of a failed verification failed", "run", r.run.ID, "err", err)
 	}
 	switch onFailure(v) {

@@ -31,8 +31,10 @@ func (f *analysingFleet) Bake(ctx context.Context, req ops.StepRequest, d time.D
 	f.baselines[req.Target.Name] = names
 	failing := f.fail[req.Target.Name]
 	f.mu.Unlock()
-	v := ops.MetricVerdict{Check: "error-rate", Kind: "metrics", Target: req.Target.Name, Baseline: names, Outcome: "successful",
-		Reason: "within limits", Tally: "1 measured", Measurements: []string{"successful: 0 vs baseline 0"}}
+	v := ops.MetricVerdict{
+		Check: "error-rate", Kind: "metrics", Target: req.Target.Name, Baseline: names, Outcome: "successful",
+		Reason: "within limits", Tally: "1 measured", Measurements: []string{"successful: 0 vs baseline 0"},
+	}
 	if failing {
 		v.Outcome, v.Measurements = "failed", []string{"failed: 0.2 vs baseline 0 (+Inf× the baseline, more than max_ratio 2)"}
 	}

@@ -74,10 +74,14 @@ func TestBatchExecutorRollsOutAndBackPerBatch(t *testing.T) {
 		wantCalls    string
 	}{
 		"every batch succeeds": {wantState: ops.RunSucceeded, wantCalls: "deploy t1,t2|deploy t3,t4"},
-		"a target fails in batch two: both batches roll back in one call": {fail: []string{"t4"}, wantState: ops.RunRolledBack,
-			wantCalls: "deploy t1,t2|deploy t3,t4|rollback t1,t2,t3,t4"},
-		"a target the executor does not report failed": {silent: []string{"t2"}, wantState: ops.RunRolledBack,
-			wantCalls: "deploy t1,t2|rollback t1,t2"},
+		"a target fails in batch two: both batches roll back in one call": {
+			fail: []string{"t4"}, wantState: ops.RunRolledBack,
+			wantCalls: "deploy t1,t2|deploy t3,t4|rollback t1,t2,t3,t4",
+		},
+		"a target the executor does not report failed": {
+			silent: []string{"t2"}, wantState: ops.RunRolledBack,
+			wantCalls: "deploy t1,t2|rollback t1,t2",
+		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

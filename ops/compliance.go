@@ -23,8 +23,10 @@ func (s *Service) Compliance(ctx context.Context) ([]PolicyAlert, error) {
 				}
 				if opened {
 					s.log.Warn("policy violated", "environment", r.Environment, "policy", v.Policy, "action", v.Action, "version", r.Version, "message", verdictText(v))
-					if err := s.auditAlone(ctx, Event{Actor: "daytwo", Action: "policy.violated", Subject: v.Policy, Environment: r.Environment,
-						Result: v.Action, Detail: map[string]any{"version": r.Version, "message": verdictText(v)}}); err != nil {
+					if err := s.auditAlone(ctx, Event{
+						Actor: "daytwo", Action: "policy.violated", Subject: v.Policy, Environment: r.Environment,
+						Result: v.Action, Detail: map[string]any{"version": r.Version, "message": verdictText(v)},
+					}); err != nil {
 						return nil, err
 					}
 				}
@@ -36,8 +38,10 @@ func (s *Service) Compliance(ctx context.Context) ([]PolicyAlert, error) {
 			}
 			if resolved {
 				s.log.Info("policy passes again", "environment", r.Environment, "policy", v.Policy)
-				if err := s.auditAlone(ctx, Event{Actor: "daytwo", Action: "policy.resolved", Subject: v.Policy, Environment: r.Environment,
-					Result: "ok", Detail: map[string]any{"version": r.Version}}); err != nil {
+				if err := s.auditAlone(ctx, Event{
+					Actor: "daytwo", Action: "policy.resolved", Subject: v.Policy, Environment: r.Environment,
+					Result: "ok", Detail: map[string]any{"version": r.Version},
+				}); err != nil {
 					return nil, err
 				}
 			}

@@ -180,8 +180,10 @@ func (s *Service) recordConflictCheck(ctx context.Context, u Update, chk, res Co
 		if action == "change.conflicts_started" && itemID == 0 {
 			return nil
 		}
-		return s.audit(ctx, tx, Event{Action: action, Subject: u.ChangeNumber, Environment: u.Environment,
-			UpdateID: u.ID, ChangeNumber: u.ChangeNumber, Result: string(res.State), Detail: detail})
+		return s.audit(ctx, tx, Event{
+			Action: action, Subject: u.ChangeNumber, Environment: u.Environment,
+			UpdateID: u.ID, ChangeNumber: u.ChangeNumber, Result: string(res.State), Detail: detail,
+		})
 	})
 }
 
@@ -241,25 +243,33 @@ func (s *Service) gateConflictCheck(ctx context.Context, u Update) (GateReason, 
 	chk, err := s.store.ConflictCheck(ctx, u.ID)
 	switch {
 	case errors.Is(err, ErrNotFound) || err == nil && chk.ChangeSysID != u.ChangeSysID:
-		return GateReason{Code: GateConflict, Queued: true,
-			Message: fmt.Sprintf("ServiceNow conflict check of %s not done yet (queued)", u.ChangeNumber)}, true, nil
+		return GateReason{
+			Code: GateConflict, Queued: true,
+			Message: fmt.Sprintf("ServiceNow conflict check of %s not done yet (queued)", u.ChangeNumber),
+		}, true, nil
 	case err != nil:
 		return GateReason{}, false, err
 	}
 	switch chk.State {
 	case ConflictRunning:
-		return GateReason{Code: GateConflict, Queued: true,
-			Message: fmt.Sprintf("ServiceNow conflict check of %s still running (started %s)", u.ChangeNumber, fmtClock(chk.StartedAt))}, true, nil
+		return GateReason{
+			Code: GateConflict, Queued: true,
+			Message: fmt.Sprintf("ServiceNow conflict check of %s still running (started %s)", u.ChangeNumber, fmtClock(chk.StartedAt)),
+		}, true, nil
 	case ConflictFailed:
-		return GateReason{Code: GateConflict, Queued: true,
-			Message: fmt.Sprintf("ServiceNow conflict check of %s failed (%s); it is started again", u.ChangeNumber, chk.Message)}, true, nil
+		return GateReason{
+			Code: GateConflict, Queued: true,
+			Message: fmt.Sprintf("ServiceNow conflict check of %s failed (%s); it is started again", u.ChangeNumber, chk.Message),
+		}, true, nil
 	case ConflictFound:
 		found := make([]string, len(chk.Conflicts))
 		for i, c := range chk.Conflicts {
 			found[i] = c.String()
 		}
-		return GateReason{Code: GateConflict,
-			Message: fmt.Sprintf("ServiceNow reports conflicts for %s: %s", u.ChangeNumber, strings.Join(found, "; "))}, true, nil
+		return GateReason{
+			Code:    GateConflict,
+			Message: fmt.Sprintf("ServiceNow reports conflicts for %s: %s", u.ChangeNumber, strings.Join(found, "; ")),
+		}, true, nil
 	}
 	return GateReason{}, false, nil
 }

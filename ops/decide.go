@@ -127,8 +127,10 @@ func (s *Service) Decide(ctx context.Context, req DecideRequest) (Change, error)
 		if err != nil || len(old) == 0 {
 			return err
 		}
-		return s.audit(ctx, tx, Event{Action: "outbox.superseded", Subject: ch.Number, ChangeNumber: ch.Number, Result: "ok",
-			Detail: map[string]any{"superseded": old, "by": id, "as": as}})
+		return s.audit(ctx, tx, Event{
+			Action: "outbox.superseded", Subject: ch.Number, ChangeNumber: ch.Number, Result: "ok",
+			Detail: map[string]any{"superseded": old, "by": id, "as": as},
+		})
 	})
 	return ch, err
 }
@@ -334,8 +336,10 @@ func (s *Service) deliverDecision(ctx context.Context, it OutboxItem) error {
 		if !p.Approve {
 			action = "change.rejected"
 		}
-		return s.audit(ctx, tx, Event{Actor: p.Actor, Action: action, Subject: p.Number, ChangeNumber: p.Number,
-			Result: "ok", Detail: map[string]any{"comment": p.Comment, "as": p.As}})
+		return s.audit(ctx, tx, Event{
+			Actor: p.Actor, Action: action, Subject: p.Number, ChangeNumber: p.Number,
+			Result: "ok", Detail: map[string]any{"comment": p.Comment, "as": p.As},
+		})
 	})
 }
 

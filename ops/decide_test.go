@@ -50,14 +50,22 @@ func TestDecideRefusals(t *testing.T) {
 		hint     ops.HintKind
 		msg      string
 	}{
-		"unknown change": {req: func(string) ops.DecideRequest { return ops.DecideRequest{Change: "CHG9999999", Approve: true} },
-			is: ops.ErrNotFound, hint: ops.HintSync, msg: "change CHG9999999 is not in the local mirror"},
-		"rejection without a comment": {req: func(n string) ops.DecideRequest { return ops.DecideRequest{Change: n, Comment: "  "} },
-			hint: ops.HintComment, msg: "needs a comment"},
-		"already decided": {req: func(n string) ops.DecideRequest { return ops.DecideRequest{Change: n, Approve: true} }, approved: true,
-			is: ops.ErrBlocked, msg: "only changes in Assess or Authorize await a decision"},
-		"four eyes: daytwo raised it": {fourEyes: true, req: func(n string) ops.DecideRequest { return ops.DecideRequest{Change: n, Approve: true} },
-			is: ops.ErrBlocked, msg: "four eyes"},
+		"unknown change": {
+			req: func(string) ops.DecideRequest { return ops.DecideRequest{Change: "CHG9999999", Approve: true} },
+			is:  ops.ErrNotFound, hint: ops.HintSync, msg: "change CHG9999999 is not in the local mirror",
+		},
+		"rejection without a comment": {
+			req:  func(n string) ops.DecideRequest { return ops.DecideRequest{Change: n, Comment: "  "} },
+			hint: ops.HintComment, msg: "needs a comment",
+		},
+		"already decided": {
+			req: func(n string) ops.DecideRequest { return ops.DecideRequest{Change: n, Approve: true} }, approved: true,
+			is: ops.ErrBlocked, msg: "only changes in Assess or Authorize await a decision",
+		},
+		"four eyes: daytwo raised it": {
+			fourEyes: true, req: func(n string) ops.DecideRequest { return ops.DecideRequest{Change: n, Approve: true} },
+			is: ops.ErrBlocked, msg: "four eyes",
+		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -171,14 +171,18 @@ func (s *Service) failOutbox(ctx context.Context, it OutboxItem, cause error) (b
 				return err
 			}
 			if len(old) > 0 {
-				if err := s.audit(ctx, tx, Event{Action: "outbox.superseded", Subject: it.Key, ChangeNumber: it.Key, Result: "ok",
-					Detail: map[string]any{"superseded": old, "by": later}}); err != nil {
+				if err := s.audit(ctx, tx, Event{
+					Action: "outbox.superseded", Subject: it.Key, ChangeNumber: it.Key, Result: "ok",
+					Detail: map[string]any{"superseded": old, "by": later},
+				}); err != nil {
 					return err
 				}
 			}
 		}
-		ev := Event{Action: "outbox.failed", Subject: fmt.Sprintf("%s #%d", it.Kind, it.ID),
-			UpdateID: updateIDOf(it), Result: "failed", Detail: map[string]any{"error": cause.Error(), "attempts": it.Attempts + 1}}
+		ev := Event{
+			Action: "outbox.failed", Subject: fmt.Sprintf("%s #%d", it.Kind, it.ID),
+			UpdateID: updateIDOf(it), Result: "failed", Detail: map[string]any{"error": cause.Error(), "attempts": it.Attempts + 1},
+		}
 		if it.Kind == OutboxDecide {
 			var p decidePayload
 			_ = json.Unmarshal(it.Payload, &p)
@@ -229,8 +233,10 @@ func (s *Service) deliver(ctx context.Context, it OutboxItem) error {
 			if err := tx.MarkDelivered(ctx, it.ID, result); err != nil {
 				return err
 			}
-			return s.audit(ctx, tx, Event{Action: "change.created", Subject: ch.Number, Environment: u.Environment,
-				UpdateID: u.ID, ChangeNumber: ch.Number, Result: "ok", Detail: detail})
+			return s.audit(ctx, tx, Event{
+				Action: "change.created", Subject: ch.Number, Environment: u.Environment,
+				UpdateID: u.ID, ChangeNumber: ch.Number, Result: "ok", Detail: detail,
+			})
 		})
 	case OutboxRequestApproval:
 		return s.deliverForChange(ctx, it, func(u Update) (Change, string, error) {
@@ -314,7 +320,8 @@ func (s *Service) deliver(ctx context.Context, it OutboxItem) error {
 // one transaction mirrors the returned change (if any), applies mutate to
 // the update, runs after (if any), marks the item delivered and audits it.
 func (s *Service) deliverForChange(ctx context.Context, it OutboxItem, call func(u Update) (Change, string, error),
-	mutate func(u *Update), after ...func(ctx context.Context, tx Tx, u Update) error) error {
+	mutate func(u *Update), after ...func(ctx context.Context, tx Tx, u Update) error,
+) error {
 	id := updateIDOf(it)
 	u, err := s.store.GetUpdate(ctx, id)
 	if err != nil {
@@ -359,8 +366,10 @@ func (s *Service) deliverForChange(ctx context.Context, it OutboxItem, call func
 		if ch.SysID != "" {
 			detail["change_state"] = ch.State.String()
 		}
-		return s.audit(ctx, tx, Event{Action: action, Subject: u.ChangeNumber, Environment: u.Environment,
-			UpdateID: u.ID, ChangeNumber: u.ChangeNumber, Result: "ok", Detail: detail})
+		return s.audit(ctx, tx, Event{
+			Action: action, Subject: u.ChangeNumber, Environment: u.Environment,
+			UpdateID: u.ID, ChangeNumber: u.ChangeNumber, Result: "ok", Detail: detail,
+		})
 	})
 }
 

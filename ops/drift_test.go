@@ -37,8 +37,10 @@ func (w *promoWorld) Probe(ctx context.Context, env string, t ops.Target) (strin
 
 func newPromoWorld(t *testing.T, policies ...ops.Policy) *promoWorld {
 	t.Helper()
-	base := ops.Environment{Deploy: ops.DeploySpec{Command: []string{"deploy"}}, VersionProbe: ops.VersionProbe{Command: []string{"probe"}},
-		Strategy: ops.Strategy{BatchSize: ops.BatchSize{Count: 2}, MaxParallel: 2}}
+	base := ops.Environment{
+		Deploy: ops.DeploySpec{Command: []string{"deploy"}}, VersionProbe: ops.VersionProbe{Command: []string{"probe"}},
+		Strategy: ops.Strategy{BatchSize: ops.BatchSize{Count: 2}, MaxParallel: 2},
+	}
 	staging, prod := base, base
 	staging.Name, staging.Targets = "staging", targetsNamed("s1", "s2")
 	prod.Name, prod.Targets, prod.PromoteFrom = "production", targetsNamed("p1", "p2", "p3"), "staging"
@@ -170,8 +172,10 @@ func TestDriftWithoutProbe(t *testing.T) {
 // environment runs opens one alert (audited once), blocks proposals when
 // it says so, and closes when the environment passes again.
 func TestComplianceOpensAndClosesAlerts(t *testing.T) {
-	pol := ops.Policy{Name: "no-1.0", Environments: []string{"production"}, Expr: `env.current_version != "1.0.0"`, Action: ops.PolicyWarn,
-		Message: "1.0.0 has a known defect", BlockProposals: true}
+	pol := ops.Policy{
+		Name: "no-1.0", Environments: []string{"production"}, Expr: `env.current_version != "1.0.0"`, Action: ops.PolicyWarn,
+		Message: "1.0.0 has a known defect", BlockProposals: true,
+	}
 	w := newPromoWorld(t, pol)
 	w.release(t, "production", "1.0.0")
 	for range 2 {
@@ -231,8 +235,10 @@ func TestGatePromotionPolicyFollowsTheSource(t *testing.T) {
 	w := newPromoWorld(t)
 	w.release(t, "staging", "1.0.0")
 	u := mustPropose(t, w.svc, ops.ProposeRequest{Environment: "production", Version: "2.0.0"})
-	w.configure(t, ops.Policy{Name: "promoted-only", Environments: []string{"production"},
-		Expr: `update.version in env.promote_from.succeeded_versions`, Action: ops.PolicyBlock})
+	w.configure(t, ops.Policy{
+		Name: "promoted-only", Environments: []string{"production"},
+		Expr: `update.version in env.promote_from.succeeded_versions`, Action: ops.PolicyBlock,
+	})
 	gs, err := w.svc.GateAll(context.Background(), []ops.Update{u, u})
 	if err != nil || len(gs) != 2 {
 		t.Fatalf("gates %v, %v", gs, err)

@@ -29,6 +29,7 @@ func (r *recorder) Cycle(_ ops.SyncReport, _ time.Duration, err error) {
 		r.errs = append(r.errs, err)
 	}
 }
+
 func (r *recorder) Compliance(a []ops.PolicyAlert, _ error) {
 	r.mu.Lock()
 	r.alerts += len(a)

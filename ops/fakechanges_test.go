@@ -38,8 +38,10 @@ type fakeChanges struct {
 }
 
 func newFakeChanges(now func() time.Time) *fakeChanges {
-	return &fakeChanges{now: now, changes: map[string]*ops.Change{}, notes: map[string][]string{},
-		files: map[string][]string{}, approvals: map[string][]ops.Approval{}, refuse: map[string]bool{}}
+	return &fakeChanges{
+		now: now, changes: map[string]*ops.Change{}, notes: map[string][]string{},
+		files: map[string][]string{}, approvals: map[string][]ops.Approval{}, refuse: map[string]bool{},
+	}
 }
 
 var _ ops.ChangeSystem = (*fakeChanges)(nil)
@@ -75,9 +77,11 @@ func (f *fakeChanges) CreateChange(_ context.Context, req ops.ChangeRequest) (op
 		}
 	}
 	n := len(f.changes) + 1
-	ch := &ops.Change{SysID: fmt.Sprintf("sys-%03d", n), Number: fmt.Sprintf("CHG%07d", n), Type: req.Type, State: ops.ChangeNew,
+	ch := &ops.Change{
+		SysID: fmt.Sprintf("sys-%03d", n), Number: fmt.Sprintf("CHG%07d", n), Type: req.Type, State: ops.ChangeNew,
 		Approval: "not requested", ShortDescription: req.ShortDescription, CmdbCI: req.CmdbCI, CorrelationID: req.CorrelationID,
-		StartDate: req.Start, EndDate: req.End, Active: true, RequestedBy: "daytwo", RequestedByID: "sys-user-daytwo"}
+		StartDate: req.Start, EndDate: req.End, Active: true, RequestedBy: "daytwo", RequestedByID: "sys-user-daytwo",
+	}
 	f.changes[ch.SysID] = ch
 	return f.touch(ch), nil
 }
@@ -181,8 +185,10 @@ func (f *fakeChanges) CreateIncident(_ context.Context, req ops.IncidentRequest)
 	}
 	f.incidents = append(f.incidents, req)
 	n := len(f.incidents)
-	return ops.Incident{SysID: fmt.Sprintf("inc-%d", n), Number: fmt.Sprintf("INC%07d", n), ShortDescription: req.ShortDescription,
-		SysUpdatedOn: f.now().UTC()}, nil
+	return ops.Incident{
+		SysID: fmt.Sprintf("inc-%d", n), Number: fmt.Sprintf("INC%07d", n), ShortDescription: req.ShortDescription,
+		SysUpdatedOn: f.now().UTC(),
+	}, nil
 }
 
 func (f *fakeChanges) GetChange(_ context.Context, sysID string) (ops.Change, error) {

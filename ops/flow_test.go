@@ -47,12 +47,14 @@ type gatedWorld struct {
 func newGatedWorld(t *testing.T, mutate ...func(*ops.Environment, *ops.Config)) *gatedWorld {
 	t.Helper()
 	clk := &clock{now: time.Now().UTC().Truncate(time.Second)}
-	env := ops.Environment{Name: "production", RequiresChange: true, Targets: targetsNamed("p1", "p2"),
+	env := ops.Environment{
+		Name: "production", RequiresChange: true, Targets: targetsNamed("p1", "p2"),
 		Change:       ops.ChangeDefaults{Type: "normal", CmdbCI: "checkout", AssignmentGroup: "Platform Ops", Window: 2 * time.Hour},
 		Deploy:       ops.DeploySpec{Command: []string{"deploy"}},
 		Health:       []ops.HealthCheck{{Command: []string{"check"}}},
 		VersionProbe: ops.VersionProbe{Command: []string{"probe"}},
-		Strategy:     ops.Strategy{BatchSize: ops.BatchSize{Count: 1}, MaxParallel: 1}}
+		Strategy:     ops.Strategy{BatchSize: ops.BatchSize{Count: 1}, MaxParallel: 1},
+	}
 	cfg := ops.Config{CorrelationPrefix: "daytwo", Actor: "test", Username: "daytwo"}
 	for _, m := range mutate {
 		m(&env, &cfg)

@@ -234,8 +234,10 @@ func TestGateErrCarriesTheHint(t *testing.T) {
 }
 
 func TestGatePlan(t *testing.T) {
-	env := Environment{Name: "production", RequiresChange: true, Targets: []Target{{Name: "p1"}, {Name: "p2"}},
-		Deploy: DeploySpec{Command: []string{"deploy"}}, Strategy: Strategy{BatchSize: BatchSize{Count: 1}, MaxParallel: 1}}
+	env := Environment{
+		Name: "production", RequiresChange: true, Targets: []Target{{Name: "p1"}, {Name: "p2"}},
+		Deploy: DeploySpec{Command: []string{"deploy"}}, Strategy: Strategy{BatchSize: BatchSize{Count: 1}, MaxParallel: 1},
+	}
 	current := Release{Environment: "production", Version: "1.0.0"}
 	plan, err := BuildPlan(env, current, "2.0.0", nil)
 	if err != nil {
@@ -249,12 +251,21 @@ func TestGatePlan(t *testing.T) {
 	}{
 		"as proposed and approved":      {env, Update{Version: "2.0.0", PlanDigest: digest, ApprovedDigest: digest}, ""},
 		"as proposed, not approved yet": {env, Update{Version: "2.0.0", PlanDigest: digest}, ""},
-		"changed since proposed": {env, Update{Version: "2.0.0", PlanDigest: "0123456789abcdef"},
-			"plan changed since it was proposed (sha256 0123456789ab… now " + digest[:12] + "…)"},
-		"not the approved plan": {env, Update{Version: "2.0.0", PlanDigest: digest, ApprovedDigest: "fedcba9876543210"},
-			"plan sha256 " + digest[:12] + "… is not the approved plan fedcba987654…"},
-		"ungated: re-planned at run time": {Environment{Name: "production", Targets: env.Targets, Deploy: env.Deploy, Strategy: env.Strategy},
-			Update{Version: "2.0.0", PlanDigest: "stale"}, ""},
+		"changed since proposed": {
+			env,
+			Update{Version: "2.0.0", PlanDigest: "0123456789abcdef"},
+			"plan changed since it was proposed (sha256 0123456789ab… now " + digest[:12] + "…)",
+		},
+		"not the approved plan": {
+			env,
+			Update{Version: "2.0.0", PlanDigest: digest, ApprovedDigest: "fedcba9876543210"},
+			"plan sha256 " + digest[:12] + "… is not the approved plan fedcba987654…",
+		},
+		"ungated: re-planned at run time": {
+			Environment{Name: "production", Targets: env.Targets, Deploy: env.Deploy, Strategy: env.Strategy},
+			Update{Version: "2.0.0", PlanDigest: "stale"},
+			"",
+		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -83,8 +83,10 @@ func TestGateEveryReasonThroughTheStore(t *testing.T) {
 			}
 			return p.Update, w.svc
 		}, code: ops.GateApproval, msg: "change not raised yet (queued for ServiceNow)", pending: true},
-		"awaiting approval": {setup: func(t *testing.T, w *gatedWorld) (ops.Update, *ops.Service) { return w.raised(t, "1.0.0"), w.svc },
-			code: ops.GateApproval, msg: "is in Assess, awaiting approval", pending: true},
+		"awaiting approval": {
+			setup: func(t *testing.T, w *gatedWorld) (ops.Update, *ops.Service) { return w.raised(t, "1.0.0"), w.svc },
+			code:  ops.GateApproval, msg: "is in Assess, awaiting approval", pending: true,
+		},
 		"approved in ServiceNow, not yet recorded": {setup: func(t *testing.T, w *gatedWorld) (ops.Update, *ops.Service) {
 			u := w.raised(t, "1.0.0")
 			w.cs.approve(u.ChangeNumber)
@@ -238,8 +240,10 @@ func TestGateConflictCheckStates(t *testing.T) {
 		"clear":   {state: "", open: true, deliver: true},
 		"running": {state: ops.ConflictRunning, msg: "still running (started", queued: true, deliver: true},
 		"failed":  {state: ops.ConflictFailed, msg: "failed (the worker is gone); it is started again", queued: true, deliver: true},
-		"found": {state: ops.ConflictFound, found: []ops.Conflict{{Type: "ci_already_scheduled", Label: "CI Already Scheduled", With: "CHG0000099", CI: "checkout"}},
-			msg: "ServiceNow reports conflicts for CHG0000001: CI Already Scheduled (with CHG0000099 on checkout)", deliver: true},
+		"found": {
+			state: ops.ConflictFound, found: []ops.Conflict{{Type: "ci_already_scheduled", Label: "CI Already Scheduled", With: "CHG0000099", CI: "checkout"}},
+			msg: "ServiceNow reports conflicts for CHG0000001: CI Already Scheduled (with CHG0000099 on checkout)", deliver: true,
+		},
 		"not started": {msg: "not done yet (queued)", queued: true},
 	}
 	for name, tc := range tests {

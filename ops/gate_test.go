@@ -25,8 +25,10 @@ func TestFreezeUntil(t *testing.T) {
 		"weekly as it opens":     {weekend, friday18, true, friday18.Add(60 * time.Hour).UTC()},
 		"weekly on sunday":       {weekend, friday18.Add(40 * time.Hour), true, friday18.Add(60 * time.Hour).UTC()},
 		"weekly after it closes": {weekend, friday18.Add(60 * time.Hour), false, time.Time{}},
-		"overlapping occurrences": {Freeze{Cron: "0 10,11 * * *", Duration: 90 * time.Minute},
-			time.Date(2026, 11, 26, 10, 30, 0, 0, time.UTC), true, time.Date(2026, 11, 26, 12, 30, 0, 0, time.UTC)},
+		"overlapping occurrences": {
+			Freeze{Cron: "0 10,11 * * *", Duration: 90 * time.Minute},
+			time.Date(2026, 11, 26, 10, 30, 0, 0, time.UTC), true, time.Date(2026, 11, 26, 12, 30, 0, 0, time.UTC),
+		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -47,10 +49,14 @@ func TestFreezeUntil(t *testing.T) {
 
 func TestJournalState(t *testing.T) {
 	steps := []StepRecord{
-		{Target: "a", Step: StepDeploy, State: StepSucceeded}, {Target: "a", Step: StepHealth, State: StepSucceeded}, {Target: "a", Step: StepBake, State: StepSucceeded},
-		{Target: "b", Step: StepDeploy, State: StepSucceeded}, {Target: "b", Step: StepHealth, State: StepStarted}, // crashed mid-check
+		{Target: "a", Step: StepDeploy, State: StepSucceeded},
+		{Target: "a", Step: StepHealth, State: StepSucceeded},
+		{Target: "a", Step: StepBake, State: StepSucceeded},
+		{Target: "b", Step: StepDeploy, State: StepSucceeded},
+		{Target: "b", Step: StepHealth, State: StepStarted}, // crashed mid-check
 		{Target: "c", Step: StepDeploy, State: StepStarted}, // crashed mid-deploy
-		{Target: "d", Step: StepDeploy, State: StepSucceeded}, {Target: "d", Step: StepHealth, State: StepFailed},
+		{Target: "d", Step: StepDeploy, State: StepSucceeded},
+		{Target: "d", Step: StepHealth, State: StepFailed},
 	}
 	done, touched, unknown := journalState(steps, true, true)
 	if fmt.Sprint(done) != "map[a:true]" || fmt.Sprint(touched) != "[a b c d]" || fmt.Sprint(unknown) != "[b c]" {

@@ -279,9 +279,11 @@ func (s *Service) reconcile(ctx context.Context) (int, error) {
 			if err := tx.SaveUpdate(ctx, u, expect); err != nil {
 				return err
 			}
-			return s.audit(ctx, tx, Event{Actor: "servicenow", Action: "update." + string(next), Subject: u.ID,
+			return s.audit(ctx, tx, Event{
+				Actor: "servicenow", Action: "update." + string(next), Subject: u.ID,
 				Environment: u.Environment, UpdateID: u.ID, ChangeNumber: ch.Number, Result: "ok",
-				Detail: map[string]any{"change_state": ch.State.String(), "approval": ch.Approval, "from": string(expect)}})
+				Detail: map[string]any{"change_state": ch.State.String(), "approval": ch.Approval, "from": string(expect)},
+			})
 		})
 		if err != nil {
 			return moved, err

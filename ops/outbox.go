@@ -112,8 +112,10 @@ func (s *Service) DiscardOutbox(ctx context.Context, id int64, reason string) (O
 		if it, err = tx.DiscardOutbox(ctx, id); err != nil {
 			return err
 		}
-		ev := Event{Action: "outbox.discarded", Subject: fmt.Sprintf("%s #%d", it.Kind, it.ID), UpdateID: updateIDOf(it), Result: "ok",
-			Detail: map[string]any{"outbox_id": it.ID, "key": it.Key, "kind": string(it.Kind), "last_error": it.LastError, "reason": reason}}
+		ev := Event{
+			Action: "outbox.discarded", Subject: fmt.Sprintf("%s #%d", it.Kind, it.ID), UpdateID: updateIDOf(it), Result: "ok",
+			Detail: map[string]any{"outbox_id": it.ID, "key": it.Key, "kind": string(it.Kind), "last_error": it.LastError, "reason": reason},
+		}
 		if it.Kind == OutboxDecide {
 			ev.ChangeNumber = it.Key
 		}

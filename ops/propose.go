@@ -237,8 +237,10 @@ func (s *Service) Propose(ctx context.Context, req ProposeRequest) (Proposal, er
 		}
 		return s.audit(ctx, tx, Event{
 			Action: action, Subject: id, Environment: env.Name, UpdateID: id, Result: result,
-			Detail: map[string]any{"version": u.Version, "from_version": u.FromVersion, "plan_digest": u.PlanDigest,
-				"state": string(u.State), "verdicts": verdictDetail(p.Verdicts), "queued": len(outbox)},
+			Detail: map[string]any{
+				"version": u.Version, "from_version": u.FromVersion, "plan_digest": u.PlanDigest,
+				"state": string(u.State), "verdicts": verdictDetail(p.Verdicts), "queued": len(outbox),
+			},
 		})
 	})
 	if err != nil {
@@ -344,14 +346,18 @@ func (s *Service) policyInputFrom(ctx context.Context, env Environment, u Update
 	}
 	in := policy.Input{
 		Environment: env.Name,
-		Update: map[string]any{"id": u.ID, "environment": u.Environment, "version": u.Version,
-			"from_version": u.FromVersion, "config": cfg, "change_type": u.ChangeType},
+		Update: map[string]any{
+			"id": u.ID, "environment": u.Environment, "version": u.Version,
+			"from_version": u.FromVersion, "config": cfg, "change_type": u.ChangeType,
+		},
 		Env: envMap,
 		Now: now,
 	}
 	if ch.SysID != "" {
-		in.Change = map[string]any{"number": ch.Number, "type": ch.Type, "state": ch.State.String(),
-			"approval": ch.Approval, "risk": ch.Risk, "cmdb_ci": ch.CmdbCI}
+		in.Change = map[string]any{
+			"number": ch.Number, "type": ch.Type, "state": ch.State.String(),
+			"approval": ch.Approval, "risk": ch.Risk, "cmdb_ci": ch.CmdbCI,
+		}
 	}
 	return in, nil
 }

@@ -152,9 +152,13 @@ func (s *Service) recoverRun(ctx context.Context, run Run, deadHolder string, pr
 		if err := tx.CheckFence(ctx, fence); err != nil {
 			return err
 		}
-		return s.audit(ctx, tx, Event{Action: "run.recovered", Subject: run.ID, Environment: env.Name, UpdateID: u.ID,
-			ChangeNumber: u.ChangeNumber, Result: "ok", Detail: map[string]any{"done": len(done), "touched": touched, "unknown": unknown,
-				"blockers": blockers, "course": course, "epoch": fence.Epoch}})
+		return s.audit(ctx, tx, Event{
+			Action: "run.recovered", Subject: run.ID, Environment: env.Name, UpdateID: u.ID,
+			ChangeNumber: u.ChangeNumber, Result: "ok", Detail: map[string]any{
+				"done": len(done), "touched": touched, "unknown": unknown,
+				"blockers": blockers, "course": course, "epoch": fence.Epoch,
+			},
+		})
 	}); err != nil {
 		return RunResult{Run: run, Update: u}, err
 	}

@@ -144,9 +144,13 @@ func (s *Service) Run(ctx context.Context, req RunRequest) (RunResult, error) {
 				return err
 			}
 		}
-		return s.audit(ctx, tx, Event{Action: "run.started", Subject: run.ID, Environment: env.Name, UpdateID: u.ID,
-			ChangeNumber: u.ChangeNumber, Result: "ok", Detail: map[string]any{"version": u.Version, "from_version": from.Version,
-				"plan_digest": u.PlanDigest, "holder": s.holder, "epoch": fence.Epoch}})
+		return s.audit(ctx, tx, Event{
+			Action: "run.started", Subject: run.ID, Environment: env.Name, UpdateID: u.ID,
+			ChangeNumber: u.ChangeNumber, Result: "ok", Detail: map[string]any{
+				"version": u.Version, "from_version": from.Version,
+				"plan_digest": u.PlanDigest, "holder": s.holder, "epoch": fence.Epoch,
+			},
+		})
 	})
 	if err != nil {
 		return res, err
@@ -304,8 +308,10 @@ func (r *runner) sink() LogSink {
 }
 
 func (r *runner) request(target Target) StepRequest {
-	return StepRequest{Environment: r.env.Name, Target: target, Version: r.u.Version, PreviousVersion: r.from.Version,
-		Config: r.u.Config, PreviousConfig: r.from.Config, Change: r.u.ChangeNumber}
+	return StepRequest{
+		Environment: r.env.Name, Target: target, Version: r.u.Version, PreviousVersion: r.from.Version,
+		Config: r.u.Config, PreviousConfig: r.from.Config, Change: r.u.ChangeNumber,
+	}
 }
 
 // back is the request that returns a target to the previous release.
@@ -730,8 +736,10 @@ func (r *runner) rollbackAll(cause error) (runOutcome, error) {
 		if err != nil || !first {
 			return err
 		}
-		return r.s.audit(ctx, tx, Event{Action: "run.rollback_decided", Subject: r.run.ID, Environment: r.env.Name, UpdateID: r.u.ID,
-			ChangeNumber: r.u.ChangeNumber, Result: "rollback", Detail: map[string]any{"cause": cause.Error(), "to_version": r.from.Version}})
+		return r.s.audit(ctx, tx, Event{
+			Action: "run.rollback_decided", Subject: r.run.ID, Environment: r.env.Name, UpdateID: r.u.ID,
+			ChangeNumber: r.u.ChangeNumber, Result: "rollback", Detail: map[string]any{"cause": cause.Error(), "to_version": r.from.Version},
+		})
 	})
 	if err != nil {
 		return r.abort(err)
@@ -890,8 +898,10 @@ func (r *runner) stopped() (runOutcome, error) {
 				return err
 			}
 		}
-		return r.s.audit(ctx, tx, Event{Action: "run.stopped", Subject: r.run.ID, Environment: r.env.Name, UpdateID: r.u.ID,
-			ChangeNumber: r.u.ChangeNumber, Result: "resumable", Detail: map[string]any{"cause": cause.Error(), "holder": r.s.holder, "epoch": r.fence.Epoch}})
+		return r.s.audit(ctx, tx, Event{
+			Action: "run.stopped", Subject: r.run.ID, Environment: r.env.Name, UpdateID: r.u.ID,
+			ChangeNumber: r.u.ChangeNumber, Result: "resumable", Detail: map[string]any{"cause": cause.Error(), "holder": r.s.holder, "epoch": r.fence.Epoch},
+		})
 	})
 	if err != nil && r.check(err) {
 		return r.fenced()
@@ -957,8 +967,10 @@ func (r *runner) finishSucceeded() (runOutcome, error) {
 				return err
 			}
 		}
-		return r.s.audit(ctx, tx, Event{Action: "run.succeeded", Subject: r.run.ID, Environment: r.env.Name, UpdateID: r.u.ID,
-			ChangeNumber: r.u.ChangeNumber, Result: "ok", Detail: map[string]any{"version": r.u.Version, "targets": targets}})
+		return r.s.audit(ctx, tx, Event{
+			Action: "run.succeeded", Subject: r.run.ID, Environment: r.env.Name, UpdateID: r.u.ID,
+			ChangeNumber: r.u.ChangeNumber, Result: "ok", Detail: map[string]any{"version": r.u.Version, "targets": targets},
+		})
 	})
 	if err != nil {
 		return r.abort(err)
@@ -1028,9 +1040,13 @@ func (r *runner) finishFailure(touched []string, cause error, runState RunState,
 				return err
 			}
 		}
-		return r.s.audit(ctx, tx, Event{Action: "run." + string(runState), Subject: r.run.ID, Environment: r.env.Name, UpdateID: r.u.ID,
-			ChangeNumber: r.u.ChangeNumber, Result: string(runState), Detail: map[string]any{"version": r.u.Version,
-				"rolled_back_to": r.from.Version, "touched": touched, "cause": cause.Error()}})
+		return r.s.audit(ctx, tx, Event{
+			Action: "run." + string(runState), Subject: r.run.ID, Environment: r.env.Name, UpdateID: r.u.ID,
+			ChangeNumber: r.u.ChangeNumber, Result: string(runState), Detail: map[string]any{
+				"version":        r.u.Version,
+				"rolled_back_to": r.from.Version, "touched": touched, "cause": cause.Error(),
+			},
+		})
 	})
 	if err != nil {
 		return r.abort(err)
@@ -1064,8 +1080,10 @@ func (r *runner) queueEvidence(ctx context.Context, tx Tx) error {
 	if err != nil {
 		return err
 	}
-	return r.s.enqueue(ctx, tx, r.u.ID, OutboxAttach, attachPayload{UpdateID: r.u.ID,
-		Name: fmt.Sprintf("daytwo-%s-%s.log", r.env.Name, r.run.ID), ContentType: "text/plain", Data: text})
+	return r.s.enqueue(ctx, tx, r.u.ID, OutboxAttach, attachPayload{
+		UpdateID: r.u.ID,
+		Name:     fmt.Sprintf("daytwo-%s-%s.log", r.env.Name, r.run.ID), ContentType: "text/plain", Data: text,
+	})
 }
 
 // RunLogText renders a run's whole log as text.
@@ -1114,8 +1132,10 @@ type logBuffer struct {
 }
 
 func newLogBuffer(st Store, f Fence, runID string, log interface{ Error(string, ...any) }, now func() time.Time, onFail func(error) bool) *logBuffer {
-	b := &logBuffer{store: st, fence: f, runID: runID, log: log, now: now, onFail: onFail,
-		wake: make(chan struct{}, 1), done: make(chan struct{}), exited: make(chan struct{})}
+	b := &logBuffer{
+		store: st, fence: f, runID: runID, log: log, now: now, onFail: onFail,
+		wake: make(chan struct{}, 1), done: make(chan struct{}), exited: make(chan struct{}),
+	}
 	go b.loop()
 	return b
 }

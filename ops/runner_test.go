@@ -105,10 +105,12 @@ func targetsNamed(names ...string) []ops.Target {
 
 func newRunWorld(t *testing.T, probe bool) *runWorld {
 	t.Helper()
-	env := ops.Environment{Name: "fleet", Targets: targetsNamed("t1", "t2", "t3", "t4"),
+	env := ops.Environment{
+		Name: "fleet", Targets: targetsNamed("t1", "t2", "t3", "t4"),
 		Deploy:   ops.DeploySpec{Command: []string{"deploy"}},
 		Health:   []ops.HealthCheck{{Command: []string{"check"}}},
-		Strategy: ops.Strategy{BatchSize: ops.BatchSize{Count: 2}, MaxParallel: 2}}
+		Strategy: ops.Strategy{BatchSize: ops.BatchSize{Count: 2}, MaxParallel: 2},
+	}
 	if probe {
 		env.VersionProbe = ops.VersionProbe{Command: []string{"probe"}}
 	}
@@ -256,8 +258,10 @@ func TestLostLeaseStopsTheRunnerBeforeItsNextStep(t *testing.T) {
 			// Another process takes the lease over mid-run (as after a
 			// pause past the lease): a new epoch.
 			if err := w.db.Atomic(context.Background(), func(tx ops.Tx) error {
-				_, err := tx.AcquireLease(context.Background(), ops.LeaseRequest{Environment: "fleet", Holder: "host-b:2",
-					RunID: "stolen", TTL: time.Minute, DeadHolder: "host-a:1"})
+				_, err := tx.AcquireLease(context.Background(), ops.LeaseRequest{
+					Environment: "fleet", Holder: "host-b:2",
+					RunID: "stolen", TTL: time.Minute, DeadHolder: "host-a:1",
+				})
 				return err
 			}); err != nil {
 				t.Error(err)
@@ -350,8 +354,10 @@ func TestRecoveryContinuesADecidedRollback(t *testing.T) {
 		if req.Rollback {
 			cancel()
 			_ = w.db.Atomic(context.Background(), func(tx ops.Tx) error {
-				_, err := tx.AcquireLease(context.Background(), ops.LeaseRequest{Environment: "fleet", Holder: "host-c:3",
-					RunID: "x", TTL: time.Nanosecond, DeadHolder: "host-a:1"})
+				_, err := tx.AcquireLease(context.Background(), ops.LeaseRequest{
+					Environment: "fleet", Holder: "host-c:3",
+					RunID: "x", TTL: time.Nanosecond, DeadHolder: "host-a:1",
+				})
 				return err
 			})
 		}

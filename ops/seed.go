@@ -22,8 +22,10 @@ func (s *Service) SeedHistory(ctx context.Context, actor string, versions ...str
 					return err
 				}
 			}
-			if _, err := tx.AppendEvent(ctx, Event{Actor: actor, Action: "release.seeded", Subject: env, Environment: env,
-				Result: "ok", Detail: map[string]any{"history": versions}}); err != nil {
+			if _, err := tx.AppendEvent(ctx, Event{
+				Actor: actor, Action: "release.seeded", Subject: env, Environment: env,
+				Result: "ok", Detail: map[string]any{"history": versions},
+			}); err != nil {
 				return err
 			}
 		}

@@ -98,10 +98,12 @@ func WithIDs(next func() string) Option { return func(s *Service) { s.newID = ne
 // New builds the service. changes may be nil when no ServiceNow instance is
 // configured: gated environments then cannot be proposed to.
 func New(cfg Config, st Store, changes ChangeSystem, opts ...Option) (*Service, error) {
-	s := &Service{cfg: cfg, store: st, changes: changes, clock: time.Now, log: slog.New(slog.DiscardHandler), newID: newUpdateID, newRunID: newRunID,
+	s := &Service{
+		cfg: cfg, store: st, changes: changes, clock: time.Now, log: slog.New(slog.DiscardHandler), newID: newUpdateID, newRunID: newRunID,
 		holder: defaultHolder(), leaseTTL: defaultLeaseTTL, locks: newLocalLocks(), executors: func(env Environment) (Executor, HealthChecker, error) {
 			return nil, nil, errors.New("no executors configured")
-		}}
+		},
+	}
 	for _, o := range opts {
 		o(s)
 	}

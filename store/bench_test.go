@@ -25,11 +25,13 @@ func benchChanges(n int) []ops.Change {
 			`"requested_by":"d2000000000000000000000000000001","opened_by":"d2000000000000000000000000000001",`+
 			`"sys_created_on":"2026-01-01 00:00:00","sys_updated_on":"2026-01-01 00:00:00","sys_mod_count":"3",`+
 			`"description":"%0900d"}`, sysID, i, i, i, 0)
-		out[i] = ops.Change{SysID: sysID, Number: fmt.Sprintf("CHG%07d", i), Type: "normal", State: ops.ChangeClosed,
+		out[i] = ops.Change{
+			SysID: sysID, Number: fmt.Sprintf("CHG%07d", i), Type: "normal", State: ops.ChangeClosed,
 			Approval: "approved", Risk: "low", ShortDescription: fmt.Sprintf("Generated rollout %d", i), CmdbCI: "checkout-service",
 			AssignmentGroup: "Platform Ops", RequestedBy: "daytwo Integration", RequestedByID: "d2000000000000000000000000000001",
 			StartDate: base, EndDate: base.Add(time.Hour), CorrelationID: fmt.Sprintf("gen-%d", i),
-			CloseCode: "successful", SysUpdatedOn: base.Add(time.Duration(i/10) * time.Second), SysModCount: 3, Raw: []byte(raw)}
+			CloseCode: "successful", SysUpdatedOn: base.Add(time.Duration(i/10) * time.Second), SysModCount: 3, Raw: []byte(raw),
+		}
 	}
 	return out
 }

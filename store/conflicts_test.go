@@ -30,8 +30,10 @@ func TestConflictCheckRecord(t *testing.T) {
 		t.Fatalf("running check: %+v %v", got, err)
 	}
 	found := []ops.Conflict{{Type: "blackout", Label: "Blackout", Schedule: "Year-end freeze", CI: "checkout-service"}}
-	save(ops.ConflictCheck{UpdateID: "u-1", ChangeSysID: "c1", State: ops.ConflictFound, Worker: "w1", StartedAt: started,
-		LastRun: started.Add(2 * time.Second), Conflicts: found, CheckedAt: started.Add(3 * time.Second)})
+	save(ops.ConflictCheck{
+		UpdateID: "u-1", ChangeSysID: "c1", State: ops.ConflictFound, Worker: "w1", StartedAt: started,
+		LastRun: started.Add(2 * time.Second), Conflicts: found, CheckedAt: started.Add(3 * time.Second),
+	})
 	got, err = db.ConflictCheck(ctx, "u-1")
 	if err != nil || got.State != ops.ConflictFound || len(got.Conflicts) != 1 || got.Conflicts[0] != found[0] ||
 		!got.LastRun.Equal(started.Add(2*time.Second)) {

@@ -158,8 +158,10 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	if opts.BusyTimeout == 0 {
 		opts.BusyTimeout = 5 * time.Second
 	}
-	s := &DB{path: path, clock: opts.Clock, log: opts.Logger, anchorFile: opts.AnchorFile,
-		writeGate: make(chan struct{}, 1), busy: opts.BusyTimeout}
+	s := &DB{
+		path: path, clock: opts.Clock, log: opts.Logger, anchorFile: opts.AnchorFile,
+		writeGate: make(chan struct{}, 1), busy: opts.BusyTimeout,
+	}
 	s.search.kick = make(chan struct{}, 1)
 	if len(opts.AuditKey) > 0 {
 		s.auditKey = append([]byte(nil), opts.AuditKey...)

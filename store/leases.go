@@ -38,8 +38,10 @@ func (tx *Tx) AcquireLease(ctx context.Context, req ops.LeaseRequest) (ops.Lease
 		return ops.Lease{}, fmt.Errorf("store: environment %s is leased by %s (epoch %d, run %s) until %s: %w", req.Environment,
 			cur.Holder, cur.Epoch, cur.RunID, cur.ExpiresAt.Format(time.RFC3339), ErrConflict)
 	}
-	l := ops.Lease{Environment: req.Environment, Holder: req.Holder, RunID: req.RunID, Epoch: cur.Epoch + 1,
-		AcquiredAt: tx.now, ExpiresAt: tx.now.Add(req.TTL)}
+	l := ops.Lease{
+		Environment: req.Environment, Holder: req.Holder, RunID: req.RunID, Epoch: cur.Epoch + 1,
+		AcquiredAt: tx.now, ExpiresAt: tx.now.Add(req.TTL),
+	}
 	_, err = tx.tx.ExecContext(ctx, `INSERT INTO leases (environment, holder, run_id, acquired_at, expires_at, epoch) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (environment) DO UPDATE SET holder = excluded.holder, run_id = excluded.run_id,
 			acquired_at = excluded.acquired_at, expires_at = excluded.expires_at, epoch = excluded.epoch`,

@@ -99,8 +99,10 @@ func TestUpdateOptimisticState(t *testing.T) {
 	if err := db.SyncEnvironments(ctx, []ops.Environment{{Name: "production"}}, "t"); err != nil {
 		t.Fatal(err)
 	}
-	u := ops.Update{ID: "u1", Environment: "production", Version: "1.4.2", Config: map[string]string{"k": "v"},
-		Plan: []byte(`{"batches":[]}`), PlanDigest: "d1", State: ops.UpdateProposed}
+	u := ops.Update{
+		ID: "u1", Environment: "production", Version: "1.4.2", Config: map[string]string{"k": "v"},
+		Plan: []byte(`{"batches":[]}`), PlanDigest: "d1", State: ops.UpdateProposed,
+	}
 	if err := db.WithTx(ctx, func(tx *Tx) error { return tx.InsertUpdate(ctx, u) }); err != nil {
 		t.Fatal(err)
 	}

@@ -266,10 +266,12 @@ func TestSyncEnvironmentsAuditsOnlyChanges(t *testing.T) {
 // parseTime's fast path answers exactly what time.Parse answers, and
 // leaves what it does not take (other shapes, impossible dates) to it.
 func TestParseTimeFastSameAsParse(t *testing.T) {
-	for _, s := range []string{"2026-11-26T10:00:00.000000000Z", "2024-02-29T23:59:59.999999999Z", "0001-01-01T00:00:00.000000000Z",
+	for _, s := range []string{
+		"2026-11-26T10:00:00.000000000Z", "2024-02-29T23:59:59.999999999Z", "0001-01-01T00:00:00.000000000Z",
 		"2026-04-31T10:00:00.000000000Z", "2026-13-01T10:00:00.000000000Z", "2026-11-26T24:00:00.000000000Z",
 		"2026-11-26T10:00:60.000000000Z", "2026-11-26 10:00:00.000000000Z", "2026-11-26T10:00:00.00000000xZ",
-		"2026-11-26T10:00:00Z", "2023-02-29T10:00:00.000000000Z", "+026-11-26T10:00:00.000000000Z"} {
+		"2026-11-26T10:00:00Z", "2023-02-29T10:00:00.000000000Z", "+026-11-26T10:00:00.000000000Z",
+	} {
 		want, wantErr := time.Parse(timeFormat, s)
 		got, err := parseTime(s)
 		if (err != nil) != (wantErr != nil) || !got.Equal(want) || (err == nil && got.Location() != want.Location()) {

@@ -23,9 +23,11 @@ func mirror100k(b testing.TB, f *fixture) {
 	for i := 0; i < n; i += batch {
 		chs := make([]ops.Change, 0, batch)
 		for j := i; j < i+batch; j++ {
-			chs = append(chs, ops.Change{SysID: fmt.Sprintf("%032x", j), Number: fmt.Sprintf("CHG%07d", j), Type: "normal",
+			chs = append(chs, ops.Change{
+				SysID: fmt.Sprintf("%032x", j), Number: fmt.Sprintf("CHG%07d", j), Type: "normal",
 				State: ops.ChangeClosed, Approval: "approved", CmdbCI: "ci-" + fmt.Sprint(j%50), ShortDescription: fmt.Sprintf("change %d", j),
-				SysUpdatedOn: epoch.Add(time.Duration(j) * time.Second), Active: j%10 == 0})
+				SysUpdatedOn: epoch.Add(time.Duration(j) * time.Second), Active: j%10 == 0,
+			})
 		}
 		if _, err := f.db.UpsertChanges(ctx, chs); err != nil {
 			b.Fatal(err)
@@ -176,9 +178,11 @@ func BenchmarkChangesFilter(b *testing.B) {
 		var page []ops.Change
 		for j := range 5 {
 			k := (i*5 + j) * 997 % 100_000
-			page = append(page, ops.Change{SysID: fmt.Sprintf("%032x", k), Number: fmt.Sprintf("CHG%07d", k), Type: "normal",
+			page = append(page, ops.Change{
+				SysID: fmt.Sprintf("%032x", k), Number: fmt.Sprintf("CHG%07d", k), Type: "normal",
 				State: ops.ChangeClosed, Approval: "approved", CmdbCI: "ci-" + fmt.Sprint(k%50), ShortDescription: fmt.Sprintf("change %d", k),
-				SysUpdatedOn: epoch.Add(time.Duration(100_000+i*5+j) * time.Second), SysModCount: 1 + i, Active: k%10 == 0})
+				SysUpdatedOn: epoch.Add(time.Duration(100_000+i*5+j) * time.Second), SysModCount: 1 + i, Active: k%10 == 0,
+			})
 		}
 		if _, err := daemon.UpsertChanges(context.Background(), page); err != nil {
 			b.Fatal(err)

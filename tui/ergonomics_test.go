@@ -67,8 +67,10 @@ func TestEnvironmentsScreenUsesItsSpace(t *testing.T) {
 			typeKeys(tm, "j") // production
 			waitFor(t, tm, "awaiting_approval")
 			out := finish(t, f, tm)
-			for _, want := range []string{"1.4.1", "0s ago", "since 2026-11-27 09:30 UTC", "✓ succeeded", "CHG", "awaiting_approval", "approval", "none",
-				"release", "last run", "open", "drift"} {
+			for _, want := range []string{
+				"1.4.1", "0s ago", "since 2026-11-27 09:30 UTC", "✓ succeeded", "CHG", "awaiting_approval", "approval", "none",
+				"release", "last run", "open", "drift",
+			} {
 				if !bytes.Contains(out, []byte(want)) {
 					t.Errorf("the screen does not show %q:\n%s", want, out)
 				}

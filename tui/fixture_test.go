@@ -49,15 +49,21 @@ func testEnvironments(dir string) []ops.Environment {
 		Env:      map[string]string{"FLEET": dir},
 		Timeout:  10 * time.Second,
 	}
-	health := []ops.HealthCheck{{Name: "version", Command: []string{"sh", "-c", "case {{ .Version }} in *broken*) echo unhealthy; exit 1;; esac; echo healthy"},
-		Timeout: 5 * time.Second, Interval: 10 * time.Millisecond}}
+	health := []ops.HealthCheck{{
+		Name: "version", Command: []string{"sh", "-c", "case {{ .Version }} in *broken*) echo unhealthy; exit 1;; esac; echo healthy"},
+		Timeout: 5 * time.Second, Interval: 10 * time.Millisecond,
+	}}
 	return []ops.Environment{
-		{Name: "staging", Targets: []ops.Target{{Name: "stg-1"}, {Name: "stg-2"}}, Deploy: deploy, Health: health,
-			Strategy: ops.Strategy{BatchSize: ops.BatchSize{Count: 1}, MaxParallel: 1}, Config: map[string]string{"log_level": "info"}},
-		{Name: "production", RequiresChange: true, PromoteFrom: "staging",
+		{
+			Name: "staging", Targets: []ops.Target{{Name: "stg-1"}, {Name: "stg-2"}}, Deploy: deploy, Health: health,
+			Strategy: ops.Strategy{BatchSize: ops.BatchSize{Count: 1}, MaxParallel: 1}, Config: map[string]string{"log_level": "info"},
+		},
+		{
+			Name: "production", RequiresChange: true, PromoteFrom: "staging",
 			Targets: []ops.Target{{Name: "prd-1"}, {Name: "prd-2"}}, Deploy: deploy, Health: health,
 			Change:   ops.ChangeDefaults{Type: "normal", CmdbCI: "checkout-service", AssignmentGroup: "Platform Ops", Risk: "low", Window: 4 * time.Hour},
-			Strategy: ops.Strategy{BatchSize: ops.BatchSize{Count: 1}, MaxParallel: 1}, Config: map[string]string{"log_level": "warn"}},
+			Strategy: ops.Strategy{BatchSize: ops.BatchSize{Count: 1}, MaxParallel: 1}, Config: map[string]string{"log_level": "warn"},
+		},
 	}
 }
 
@@ -90,8 +96,10 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 	}
 	// The console acts as ops.lead: a member and the manager of Platform
 	// Ops, so one approval schedules a low-risk change.
-	client, err := itsm.New(itsm.Config{Instance: instance, Auth: itsm.AuthConfig{Username: "ops.lead", Password: "ops.lead"},
-		Timeout: 2 * time.Second, PageSize: 500}, itsm.WithSleep(func(ctx context.Context, d time.Duration) error { return ctx.Err() }))
+	client, err := itsm.New(itsm.Config{
+		Instance: instance, Auth: itsm.AuthConfig{Username: "ops.lead", Password: "ops.lead"},
+		Timeout: 2 * time.Second, PageSize: 500,
+	}, itsm.WithSleep(func(ctx context.Context, d time.Duration) error { return ctx.Err() }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,8 +114,10 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 	cfg := ops.Config{Environments: envs, CorrelationPrefix: "daytwo", Actor: "operator", Username: "ops.lead"}
 	var extra []ops.Option
 	if o.approver != "" {
-		ac, err := itsm.New(itsm.Config{Instance: instance, Auth: itsm.AuthConfig{Username: o.approver, Password: o.approver},
-			Timeout: 2 * time.Second, PageSize: 500}, itsm.WithSleep(func(ctx context.Context, d time.Duration) error { return ctx.Err() }))
+		ac, err := itsm.New(itsm.Config{
+			Instance: instance, Auth: itsm.AuthConfig{Username: o.approver, Password: o.approver},
+			Timeout: 2 * time.Second, PageSize: 500,
+		}, itsm.WithSleep(func(ctx context.Context, d time.Duration) error { return ctx.Err() }))
 		if err != nil {
 			t.Fatal(err)
 		}

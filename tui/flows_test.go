@@ -20,8 +20,10 @@ func init() {
 }
 
 func testOptions() Options {
-	return Options{Clock: func() time.Time { return epoch }, Refresh: 50 * time.Millisecond, PingEvery: -1, FlashFor: time.Minute,
-		Clipboard: io.Discard}
+	return Options{
+		Clock: func() time.Time { return epoch }, Refresh: 50 * time.Millisecond, PingEvery: -1, FlashFor: time.Minute,
+		Clipboard: io.Discard,
+	}
 }
 
 func startConsole(t *testing.T, f *fixture, opts Options, w, h int) *teatest.TestModel {

@@ -27,8 +27,10 @@ type pages struct {
 	record  record.Model
 }
 
-var allPages = []common.Page{common.PageEnvironments, common.PageUpdates, common.PageChanges, common.PageDetail,
-	common.PageMonitor, common.PageAudit, common.PageOutbox, common.PageRecord}
+var allPages = []common.Page{
+	common.PageEnvironments, common.PageUpdates, common.PageChanges, common.PageDetail,
+	common.PageMonitor, common.PageAudit, common.PageOutbox, common.PageRecord,
+}
 
 // page returns the component for p.
 func (ps *pages) page(p common.Page) common.Component {

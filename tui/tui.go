@@ -61,12 +61,16 @@ type Model struct {
 // by the next engine start).
 func New(ctx context.Context, svc *ops.Service, opts Options) *Model {
 	opts.defaults()
-	c := common.Common{Ctx: ctx, Styles: opts.Styles, Logger: opts.Logger, Now: opts.Clock, ReadOnly: opts.ReadOnly,
-		Timeout: opts.Timeout, Banner: opts.Banner, Width: 80, Height: 24}
-	m := &Model{common: c, svc: svc, clip: opts.Clipboard, envList: svc.Environments(), refresh: opts.Refresh, keys: DefaultKeyMap(), help: newHelp(opts.Styles),
+	c := common.Common{
+		Ctx: ctx, Styles: opts.Styles, Logger: opts.Logger, Now: opts.Clock, ReadOnly: opts.ReadOnly,
+		Timeout: opts.Timeout, Banner: opts.Banner, Width: 80, Height: 24,
+	}
+	m := &Model{
+		common: c, svc: svc, clip: opts.Clipboard, envList: svc.Environments(), refresh: opts.Refresh, keys: DefaultKeyMap(), help: newHelp(opts.Styles),
 		stack:   []common.Page{common.PageEnvironments},
 		palette: palette.New(c, "command (try: env prod, chg CHG0030012, propose staging 1.4.2)"),
-		flash:   flash.New(c, opts.FlashFor), tasks: task.New(c), conn: conn.New(c, svc, opts.Instance, opts.PingEvery)}
+		flash:   flash.New(c, opts.FlashFor), tasks: task.New(c), conn: conn.New(c, svc, opts.Instance, opts.PingEvery),
+	}
 	m.monitor = monitor.New(c, svc)
 	sink := m.monitor.Sink()
 	m.envs = environments.New(c, svc, svc)

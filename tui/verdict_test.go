@@ -17,24 +17,30 @@ import (
 func metricEnvironments(t *testing.T) func(dir string) []ops.Environment {
 	return func(dir string) []ops.Environment {
 		state := filepath.Join(dir, "fleet")
-		fleet, err := demofleet.Start(context.Background(), demofleet.Options{StateDir: state,
-			Targets: []demofleet.Target{{Name: "w-1"}, {Name: "w-2"}}, WarmUp: -1, InitialVersion: "1.0.0", Load: 40})
+		fleet, err := demofleet.Start(context.Background(), demofleet.Options{
+			StateDir: state,
+			Targets:  []demofleet.Target{{Name: "w-1"}, {Name: "w-2"}}, WarmUp: -1, InitialVersion: "1.0.0", Load: 40,
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { fleet.Close() })
 		urls := fleet.URLs()
-		write := []string{"sh", "-c", `printf '{"target":"%s","version":"%s"}\n' "$1" "$2" > "$FLEET/$1.json.tmp" && mv "$FLEET/$1.json.tmp" "$FLEET/$1.json"`,
-			"deploy", "{{ .Target.Name }}", "{{ .Version }}"}
+		write := []string{
+			"sh", "-c", `printf '{"target":"%s","version":"%s"}\n' "$1" "$2" > "$FLEET/$1.json.tmp" && mv "$FLEET/$1.json.tmp" "$FLEET/$1.json"`,
+			"deploy", "{{ .Target.Name }}", "{{ .Version }}",
+		}
 		return []ops.Environment{{
 			Name:    "web",
 			Targets: []ops.Target{{Name: "w-1", Vars: map[string]string{"url": urls["w-1"]}}, {Name: "w-2", Vars: map[string]string{"url": urls["w-2"]}}},
 			Deploy:  ops.DeploySpec{Command: write, Env: map[string]string{"FLEET": state}, Timeout: 10 * time.Second},
-			Health: []ops.HealthCheck{{Name: "error-rate", Metrics: &ops.MetricsCheck{URL: "{{ .Target.Vars.url }}/metrics",
+			Health: []ops.HealthCheck{{Name: "error-rate", Metrics: &ops.MetricsCheck{
+				URL: "{{ .Target.Vars.url }}/metrics",
 				MetricAnalysis: ops.MetricAnalysis{
 					SuccessCondition: `rate(http_requests_total{code=~"5.."}) / rate(http_requests_total) < 0.05`,
 					Interval:         300 * time.Millisecond, Count: 2,
-				}}}},
+				},
+			}}},
 			Strategy: ops.Strategy{BatchSize: ops.BatchSize{Count: 1}, MaxParallel: 1, Bake: time.Second},
 		}}
 	}

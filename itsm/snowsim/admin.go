@@ -115,8 +115,10 @@ func (s *Sim) serveAdmin(w http.ResponseWriter, r *http.Request) {
 			writeAdmin(w, http.StatusOK, map[string]any{"table": name, "records": rows})
 			return
 		}
-		writeAdmin(w, http.StatusOK, map[string]any{"saved_at": st.SavedAt, "counters": st.Counters, "tables": st.Tables,
-			"faults": s.Faults().String()})
+		writeAdmin(w, http.StatusOK, map[string]any{
+			"saved_at": st.SavedAt, "counters": st.Counters, "tables": st.Tables,
+			"faults": s.Faults().String(),
+		})
 	case route == "requests" && r.Method == http.MethodGet:
 		reqs := s.Requests()
 		if n, err := strconv.Atoi(r.URL.Query().Get("limit")); err == nil && n >= 0 && n < len(reqs) {

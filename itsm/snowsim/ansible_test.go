@@ -98,8 +98,10 @@ func TestAnsibleCollectionReplay(t *testing.T) {
 		t.Fatalf("lookup = %v", got)
 	}
 	status, _, m := c.request("POST", "api/now/table/change_request", url.Values{"sysparm_exclude_reference_link": {"true"}},
-		map[string]any{"type": "normal", "state": "-5", "short_description": "ansible", "assignment_group": idPlatformOps,
-			"impact": "2", "urgency": "2", "risk": "4", "chg_model": "normal"})
+		map[string]any{
+			"type": "normal", "state": "-5", "short_description": "ansible", "assignment_group": idPlatformOps,
+			"impact": "2", "urgency": "2", "risk": "4", "chg_model": "normal",
+		})
 	if status != 201 {
 		t.Fatalf("create = %d %v", status, m)
 	}

@@ -117,9 +117,11 @@ func (s *Sim) raise(chg *record, groupID string, users []string, u *user) {
 		if len(users) > 0 {
 			g := gt.newRecord()
 			groupRow = newSysID()
-			for k, v := range map[string]string{"sys_id": groupRow, "parent": chgID, "assignment_group": groupID,
+			for k, v := range map[string]string{
+				"sys_id": groupRow, "parent": chgID, "assignment_group": groupID,
 				"approval": "requested", "sys_created_on": now, "sys_created_by": "system", "sys_updated_on": now,
-				"sys_updated_by": "system", "sys_mod_count": "0"} {
+				"sys_updated_by": "system", "sys_mod_count": "0",
+			} {
 				gt.set(g, k, v)
 			}
 			gt.add(g)
@@ -131,10 +133,12 @@ func (s *Sim) raise(chg *record, groupID string, users []string, u *user) {
 	}
 	for _, uid := range users {
 		a := at.newRecord()
-		for k, v := range map[string]string{"sys_id": newSysID(), "sysapproval": chgID, "document_id": chgID,
+		for k, v := range map[string]string{
+			"sys_id": newSysID(), "sysapproval": chgID, "document_id": chgID,
 			"source_table": "change_request", "approver": uid, "group": groupRow, "state": "requested",
 			"expected_start": now, "sys_created_on": now, "sys_created_by": "system", "sys_updated_on": now,
-			"sys_updated_by": "system", "sys_mod_count": "0"} {
+			"sys_updated_by": "system", "sys_mod_count": "0",
+		} {
 			at.set(a, k, v)
 		}
 		at.add(a)

@@ -416,7 +416,8 @@ func (s *Sim) nextStates(w http.ResponseWriter, id string) {
 		tr := transition{FromState: from, ToState: to, TransitionAvailable: !auto, AutomaticTransition: auto, Conditions: []condition{}}
 		if auto {
 			tr.Conditions = append(tr.Conditions, condition{Passed: false, Condition: map[string]string{
-				"name": "Approval approved", "description": "Moved by the approval workflow when all approvals are approved"}})
+				"name": "Approval approved", "description": "Moved by the approval workflow when all approvals are approved",
+			}})
 		} else {
 			available = append(available, to)
 		}

@@ -115,8 +115,10 @@ func TestStandardFromTemplate(t *testing.T) {
 		}
 	}
 	// A follow-up PATCH sets them.
-	e.patchChange(v("sys_id").(string), map[string]any{"correlation_id": "daytwo:u-1", "cmdb_ci": idCheckout,
-		"start_date": "2026-05-02 22:00:00", "description": "ours"}).must(t, 200)
+	e.patchChange(v("sys_id").(string), map[string]any{
+		"correlation_id": "daytwo:u-1", "cmdb_ci": idCheckout,
+		"start_date": "2026-05-02 22:00:00", "description": "ours",
+	}).must(t, 200)
 	stored = e.getChange(v("sys_id").(string))
 	if stored["correlation_id"] != "daytwo:u-1" || stored["cmdb_ci"] != idCheckout || stored["start_date"] != "2026-05-02 22:00:00" || stored["description"] != "ours" {
 		t.Errorf("after PATCH: %v", stored)
@@ -129,9 +131,11 @@ func TestStandardFromTemplate(t *testing.T) {
 func TestStandardThroughTableAPIAppliesTemplate(t *testing.T) {
 	e := newEnv(t, Options{})
 	const version = "d2410000000000000000000000000001"
-	chg := e.createChange(map[string]any{"type": "standard", "std_change_producer_version": version,
+	chg := e.createChange(map[string]any{
+		"type": "standard", "std_change_producer_version": version,
 		"description": "ours", "short_description": "ours too", "correlation_id": "daytwo:u-2",
-		"start_date": "2026-05-02 22:00:00"})
+		"start_date": "2026-05-02 22:00:00",
+	})
 	stored := e.getChange(chg["sys_id"].(string))
 	if stored["description"] != "Roll out a new application version using the standard pipeline" ||
 		stored["short_description"] != "Routine app rollout" || stored["implementation_plan"] != "Deploy in batches with health checks" {
@@ -140,8 +144,10 @@ func TestStandardThroughTableAPIAppliesTemplate(t *testing.T) {
 	if stored["correlation_id"] != "daytwo:u-2" || stored["start_date"] != "2026-05-02 22:00:00" || stored["std_change_producer_version"] != version {
 		t.Fatalf("fields the template does not define were lost: %v", stored)
 	}
-	e.call("daytwo", "POST", "/api/now/table/change_request", map[string]any{"type": "standard",
-		"std_change_producer_version": strings.Repeat("b", 32)}).must(t, http.StatusBadRequest)
+	e.call("daytwo", "POST", "/api/now/table/change_request", map[string]any{
+		"type":                        "standard",
+		"std_change_producer_version": strings.Repeat("b", 32),
+	}).must(t, http.StatusBadRequest)
 }
 
 func TestTypedChangeValues(t *testing.T) {

@@ -306,7 +306,7 @@ func spanOverlap(t *table, sp *record, from, to time.Time) (time.Time, time.Time
 			days = strconv.Itoa((int(s0.Weekday())+6)%7 + 1)
 		}
 		for _, c := range strings.ReplaceAll(days, ",", "") {
-			want := time.Weekday((int(c - '0')) % 7) // 1=Mon..7=Sun
+			want := time.Weekday(int(c-'0') % 7) // 1=Mon..7=Sun
 			base := s0
 			for base.Weekday() != want {
 				base = base.Add(24 * time.Hour)

@@ -17,10 +17,14 @@ func TestParseFaults(t *testing.T) {
 	}{
 		"empty": {spec: "", want: Faults{}},
 		"off":   {spec: "off", want: Faults{}},
-		"all": {spec: "latency=50ms,429=10%,500=5%,503=1/20,html=2%,drop=2%,create-drop=5%,hibernate,retry-after=3",
-			want: Faults{Latency: 50 * time.Millisecond, RateLimit: Rule{Percent: 10}, ServerError: Rule{Percent: 5},
+		"all": {
+			spec: "latency=50ms,429=10%,500=5%,503=1/20,html=2%,drop=2%,create-drop=5%,hibernate,retry-after=3",
+			want: Faults{
+				Latency: 50 * time.Millisecond, RateLimit: Rule{Percent: 10}, ServerError: Rule{Percent: 5},
 				Unavailable: Rule{Every: 20}, HTML: Rule{Percent: 2}, Drop: Rule{Percent: 2}, CreateDrop: Rule{Percent: 5},
-				Hibernate: true, RetryAfter: 3 * time.Second}},
+				Hibernate: true, RetryAfter: 3 * time.Second,
+			},
+		},
 		"spaces":       {spec: " 429 = 1/3 , latency=1s ", want: Faults{RateLimit: Rule{Every: 3}, Latency: time.Second}},
 		"unknown term": {spec: "429=1/3,teapot=5%", wantErr: `unknown term "teapot=5%"`},
 		"bad rate":     {spec: "500=lots", wantErr: `term "500=lots"`},
@@ -28,8 +32,10 @@ func TestParseFaults(t *testing.T) {
 		"bad nth":      {spec: "drop=1/0", wantErr: `term "drop=1/0"`},
 		"bad latency":  {spec: "latency=fast", wantErr: `term "latency=fast"`},
 		"bare word":    {spec: "429", wantErr: `term "429"`},
-		"create delay": {spec: "create-delay=500ms-3s,create-empty=1/2",
-			want: Faults{CreateDelayMin: 500 * time.Millisecond, CreateDelayMax: 3 * time.Second, CreateEmpty: Rule{Every: 2}}},
+		"create delay": {
+			spec: "create-delay=500ms-3s,create-empty=1/2",
+			want: Faults{CreateDelayMin: 500 * time.Millisecond, CreateDelayMax: 3 * time.Second, CreateEmpty: Rule{Every: 2}},
+		},
 		"fixed create delay": {spec: "create-delay=2s", want: Faults{CreateDelayMin: 2 * time.Second, CreateDelayMax: 2 * time.Second}},
 		"bad create delay":   {spec: "create-delay=3s-1s", wantErr: `term "create-delay=3s-1s"`},
 	}

@@ -26,8 +26,10 @@ type stateFile struct {
 
 // snapshot copies the instance; callers hold s.mu.
 func (s *Sim) snapshot(withPasswords bool) *stateFile {
-	st := &stateFile{Version: 1, SavedAt: fmtTime(s.now()), Counters: map[string]int{},
-		Tables: map[string][]map[string]string{}, Attachments: map[string]string{}}
+	st := &stateFile{
+		Version: 1, SavedAt: fmtTime(s.now()), Counters: map[string]int{},
+		Tables: map[string][]map[string]string{}, Attachments: map[string]string{},
+	}
 	for k, v := range s.d.counters {
 		st.Counters[k] = v
 	}

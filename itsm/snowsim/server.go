@@ -107,8 +107,10 @@ func (u *user) admin() bool { return u.has("admin") }
 // New builds a simulator from its options: it loads StatePath when that
 // file exists and the seed data otherwise.
 func New(opts Options) (*Sim, error) {
-	s := &Sim{opts: opts, seed: opts.Seed, log: opts.Logger, clock: opts.Clock, faults: opts.Faults,
-		counts: map[string]uint64{}, rnd: 0x9e3779b97f4a7c15}
+	s := &Sim{
+		opts: opts, seed: opts.Seed, log: opts.Logger, clock: opts.Clock, faults: opts.Faults,
+		counts: map[string]uint64{}, rnd: 0x9e3779b97f4a7c15,
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}

@@ -63,8 +63,10 @@ func NewAnsible(env string, spec ops.DeploySpec, opts ...Option) (*Ansible, erro
 	if as.Playbook == "" || as.Inventory == "" {
 		return nil, fmt.Errorf("exec: environment %s: deploy.ansible needs a playbook and an inventory", env)
 	}
-	a := &Ansible{env: env, playbook: as.Playbook, rollback: as.RollbackPlaybook, inventory: as.Inventory,
-		forks: as.Forks, timeout: as.Timeout, dir: o.dir, Program: "ansible-playbook", extraVars: map[string]tmpl{}}
+	a := &Ansible{
+		env: env, playbook: as.Playbook, rollback: as.RollbackPlaybook, inventory: as.Inventory,
+		forks: as.Forks, timeout: as.Timeout, dir: o.dir, Program: "ansible-playbook", extraVars: map[string]tmpl{},
+	}
 	if a.timeout <= 0 {
 		a.timeout = spec.Timeout
 	}
@@ -181,8 +183,10 @@ func (a *Ansible) run(ctx context.Context, playbook, what string, reqs []ops.Ste
 		argv = append(argv, "--forks", strconv.Itoa(a.forks))
 	}
 	argv = append(argv, playbook)
-	env, err := stepEnv(a.extraEnv, &TemplateData{Env: a.env, Version: first.Version, PreviousVersion: first.PreviousVersion,
-		Change: first.Change, Config: first.Config, Rollback: first.Rollback})
+	env, err := stepEnv(a.extraEnv, &TemplateData{
+		Env: a.env, Version: first.Version, PreviousVersion: first.PreviousVersion,
+		Change: first.Change, Config: first.Config, Rollback: first.Rollback,
+	})
 	if err != nil {
 		return fail(err)
 	}

@@ -48,10 +48,14 @@ func ansibleFleet(t testing.TB, hosts ...string) (dir string, spec ops.DeploySpe
 	writeFile(t, filepath.Join(dir, "hosts.ini"), inv.String())
 	writeFile(t, filepath.Join(dir, "site.yml"), ansiblePlaybook)
 	spec = ops.DeploySpec{
-		Ansible: &ops.AnsibleSpec{Playbook: filepath.Join(dir, "site.yml"), Inventory: filepath.Join(dir, "hosts.ini"), Forks: 10,
-			ExtraVars: map[string]string{"greeting": "hello {{ .Env }} {{ .Version }}"}},
-		Env: map[string]string{"ANSIBLE_HOME": filepath.Join(dir, "home"), "ANSIBLE_LOCAL_TEMP": filepath.Join(dir, "tmp"),
-			"ANSIBLE_GATHERING": "explicit"},
+		Ansible: &ops.AnsibleSpec{
+			Playbook: filepath.Join(dir, "site.yml"), Inventory: filepath.Join(dir, "hosts.ini"), Forks: 10,
+			ExtraVars: map[string]string{"greeting": "hello {{ .Env }} {{ .Version }}"},
+		},
+		Env: map[string]string{
+			"ANSIBLE_HOME": filepath.Join(dir, "home"), "ANSIBLE_LOCAL_TEMP": filepath.Join(dir, "tmp"),
+			"ANSIBLE_GATHERING": "explicit",
+		},
 	}
 	return dir, spec
 }

@@ -29,7 +29,8 @@ type metricTarget struct {
 func newMetricTarget(t *testing.T, ok, bad float64) *metricTarget {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	m := &metricTarget{ok: ok, bad: bad,
+	m := &metricTarget{
+		ok: ok, bad: bad,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "http_requests_total", Help: "requests"}, []string{"code"}),
 		latency:  prometheus.NewHistogram(prometheus.HistogramOpts{Name: "http_request_duration_seconds", Help: "latency", Buckets: []float64{0.01, 0.1, 1}}),
 	}
@@ -166,8 +167,10 @@ func TestMetricsCheckBake(t *testing.T) {
 			}
 			a := tc.analysis
 			a.Interval = interval
-			h, err := NewHealth("prod", []ops.HealthCheck{{Name: "errors", Timeout: time.Second,
-				Metrics: &ops.MetricsCheck{URL: "{{ .Target.Vars.url }}/metrics", MetricAnalysis: a}}},
+			h, err := NewHealth("prod", []ops.HealthCheck{{
+				Name: "errors", Timeout: time.Second,
+				Metrics: &ops.MetricsCheck{URL: "{{ .Target.Vars.url }}/metrics", MetricAnalysis: a},
+			}},
 				WithSleep(clock.sleep), WithClock(clock.now))
 			if err != nil {
 				t.Fatal(err)
@@ -205,28 +208,50 @@ func TestMetricCheckConfigErrors(t *testing.T) {
 		hc   ops.HealthCheck
 		want string
 	}{
-		"bad condition": {hc: ops.HealthCheck{Metrics: &ops.MetricsCheck{URL: url, MetricAnalysis: ops.MetricAnalysis{SuccessCondition: `rate(x{code=~"5.."}) <`}}},
-			want: `health[0].metrics.success_condition: "rate(x{code=~\"5..\"}) <": at column 23: expression ends too early`},
-		"unknown function": {hc: ops.HealthCheck{Metrics: &ops.MetricsCheck{URL: url, MetricAnalysis: ops.MetricAnalysis{Query: `irate(x)`, SuccessCondition: "result < 1"}}},
-			want: `health[0].metrics.query: "irate(x)": at column 1: unknown function "irate" (supported: rate, increase, histogram_quantile)`},
-		"nothing to judge by": {hc: ops.HealthCheck{Metrics: &ops.MetricsCheck{URL: url, MetricAnalysis: ops.MetricAnalysis{Query: `rate(x)`}}},
-			want: `health[0].metrics: set success_condition, failure_condition or canary_vs_baseline`},
-		"baseline without query": {hc: ops.HealthCheck{Metrics: &ops.MetricsCheck{URL: url, MetricAnalysis: ops.MetricAnalysis{SuccessCondition: "rate(x) < 1", CanaryVsBaseline: &ops.BaselineComparison{MaxRatio: 2}}}},
-			want: `health[0].metrics.canary_vs_baseline: needs query`},
-		"ratio below one": {hc: ops.HealthCheck{Metrics: &ops.MetricsCheck{URL: url, MetricAnalysis: ops.MetricAnalysis{Query: "rate(x)", CanaryVsBaseline: &ops.BaselineComparison{MaxRatio: 0.5}}}},
-			want: `health[0].metrics.canary_vs_baseline.max_ratio: 0.5 would fail`},
-		"worse": {hc: ops.HealthCheck{Metrics: &ops.MetricsCheck{URL: url, MetricAnalysis: ops.MetricAnalysis{Query: "rate(x)", CanaryVsBaseline: &ops.BaselineComparison{MaxRatio: 2, Worse: "up"}}}},
-			want: `health[0].metrics.canary_vs_baseline.worse: "up": want higher or lower`},
-		"no url": {hc: ops.HealthCheck{Metrics: &ops.MetricsCheck{MetricAnalysis: ops.MetricAnalysis{SuccessCondition: "rate(x) < 1"}}},
-			want: `health[0].metrics.url: must name`},
-		"prometheus selector in condition": {hc: ops.HealthCheck{Prometheus: &ops.PrometheusCheck{Address: "http://127.0.0.1:9090", MetricAnalysis: ops.MetricAnalysis{Query: "up", SuccessCondition: "up > 0"}}},
-			want: `health[0].prometheus.success_condition: "up > 0": a prometheus condition compares result`},
-		"prometheus unbalanced": {hc: ops.HealthCheck{Prometheus: &ops.PrometheusCheck{Address: "http://127.0.0.1:9090", MetricAnalysis: ops.MetricAnalysis{Query: "sum(rate(x[1m])", SuccessCondition: "result > 0"}}},
-			want: `health[0].prometheus.query: "sum(rate(x[1m])": unclosed '('`},
-		"prometheus address": {hc: ops.HealthCheck{Prometheus: &ops.PrometheusCheck{Address: "localhost:9090", MetricAnalysis: ops.MetricAnalysis{Query: "up", SuccessCondition: "result > 0"}}},
-			want: `health[0].prometheus.address: "localhost:9090": want the server's absolute`},
-		"negative limit": {hc: ops.HealthCheck{Metrics: &ops.MetricsCheck{URL: url, MetricAnalysis: ops.MetricAnalysis{SuccessCondition: "rate(x) < 1", FailureLimit: -1}}},
-			want: `health[0].metrics.failure_limit: -1 is negative`},
+		"bad condition": {
+			hc:   ops.HealthCheck{Metrics: &ops.MetricsCheck{URL: url, MetricAnalysis: ops.MetricAnalysis{SuccessCondition: `rate(x{code=~"5.."}) <`}}},
+			want: `health[0].metrics.success_condition: "rate(x{code=~\"5..\"}) <": at column 23: expression ends too early`,
+		},
+		"unknown function": {
+			hc:   ops.HealthCheck{Metrics: &ops.MetricsCheck{URL: url, MetricAnalysis: ops.MetricAnalysis{Query: `irate(x)`, SuccessCondition: "result < 1"}}},
+			want: `health[0].metrics.query: "irate(x)": at column 1: unknown function "irate" (supported: rate, increase, histogram_quantile)`,
+		},
+		"nothing to judge by": {
+			hc:   ops.HealthCheck{Metrics: &ops.MetricsCheck{URL: url, MetricAnalysis: ops.MetricAnalysis{Query: `rate(x)`}}},
+			want: `health[0].metrics: set success_condition, failure_condition or canary_vs_baseline`,
+		},
+		"baseline without query": {
+			hc:   ops.HealthCheck{Metrics: &ops.MetricsCheck{URL: url, MetricAnalysis: ops.MetricAnalysis{SuccessCondition: "rate(x) < 1", CanaryVsBaseline: &ops.BaselineComparison{MaxRatio: 2}}}},
+			want: `health[0].metrics.canary_vs_baseline: needs query`,
+		},
+		"ratio below one": {
+			hc:   ops.HealthCheck{Metrics: &ops.MetricsCheck{URL: url, MetricAnalysis: ops.MetricAnalysis{Query: "rate(x)", CanaryVsBaseline: &ops.BaselineComparison{MaxRatio: 0.5}}}},
+			want: `health[0].metrics.canary_vs_baseline.max_ratio: 0.5 would fail`,
+		},
+		"worse": {
+			hc:   ops.HealthCheck{Metrics: &ops.MetricsCheck{URL: url, MetricAnalysis: ops.MetricAnalysis{Query: "rate(x)", CanaryVsBaseline: &ops.BaselineComparison{MaxRatio: 2, Worse: "up"}}}},
+			want: `health[0].metrics.canary_vs_baseline.worse: "up": want higher or lower`,
+		},
+		"no url": {
+			hc:   ops.HealthCheck{Metrics: &ops.MetricsCheck{MetricAnalysis: ops.MetricAnalysis{SuccessCondition: "rate(x) < 1"}}},
+			want: `health[0].metrics.url: must name`,
+		},
+		"prometheus selector in condition": {
+			hc:   ops.HealthCheck{Prometheus: &ops.PrometheusCheck{Address: "http://127.0.0.1:9090", MetricAnalysis: ops.MetricAnalysis{Query: "up", SuccessCondition: "up > 0"}}},
+			want: `health[0].prometheus.success_condition: "up > 0": a prometheus condition compares result`,
+		},
+		"prometheus unbalanced": {
+			hc:   ops.HealthCheck{Prometheus: &ops.PrometheusCheck{Address: "http://127.0.0.1:9090", MetricAnalysis: ops.MetricAnalysis{Query: "sum(rate(x[1m])", SuccessCondition: "result > 0"}}},
+			want: `health[0].prometheus.query: "sum(rate(x[1m])": unclosed '('`,
+		},
+		"prometheus address": {
+			hc:   ops.HealthCheck{Prometheus: &ops.PrometheusCheck{Address: "localhost:9090", MetricAnalysis: ops.MetricAnalysis{Query: "up", SuccessCondition: "result > 0"}}},
+			want: `health[0].prometheus.address: "localhost:9090": want the server's absolute`,
+		},
+		"negative limit": {
+			hc:   ops.HealthCheck{Metrics: &ops.MetricsCheck{URL: url, MetricAnalysis: ops.MetricAnalysis{SuccessCondition: "rate(x) < 1", FailureLimit: -1}}},
+			want: `health[0].metrics.failure_limit: -1 is negative`,
+		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -110,14 +110,18 @@ func TestPrometheusCheckWithRealServer(t *testing.T) {
 	check := func(t *testing.T, a ops.MetricAnalysis) (ops.MetricVerdict, error) {
 		t.Helper()
 		a.Query, a.Interval, a.Count = query, 200*time.Millisecond, 2
-		h, err := NewHealth("prod", []ops.HealthCheck{{Name: "prom-errors", Timeout: 5 * time.Second,
-			Prometheus: &ops.PrometheusCheck{Address: prom, MetricAnalysis: a}}})
+		h, err := NewHealth("prod", []ops.HealthCheck{{
+			Name: "prom-errors", Timeout: 5 * time.Second,
+			Prometheus: &ops.PrometheusCheck{Address: prom, MetricAnalysis: a},
+		}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		var v ops.MetricVerdict
-		req := ops.StepRequest{Environment: "prod", Target: ops.Target{Name: "c1"}, Version: "1.2.0",
-			Baseline: []ops.Target{{Name: "b1"}}, OnVerdict: func(mv ops.MetricVerdict) { v = mv }}
+		req := ops.StepRequest{
+			Environment: "prod", Target: ops.Target{Name: "c1"}, Version: "1.2.0",
+			Baseline: []ops.Target{{Name: "b1"}}, OnVerdict: func(mv ops.MetricVerdict) { v = mv },
+		}
 		_, err = h.Bake(context.Background(), req, 100*time.Millisecond, (&recorder{}).sink)
 		return v, err
 	}
@@ -128,8 +132,10 @@ func TestPrometheusCheckWithRealServer(t *testing.T) {
 	t.Logf("verdict: %s", v)
 
 	// Judged by the baseline, the healthy target passes.
-	h, err := NewHealth("prod", []ops.HealthCheck{{Name: "prom-errors", Timeout: 5 * time.Second,
-		Prometheus: &ops.PrometheusCheck{Address: prom, MetricAnalysis: ops.MetricAnalysis{Query: query, SuccessCondition: "result < 0.01", Interval: 200 * time.Millisecond, Count: 2}}}})
+	h, err := NewHealth("prod", []ops.HealthCheck{{
+		Name: "prom-errors", Timeout: 5 * time.Second,
+		Prometheus: &ops.PrometheusCheck{Address: prom, MetricAnalysis: ops.MetricAnalysis{Query: query, SuccessCondition: "result < 0.01", Interval: 200 * time.Millisecond, Count: 2}},
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,8 +146,10 @@ func TestPrometheusCheckWithRealServer(t *testing.T) {
 	}
 
 	// No data for a target Prometheus does not know: inconclusive.
-	h, err = NewHealth("prod", []ops.HealthCheck{{Prometheus: &ops.PrometheusCheck{Address: prom,
-		MetricAnalysis: ops.MetricAnalysis{Query: query, SuccessCondition: "result < 0.01", Interval: 100 * time.Millisecond, Count: 1}}}})
+	h, err = NewHealth("prod", []ops.HealthCheck{{Prometheus: &ops.PrometheusCheck{
+		Address:        prom,
+		MetricAnalysis: ops.MetricAnalysis{Query: query, SuccessCondition: "result < 0.01", Interval: 100 * time.Millisecond, Count: 1},
+	}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,8 +159,10 @@ func TestPrometheusCheckWithRealServer(t *testing.T) {
 	}
 
 	// Bad PromQL fails with the server's parser message, not inconclusive.
-	h, err = NewHealth("prod", []ops.HealthCheck{{Prometheus: &ops.PrometheusCheck{Address: prom,
-		MetricAnalysis: ops.MetricAnalysis{Query: `sum(rate(http_requests_total[5x]))`, SuccessCondition: "result < 0.01", Interval: 100 * time.Millisecond, Count: 1}}}})
+	h, err = NewHealth("prod", []ops.HealthCheck{{Prometheus: &ops.PrometheusCheck{
+		Address:        prom,
+		MetricAnalysis: ops.MetricAnalysis{Query: `sum(rate(http_requests_total[5x]))`, SuccessCondition: "result < 0.01", Interval: 100 * time.Millisecond, Count: 1},
+	}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -77,8 +77,10 @@ func NewSSH(env string, spec ops.DeploySpec, opts ...Option) (*SSH, error) {
 	if err != nil {
 		return nil, fmt.Errorf("exec: environment %s: %w", env, err)
 	}
-	s := &SSH{env: env, host: host, user: ss.User, port: ss.Port, keyFile: ss.KeyFile, knownHosts: ss.KnownHosts,
-		command: cmd, timeout: spec.Timeout, dir: o.dir, Program: "ssh"}
+	s := &SSH{
+		env: env, host: host, user: ss.User, port: ss.Port, keyFile: ss.KeyFile, knownHosts: ss.KnownHosts,
+		command: cmd, timeout: spec.Timeout, dir: o.dir, Program: "ssh",
+	}
 	if len(ss.Rollback) > 0 {
 		rb, err := parseArgv("deploy.ssh.rollback", ss.Rollback)
 		if err != nil {
@@ -175,7 +177,8 @@ func (s *SSH) run(ctx context.Context, argvT argvTemplate, req ops.StepRequest, 
 	if p, err := osexec.LookPath(prog); err == nil {
 		prog = p
 	}
-	sshArgv := []string{prog,
+	sshArgv := []string{
+		prog,
 		"-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
 		"-o", "ControlMaster=auto", "-o", "ControlPath=" + ctl, "-o", "ControlPersist=30s",
 	}

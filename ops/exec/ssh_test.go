@@ -127,8 +127,10 @@ MaxSessions 100
 
 // spec is the SSH deploy spec of target hosts reached on s.
 func (s *sshServer) spec(command ...string) ops.DeploySpec {
-	return ops.DeploySpec{Timeout: time.Minute, SSH: &ops.SSHSpec{Host: "127.0.0.1", User: "root", Port: s.Port,
-		KeyFile: s.KeyFile, KnownHosts: s.KnownHosts, Command: command}}
+	return ops.DeploySpec{Timeout: time.Minute, SSH: &ops.SSHSpec{
+		Host: "127.0.0.1", User: "root", Port: s.Port,
+		KeyFile: s.KeyFile, KnownHosts: s.KnownHosts, Command: command,
+	}}
 }
 
 func TestSSHDeployQuotesArgumentsAndPassesValuesAsData(t *testing.T) {

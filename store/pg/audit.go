@@ -101,8 +101,10 @@ func (tx *Tx) AppendEvent(ctx context.Context, ev ops.Event) (ops.Event, error) 
 	case head.mac != "" && !hmac.Equal([]byte(head.mac), []byte(eventMAC(key, head.hash))):
 		return ev, fmt.Errorf("store: %w", tx.db.keyedChainError(ctx, tx.tx, keyID(key)))
 	case head.mac == "" && key != nil:
-		marker := ops.Event{Actor: "daytwo", Action: ActionAuditKeyed, Result: "ok",
-			Detail: map[string]any{"key_id": keyID(key), "unkeyed_events": head.seq}}
+		marker := ops.Event{
+			Actor: "daytwo", Action: ActionAuditKeyed, Result: "ok",
+			Detail: map[string]any{"key_id": keyID(key), "unkeyed_events": head.seq},
+		}
 		if marker, err = tx.appendAfter(ctx, marker, head); err != nil {
 			return ev, err
 		}

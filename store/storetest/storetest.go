@@ -120,16 +120,20 @@ func world(t *testing.T, open Opener) (Store, *Clock) {
 	s := open(t, Options{Clock: c.Now})
 	must(t, s.SyncEnvironments(ctx, []ops.Environment{{Name: "prod", RequiresChange: true}, {Name: "dev"}}, "tester"))
 	atomic(t, s, func(tx ops.Tx) error {
-		return tx.InsertUpdate(ctx, ops.Update{ID: "u1", Environment: "prod", Version: "1.2.0", Plan: []byte(`{}`),
-			PlanDigest: "d1", State: ops.UpdateProposed, ChangeNumber: "CHG0000001"})
+		return tx.InsertUpdate(ctx, ops.Update{
+			ID: "u1", Environment: "prod", Version: "1.2.0", Plan: []byte(`{}`),
+			PlanDigest: "d1", State: ops.UpdateProposed, ChangeNumber: "CHG0000001",
+		})
 	})
 	return s, c
 }
 
 func change(n int, mod int, updated time.Time) ops.Change {
-	return ops.Change{SysID: fmt.Sprintf("sys%03d", n), Number: fmt.Sprintf("CHG%07d", n), Type: "normal", State: ops.ChangeState(-5),
+	return ops.Change{
+		SysID: fmt.Sprintf("sys%03d", n), Number: fmt.Sprintf("CHG%07d", n), Type: "normal", State: ops.ChangeState(-5),
 		ShortDescription: fmt.Sprintf("Deploy %d", n), CmdbCI: "payments", Active: true, SysModCount: mod, SysUpdatedOn: updated,
-		CorrelationID: fmt.Sprintf("daytwo:u%d", n), Raw: json.RawMessage(fmt.Sprintf(`{"n":%d,"mod":%d}`, n, mod))}
+		CorrelationID: fmt.Sprintf("daytwo:u%d", n), Raw: json.RawMessage(fmt.Sprintf(`{"n":%d,"mod":%d}`, n, mod)),
+	}
 }
 
 func upsertChanges(t *testing.T, s Store, cs ...ops.Change) ops.UpsertStats {
@@ -324,8 +328,10 @@ func testUpdates(t *testing.T, open Opener) {
 		if err != nil {
 			return err
 		}
-		return tx.InsertUpdate(ctx, ops.Update{ID: "u2", Environment: "dev", Version: "2", Plan: []byte(`[]`), State: ops.UpdateProposed, Rollback: true,
-			Config: map[string]string{"k": "v"}})
+		return tx.InsertUpdate(ctx, ops.Update{
+			ID: "u2", Environment: "dev", Version: "2", Plan: []byte(`[]`), State: ops.UpdateProposed, Rollback: true,
+			Config: map[string]string{"k": "v"},
+		})
 	})
 	err = s.Atomic(ctx, func(tx ops.Tx) error {
 		return tx.InsertUpdate(ctx, ops.Update{ID: "u2", Environment: "dev", Version: "3", Plan: []byte(`[]`), State: ops.UpdateProposed})
@@ -834,8 +840,10 @@ func appendEvents(t *testing.T, s Store, n int, action string) {
 	t.Helper()
 	for i := range n {
 		atomic(t, s, func(tx ops.Tx) error {
-			_, err := tx.AppendEvent(ctx, ops.Event{Actor: "tester", Action: action, Subject: fmt.Sprint(i), Environment: "prod", UpdateID: "u1",
-				Result: "ok", Detail: map[string]any{"i": i, "s": "x"}})
+			_, err := tx.AppendEvent(ctx, ops.Event{
+				Actor: "tester", Action: action, Subject: fmt.Sprint(i), Environment: "prod", UpdateID: "u1",
+				Result: "ok", Detail: map[string]any{"i": i, "s": "x"},
+			})
 			return err
 		})
 	}
@@ -1071,8 +1079,10 @@ func testConflictChecks(t *testing.T, open Opener) {
 		t.Fatalf("running check (stamped now, no conflicts) = %+v, %v", got, err)
 	}
 	found := []ops.Conflict{{Type: "blackout", Label: "Blackout", Schedule: "Year-end freeze", CI: "checkout-service"}}
-	saveConflictCheck(t, s, ops.ConflictCheck{UpdateID: "u1", ChangeSysID: "c1", State: ops.ConflictFound, Worker: "w1", StartedAt: started,
-		LastRun: started.Add(2 * time.Second), Conflicts: found, Message: "one conflict", CheckedAt: started.Add(3 * time.Second)})
+	saveConflictCheck(t, s, ops.ConflictCheck{
+		UpdateID: "u1", ChangeSysID: "c1", State: ops.ConflictFound, Worker: "w1", StartedAt: started,
+		LastRun: started.Add(2 * time.Second), Conflicts: found, Message: "one conflict", CheckedAt: started.Add(3 * time.Second),
+	})
 	got, err = s.ConflictCheck(ctx, "u1")
 	if err != nil || got.State != ops.ConflictFound || len(got.Conflicts) != 1 || got.Conflicts[0] != found[0] ||
 		!got.LastRun.Equal(started.Add(2*time.Second)) || !got.CheckedAt.Equal(started.Add(3*time.Second)) || got.Message != "one conflict" {

@@ -41,8 +41,10 @@ func DefaultKeyMap() KeyMap {
 	nav.PageDown.SetEnabled(false)
 	nav.Top.SetHelp("g", "newest")
 	nav.Bottom.SetHelp("G", "oldest")
-	return KeyMap{NavKeys: nav, Open: key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "whole event")),
-		Update: key.NewBinding(key.WithKeys("u"), key.WithHelp("u", "update detail")), Copy: common.CopyKey()}
+	return KeyMap{
+		NavKeys: nav, Open: key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "whole event")),
+		Update: key.NewBinding(key.WithKeys("u"), key.WithHelp("u", "update detail")), Copy: common.CopyKey(),
+	}
 }
 
 type loadedMsg struct {
@@ -200,8 +202,10 @@ func (m Model) View() string {
 		case "failed", "rolled_back", "blocked":
 			res = s.Status.Bad.Render(res)
 		}
-		shown = append(shown, []string{fmt.Sprint(e.Seq), e.Time.UTC().Format("01-02 15:04"), e.Actor, e.Action,
-			common.Or(e.Subject, e.Environment), e.ChangeNumber, res})
+		shown = append(shown, []string{
+			fmt.Sprint(e.Seq), e.Time.UTC().Format("01-02 15:04"), e.Actor, e.Action,
+			common.Or(e.Subject, e.Environment), e.ChangeNumber, res,
+		})
 	}
 	cols := common.Fitted(columns, shown, w)
 	lines := []string{common.Truncate(status, w), s.Table.Header.Render(common.Header(cols))}
@@ -228,8 +232,10 @@ func (m Model) ShortHelp() []key.Binding {
 
 // FullHelp implements help.KeyMap.
 func (m Model) FullHelp() [][]key.Binding {
-	return [][]key.Binding{{m.keys.Up, m.keys.Down, m.keys.Top, m.keys.Bottom, m.keys.Open, m.keys.Update, m.keys.Copy},
-		{m.filter.Keys.Start, m.filter.Keys.Clear}}
+	return [][]key.Binding{
+		{m.keys.Up, m.keys.Down, m.keys.Top, m.keys.Bottom, m.keys.Open, m.keys.Update, m.keys.Copy},
+		{m.filter.Keys.Start, m.filter.Keys.Clear},
+	}
 }
 
 // Record is an audit event in full, for the record page.

@@ -257,12 +257,19 @@ var columns = []common.Column{
 // Record is a mirrored change in full, for the record page.
 func Record(c ops.Change) common.Record {
 	return common.Record{Title: c.Number, ID: c.Number, Fields: []common.RecordField{
-		{Label: "number", Value: c.Number}, {Label: "type", Value: string(c.Type)}, {Label: "state", Value: c.State.String()},
-		{Label: "approval", Value: string(c.Approval)}, {Label: "risk", Value: c.Risk}, {Label: "CI", Value: c.CmdbCI},
-		{Label: "group", Value: c.AssignmentGroup}, {Label: "requested by", Value: c.RequestedBy},
+		{Label: "number", Value: c.Number},
+		{Label: "type", Value: string(c.Type)},
+		{Label: "state", Value: c.State.String()},
+		{Label: "approval", Value: string(c.Approval)},
+		{Label: "risk", Value: c.Risk},
+		{Label: "CI", Value: c.CmdbCI},
+		{Label: "group", Value: c.AssignmentGroup},
+		{Label: "requested by", Value: c.RequestedBy},
 		{Label: "window", Value: common.Timestamp(c.StartDate) + " – " + common.Timestamp(c.EndDate)},
-		{Label: "description", Value: c.ShortDescription}, {Label: "correlation", Value: c.CorrelationID},
-		{Label: "close code", Value: c.CloseCode}, {Label: "sys_id", Value: c.SysID},
+		{Label: "description", Value: c.ShortDescription},
+		{Label: "correlation", Value: c.CorrelationID},
+		{Label: "close code", Value: c.CloseCode},
+		{Label: "sys_id", Value: c.SysID},
 		{Label: "updated", Value: common.Timestamp(c.SysUpdatedOn)},
 	}}
 }

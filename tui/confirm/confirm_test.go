@@ -15,8 +15,10 @@ import (
 // goes to that field, instead of silently moving the focus.
 func TestIncompleteDialogSaysWhatIsMissing(t *testing.T) {
 	c := common.Common{Styles: styles.Default(), Width: 80, Height: 24}
-	m := New(c, common.Action{Title: "Reject CHG1", Confirm: "CHG1",
-		Inputs: []common.Field{{Label: "Comment", Required: true}}})
+	m := New(c, common.Action{
+		Title: "Reject CHG1", Confirm: "CHG1",
+		Inputs: []common.Field{{Label: "Comment", Required: true}},
+	})
 	m.SetSize(80, 24)
 	enter := tea.KeyMsg{Type: tea.KeyEnter}
 	m, cmd := m.Update(enter)

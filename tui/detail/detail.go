@@ -72,8 +72,10 @@ type Model struct {
 
 // New builds the screen.
 func New(c common.Common, src Source, acts actions.Service, envs []ops.Environment, progress func(ops.RunEvent)) Model {
-	m := Model{common: c, src: src, acts: acts, progress: progress, keys: DefaultKeyMap(), vp: viewport.New(c.Width, c.Height),
-		envs: map[string]ops.Environment{}}
+	m := Model{
+		common: c, src: src, acts: acts, progress: progress, keys: DefaultKeyMap(), vp: viewport.New(c.Width, c.Height),
+		envs: map[string]ops.Environment{},
+	}
 	for _, e := range envs {
 		m.envs[e.Name] = e
 	}

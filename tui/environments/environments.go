@@ -383,8 +383,10 @@ func (m Model) cells(e ops.EnvironmentStatus, now time.Time) []string {
 	if len(e.Alerts) > 0 {
 		badges = append(badges, s.Badge.Alert.Render(fmt.Sprintf("%d alert(s)", len(e.Alerts))))
 	}
-	return []string{e.Environment.Name, common.Or(e.Current.Version, "—"), since(e.Current.CreatedAt, now), m.runOutcome(e), open, drift, gate,
-		strings.Join(badges, " ")}
+	return []string{
+		e.Environment.Name, common.Or(e.Current.Version, "—"), since(e.Current.CreatedAt, now), m.runOutcome(e), open, drift, gate,
+		strings.Join(badges, " "),
+	}
 }
 
 // recent lists the selected environment's newest updates in up to room
@@ -406,11 +408,19 @@ func (m Model) recent(room int) []string {
 		if u.LastRun != nil {
 			run = u.LastRun.ID + " " + string(u.LastRun.State)
 		}
-		rows[i] = []string{u.Update.ID, common.Or(u.Update.FromVersion, "(nothing)") + " → " + u.Update.Version, string(u.Update.State),
-			common.Or(u.Update.ChangeNumber, "—"), run, common.Timestamp(u.Update.CreatedAt)}
+		rows[i] = []string{
+			u.Update.ID, common.Or(u.Update.FromVersion, "(nothing)") + " → " + u.Update.Version, string(u.Update.State),
+			common.Or(u.Update.ChangeNumber, "—"), run, common.Timestamp(u.Update.CreatedAt),
+		}
 	}
-	cols := common.Fitted([]common.Column{{Title: "UPDATE", Keep: 9}, {Title: "VERSIONS", Keep: 8}, {Title: "STATE", Keep: 6},
-		{Title: "CHANGE", Keep: 7}, {Title: "LAST RUN", Keep: 3}, {Title: "PROPOSED", Keep: 2, Grow: true}}, rows, m.common.Width)
+	cols := common.Fitted([]common.Column{
+		{Title: "UPDATE", Keep: 9},
+		{Title: "VERSIONS", Keep: 8},
+		{Title: "STATE", Keep: 6},
+		{Title: "CHANGE", Keep: 7},
+		{Title: "LAST RUN", Keep: 3},
+		{Title: "PROPOSED", Keep: 2, Grow: true},
+	}, rows, m.common.Width)
 	out := []string{"", s.Section.Title.Render("Recent updates of " + e.Environment.Name), s.Table.Header.Render(common.Header(cols))}
 	for _, r := range rows {
 		out = append(out, common.Row(cols, r))

@@ -106,8 +106,10 @@ type Model struct {
 
 // New builds the monitor.
 func New(c common.Common, src Source) Model {
-	m := Model{common: c, src: src, keys: DefaultKeyMap(), events: make(chan ops.RunEvent, 256),
-		vp: viewport.New(c.Width, 1), follow: true}
+	m := Model{
+		common: c, src: src, keys: DefaultKeyMap(), events: make(chan ops.RunEvent, 256),
+		vp: viewport.New(c.Width, 1), follow: true,
+	}
 	m.vp.KeyMap = viewport.KeyMap{}
 	m.vp.SetHorizontalStep(8)
 	return m
@@ -381,11 +383,19 @@ func (m Model) View() string {
 	var shown [][]string
 	for i := 0; i < m.targetRows(); i++ {
 		t := p.Targets[i]
-		shown = append(shown, []string{t.Target, fmt.Sprint(t.Batch), common.Or(t.Step, "—"),
-			stepState(m.common, string(t.State)), common.Or(t.Version, "—"), t.Detail})
+		shown = append(shown, []string{
+			t.Target, fmt.Sprint(t.Batch), common.Or(t.Step, "—"),
+			stepState(m.common, string(t.State)), common.Or(t.Version, "—"), t.Detail,
+		})
 	}
-	cols := common.Fitted([]common.Column{{Title: "TARGET", Keep: 9, Min: 8}, {Title: "BATCH", Keep: 5}, {Title: "STEP", Keep: 4},
-		{Title: "STATE", Keep: 6}, {Title: "VERSION", Keep: 8}, {Title: "DETAIL", Grow: true, Min: 8}}, shown, w)
+	cols := common.Fitted([]common.Column{
+		{Title: "TARGET", Keep: 9, Min: 8},
+		{Title: "BATCH", Keep: 5},
+		{Title: "STEP", Keep: 4},
+		{Title: "STATE", Keep: 6},
+		{Title: "VERSION", Keep: 8},
+		{Title: "DETAIL", Grow: true, Min: 8},
+	}, shown, w)
 	lines = append(lines, s.Table.Header.Render(common.Header(cols)))
 	for _, row := range shown {
 		lines = append(lines, common.Row(cols, row))

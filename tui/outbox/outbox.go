@@ -275,8 +275,14 @@ func (m Model) View() string {
 		}
 		shown = append(shown, []string{fmt.Sprint(it.ID), string(it.Kind), it.Key, st, fmt.Sprint(it.Attempts), oneLine(it.LastError)})
 	}
-	cols := common.Fitted([]common.Column{{Title: "ID", Keep: 9}, {Title: "KIND", Keep: 5, Min: 8}, {Title: "KEY", Keep: 8},
-		{Title: "STATE", Keep: 6}, {Title: "TRIES", Keep: 3}, {Title: "LAST ERROR", Grow: true, Min: 10}}, shown, w)
+	cols := common.Fitted([]common.Column{
+		{Title: "ID", Keep: 9},
+		{Title: "KIND", Keep: 5, Min: 8},
+		{Title: "KEY", Keep: 8},
+		{Title: "STATE", Keep: 6},
+		{Title: "TRIES", Keep: 3},
+		{Title: "LAST ERROR", Grow: true, Min: 10},
+	}, shown, w)
 	lines = append(lines, s.Table.Header.Render(common.Header(cols)))
 	if m.loaded && len(m.items) == 0 {
 		lines = append(lines, s.Table.Empty.Render("the outbox is empty: everything reached ServiceNow"))

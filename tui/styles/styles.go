@@ -64,8 +64,10 @@ func (t Theme) fixed(dark bool) Theme {
 		}
 		return lipgloss.AdaptiveColor{Light: c.Light, Dark: c.Light}
 	}
-	return Theme{Accent: pin(t.Accent), Muted: pin(t.Muted), Text: pin(t.Text), OK: pin(t.OK), Warn: pin(t.Warn),
-		Danger: pin(t.Danger), Info: pin(t.Info), SelectB: pin(t.SelectB)}
+	return Theme{
+		Accent: pin(t.Accent), Muted: pin(t.Muted), Text: pin(t.Text), OK: pin(t.OK), Warn: pin(t.Warn),
+		Danger: pin(t.Danger), Info: pin(t.Info), SelectB: pin(t.SelectB),
+	}
 }
 
 // Theme is the palette the styles are built from.

@@ -12,8 +12,12 @@ import (
 // bad name is refused naming the key.
 func TestThemes(t *testing.T) {
 	for _, tc := range []struct{ name, noColor, want string }{
-		{"", "", ThemeAuto}, {"dark", "", ThemeDark}, {"light", "", ThemeLight}, {"none", "", ThemeNone},
-		{"dark", "1", ThemeNone}, {"", "yes", ThemeNone},
+		{"", "", ThemeAuto},
+		{"dark", "", ThemeDark},
+		{"light", "", ThemeLight},
+		{"none", "", ThemeNone},
+		{"dark", "1", ThemeNone},
+		{"", "yes", ThemeNone},
 	} {
 		got, err := Resolve(tc.name, tc.noColor)
 		if err != nil || got != tc.want {

@@ -25,8 +25,10 @@ type Model struct {
 
 // New builds an idle task list.
 func New(c common.Common) Model {
-	return Model{common: c, titles: map[int]string{},
-		spinner: spinner.New(spinner.WithSpinner(spinner.MiniDot), spinner.WithStyle(c.Styles.Prompt))}
+	return Model{
+		common: c, titles: map[int]string{},
+		spinner: spinner.New(spinner.WithSpinner(spinner.MiniDot), spinner.WithStyle(c.Styles.Prompt)),
+	}
 }
 
 // Start runs a with the inputs' values in a command. Short actions are

@@ -77,8 +77,10 @@ type Model struct {
 // New builds the screen. progress receives the events of runs started
 // here (the run monitor's sink).
 func New(c common.Common, src Source, acts actions.Service, envs []ops.Environment, progress func(ops.RunEvent)) Model {
-	m := Model{common: c, src: src, acts: acts, progress: progress, keys: DefaultKeyMap(), filter: common.NewFilter(c),
-		envs: map[string]ops.Environment{}}
+	m := Model{
+		common: c, src: src, acts: acts, progress: progress, keys: DefaultKeyMap(), filter: common.NewFilter(c),
+		envs: map[string]ops.Environment{},
+	}
 	for _, e := range envs {
 		m.envs[e.Name] = e
 	}
@@ -287,8 +289,10 @@ func (m Model) View() string {
 }
 
 func (m Model) cells(u ops.UpdateStatus) []string {
-	return []string{u.Update.ID, u.Update.Environment, u.Update.Version, string(u.Update.State),
-		common.Or(u.Update.ChangeNumber, "—"), common.GateStyle(m.common, u)}
+	return []string{
+		u.Update.ID, u.Update.Environment, u.Update.Version, string(u.Update.State),
+		common.Or(u.Update.ChangeNumber, "—"), common.GateStyle(m.common, u),
+	}
 }
 
 func (m Model) preview() []string {
