@@ -140,6 +140,9 @@ func (a *app) runE(out *string, check checkFunc, run func(ctx context.Context, s
 		if err != nil {
 			return err
 		}
+		if a.watch {
+			return a.watchList(cmd.Context(), func() error { return run(cmd.Context(), svc, args) })
+		}
 		return run(cmd.Context(), svc, args)
 	})
 }
@@ -159,7 +162,7 @@ func (a *app) configRunE(out *string, check checkFunc, run func(ctx context.Cont
 func (a *app) preamble(out *string, check checkFunc, then func(cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		if out != nil {
-			if err := checkOutput(*out); err != nil {
+			if err := a.checkOutput(cmd, out); err != nil {
 				return err
 			}
 		}
