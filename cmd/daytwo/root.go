@@ -74,6 +74,8 @@ elsewhere).`,
 		a.fleetCommand(),
 		a.versionCommand(),
 	)
+	a.addCompletions(root)
+	addExamples(root)
 	return root
 }
 
