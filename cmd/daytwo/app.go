@@ -314,11 +314,15 @@ func (a *app) printYAML(v any) error {
 	return enc.Close()
 }
 
+// yaml11Bool are the strings YAML 1.1 readers take for booleans: they
+// stay quoted.
+var yaml11Bool = map[string]bool{"y": true, "yes": true, "n": true, "no": true, "on": true, "off": true, "true": true, "false": true}
+
 // plainStyle drops the flow style the JSON source gave every node, so
 // the YAML is block style.
 func plainStyle(n *yaml.Node) {
 	n.Style &^= yaml.FlowStyle
-	if n.Kind == yaml.ScalarNode && n.Tag == "!!str" {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!str" && !yaml11Bool[strings.ToLower(n.Value)] {
 		n.Style &^= yaml.DoubleQuotedStyle
 	}
 	for _, c := range n.Content {
