@@ -85,6 +85,9 @@ type app struct {
 	// never creates the database.
 	noStore string
 
+	// reloader reloads the daemon's configuration on SIGHUP (sync --watch).
+	reloader *configReloader
+
 	root    *cobra.Command
 	cfg     *config.Config
 	db      appStore

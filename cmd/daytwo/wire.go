@@ -21,6 +21,10 @@ func (a *app) itsmClient(opts ...itsm.Option) (*itsm.Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	return a.itsmClientFor(cfg, opts...)
+}
+
+func (a *app) itsmClientFor(cfg *config.Config, opts ...itsm.Option) (*itsm.Client, error) {
 	sn := cfg.ServiceNow
 	if sn.Instance == "" {
 		return nil, nil
@@ -63,6 +67,12 @@ func (a *app) service(ctx context.Context, opts ...itsm.Option) (*ops.Service, e
 	if err != nil {
 		return nil, err
 	}
+	return a.serviceFor(ctx, cfg, opts...)
+}
+
+// serviceFor wires the use cases for cfg (the daemon's reload builds a
+// service for the new configuration over the open store).
+func (a *app) serviceFor(ctx context.Context, cfg *config.Config, opts ...itsm.Option) (*ops.Service, error) {
 	db, err := a.store(ctx)
 	if err != nil {
 		return nil, err
@@ -73,7 +83,7 @@ func (a *app) service(ctx context.Context, opts ...itsm.Option) (*ops.Service, e
 		changes ops.ChangeSystem
 		svcOpts = []ops.Option{ops.WithLogger(a.log()), ops.WithClock(a.clock)}
 	)
-	client, err := a.itsmClient(opts...)
+	client, err := a.itsmClientFor(cfg, opts...)
 	switch {
 	case err != nil:
 		svcOpts = append(svcOpts, ops.WithChangeSystemError(usageError{err}))
