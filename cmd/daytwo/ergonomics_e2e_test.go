@@ -223,7 +223,7 @@ func TestVersionCommitAndDate(t *testing.T) {
 	r := daytwo(t, nil, "version", "-o", "json")
 	var v struct {
 		Version, Commit, Date string
-		GoVersion            string `json:"go_version"`
+		GoVersion             string `json:"go_version"`
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil || r.code != 0 {
 		t.Fatalf("%+v %v", r, err)
@@ -253,4 +253,90 @@ func TestVersionCommitAndDate(t *testing.T) {
 	if !strings.Contains(string(mk), "-X main.commit=$(COMMIT) -X main.date=$(DATE)") {
 		t.Fatal("the Makefile's build target does not stamp main.commit and main.date")
 	}
+}
+
+// TestWatchPrintsAJSONDocumentPerChange: `update list -w -o json` prints
+// the list, then a new document when the store changes (a proposal by
+// another process), nothing while it does not, and exits 0 on SIGINT.
+func TestWatchPrintsAJSONDocumentPerChange(t *testing.T) {
+	env, _ := exampleEnv(t)
+	if r := daytwo(t, env, "propose", "staging", "1.4.2"); r.code != 0 { // the database exists
+		t.Fatalf("propose: %+v", r)
+	}
+	w := exec.Command(daytwoBin, "update", "list", "--all", "-w", "-o", "json")
+	w.Dir = t.TempDir()
+	w.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "DAYTWO_ACTOR=e2e"}, env...)
+	stdout, err := w.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr lockedBuffer
+	w.Stderr = &stderr
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	docs := make(chan []map[string]any, 16)
+	go func() {
+		defer close(docs)
+		dec := json.NewDecoder(stdout)
+		for {
+			var d []map[string]any
+			if err := dec.Decode(&d); err != nil {
+				return
+			}
+			docs <- d
+		}
+	}()
+	next := func(what string) []map[string]any {
+		t.Helper()
+		select {
+		case d, ok := <-docs:
+			if !ok {
+				t.Fatalf("watch ended before %s: %s", what, stderr.String())
+			}
+			return d
+		case <-time.After(30 * time.Second):
+			t.Fatalf("no document for %s: %s", what, stderr.String())
+		}
+		return nil
+	}
+	if d := next("the first list"); len(d) != 1 {
+		t.Fatalf("first document: %v", d)
+	}
+	if r := daytwo(t, env, "update", "cancel", openUpdateID(t, env)); r.code != 0 {
+		t.Fatalf("cancel: %+v", r)
+	}
+	d := next("the cancel")
+	if len(d) != 1 || d[0]["update"].(map[string]any)["state"] != "canceled" {
+		t.Fatalf("after cancel: %v", d)
+	}
+	if r := daytwo(t, env, "propose", "staging", "1.4.3"); r.code != 0 {
+		t.Fatalf("propose: %+v", r)
+	}
+	if d := next("the new proposal"); len(d) != 2 {
+		t.Fatalf("after a proposal: %d updates, want 2: %v", len(d), d)
+	}
+	// Nothing changes: nothing printed (the marker moves with no list change).
+	select {
+	case d := <-docs:
+		t.Fatalf("a document without a change: %v", d)
+	case <-time.After(2500 * time.Millisecond):
+	}
+	if err := w.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Wait(); err != nil {
+		t.Fatalf("watch after SIGINT: %v (%s)", err, stderr.String())
+	}
+}
+
+// openUpdateID returns the one open update's id (update list -o name).
+func openUpdateID(t *testing.T, env []string) string {
+	t.Helper()
+	r := daytwo(t, env, "update", "list", "-o", "name")
+	id := strings.TrimSpace(r.stdout)
+	if r.code != 0 || id == "" || strings.Contains(id, "\n") {
+		t.Fatalf("update list -o name: %+v", r)
+	}
+	return id
 }
