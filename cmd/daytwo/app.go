@@ -408,7 +408,12 @@ func orDash(s string) string {
 	return s
 }
 
-// printJSONLine writes v as one line of JSON (JSON lines).
+// printJSONLine writes v as one line of JSON (JSON lines); with -o yaml
+// as one YAML document of a stream.
 func (a *app) printJSONLine(v any) error {
+	if a.format == outYAML {
+		fmt.Fprintln(a.stdout, "---")
+		return a.printYAML(v)
+	}
 	return json.NewEncoder(a.stdout).Encode(jsonView(v))
 }
