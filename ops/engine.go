@@ -32,6 +32,12 @@ type EngineOptions struct {
 	MirrorOnly bool
 	// Observer, if set, is told about every cycle, pass and run event.
 	Observer EngineObserver
+	// Reload, if set, is asked before each cycle of Run for a new service
+	// (a reloaded configuration) and interval; a nil service keeps the
+	// current one, an interval <= 0 the current interval. An engine pass
+	// in progress finishes on the service it started with (its run and
+	// lease are not touched); the next pass starts on the new one.
+	Reload func() (*Service, time.Duration)
 }
 
 // Engine is the daemon's loop: every interval a sync cycle (mirror,
@@ -44,6 +50,8 @@ type Engine struct {
 	opts EngineOptions
 	busy atomic.Bool
 	wg   sync.WaitGroup
+	// retired are the services Reload replaced, waited for at the end.
+	retired []*Service
 }
 
 // NewEngine builds the engine over the service.
@@ -61,7 +69,7 @@ func (s *Service) NewEngine(opts EngineOptions) *Engine {
 func (e *Engine) RunOnce(ctx context.Context) {
 	e.cycle(ctx)
 	if !e.opts.MirrorOnly {
-		e.pass(ctx)
+		e.pass(ctx, e.svc)
 	}
 	e.svc.Wait()
 }
@@ -73,18 +81,33 @@ func (e *Engine) Run(ctx context.Context) {
 	t := time.NewTicker(e.opts.Interval)
 	defer t.Stop()
 	for {
+		if e.opts.Reload != nil {
+			if svc, interval := e.opts.Reload(); svc != nil || interval > 0 {
+				if svc != nil {
+					e.retired = append(e.retired, e.svc)
+					e.svc = svc
+				}
+				if interval > 0 && interval != e.opts.Interval {
+					e.opts.Interval = interval
+					t.Reset(interval)
+				}
+			}
+		}
 		e.cycle(ctx)
 		if !e.opts.MirrorOnly && e.busy.CompareAndSwap(false, true) {
 			e.wg.Add(1)
-			go func() {
+			go func(svc *Service) {
 				defer e.wg.Done()
 				defer e.busy.Store(false)
-				e.pass(ctx)
-			}()
+				e.pass(ctx, svc)
+			}(e.svc)
 		}
 		select {
 		case <-ctx.Done():
 			e.wg.Wait()
+			for _, s := range e.retired {
+				s.Wait()
+			}
 			e.svc.Wait()
 			return
 		case <-t.C:
@@ -115,8 +138,8 @@ func (e *Engine) cycle(ctx context.Context) {
 	e.opts.Observer.Compliance(alerts, err)
 }
 
-func (e *Engine) pass(ctx context.Context) {
-	results, err := e.svc.AutoRun(ctx, e.opts.Observer.RunEvent)
+func (e *Engine) pass(ctx context.Context, svc *Service) {
+	results, err := svc.AutoRun(ctx, e.opts.Observer.RunEvent)
 	e.opts.Observer.Pass(results, err)
 }
 

@@ -334,3 +334,9 @@ func (s *Service) PingStore(ctx context.Context) error {
 	}
 	return p.Ping(ctx)
 }
+
+// Updates lists updates as stored (newest first), without their gates:
+// what shell completion offers.
+func (s *Service) Updates(ctx context.Context, f UpdateFilter) ([]Update, error) {
+	return s.store.ListUpdates(ctx, f)
+}

@@ -8,11 +8,13 @@ import (
 	"log/slog"
 	"os"
 	"os/user"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/daytwo/daytwo/cmd/daytwo/internal/config"
 	"github.com/daytwo/daytwo/ops"
@@ -71,12 +73,20 @@ type app struct {
 	// the console) in read-only mode: sync without delivering writes, run
 	// nothing.
 	mirrorOnly bool
+	// format is -o as given (table, wide, json, yaml, name); noHeaders and
+	// watch are a list command's --no-headers and --watch.
+	format    string
+	noHeaders bool
+	watch     bool
 	// class is the running command's read-only class (readOnlyClass).
 	class string
 	// noStore is the configured store path when a read found no database
 	// there: the read then runs on an empty throw-away store, so a read
 	// never creates the database.
 	noStore string
+
+	// reloader reloads the daemon's configuration on SIGHUP (sync --watch).
+	reloader *configReloader
 
 	root    *cobra.Command
 	cfg     *config.Config
@@ -214,29 +224,113 @@ func isCobraUsage(err error) bool {
 	return false
 }
 
-// Output formats for -o.
+// Output formats for -o. Show commands take table, json and yaml; list
+// commands also wide (more columns) and name (one identifier a line, as
+// kubectl's -o name), with --no-headers and -w/--watch.
 const (
 	outTable = "table"
+	outWide  = "wide"
 	outJSON  = "json"
+	outYAML  = "yaml"
+	outName  = "name"
 )
 
-// addOutputFlag gives a list or show command its -o flag.
-func addOutputFlag(cmd *cobra.Command, out *string) {
-	cmd.Flags().StringVarP(out, "output", "o", outTable, "output format: table or json")
+var (
+	showFormats = []string{outTable, outJSON, outYAML}
+	listFormats = []string{outTable, outWide, outJSON, outYAML, outName}
+)
+
+// formatsAnnotation names, on the -o flag, the formats its command takes.
+const formatsAnnotation = "daytwo_formats"
+
+// addOutputFlag gives a show command its -o flag (table, json, yaml).
+func addOutputFlag(cmd *cobra.Command, out *string) { addFormats(cmd, out, showFormats) }
+
+// addListFlags gives a list command -o (table, wide, json, yaml, name),
+// --no-headers and -w/--watch.
+func addListFlags(cmd *cobra.Command, out *string) {
+	addFormats(cmd, out, listFormats)
+	cmd.Flags().Bool("no-headers", false, "table and wide: print no header line")
+	cmd.Flags().BoolP("watch", "w", false, "after the list, print it again whenever the store changes (until Ctrl-C or SIGTERM; -o json: one document per change)")
 }
 
-func checkOutput(out string) error {
-	if out != outTable && out != outJSON {
-		return usagef("--output %q: want table or json", out)
+func addFormats(cmd *cobra.Command, out *string, formats []string) {
+	cmd.Flags().StringVarP(out, "output", "o", outTable, "output format: "+strings.Join(formats, ", "))
+	_ = cmd.Flags().SetAnnotation("output", formatsAnnotation, formats)
+	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(formats, cobra.ShellCompDirectiveNoFileComp))
+}
+
+// checkOutput checks -o against the formats cmd takes and notes the
+// choice on the app: yaml is printed by printJSON (same fields as JSON),
+// wide and name by printList; *out is then json or table for the
+// command's own code.
+func (a *app) checkOutput(cmd *cobra.Command, out *string) error {
+	formats := showFormats
+	if f := cmd.Flags().Lookup("output"); f != nil {
+		if v, ok := f.Annotations[formatsAnnotation]; ok {
+			formats = v
+		}
+	}
+	if !slices.Contains(formats, *out) {
+		return usagef("--output %q: want %s", *out, strings.Join(formats, ", "))
+	}
+	a.format = *out
+	a.noHeaders, _ = cmd.Flags().GetBool("no-headers")
+	a.watch, _ = cmd.Flags().GetBool("watch")
+	switch *out {
+	case outYAML:
+		*out = outJSON
+	case outWide, outName:
+		*out = outTable
 	}
 	return nil
 }
 
-// printJSON writes v as indented JSON, durations as strings (jsonView).
+// printJSON writes v as indented JSON, durations as strings (jsonView);
+// with -o yaml the same document as YAML, with the same field names.
 func (a *app) printJSON(v any) error {
+	if a.format == outYAML {
+		return a.printYAML(v)
+	}
 	enc := json.NewEncoder(a.stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(jsonView(v))
+}
+
+// printYAML writes v's JSON document as YAML: JSON is YAML, so the node
+// tree decoded from it keeps JSON's field names and order.
+func (a *app) printYAML(v any) error {
+	b, err := json.Marshal(jsonView(v))
+	if err != nil {
+		return err
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return err
+	}
+	plainStyle(&doc)
+	enc := yaml.NewEncoder(a.stdout)
+	enc.SetIndent(2)
+	if err := enc.Encode(&doc); err != nil {
+		return err
+	}
+	return enc.Close()
+}
+
+// yaml11Bool are the strings YAML 1.1 readers take for booleans: they
+// stay quoted.
+var yaml11Bool = map[string]bool{"y": true, "yes": true, "n": true, "no": true, "on": true, "off": true, "true": true, "false": true}
+
+// plainStyle drops the flow style the JSON source gave every node, so
+// the YAML is block style.
+func plainStyle(n *yaml.Node) {
+	n.Style &^= yaml.FlowStyle
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!str" && !yaml11Bool[strings.ToLower(n.Value)] {
+		n.Style &^= yaml.DoubleQuotedStyle
+	}
+	for _, c := range n.Content {
+		plainStyle(c)
+	}
 }
 
 // table writes aligned columns; the first row is the header.
@@ -248,17 +342,44 @@ func (a *app) table(rows [][]string) error {
 	return tw.Flush()
 }
 
-// printList is every list command's output: with -o json the rows as a
-// JSON array ([] when there are none), else a table of header and one
-// line of cells per row.
-func printList[T any](a *app, out string, rows []T, header []string, cells func(T) []string) error {
+// wideColumns are the extra columns of a list's -o wide.
+type wideColumns[T any] struct {
+	header []string
+	cells  func(T) []string
+}
+
+// printList is every list command's output: with -o json (yaml) the rows
+// as an array ([] when there are none); -o name the first column, one a
+// line; else a table of header (unless --no-headers) and one line of
+// cells per row, with -o wide the wide columns after them.
+func printList[T any](a *app, out string, rows []T, header []string, cells func(T) []string, wide ...wideColumns[T]) error {
 	if out == outJSON {
 		return a.printJSON(append([]T{}, rows...))
 	}
+	if a.format == outName {
+		for _, r := range rows {
+			fmt.Fprintln(a.stdout, cells(r)[0])
+		}
+		return nil
+	}
 	table := make([][]string, 0, len(rows)+1)
-	table = append(table, header)
+	if !a.noHeaders {
+		h := header
+		if a.format == outWide {
+			for _, w := range wide {
+				h = append(slices.Clone(h), w.header...)
+			}
+		}
+		table = append(table, h)
+	}
 	for _, r := range rows {
-		table = append(table, cells(r))
+		c := cells(r)
+		if a.format == outWide {
+			for _, w := range wide {
+				c = append(c, w.cells(r)...)
+			}
+		}
+		table = append(table, c)
 	}
 	return a.table(table)
 }
@@ -287,7 +408,12 @@ func orDash(s string) string {
 	return s
 }
 
-// printJSONLine writes v as one line of JSON (JSON lines).
+// printJSONLine writes v as one line of JSON (JSON lines); with -o yaml
+// as one YAML document of a stream.
 func (a *app) printJSONLine(v any) error {
+	if a.format == outYAML {
+		fmt.Fprintln(a.stdout, "---")
+		return a.printYAML(v)
+	}
 	return json.NewEncoder(a.stdout).Encode(jsonView(v))
 }

@@ -39,10 +39,12 @@ func (a *app) auditListCommand() *cobra.Command {
 			return printList(a, out, events, []string{"SEQ", "TIME", "ACTOR", "ACTION", "ENV", "SUBJECT", "CHANGE", "RESULT"}, func(e ops.Event) []string {
 				return []string{strconv.FormatInt(e.Seq, 10), formatTime(e.Time), e.Actor, e.Action,
 					orDash(e.Environment), orDash(e.Subject), orDash(e.ChangeNumber), orDash(e.Result)}
-			})
+			}, wideColumns[ops.Event]{header: []string{"UPDATE", "HASH"}, cells: func(e ops.Event) []string {
+				return []string{orDash(e.UpdateID), e.Hash}
+			}})
 		}),
 	}
-	addOutputFlag(cmd, &out)
+	addListFlags(cmd, &out)
 	cmd.Flags().StringVar(&filter.Environment, "env", "", "only events of this environment")
 	cmd.Flags().StringVar(&filter.UpdateID, "update", "", "only events of this update")
 	cmd.Flags().IntVar(&filter.Limit, "limit", 50, "show the newest N events (0 = all)")

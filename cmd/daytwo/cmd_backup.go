@@ -43,7 +43,7 @@ A PostgreSQL store (store.url) is backed up with PostgreSQL's own tools
   daytwo backup --to copy.db -o json`,
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(out); err != nil {
+			if err := a.checkOutput(cmd, &out); err != nil {
 				return err
 			}
 			if to == "" {

@@ -59,7 +59,7 @@ func (a *app) changeListCommand() *cobra.Command {
 			return a.runChangeList(ctx, svc, opts)
 		}),
 	}
-	addOutputFlag(cmd, &opts.out)
+	addListFlags(cmd, &opts.out)
 	cmd.Flags().BoolVar(&opts.all, "all", false, "include closed and canceled changes")
 	cmd.Flags().BoolVar(&opts.mine, "mine", false, "only changes daytwo raised (by correlation prefix)")
 	cmd.Flags().IntVar(&opts.limit, "limit", 200, "at most this many (0 = all)")
@@ -81,7 +81,9 @@ func (a *app) runChangeList(ctx context.Context, svc *ops.Service, opts *changeL
 	}
 	return printList(a, opts.out, rows, []string{"NUMBER", "TYPE", "STATE", "APPROVAL", "CI", "WINDOW", "DESCRIPTION"}, func(r changeRow) []string {
 		return []string{r.Number, r.Type, r.State, r.Approval, orDash(r.CmdbCI), window(r.Start, r.End), truncate(r.ShortDescription, 50)}
-	})
+	}, wideColumns[changeRow]{header: []string{"SYS_ID", "CORRELATION", "UPDATED"}, cells: func(r changeRow) []string {
+		return []string{r.SysID, orDash(r.CorrelationID), formatTime(r.UpdatedOn)}
+	}})
 }
 
 // changeDetail is `change show -o json`.

@@ -44,7 +44,7 @@ func (a *app) envListCommand() *cobra.Command {
 			return a.runEnvList(ctx, svc, out)
 		}),
 	}
-	addOutputFlag(cmd, &out)
+	addListFlags(cmd, &out)
 	return cmd
 }
 
@@ -74,7 +74,9 @@ func (a *app) runEnvList(ctx context.Context, svc *ops.Service, out string) erro
 		}
 		return []string{r.Name, r.Tier, gate, yesNo(r.AutoRun), orDash(r.PromoteFrom),
 			strconv.Itoa(len(r.Targets)), orDash(r.Version), formatTime(r.DeployedAt)}
-	})
+	}, wideColumns[envRow]{header: []string{"DIGEST", "TARGET NAMES"}, cells: func(r envRow) []string {
+		return []string{orDash(r.Digest), strings.Join(r.Targets, ",")}
+	}})
 }
 
 // envDetail is `env show -o json`.

@@ -38,6 +38,12 @@ func (a *app) outboxListCommand() *cobra.Command {
 			if out == outJSON {
 				return a.printJSON(append([]ops.OutboxItem{}, items...))
 			}
+			if a.format == outName {
+				for _, it := range items {
+					fmt.Fprintln(a.stdout, it.ID)
+				}
+				return nil
+			}
 			if len(items) == 0 {
 				fmt.Fprintln(a.stdout, "outbox empty: every write reached ServiceNow")
 				return nil
@@ -65,6 +71,23 @@ func (a *app) outboxListCommand() *cobra.Command {
 					notes = append(notes, fmt.Sprintf("#%d %s: %s", it.ID, it.State, it.LastError))
 				}
 			}
+			if a.noHeaders {
+				table = table[1:]
+			}
+			if a.format == outWide {
+				for i := range table {
+					if i == 0 && !a.noHeaders {
+						table[i] = append(table[i], "CREATED")
+						continue
+					}
+					n := i
+					if !a.noHeaders {
+						n--
+					}
+					it := items[n]
+					table[i] = append(table[i], formatTime(it.CreatedAt))
+				}
+			}
 			if err := a.table(table); err != nil {
 				return err
 			}
@@ -74,7 +97,7 @@ func (a *app) outboxListCommand() *cobra.Command {
 			return nil
 		}),
 	}
-	addOutputFlag(cmd, &out)
+	addListFlags(cmd, &out)
 	cmd.Flags().BoolVar(&all, "all", false, "include delivered, discarded and superseded writes")
 	return cmd
 }

@@ -32,7 +32,10 @@ requests fetched and stored, approvals, deletions, and updates that moved.
 
 --watch is the headless daemon: a cycle every --interval (sync.interval), with
 /metrics (Prometheus), /healthz and /readyz on --listen (sync.listen), JSON logs
-on stderr, and a graceful stop on SIGTERM or Ctrl-C.`,
+on stderr, and a graceful stop on SIGTERM or Ctrl-C. SIGHUP reloads the
+configuration: a valid file is in force from the next cycle (a run in progress
+finishes under the previous one and keeps its lease); an invalid one is refused
+in the log, naming the file and key, and the previous one stays.`,
 		Args: exactArgs(),
 		RunE: a.configRunE(&opts.out, func(cmd *cobra.Command, _ []string) error {
 			if opts.once == opts.watch {
@@ -48,7 +51,8 @@ on stderr, and a graceful stop on SIGTERM or Ctrl-C.`,
 				return usagef("sync: no ServiceNow instance configured (servicenow.instance, DAYTWO_SN_INSTANCE or --instance)")
 			}
 			m := newSyncMetrics()
-			svc, err := a.service(ctx, itsm.WithRequestHook(m.observeRequest))
+			itsmOpts := []itsm.Option{itsm.WithRequestHook(m.observeRequest)}
+			svc, err := a.service(ctx, itsmOpts...)
 			if err != nil {
 				return err
 			}
@@ -64,6 +68,7 @@ on stderr, and a graceful stop on SIGTERM or Ctrl-C.`,
 			if cfg.Sync.Interval < time.Second {
 				return usagef("--interval %s: at least 1s", cfg.Sync.Interval)
 			}
+			a.reloader = &configReloader{a: a, opts: itsmOpts, intervalFlag: opts.intervalSet, listenFlag: opts.listenSet, current: cfg}
 			return a.daemon(ctx, svc, m, cfg.Sync.Interval, cfg.Sync.Listen)
 		}),
 	}

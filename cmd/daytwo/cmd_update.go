@@ -33,7 +33,7 @@ func (a *app) updateListCommand() *cobra.Command {
 			return a.runUpdateList(ctx, svc, opts)
 		}),
 	}
-	addOutputFlag(cmd, &opts.out)
+	addListFlags(cmd, &opts.out)
 	cmd.Flags().StringVar(&opts.env, "env", "", "only this environment")
 	cmd.Flags().BoolVar(&opts.all, "all", false, "include finished updates")
 	cmd.Flags().IntVar(&opts.limit, "limit", 100, "at most this many")
@@ -52,7 +52,13 @@ func (a *app) runUpdateList(ctx context.Context, svc *ops.Service, opts *updateL
 	return printList(a, opts.out, sts, []string{"ID", "ENV", "VERSION", "STATE", "CHANGE", "GATE"}, func(s ops.UpdateStatus) []string {
 		return []string{s.Update.ID, s.Update.Environment, s.Update.Version, string(s.Update.State),
 			orDash(s.Update.ChangeNumber), truncate(s.GateText, 80)}
-	})
+	}, wideColumns[ops.UpdateStatus]{header: []string{"FROM", "CREATED BY", "CREATED", "LAST RUN"}, cells: func(s ops.UpdateStatus) []string {
+		run := "-"
+		if s.LastRun != nil {
+			run = s.LastRun.ID + " " + string(s.LastRun.State)
+		}
+		return []string{orDash(s.Update.FromVersion), orDash(s.Update.CreatedBy), formatTime(s.Update.CreatedAt), run}
+	}})
 }
 
 func (a *app) updateShowCommand() *cobra.Command {

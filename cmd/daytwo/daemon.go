@@ -127,8 +127,13 @@ func (a *app) daemon(ctx context.Context, svc *ops.Service, m *syncMetrics, inte
 // ctx is canceled, shared by the daemon, `tui --engine` and `daytwo demo`;
 // what it does lands in the daemon's metrics and log.
 func (a *app) engineLoop(ctx context.Context, svc *ops.Service, m *syncMetrics, interval time.Duration, log *slog.Logger) {
-	eng := svc.NewEngine(ops.EngineOptions{Interval: interval, MirrorOnly: a.mirrorOnly,
-		Observer: &engineObserver{ctx: ctx, svc: svc, m: m, log: log}})
+	opts := ops.EngineOptions{Interval: interval, MirrorOnly: a.mirrorOnly,
+		Observer: &engineObserver{ctx: ctx, svc: svc, m: m, log: log}}
+	if a.reloader != nil {
+		a.reloader.watchSIGHUP(ctx)
+		opts.Reload = a.reloader.next
+	}
+	eng := svc.NewEngine(opts)
 	eng.Run(ctx)
 	log.Info("daemon stopping; a running rollout stopped at its next step boundary and stays resumable (a rollback in progress finished)")
 }

@@ -188,7 +188,7 @@ func TestExitCodes(t *testing.T) {
 	}{
 		"unknown command":          {[]string{"bogus"}, 2, `unknown command "bogus"`},
 		"unknown flag":             {[]string{"env", "list", "--bogus"}, 2, "unknown flag: --bogus"},
-		"bad output":               {[]string{"env", "list", "-o", "yaml"}, 2, `--output "yaml"`},
+		"bad output":               {[]string{"env", "list", "-o", "xml"}, 2, `--output "xml"`},
 		"missing argument":         {[]string{"env", "diff", "staging"}, 2, "want 2 argument(s) (A B)"},
 		"bad log level":            {[]string{"--log-level", "loud", "status"}, 2, `--log-level "loud"`},
 		"unknown update":           {[]string{"run", "u-1"}, 1, `no update or change "u-1"`},

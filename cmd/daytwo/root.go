@@ -20,8 +20,10 @@ Run without a command to open the console.
 
 Exit codes: 0 ok, 1 error, 2 usage or configuration error (or no
 configuration found), 3 blocked (policy, window, freeze, lease, another open
-update, nothing to propose), 4 pending (awaiting approval), 6 refused by
-read-only mode.`,
+update, nothing to propose), 4 pending (awaiting approval), 5 refused by
+read-only mode, 6 drift (a target drifted), 7 drift unknown (a probe
+failed), 8 run stopped at a step boundary or fenced off (it goes on
+elsewhere).`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		Version:       version,
@@ -72,6 +74,8 @@ read-only mode.`,
 		a.fleetCommand(),
 		a.versionCommand(),
 	)
+	a.addCompletions(root)
+	addExamples(root)
 	return root
 }
 
@@ -198,7 +202,7 @@ func (a *app) versionCommand() *cobra.Command {
 			if out == outJSON {
 				return a.printJSON(v)
 			}
-			fmt.Fprintf(a.stdout, "daytwo %s (%s, schema %d)\n", v.Version, v.GoVersion, v.Schema)
+			fmt.Fprintf(a.stdout, "daytwo %s\ncommit:  %s\nbuilt:   %s\ngo:      %s\nschema:  %d\n", v.Version, v.Commit, v.Date, v.GoVersion, v.Schema)
 			return nil
 		}),
 	}

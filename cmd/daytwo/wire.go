@@ -21,6 +21,10 @@ func (a *app) itsmClient(opts ...itsm.Option) (*itsm.Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	return a.itsmClientFor(cfg, opts...)
+}
+
+func (a *app) itsmClientFor(cfg *config.Config, opts ...itsm.Option) (*itsm.Client, error) {
 	sn := cfg.ServiceNow
 	if sn.Instance == "" {
 		return nil, nil
@@ -63,6 +67,12 @@ func (a *app) service(ctx context.Context, opts ...itsm.Option) (*ops.Service, e
 	if err != nil {
 		return nil, err
 	}
+	return a.serviceFor(ctx, cfg, opts...)
+}
+
+// serviceFor wires the use cases for cfg (the daemon's reload builds a
+// service for the new configuration over the open store).
+func (a *app) serviceFor(ctx context.Context, cfg *config.Config, opts ...itsm.Option) (*ops.Service, error) {
 	db, err := a.store(ctx)
 	if err != nil {
 		return nil, err
@@ -73,7 +83,7 @@ func (a *app) service(ctx context.Context, opts ...itsm.Option) (*ops.Service, e
 		changes ops.ChangeSystem
 		svcOpts = []ops.Option{ops.WithLogger(a.log()), ops.WithClock(a.clock)}
 	)
-	client, err := a.itsmClient(opts...)
+	client, err := a.itsmClientFor(cfg, opts...)
 	switch {
 	case err != nil:
 		svcOpts = append(svcOpts, ops.WithChangeSystemError(usageError{err}))
@@ -140,6 +150,9 @@ func (a *app) runE(out *string, check checkFunc, run func(ctx context.Context, s
 		if err != nil {
 			return err
 		}
+		if a.watch {
+			return a.watchList(cmd.Context(), func() error { return run(cmd.Context(), svc, args) })
+		}
 		return run(cmd.Context(), svc, args)
 	})
 }
@@ -159,7 +172,7 @@ func (a *app) configRunE(out *string, check checkFunc, run func(ctx context.Cont
 func (a *app) preamble(out *string, check checkFunc, then func(cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		if out != nil {
-			if err := checkOutput(*out); err != nil {
+			if err := a.checkOutput(cmd, out); err != nil {
 				return err
 			}
 		}

@@ -166,3 +166,33 @@ func (a *app) copyStore(ctx context.Context, path, url string) (storeCopy, error
 
 // isPGURL reports whether raw names a PostgreSQL database.
 func isPGURL(raw string) bool { return pg.IsURL(raw) }
+
+// changeMarker returns a cheap reading of whether the store changed, for
+// -w/--watch: SQLite's data_version on a connection of its own (it moves
+// whenever another connection commits). An empty reading means "unknown:
+// read the list again" (PostgreSQL, or no database yet).
+func (a *app) changeMarker(ctx context.Context) (marker func() string, closeFn func()) {
+	unknown := func() string { return "" }
+	if a.db == nil || a.noStore != "" || a.cfg == nil || a.cfg.Store.URL != "" {
+		return unknown, func() {}
+	}
+	raw, err := sql.Open("sqlite", "file:"+a.db.Path()+"?mode=ro&_pragma=busy_timeout(5000)")
+	if err != nil {
+		return unknown, func() {}
+	}
+	conn, err := raw.Conn(ctx)
+	if err != nil {
+		raw.Close()
+		return unknown, func() {}
+	}
+	return func() string {
+			var v int64
+			if err := conn.QueryRowContext(ctx, "PRAGMA data_version").Scan(&v); err != nil {
+				return ""
+			}
+			return fmt.Sprint(v)
+		}, func() {
+			conn.Close()
+			raw.Close()
+		}
+}
