@@ -119,8 +119,10 @@ func parseWebhook(body io.Reader, envLabel, svcLabel string) ([]ops.Alert, error
 		if al.StartsAt.IsZero() {
 			return nil, fmt.Errorf("%s.startsAt: missing", key)
 		}
-		out[i] = ops.Alert{Name: name, Status: al.Status, Environment: env, Service: al.Labels[svcLabel],
-			Labels: al.Labels, Annotations: al.Annotations, StartsAt: al.StartsAt, Fingerprint: al.Fingerprint, Source: wh.ExternalURL}
+		out[i] = ops.Alert{
+			Name: name, Status: al.Status, Environment: env, Service: al.Labels[svcLabel],
+			Labels: al.Labels, Annotations: al.Annotations, StartsAt: al.StartsAt, Fingerprint: al.Fingerprint, Source: wh.ExternalURL,
+		}
 		if al.Status == "resolved" {
 			out[i].EndsAt = al.EndsAt
 		}

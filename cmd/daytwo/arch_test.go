@@ -29,17 +29,34 @@ type importRule struct {
 }
 
 var importRules = []importRule{
-	{module + "/ops", []string{module + "/store", module + "/itsm", module + "/tui", module + "/cmd", module + "/fixtures",
-		"modernc.org/sqlite", "github.com/go-resty/", "github.com/charmbracelet/", "github.com/spf13/", "github.com/knadh/koanf"},
-		"ops is the domain: it imports no adapter, UI or config library"},
-	{module + "/tui", []string{module + "/store", module + "/itsm", module + "/cmd", module + "/ops/exec", "modernc.org/sqlite", "github.com/go-resty/"},
-		"tui talks to ops only"},
-	{module + "/itsm", []string{module + "/store", module + "/tui", module + "/cmd"},
-		"itsm and store never import each other; adapters never import the UI or cmd"},
-	{module + "/store", []string{module + "/itsm", module + "/tui", module + "/cmd"},
-		"itsm and store never import each other; adapters never import the UI or cmd"},
-	{module + "/itsm/snowsim", []string{module + "/ops", module + "/store", module + "/tui", module + "/cmd", module + "/itsm"},
-		"the simulator is a ServiceNow: it must not share code with the client it tests"},
+	{
+		module + "/ops",
+		[]string{
+			module + "/store", module + "/itsm", module + "/tui", module + "/cmd", module + "/fixtures",
+			"modernc.org/sqlite", "github.com/go-resty/", "github.com/charmbracelet/", "github.com/spf13/", "github.com/knadh/koanf",
+		},
+		"ops is the domain: it imports no adapter, UI or config library",
+	},
+	{
+		module + "/tui",
+		[]string{module + "/store", module + "/itsm", module + "/cmd", module + "/ops/exec", "modernc.org/sqlite", "github.com/go-resty/"},
+		"tui talks to ops only",
+	},
+	{
+		module + "/itsm",
+		[]string{module + "/store", module + "/tui", module + "/cmd"},
+		"itsm and store never import each other; adapters never import the UI or cmd",
+	},
+	{
+		module + "/store",
+		[]string{module + "/itsm", module + "/tui", module + "/cmd"},
+		"itsm and store never import each other; adapters never import the UI or cmd",
+	},
+	{
+		module + "/itsm/snowsim",
+		[]string{module + "/ops", module + "/store", module + "/tui", module + "/cmd", module + "/itsm"},
+		"the simulator is a ServiceNow: it must not share code with the client it tests",
+	},
 }
 
 // violations lists every dependency in graph that breaks a rule. graph

@@ -76,9 +76,11 @@ func BenchmarkAnsibleExecutor(b *testing.B) {
 	if err := bs.UnmarshalText([]byte(batch)); err != nil {
 		b.Fatal(err)
 	}
-	env := ops.Environment{Name: "fleet",
+	env := ops.Environment{
+		Name:     "fleet",
 		Deploy:   ops.DeploySpec{Ansible: &ops.AnsibleSpec{Playbook: pbPath, Inventory: invPath, Forks: 50, Timeout: 30 * time.Minute}, Env: ansEnv},
-		Strategy: ops.Strategy{BatchSize: bs, MaxParallel: 50}}
+		Strategy: ops.Strategy{BatchSize: bs, MaxParallel: 50},
+	}
 	for i := range hosts {
 		env.Targets = append(env.Targets, ops.Target{Name: fmt.Sprintf("host-%04d", i)})
 	}

@@ -47,8 +47,10 @@ func newIdleWorld(tb testing.TB, sim string, cis []string) *idleWorld {
 	tb.Cleanup(w.proxy.Close)
 	w.cfg = filepath.Join(w.dir, "daytwo.yaml")
 	w.writeConfig(tb, cis)
-	w.env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "DAYTWO_ACTOR=bench",
-		"DAYTWO_CONFIG=" + w.cfg, "DAYTWO_SN_PASSWORD=daytwo"}
+	w.env = []string{
+		"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "DAYTWO_ACTOR=bench",
+		"DAYTWO_CONFIG=" + w.cfg, "DAYTWO_SN_PASSWORD=daytwo",
+	}
 	return w
 }
 

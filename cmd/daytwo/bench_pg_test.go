@@ -46,8 +46,10 @@ type pgRolloutWorld struct {
 
 func newPGRolloutWorld(tb testing.TB, srv *pgtest.Server, targets int) *pgRolloutWorld {
 	tb.Helper()
-	env := ops.Environment{Name: "fleet", Deploy: ops.DeploySpec{Command: []string{"/bin/true"}},
-		Strategy: ops.Strategy{BatchSize: ops.BatchSize{Percent: 100}, MaxParallel: 50}}
+	env := ops.Environment{
+		Name: "fleet", Deploy: ops.DeploySpec{Command: []string{"/bin/true"}},
+		Strategy: ops.Strategy{BatchSize: ops.BatchSize{Percent: 100}, MaxParallel: 50},
+	}
 	for i := range targets {
 		env.Targets = append(env.Targets, ops.Target{Name: fmt.Sprintf("host-%04d", i)})
 	}

@@ -44,9 +44,11 @@ type benchMirror struct {
 func benchEnvironments() []ops.Environment {
 	envs := make([]ops.Environment, len(benchCIs))
 	for i, ci := range benchCIs {
-		envs[i] = ops.Environment{Name: "env-" + ci, RequiresChange: true, Targets: []ops.Target{{Name: ci + "-1"}},
+		envs[i] = ops.Environment{
+			Name: "env-" + ci, RequiresChange: true, Targets: []ops.Target{{Name: ci + "-1"}},
 			Change: ops.ChangeDefaults{Type: "normal", CmdbCI: ci, AssignmentGroup: "Platform Ops", Window: 2 * time.Hour},
-			Deploy: ops.DeploySpec{Command: []string{"true"}}}
+			Deploy: ops.DeploySpec{Command: []string{"true"}},
+		}
 	}
 	return envs
 }
@@ -271,8 +273,10 @@ type rolloutWorld struct {
 
 func newRolloutWorld(tb testing.TB, targets int) *rolloutWorld {
 	tb.Helper()
-	env := ops.Environment{Name: "fleet", Deploy: ops.DeploySpec{Command: []string{"/bin/true"}},
-		Strategy: ops.Strategy{BatchSize: ops.BatchSize{Percent: 100}, MaxParallel: 50}}
+	env := ops.Environment{
+		Name: "fleet", Deploy: ops.DeploySpec{Command: []string{"/bin/true"}},
+		Strategy: ops.Strategy{BatchSize: ops.BatchSize{Percent: 100}, MaxParallel: 50},
+	}
 	for i := range targets {
 		env.Targets = append(env.Targets, ops.Target{Name: fmt.Sprintf("host-%04d", i)})
 	}

@@ -37,8 +37,10 @@ func (a *app) auditListCommand() *cobra.Command {
 				return err
 			}
 			return printList(a, out, events, []string{"SEQ", "TIME", "ACTOR", "ACTION", "ENV", "SUBJECT", "CHANGE", "RESULT"}, func(e ops.Event) []string {
-				return []string{strconv.FormatInt(e.Seq, 10), formatTime(e.Time), e.Actor, e.Action,
-					orDash(e.Environment), orDash(e.Subject), orDash(e.ChangeNumber), orDash(e.Result)}
+				return []string{
+					strconv.FormatInt(e.Seq, 10), formatTime(e.Time), e.Actor, e.Action,
+					orDash(e.Environment), orDash(e.Subject), orDash(e.ChangeNumber), orDash(e.Result),
+				}
 			}, wideColumns[ops.Event]{header: []string{"UPDATE", "HASH"}, cells: func(e ops.Event) []string {
 				return []string{orDash(e.UpdateID), e.Hash}
 			}})

@@ -36,9 +36,11 @@ type changeRow struct {
 }
 
 func toChangeRow(c ops.Change) changeRow {
-	return changeRow{Number: c.Number, SysID: c.SysID, Type: string(c.Type), State: c.State.String(), StateCode: int(c.State),
+	return changeRow{
+		Number: c.Number, SysID: c.SysID, Type: string(c.Type), State: c.State.String(), StateCode: int(c.State),
 		Approval: string(c.Approval), ShortDescription: c.ShortDescription, CmdbCI: c.CmdbCI, Start: c.StartDate, End: c.EndDate,
-		CorrelationID: c.CorrelationID, Active: c.Active, CloseCode: c.CloseCode, UpdatedOn: c.SysUpdatedOn}
+		CorrelationID: c.CorrelationID, Active: c.Active, CloseCode: c.CloseCode, UpdatedOn: c.SysUpdatedOn,
+	}
 }
 
 // changeListOptions are `change list`'s flags.
@@ -121,8 +123,10 @@ func (a *app) runChangeShow(ctx context.Context, svc *ops.Service, number, out s
 		return err
 	}
 	c := cd.Change
-	d := changeDetail{changeRow: toChangeRow(c), RequestedBy: c.RequestedBy, AssignmentGroup: c.AssignmentGroup, Risk: c.Risk,
-		Approvals: cd.Approvals, Update: cd.Update, Incidents: cd.Incidents}
+	d := changeDetail{
+		changeRow: toChangeRow(c), RequestedBy: c.RequestedBy, AssignmentGroup: c.AssignmentGroup, Risk: c.Risk,
+		Approvals: cd.Approvals, Update: cd.Update, Incidents: cd.Incidents,
+	}
 	if out == outJSON {
 		return a.printJSON(d)
 	}
@@ -198,8 +202,10 @@ func (a *app) runChangeDecide(ctx context.Context, svc *ops.Service, number stri
 		return err
 	}
 	last, after := st.Item, st.Change
-	res := map[string]any{"number": ch.Number, "decision": map[bool]string{true: "approved", false: "rejected"}[opts.approve],
-		"outbox_id": last.ID, "as": svc.DecidesAs(), "delivery": last.State, "state": after.State.String(), "approval": after.Approval, "error": last.LastError}
+	res := map[string]any{
+		"number": ch.Number, "decision": map[bool]string{true: "approved", false: "rejected"}[opts.approve],
+		"outbox_id": last.ID, "as": svc.DecidesAs(), "delivery": last.State, "state": after.State.String(), "approval": after.Approval, "error": last.LastError,
+	}
 	if st.BlockedBy != nil {
 		res["blocked_by"] = st.BlockedBy.ID
 	}

@@ -124,8 +124,10 @@ func (a *app) startDemo(ctx context.Context, dir string, keep, manual bool, appr
 		return nil, fmt.Errorf("demo: start the simulator: %w", err)
 	}
 	cleanup = append(cleanup, func() { w.sim.Close() })
-	if w.fleet, err = demofleet.Start(ctx, demofleet.Options{StateDir: filepath.Join(dir, "fleet"),
-		Targets: demofleet.DemoTargets(nil), Logger: a.logger.With("component", "fleet"), Load: demoLoad}); err != nil {
+	if w.fleet, err = demofleet.Start(ctx, demofleet.Options{
+		StateDir: filepath.Join(dir, "fleet"),
+		Targets:  demofleet.DemoTargets(nil), Logger: a.logger.With("component", "fleet"), Load: demoLoad,
+	}); err != nil {
 		return nil, fmt.Errorf("demo: start the fleet: %w", err)
 	}
 	cleanup = append(cleanup, func() { w.fleet.Close() })

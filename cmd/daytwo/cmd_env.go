@@ -72,8 +72,10 @@ func (a *app) runEnvList(ctx context.Context, svc *ops.Service, out string) erro
 		if r.RequiresChange {
 			gate = r.ChangeType + " change"
 		}
-		return []string{r.Name, r.Tier, gate, yesNo(r.AutoRun), orDash(r.PromoteFrom),
-			strconv.Itoa(len(r.Targets)), orDash(r.Version), formatTime(r.DeployedAt)}
+		return []string{
+			r.Name, r.Tier, gate, yesNo(r.AutoRun), orDash(r.PromoteFrom),
+			strconv.Itoa(len(r.Targets)), orDash(r.Version), formatTime(r.DeployedAt),
+		}
 	}, wideColumns[envRow]{header: []string{"DIGEST", "TARGET NAMES"}, cells: func(r envRow) []string {
 		return []string{orDash(r.Digest), strings.Join(r.Targets, ",")}
 	}})

@@ -65,8 +65,10 @@ func (a *app) outboxListCommand() *cobra.Command {
 						state = fmt.Sprintf("held back by #%d", b)
 					}
 				}
-				table = append(table, []string{strconv.FormatInt(it.ID, 10), it.Key, string(it.Kind), state,
-					strconv.Itoa(it.Attempts), next, claimText(it, now), truncate(orDash(it.LastError), 60)})
+				table = append(table, []string{
+					strconv.FormatInt(it.ID, 10), it.Key, string(it.Kind), state,
+					strconv.Itoa(it.Attempts), next, claimText(it, now), truncate(orDash(it.LastError), 60),
+				})
 				if it.State == ops.OutboxFailed && len([]rune(it.LastError)) > 60 {
 					notes = append(notes, fmt.Sprintf("#%d %s: %s", it.ID, it.State, it.LastError))
 				}

@@ -52,8 +52,10 @@ func (o *proposeOptions) complete(_ *cobra.Command, args []string) error {
 	if err := ops.ValidateVersion(args[1]); err != nil {
 		return usageError{err}
 	}
-	o.req = ops.ProposeRequest{Environment: args[0], Version: args[1], ChangeType: ops.ChangeType(o.changeType), DryRun: o.dryRun,
-		Force: o.force, Supersede: o.supersede, Set: map[string]string{}}
+	o.req = ops.ProposeRequest{
+		Environment: args[0], Version: args[1], ChangeType: ops.ChangeType(o.changeType), DryRun: o.dryRun,
+		Force: o.force, Supersede: o.supersede, Set: map[string]string{},
+	}
 	for _, s := range o.sets {
 		k, v, ok := strings.Cut(s, "=")
 		if !ok || k == "" {
@@ -115,9 +117,11 @@ func (a *app) runPropose(ctx context.Context, svc *ops.Service, opts *proposeOpt
 	if perr != nil && !errors.Is(perr, ops.ErrBlocked) {
 		return perr
 	}
-	res := proposeResult{ID: p.Update.ID, Environment: p.Update.Environment, Version: p.Update.Version,
+	res := proposeResult{
+		ID: p.Update.ID, Environment: p.Update.Environment, Version: p.Update.Version,
 		FromVersion: p.Update.FromVersion, State: p.Update.State, PlanDigest: p.Update.PlanDigest, Blocked: p.Blocked,
-		Reason: p.Update.Reason, Verdicts: append([]policy.Verdict{}, p.Verdicts...), Queued: len(p.Queued), DryRun: opts.dryRun, Plan: p.Plan}
+		Reason: p.Update.Reason, Verdicts: append([]policy.Verdict{}, p.Verdicts...), Queued: len(p.Queued), DryRun: opts.dryRun, Plan: p.Plan,
+	}
 	for _, u := range p.Superseded {
 		res.Superseded = append(res.Superseded, u.ID)
 	}

@@ -44,8 +44,10 @@ func (a *app) runStatus(ctx context.Context, svc *ops.Service, out string) error
 	if err != nil {
 		return err
 	}
-	rep := statusReport{Version: version, ConfigFile: cfg.File, Instance: cfg.ServiceNow.Instance,
-		AuthMethod: cfg.ServiceNow.Auth.Method, ReadOnly: cfg.Console.ReadOnly, Store: st, StoreCreated: a.noStore == ""}
+	rep := statusReport{
+		Version: version, ConfigFile: cfg.File, Instance: cfg.ServiceNow.Instance,
+		AuthMethod: cfg.ServiceNow.Auth.Method, ReadOnly: cfg.Console.ReadOnly, Store: st, StoreCreated: a.noStore == "",
+	}
 	if a.noStore != "" {
 		rep.Store.Path = a.noStore
 	}

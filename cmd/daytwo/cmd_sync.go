@@ -120,6 +120,8 @@ type syncSummaryJSON struct {
 }
 
 func syncSummary(r ops.SyncReport) syncSummaryJSON {
-	return syncSummaryJSON{Fetched: r.Fetched, Upserted: r.Upserted, Unchanged: r.Unchanged, Deleted: r.Deleted,
-		Approvals: r.Approvals, Transitions: r.Transitions, Outbox: r.Outbox, Requests: r.Requests, Duration: r.Duration.Round(time.Millisecond)}
+	return syncSummaryJSON{
+		Fetched: r.Fetched, Upserted: r.Upserted, Unchanged: r.Unchanged, Deleted: r.Deleted,
+		Approvals: r.Approvals, Transitions: r.Transitions, Outbox: r.Outbox, Requests: r.Requests, Duration: r.Duration.Round(time.Millisecond),
+	}
 }

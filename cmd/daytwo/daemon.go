@@ -44,22 +44,38 @@ type syncMetrics struct {
 func newSyncMetrics() *syncMetrics {
 	m := &syncMetrics{
 		reg: prometheus.NewRegistry(),
-		cycles: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "daytwo_sync_cycles_total",
-			Help: "Sync cycles by result (ok or error)."}, []string{"result"}),
-		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "daytwo_sync_cycle_duration_seconds",
-			Help: "Duration of sync cycles.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}),
-		apiCalls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "daytwo_servicenow_requests_total",
-			Help: "HTTP requests to ServiceNow by method and status (0: no answer)."}, []string{"method", "status"}),
-		outbox: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "daytwo_outbox_items",
-			Help: "Outbox items not yet delivered, by state (pending, failed)."}, []string{"state"}),
-		changes: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "daytwo_changes",
-			Help: "Active mirrored change requests by state."}, []string{"state"}),
-		snUp: prometheus.NewGauge(prometheus.GaugeOpts{Name: "daytwo_servicenow_up",
-			Help: "1 when the last sync cycle reached ServiceNow."}),
-		runs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "daytwo_runs_total",
-			Help: "Runs finished by this daemon, by environment and result (succeeded, rolled_back, failed)."}, []string{"environment", "result"}),
-		alerts: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "daytwo_policy_alerts",
-			Help: "Open continuous-compliance alerts (1 per failing policy), by environment, policy and action."}, []string{"environment", "policy", "action"}),
+		cycles: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "daytwo_sync_cycles_total",
+			Help: "Sync cycles by result (ok or error).",
+		}, []string{"result"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "daytwo_sync_cycle_duration_seconds",
+			Help: "Duration of sync cycles.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
+		}),
+		apiCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "daytwo_servicenow_requests_total",
+			Help: "HTTP requests to ServiceNow by method and status (0: no answer).",
+		}, []string{"method", "status"}),
+		outbox: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "daytwo_outbox_items",
+			Help: "Outbox items not yet delivered, by state (pending, failed).",
+		}, []string{"state"}),
+		changes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "daytwo_changes",
+			Help: "Active mirrored change requests by state.",
+		}, []string{"state"}),
+		snUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "daytwo_servicenow_up",
+			Help: "1 when the last sync cycle reached ServiceNow.",
+		}),
+		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "daytwo_runs_total",
+			Help: "Runs finished by this daemon, by environment and result (succeeded, rolled_back, failed).",
+		}, []string{"environment", "result"}),
+		alerts: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "daytwo_policy_alerts",
+			Help: "Open continuous-compliance alerts (1 per failing policy), by environment, policy and action.",
+		}, []string{"environment", "policy", "action"}),
 	}
 	m.reg.MustRegister(m.cycles, m.duration, m.apiCalls, m.outbox, m.changes, m.snUp, m.runs, m.alerts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -127,8 +143,10 @@ func (a *app) daemon(ctx context.Context, svc *ops.Service, m *syncMetrics, inte
 // ctx is canceled, shared by the daemon, `tui --engine` and `daytwo demo`;
 // what it does lands in the daemon's metrics and log.
 func (a *app) engineLoop(ctx context.Context, svc *ops.Service, m *syncMetrics, interval time.Duration, log *slog.Logger) {
-	opts := ops.EngineOptions{Interval: interval, MirrorOnly: a.mirrorOnly,
-		Observer: &engineObserver{ctx: ctx, svc: svc, m: m, log: log}}
+	opts := ops.EngineOptions{
+		Interval: interval, MirrorOnly: a.mirrorOnly,
+		Observer: &engineObserver{ctx: ctx, svc: svc, m: m, log: log},
+	}
 	if a.reloader != nil {
 		a.reloader.watchSIGHUP(ctx)
 		opts.Reload = a.reloader.next

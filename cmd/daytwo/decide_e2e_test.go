@@ -194,8 +194,10 @@ func TestManualApprovalStoryWithTheDemoConfig(t *testing.T) {
 	for i, tg := range demofleet.DemoTargets(nil) {
 		ports[tg.Name] = 29000 + i // nothing runs: this story stops before the rollout
 	}
-	yaml, err := demofleet.DemoConfig(demofleet.DemoParams{DaytwoBin: daytwoBin, StateDir: filepath.Join(dir, "fleet"),
-		DBPath: filepath.Join(dir, "daytwo.db"), Instance: sim.URL(), Ports: ports, PasswordFile: pw, ApproverPasswordFile: apw})
+	yaml, err := demofleet.DemoConfig(demofleet.DemoParams{
+		DaytwoBin: daytwoBin, StateDir: filepath.Join(dir, "fleet"),
+		DBPath: filepath.Join(dir, "daytwo.db"), Instance: sim.URL(), Ports: ports, PasswordFile: pw, ApproverPasswordFile: apw,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,8 +17,10 @@ func TestEveryHintHasCLIWords(t *testing.T) {
 			t.Errorf("hint %q has no CLI words", k)
 		}
 	}
-	err := fmt.Errorf("propose: %w", &ops.HintError{Err: fmt.Errorf("staging already has an open update u-1: %w", ops.ErrBlocked),
-		Hint: ops.Hint{Kind: ops.HintSupersede, Subject: "u-1"}})
+	err := fmt.Errorf("propose: %w", &ops.HintError{
+		Err:  fmt.Errorf("staging already has an open update u-1: %w", ops.ErrBlocked),
+		Hint: ops.Hint{Kind: ops.HintSupersede, Subject: "u-1"},
+	})
 	got := withHintText(err)
 	if want := "propose: staging already has an open update u-1: blocked; cancel it first (`daytwo update cancel u-1`) or propose with --supersede"; got != want {
 		t.Fatalf("got  %s\nwant %s", got, want)

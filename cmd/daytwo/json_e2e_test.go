@@ -14,8 +14,10 @@ var snakeKeyRE = regexp.MustCompile(`^[a-z][a-z0-9]*(_[a-z0-9]+)*$`)
 
 // dataMaps are JSON objects whose keys are data, not field names: config
 // maps, target vars, environment variables, counts by state.
-var dataMaps = map[string]bool{"config": true, "vars": true, "env": true, "updates": true, "last_sync": true,
-	"expect_json": true, "secrets": true, "deployed": true}
+var dataMaps = map[string]bool{
+	"config": true, "vars": true, "env": true, "updates": true, "last_sync": true,
+	"expect_json": true, "secrets": true, "deployed": true,
+}
 
 // durationKey names a field that holds a duration.
 var durationKeyRE = regexp.MustCompile(`(^|_)(duration|timeout|interval|window|bake|pause|elapsed|ttl|backoff|warm_up)($|_)|_(ns|ms|seconds)$`)

@@ -161,8 +161,10 @@ func testMirrorDigest(t *testing.T, interrupt bool) {
 	if interrupt {
 		failOn.Store("sys_updated_on>2026-01-01 00:01:00^")
 	}
-	client, err := itsm.New(itsm.Config{Instance: srv.URL(), Auth: itsm.AuthConfig{Username: "daytwo", Password: "daytwo"},
-		Timeout: 30 * time.Second, PageSize: 7}, itsm.WithClock(clock), itsm.WithTransport(fixedDate{now, failOn}))
+	client, err := itsm.New(itsm.Config{
+		Instance: srv.URL(), Auth: itsm.AuthConfig{Username: "daytwo", Password: "daytwo"},
+		Timeout: 30 * time.Second, PageSize: 7,
+	}, itsm.WithClock(clock), itsm.WithTransport(fixedDate{now, failOn}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,8 +178,10 @@ func testMirrorDigest(t *testing.T, interrupt bool) {
 	if err := db.SyncEnvironments(ctx, envs, "digest"); err != nil {
 		t.Fatal(err)
 	}
-	svc, err := ops.New(ops.Config{Environments: envs, CorrelationPrefix: "daytwo", MirrorCIChanges: true, Actor: "digest",
-		Username: "daytwo"}, db, itsm.NewBridge(client), ops.WithClock(clock))
+	svc, err := ops.New(ops.Config{
+		Environments: envs, CorrelationPrefix: "daytwo", MirrorCIChanges: true, Actor: "digest",
+		Username: "daytwo",
+	}, db, itsm.NewBridge(client), ops.WithClock(clock))
 	if err != nil {
 		t.Fatal(err)
 	}

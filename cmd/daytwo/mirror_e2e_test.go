@@ -26,9 +26,11 @@ func ignoringInstance(t *testing.T) (*httptest.Server, *atomic.Int64) {
 	var rows []map[string]string
 	for i := 1; i <= 3; i++ {
 		id := fmt.Sprintf("%032x", i)
-		rows = append(rows, map[string]string{"sys_id": id, "number": fmt.Sprintf("CHG%07d", i), "state": "-5",
+		rows = append(rows, map[string]string{
+			"sys_id": id, "number": fmt.Sprintf("CHG%07d", i), "state": "-5",
 			"type": "normal", "active": "true", "sys_mod_count": "0", "sys_updated_on": "2026-05-01 10:00:00",
-			"correlation_id": "daytwo:u-" + id[28:]})
+			"correlation_id": "daytwo:u-" + id[28:],
+		})
 	}
 	page, _ := json.Marshal(map[string]any{"result": rows})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -47,8 +47,17 @@ func TestNoConfigSaysWhereItLookedAndReadsCreateNoDatabase(t *testing.T) {
 	// With a configuration whose database does not exist yet.
 	db := filepath.Join(dir, "sub", "daytwo.db")
 	env := []string{"DAYTWO_CONFIG=" + fixture(t, "config", "daytwo.example.yaml"), "DAYTWO_DB=" + db}
-	for _, args := range [][]string{{"status"}, {"env", "list"}, {"env", "show", "staging"}, {"update", "list"}, {"change", "list"},
-		{"audit", "verify"}, {"outbox", "list"}, {"policy", "check"}, {"status", "-o", "json"}} {
+	for _, args := range [][]string{
+		{"status"},
+		{"env", "list"},
+		{"env", "show", "staging"},
+		{"update", "list"},
+		{"change", "list"},
+		{"audit", "verify"},
+		{"outbox", "list"},
+		{"policy", "check"},
+		{"status", "-o", "json"},
+	} {
 		if r := inDir(t, dir, env, args...); r.code != 0 {
 			t.Errorf("%v before any database: %+v", args, r)
 		}

@@ -184,8 +184,10 @@ func newFaultWorld(t *testing.T, faults string) *faultWorld {
 	if err := db.SyncEnvironments(context.Background(), []ops.Environment{faultEnv}, "test"); err != nil {
 		t.Fatal(err)
 	}
-	client, err := itsm.New(itsm.Config{Instance: sim.URL(), Auth: itsm.AuthConfig{Username: "daytwo", Password: "daytwo"},
-		Timeout: 10 * time.Second, PageSize: 1000},
+	client, err := itsm.New(itsm.Config{
+		Instance: sim.URL(), Auth: itsm.AuthConfig{Username: "daytwo", Password: "daytwo"},
+		Timeout: 10 * time.Second, PageSize: 1000,
+	},
 		itsm.WithSleep(func(ctx context.Context, d time.Duration) error { return ctx.Err() }))
 	if err != nil {
 		t.Fatal(err)

@@ -454,8 +454,10 @@ func (w *safetyWorld) drain(t *testing.T) {
 // outboxIDs lists every outbox item of an update, in any state.
 func (w *safetyWorld) outboxIDs(t *testing.T, updateID string) []int64 {
 	t.Helper()
-	items, err := w.open(t).ListOutbox(context.Background(), ops.OutboxFilter{Key: updateID,
-		States: []ops.OutboxState{ops.OutboxPending, ops.OutboxDelivered, ops.OutboxFailed, ops.OutboxDiscarded, ops.OutboxSuperseded}})
+	items, err := w.open(t).ListOutbox(context.Background(), ops.OutboxFilter{
+		Key:    updateID,
+		States: []ops.OutboxState{ops.OutboxPending, ops.OutboxDelivered, ops.OutboxFailed, ops.OutboxDiscarded, ops.OutboxSuperseded},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

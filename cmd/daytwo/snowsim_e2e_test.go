@@ -174,7 +174,8 @@ func TestSnowsimServesACurlSession(t *testing.T) {
 	group, ci := lookup("sys_user_group", "Platform Ops"), lookup("cmdb_ci", "checkout-service")
 	// Create via the Change API: 200, a one-element array result.
 	r = curl(t, http.MethodPost, base+"/api/sn_chg_rest/change/normal", "daytwo", map[string]string{
-		"short_description": "via change api", "assignment_group": group, "cmdb_ci": ci})
+		"short_description": "via change api", "assignment_group": group, "cmdb_ci": ci,
+	})
 	if r.status != http.StatusOK {
 		t.Fatalf("change api create: %d %s", r.status, r.raw)
 	}

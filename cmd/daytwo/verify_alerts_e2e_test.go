@@ -31,8 +31,10 @@ func newVerifyChangeWorld(t *testing.T, gated bool) *verifyChangeWorld {
 	w.sim = startSim(t, snowsim.Options{})
 	w.stateDir = filepath.Join(w.dir, "fleet")
 	var err error
-	w.fleet, err = demofleet.Start(t.Context(), demofleet.Options{StateDir: w.stateDir,
-		Targets: []demofleet.Target{{Name: "w-1"}, {Name: "w-2"}}, WarmUp: -1, InitialVersion: "1.0.0", Load: 40})
+	w.fleet, err = demofleet.Start(t.Context(), demofleet.Options{
+		StateDir: w.stateDir,
+		Targets:  []demofleet.Target{{Name: "w-1"}, {Name: "w-2"}}, WarmUp: -1, InitialVersion: "1.0.0", Load: 40,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

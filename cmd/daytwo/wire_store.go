@@ -93,11 +93,15 @@ func (a *app) openStore(ctx context.Context, url, path string) (appStore, error)
 		return nil, err
 	}
 	if url != "" {
-		return pg.Open(ctx, url, pg.Options{Clock: a.clock, Logger: a.log(), AuditKey: cfg.Secrets.AuditKey,
-			AnchorFile: cfg.Audit.AnchorFile, Password: cfg.Secrets.DBPassword})
+		return pg.Open(ctx, url, pg.Options{
+			Clock: a.clock, Logger: a.log(), AuditKey: cfg.Secrets.AuditKey,
+			AnchorFile: cfg.Audit.AnchorFile, Password: cfg.Secrets.DBPassword,
+		})
 	}
-	return store.Open(ctx, path, store.Options{Clock: a.clock, Logger: a.log(),
-		AuditKey: cfg.Secrets.AuditKey, AnchorFile: cfg.Audit.AnchorFile})
+	return store.Open(ctx, path, store.Options{
+		Clock: a.clock, Logger: a.log(),
+		AuditKey: cfg.Secrets.AuditKey, AnchorFile: cfg.Audit.AnchorFile,
+	})
 }
 
 // storeLocation names the open store (its file, or PostgreSQL's URL

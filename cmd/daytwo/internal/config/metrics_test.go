@@ -67,25 +67,37 @@ func TestMetricCheckConfigProblems(t *testing.T) {
 	tests := map[string]struct {
 		bake, health, want string
 	}{
-		"bad expression": {bake: "3s", health: `
+		"bad expression": {
+			bake: "3s", health: `
       - metrics: {url: "{{ .Target.Vars.url }}/metrics", success_condition: 'rate(http_requests_total{code=~"5.."} < 0.01'}`,
-			want: `environments[0].health[0].metrics.success_condition: "rate(http_requests_total{code=~\"5..\"} < 0.01": at column 39: want ")"`},
-		"no bake": {bake: "0s", health: `
+			want: `environments[0].health[0].metrics.success_condition: "rate(http_requests_total{code=~\"5..\"} < 0.01": at column 39: want ")"`,
+		},
+		"no bake": {
+			bake: "0s", health: `
       - metrics: {url: "{{ .Target.Vars.url }}/metrics", success_condition: 'rate(x) < 1'}`,
-			want: `environments[0].health[0].metrics: metric checks run during each batch's bake and the verification window: set strategy.bake`},
-		"unknown key": {bake: "3s", health: `
+			want: `environments[0].health[0].metrics: metric checks run during each batch's bake and the verification window: set strategy.bake`,
+		},
+		"unknown key": {
+			bake: "3s", health: `
       - metrics: {url: "{{ .Target.Vars.url }}/metrics", success_condition: 'rate(x) < 1', failureLimit: 2}`,
-			want: `failureLimit`},
-		"both kinds": {bake: "3s", health: `
+			want: `failureLimit`,
+		},
+		"both kinds": {
+			bake: "3s", health: `
       - metrics: {url: "{{ .Target.Vars.url }}/metrics", success_condition: 'rate(x) < 1'}
         prometheus: {address: "http://127.0.0.1:9090", query: up, success_condition: result > 0}`,
-			want: `environments[0].health[0]: set exactly one of http, tcp, command, ansible, metrics or prometheus`},
-		"missing target var": {bake: "3s", health: `
+			want: `environments[0].health[0]: set exactly one of http, tcp, command, ansible, metrics or prometheus`,
+		},
+		"missing target var": {
+			bake: "3s", health: `
       - metrics: {url: "{{ .Target.Vars.metrics }}/metrics", success_condition: 'rate(x) < 1'}`,
-			want: `environments[0].health[0].metrics.url`},
-		"prometheus condition over series": {bake: "3s", health: `
+			want: `environments[0].health[0].metrics.url`,
+		},
+		"prometheus condition over series": {
+			bake: "3s", health: `
       - prometheus: {address: "http://127.0.0.1:9090", query: up, success_condition: up > 0}`,
-			want: `environments[0].health[0].prometheus.success_condition: "up > 0": a prometheus condition compares result`},
+			want: `environments[0].health[0].prometheus.success_condition: "up > 0": a prometheus condition compares result`,
+		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
