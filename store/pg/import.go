@@ -16,7 +16,7 @@ import (
 var importOrder = []string{
 	"environments", "releases", "updates", "conflict_checks", "changes", "approvals", "incidents",
 	"runs", "run_steps", "run_log", "run_facts", "outbox", "sync_watermarks",
-	"leases", "drift", "policy_alerts", "audit_events", "daemons", "ci_cache", "changes_generation",
+	"leases", "drift", "policy_alerts", "audit_events", "daemons", "ci_cache", "changes_generation", "changes_writes",
 }
 
 // identityTables have a generated id whose sequence must follow the copy.
