@@ -71,9 +71,9 @@ func (db *DB) migrate(ctx context.Context) error {
 	// An up-to-date database is only read: opening it takes no write lock,
 	// so a read or a backup never waits behind a busy writer.
 	var current int
-	if err := db.sql.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err == nil {
-		if current > len(ms) {
-			return fmt.Errorf("%w: database is at schema version %d, this daytwo knows up to %d; upgrade daytwo (the database was left untouched)", ErrSchemaTooNew, current, len(ms))
+	if err := db.sql.QueryRowContext(ctx, currentVersionSQL).Scan(&current); err == nil {
+		if err := RefuseNewerSchema(current, len(ms)); err != nil {
+			return err
 		}
 		if current == len(ms) {
 			return nil
@@ -88,11 +88,11 @@ func (db *DB) migrate(ctx context.Context) error {
 	for _, m := range ms {
 		err := db.WithTx(ctx, func(tx *Tx) error {
 			var current int
-			if err := tx.tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+			if err := tx.tx.QueryRowContext(ctx, currentVersionSQL).Scan(&current); err != nil {
 				return fmt.Errorf("read schema version: %w", err)
 			}
-			if current > len(ms) {
-				return fmt.Errorf("%w: database is at schema version %d, this daytwo knows up to %d; upgrade daytwo (the database was left untouched)", ErrSchemaTooNew, current, len(ms))
+			if err := RefuseNewerSchema(current, len(ms)); err != nil {
+				return err
 			}
 			if current >= m.version {
 				return nil
@@ -110,6 +110,17 @@ func (db *DB) migrate(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+const currentVersionSQL = `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`
+
+// RefuseNewerSchema refuses a database a newer daytwo migrated (either
+// engine: the PostgreSQL store says the same words).
+func RefuseNewerSchema(current, known int) error {
+	if current > known {
+		return fmt.Errorf("%w: database is at schema version %d, this daytwo knows up to %d; upgrade daytwo (the database was left untouched)", ErrSchemaTooNew, current, known)
 	}
 	return nil
 }

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/daytwo/daytwo/store"
 )
 
 // The PostgreSQL migrations mirror the SQLite store's one for one (same
@@ -85,8 +87,8 @@ func (db *DB) migrate(ctx context.Context) error {
 			if err := tx.tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
 				return fmt.Errorf("read schema version: %w", err)
 			}
-			if current > len(ms) {
-				return fmt.Errorf("%w: database is at schema version %d, this daytwo knows up to %d; upgrade daytwo (the database was left untouched)", ErrSchemaTooNew, current, len(ms))
+			if err := store.RefuseNewerSchema(current, len(ms)); err != nil {
+				return err
 			}
 			if current >= m.version {
 				return nil
