@@ -274,6 +274,21 @@ type Pinger interface {
 	Ping(ctx context.Context) error
 }
 
+// SearchWarmer is a store that can keep an in-memory search index of the
+// changes mirror current in the background (SQLite; PostgreSQL searches
+// in SQL).
+type SearchWarmer interface {
+	WarmSearch()
+}
+
+// WarmSearch starts the store's background search index, when it has one:
+// a console calls it so its first search does not pay for the build.
+func (s *Service) WarmSearch() {
+	if w, ok := s.store.(SearchWarmer); ok {
+		w.WarmSearch()
+	}
+}
+
 // errNoCapability says the store does not do what was asked.
 func (s *Service) errNoCapability(what string) error {
 	return fmt.Errorf("ops: the store (%T) does not %s", s.store, what)

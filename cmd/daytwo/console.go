@@ -73,9 +73,7 @@ func (a *app) openConsole(ctx context.Context, engine bool) error {
 	if err != nil {
 		return err
 	}
-	if w, ok := a.db.(interface{ WarmSearch() }); ok {
-		w.WarmSearch() // the search index builds in the background (issue 14)
-	}
+	svc.WarmSearch() // the search index builds in the background
 	if engine {
 		ectx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})

@@ -44,6 +44,14 @@ var (
 	_ appStore = (*pg.DB)(nil)
 )
 
+// Capabilities one engine has: SQLite keeps the console's search index in
+// memory, PostgreSQL announces commits (LISTEN/NOTIFY). The service finds
+// them by type assertion; these keep a rename from switching them off.
+var (
+	_ ops.SearchWarmer = (*store.DB)(nil)
+	_ ops.ChangeFeed   = (*pg.DB)(nil)
+)
+
 // store opens the database named by the configuration (PostgreSQL when
 // store.url is set, else the SQLite file at store.path) and records the
 // configured environments in it.
