@@ -63,7 +63,7 @@ func TestMigrationCarriesConflictChecksOver(t *testing.T) {
 	}
 	ts := "2026-05-01T10:00:00.000000000Z"
 	for _, q := range []string{
-		ms[0].sql,
+		ms[0].SQL,
 		`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)`,
 		`INSERT INTO schema_migrations VALUES (1, 'init', '` + ts + `')`,
 		`INSERT INTO environments VALUES ('production', '', 1, '{}', '` + ts + `')`,

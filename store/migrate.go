@@ -14,20 +14,26 @@ import (
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
-type migration struct {
-	version int
-	name    string
-	sql     string
+// Migration is one schema migration: a file NNNN_name.sql.
+type Migration struct {
+	Version int
+	Name    string
+	SQL     string
 }
 
-// migrations returns the embedded migrations in version order. File names
-// are NNNN_name.sql.
-func migrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFS, "migrations")
+// migrations returns the SQLite store's embedded migrations in version
+// order.
+func migrations() ([]Migration, error) { return ReadMigrations(migrationFS) }
+
+// ReadMigrations reads the files NNNN_name.sql of the directory
+// "migrations" in fsys, in version order, and refuses a gap or a bad name:
+// the loader both engines use.
+func ReadMigrations(fsys fs.FS) ([]Migration, error) {
+	entries, err := fs.ReadDir(fsys, "migrations")
 	if err != nil {
 		return nil, err
 	}
-	var ms []migration
+	var ms []Migration
 	for _, e := range entries {
 		base := strings.TrimSuffix(e.Name(), ".sql")
 		num, name, ok := strings.Cut(base, "_")
@@ -35,16 +41,16 @@ func migrations() ([]migration, error) {
 		if !ok || err != nil {
 			return nil, fmt.Errorf("migration file %s: want NNNN_name.sql", e.Name())
 		}
-		body, err := migrationFS.ReadFile(path.Join("migrations", e.Name()))
+		body, err := fs.ReadFile(fsys, path.Join("migrations", e.Name()))
 		if err != nil {
 			return nil, err
 		}
-		ms = append(ms, migration{version: v, name: name, sql: string(body)})
+		ms = append(ms, Migration{Version: v, Name: name, SQL: string(body)})
 	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
+	sort.Slice(ms, func(i, j int) bool { return ms[i].Version < ms[j].Version })
 	for i, m := range ms {
-		if m.version != i+1 {
-			return nil, fmt.Errorf("migrations: want version %d, found %d (%s)", i+1, m.version, m.name)
+		if m.Version != i+1 {
+			return nil, fmt.Errorf("migrations: want version %d, found %d (%s)", i+1, m.Version, m.Name)
 		}
 	}
 	return ms, nil
@@ -94,17 +100,17 @@ func (db *DB) migrate(ctx context.Context) error {
 			if err := RefuseNewerSchema(current, len(ms)); err != nil {
 				return err
 			}
-			if current >= m.version {
+			if current >= m.Version {
 				return nil
 			}
-			if _, err := tx.tx.ExecContext(ctx, m.sql); err != nil {
-				return fmt.Errorf("apply migration %04d_%s: %w", m.version, m.name, err)
+			if _, err := tx.tx.ExecContext(ctx, m.SQL); err != nil {
+				return fmt.Errorf("apply migration %04d_%s: %w", m.Version, m.Name, err)
 			}
 			if _, err := tx.tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
-				m.version, m.name, formatTime(tx.now)); err != nil {
+				m.Version, m.Name, formatTime(tx.now)); err != nil {
 				return err
 			}
-			db.log.Info("applied schema migration", "version", m.version, "name", m.name, "path", db.path)
+			db.log.Info("applied schema migration", "version", m.Version, "name", m.Name, "path", db.path)
 			return nil
 		})
 		if err != nil {

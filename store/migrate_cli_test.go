@@ -27,7 +27,7 @@ func TestOneOpenUpdateMigrationCarriesDataOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, q := range []string{
-		ms[0].sql,
+		ms[0].SQL,
 		`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)`,
 		`INSERT INTO schema_migrations VALUES (1, 'init', '2026-11-01T00:00:00.000000000Z')`,
 		`INSERT INTO environments (name, spec_json, updated_at) VALUES ('production', '{}', '2026-11-01T00:00:00.000000000Z')`,

@@ -231,7 +231,7 @@ func TestOutboxMigrationKeepsItems(t *testing.T) {
 	}
 	for _, q := range []string{
 		`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)`,
-		ms[0].sql,
+		ms[0].SQL,
 		`INSERT INTO schema_migrations VALUES (1, 'init', '2026-01-01T00:00:00.000000000Z')`,
 		`INSERT INTO outbox (ordering_key, kind, payload_json, state, attempts, next_attempt_at, last_error, created_at)
 			VALUES ('u-1', 'change.create', '{}', 'failed', 3, '2026-01-01T00:00:00.000000000Z', 'refused', '2026-01-01T00:00:00.000000000Z'),

@@ -4,11 +4,6 @@ import (
 	"context"
 	"embed"
 	"fmt"
-	"io/fs"
-	"path"
-	"sort"
-	"strconv"
-	"strings"
 
 	"github.com/daytwo/daytwo/store"
 )
@@ -20,39 +15,7 @@ import (
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-func migrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFS, "migrations")
-	if err != nil {
-		return nil, err
-	}
-	var ms []migration
-	for _, e := range entries {
-		base := strings.TrimSuffix(e.Name(), ".sql")
-		num, name, ok := strings.Cut(base, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil {
-			return nil, fmt.Errorf("migration file %s: want NNNN_name.sql", e.Name())
-		}
-		body, err := migrationFS.ReadFile(path.Join("migrations", e.Name()))
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, migration{version: v, name: name, sql: string(body)})
-	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
-	for i, m := range ms {
-		if m.version != i+1 {
-			return nil, fmt.Errorf("migrations: want version %d, found %d (%s)", i+1, m.version, m.name)
-		}
-	}
-	return ms, nil
-}
+func migrations() ([]store.Migration, error) { return store.ReadMigrations(migrationFS) }
 
 // SchemaVersion is the newest schema version this binary knows.
 func SchemaVersion() int {
@@ -90,17 +53,17 @@ func (db *DB) migrate(ctx context.Context) error {
 			if err := store.RefuseNewerSchema(current, len(ms)); err != nil {
 				return err
 			}
-			if current >= m.version {
+			if current >= m.Version {
 				return nil
 			}
-			if _, err := tx.tx.tx.ExecContext(ctx, m.sql); err != nil {
-				return fmt.Errorf("apply migration %04d_%s: %w", m.version, m.name, err)
+			if _, err := tx.tx.tx.ExecContext(ctx, m.SQL); err != nil {
+				return fmt.Errorf("apply migration %04d_%s: %w", m.Version, m.Name, err)
 			}
 			if _, err := tx.tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
-				m.version, m.name, formatTime(tx.now)); err != nil {
+				m.Version, m.Name, formatTime(tx.now)); err != nil {
 				return err
 			}
-			db.log.Info("applied schema migration", "version", m.version, "name", m.name, "url", db.url)
+			db.log.Info("applied schema migration", "version", m.Version, "name", m.Name, "url", db.url)
 			return nil
 		})
 		if err != nil {
