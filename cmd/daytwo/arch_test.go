@@ -6,7 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -220,20 +220,16 @@ func TestImportRulesAreTransitive(t *testing.T) {
 		module + "/tui/deploys imports github.com/go-resty/resty/v2: tui talks to ops only (via " +
 			module + "/tui/deploys -> example.com/wrapper -> example.com/inner -> github.com/go-resty/resty/v2)",
 	}
-	if strings.Join(sorted(got), "\n") != strings.Join(sorted(want), "\n") {
-		t.Fatalf("violations:\n%s\nwant:\n%s", strings.Join(sorted(got), "\n"), strings.Join(sorted(want), "\n"))
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("violations:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 	delete(graph, "example.com/wrapper")
 	graph[module+"/tui/deploys"] = []string{module + "/ops"}
 	if got := violations(graph, importRules); len(got) != 0 {
 		t.Fatalf("an allowed graph has violations:\n%s", strings.Join(got, "\n"))
 	}
-}
-
-func sorted(s []string) []string {
-	s = append([]string(nil), s...)
-	sort.Strings(s)
-	return s
 }
 
 // Commands are thin: they read and write through the service (ops), and
