@@ -11,8 +11,20 @@ import (
 
 // Environment is a place updates roll out to, as the operator configured it.
 // Field tags are the configuration file's key names, a contract with users.
+//
+// With services (a configuration with services:), one Environment is one
+// (service, environment) pair: Service and Stage name the pair and Name is
+// its key in the store, "service/stage" (UnitKey). A configuration with
+// only environments: describes one implicit service whose pairs keep the
+// plain stage name as key, so a database made before services keeps its
+// history.
 type Environment struct {
-	Name           string            `koanf:"name" json:"name"`
+	Name string `koanf:"name" json:"name"`
+	// Service is the service deployed here; Stage the shared environment
+	// (dev, staging, production) it is deployed to. Both are set by the
+	// configuration loader, never read from an environments[] entry.
+	Service        string            `koanf:"-" json:"service,omitempty"`
+	Stage          string            `koanf:"-" json:"stage,omitempty"`
 	Tier           string            `koanf:"tier" json:"tier,omitempty"`
 	RequiresChange bool              `koanf:"requires_change" json:"requires_change"`
 	AutoRun        bool              `koanf:"auto_run" json:"auto_run"`
@@ -26,6 +38,18 @@ type Environment struct {
 	Config         map[string]string `koanf:"config" json:"config,omitempty"`
 	// Verify, if set, keeps checking every target after the last batch.
 	Verify *VerifyWindow `koanf:"verify" json:"verify,omitempty"`
+}
+
+// UnitKey is the store key of one (service, stage) pair.
+func UnitKey(service, stage string) string { return service + "/" + stage }
+
+// StageName is the shared environment this entry deploys to: Stage, or
+// Name for an entry built without services.
+func (e Environment) StageName() string {
+	if e.Stage != "" {
+		return e.Stage
+	}
+	return e.Name
 }
 
 // ChangeDefaults says how the change request for an update of a gated
