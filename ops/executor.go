@@ -11,6 +11,9 @@ import (
 // release (or back on the previous one).
 type StepRequest struct {
 	Environment string
+	// Service is the service the step deploys (the environment's
+	// Service).
+	Service string
 	Target      Target
 	Version     string
 	// PreviousVersion is the release the target runs before the step (the

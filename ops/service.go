@@ -109,7 +109,7 @@ func New(cfg Config, st Store, changes ChangeSystem, opts ...Option) (*Service, 
 	}
 	rules := make([]policy.Rule, len(cfg.Policies))
 	for i, p := range cfg.Policies {
-		rules[i] = policy.Rule{Name: p.Name, Environments: p.Environments, Expr: p.Expr, Block: p.Action != PolicyWarn, Message: p.Message}
+		rules[i] = policy.Rule{Name: p.Name, Environments: p.Environments, Services: p.Services, Expr: p.Expr, Block: p.Action != PolicyWarn, Message: p.Message}
 	}
 	set, err := policy.NewSet(rules)
 	if err != nil {

@@ -133,8 +133,15 @@ func validate(c *Config, origins []unitOrigin) []Problem {
 		}
 	}
 	v.promotionCycles(c.Stages)
+	refs := maps.Clone(envs) // freezes and policies name stages or pairs
+	services := map[string]int{}
+	for i, u := range c.Environments {
+		refs[u.Name] = i
+		services[u.Service] = i
+	}
 	for i, f := range c.Freezes {
-		v.freeze(fmt.Sprintf("freezes[%d]", i), f, envs)
+		v.freeze(fmt.Sprintf("freezes[%d]", i), f, refs)
+		v.serviceRefs(fmt.Sprintf("freezes[%d].services", i), f.Services, services)
 	}
 	celEnv, err := policy.NewEnv()
 	if err != nil {
@@ -149,7 +156,8 @@ func validate(c *Config, origins []unitOrigin) []Problem {
 			v.add(key+".name", "%q is used by another policy", p.Name)
 		}
 		names[p.Name] = true
-		v.envRefs(key+".environments", p.Environments, envs)
+		v.envRefs(key+".environments", p.Environments, refs)
+		v.serviceRefs(key+".services", p.Services, services)
 		v.oneOf(key+".action", string(p.Action), string(ops.PolicyBlock), string(ops.PolicyWarn))
 		switch {
 		case strings.TrimSpace(p.Expr) == "":
@@ -206,6 +214,14 @@ func (v *validator) envRefs(key string, names []string, envs map[string]int) {
 	for j, n := range names {
 		if _, ok := envs[n]; !ok {
 			v.add(fmt.Sprintf("%s[%d]", key, j), "no environment is named %q", n)
+		}
+	}
+}
+
+func (v *validator) serviceRefs(key string, names []string, services map[string]int) {
+	for j, n := range names {
+		if _, ok := services[n]; !ok {
+			v.add(fmt.Sprintf("%s[%d]", key, j), "no service is named %q", n)
 		}
 	}
 }
