@@ -14,8 +14,8 @@ type StepRequest struct {
 	// Service is the service the step deploys (the environment's
 	// Service).
 	Service string
-	Target      Target
-	Version     string
+	Target  Target
+	Version string
 	// PreviousVersion is the release the target runs before the step (the
 	// one a rollback returns to).
 	PreviousVersion string

@@ -30,9 +30,9 @@ type Config struct {
 	Services []Service `koanf:"services"`
 	// Stages are the environments as the file declares them: with
 	// services the shared stages, without them the same as Environments.
-	Stages []ops.Environment `koanf:"-"`
-	Freezes      []ops.Freeze      `koanf:"freezes"`
-	Policies     []ops.Policy      `koanf:"policies"`
+	Stages   []ops.Environment `koanf:"-"`
+	Freezes  []ops.Freeze      `koanf:"freezes"`
+	Policies []ops.Policy      `koanf:"policies"`
 
 	// File is the configuration file that was loaded ("" if none).
 	File string `koanf:"-"`
