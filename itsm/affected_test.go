@@ -232,3 +232,29 @@ func TestBridgeAddsAffectedCIsByName(t *testing.T) {
 		t.Fatalf("unknown change: %v", err)
 	}
 }
+
+// Only a refusal of the endpoint itself falls back to the Table API: a 400
+// about the body is the answer. A worker that completes without
+// associating a CI (and without saying why) is an error naming it that is
+// not a refusal, so the caller tries again.
+func TestAffectedCIsEndpointAnswersAreNotFallbacks(t *testing.T) {
+	env := newEnv(t)
+	chg := sid(1)
+	env.f.handle("POST /api/sn_chg_rest/change/"+chg+"/ci", respond(400, `{"error":{"message":"Invalid association_type","detail":"association_type is required"},"status":"failure"}`))
+	err := env.c.AddAffectedCIs(context.Background(), chg, []string{ciPayments})
+	if !errors.Is(err, ErrBadRequest) || env.f.count("POST", "/api/now/table/task_ci") != 0 {
+		t.Fatalf("a 400 about the body: %v", err)
+	}
+
+	worker := sid(2)
+	env.f.handle("POST /api/sn_chg_rest/change/"+chg+"/ci", respond(202, `{"result":{"worker":{"sysId":"`+worker+`","link":"x"},"state":{"value":1,"display_value":"Waiting"},"type":"affected"}}`))
+	env.f.handle("GET /api/sn_chg_rest/change/worker/"+worker, respond(200, `{"result":{"state":{"value":3,"display_value":"Complete"},"messages":{"errorMessages":[],"warningMessages":[],"infoMessages":[]}}}`))
+	env.f.handle("GET /api/sn_chg_rest/change/"+chg+"/ci", respond(200, `{"result":[{"sys_id":{"value":"`+sid(3)+`"},"ci_item":{"value":"`+ciInventory+`","display_value":"inventory-db"}}]}`))
+	err = env.c.AddAffectedCIs(context.Background(), chg, []string{ciPayments, ciInventory})
+	if err == nil || errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "not associated afterwards: "+ciPayments) {
+		t.Fatalf("a CI missing after the worker: %v", err)
+	}
+	if got := opsErr(err); !errors.Is(got, ops.ErrUnavailable) {
+		t.Fatalf("classified as %v, want retryable", got)
+	}
+}
