@@ -43,6 +43,15 @@ type Environment struct {
 // UnitKey is the store key of one (service, stage) pair.
 func UnitKey(service, stage string) string { return service + "/" + stage }
 
+// StageOf is the stage of a pair's key: what follows "service/", or the
+// key itself for a plain environment name.
+func StageOf(key string) string {
+	if i := strings.LastIndexByte(key, '/'); i >= 0 {
+		return key[i+1:]
+	}
+	return key
+}
+
 // StageName is the shared environment this entry deploys to: Stage, or
 // Name for an entry built without services.
 func (e Environment) StageName() string {

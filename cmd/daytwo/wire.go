@@ -110,14 +110,14 @@ func (a *app) serviceFor(ctx context.Context, cfg *config.Config, opts ...itsm.O
 		if err != nil {
 			return nil, nil, err
 		}
-		h, err := exec.NewHealth(env.StageName(), env.Health, execOpts...)
+		h, err := exec.NewHealth(env.Name, env.Health, execOpts...)
 		if err != nil {
 			return nil, nil, err
 		}
 		return c, h, nil
 	}))
 	svcOpts = append(svcOpts, ops.WithProbers(func(env ops.Environment) (ops.VersionProber, error) {
-		return exec.NewProbe(env.StageName(), env.VersionProbe, execOpts...)
+		return exec.NewProbe(env.Name, env.VersionProbe, execOpts...)
 	}))
 	// Steps on one target never overlap across this host's processes, and
 	// recovery stops the programs a dead or fenced-off runner left behind.
@@ -236,9 +236,9 @@ func (a *app) envKey(svc *ops.Service, name string) (string, error) {
 func newExecutor(env ops.Environment, opts []exec.Option) (ops.Executor, error) {
 	switch {
 	case env.Deploy.Ansible != nil:
-		return exec.NewAnsible(env.StageName(), env.Deploy, opts...)
+		return exec.NewAnsible(env.Name, env.Deploy, opts...)
 	case env.Deploy.SSH != nil:
-		return exec.NewSSH(env.StageName(), env.Deploy, opts...)
+		return exec.NewSSH(env.Name, env.Deploy, opts...)
 	}
-	return exec.NewCommand(env.StageName(), env.Deploy, opts...)
+	return exec.NewCommand(env.Name, env.Deploy, opts...)
 }

@@ -46,7 +46,7 @@ type TemplateData struct {
 
 func newData(env string, req ops.StepRequest) *TemplateData {
 	return &TemplateData{
-		Env:             env,
+		Env:             ops.StageOf(env),
 		Service:         req.Service,
 		Target:          req.Target,
 		Version:         req.Version,
