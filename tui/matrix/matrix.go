@@ -404,20 +404,20 @@ func (m *Model) build(envs []ops.EnvironmentStatus, open []ops.UpdateStatus) {
 			m.open[open[i].Update.Environment] = &open[i]
 		}
 	}
-	m.stages = m.stages[:0]
-	stageIdx := map[string]int{}
 	svcIdx := map[string]int{}
 	var rows []row
+	perService := map[string][]string{} // each service's stages, in order
 	for _, e := range envs {
-		stage := e.Environment.StageName()
-		if _, ok := stageIdx[stage]; !ok {
-			stageIdx[stage] = len(m.stages)
-			m.stages = append(m.stages, stage)
-		}
 		if _, ok := svcIdx[e.Environment.Service]; !ok {
 			svcIdx[e.Environment.Service] = len(rows)
 			rows = append(rows, row{service: e.Environment.Service})
 		}
+		perService[e.Environment.Service] = append(perService[e.Environment.Service], e.Environment.StageName())
+	}
+	m.stages = mergeStages(rows, perService)
+	stageIdx := make(map[string]int, len(m.stages))
+	for i, st := range m.stages {
+		stageIdx[st] = i
 	}
 	for ri := range rows {
 		rows[ri].cells = make([]cell, len(m.stages))
@@ -455,6 +455,32 @@ func (m *Model) build(envs []ops.EnvironmentStatus, open []ops.UpdateStatus) {
 	m.col = common.Clamp(m.col, 0, len(m.stages)-1)
 	m.relayout()
 	m.scroll()
+}
+
+// mergeStages orders the stages of every service into one list of
+// columns, keeping each service's configuration order: a stage first seen
+// in a later service goes before the next stage that service lists after
+// it (checkout: staging, production; search: dev, staging → dev, staging,
+// production), else last.
+func mergeStages(rows []row, perService map[string][]string) []string {
+	var out []string
+	for _, r := range rows {
+		list := perService[r.service]
+		for i, st := range list {
+			if slices.Contains(out, st) {
+				continue
+			}
+			at := len(out)
+			for _, later := range list[i+1:] {
+				if j := slices.Index(out, later); j >= 0 {
+					at = j
+					break
+				}
+			}
+			out = slices.Insert(out, at, st)
+		}
+	}
+	return out
 }
 
 // cellState is the one state a cell shows, most pressing first.
