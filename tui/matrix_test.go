@@ -192,7 +192,7 @@ func TestMatrixShowsEveryStateAtAGlance(t *testing.T) {
 		},
 		{120, 40}: {
 			"● 1.5.0→1.6.0-slow rolling out", "✓ 1.4.2 healthy ↑1 1.5.0 ready", "↺ 3.0.1 rolled back",
-			"◷ 3.0.1→3.0.2 awaiting approval", "≠ 0.9.0 drifted (1)", "○ — never deployed ↑1 0.9.0 ready",
+			"◷ 3.0.1→3.0.2 awaiting approval", "≠ 0.9.0 drifted (1)", "○ — not deployed ↑1 0.9.0 ready",
 			"checkout/dev  ● rolling out", "m to monitor",
 		},
 	}

@@ -1,8 +1,8 @@
 // Package matrix is the console's home screen: one row per service, one
 // column per environment (stage), each cell the version that (service,
 // stage) runs with its state as a glyph and, where there is room, a word
-// (healthy, rolling out, rolled back, failed, drifted, pending change,
-// never deployed) and the promotion lag (↑N: the stage it promotes from
+// (ops.EnvironmentStatus.Health: healthy, rolling out, rolled back, failed,
+// drifted, pending, not deployed) and the promotion lag (↑N: the stage it promotes from
 // has N newer successful versions). A configuration without services is
 // one row. enter opens the cell's updates (its history), tab the
 // environments screen on that cell.
@@ -69,42 +69,25 @@ type loadedMsg struct {
 
 func (loadedMsg) Target() common.Page { return common.PageMatrix }
 
-// state is a cell's state at a glance, most pressing first.
-type state int
-
-const (
-	stateNone state = iota // the service does not run in this stage
-	stateRolling
-	stateRolledBack
-	stateFailed
-	stateDrifted
-	statePending
-	stateHealthy
-	stateNever
-)
-
-// glyphs say a cell's state without colour (theme none); the legend under
-// the matrix names them.
-var glyphs = map[state]string{
-	stateRolling: "●", stateRolledBack: "↺", stateFailed: "✗", stateDrifted: "≠", statePending: "◷", stateHealthy: "✓", stateNever: "○",
-}
-
-var words = map[state]string{
-	stateRolling: "rolling out", stateRolledBack: "rolled back", stateFailed: "failed", stateDrifted: "drifted",
-	statePending: "pending", stateHealthy: "healthy", stateNever: "never deployed",
+// glyphs say a cell's state (ops.EnvironmentStatus.Health, what `daytwo
+// service list` prints) without colour (theme none); the legend under the
+// matrix names them.
+var glyphs = map[ops.Health]string{
+	ops.HealthRollingOut: "●", ops.HealthRolledBack: "↺", ops.HealthFailed: "✗", ops.HealthDrifted: "≠",
+	ops.HealthPending: "◷", ops.HealthOK: "✓", ops.HealthNever: "○",
 }
 
 // Legend names every glyph of the matrix; ShortLegend fits 80 columns.
 const (
-	Legend      = "✓ healthy  ● rolling out  ↺ rolled back  ✗ failed  ≠ drifted  ◷ pending change  ○ never deployed  ↑N behind its source"
-	ShortLegend = "✓ healthy ● rolling out ↺ rolled back ✗ failed ≠ drift ◷ pending ○ never ↑behind"
+	Legend      = "✓ healthy  ● rolling out  ↺ rolled back  ✗ failed  ≠ drifted  ◷ pending change  ○ not deployed  ↑N behind its source"
+	ShortLegend = "✓healthy ●rolling ↺rolled back ✗failed ≠drifted ◷pending ○not deployed ↑N behind"
 )
 
 // cell is one (service, stage) as rendered: its plain text in both widths
 // and the styled text, computed once per load.
 type cell struct {
 	env     int // index in Model.envs, -1: the service does not run here
-	state   state
+	state   ops.Health
 	compact string
 	wide    string
 	// styled variants (the state's colour; a lag in the behind colour)
@@ -483,37 +466,18 @@ func mergeStages(rows []row, perService map[string][]string) []string {
 	return out
 }
 
-// cellState is the one state a cell shows, most pressing first.
-func cellState(e ops.EnvironmentStatus) state {
-	switch {
-	case e.Running != nil:
-		return stateRolling
-	case e.LastResult == ops.RunRolledBack:
-		return stateRolledBack
-	case e.LastResult == ops.RunFailed:
-		return stateFailed
-	case e.Drifted > 0:
-		return stateDrifted
-	case e.Pending > 0:
-		return statePending
-	case e.Current.Version != "":
-		return stateHealthy
-	}
-	return stateNever
-}
-
-func (m Model) stateStyle(st state) lipgloss.Style {
+func (m Model) stateStyle(st ops.Health) lipgloss.Style {
 	s := m.common.Styles
 	switch st {
-	case stateRolling:
+	case ops.HealthRollingOut:
 		return s.Badge.Running
-	case stateRolledBack, stateFailed:
+	case ops.HealthRolledBack, ops.HealthFailed:
 		return s.Status.Bad
-	case stateDrifted:
+	case ops.HealthDrifted:
 		return s.Badge.Drift
-	case statePending:
+	case ops.HealthPending:
 		return s.Status.Pending
-	case stateHealthy:
+	case ops.HealthOK:
 		return s.Status.OK
 	}
 	return s.Status.Muted
@@ -523,25 +487,25 @@ func (m Model) stateStyle(st state) lipgloss.Style {
 // healthy ↑1 1.5.0 ready").
 func (m Model) makeCell(i int) cell {
 	e := m.envs[i]
-	st := cellState(e)
+	st := e.Health()
 	c := cell{env: i, state: st}
 	ver := common.Or(e.Current.Version, "—")
-	var next, word string
-	word = words[st]
+	var next string
+	word := string(st)
 	if u := m.open[e.Environment.Name]; u != nil {
 		next = u.Update.Version
-		if st == statePending {
+		if st == ops.HealthPending {
 			word = strings.ReplaceAll(string(u.Update.State), "_", " ")
 		}
 	}
 	switch st {
-	case stateDrifted:
+	case ops.HealthDrifted:
 		word = fmt.Sprintf("drifted (%d)", e.Drifted)
-	case stateFailed, stateRolledBack:
+	case ops.HealthFailed, ops.HealthRolledBack:
 		next = "" // the open update, if any, shows in the summary
 	}
 	head := glyphs[st] + " " + ver
-	if next != "" && next != e.Current.Version && (st == stateRolling || st == statePending) {
+	if next != "" && next != e.Current.Version && (st == ops.HealthRollingOut || st == ops.HealthPending) {
 		head += "→" + next
 	}
 	var lagC, lagW string
@@ -761,7 +725,7 @@ func (m Model) summary() []string {
 	if e.Current.Version != "" {
 		rel = e.Current.Version + " since " + common.Timestamp(e.Current.CreatedAt)
 	}
-	title := e.Environment.Name + "  " + glyphs[cl.state] + " " + words[cl.state] + " · " + rel
+	title := e.Environment.Name + "  " + glyphs[cl.state] + " " + string(cl.state) + " · " + rel
 	out := []string{common.Truncate(s.Section.Title.Render(title), w)}
 	if u := m.open[e.Environment.Name]; u != nil {
 		up := u.Update.ID + " " + common.Or(u.Update.FromVersion, "(nothing)") + " → " + u.Update.Version + " " + string(u.Update.State)
