@@ -269,7 +269,24 @@ func TestMatrixScrollsTwentyServices(t *testing.T) {
 		t.Errorf("the matrix did not scroll to the last service:\n%s", out)
 	}
 	teatest.RequireEqualOutput(t, out)
+
+	// Every step down and back up keeps the selected row and the header on
+	// screen, and the frame 80×24.
+	m := newModel(t, f, modelOptions())
+	for i, k := range append(slices.Repeat([]string{"j"}, 19), slices.Repeat([]string{"k"}, 19)...) {
+		press(m, k)
+		row := i + 2 // down: 2…20
+		if i >= 19 {
+			row = 38 - i // back up: 19…1
+		}
+		v := m.View()
+		checkFills(t, v, 80, 24)
+		if !strings.Contains(v, fmt.Sprintf("▸ service-%02d", row)) || !strings.HasPrefix(strings.Split(v, "\n")[1], "SERVICE") {
+			t.Fatalf("after %d keys the selected service-%02d or the header is off screen:\n%s", i+1, row, v)
+		}
+	}
 }
+
 
 // TestMatrixFilterAndEnterOpensHistory: / filters the rows by service
 // name (fuzzy); enter on a cell opens that unit's updates, its history.

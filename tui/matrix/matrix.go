@@ -604,10 +604,10 @@ func (m *Model) relayout() {
 	m.cols = cols
 }
 
-// fixed are the lines around the rows: the header, the filter line, a
-// blank and the legend.
+// fixed are the lines around the rows: the header, the filter line and
+// the legend.
 func (m Model) fixed() int {
-	n := 3
+	n := 2
 	if m.filter.View() != "" {
 		n++
 	}
@@ -615,9 +615,10 @@ func (m Model) fixed() int {
 }
 
 // listHeight is how many rows the matrix shows: every row while they fit
-// with two lines of the selected cell's summary, else what is left.
+// with one line of the selected cell's summary, else what is left (the
+// rows scroll).
 func (m Model) listHeight() int {
-	return max(min(len(m.visible), m.common.Height-m.fixed()-2), 1)
+	return max(min(len(m.visible), m.common.Height-m.fixed()-1), 1)
 }
 
 // scroll keeps the cursor's row on screen.
@@ -653,12 +654,15 @@ func (m Model) View() string {
 	for vi := off; vi < len(m.visible) && vi < off+listH; vi++ {
 		lines = append(lines, m.renderRow(vi))
 	}
+	// The selected cell in words: a blank line first when there is room
+	// for more than its first line.
 	summary := m.summary()
-	room := h - len(lines) - 2 // a blank before, the legend after
-	if room > 0 {
+	room := h - len(lines) - 1 // the legend after
+	if room > 2 && len(summary) > 1 {
 		lines = append(lines, "")
-		lines = append(lines, summary[:min(len(summary), room)]...)
+		room--
 	}
+	lines = append(lines, summary[:min(len(summary), max(room, 0))]...)
 	for len(lines) < h-1 {
 		lines = append(lines, "")
 	}
