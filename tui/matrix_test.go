@@ -287,7 +287,6 @@ func TestMatrixScrollsTwentyServices(t *testing.T) {
 	}
 }
 
-
 // TestMatrixFilterAndEnterOpensHistory: / filters the rows by service
 // name (fuzzy); enter on a cell opens that unit's updates, its history.
 func TestMatrixFilterAndEnterOpensHistory(t *testing.T) {
