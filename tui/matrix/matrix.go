@@ -729,7 +729,11 @@ func (m Model) summary() []string {
 	if e.Current.Version != "" {
 		rel = e.Current.Version + " since " + common.Timestamp(e.Current.CreatedAt)
 	}
-	title := e.Environment.Name + "  " + glyphs[cl.state] + " " + string(cl.state) + " · " + rel
+	name := e.Environment.Name
+	if svc, _ := m.SelectedService(); name != ops.UnitKey(svc, m.stages[m.col]) {
+		name = svc + " · " + name // a key without the service (the implicit one, inherited history)
+	}
+	title := name + "  " + glyphs[cl.state] + " " + string(cl.state) + " · " + rel
 	out := []string{common.Truncate(s.Section.Title.Render(title), w)}
 	if u := m.open[e.Environment.Name]; u != nil {
 		up := u.Update.ID + " " + common.Or(u.Update.FromVersion, "(nothing)") + " → " + u.Update.Version + " " + string(u.Update.State)
