@@ -23,7 +23,11 @@ func TestTmuxConsoleOpensOnTheServicesMatrix(t *testing.T) {
 	s := c.waitFor("SERVICE", "staging", "production", "checkout", "payments", "search")
 	lines := map[string]string{}
 	for _, l := range strings.Split(s, "\n") {
-		if f := strings.Fields(strings.TrimPrefix(strings.TrimSpace(l), "▸")); len(f) > 0 {
+		f := strings.Fields(strings.TrimPrefix(strings.TrimSpace(l), "▸"))
+		if len(f) == 0 {
+			continue
+		}
+		if _, seen := lines[f[0]]; !seen { // the row, not the summary under it
 			lines[f[0]] = l
 		}
 	}
