@@ -3,6 +3,7 @@ package ops
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -28,10 +29,22 @@ type Alert struct {
 // firing alert for its environment fails the window. Not yet: incidents
 // for alerts outside a window (issue 17).
 func (s *Service) RecordAlerts(ctx context.Context, alerts []Alert) error {
+	alerts = slices.Clone(alerts)
 	for i, a := range alerts {
-		if _, err := s.Environment(a.Environment); err != nil {
+		// With services an alert names its pair by the environment and
+		// service labels; a service label that names no service (an
+		// application label of another scheme) still maps an environment
+		// only one service runs in.
+		env, err := s.ResolveEnvironment(a.Service, a.Environment)
+		if err != nil && a.Service != "" {
+			if only, err2 := s.ResolveEnvironment("", a.Environment); err2 == nil {
+				env, err = only, nil
+			}
+		}
+		if err != nil {
 			return fmt.Errorf("alerts[%d] (%s): %w", i, a.Name, err)
 		}
+		alerts[i].Environment = env.Name
 		if a.Status != "firing" && a.Status != "resolved" {
 			return fmt.Errorf("alerts[%d] (%s): status %q: want firing or resolved", i, a.Name, a.Status)
 		}
