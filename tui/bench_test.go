@@ -302,8 +302,12 @@ func BenchmarkMatrixKeystroke(b *testing.B) {
 	m.Update(tea.WindowSizeMsg{Width: 120, Height: 40})
 	drive(m, m.matrix.Load(), 0)
 	keys := []tea.KeyMsg{
-		{Type: tea.KeyRunes, Runes: []rune("j")}, {Type: tea.KeyRunes, Runes: []rune("l")}, {Type: tea.KeyPgDown},
-		{Type: tea.KeyRunes, Runes: []rune("h")}, {Type: tea.KeyRunes, Runes: []rune("j")}, {Type: tea.KeyRunes, Runes: []rune("g")},
+		{Type: tea.KeyRunes, Runes: []rune("j")},
+		{Type: tea.KeyRunes, Runes: []rune("l")},
+		{Type: tea.KeyPgDown},
+		{Type: tea.KeyRunes, Runes: []rune("h")},
+		{Type: tea.KeyRunes, Runes: []rune("j")},
+		{Type: tea.KeyRunes, Runes: []rune("g")},
 	}
 	var lat []time.Duration
 	b.ResetTimer()

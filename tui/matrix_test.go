@@ -90,10 +90,16 @@ func servicesWorld(t testing.TB) *fixture {
 		return unitEnvironments(dir, []string{"checkout", "payments", "search"}, 2, "search/staging")
 	}})
 	for _, r := range [][2]string{
-		{"checkout/dev", "1.4.2"}, {"checkout/staging", "1.4.2"}, {"checkout/production", "1.4.2"},
-		{"checkout/dev", "1.5.0"}, {"checkout/staging", "1.5.0"},
-		{"payments/dev", "3.0.1"}, {"payments/staging", "3.0.1"}, {"payments/production", "3.0.1"},
-		{"payments/dev", "3.1.0"}, {"payments/staging", "3.1.0-broken"},
+		{"checkout/dev", "1.4.2"},
+		{"checkout/staging", "1.4.2"},
+		{"checkout/production", "1.4.2"},
+		{"checkout/dev", "1.5.0"},
+		{"checkout/staging", "1.5.0"},
+		{"payments/dev", "3.0.1"},
+		{"payments/staging", "3.0.1"},
+		{"payments/production", "3.0.1"},
+		{"payments/dev", "3.1.0"},
+		{"payments/staging", "3.1.0-broken"},
 		{"search/dev", "0.9.0"},
 	} {
 		f.release(t, r[0], r[1])
