@@ -43,6 +43,8 @@ bench:
 	$(GO) test -run '^$$' -bench 'BenchmarkMirror100kPG$$' -benchtime 1x ./cmd/daytwo/ >> $(BENCH_OUT) 2>&1 || { cat $(BENCH_OUT); exit 1; }
 	$(GO) test -run '^$$' -bench 'BenchmarkFirstFrame|BenchmarkChangesScroll' ./tui/ >> $(BENCH_OUT) 2>&1 || { cat $(BENCH_OUT); exit 1; }
 	$(GO) test -run '^$$' -bench 'BenchmarkChangesFilter' -benchtime 20x ./tui/ >> $(BENCH_OUT) 2>&1 || { cat $(BENCH_OUT); exit 1; }
+	$(GO) test -run '^$$' -bench 'BenchmarkMatrixFirstFrame' -benchtime 30x ./tui/ >> $(BENCH_OUT) 2>&1 || { cat $(BENCH_OUT); exit 1; }
+	$(GO) test -run '^$$' -bench 'BenchmarkMatrixKeystroke' -benchtime 3000x ./tui/ >> $(BENCH_OUT) 2>&1 || { cat $(BENCH_OUT); exit 1; }
 	@cat $(BENCH_OUT)
 
 ## bench-1m: the 1M-change mirror against its floor (not in `make bench`: the simulator alone needs minutes and ~1.7 GB for 1M changes)
