@@ -190,6 +190,32 @@ func (b *Bridge) MirrorChanges(ctx context.Context, req ops.MirrorRequest, fn fu
 	return ops.MirrorStats{Requests: st.Requests, Rows: st.Rows, Cursor: ops.Watermark(st.Cursor), ResolvedCIs: resolved}, opsErr(err)
 }
 
+// AddAffectedCIs implements ops.AffectedCIAdder: it associates every CI (a
+// name or a sys_id, resolved through the cached CI look-up) with the change
+// as affected (task_ci). A CI already associated is not associated twice,
+// so a retry is safe. An unknown or ambiguous CI is refused, naming it.
+func (b *Bridge) AddAffectedCIs(ctx context.Context, changeSysID string, cis []string) error {
+	ids, _, err := b.ciSysIDs(ctx, cis, nil)
+	if err != nil {
+		err = fmt.Errorf("itsm: add affected CIs to change %s: %w", changeSysID, err)
+		if errors.Is(err, ErrAmbiguous) {
+			return fmt.Errorf("%w: %w", ops.ErrRefused, err)
+		}
+		return opsErr(err)
+	}
+	if err := b.c.AddAffectedCIs(ctx, changeSysID, ids); err != nil {
+		named := make([]string, len(cis))
+		for i, n := range cis {
+			named[i] = n
+			if n != ids[i] {
+				named[i] = n + " = " + ids[i]
+			}
+		}
+		return opsErr(fmt.Errorf("CIs %s: %w", strings.Join(named, ", "), err))
+	}
+	return nil
+}
+
 // ciSysIDs resolves names to sys_ids, looking up only those not in known;
 // it returns the sys_ids in order and the names it looked up.
 func (b *Bridge) ciSysIDs(ctx context.Context, names []string, known map[string]string) ([]string, map[string]string, error) {

@@ -40,6 +40,9 @@ type Client struct {
 	// (changeAPIUnknown, changeAPIPresent, changeAPIAbsent), so an instance
 	// without it is probed once, not on every create.
 	changeAPI atomic.Int32
+	// ciAPI remembers, the same way, whether /change/{id}/ci answers
+	// (older releases have the API without it).
+	ciAPI atomic.Int32
 
 	// serverSkew is the instance clock minus ours (from the Date header), in
 	// nanoseconds; the mirror's frozen upper bound uses the instance clock.

@@ -225,35 +225,49 @@ const (
 	workerFailed
 )
 
+// workerMessages are a worker's messages{errorMessages, warningMessages,
+// infoMessages}.
+type workerMessages struct {
+	Errors   []string `json:"errorMessages"`
+	Warnings []string `json:"warningMessages"`
+	Info     []string `json:"infoMessages"`
+}
+
+// all joins every message, errors first.
+func (m workerMessages) all() string {
+	return strings.Join(append(append(append([]string(nil), m.Errors...), m.Warnings...), m.Info...), "; ")
+}
+
 // workerState reads GET /change/worker/{id}: state {value, display_value}
 // is Complete (3 in the docs' example), Error, or something still going
-// (Waiting, In-Progress).
+// (Waiting, In-Progress). The message is the worker's error messages.
 func (c *Client) workerState(ctx context.Context, worker string) (workerStatus, string, error) {
+	st, m, err := c.workerReport(ctx, worker)
+	return st, strings.Join(m.Errors, "; "), err
+}
+
+// workerReport is workerState with all of the worker's messages.
+func (c *Client) workerReport(ctx context.Context, worker string) (workerStatus, workerMessages, error) {
+	var m workerMessages
 	recs, _, err := c.getRecords(ctx, "/api/sn_chg_rest/change/worker/"+url.PathEscape(worker), nil)
 	if err != nil {
-		return workerRunning, "", err
+		return workerRunning, m, err
 	}
 	if len(recs) == 0 {
-		return workerRunning, "", nil
+		return workerRunning, m, nil
 	}
 	r := recs[0]
 	label := strings.ToLower(r.Display("state"))
-	var msg string
 	if raw := r.Get("messages"); strings.HasPrefix(raw, "{") {
-		var m struct {
-			Errors []string `json:"errorMessages"`
-		}
-		if json.Unmarshal([]byte(raw), &m) == nil {
-			msg = strings.Join(m.Errors, "; ")
-		}
+		_ = json.Unmarshal([]byte(raw), &m)
 	}
 	switch {
 	case label == "complete" || label == "completed" || label == "" && r.Get("state") == "3":
-		return workerComplete, msg, nil
+		return workerComplete, m, nil
 	case strings.Contains(label, "error") || strings.Contains(label, "fail") || strings.Contains(label, "cancel"):
-		return workerFailed, msg, nil
+		return workerFailed, m, nil
 	}
-	return workerRunning, msg, nil
+	return workerRunning, m, nil
 }
 
 // conflictFromRecord decodes the results of a completed check. The list of

@@ -43,6 +43,15 @@ type Environment struct {
 // UnitKey is the store key of one (service, stage) pair.
 func UnitKey(service, stage string) string { return service + "/" + stage }
 
+// StageOf is the stage of a pair's key: what follows "service/", or the
+// key itself for a plain environment name.
+func StageOf(key string) string {
+	if i := strings.LastIndexByte(key, '/'); i >= 0 {
+		return key[i+1:]
+	}
+	return key
+}
+
 // StageName is the shared environment this entry deploys to: Stage, or
 // Name for an entry built without services.
 func (e Environment) StageName() string {
@@ -246,18 +255,21 @@ func (b BatchSize) Of(n int) int {
 // (Start–End) or recurring (opens at every Cron time for Duration, in
 // Timezone).
 type Freeze struct {
-	Name         string        `koanf:"name" json:"name"`
-	Environments []string      `koanf:"environments" json:"environments,omitempty"`
-	Start        time.Time     `koanf:"start" json:"start,omitzero"`
-	End          time.Time     `koanf:"end" json:"end,omitzero"`
-	Cron         string        `koanf:"cron" json:"cron,omitempty"`
-	Duration     time.Duration `koanf:"duration" json:"duration,omitempty"`
-	Timezone     string        `koanf:"timezone" json:"timezone,omitempty"`
+	Name         string   `koanf:"name" json:"name"`
+	Environments []string `koanf:"environments" json:"environments,omitempty"`
+	// Services, if set, limits the freeze to these services.
+	Services []string      `koanf:"services" json:"services,omitempty"`
+	Start    time.Time     `koanf:"start" json:"start,omitzero"`
+	End      time.Time     `koanf:"end" json:"end,omitzero"`
+	Cron     string        `koanf:"cron" json:"cron,omitempty"`
+	Duration time.Duration `koanf:"duration" json:"duration,omitempty"`
+	Timezone string        `koanf:"timezone" json:"timezone,omitempty"`
 }
 
-// Applies reports whether the freeze covers the named environment; a freeze
-// that names no environment covers all of them.
-func (f Freeze) Applies(env string) bool { return appliesTo(f.Environments, env) }
+// Applies reports whether the freeze covers the environment (a
+// (service, environment) pair): a freeze that names no environment covers
+// all of them, one that names no service covers every service.
+func (f Freeze) Applies(env Environment) bool { return appliesTo(f.Environments, f.Services, env) }
 
 // PolicyAction is what a failing policy does.
 type PolicyAction string
@@ -271,21 +283,26 @@ const (
 // Policy is a CEL rule over the update, the environment, the change and
 // the time.
 type Policy struct {
-	Name         string       `koanf:"name" json:"name"`
-	Environments []string     `koanf:"environments" json:"environments,omitempty"`
-	Expr         string       `koanf:"expr" json:"expr"`
-	Action       PolicyAction `koanf:"action" json:"action"`
-	Message      string       `koanf:"message" json:"message,omitempty"`
+	Name         string   `koanf:"name" json:"name"`
+	Environments []string `koanf:"environments" json:"environments,omitempty"`
+	// Services, if set, limits the policy to these services.
+	Services []string     `koanf:"services" json:"services,omitempty"`
+	Expr     string       `koanf:"expr" json:"expr"`
+	Action   PolicyAction `koanf:"action" json:"action"`
+	Message  string       `koanf:"message" json:"message,omitempty"`
 	// BlockProposals makes a failing continuous check of this policy (the
 	// daemon evaluates what each environment runs) refuse new proposals
 	// for that environment until it passes again.
 	BlockProposals bool `koanf:"block_proposals" json:"block_proposals,omitempty"`
 }
 
-// Applies reports whether the policy covers the named environment; a policy
-// that names no environment covers all of them.
-func (p Policy) Applies(env string) bool { return appliesTo(p.Environments, env) }
+// Applies reports whether the policy covers the environment, as for
+// freezes.
+func (p Policy) Applies(env Environment) bool { return appliesTo(p.Environments, p.Services, env) }
 
-func appliesTo(envs []string, env string) bool {
-	return len(envs) == 0 || slices.Contains(envs, env)
+// appliesTo: envs names the stage (or one pair's key), services the
+// service; an empty list matches all.
+func appliesTo(envs, services []string, env Environment) bool {
+	return (len(envs) == 0 || slices.Contains(envs, env.StageName()) || slices.Contains(envs, env.Name)) &&
+		(len(services) == 0 || slices.Contains(services, env.Service))
 }

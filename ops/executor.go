@@ -11,8 +11,11 @@ import (
 // release (or back on the previous one).
 type StepRequest struct {
 	Environment string
-	Target      Target
-	Version     string
+	// Service is the service the step deploys (the environment's
+	// Service).
+	Service string
+	Target  Target
+	Version string
 	// PreviousVersion is the release the target runs before the step (the
 	// one a rollback returns to).
 	PreviousVersion string

@@ -94,7 +94,7 @@ func TestFreezeThatCannotBeEvaluatedBlocks(t *testing.T) {
 			if _, _, err := freezeUntil(f, now); err == nil {
 				t.Fatal("no error")
 			}
-			rs := gateFreezes([]Freeze{f}, "production", now)
+			rs := gateFreezes([]Freeze{f}, Environment{Name: "production"}, now)
 			if len(rs) != 1 || rs[0].Code != GateFreeze || !strings.Contains(rs[0].Message, "cannot be evaluated") || !rs[0].Until.IsZero() {
 				t.Fatalf("reasons %+v, want one freeze reason that does not clear by itself", rs)
 			}
@@ -102,10 +102,10 @@ func TestFreezeThatCannotBeEvaluatedBlocks(t *testing.T) {
 	}
 	// A freeze scoped to other environments does not apply.
 	scoped := Freeze{Name: "staging-only", Environments: []string{"staging"}, Start: now.Add(-time.Hour), End: now.Add(time.Hour)}
-	if rs := gateFreezes([]Freeze{scoped}, "production", now); len(rs) != 0 {
+	if rs := gateFreezes([]Freeze{scoped}, Environment{Name: "production"}, now); len(rs) != 0 {
 		t.Fatalf("scoped freeze applied to production: %+v", rs)
 	}
-	if rs := gateFreezes([]Freeze{scoped}, "staging", now); len(rs) != 1 || !rs[0].Until.Equal(now.Add(time.Hour)) ||
+	if rs := gateFreezes([]Freeze{scoped}, Environment{Name: "staging"}, now); len(rs) != 1 || !rs[0].Until.Equal(now.Add(time.Hour)) ||
 		rs[0].Message != "freeze staging-only until 2026-03-29 13:00 UTC" {
 		t.Fatalf("scoped freeze on staging: %+v", rs)
 	}

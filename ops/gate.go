@@ -176,7 +176,7 @@ func (s *Service) gate(ctx context.Context, u Update, facts gateFacts) (GateResu
 			g.add(r)
 		}
 	}
-	g.add(gateFreezes(s.cfg.Freezes, env.Name, now)...)
+	g.add(gateFreezes(s.cfg.Freezes, env, now)...)
 
 	var reasons []GateReason
 	if g.Plan, reasons, err = gatePlan(env, u, facts.releases[env.Name]); err != nil {
@@ -284,7 +284,7 @@ func gateConflictStatus(ch Change) []GateReason {
 }
 
 // gateFreezes: now is outside every freeze that applies to env.
-func gateFreezes(freezes []Freeze, env string, now time.Time) []GateReason {
+func gateFreezes(freezes []Freeze, env Environment, now time.Time) []GateReason {
 	var out []GateReason
 	for _, f := range freezes {
 		if !f.Applies(env) {

@@ -337,7 +337,7 @@ func (s *Service) policyInputFrom(ctx context.Context, env Environment, u Update
 		cfg[k] = v
 	}
 	envMap := map[string]any{
-		"name": env.Name, "tier": env.Tier, "requires_change": env.RequiresChange,
+		"name": env.StageName(), "service": env.Service, "key": env.Name, "tier": env.Tier, "requires_change": env.RequiresChange,
 		"targets": len(env.Targets), "current_version": u.FromVersion,
 		"promote_from": map[string]any{"name": "", "succeeded_versions": []any{}, "current_version": ""},
 	}
@@ -365,7 +365,7 @@ func (s *Service) policyInputFrom(ctx context.Context, env Environment, u Update
 		envMap["promote_from"] = map[string]any{"name": env.PromoteFrom, "succeeded_versions": orEmptyList(versions), "current_version": current}
 	}
 	in := policy.Input{
-		Environment: env.Name,
+		Environment: env.StageName(), Key: env.Name, Service: env.Service,
 		Update: map[string]any{
 			"id": u.ID, "environment": u.Environment, "version": u.Version,
 			"from_version": u.FromVersion, "config": cfg, "change_type": u.ChangeType,

@@ -314,7 +314,7 @@ func (r *runner) sink() LogSink {
 
 func (r *runner) request(target Target) StepRequest {
 	return StepRequest{
-		Environment: r.env.Name, Target: target, Version: r.u.Version, PreviousVersion: r.from.Version,
+		Environment: r.env.Name, Service: r.env.Service, Target: target, Version: r.u.Version, PreviousVersion: r.from.Version,
 		Config: r.u.Config, PreviousConfig: r.from.Config, Change: r.u.ChangeNumber,
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -109,7 +110,7 @@ func New(cfg Config, st Store, changes ChangeSystem, opts ...Option) (*Service, 
 	}
 	rules := make([]policy.Rule, len(cfg.Policies))
 	for i, p := range cfg.Policies {
-		rules[i] = policy.Rule{Name: p.Name, Environments: p.Environments, Expr: p.Expr, Block: p.Action != PolicyWarn, Message: p.Message}
+		rules[i] = policy.Rule{Name: p.Name, Environments: p.Environments, Services: p.Services, Expr: p.Expr, Block: p.Action != PolicyWarn, Message: p.Message}
 	}
 	set, err := policy.NewSet(rules)
 	if err != nil {
@@ -171,6 +172,75 @@ func (s *Service) Environment(name string) (Environment, error) {
 		names[i] = e.Name
 	}
 	return Environment{}, fmt.Errorf("no environment named %q (configured: %s): %w", name, strings.Join(names, ", "), ErrNotFound)
+}
+
+// ResolveEnvironment finds the (service, environment) pair a user named:
+// its key ("checkout/production", or a plain name without services), or a
+// stage together with service, or a stage alone when exactly one service
+// runs there. Every failure says what would have matched and wraps
+// ErrNotFound.
+func (s *Service) ResolveEnvironment(service, name string) (Environment, error) {
+	return ResolveEnvironment(s.cfg.Environments, service, name)
+}
+
+// ResolveEnvironment is Service.ResolveEnvironment over envs.
+func ResolveEnvironment(envs []Environment, service, name string) (Environment, error) {
+	var inStage, ofService []Environment
+	known := false
+	for _, e := range envs {
+		if e.Name == name && (service == "" || e.Service == service) {
+			return e, nil
+		}
+		if service != "" && e.Service != service {
+			continue
+		}
+		known = true
+		ofService = append(ofService, e)
+		if e.StageName() == name {
+			inStage = append(inStage, e)
+		}
+	}
+	switch {
+	case len(inStage) == 1:
+		return inStage[0], nil
+	case len(inStage) > 1:
+		svcs := make([]string, len(inStage))
+		for i, e := range inStage {
+			svcs[i] = e.Service
+		}
+		return Environment{}, fmt.Errorf("%d services run in %q (%s): name one, e.g. %s or --service %s: %w",
+			len(inStage), name, strings.Join(svcs, ", "), inStage[0].Name, inStage[0].Service, ErrNotFound)
+	case service != "" && !known:
+		return Environment{}, fmt.Errorf("no service named %q (configured: %s): %w", service, strings.Join(serviceNames(envs), ", "), ErrNotFound)
+	case service != "":
+		return Environment{}, fmt.Errorf("service %s does not run in %q (it runs in: %s): %w", service, name, strings.Join(stageNames(ofService), ", "), ErrNotFound)
+	}
+	names := make([]string, len(envs))
+	for i, e := range envs {
+		names[i] = e.Name
+	}
+	return Environment{}, fmt.Errorf("no environment named %q (configured: %s): %w", name, strings.Join(names, ", "), ErrNotFound)
+}
+
+// ServiceNames lists the configured services in configuration order.
+func (s *Service) ServiceNames() []string { return serviceNames(s.cfg.Environments) }
+
+func serviceNames(envs []Environment) []string {
+	var out []string
+	for _, e := range envs {
+		if !slices.Contains(out, e.Service) {
+			out = append(out, e.Service)
+		}
+	}
+	return out
+}
+
+func stageNames(envs []Environment) []string {
+	out := make([]string, len(envs))
+	for i, e := range envs {
+		out[i] = e.StageName()
+	}
+	return out
 }
 
 // Environments returns the configured environments in configuration order.

@@ -36,6 +36,40 @@ type EnvironmentStatus struct {
 	Alerts []policy.Verdict `json:"alerts"`
 }
 
+// Health is one (service, environment) pair's state at a glance, worst
+// first: what the matrix cell and `service list` show.
+type Health string
+
+// Health values.
+const (
+	HealthRollingOut Health = "rolling out"
+	HealthFailed     Health = "failed"      // the last run failed and could not be rolled back
+	HealthRolledBack Health = "rolled back" // the last run was rolled back
+	HealthDrifted    Health = "drifted"
+	HealthPending    Health = "pending" // an update waits (for its change, approval or window)
+	HealthNever      Health = "not deployed"
+	HealthOK         Health = "healthy"
+)
+
+// Health is the pair's state at a glance.
+func (st EnvironmentStatus) Health() Health {
+	switch {
+	case st.Running != nil:
+		return HealthRollingOut
+	case st.LastResult == RunFailed || st.LastResult == RunInterrupted:
+		return HealthFailed
+	case st.LastResult == RunRolledBack:
+		return HealthRolledBack
+	case st.Drifted > 0:
+		return HealthDrifted
+	case st.Pending > 0:
+		return HealthPending
+	case st.Current.Version == "":
+		return HealthNever
+	}
+	return HealthOK
+}
+
 // EnvironmentStatuses returns every configured environment's status, in
 // configuration order.
 func (s *Service) EnvironmentStatuses(ctx context.Context) ([]EnvironmentStatus, error) {

@@ -19,10 +19,11 @@ import (
 // Environments removed from the configuration are kept with their history.
 func (db *DB) SyncEnvironments(ctx context.Context, envs []ops.Environment, actor string) error {
 	return db.WithTx(ctx, func(tx *Tx) error {
-		stmt, err := tx.tx.PrepareContext(ctx, `INSERT INTO environments (name, tier, requires_change, spec_json, updated_at)
-			VALUES (?, ?, ?, ?, ?)
+		stmt, err := tx.tx.PrepareContext(ctx, `INSERT INTO environments (name, tier, requires_change, spec_json, updated_at, service, stage)
+			VALUES (?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (name) DO UPDATE SET tier = excluded.tier, requires_change = excluded.requires_change,
-				spec_json = excluded.spec_json, updated_at = excluded.updated_at
+				spec_json = excluded.spec_json, updated_at = excluded.updated_at,
+				service = excluded.service, stage = excluded.stage
 			WHERE spec_json <> excluded.spec_json OR tier <> excluded.tier OR requires_change <> excluded.requires_change`)
 		if err != nil {
 			return fmt.Errorf("store: sync environments: %w", err)
@@ -33,7 +34,7 @@ func (db *DB) SyncEnvironments(ctx context.Context, envs []ops.Environment, acto
 			if err != nil {
 				return fmt.Errorf("store: encode environment %s: %w", e.Name, err)
 			}
-			res, err := stmt.ExecContext(ctx, e.Name, e.Tier, e.RequiresChange, string(spec), formatTime(tx.now))
+			res, err := stmt.ExecContext(ctx, e.Name, e.Tier, e.RequiresChange, string(spec), formatTime(tx.now), e.Service, e.StageName())
 			if err != nil {
 				return fmt.Errorf("store: sync environment %s: %w", e.Name, mapErr(err))
 			}

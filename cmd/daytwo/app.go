@@ -69,6 +69,8 @@ type app struct {
 	// Global flags.
 	configFile string
 	logLevel   string
+	// service is --service: the service ENV arguments and filters refer to.
+	serviceFlag string
 	// mirrorOnly is set by the read-only check for a mirror command (sync,
 	// the console) in read-only mode: sync without delivering writes, run
 	// nothing.

@@ -21,10 +21,11 @@ Exit codes: 0 every target answered and reports the recorded release (or no
 probe is configured), 6 at least one target drifted, 7 no drift seen but at
 least one target's release is unknown.`,
 		RunE: a.runE(&out, nil, func(ctx context.Context, svc *ops.Service, args []string) error {
-			if err := knownEnvironments(svc, args...); err != nil {
+			keys, err := a.envKeys(svc, args...)
+			if err != nil {
 				return err
 			}
-			reps, err := svc.Drift(ctx, args...)
+			reps, err := svc.Drift(ctx, keys...)
 			if err != nil {
 				return err
 			}

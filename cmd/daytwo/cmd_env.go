@@ -23,6 +23,8 @@ func (a *app) envCommand() *cobra.Command {
 // envRow is one environment in `env list -o json`.
 type envRow struct {
 	Name           string    `json:"name"`
+	Service        string    `json:"service"`
+	Stage          string    `json:"stage"`
 	Tier           string    `json:"tier"`
 	RequiresChange bool      `json:"requires_change"`
 	ChangeType     string    `json:"change_type,omitempty"`
@@ -55,8 +57,11 @@ func (a *app) runEnvList(ctx context.Context, svc *ops.Service, out string) erro
 	}
 	rows := make([]envRow, 0, len(a.cfg.Environments))
 	for _, e := range a.cfg.Environments {
+		if a.serviceFlag != "" && e.Service != a.serviceFlag {
+			continue
+		}
 		r := envRow{
-			Name: e.Name, Tier: e.Tier, RequiresChange: e.RequiresChange, AutoRun: e.AutoRun,
+			Name: e.Name, Service: e.Service, Stage: e.StageName(), Tier: e.Tier, RequiresChange: e.RequiresChange, AutoRun: e.AutoRun,
 			PromoteFrom: e.PromoteFrom, Targets: targetNames(e),
 		}
 		if e.RequiresChange {
@@ -67,15 +72,27 @@ func (a *app) runEnvList(ctx context.Context, svc *ops.Service, out string) erro
 		}
 		rows = append(rows, r)
 	}
-	return printList(a, out, rows, []string{"NAME", "TIER", "GATE", "AUTO", "PROMOTES FROM", "TARGETS", "VERSION", "DEPLOYED"}, func(r envRow) []string {
+	if a.serviceFlag != "" && len(rows) == 0 {
+		return usagef("no service named %q (configured: %s)", a.serviceFlag, strings.Join(svc.ServiceNames(), ", "))
+	}
+	header := []string{"NAME", "TIER", "GATE", "AUTO", "PROMOTES FROM", "TARGETS", "VERSION", "DEPLOYED"}
+	services := len(a.cfg.Services) > 0
+	if services {
+		header = append([]string{"NAME", "SERVICE", "ENV"}, header[1:]...)
+	}
+	return printList(a, out, rows, header, func(r envRow) []string {
 		gate := "none"
 		if r.RequiresChange {
 			gate = r.ChangeType + " change"
 		}
-		return []string{
+		cells := []string{
 			r.Name, r.Tier, gate, yesNo(r.AutoRun), orDash(r.PromoteFrom),
 			strconv.Itoa(len(r.Targets)), orDash(r.Version), formatTime(r.DeployedAt),
 		}
+		if services {
+			cells = append([]string{r.Name, r.Service, r.Stage}, cells[1:]...)
+		}
+		return cells
 	}, wideColumns[envRow]{header: []string{"DIGEST", "TARGET NAMES"}, cells: func(r envRow) []string {
 		return []string{orDash(r.Digest), strings.Join(r.Targets, ",")}
 	}})
@@ -221,14 +238,11 @@ func (a *app) environment(name string) (ops.Environment, error) {
 	if err != nil {
 		return ops.Environment{}, err
 	}
-	if e, ok := cfg.Environment(name); ok {
-		return e, nil
+	e, err := ops.ResolveEnvironment(cfg.Environments, a.serviceFlag, name)
+	if err != nil {
+		return ops.Environment{}, usageError{err}
 	}
-	names := make([]string, 0, len(cfg.Environments))
-	for _, e := range cfg.Environments {
-		names = append(names, e.Name)
-	}
-	return ops.Environment{}, usagef("no environment named %q (configured: %s)", name, strings.Join(names, ", "))
+	return e, nil
 }
 
 func targetNames(e ops.Environment) []string {

@@ -24,10 +24,11 @@ func (a *app) policyCommand() *cobra.Command {
 		Use:   "check [ENV...]",
 		Short: "Evaluate policies against what each environment runs now (exit 3 if a blocking policy fails)",
 		RunE: a.runE(&out, nil, func(ctx context.Context, svc *ops.Service, args []string) error {
-			if err := knownEnvironments(svc, args...); err != nil {
+			keys, err := a.envKeys(svc, args...)
+			if err != nil {
 				return err
 			}
-			rows, err := svc.PolicyCheck(ctx, args...)
+			rows, err := svc.PolicyCheck(ctx, keys...)
 			if err != nil {
 				return err
 			}

@@ -29,11 +29,12 @@ waits for the approval first. While ENV has another open update the rollback
 is refused naming it; --supersede cancels that update (and its change) first.`,
 		Args: exactArgs("ENV"),
 		RunE: a.runE(&out, nil, func(ctx context.Context, svc *ops.Service, args []string) error {
-			if err := knownEnvironments(svc, args[0]); err != nil {
+			env, err := a.envKey(svc, args[0])
+			if err != nil {
 				return err
 			}
 			defer svc.Wait()
-			p, err := svc.ProposeRollback(ctx, ops.RollbackRequest{Environment: args[0], To: to, ChangeType: ops.ChangeType(changeType), Supersede: supersede})
+			p, err := svc.ProposeRollback(ctx, ops.RollbackRequest{Environment: env, To: to, ChangeType: ops.ChangeType(changeType), Supersede: supersede})
 			if err != nil {
 				return err
 			}

@@ -121,9 +121,14 @@ func (a *app) updateToRun(ctx context.Context, svc *ops.Service, arg string) (op
 	if err == nil {
 		return u, nil
 	}
-	if _, enverr := svc.Environment(arg); enverr != nil {
+	env, enverr := svc.ResolveEnvironment(a.serviceFlag, arg)
+	if enverr != nil {
+		if a.serviceFlag != "" {
+			return u, usageError{enverr}
+		}
 		return u, fmt.Errorf("no update or change %q: %w", arg, err)
 	}
+	arg = env.Name
 	open, ok, lerr := svc.OpenUpdate(ctx, arg)
 	switch {
 	case lerr != nil:

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -34,20 +36,48 @@ func (a *app) updateListCommand() *cobra.Command {
 		}),
 	}
 	addListFlags(cmd, &opts.out)
-	cmd.Flags().StringVar(&opts.env, "env", "", "only this environment")
+	cmd.Flags().StringVar(&opts.env, "env", "", "only this environment (a stage with --service, or service/stage)")
 	cmd.Flags().BoolVar(&opts.all, "all", false, "include finished updates")
 	cmd.Flags().IntVar(&opts.limit, "limit", 100, "at most this many")
 	return cmd
 }
 
 func (a *app) runUpdateList(ctx context.Context, svc *ops.Service, opts *updateListOptions) error {
-	f := ops.UpdateFilter{Environment: opts.env, Limit: opts.limit}
-	if !opts.all {
-		f.States = ops.OpenUpdateStates()
+	// --env and --service name pairs: one (--env, maybe with --service),
+	// every pair of the service (--service alone), or all (neither).
+	keys := []string{""}
+	switch {
+	case opts.env != "":
+		key, err := a.envKey(svc, opts.env)
+		if err != nil {
+			return err
+		}
+		keys = []string{key}
+	case a.serviceFlag != "":
+		var err error
+		if keys, err = a.envKeys(svc); err != nil {
+			return err
+		}
 	}
-	sts, err := svc.UpdateStatuses(ctx, f)
-	if err != nil {
-		return err
+	var sts []ops.UpdateStatus
+	for _, key := range keys {
+		f := ops.UpdateFilter{Environment: key, Limit: opts.limit}
+		if !opts.all {
+			f.States = ops.OpenUpdateStates()
+		}
+		some, err := svc.UpdateStatuses(ctx, f)
+		if err != nil {
+			return err
+		}
+		sts = append(sts, some...)
+	}
+	if len(keys) > 1 { // newest first across the service's pairs, as for one
+		slices.SortStableFunc(sts, func(x, y ops.UpdateStatus) int {
+			return cmp.Or(y.Update.CreatedAt.Compare(x.Update.CreatedAt), strings.Compare(y.Update.ID, x.Update.ID))
+		})
+		if opts.limit > 0 && len(sts) > opts.limit {
+			sts = sts[:opts.limit]
+		}
 	}
 	return printList(a, opts.out, sts, []string{"ID", "ENV", "VERSION", "STATE", "CHANGE", "BUNDLE", "GATE"}, func(s ops.UpdateStatus) []string {
 		return []string{

@@ -46,6 +46,7 @@ elsewhere).`,
 	pf.String("db", "", "SQLite database path (overrides store.path and $DAYTWO_DB)")
 	pf.String("instance", "", "ServiceNow instance URL (overrides servicenow.instance and $DAYTWO_SN_INSTANCE)")
 	pf.Bool("read-only", false, "disable every action that changes ServiceNow or an environment")
+	pf.StringVarP(&a.serviceFlag, "service", "s", "", "the service an ENV argument or filter refers to (with services:)")
 	pf.StringVar(&a.logLevel, "log-level", "", "log level: debug, info, warn, error (default warn; info for the daemon)")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageError{err} })
 	root.SetOut(a.stdout)
@@ -59,6 +60,7 @@ elsewhere).`,
 		a.syncCommand(),
 		a.configCommand(),
 		a.envCommand(),
+		a.serviceCommand(),
 		a.proposeCommand(),
 		a.changeCommand(),
 		a.runCommand(),

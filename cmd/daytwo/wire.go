@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -194,6 +195,40 @@ func knownEnvironments(svc *ops.Service, envs ...string) error {
 		}
 	}
 	return nil
+}
+
+// envKeys resolves ENV arguments (a pair's key, or a stage — with
+// --service, or run by one service) to the keys ops knows them by. No
+// argument with --service means every environment of that service.
+func (a *app) envKeys(svc *ops.Service, names ...string) ([]string, error) {
+	if len(names) == 0 && a.serviceFlag != "" {
+		for _, e := range svc.Environments() {
+			if e.Service == a.serviceFlag {
+				names = append(names, e.Name)
+			}
+		}
+		if len(names) == 0 {
+			return nil, usagef("no service named %q (configured: %s)", a.serviceFlag, strings.Join(svc.ServiceNames(), ", "))
+		}
+	}
+	keys := make([]string, len(names))
+	for i, n := range names {
+		e, err := svc.ResolveEnvironment(a.serviceFlag, n)
+		if err != nil {
+			return nil, usageError{err}
+		}
+		keys[i] = e.Name
+	}
+	return keys, nil
+}
+
+// envKey is envKeys for one argument.
+func (a *app) envKey(svc *ops.Service, name string) (string, error) {
+	keys, err := a.envKeys(svc, name)
+	if err != nil {
+		return "", err
+	}
+	return keys[0], nil
 }
 
 // newExecutor builds the executor an environment's deploy section names:

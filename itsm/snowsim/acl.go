@@ -20,6 +20,8 @@ func canWrite(u *user, tableName, op string) bool {
 		return op != "Delete" || u.has("change_manager")
 	case "incident", "cmdb_ci":
 		return op != "Delete"
+	case "task_ci", "task_cmdb_ci_service":
+		return true // itil adds and removes a change's affected CIs
 	case "sys_attachment":
 		return true
 	case "sysapproval_approver":

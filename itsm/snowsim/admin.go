@@ -56,6 +56,7 @@ func (s *Sim) Reset() error {
 	s.mu.Lock()
 	s.d = d
 	s.pending = nil
+	s.assocRunning = 0
 	s.markDirty()
 	s.mu.Unlock()
 	s.logMu.Lock()

@@ -84,6 +84,8 @@ func (s *Sim) serveChange(w http.ResponseWriter, r *http.Request, u *user, segs 
 		s.changeApprovals(w, r, u, segs[0])
 	case n == 2 && segs[1] == "conflict":
 		s.changeConflict(w, r, u, segs[0])
+	case n == 2 && segs[1] == "ci" && !s.opts.NoChangeCIEndpoint:
+		s.changeCIs(w, r, u, segs[0])
 	default:
 		writeAPIError(w, errNoResource())
 	}

@@ -18,20 +18,29 @@ type conflictResult struct {
 	Conflicts []map[string]any
 }
 
-// Worker states (GET /change/worker/{id}): the docs' example shows Complete
-// as 3; the other codes are ours.
+// Worker states (GET /change/worker/{id}): the docs' examples show 1
+// Waiting and 3 Complete; 2 In-Progress and 4 Error are ours (the docs list
+// the four names and the four codes without pairing them).
 const (
+	workerWaiting  = "1"
 	workerRunning  = "2" // In-Progress
 	workerComplete = "3"
 	workerError    = "4"
 )
 
-// conflictWorker is one background conflict check.
-type conflictWorker struct {
+// worker is one background job: a conflict check (Type "") or a CI
+// association (Type affected or impacted, see affected.go).
+type worker struct {
 	ID, Change string
 	Due        time.Time
 	State      string
 	Message    string
+	// Type, Link, Request, CIs and By describe a CI association; Info,
+	// Warnings and Errors are its messages.
+	Type, Link, Request    string
+	CIs                    []string
+	By                     *user
+	Info, Warnings, Errors []string
 }
 
 func vd(v, d string) map[string]string { return map[string]string{"value": v, "display_value": d} }
@@ -66,7 +75,7 @@ func (s *Sim) finishWorkers(id string) {
 	t := s.d.tables["change_request"]
 	now := s.now()
 	for _, w := range s.d.workers {
-		if w.State != workerRunning || (id != "" && w.Change != id) || now.Before(w.Due) {
+		if w.Type != "" || w.State != workerRunning || (id != "" && w.Change != id) || now.Before(w.Due) {
 			continue
 		}
 		row := t.byID[w.Change]
@@ -90,9 +99,9 @@ func (s *Sim) finishWorkers(id string) {
 }
 
 // runningWorker returns the change's running check, if any.
-func (s *Sim) runningWorker(id string) *conflictWorker {
+func (s *Sim) runningWorker(id string) *worker {
 	for _, w := range s.d.workers {
-		if w.Change == id && w.State == workerRunning {
+		if w.Type == "" && w.Change == id && w.State == workerRunning {
 			return w
 		}
 	}
@@ -120,7 +129,7 @@ func (s *Sim) changeConflict(w http.ResponseWriter, r *http.Request, u *user, id
 		if old := s.runningWorker(id); old != nil {
 			old.State, old.Message = workerError, "superseded by a later conflict check"
 		}
-		wk := &conflictWorker{ID: newSysID(), Change: id, Due: s.now().Add(s.conflictDelay()), State: workerRunning}
+		wk := &worker{ID: newSysID(), Change: id, Due: s.now().Add(s.conflictDelay()), State: workerRunning}
 		s.d.workers[wk.ID] = wk
 		s.finishWorkers(id) // a zero delay completes at once
 		body, _ := json.Marshal(map[string]any{"result": wk.ID})
@@ -152,6 +161,12 @@ func (s *Sim) changeConflict(w http.ResponseWriter, r *http.Request, u *user, id
 func (s *Sim) workerGet(w http.ResponseWriter, id string) {
 	s.mu.Lock()
 	wk, ok := s.d.workers[id]
+	if ok && wk.Type != "" {
+		body := s.associationAnswer(wk)
+		s.mu.Unlock()
+		writeJSON(w, http.StatusOK, body)
+		return
+	}
 	if ok {
 		s.finishWorkers(wk.Change)
 	}

@@ -13,8 +13,9 @@
 //     /api/now/v2/table) for change_request, incident, sysapproval_approver,
 //     sysapproval_group, sys_user, sys_user_group, sys_user_grmember, cmdb_ci,
 //     sys_journal_field, sys_audit_delete, std_change_record_producer,
-//     std_change_producer_version, cmn_schedule, cmn_schedule_span and
-//     sys_attachment.
+//     std_change_producer_version, cmn_schedule, cmn_schedule_span,
+//     sys_attachment, task_ci (affected CIs: task, ci_item) and
+//     task_cmdb_ci_service (impacted services: task, cmdb_ci_service).
 //   - Change Management API /api/sn_chg_rest[/v1]/change/...
 //   - Attachment API /api/now/attachment...
 //   - A minimal Aggregate API: GET /api/now/stats/{table}?sysparm_count=true.
@@ -66,11 +67,20 @@
 //     cmdb_ci, empty = every CI) matches the change's CI; spans repeat
 //     none/daily/weekdays/weekly/monthly/yearly in UTC. Maintenance windows
 //     are not checked.
+//   - CI associations (POST /change/{id}/ci) run in the background, as
+//     documented: 202 with the worker in state 1 Waiting; the rows appear
+//     Options.AssociateDelay later (default 1s). A CI already associated
+//     gets no second row (an info message names it); an unknown CI sys_id
+//     is a warning naming it, and when no CI is valid the worker ends in
+//     4 Error. GET /change/{id}/ci requires association_type (affected or
+//     impacted; offering is not simulated). Table API inserts into task_ci
+//     are not de-duplicated. Options.NoChangeCIEndpoint plays an older
+//     release without the endpoint. See changeCIs.
 //   - Change API values are strings by default; Options.TypedChangeValues
 //     switches to typed values (booleans, numbers like 3.0) as in the samples.
 //     Create and PATCH answers carry __meta.ignoredFields inside the record.
 //   - ACL: admin writes everything; itil/change_manager write change_request,
-//     incident, cmdb_ci and attachments (delete of changes needs
+//     incident, cmdb_ci, task_ci, task_cmdb_ci_service and attachments (delete of changes needs
 //     change_manager), update sysapproval_approver rows where they are the
 //     approver, and change_manager writes cmn_schedule/cmn_schedule_span;
 //     sn_change_read only reads. Every other write is the ACL 403.

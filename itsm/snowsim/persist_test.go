@@ -18,6 +18,7 @@ func TestPersistence(t *testing.T) {
 	chg := e.createChange(map[string]any{"work_notes": "persist me"})
 	e.call("daytwo", "POST", "/api/now/attachment/file?table_name=change_request&table_sys_id="+chg["sys_id"].(string)+"&file_name=a.txt",
 		"hello", "Content-Type", "text/plain").must(t, 201)
+	e.call("daytwo", "POST", "/api/now/table/task_ci", map[string]any{"task": chg["sys_id"], "ci_item": idPayments}).must(t, 201)
 	if err := srv.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -35,6 +36,9 @@ func TestPersistence(t *testing.T) {
 	}
 	defer srv2.Close()
 	e2 := &env{t: t, sim: srv2.Sim(), url: srv2.URL()}
+	if ci := e2.affectedOf(chg["sys_id"].(string)); len(ci) != 1 || ci[0] != idPayments+"=payments-api" {
+		t.Fatalf("reloaded affected CIs = %v", ci)
+	}
 	got := e2.getChange(chg["sys_id"].(string))
 	if got["number"] != "CHG0000001" {
 		t.Fatalf("reloaded change = %v", got)

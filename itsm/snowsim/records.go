@@ -405,11 +405,14 @@ func (s *Sim) remove(u *user, t *table, r *record) {
 		at.add(a)
 	}
 	if t.sch.name == "change_request" {
-		for _, name := range []string{"sysapproval_approver", "sysapproval_group"} {
+		for _, name := range []string{"sysapproval_approver", "sysapproval_group", "task_ci", "task_cmdb_ci_service"} {
 			ct := s.d.tables[name]
 			col := "sysapproval"
-			if name == "sysapproval_group" {
+			switch name {
+			case "sysapproval_group":
 				col = "parent"
+			case "task_ci", "task_cmdb_ci_service":
+				col = "task" // the references cascade: a deleted change takes its CI rows along
 			}
 			for _, cr := range slices.Clone(ct.rows) {
 				if ct.get(cr, col) == id {

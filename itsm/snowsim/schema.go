@@ -248,6 +248,14 @@ func buildSchemas() map[string]*schema {
 				"monthly", "Monthly", "yearly", "Yearly"),
 			str("days_of_week"), str("repeat_until"),
 		),
+		// task_ci is the Affected CIs related list: one row per (task,
+		// CI); task_cmdb_ci_service the Impacted Services/CIs one. The
+		// base system's task column references task; the simulator has
+		// only change_request as a task table.
+		newSchema("task_ci", "", "sys_id", ref("task", "change_request"), ref("ci_item", "cmdb_ci")),
+		newSchema("task_cmdb_ci_service", "", "sys_id",
+			ref("task", "change_request"), ref("cmdb_ci_service", "cmdb_ci"), boolean("manually_added", "true"),
+		),
 		newSchema("sys_attachment", "", "file_name",
 			str("table_name"), str("table_sys_id"), str("file_name"), str("content_type"),
 			integer("size_bytes", "0"), integer("size_compressed", "0"), boolean("compressed", "false"),

@@ -24,6 +24,7 @@ var seedOrder = []string{
 	"sys_user", "sys_user_group", "sys_user_grmember", "cmdb_ci", "cmn_schedule", "cmn_schedule_span",
 	"std_change_record_producer", "std_change_producer_version", "change_request", "incident",
 	"sysapproval_group", "sysapproval_approver", "sys_journal_field", "sys_audit_delete", "sys_attachment",
+	"task_ci", "task_cmdb_ci_service",
 }
 
 // readSeedFile decodes a JSON array of records; values become strings.

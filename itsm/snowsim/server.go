@@ -40,6 +40,15 @@ type Options struct {
 	// (POST /change/{id}/conflict answers at once with the worker); zero
 	// means 2s, negative means it completes at once.
 	ConflictDelay time.Duration
+	// AssociateDelay is how long a CI association runs in the background
+	// (POST /change/{id}/ci answers at once with the worker, Waiting);
+	// zero means 1s, negative means it completes at once.
+	AssociateDelay time.Duration
+	// NoChangeCIEndpoint makes the instance an older release whose Change
+	// Management API has no /change/{id}/ci: it answers there as on any
+	// path it does not serve (400 "Requested URI does not represent any
+	// resource"). The task_ci table is there either way.
+	NoChangeCIEndpoint bool
 	// Clock is the time source; nil means time.Now.
 	Clock func() time.Time
 	// Logger receives one line per request and state events; nil discards.
@@ -67,9 +76,11 @@ type Sim struct {
 	log   *slog.Logger
 	clock func() time.Time
 
-	mu      sync.RWMutex // guards d, pending
+	mu      sync.RWMutex // guards d, pending, assocRunning
 	d       *db
 	pending []autoTask
+	// assocRunning counts CI association workers not yet run.
+	assocRunning int
 
 	faultMu sync.Mutex
 	faults  Faults
@@ -193,6 +204,7 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveOAuth(rec, r)
 	case strings.HasPrefix(path, "/api/"):
 		s.runDue()
+		s.runAssociations()
 		if f := s.injectFault(rec, r); f != "" {
 			entry.Fault = f
 			if f == "drop" {

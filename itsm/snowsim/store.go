@@ -101,7 +101,7 @@ type db struct {
 	refresh   map[string]*token    // OAuth refresh tokens
 	current   map[string]*token    // current access token per client+user
 	clients   map[string]map[string]string
-	workers   map[string]*conflictWorker // conflict checks by worker sys_id
+	workers   map[string]*worker         // conflict checks by worker sys_id
 	conflicts map[string]*conflictResult // last completed check by change sys_id
 }
 
@@ -116,7 +116,7 @@ func newDB() *db {
 		refresh:   map[string]*token{},
 		current:   map[string]*token{},
 		clients:   map[string]map[string]string{},
-		workers:   map[string]*conflictWorker{},
+		workers:   map[string]*worker{},
 		conflicts: map[string]*conflictResult{},
 	}
 	for name, s := range d.schemas {

@@ -184,7 +184,7 @@ func (a *Ansible) run(ctx context.Context, playbook, what string, reqs []ops.Ste
 	}
 	argv = append(argv, playbook)
 	env, err := stepEnv(a.extraEnv, &TemplateData{
-		Env: a.env, Version: first.Version, PreviousVersion: first.PreviousVersion,
+		Env: ops.StageOf(a.env), Service: first.Service, Version: first.Version, PreviousVersion: first.PreviousVersion,
 		Change: first.Change, Config: first.Config, Rollback: first.Rollback,
 	})
 	if err != nil {

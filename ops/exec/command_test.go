@@ -45,6 +45,7 @@ func TestDeployEnvironment(t *testing.T) {
 	c := mustCommand(t, ops.DeploySpec{Command: []string{"env"}, Env: map[string]string{"EXTRA": "x=y"}})
 	req := stepReq()
 	req.Config["feature.y"] = "1"
+	req.Service = "checkout"
 	var rec recorder
 	if err := c.Deploy(t.Context(), req, rec.sink); err != nil {
 		t.Fatal(err)
@@ -54,6 +55,7 @@ func TestDeployEnvironment(t *testing.T) {
 		"KEEP_ME=kept",
 		"EXTRA=x=y",
 		"DAYTWO_ENV=staging",
+		"DAYTWO_SERVICE=checkout",
 		"DAYTWO_TARGET=stg-1",
 		"DAYTWO_VERSION=1.2.3",
 		"DAYTWO_PREVIOUS_VERSION=1.2.2",

@@ -16,7 +16,8 @@
 // process, minus every DAYTWO_* variable (those configure daytwo itself and
 // may hold ServiceNow credentials), plus the step's deploy.env, plus:
 //
-//	DAYTWO_ENV               environment name
+//	DAYTWO_ENV               environment name (with services, the stage)
+//	DAYTWO_SERVICE           service name (the implicit service's without services)
 //	DAYTWO_TARGET            target name
 //	DAYTWO_VERSION           version this step puts in place
 //	DAYTWO_PREVIOUS_VERSION  version the target ran before the step

@@ -66,7 +66,7 @@ func (p *Probe) Probe(ctx context.Context, env string, target ops.Target) (strin
 	if env != "" && env != p.env {
 		return "", fmt.Errorf("exec: probe %s: environment %q asked of the probe of %q", target.Name, env, p.env)
 	}
-	d := &TemplateData{Env: p.env, Target: target}
+	d := &TemplateData{Env: ops.StageOf(p.env), Target: target}
 	var v string
 	var err error
 	if p.url != nil {

@@ -267,6 +267,7 @@ func remoteVars(extra []string, d *TemplateData) ([]string, error) {
 	vars := append([]string(nil), extra...)
 	vars = append(vars,
 		"DAYTWO_ENV="+d.Env,
+		"DAYTWO_SERVICE="+d.Service,
 		"DAYTWO_TARGET="+d.Target.Name,
 		"DAYTWO_VERSION="+d.Version,
 		"DAYTWO_PREVIOUS_VERSION="+d.PreviousVersion,

@@ -18,8 +18,11 @@ import (
 // A missing map key is an error, not an empty string. Version probes see
 // Env and Target only.
 type TemplateData struct {
-	// Env is the environment's name.
+	// Env is the environment's name (with services, the stage: staging,
+	// production).
 	Env string
+	// Service is the service the step deploys ("" for version probes).
+	Service string
 	// Target is the target of the step: .Target.Name and .Target.Vars.
 	Target ops.Target
 	// Version is the version the step puts in place (for a rollback, the
@@ -43,7 +46,8 @@ type TemplateData struct {
 
 func newData(env string, req ops.StepRequest) *TemplateData {
 	return &TemplateData{
-		Env:             env,
+		Env:             ops.StageOf(env),
+		Service:         req.Service,
 		Target:          req.Target,
 		Version:         req.Version,
 		PreviousVersion: req.PreviousVersion,
@@ -160,6 +164,7 @@ func stepEnv(extra []string, d *TemplateData) ([]string, error) {
 	env = append(env, extra...)
 	env = append(env,
 		"DAYTWO_ENV="+d.Env,
+		"DAYTWO_SERVICE="+d.Service,
 		"DAYTWO_TARGET="+d.Target.Name,
 		"DAYTWO_VERSION="+d.Version,
 		"DAYTWO_PREVIOUS_VERSION="+d.PreviousVersion,

@@ -12,6 +12,7 @@ import (
 type Rule struct {
 	Name         string
 	Environments []string // empty: every environment
+	Services     []string // empty: every service
 	Expr         string
 	Block        bool // block, or only warn
 	Message      string
@@ -61,7 +62,12 @@ func NewSet(rules []Rule) (*Set, error) {
 // Input is what rules see: plain maps and lists (JSON-like), so that
 // callers need not expose their types to CEL.
 type Input struct {
+	// Environment is the stage (dev, staging, production); Key the
+	// (service, environment) pair's own name, which rules may also name;
+	// Service the service.
 	Environment string
+	Key         string
+	Service     string
 	Update      map[string]any
 	Env         map[string]any
 	Change      map[string]any
@@ -78,7 +84,10 @@ func (s *Set) Evaluate(in Input) []Verdict {
 	}
 	var out []Verdict
 	for _, r := range s.rules {
-		if len(r.Environments) > 0 && !slices.Contains(r.Environments, in.Environment) {
+		if len(r.Environments) > 0 && !slices.Contains(r.Environments, in.Environment) && (in.Key == "" || !slices.Contains(r.Environments, in.Key)) {
+			continue
+		}
+		if len(r.Services) > 0 && !slices.Contains(r.Services, in.Service) {
 			continue
 		}
 		v := Verdict{Policy: r.Name, Action: "warn", Message: r.Message}

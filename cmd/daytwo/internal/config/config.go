@@ -24,8 +24,15 @@ type Config struct {
 	Audit        Audit             `koanf:"audit"`
 	Alertmanager Alertmanager      `koanf:"alertmanager"`
 	Environments []ops.Environment `koanf:"environments"`
-	Freezes      []ops.Freeze      `koanf:"freezes"`
-	Policies     []ops.Policy      `koanf:"policies"`
+	// Services, if set, are the applications the environments above are
+	// shared by. After loading, Environments holds one entry per (service,
+	// environment) pair and Stages the environments as written.
+	Services []Service `koanf:"services"`
+	// Stages are the environments as the file declares them: with
+	// services the shared stages, without them the same as Environments.
+	Stages   []ops.Environment `koanf:"-"`
+	Freezes  []ops.Freeze      `koanf:"freezes"`
+	Policies []ops.Policy      `koanf:"policies"`
 
 	// File is the configuration file that was loaded ("" if none).
 	File string `koanf:"-"`
@@ -202,7 +209,7 @@ func applyElementDefaults(c *Config) {
 	for i := range c.Environments {
 		e := &c.Environments[i]
 		if e.Tier == "" {
-			e.Tier = e.Name
+			e.Tier = e.StageName()
 		}
 		if e.Deploy.Timeout == 0 {
 			e.Deploy.Timeout = defaultDeployTimeout

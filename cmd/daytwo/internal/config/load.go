@@ -195,8 +195,9 @@ func Load(src Source) (*Config, error) {
 	cfg.merged = k.Raw()
 	// Validate even a tree that did not decode cleanly, so that one run
 	// reports everything; skip what a decode problem already covers.
+	origins := cfg.expand()
 	applyElementDefaults(&cfg)
-	for _, p := range append(validate(&cfg), readSecrets(&cfg, src.Getenv)...) {
+	for _, p := range append(validate(&cfg, origins), readSecrets(&cfg, src.Getenv)...) {
 		if !coveredBy(p.Key, probs) {
 			probs = append(probs, p)
 		}

@@ -180,27 +180,36 @@ func resolvePaths(tree map[string]any, dir string) {
 	walkPath(tree, "console", func(m map[string]any) { abs(m, "log_file") })
 	walkPath(tree, "audit", func(m map[string]any) { abs(m, "key_file"); abs(m, "anchor_file") })
 	walkPath(tree, "alertmanager", func(m map[string]any) { abs(m, "token_file") })
-	walkPath(tree, "environments.*.deploy", func(m map[string]any) { argv0(m, "command"); argv0(m, "rollback") })
-	walkPath(tree, "environments.*.deploy.ansible", func(m map[string]any) {
-		abs(m, "playbook")
-		abs(m, "inventory")
-		abs(m, "rollback_playbook")
-	})
-	walkPath(tree, "environments.*.deploy.ssh", func(m map[string]any) { abs(m, "key_file"); abs(m, "known_hosts") })
-	walkPath(tree, "environments.*.version_probe", func(m map[string]any) { argv0(m, "command") })
-	walkPath(tree, "environments.*.health.*", func(m map[string]any) { argv0(m, "command") })
-	walkPath(tree, "environments.*.health.*.ansible", func(m map[string]any) { abs(m, "playbook"); abs(m, "inventory") })
+	for _, e := range envLike {
+		walkPath(tree, e+".deploy", func(m map[string]any) { argv0(m, "command"); argv0(m, "rollback") })
+		walkPath(tree, e+".deploy.ansible", func(m map[string]any) {
+			abs(m, "playbook")
+			abs(m, "inventory")
+			abs(m, "rollback_playbook")
+		})
+		walkPath(tree, e+".deploy.ssh", func(m map[string]any) { abs(m, "key_file"); abs(m, "known_hosts") })
+		walkPath(tree, e+".version_probe", func(m map[string]any) { argv0(m, "command") })
+		walkPath(tree, e+".health.*", func(m map[string]any) { argv0(m, "command") })
+		walkPath(tree, e+".health.*.ansible", func(m map[string]any) { abs(m, "playbook"); abs(m, "inventory") })
+	}
 }
+
+// envLike are the tree paths of entries that hold (part of) an
+// environment's deployment: today's environments[], and with services the
+// service itself and its per-environment entries.
+var envLike = []string{"environments.*", "services.*", "services.*.environments.*"}
 
 // elementDefaults fills defaults inside list elements where an explicit
 // zero must keep its meaning (retries: 0 is "no retries").
 func elementDefaults(tree map[string]any) {
-	walkPath(tree, "environments.*.health.*", func(m map[string]any) {
-		setDefault(m, "interval", "1s")
-		setDefault(m, "timeout", "5s")
-		setDefault(m, "retries", 3)
-	})
-	walkPath(tree, "environments.*.health.*.http", func(m map[string]any) { setDefault(m, "expect_status", 200) })
+	for _, e := range envLike {
+		walkPath(tree, e+".health.*", func(m map[string]any) {
+			setDefault(m, "interval", "1s")
+			setDefault(m, "timeout", "5s")
+			setDefault(m, "retries", 3)
+		})
+		walkPath(tree, e+".health.*.http", func(m map[string]any) { setDefault(m, "expect_status", 200) })
+	}
 	walkPath(tree, "environments.*", func(m map[string]any) {
 		if gated, _ := m["requires_change"].(bool); !gated {
 			return
@@ -245,9 +254,11 @@ func stringifyMaps(tree map[string]any) {
 			}
 		}
 	}
-	walkPath(tree, "environments.*", func(m map[string]any) { str(m, "config") })
-	walkPath(tree, "environments.*.deploy", func(m map[string]any) { str(m, "env") })
-	walkPath(tree, "environments.*.deploy.ansible", func(m map[string]any) { str(m, "extra_vars") })
-	walkPath(tree, "environments.*.targets.*", func(m map[string]any) { str(m, "vars") })
-	walkPath(tree, "environments.*.health.*.http", func(m map[string]any) { str(m, "expect_json") })
+	for _, e := range envLike {
+		walkPath(tree, e, func(m map[string]any) { str(m, "config") })
+		walkPath(tree, e+".deploy", func(m map[string]any) { str(m, "env") })
+		walkPath(tree, e+".deploy.ansible", func(m map[string]any) { str(m, "extra_vars") })
+		walkPath(tree, e+".targets.*", func(m map[string]any) { str(m, "vars") })
+		walkPath(tree, e+".health.*.http", func(m map[string]any) { str(m, "expect_json") })
+	}
 }

@@ -68,7 +68,7 @@ func (v *validator) storeURL(raw string) {
 	}
 }
 
-func validate(c *Config) []Problem {
+func validate(c *Config, origins []unitOrigin) []Problem {
 	v := &validator{}
 	if c.Store.Path == "" {
 		v.add("store.path", "must not be empty")
@@ -89,7 +89,7 @@ func validate(c *Config) []Problem {
 	}
 
 	envs := map[string]int{}
-	for i, e := range c.Environments {
+	for i, e := range c.Stages {
 		key := fmt.Sprintf("environments[%d]", i)
 		switch {
 		case e.Name == "":
@@ -103,12 +103,45 @@ func validate(c *Config) []Problem {
 			envs[e.Name] = i
 		}
 	}
-	for i, e := range c.Environments {
-		v.environment(fmt.Sprintf("environments[%d]", i), e, envs)
+	if len(c.Services) == 0 {
+		for i, e := range c.Environments {
+			v.environment(fmt.Sprintf("environments[%d]", i), e, envs)
+		}
+	} else {
+		v.validateServices(c, envs)
+		for i, st := range c.Stages {
+			v.gating(fmt.Sprintf("environments[%d]", i), st, envs)
+		}
+		units := map[string]int{}
+		for i, u := range c.Environments {
+			units[u.Name] = i
+		}
+		seen := map[Problem]bool{}
+		for _, p := range v.probs {
+			seen[p] = true
+		}
+		for i, u := range c.Environments {
+			sub := &validator{}
+			sub.environment("", u, units)
+			for _, p := range sub.probs {
+				p.Key = unitKeyOf(c.merged, origins[i], p.Key)
+				if !seen[p] {
+					seen[p] = true
+					v.probs = append(v.probs, p)
+				}
+			}
+		}
 	}
-	v.promotionCycles(c.Environments)
+	v.promotionCycles(c.Stages)
+	refs := maps.Clone(envs) // freezes and policies name stages or pairs
+	services := map[string]int{}
+	for i, u := range c.Environments {
+		refs[u.Name] = i
+		services[u.Service] = i
+	}
 	for i, f := range c.Freezes {
-		v.freeze(fmt.Sprintf("freezes[%d]", i), f, envs)
+		v.freeze(fmt.Sprintf("freezes[%d]", i), f, refs)
+		v.serviceRefs(fmt.Sprintf("freezes[%d].services", i), f.Services, services)
 	}
 	celEnv, err := policy.NewEnv()
 	if err != nil {
@@ -123,7 +156,8 @@ func validate(c *Config) []Problem {
 			v.add(key+".name", "%q is used by another policy", p.Name)
 		}
 		names[p.Name] = true
-		v.envRefs(key+".environments", p.Environments, envs)
+		v.envRefs(key+".environments", p.Environments, refs)
+		v.serviceRefs(key+".services", p.Services, services)
 		v.oneOf(key+".action", string(p.Action), string(ops.PolicyBlock), string(ops.PolicyWarn))
 		switch {
 		case strings.TrimSpace(p.Expr) == "":
@@ -184,7 +218,22 @@ func (v *validator) envRefs(key string, names []string, envs map[string]int) {
 	}
 }
 
+func (v *validator) serviceRefs(key string, names []string, services map[string]int) {
+	for j, n := range names {
+		if _, ok := services[n]; !ok {
+			v.add(fmt.Sprintf("%s[%d]", key, j), "no service is named %q", n)
+		}
+	}
+}
+
 func (v *validator) environment(key string, e ops.Environment, envs map[string]int) {
+	v.gating(key, e, envs)
+	v.deployment(key, e)
+}
+
+// gating checks what an environment decides about updates: promotion and
+// the change request.
+func (v *validator) gating(key string, e ops.Environment, envs map[string]int) {
 	if e.PromoteFrom != "" {
 		if _, ok := envs[e.PromoteFrom]; !ok {
 			v.add(key+".promote_from", "no environment is named %q", e.PromoteFrom)
@@ -205,6 +254,11 @@ func (v *validator) environment(key string, e ops.Environment, envs map[string]i
 			v.oneOf(key+".change.impact", strings.ToLower(c.Impact), "low", "medium", "high")
 		}
 	}
+}
+
+// deployment checks how an environment's release is put in place: its
+// targets, commands, probes, health checks and strategy.
+func (v *validator) deployment(key string, e ops.Environment) {
 	if len(e.Targets) == 0 {
 		v.add(key+".targets", "an environment needs at least one target")
 	}
