@@ -91,31 +91,13 @@ func (u Update) outboxKey() string {
 // member because another member failed.
 func (u Update) bundleRollback() bool { return u.BundleID != "" && u.Rollback }
 
-// Unit returns the configured (service, stage) pair.
+// Unit returns the configured (service, stage) pair (ResolveEnvironment
+// with both named).
 func (s *Service) Unit(service, stage string) (Environment, error) {
-	var services, stages, runsIn []string
-	for _, e := range s.cfg.Environments {
-		if !slices.Contains(stages, e.StageName()) {
-			stages = append(stages, e.StageName())
-		}
-		if e.Service != "" && !slices.Contains(services, e.Service) {
-			services = append(services, e.Service)
-		}
-		if e.Service == service {
-			if e.StageName() == stage {
-				return e, nil
-			}
-			runsIn = append(runsIn, e.StageName())
-		}
+	if service == "" {
+		return Environment{}, fmt.Errorf("no service named: %w", ErrNotFound)
 	}
-	switch {
-	case !slices.Contains(stages, stage):
-		return Environment{}, fmt.Errorf("no environment named %q (configured: %s): %w", stage, strings.Join(stages, ", "), ErrNotFound)
-	case len(runsIn) == 0:
-		return Environment{}, fmt.Errorf("unknown service %q (configured: %s): %w", service, strings.Join(services, ", "), ErrNotFound)
-	default:
-		return Environment{}, fmt.Errorf("service %s does not run in %s (it runs in %s): %w", service, stage, strings.Join(runsIn, ", "), ErrNotFound)
-	}
+	return s.ResolveEnvironment(service, stage)
 }
 
 // ProposeBundle proposes one update per member in req.Stage, all under one

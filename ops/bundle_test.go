@@ -312,7 +312,7 @@ func TestBundleRefusedAsAWholeCreatesNothing(t *testing.T) {
 		members []ops.BundleMember
 		want    string
 	}{
-		"unknown":   {[]ops.BundleMember{{Service: "checkout", Version: "2"}, {Service: "billing", Version: "1"}}, `unknown service "billing"`},
+		"unknown":   {[]ops.BundleMember{{Service: "checkout", Version: "2"}, {Service: "billing", Version: "1"}}, `no service named "billing"`},
 		"duplicate": {[]ops.BundleMember{{Service: "checkout", Version: "2"}, {Service: "checkout", Version: "3"}}, "checkout is named twice"},
 		"version":   {[]ops.BundleMember{{Service: "checkout", Version: "2"}, {Service: "search", Version: "no good"}}, "search"},
 		"one":       {[]ops.BundleMember{{Service: "checkout", Version: "2"}}, "at least two services"},
@@ -322,7 +322,7 @@ func TestBundleRefusedAsAWholeCreatesNothing(t *testing.T) {
 			t.Errorf("%s: err = %v, want %q", name, err, tc.want)
 		}
 	}
-	if _, err := w.svc.ProposeBundle(ctx, ops.BundleRequest{Stage: "qa", Members: members3("2", "2", "2")}); err == nil || !strings.Contains(err.Error(), `no environment named "qa"`) {
+	if _, err := w.svc.ProposeBundle(ctx, ops.BundleRequest{Stage: "qa", Members: members3("2", "2", "2")}); err == nil || !strings.Contains(err.Error(), `does not run in "qa"`) {
 		t.Errorf("unknown stage: %v", err)
 	}
 }

@@ -64,37 +64,17 @@ func (o *proposeOptions) completeBundle(args []string) error {
 }
 
 // proposeUnit is the environment (the store's unit key) a proposal names:
-// SERVICE in ENV, or ENV itself — a configured environment, or a stage
-// where exactly one service runs.
-func proposeUnit(svc *ops.Service, service, stage string) (string, error) {
-	if service != "" {
-		env, err := svc.Unit(service, stage)
-		if err != nil {
-			return "", usageError{err}
-		}
-		return env.Name, nil
+// SERVICE (positional or --service) in ENV, or ENV itself — a configured
+// environment, or a stage where exactly one service runs.
+func (a *app) proposeUnit(svc *ops.Service, service, stage string) (string, error) {
+	if service == "" {
+		service = a.serviceFlag
 	}
-	if env, err := svc.Environment(stage); err == nil {
-		return env.Name, nil
+	env, err := svc.ResolveEnvironment(service, stage)
+	if err != nil {
+		return "", usageError{err}
 	}
-	var units []ops.Environment
-	for _, e := range svc.Environments() {
-		if e.StageName() == stage {
-			units = append(units, e)
-		}
-	}
-	switch len(units) {
-	case 0:
-		return "", knownEnvironments(svc, stage)
-	case 1:
-		return units[0].Name, nil
-	}
-	names := make([]string, len(units))
-	for i, u := range units {
-		names[i] = u.Service
-	}
-	return "", usagef("%s runs %d services (%s): name one, `daytwo propose SERVICE %s VERSION`, or release several under one change with `daytwo propose --bundle %s SERVICE=VERSION...`",
-		stage, len(units), strings.Join(names, ", "), stage, stage)
+	return env.Name, nil
 }
 
 // bundleResult is `propose --bundle -o json` and `run -o json` of a bundle.

@@ -140,7 +140,7 @@ runs this release.`,
 
 func (a *app) runPropose(ctx context.Context, svc *ops.Service, opts *proposeOptions) error {
 	req, out := opts.req, opts.out
-	unit, err := proposeUnit(svc, opts.service, opts.stage)
+	unit, err := a.proposeUnit(svc, opts.service, opts.stage)
 	if err != nil {
 		return err
 	}
