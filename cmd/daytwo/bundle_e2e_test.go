@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -328,5 +330,103 @@ func TestProposeNamesServicesAndRefusesBadBundles(t *testing.T) {
 	}
 	if all := w.simRecords(t, "change_request", "correlation_idSTARTSWITHdaytwo:"); len(all) != 1 {
 		t.Fatalf("%d changes, want only payments' own", len(all))
+	}
+}
+
+// TestBundleKilledMidMemberIsContinuedByTheDaemon: `daytwo run` of a
+// bundle is killed (SIGKILL) while its second service deploys; a daemon
+// started afterwards recovers that service's run from its journal, goes on
+// with the third, and closes the change successful once. Decided: a
+// bundle interrupted by a crash continues (the gate of its change is still
+// open); it rolls back only if the interrupted member's recovery does.
+func TestBundleKilledMidMemberIsContinuedByTheDaemon(t *testing.T) {
+	w := newBundleWorld(t, true)
+	ctl := filepath.Join(w.dir, "ctl")
+	if err := os.MkdirAll(ctl, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script := filepath.Join(ctl, "deploy.sh")
+	body := fmt.Sprintf(`#!/bin/sh
+ctl=%[1]q
+if [ -f "$ctl/slow-$DAYTWO_TARGET" ]; then touch "$ctl/started-$DAYTWO_TARGET"; sleep 60; fi
+exec %[2]q fleet deploy --state-dir %[3]q
+`, ctl, daytwoBin, w.stateDir)
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := os.ReadFile(w.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = []byte(strings.ReplaceAll(string(cfg), fmt.Sprintf("deploy: {command: [%q, fleet, deploy, --state-dir, %q], timeout: 30s}", daytwoBin, w.stateDir),
+		fmt.Sprintf("deploy: {command: [%q], timeout: 90s}", script)))
+	if err := os.WriteFile(w.cfgPath, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ctl, "slow-pay-1"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	b := w.proposeBundle(t, "checkout=1.1.0", "payments=1.1.0", "search=1.1.0")
+	w.approve(t, b.Change)
+	daytwo(t, w.env, "sync", "--once")
+	run := exec.Command(daytwoBin, "run", b.ID)
+	run.Env = append(os.Environ(), w.env...)
+	run.Dir = w.dir
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "payments' first deploy to start", 60*time.Second, func() bool {
+		_, err := os.Stat(filepath.Join(ctl, "started-pay-1"))
+		return err == nil
+	})
+	if err := run.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = run.Wait()
+	if err := os.Remove(filepath.Join(ctl, "slow-pay-1")); err != nil {
+		t.Fatal(err)
+	}
+	if v := w.versions(t, "chk-1", "chk-2", "pay-1", "srch-1"); v != "1.1.0,1.1.0,1.0.0,1.0.0" {
+		t.Fatalf("fleet at the kill = %s", v)
+	}
+
+	daemon := exec.Command(daytwoBin, "sync", "--watch", "--interval", "1s", "--listen", "")
+	daemon.Env = append(os.Environ(), w.env...)
+	daemon.Dir = w.dir
+	var out strings.Builder
+	daemon.Stdout, daemon.Stderr = &out, &out
+	if err := daemon.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = daemon.Process.Signal(syscall.SIGTERM)
+		_ = daemon.Wait()
+		if t.Failed() {
+			t.Logf("daemon:\n%s", out.String())
+		}
+	})
+	waitFor(t, "the bundle's change to be closed", 90*time.Second, func() bool {
+		chg := w.simRecords(t, "change_request", "number="+b.Change)
+		return len(chg) == 1 && chg[0]["state"] == "3"
+	})
+	if v := w.versions(t, "chk-1", "chk-2", "pay-1", "pay-2", "srch-1"); v != "1.1.0,1.1.0,1.1.0,1.1.0,1.1.0" {
+		t.Fatalf("fleet after the daemon = %s", v)
+	}
+	chg := w.simRecords(t, "change_request", "number="+b.Change)
+	if chg[0]["close_code"] != "successful" {
+		t.Fatalf("close_code %v", chg[0]["close_code"])
+	}
+	for svc, u := range w.bundleUpdates(t, b.ID) {
+		if u.State != ops.UpdateSucceeded {
+			t.Errorf("%s is %s", svc, u.State)
+		}
+	}
+	waitFor(t, "the bundle's writes to be delivered", 30*time.Second, func() bool {
+		r := daytwo(t, w.env, "outbox", "list", "-o", "json")
+		return r.code == 0 && strings.TrimSpace(r.stdout) == "[]"
+	})
+	if k := w.outboxKinds(t, b.ID); k[ops.OutboxCloseChange] != 1 || k[ops.OutboxCreateIncident] != 0 {
+		t.Fatalf("the bundle's writes: %v; want one close, no incident", k)
 	}
 }
