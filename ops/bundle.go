@@ -833,6 +833,19 @@ func (s *Service) settleBundle(ctx context.Context, v bundleView, failed Update)
 	}
 	lead := v.lead()
 	env, _ := s.Environment(lead.Environment)
+	if env.RequiresChange {
+		// Settled already (the daemon looks at a bundle for a while after
+		// it ended): its close is queued or delivered.
+		items, err := s.store.ListOutbox(ctx, OutboxFilter{Key: v.id, States: []OutboxState{OutboxPending, OutboxFailed, OutboxDelivered}})
+		if err != nil {
+			return err
+		}
+		for _, it := range items {
+			if it.Kind == OutboxCloseChange {
+				return nil
+			}
+		}
+	}
 	notes := s.bundleNotes(ctx, v, failed)
 	err = s.store.Atomic(ctx, func(tx Tx) error {
 		first, err := tx.RecordFact(ctx, anchor, "bundle:"+v.id+":closed")
@@ -1037,4 +1050,64 @@ func (s *Service) bundleLead(ctx context.Context, u Update) Update {
 		return lead
 	}
 	return u
+}
+
+// cancelBundle withdraws a bundle (Cancel on any member) while none of its
+// members has started: every member is canceled and the change once.
+// Once one has started, the bundle is finished by running it (or by its
+// rollback), never by canceling part of it.
+func (s *Service) cancelBundle(ctx context.Context, u Update, reason string) (Update, error) {
+	v, err := s.readBundle(ctx, u.BundleID)
+	if err != nil {
+		return u, err
+	}
+	for _, m := range v.members {
+		if !m.State.CanTransition(UpdateCanceled) && m.State != UpdateCanceled {
+			return u, fmt.Errorf("update %s is part of bundle %s, whose %s is %s: a started bundle is not canceled (it runs to its end or rolls back): %w",
+				u.ID, v.id, s.svcName(m), m.State, ErrIllegalTransition)
+		}
+	}
+	lead := v.lead()
+	env, _ := s.Environment(lead.Environment)
+	var out Update
+	err = s.store.Atomic(ctx, func(tx Tx) error {
+		for _, m := range v.members {
+			cur, err := tx.GetUpdate(ctx, m.ID)
+			if err != nil {
+				return err
+			}
+			if cur.State == UpdateCanceled {
+				continue
+			}
+			expect := cur.State
+			cur.State, cur.Reason = UpdateCanceled, reason
+			if err := tx.SaveUpdate(ctx, cur, expect); err != nil {
+				return err
+			}
+			if cur.ID == u.ID {
+				out = cur
+			}
+			if err := s.audit(ctx, tx, Event{
+				Action: "update.canceled", Subject: cur.ID, Environment: cur.Environment, UpdateID: cur.ID,
+				ChangeNumber: cur.ChangeNumber, Result: "ok", Detail: map[string]any{"reason": reason, "from": string(expect), "bundle": v.id},
+			}); err != nil {
+				return err
+			}
+		}
+		if env.RequiresChange {
+			note := fmt.Sprintf("Bundle %s canceled in daytwo by %s: %s", v.id, s.cfg.Actor, orNone(reason))
+			if err := s.enqueue(ctx, tx, v.id, OutboxWorkNote, notePayload{UpdateID: lead.ID, Note: note}); err != nil {
+				return err
+			}
+			if err := s.enqueue(ctx, tx, v.id, OutboxMoveChange, movePayload{UpdateID: lead.ID, To: ChangeCanceled}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return u, err
+	}
+	s.kickOutbox(ctx, v.id)
+	return out, nil
 }

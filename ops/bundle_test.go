@@ -408,3 +408,40 @@ func TestBundleInterruptedMidMemberIsContinuedByTheDaemon(t *testing.T) {
 		t.Errorf("closes %q, want one successful", closes)
 	}
 }
+
+func TestBundleCanceledWholeBeforeItStartsNeverAfter(t *testing.T) {
+	w := newBundleWorld(t, false)
+	ctx := context.Background()
+	bp := w.proposeApprovedBundle(t, false, members3("1.4.2", "3.0.1", "2.0.0")...)
+	ms := w.members(t, bp.ID)
+	if _, err := w.svc.Cancel(ctx, ms["payments"].ID, "not this week"); err != nil {
+		t.Fatal(err)
+	}
+	w.deliverAll(t)
+	for svc, u := range w.members(t, bp.ID) {
+		if u.State != ops.UpdateCanceled {
+			t.Errorf("%s is %s after canceling the bundle", svc, u.State)
+		}
+	}
+	if ch := w.cs.change(ms["checkout"].ChangeNumber); ch.State != ops.ChangeCanceled {
+		t.Errorf("change %s", ch.State)
+	}
+
+	// Started: canceling a member is refused.
+	bp = w.proposeApprovedBundle(t, false, members3("1.4.2", "3.0.1", "2.0.0")...)
+	ctx2, cancel := context.WithCancel(ctx)
+	w.fleet.onDeploy = func(req ops.StepRequest) {
+		if req.Target.Name == "payments-1" {
+			cancel()
+		}
+	}
+	_, _ = w.svc.RunBundle(ctx2, bp.ID, nil)
+	w.fleet.onDeploy = nil
+	ms = w.members(t, bp.ID)
+	if _, err := w.svc.Cancel(ctx, ms["search"].ID, "stop"); !errors.Is(err, ops.ErrIllegalTransition) || !strings.Contains(err.Error(), "started bundle") {
+		t.Fatalf("cancel of a started bundle's member: %v", err)
+	}
+	if u, _ := w.svc.GetUpdate(ctx, ms["search"].ID); u.State != ops.UpdateApproved {
+		t.Errorf("search is %s", u.State)
+	}
+}
