@@ -396,7 +396,7 @@ func (v bundleView) failed() []Update {
 		if _, compensated := v.rollbacks[m.Environment]; compensated {
 			continue
 		}
-		if m.State == UpdateFailed || m.State == UpdateRolledBack {
+		if m.State == UpdateFailed || m.State == UpdateRolledBack || m.State == UpdateCanceled && strings.HasPrefix(m.Reason, bundleGateClosed) {
 			out = append(out, m)
 		}
 	}
@@ -583,6 +583,15 @@ func (s *Service) advanceBundle(ctx context.Context, id string, progress func(Ru
 		g, err := s.Gate(ctx, m)
 		if err != nil {
 			return res, nil, false, err
+		}
+		if !g.Open && done > 0 && !g.Pending && g.NextOpen.IsZero() {
+			// Started, and the rest can no longer run (the window closed,
+			// a policy now blocks): roll the bundle back rather than leave
+			// it half released.
+			if err := s.abandonBundleMember(ctx, m, g); err != nil {
+				return res, nil, false, err
+			}
+			return s.resultOf(ctx, id, res), nil, true, nil
 		}
 		if !g.Open {
 			return res, nil, false, fmt.Errorf("bundle %s: %s may not run: %w", id, s.svcName(m), g.Err())
@@ -1110,4 +1119,30 @@ func (s *Service) cancelBundle(ctx context.Context, u Update, reason string) (Up
 	}
 	s.kickOutbox(ctx, v.id)
 	return out, nil
+}
+
+// bundleGateClosed starts the reason of a member canceled because its gate
+// closed for good after the bundle had started: the bundle counts it as
+// failed and rolls back.
+const bundleGateClosed = "bundle gate closed: "
+
+func (s *Service) abandonBundleMember(ctx context.Context, m Update, g GateResult) error {
+	return s.store.Atomic(ctx, func(tx Tx) error {
+		cur, err := tx.GetUpdate(ctx, m.ID)
+		if err != nil {
+			return err
+		}
+		if !cur.State.CanTransition(UpdateCanceled) {
+			return nil // it started meanwhile
+		}
+		expect := cur.State
+		cur.State, cur.Reason = UpdateCanceled, bundleGateClosed+g.Summary()
+		if err := tx.SaveUpdate(ctx, cur, expect); err != nil {
+			return err
+		}
+		return s.audit(ctx, tx, Event{
+			Action: "update.canceled", Subject: cur.ID, Environment: cur.Environment, UpdateID: cur.ID, ChangeNumber: cur.ChangeNumber,
+			Result: "rollback", Detail: map[string]any{"reason": cur.Reason, "from": string(expect), "bundle": cur.BundleID},
+		})
+	})
 }

@@ -445,3 +445,44 @@ func TestBundleCanceledWholeBeforeItStartsNeverAfter(t *testing.T) {
 		t.Errorf("search is %s", u.State)
 	}
 }
+
+func TestBundleWhoseWindowClosesMidwayRollsBack(t *testing.T) {
+	w := newBundleWorld(t, false)
+	bp := w.proposeApprovedBundle(t, false, members3("1.4.2", "3.0.1", "2.0.0")...)
+	// Checkout runs; then the window closes before payments starts.
+	ctx, cancel := context.WithCancel(context.Background())
+	w.fleet.onDeploy = func(req ops.StepRequest) {
+		if req.Target.Name == "checkout-2" {
+			cancel() // stop after checkout, at the step boundary
+		}
+	}
+	_, _ = w.svc.RunBundle(ctx, bp.ID, nil)
+	w.fleet.onDeploy = nil
+	if _, err := w.svc.RecoverRuns(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if u := w.members(t, bp.ID)["checkout"]; u.State != ops.UpdateSucceeded {
+		t.Fatalf("checkout is %s", u.State)
+	}
+	w.clk.Advance(3 * time.Hour)
+	res, err := w.svc.RunBundle(context.Background(), bp.ID, nil)
+	if !errors.Is(err, ops.ErrRunFailed) || res.State != ops.BundleRolledBack || res.FailedService != "payments" {
+		t.Fatalf("RunBundle after the window = %s (%q), %v", res.State, res.FailedService, err)
+	}
+	w.deliverAll(t)
+	for _, tg := range []string{"checkout-1", "checkout-2", "payments-1", "search-1"} {
+		if v := w.fleet.version(tg); v != "1.0.0" {
+			t.Errorf("%s runs %s", tg, v)
+		}
+	}
+	ms := w.members(t, bp.ID)
+	if ms["checkout"].State != ops.UpdateRolledBack || ms["payments"].State != ops.UpdateCanceled || !strings.Contains(ms["payments"].Reason, "window closed") {
+		t.Errorf("checkout %s, payments %s (%q)", ms["checkout"].State, ms["payments"].State, ms["payments"].Reason)
+	}
+	if closes := w.closes(); len(closes) != 1 || !strings.HasPrefix(closes[0], "unsuccessful") {
+		t.Errorf("closes %q", closes)
+	}
+	if len(w.cs.incidents) != 1 {
+		t.Errorf("%d incidents", len(w.cs.incidents))
+	}
+}
