@@ -258,3 +258,28 @@ func TestAffectedCIsEndpointAnswersAreNotFallbacks(t *testing.T) {
 		t.Fatalf("classified as %v, want retryable", got)
 	}
 }
+
+// TestMirrorSkipsACIServiceNowDoesNotKnow: one unknown CI in the mirror's
+// list (a typo in one service's configuration) leaves out only its own
+// changes, named in the stats; the rest is mirrored.
+func TestMirrorSkipsACIServiceNowDoesNotKnow(t *testing.T) {
+	c, _, _, chg := affectedEnv(t, snowsim.Options{AssociateDelay: -1})
+	b := NewBridge(c)
+	var got []string
+	st, err := b.MirrorChanges(context.Background(), ops.MirrorRequest{CorrelationPrefix: "nobody:", CIs: []string{"checkout-service", "no-such-service"}},
+		func(page []ops.Change, _ ops.Watermark) error {
+			for _, ch := range page {
+				got = append(got, ch.SysID)
+			}
+			return nil
+		})
+	if err != nil {
+		t.Fatalf("mirror with one unknown CI: %v", err)
+	}
+	if !slices.Equal(st.UnknownCIs, []string{"no-such-service"}) || st.ResolvedCIs["checkout-service"] == "" {
+		t.Fatalf("stats = %+v", st)
+	}
+	if !slices.Contains(got, chg) {
+		t.Fatalf("the change on checkout-service was not mirrored: %v", got)
+	}
+}

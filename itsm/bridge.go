@@ -165,13 +165,28 @@ func (b *Bridge) GetChange(ctx context.Context, sysID string) (ops.Change, error
 // given, every change on the CIs.
 func (b *Bridge) MirrorChanges(ctx context.Context, req ops.MirrorRequest, fn func(page []ops.Change, cursor ops.Watermark) error) (ops.MirrorStats, error) {
 	q := "correlation_idSTARTSWITH" + req.CorrelationPrefix
-	var resolved map[string]string
+	resolved := map[string]string{}
+	var unknown []string
 	if len(req.CIs) > 0 {
 		var cis []string
-		var err error
-		cis, resolved, err = b.ciSysIDs(ctx, req.CIs, req.KnownCIs)
-		if err != nil {
-			return ops.MirrorStats{}, opsErr(err)
+		// A CI the instance does not know (a typo in one service's
+		// configuration, a CI retired in the CMDB) leaves out only its own
+		// changes; it must not stop the mirror of everything else.
+		for _, n := range req.CIs {
+			if id := req.KnownCIs[n]; id != "" {
+				cis = append(cis, id)
+				continue
+			}
+			ci, err := b.c.LookupCI(ctx, n)
+			switch {
+			case errors.Is(err, ErrNotFound):
+				unknown = append(unknown, n)
+				continue
+			case err != nil:
+				return ops.MirrorStats{}, opsErr(fmt.Errorf("look up CI %q: %w", n, err))
+			}
+			cis = append(cis, ci.SysID)
+			resolved[n] = ci.SysID
 		}
 		if len(cis) > 0 {
 			// ^OR binds to the condition before it: (prefix OR ci IN ...) AND the keyset terms.
@@ -187,7 +202,7 @@ func (b *Bridge) MirrorChanges(ctx context.Context, req ops.MirrorRequest, fn fu
 		}
 		return fn(out, ops.Watermark(cursor))
 	})
-	return ops.MirrorStats{Requests: st.Requests, Rows: st.Rows, Cursor: ops.Watermark(st.Cursor), ResolvedCIs: resolved}, opsErr(err)
+	return ops.MirrorStats{Requests: st.Requests, Rows: st.Rows, Cursor: ops.Watermark(st.Cursor), ResolvedCIs: resolved, UnknownCIs: unknown}, opsErr(err)
 }
 
 // AddAffectedCIs implements ops.AffectedCIAdder: it associates every CI (a

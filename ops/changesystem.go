@@ -93,6 +93,9 @@ type MirrorStats struct {
 	// ResolvedCIs are the CIs of the request looked up in this run (name
 	// → sys_id), for the caller to keep.
 	ResolvedCIs map[string]string
+	// UnknownCIs are the CIs of the request the change system does not
+	// know: their changes were left out, the rest mirrored.
+	UnknownCIs []string
 }
 
 // ChangeSystem is the change-management system ops works with (ServiceNow,

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"time"
 )
 
@@ -40,7 +41,7 @@ func outboxBackoff(attempts int) time.Duration {
 // and holds back its key until `outbox retry`; anything else is retried
 // with backoff. Items whose key is given in onlyKeys (if any) are the only
 // ones delivered.
-func (s *Service) DeliverOutbox(ctx context.Context, onlyKeys ...string) (DeliveryStats, error) {
+func (s *Service) DeliverOutbox(ctx context.Context, onlyKeys ...string) (_ DeliveryStats, err error) {
 	var st DeliveryStats
 	if s.changes == nil {
 		return st, nil
@@ -48,6 +49,11 @@ func (s *Service) DeliverOutbox(ctx context.Context, onlyKeys ...string) (Delive
 	// Each pass claims what it sends, so two passes — another process, or
 	// this one's background delivery — never send one item twice.
 	claimer := s.holder + ":" + newRunID()[2:]
+	defer func() {
+		if err != nil { // it may have returned holding a claim
+			s.endedPasses.add(claimer, s.now())
+		}
+	}()
 	skipped := map[int64]bool{}
 	silent := silentDaemons{}
 	for {
@@ -67,6 +73,17 @@ func (s *Service) DeliverOutbox(ctx context.Context, onlyKeys ...string) (Delive
 				continue
 			}
 			ok, err := s.store.ClaimOutbox(ctx, it.ID, claimer, outboxClaimTTL)
+			if err == nil && !ok && s.endedPasses.has(it.ClaimedBy, s.now()) {
+				// An earlier pass of this process claimed it and returned
+				// without releasing it (it lost the store mid-delivery):
+				// take it now, not when the claim expires. The release
+				// records an attempt of unknown outcome, so it is looked up
+				// before it is sent again.
+				s.log.Warn("outbox claim of an ended delivery pass released", "id", it.ID, "holder", it.ClaimedBy)
+				if err = s.store.ReleaseOutbox(ctx, it.ID, it.ClaimedBy); err == nil {
+					ok, err = s.store.ClaimOutbox(ctx, it.ID, claimer, outboxClaimTTL)
+				}
+			}
 			if err == nil && !ok && it.ClaimHolderGone() {
 				// Its pass died on this host (pid gone): take the item now,
 				// not when the claim expires, as with leases.
@@ -491,4 +508,33 @@ func (d *silentDaemons) has(ctx context.Context, s *Service, holder string) bool
 		}
 	}
 	return d.ids[holder]
+}
+
+// endedPasses remembers the delivery passes of this process that returned
+// with an error, for as long as a claim lasts: any claim one of them still
+// holds belongs to nobody.
+type endedPasses struct {
+	mu     sync.Mutex
+	passes map[string]time.Time
+}
+
+func (e *endedPasses) add(claimer string, now time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.passes == nil {
+		e.passes = map[string]time.Time{}
+	}
+	for c, at := range e.passes {
+		if now.Sub(at) > outboxClaimTTL {
+			delete(e.passes, c)
+		}
+	}
+	e.passes[claimer] = now
+}
+
+func (e *endedPasses) has(claimer string, now time.Time) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	at, ok := e.passes[claimer]
+	return ok && now.Sub(at) <= outboxClaimTTL
 }

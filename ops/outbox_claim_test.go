@@ -2,10 +2,14 @@ package ops_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/daytwo/daytwo/ops"
+	"github.com/daytwo/daytwo/store"
 )
 
 // landsThenGivesUp is a change system whose work notes land and whose
@@ -160,5 +164,58 @@ func TestSilentDaemonsClaimIsTakenOverAfterALeaseTTL(t *testing.T) {
 	}
 	if got := w.cs.workNotes(u.ChangeNumber); len(got) == 0 || got[len(got)-1] != note {
 		t.Fatalf("work notes %q; want the note delivered", got)
+	}
+}
+
+// storeLostOnce loses the store once, at the moment a failed send is to be
+// recorded: the pass returns an error still holding its claim.
+type storeLostOnce struct {
+	*store.DB
+	lost atomic.Bool
+}
+
+func (s *storeLostOnce) MarkAttemptFailed(ctx context.Context, id int64, cause string, next time.Time, permanent bool) error {
+	if s.lost.CompareAndSwap(true, false) {
+		return errors.New("store: connection refused")
+	}
+	return s.DB.MarkAttemptFailed(ctx, id, cause, next, permanent)
+}
+
+// A delivery pass that lost the store mid-delivery could not release its
+// claim; the next pass of the same process takes the item at once instead
+// of waiting for the claim to expire (minutes of a daemon's writes held
+// back after every database outage).
+func TestClaimOfAPassThatLostTheStoreIsTakenBackAtOnce(t *testing.T) {
+	w := newGatedWorld(t)
+	ctx := context.Background()
+	st := &storeLostOnce{DB: w.db}
+	svc, err := ops.New(ops.Config{CorrelationPrefix: "daytwo", Actor: "test", Username: "daytwo", Environments: []ops.Environment{w.env}},
+		st, w.cs, ops.WithClock(w.clk.Now), ops.WithHolder("host:2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.cs.mu.Lock()
+	w.cs.failNext, w.cs.failErr = 1, fmt.Errorf("%w: instance down", ops.ErrUnavailable)
+	w.cs.mu.Unlock()
+	st.lost.Store(true)
+	if _, err := svc.Propose(ctx, ops.ProposeRequest{Environment: w.env.Name, Version: "1.0.0"}); err != nil {
+		t.Fatal(err)
+	}
+	svc.Wait()
+	if _, err := svc.DeliverOutbox(ctx); err == nil && st.lost.Load() {
+		t.Fatal("the first delivery pass did not meet the lost store")
+	}
+	items, err := w.db.ListOutbox(ctx, ops.OutboxFilter{})
+	if err != nil || len(items) == 0 || items[0].Kind != ops.OutboxCreateChange || items[0].ClaimedBy == "" {
+		t.Fatalf("after the lost store: %d items, %v; want the create still claimed", len(items), err)
+	}
+	if stats, err := svc.DeliverOutbox(ctx); err != nil || stats.Delivered == 0 {
+		t.Fatalf("next pass: %+v, %v; want the create delivered now, not when the claim expires", stats, err)
+	}
+	if it, err := w.db.GetOutbox(ctx, items[0].ID); err != nil || it.State != ops.OutboxDelivered {
+		t.Fatalf("the create is %s (%v) after the next pass", it.State, err)
+	}
+	if n := len(w.cs.changes); n != 1 {
+		t.Fatalf("%d changes raised", n)
 	}
 }

@@ -63,6 +63,10 @@ type Service struct {
 	// active holds the ids of runs this process is executing, so that
 	// recovery never mistakes them for runs of a dead process.
 	active sync.Map
+	// endedPasses are the claimer ids of this process's delivery passes
+	// that have returned: their claims are nobody's (a pass that lost the
+	// store could not release them).
+	endedPasses endedPasses
 	// changesErr says why changes is nil (e.g. the ServiceNow settings are
 	// incomplete), for commands that need it.
 	changesErr error

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
@@ -18,12 +20,17 @@ func (a *app) configCommand() *cobra.Command {
 }
 
 type configCheckResult struct {
-	File         string           `json:"file"`
-	OK           bool             `json:"ok"`
-	Environments int              `json:"environments"`
-	Freezes      int              `json:"freezes"`
-	Policies     int              `json:"policies"`
-	Problems     []config.Problem `json:"problems"`
+	File         string `json:"file"`
+	OK           bool   `json:"ok"`
+	Environments int    `json:"environments"`
+	// Services are the services' names (the implicit one's without
+	// services:); Pairs the (service, environment) pairs they make.
+	Services []string         `json:"services"`
+	Implicit bool             `json:"implicit_service"`
+	Pairs    int              `json:"pairs"`
+	Freezes  int              `json:"freezes"`
+	Policies int              `json:"policies"`
+	Problems []config.Problem `json:"problems"`
 }
 
 func (a *app) configCheckCommand() *cobra.Command {
@@ -47,11 +54,17 @@ func (a *app) configCheckCommand() *cobra.Command {
 					err = cfgErr
 				}
 			}
-			res := configCheckResult{OK: err == nil, Problems: []config.Problem{}}
+			res := configCheckResult{OK: err == nil, Problems: []config.Problem{}, Services: []string{}}
 			if cfgErr != nil {
 				res.File, res.Problems = cfgErr.File, cfgErr.Problems
 			} else {
-				res.File, res.Environments, res.Freezes, res.Policies = cfg.File, len(cfg.Environments), len(cfg.Freezes), len(cfg.Policies)
+				res.File, res.Environments, res.Freezes, res.Policies = cfg.File, len(cfg.Stages), len(cfg.Freezes), len(cfg.Policies)
+				res.Pairs, res.Implicit = len(cfg.Environments), len(cfg.Services) == 0
+				for _, e := range cfg.Environments {
+					if !slices.Contains(res.Services, e.Service) {
+						res.Services = append(res.Services, e.Service)
+					}
+				}
 			}
 			if out == outJSON {
 				if err := a.printJSON(res); err != nil {
@@ -67,6 +80,12 @@ func (a *app) configCheckCommand() *cobra.Command {
 			}
 			fmt.Fprintf(a.stdout, "%s: ok (%d environments, %d freezes, %d policies)\n",
 				orDash(res.File), res.Environments, res.Freezes, res.Policies)
+			switch {
+			case res.Implicit && len(res.Services) > 0:
+				fmt.Fprintf(a.stdout, "  one service, %s (named after its CI, or default): to run several services over these environments, give each its own entry under services: (README: Services)\n", res.Services[0])
+			case !res.Implicit:
+				fmt.Fprintf(a.stdout, "  %d services (%s) over these environments: %d (service, environment) pairs\n", len(res.Services), strings.Join(res.Services, ", "), res.Pairs)
+			}
 			return nil
 		}),
 	}

@@ -175,9 +175,10 @@ func (a *app) startDemo(ctx context.Context, dir string, keep, manual bool, appr
 	out := a.stdout
 	fmt.Fprintf(out, "daytwo demo workspace: %s\n", dir)
 	fmt.Fprintf(out, "  ServiceNow simulator: %s (users daytwo/daytwo, ops.lead/ops.lead, cab.manager/cab.manager; see README)\n", w.sim.URL())
-	for _, name := range []string{"dev-1", "dev-2", "stg-1", "stg-2", "prd-1", "prd-2", "prd-3"} {
-		if u := w.fleet.URLs()[name]; u != "" {
-			fmt.Fprintf(out, "  %s %s\n", name, u)
+	fmt.Fprintln(out, "  services: checkout (dev, staging, production), payments (staging, production), search (dev, staging, production)")
+	for _, t := range demofleet.DemoTargets(nil) {
+		if u := w.fleet.URLs()[t.Name]; u != "" {
+			fmt.Fprintf(out, "  %s %s\n", t.Name, u)
 		}
 	}
 	fmt.Fprintf(out, "  config: %s\n  logs:   %s\n", cfgPath, filepath.Join(dir, "daytwo.log"))

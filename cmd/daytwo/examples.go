@@ -28,7 +28,11 @@ var commandExamples = map[string]string{
   daytwo env list -o name
   daytwo env list -w          # redraw when a release lands`,
 	"daytwo env show": "  daytwo env show production\n  daytwo env show staging -o yaml",
-	"daytwo env diff": "  daytwo env diff staging production",
+	"daytwo env diff": "  daytwo env diff staging production\n  daytwo env diff --service checkout staging production",
+	"daytwo service":  "  daytwo service list",
+	"daytwo service list": `  daytwo service list
+  daytwo service list -o json`,
+	"daytwo service show": "  daytwo service show checkout\n  daytwo service show payments -o json",
 	"daytwo propose": `  daytwo propose staging 1.4.2
   daytwo propose production 1.4.2 --dry-run
   daytwo propose production 1.4.3 --supersede -o json`,
@@ -45,7 +49,7 @@ var commandExamples = map[string]string{
   daytwo run production --wait 30m
   daytwo run --resume`,
 	"daytwo rollback":     "  daytwo rollback production\n  daytwo rollback production --to 1.4.1",
-	"daytwo drift":        "  daytwo drift\n  daytwo drift production -o json   # exit 6: drifted, 7: unknown",
+	"daytwo drift":        "  daytwo drift\n  daytwo drift production -o json   # exit 6: drifted, 7: unknown\n  daytwo drift --service payments",
 	"daytwo policy":       "  daytwo policy check",
 	"daytwo policy check": "  daytwo policy check\n  daytwo policy check production -o json",
 	"daytwo update":       "  daytwo update list",

@@ -98,6 +98,7 @@ func TestEveryJSONOutputIsSnakeCase(t *testing.T) {
 		"daytwo sync":           {"--once"},
 		"daytwo env show":       {"staging"},
 		"daytwo env diff":       {"staging", "production"},
+		"daytwo service show":   {"checkout-service"},
 		"daytwo propose":        {"staging", "1.3.0", "--dry-run"},
 		"daytwo change show":    {prod.Change},
 		"daytwo change approve": nil, // writes: checked above

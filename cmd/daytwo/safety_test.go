@@ -72,7 +72,7 @@ func newSafetyWorldOn(t *testing.T, leaseTTL string, autoRun bool, srv *pgtest.S
 	body := fmt.Sprintf(`#!/bin/sh
 # A deploy that logs itself; control files in %[1]s make it slow or broken.
 ctl=%[1]q
-log() { echo "$1 $DAYTWO_TARGET $2 $DAYTWO_ROLLBACK ${DAYTWO_RUN_EPOCH:-0} $PPID $(date +%%s%%N)" >> "$ctl/deploys.log"; }
+log() { echo "$1 $DAYTWO_TARGET $2 $DAYTWO_ROLLBACK ${DAYTWO_RUN_EPOCH:-0} $PPID $(date +%%s%%N) $$" >> "$ctl/deploys.log"; }
 v="$DAYTWO_VERSION"
 log start "$v"
 if [ "$DAYTWO_ROLLBACK" = true ]; then
@@ -157,6 +157,7 @@ type deployLine struct {
 	rollback               bool
 	epoch                  int64
 	ppid                   int
+	pid                    int // the deploy script's own
 	at                     time.Time
 }
 
@@ -174,13 +175,14 @@ func (w *safetyWorld) deploys(t *testing.T) []deployLine {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fs := strings.Fields(sc.Text())
-		if len(fs) != 7 {
+		if len(fs) != 8 {
 			continue // a line cut by a kill
 		}
 		ep, _ := strconv.ParseInt(fs[4], 10, 64)
 		ppid, _ := strconv.Atoi(fs[5])
 		ns, _ := strconv.ParseInt(fs[6], 10, 64)
-		out = append(out, deployLine{phase: fs[0], target: fs[1], version: fs[2], rollback: fs[3] == "true", epoch: ep, ppid: ppid, at: time.Unix(0, ns)})
+		pid, _ := strconv.Atoi(fs[7])
+		out = append(out, deployLine{phase: fs[0], target: fs[1], version: fs[2], rollback: fs[3] == "true", epoch: ep, ppid: ppid, pid: pid, at: time.Unix(0, ns)})
 	}
 	return out
 }

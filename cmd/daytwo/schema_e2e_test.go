@@ -103,16 +103,18 @@ func TestJSONSchemaMatchesREADME(t *testing.T) {
 		return r.stdout
 	}
 	printed := map[string]map[string]bool{
-		"update":        objectKeys(t, "update", js("update", "list", "--all")),
-		"update status": objectKeys(t, "", js("update", "list", "--all")),
-		"run":           objectKeys(t, "runs", js("update", "show", stg.ID)),
-		"change":        objectKeys(t, "", js("change", "list", "--all")),
-		"environment":   objectKeys(t, "", js("env", "list")),
-		"outbox item":   objectKeys(t, "", js("outbox", "list", "--all")),
-		"audit event":   objectKeys(t, "", js("audit", "list", "--limit", "0")),
-		"drift row":     objectKeys(t, "targets", js("drift")),
-		"status":        objectKeys(t, "", js("status")),
-		"version":       objectKeys(t, "", js("version")),
+		"update":              objectKeys(t, "update", js("update", "list", "--all")),
+		"update status":       objectKeys(t, "", js("update", "list", "--all")),
+		"run":                 objectKeys(t, "runs", js("update", "show", stg.ID)),
+		"change":              objectKeys(t, "", js("change", "list", "--all")),
+		"environment":         objectKeys(t, "", js("env", "list")),
+		"service":             objectKeys(t, "", js("service", "list")),
+		"service environment": objectKeys(t, "environments", js("service", "list")),
+		"outbox item":         objectKeys(t, "", js("outbox", "list", "--all")),
+		"audit event":         objectKeys(t, "", js("audit", "list", "--limit", "0")),
+		"drift row":           objectKeys(t, "targets", js("drift")),
+		"status":              objectKeys(t, "", js("status")),
+		"version":             objectKeys(t, "", js("version")),
 	}
 	for name, got := range printed {
 		doc, ok := schema[name]

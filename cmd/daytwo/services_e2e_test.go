@@ -107,13 +107,16 @@ services:
 // words) by service and stage.
 func TestServicesKeepHistoryAndRunIndependently(t *testing.T) {
 	w := newServicesWorld(t)
+	if r := daytwo(t, w.env, "config", "check"); r.code != 0 || !strings.Contains(r.stdout, "one service, checkout-service (named after its CI, or default): to run several services") {
+		t.Fatalf("config check of the single-service form should explain the services form: %+v", r)
+	}
 	u := w.propose(t, "staging", "1.1.0")
 	if r := daytwo(t, w.env, "run", u.ID); r.code != 0 {
 		t.Fatalf("run staging (single-service form): %+v", r)
 	}
 
 	w.writeServicesConfig(t)
-	if r := daytwo(t, w.env, "config", "check"); r.code != 0 {
+	if r := daytwo(t, w.env, "config", "check"); r.code != 0 || !strings.Contains(r.stdout, "3 services (checkout, payments, search) over these environments: 5 (service, environment) pairs") {
 		t.Fatalf("config check of the services form: %+v", r)
 	}
 	r := daytwo(t, w.env, "env", "list", "-o", "json")
