@@ -340,6 +340,13 @@ func TestProposeNamesServicesAndRefusesBadBundles(t *testing.T) {
 // bundle interrupted by a crash continues (the gate of its change is still
 // open); it rolls back only if the interrupted member's recovery does.
 func TestBundleKilledMidMemberIsContinuedByTheDaemon(t *testing.T) {
+	// Killed: the `daytwo run` of the bundle, or a daemon running it.
+	for _, killed := range []string{"run", "daemon"} {
+		t.Run(killed, func(t *testing.T) { testBundleKilledMidMember(t, killed) })
+	}
+}
+
+func testBundleKilledMidMember(t *testing.T, killed string) {
 	w := newBundleWorld(t, true)
 	ctl := filepath.Join(w.dir, "ctl")
 	if err := os.MkdirAll(ctl, 0o755); err != nil {
@@ -371,6 +378,9 @@ exec %[2]q fleet deploy --state-dir %[3]q
 	w.approve(t, b.Change)
 	daytwo(t, w.env, "sync", "--once")
 	run := exec.Command(daytwoBin, "run", b.ID)
+	if killed == "daemon" {
+		run = exec.Command(daytwoBin, "sync", "--watch", "--interval", "1s", "--listen", "")
+	}
 	run.Env = append(os.Environ(), w.env...)
 	run.Dir = w.dir
 	if err := run.Start(); err != nil {
