@@ -374,7 +374,10 @@ func (s *Service) readBundle(ctx context.Context, id string) (bundleView, error)
 		if a.BundleSeq != b.BundleSeq {
 			return a.BundleSeq < b.BundleSeq
 		}
-		return a.ID == id || (b.ID != id && a.ID < b.ID)
+		if a.ID == id || b.ID == id {
+			return a.ID == id && b.ID != id // the first member first
+		}
+		return a.ID < b.ID
 	})
 	return v, nil
 }

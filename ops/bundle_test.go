@@ -486,3 +486,27 @@ func TestBundleWhoseWindowClosesMidwayRollsBack(t *testing.T) {
 		t.Errorf("%d incidents", len(w.cs.incidents))
 	}
 }
+
+func TestBundleParallelFailureRollsBackEveryService(t *testing.T) {
+	w := newBundleWorld(t, false)
+	bp := w.proposeApprovedBundle(t, true, members3("1.4.2", "3.0.1", "2.0.0")...)
+	w.fleet.broken["payments-2"] = true
+	res, err := w.svc.RunBundle(context.Background(), bp.ID, nil)
+	if !errors.Is(err, ops.ErrRunFailed) || res.State != ops.BundleRolledBack || res.FailedService != "payments" {
+		t.Fatalf("RunBundle = %s (%q), %v", res.State, res.FailedService, err)
+	}
+	w.deliverAll(t)
+	for _, svc := range bundleServices {
+		for _, n := range []string{"-1", "-2"} {
+			if v := w.fleet.version(svc + n); v != "1.0.0" {
+				t.Errorf("%s%s runs %s", svc, n, v)
+			}
+		}
+		if u := w.members(t, bp.ID)[svc]; u.State != ops.UpdateRolledBack {
+			t.Errorf("%s is %s", svc, u.State)
+		}
+	}
+	if len(w.closes()) != 1 || len(w.cs.incidents) != 1 {
+		t.Errorf("%d closes, %d incidents; want one each", len(w.closes()), len(w.cs.incidents))
+	}
+}
