@@ -36,9 +36,11 @@ bench:
 	$(GO) test -run '^$$' -bench 'BenchmarkMirror100k' -benchtime 1x ./cmd/daytwo/ >> $(BENCH_OUT) 2>&1 || { cat $(BENCH_OUT); exit 1; }
 	$(GO) test -run '^$$' -bench 'BenchmarkIdleCycle$$' -benchtime 20x ./cmd/daytwo/ >> $(BENCH_OUT) 2>&1 || { cat $(BENCH_OUT); exit 1; }
 	$(GO) test -run '^$$' -bench 'BenchmarkIdleSyncOnce$$' -benchtime 10x ./cmd/daytwo/ >> $(BENCH_OUT) 2>&1 || { cat $(BENCH_OUT); exit 1; }
+	$(GO) test -run '^$$' -bench 'BenchmarkIdleCycleServices$$' -benchtime 40x ./cmd/daytwo/ >> $(BENCH_OUT) 2>&1 || { cat $(BENCH_OUT); exit 1; }
 	$(GO) test -run '^$$' -bench 'BenchmarkApprovalPolling' -benchtime 5x ./cmd/daytwo/ >> $(BENCH_OUT) 2>&1 || { cat $(BENCH_OUT); exit 1; }
 	$(GO) test -run '^$$' -bench 'BenchmarkRollout1000$$|BenchmarkRollout10000$$' -benchtime 1x -timeout 20m ./cmd/daytwo/ >> $(BENCH_OUT) 2>&1 || { cat $(BENCH_OUT); exit 1; }
 	$(GO) test -run '^$$' -bench 'BenchmarkRollout1000PG$$' -benchtime 1x ./cmd/daytwo/ >> $(BENCH_OUT) 2>&1 || { cat $(BENCH_OUT); exit 1; }
+	$(GO) test -run '^$$' -bench 'BenchmarkMirror100kPG$$' -benchtime 1x ./cmd/daytwo/ >> $(BENCH_OUT) 2>&1 || { cat $(BENCH_OUT); exit 1; }
 	$(GO) test -run '^$$' -bench 'BenchmarkFirstFrame|BenchmarkChangesScroll' ./tui/ >> $(BENCH_OUT) 2>&1 || { cat $(BENCH_OUT); exit 1; }
 	$(GO) test -run '^$$' -bench 'BenchmarkChangesFilter' -benchtime 20x ./tui/ >> $(BENCH_OUT) 2>&1 || { cat $(BENCH_OUT); exit 1; }
 	@cat $(BENCH_OUT)

@@ -170,8 +170,10 @@ func (b *Bridge) MirrorChanges(ctx context.Context, req ops.MirrorRequest, fn fu
 	if len(req.CIs) > 0 {
 		var cis []string
 		// A CI the instance does not know (a typo in one service's
-		// configuration, a CI retired in the CMDB) leaves out only its own
-		// changes; it must not stop the mirror of everything else.
+		// configuration, a CI retired in the CMDB) or cannot tell apart
+		// (two CIs of that name: the configuration should use the sys_id)
+		// leaves out only its own changes; it must not stop the mirror of
+		// everything else.
 		for _, n := range req.CIs {
 			if id := req.KnownCIs[n]; id != "" {
 				cis = append(cis, id)
@@ -179,7 +181,7 @@ func (b *Bridge) MirrorChanges(ctx context.Context, req ops.MirrorRequest, fn fu
 			}
 			ci, err := b.c.LookupCI(ctx, n)
 			switch {
-			case errors.Is(err, ErrNotFound):
+			case errors.Is(err, ErrNotFound), errors.Is(err, ErrAmbiguous):
 				unknown = append(unknown, n)
 				continue
 			case err != nil:

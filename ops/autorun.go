@@ -17,15 +17,21 @@ func (s *Service) AutoRun(ctx context.Context, progress func(RunEvent)) ([]RunRe
 	if err != nil {
 		errs = append(errs, err)
 	}
+	// One read of every runnable update, not one per environment (hundreds
+	// with many services, nearly always empty).
+	ready, err := s.store.ListUpdates(ctx, UpdateFilter{States: []UpdateState{UpdateApproved, UpdateScheduled}})
+	if err != nil {
+		return results, errors.Join(append(errs, err)...)
+	}
+	byEnv := map[string][]Update{}
+	for _, u := range ready {
+		byEnv[u.Environment] = append(byEnv[u.Environment], u)
+	}
 	for _, env := range s.cfg.Environments {
 		if !env.AutoRun || ctx.Err() != nil {
 			continue
 		}
-		ups, err := s.store.ListUpdates(ctx, UpdateFilter{Environment: env.Name, States: []UpdateState{UpdateApproved, UpdateScheduled}})
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
+		ups := byEnv[env.Name]
 		sort.Slice(ups, func(i, j int) bool { return ups[i].CreatedAt.Before(ups[j].CreatedAt) })
 		// Releases and leases are read once for the environment's updates
 		// (a run ends the loop).

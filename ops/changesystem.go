@@ -94,7 +94,8 @@ type MirrorStats struct {
 	// → sys_id), for the caller to keep.
 	ResolvedCIs map[string]string
 	// UnknownCIs are the CIs of the request the change system does not
-	// know: their changes were left out, the rest mirrored.
+	// know, or cannot tell apart: their changes were left out, the rest
+	// mirrored.
 	UnknownCIs []string
 }
 

@@ -14,6 +14,16 @@ func (s *Service) Compliance(ctx context.Context) ([]PolicyAlert, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Only an open alert can be resolved: one read instead of a write per
+	// passing verdict per cycle (hundreds with many services).
+	before, err := s.store.OpenPolicyAlerts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	open := make(map[[2]string]bool, len(before))
+	for _, a := range before {
+		open[[2]string{a.Environment, a.Policy}] = true
+	}
 	for _, r := range reports {
 		for _, v := range r.Verdicts {
 			if !v.Passed {
@@ -30,6 +40,9 @@ func (s *Service) Compliance(ctx context.Context) ([]PolicyAlert, error) {
 						return nil, err
 					}
 				}
+				continue
+			}
+			if !open[[2]string{r.Environment, v.Policy}] {
 				continue
 			}
 			resolved, err := s.store.ResolvePolicyAlert(ctx, r.Environment, v.Policy)

@@ -83,7 +83,7 @@ func (s *Service) syncOnce(ctx context.Context, write bool) (SyncReport, error) 
 		return rep, fmt.Errorf("sync: mirror changes: %w", err)
 	}
 	if len(ms.UnknownCIs) > 0 {
-		s.log.Warn("configured CIs not found in ServiceNow: other changes on them are not mirrored (check change.cmdb_ci / services[].cmdb_ci)", "cis", ms.UnknownCIs)
+		s.log.Warn("configured CIs not found in ServiceNow, or ambiguous (use the sys_id): other changes on them are not mirrored (check change.cmdb_ci / services[].cmdb_ci)", "cis", ms.UnknownCIs)
 	}
 	if s.cfg.MirrorCIChanges {
 		if err := s.keepCIs(ctx, req.CIs, cached, ms.ResolvedCIs); err != nil {

@@ -341,7 +341,8 @@ func (s *Service) policyInputFrom(ctx context.Context, env Environment, u Update
 		"targets": len(env.Targets), "current_version": u.FromVersion,
 		"promote_from": map[string]any{"name": "", "succeeded_versions": []any{}, "current_version": ""},
 	}
-	if env.PromoteFrom != "" {
+	scope := policy.Input{Environment: env.StageName(), Key: env.Name, Service: env.Service}
+	if env.PromoteFrom != "" && s.policies.Mentions(scope, "promote_from") {
 		rels, cached := sources[env.PromoteFrom]
 		if !cached {
 			var err error

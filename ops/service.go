@@ -28,6 +28,9 @@ type Config struct {
 	MirrorCIChanges bool
 	// FourEyes refuses approving a change the same user requested.
 	FourEyes bool
+	// AlertIncidents makes a firing alert for a gated environment outside
+	// a run open an incident caused by the change of its current release.
+	AlertIncidents bool
 	// Actor is who the audit log names for this process's actions.
 	Actor string
 	// Username is the ServiceNow user daytwo acts as.

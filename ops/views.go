@@ -478,6 +478,7 @@ func (s *Service) PolicyCheck(ctx context.Context, envs ...string) ([]PolicyRepo
 		return nil, err
 	}
 	var out []PolicyReport
+	sources := map[string][]Release{} // each promotion source's history read once
 	for _, env := range s.cfg.Environments {
 		if len(envs) > 0 && !slices.Contains(envs, env.Name) {
 			continue
@@ -488,7 +489,7 @@ func (s *Service) PolicyCheck(ctx context.Context, envs ...string) ([]PolicyRepo
 			continue
 		}
 		u := Update{Environment: env.Name, Version: rel.Version, Config: rel.Config, FromVersion: rel.Version}
-		in, err := s.policyInput(ctx, env, u, Change{}, s.now())
+		in, err := s.policyInputFrom(ctx, env, u, Change{}, s.now(), sources)
 		if err != nil {
 			return nil, err
 		}

@@ -230,3 +230,96 @@ func p99(d []time.Duration) time.Duration {
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	return s[len(s)*99/100]
 }
+
+// matrixWorld is 100 services × 3 stages × 10 targets (issue 15, Scale):
+// every dev on 1.0.0 and a third of them on 1.1.0 since, half the
+// stagings on 1.0.0 (so a third of those are one behind dev), and twenty
+// production proposals waiting in ServiceNow, all through real runs and
+// the simulator. Deploys are `true` and there are no health checks: the
+// benchmark measures the console, not sh.
+func matrixWorld(b *testing.B) *fixture {
+	b.Helper()
+	names := make([]string, 100)
+	for i := range names {
+		names[i] = fmt.Sprintf("svc-%03d", i+1)
+	}
+	f := newFixture(b, fixtureOptions{environments: func(dir string) []ops.Environment {
+		envs := unitEnvironments(dir, names, 10)
+		for i := range envs {
+			envs[i].Deploy = ops.DeploySpec{Command: []string{"true"}, Rollback: []string{"true"}, Timeout: time.Minute}
+			envs[i].Health = nil
+		}
+		return envs
+	}})
+	ctx := context.Background()
+	for i, n := range names {
+		f.release(b, n+"/dev", "1.0.0")
+		if i%2 == 0 {
+			f.release(b, n+"/staging", "1.0.0")
+		}
+		if i%3 == 0 {
+			f.release(b, n+"/dev", "1.1.0")
+		}
+		if i%5 == 0 {
+			if _, err := f.svc.Propose(ctx, proposeReq(n+"/production", "1.0.0")); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	f.sync(b)
+	f.svc.Wait()
+	return f
+}
+
+// BenchmarkMatrixFirstFrame measures the console's first frame on the
+// services matrix of 100 services × 3 stages × 10 targets: the model
+// built, the matrix loaded from the real store (statuses, open updates)
+// and rendered at 120×40 (target ≤ 100 ms). p99 is over the iterations.
+func BenchmarkMatrixFirstFrame(b *testing.B) {
+	f := matrixWorld(b)
+	var lat []time.Duration
+	b.ResetTimer()
+	for b.Loop() {
+		start := time.Now()
+		m := New(context.Background(), f.svc, modelOptionsB())
+		m.Update(tea.WindowSizeMsg{Width: 120, Height: 40})
+		drive(m, m.matrix.Load(), 0)
+		if v := m.View(); !strings.Contains(v, "svc-001") {
+			b.Fatalf("the first frame is not the matrix:\n%s", v)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(p99(lat).Microseconds())/1000, "p99-ms/frame")
+}
+
+// BenchmarkMatrixKeystroke measures keystroke → frame (Update + View) on
+// that matrix: cursor moves down, right, a page down and back to the top
+// (target p99 ≤ 16 ms).
+func BenchmarkMatrixKeystroke(b *testing.B) {
+	f := matrixWorld(b)
+	m := New(context.Background(), f.svc, modelOptionsB())
+	m.Update(tea.WindowSizeMsg{Width: 120, Height: 40})
+	drive(m, m.matrix.Load(), 0)
+	keys := []tea.KeyMsg{
+		{Type: tea.KeyRunes, Runes: []rune("j")},
+		{Type: tea.KeyRunes, Runes: []rune("l")},
+		{Type: tea.KeyPgDown},
+		{Type: tea.KeyRunes, Runes: []rune("h")},
+		{Type: tea.KeyRunes, Runes: []rune("j")},
+		{Type: tea.KeyRunes, Runes: []rune("g")},
+	}
+	var lat []time.Duration
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		start := time.Now()
+		_, cmd := m.Update(keys[i%len(keys)])
+		_ = m.View()
+		lat = append(lat, time.Since(start))
+		drive(m, cmd, 0)
+		i++
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(p99(lat).Microseconds())/1000, "p99-ms/frame")
+}

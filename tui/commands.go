@@ -27,6 +27,14 @@ type paletteCommand struct {
 
 // paletteCommands are the palette's commands, in help order.
 var paletteCommands = []paletteCommand{
+	{names: []string{"svc", "service", "services"}, usage: "svc NAME [ENV]", run: func(m *Model, a []string) tea.Cmd {
+		// The matrix on a service's row (fuzzy), on one of its cells with ENV.
+		target := arg(a, 0)
+		if arg(a, 1) != "" {
+			target += "/" + arg(a, 1)
+		}
+		return common.Navigate(common.PageMatrix, target)
+	}},
 	{names: []string{"env", "envs", "environments"}, usage: "env NAME", run: func(m *Model, a []string) tea.Cmd {
 		return common.Navigate(common.PageEnvironments, arg(a, 0))
 	}},
@@ -66,7 +74,7 @@ var paletteCommands = []paletteCommand{
 			}
 			set[k] = v
 		}
-		return common.Act(actions.Propose(m.svc, env, arg(a, 1), m.envs.Candidate(env.Name), set))
+		return common.Act(actions.Propose(m.svc, env, arg(a, 1), m.matrix.Candidate(env.Name), set))
 	}},
 	{names: []string{"approve"}, usage: "approve CHG [comment]", mutates: true, run: decideCommand(true)},
 	{names: []string{"reject"}, usage: "reject CHG comment", mutates: true, run: decideCommand(false)},

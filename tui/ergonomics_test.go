@@ -63,6 +63,8 @@ func TestEnvironmentsScreenUsesItsSpace(t *testing.T) {
 	for _, sz := range sizes {
 		t.Run(fmt.Sprintf("%dx%d", sz.w, sz.h), func(t *testing.T) {
 			tm := startConsole(t, f, testOptions(), sz.w, sz.h)
+			waitFor(t, tm, "production")
+			typeKeys(tm, "tab") // the environments list, from the matrix
 			waitFor(t, tm, "CHG")
 			typeKeys(tm, "j") // production
 			waitFor(t, tm, "awaiting_approval")
@@ -92,7 +94,7 @@ func TestDialogsSayWhatTheyDo(t *testing.T) {
 	f.release(t, "staging", "1.4.2")
 	m := newModel(t, f, modelOptions())
 	// Leave the production list with the cursor on its older update.
-	press(m, "j", "enter", "j")
+	press(m, "tab", "j", "enter", "j")
 	if u, _ := m.updates.Selected(); u.Update.ID != "u-0002" {
 		t.Fatalf("setup: selected %s, want u-0002", u.Update.ID)
 	}

@@ -132,7 +132,7 @@ func TestFlowProposeApproveRunMonitor(t *testing.T) {
 	f.release(t, "production", "1.4.1")
 	f.release(t, "staging", "1.4.2")
 	tm := startConsole(t, f, testOptions(), 100, 30)
-	waitFor(t, tm, "behind 1.4.2")
+	waitFor(t, tm, "↑1 1.4.2 ready") // the matrix: production is one behind staging
 
 	typeKeys(tm, ":", "propose prod 1.4.2", "enter")
 	waitFor(t, tm, "Type production to confirm")

@@ -44,6 +44,8 @@ func keyMsg(s string) tea.KeyMsg {
 		return tea.KeyMsg{Type: tea.KeyEnter}
 	case "esc":
 		return tea.KeyMsg{Type: tea.KeyEsc}
+	case "tab":
+		return tea.KeyMsg{Type: tea.KeyTab}
 	case "ctrl+c":
 		return tea.KeyMsg{Type: tea.KeyCtrlC}
 	}
@@ -80,7 +82,7 @@ func newModel(t *testing.T, f *fixture, opts Options) *Model {
 	t.Helper()
 	m := New(context.Background(), f.svc, opts)
 	m.Update(tea.WindowSizeMsg{Width: 80, Height: 24})
-	drive(m, m.envs.Load(), 0)
+	drive(m, m.matrix.Load(), 0)
 	return m
 }
 
@@ -152,8 +154,8 @@ func TestQuitKeys(t *testing.T) {
 
 func TestNavigationStackAndBreadcrumbs(t *testing.T) {
 	_, m := seeded(t)
-	press(m, "j", "enter") // production's updates
-	if got := m.header(); !strings.Contains(got, "Environments ▸ Updates: production") {
+	press(m, "l", "enter") // production's updates (the matrix's second column)
+	if got := m.header(); !strings.Contains(got, "Services ▸ Updates: production") {
 		t.Fatalf("breadcrumbs: %q", got)
 	}
 	press(m, "enter") // detail of the newest production update
@@ -161,7 +163,7 @@ func TestNavigationStackAndBreadcrumbs(t *testing.T) {
 		t.Fatalf("not on detail:\n%s", m.View())
 	}
 	press(m, "esc", "esc")
-	if m.active() != common.PageEnvironments {
+	if m.active() != common.PageMatrix {
 		t.Fatalf("esc esc: on %s", m.active())
 	}
 }
@@ -172,7 +174,7 @@ func TestReadOnlyDisablesDangerousActions(t *testing.T) {
 	opts := modelOptions()
 	opts.ReadOnly = true
 	m := newModel(t, f, opts)
-	press(m, "j", "P")
+	press(m, "l", "P")
 	if m.dialog != nil {
 		t.Fatal("propose opened a dialog in read-only mode")
 	}

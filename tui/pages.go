@@ -8,6 +8,7 @@ import (
 	"github.com/daytwo/daytwo/tui/common"
 	"github.com/daytwo/daytwo/tui/detail"
 	"github.com/daytwo/daytwo/tui/environments"
+	"github.com/daytwo/daytwo/tui/matrix"
 	"github.com/daytwo/daytwo/tui/monitor"
 	"github.com/daytwo/daytwo/tui/outbox"
 	"github.com/daytwo/daytwo/tui/record"
@@ -17,6 +18,7 @@ import (
 // pages are the console's screens, one per common.Page: the table the
 // root routes to (soft-serve's pages).
 type pages struct {
+	matrix  matrix.Model
 	envs    environments.Model
 	updates updates.Model
 	changes changes.Model
@@ -28,13 +30,15 @@ type pages struct {
 }
 
 var allPages = []common.Page{
-	common.PageEnvironments, common.PageUpdates, common.PageChanges, common.PageDetail,
+	common.PageMatrix, common.PageEnvironments, common.PageUpdates, common.PageChanges, common.PageDetail,
 	common.PageMonitor, common.PageAudit, common.PageOutbox, common.PageRecord,
 }
 
 // page returns the component for p.
 func (ps *pages) page(p common.Page) common.Component {
 	switch p {
+	case common.PageMatrix:
+		return &ps.matrix
 	case common.PageUpdates:
 		return &ps.updates
 	case common.PageChanges:
@@ -58,6 +62,8 @@ func (ps *pages) page(p common.Page) common.Component {
 func (ps *pages) updatePage(p common.Page, msg tea.Msg) tea.Cmd {
 	var cmd tea.Cmd
 	switch p {
+	case common.PageMatrix:
+		ps.matrix, cmd = ps.matrix.Update(msg)
 	case common.PageEnvironments:
 		ps.envs, cmd = ps.envs.Update(msg)
 	case common.PageUpdates:
@@ -85,8 +91,13 @@ func (ps *pages) reload(p common.Page) tea.Cmd { return ps.updatePage(p, common.
 // its own way.
 func (ps *pages) open(msg common.NavigateMsg) tea.Cmd {
 	switch msg.Page {
+	case common.PageMatrix:
+		if !ps.matrix.SelectWhenLoaded(msg.Arg) {
+			return tea.Batch(ps.matrix.Load(), common.Flash(common.LevelWarn, "no service matches "+msg.Arg))
+		}
+		return ps.matrix.Load()
 	case common.PageEnvironments:
-		if msg.Arg != "" && !ps.envs.Select(msg.Arg) {
+		if !ps.envs.SelectWhenLoaded(msg.Arg) {
 			return tea.Batch(ps.envs.Load(), common.Flash(common.LevelWarn, "no environment matches "+msg.Arg))
 		}
 		return ps.envs.Load()
@@ -116,6 +127,7 @@ func (ps *pages) setSize(w, h int) {
 // abandon forgets every screen's load in flight (the program stopped
 // before they reported).
 func (ps *pages) abandon() {
+	ps.matrix.Abandon()
 	ps.envs.Abandon()
 	ps.updates.Abandon()
 	ps.changes.Abandon()
@@ -128,7 +140,7 @@ func (ps *pages) abandon() {
 // show makes p the active screen and loads it.
 func (m *Model) show(msg common.NavigateMsg) tea.Cmd {
 	switch {
-	case msg.Page == common.PageEnvironments:
+	case msg.Page == common.PageMatrix:
 		m.stack = m.stack[:1]
 	case m.active() == msg.Page:
 		// same screen, new argument: no new breadcrumb

@@ -15,7 +15,7 @@ import (
 // A command missing here fails the test: a new command must be classified.
 func paletteExamples(open ops.Update) map[string]string {
 	return map[string]string{
-		"env": "env staging", "chg": "chg " + open.ChangeNumber, "upd": "upd " + open.ID,
+		"svc": "svc checkout staging", "env": "env staging", "chg": "chg " + open.ChangeNumber, "upd": "upd " + open.ID,
 		"propose": "propose staging 9.9.9", "approve": "approve " + open.ChangeNumber + " ok",
 		"reject": "reject " + open.ChangeNumber + " no", "run": "run " + open.ID, "cancel": "cancel " + open.ID,
 		"rollback": "rollback staging", "sync": "sync", "retry": "retry",

@@ -27,6 +27,7 @@ import (
 	"github.com/daytwo/daytwo/tui/detail"
 	"github.com/daytwo/daytwo/tui/environments"
 	"github.com/daytwo/daytwo/tui/flash"
+	"github.com/daytwo/daytwo/tui/matrix"
 	"github.com/daytwo/daytwo/tui/monitor"
 	"github.com/daytwo/daytwo/tui/outbox"
 	"github.com/daytwo/daytwo/tui/palette"
@@ -67,12 +68,13 @@ func New(ctx context.Context, svc *ops.Service, opts Options) *Model {
 	}
 	m := &Model{
 		common: c, svc: svc, clip: opts.Clipboard, envList: svc.Environments(), refresh: opts.Refresh, keys: DefaultKeyMap(), help: newHelp(opts.Styles),
-		stack:   []common.Page{common.PageEnvironments},
-		palette: palette.New(c, "command (try: env prod, chg CHG0030012, propose staging 1.4.2)"),
+		stack:   []common.Page{common.PageMatrix},
+		palette: palette.New(c, "command (try: svc checkout, env prod, chg CHG0030012, propose staging 1.4.2)"),
 		flash:   flash.New(c, opts.FlashFor), tasks: task.New(c), conn: conn.New(c, svc, opts.Instance, opts.PingEvery),
 	}
 	m.monitor = monitor.New(c, svc)
 	sink := m.monitor.Sink()
+	m.matrix = matrix.New(c, svc, svc)
 	m.envs = environments.New(c, svc, svc)
 	m.updates = updates.New(c, svc, svc, m.envList, sink)
 	m.changes = changes.New(c, svc)
@@ -87,7 +89,7 @@ func New(ctx context.Context, svc *ops.Service, opts Options) *Model {
 // Init starts the refresh loop, the run-event subscription and the first
 // loads.
 func (m *Model) Init() tea.Cmd {
-	return tea.Batch(m.monitor.Init(), m.tick(), m.envs.Load(), m.monitor.Load(), m.conn.First())
+	return tea.Batch(m.monitor.Init(), m.tick(), m.matrix.Load(), m.monitor.Load(), m.conn.First())
 }
 
 func (m *Model) tick() tea.Cmd {

@@ -25,8 +25,14 @@ func startAlertDaemon(t *testing.T) (env []string, listen string) {
 	t.Helper()
 	sim := startSim(t, snowsim.Options{})
 	env, _ = writeGatedConfig(t, sim.URL())
+	return startAlertDaemonWith(t, env)
+}
+
+// startAlertDaemonWith is startAlertDaemon over the configuration in env.
+func startAlertDaemonWith(t *testing.T, env []string) ([]string, string) {
+	t.Helper()
 	env = append(env, "DAYTWO_ALERTMANAGER_TOKEN="+webhookToken)
-	listen = freeAddr(t)
+	listen := freeAddr(t)
 	daemon := exec.Command(daytwoBin, "sync", "--watch", "--interval", "1s", "--listen", listen)
 	daemon.Env = append(os.Environ(), env...)
 	var logs strings.Builder
@@ -195,5 +201,58 @@ receivers:
 			t.Fatalf("no alert reached the daemon (posted=%v); alertmanager logs:\n%s", posted, amLogs.String())
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestAlertOutsideARunOpensOneIncident: with alertmanager.open_incidents, a
+// firing alert for a gated environment no run holds opens an incident
+// caused by the change of the release it runs; Alertmanager repeating the
+// same alert finds that incident instead of opening another.
+func TestAlertOutsideARunOpensOneIncident(t *testing.T) {
+	w := newEngineWorld(t, "0s")
+	f, err := os.OpenFile(w.cfgPath, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = f.WriteString("alertmanager: {open_incidents: true}\n")
+	f.Close()
+	p := w.propose(t, "production", "1.1.0")
+	w.approve(t, p.Change)
+	if r := daytwo(t, w.env, "sync", "--once"); r.code != 0 {
+		t.Fatalf("sync: %+v", r)
+	}
+	if r := daytwo(t, w.env, "run", p.ID, "--wait", "60s"); r.code != 0 {
+		t.Fatalf("run production: %+v", r)
+	}
+	env, listen := startAlertDaemonWith(t, w.env)
+	chg := w.simRecords(t, "change_request", "number="+p.Change)
+	if len(chg) != 1 {
+		t.Fatalf("change %s: %d records", p.Change, len(chg))
+	}
+	incidents := func() []map[string]any {
+		return w.simRecords(t, "incident", "correlation_idSTARTSWITHdaytwo:"+p.ID+":alert:")
+	}
+	for round := range 2 {
+		if code, body := postWebhook(t, listen, webhookToken, firing); code != http.StatusOK {
+			t.Fatalf("webhook (round %d): %d %s", round, code, body)
+		}
+		waitFor(t, "the incident of the alert", 60*time.Second, func() bool {
+			if len(incidents()) == 0 {
+				return false
+			}
+			r := daytwo(t, env, "outbox", "list", "-o", "json")
+			return r.code == 0 && strings.TrimSpace(r.stdout) == "[]"
+		})
+	}
+	inc := incidents()
+	if len(inc) != 1 {
+		t.Fatalf("%d incidents for one alert notified twice", len(inc))
+	}
+	if inc[0]["caused_by"] != chg[0]["sys_id"] || !strings.Contains(fmt.Sprint(inc[0]["short_description"]), "HighErrorRate") ||
+		!strings.Contains(fmt.Sprint(inc[0]["description"]), "5xx above 5%") {
+		t.Fatalf("incident = %v; want it caused by %s, naming the alert and its summary", inc[0], chg[0]["sys_id"])
+	}
+	if ev := alertEvents(t, env); len(ev) != 2 {
+		t.Fatalf("%d alert events, want the two notifications", len(ev))
 	}
 }

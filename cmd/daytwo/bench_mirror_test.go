@@ -104,6 +104,8 @@ func runBenchRole(role string) error {
 			return fmt.Errorf("mirrored %d changes, want %d (report %+v)", rep.Upserted, n, rep)
 		}
 		return json.NewEncoder(os.Stdout).Encode(roleResult{Rows: rep.Upserted, Requests: rep.Requests, Seconds: time.Since(start).Seconds()})
+	case "mirror-pg":
+		return runPGMirrorRole(ctx, n, base, os.Getenv("DAYTWO_BENCH_PG_URL"), os.Getenv("DAYTWO_BENCH_PG_PASSWORD"))
 	}
 	return fmt.Errorf("unknown role %q", role)
 }

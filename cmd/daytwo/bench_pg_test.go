@@ -2,12 +2,17 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/daytwo/daytwo/internal/pgtest"
+	"github.com/daytwo/daytwo/itsm"
 	"github.com/daytwo/daytwo/ops"
 	opsexec "github.com/daytwo/daytwo/ops/exec"
 	"github.com/daytwo/daytwo/store/pg"
@@ -105,4 +110,71 @@ func (w *pgRolloutWorld) rollout(tb testing.TB, version string) time.Duration {
 		}
 	}
 	return took
+}
+
+// runPGMirrorRole is the "mirror" role on PostgreSQL: the same client,
+// service and first sync as openBenchMirror, over the database at dbURL.
+func runPGMirrorRole(ctx context.Context, n int, simURL, dbURL, password string) error {
+	client, err := itsm.New(itsm.Config{
+		Instance: simURL, Auth: itsm.AuthConfig{Username: "daytwo", Password: "daytwo"},
+		Timeout: 30 * time.Second, PageSize: 1000,
+	})
+	if err != nil {
+		return err
+	}
+	db, err := pg.Open(ctx, dbURL, pg.Options{Password: password})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	envs := benchEnvironments()
+	if err := db.SyncEnvironments(ctx, envs, "bench"); err != nil {
+		return err
+	}
+	svc, err := ops.New(ops.Config{Environments: envs, CorrelationPrefix: "daytwo", MirrorCIChanges: true, Actor: "bench", Username: "daytwo"},
+		db, itsm.NewBridge(client))
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	rep, err := svc.SyncOnce(ctx)
+	if err != nil {
+		return err
+	}
+	if rep.Upserted != n {
+		return fmt.Errorf("mirrored %d changes, want %d (report %+v)", rep.Upserted, n, rep)
+	}
+	return json.NewEncoder(os.Stdout).Encode(roleResult{Rows: rep.Upserted, Requests: rep.Requests, Seconds: time.Since(start).Seconds()})
+}
+
+// BenchmarkMirror100kPG is BenchmarkMirror100k's mirror on PostgreSQL (a
+// server the benchmark starts; a fresh database each iteration) beside the
+// same mirror on SQLite and the floor, in the same iteration: x-sqlite is
+// the PostgreSQL mirror's time over SQLite's (issue 16: within 2×).
+func BenchmarkMirror100kPG(b *testing.B) {
+	const n = 100_000
+	srv := pgtest.Start(b)
+	url := benchSimProcess(b, n)
+	client, _ := newBenchClient(b, url)
+	query := mirrorQuery(b, client)
+	fields := strings.Join(itsm.ChangeFields(), ",")
+	common := []string{"DAYTWO_BENCH_URL=" + url, "DAYTWO_BENCH_N=" + strconv.Itoa(n)}
+	var pgSecs, liteSecs, floorSecs float64
+	iter := 0
+	for b.Loop() {
+		iter++
+		f := runRole(b, "floor", append(common, "DAYTWO_BENCH_QUERY="+query, "DAYTWO_BENCH_FIELDS="+fields)...)
+		l := runRole(b, "mirror", append(common, "DAYTWO_BENCH_DIR="+filepath.Join(b.TempDir(), fmt.Sprint(iter)))...)
+		p := runRole(b, "mirror-pg", append(common, "DAYTWO_BENCH_PG_URL="+srv.URL(srv.CreateDB(b)), "DAYTWO_BENCH_PG_PASSWORD="+srv.Password)...)
+		if p.Rows != n || l.Rows != n || f.Rows != n {
+			b.Fatalf("rows: postgres %d, sqlite %d, floor %d; want %d", p.Rows, l.Rows, f.Rows, n)
+		}
+		pgSecs, liteSecs, floorSecs = pgSecs+p.Seconds, liteSecs+l.Seconds, floorSecs+f.Seconds
+	}
+	k := float64(iter)
+	b.ReportMetric(n*k/pgSecs, "records/s-postgres")
+	b.ReportMetric(n*k/liteSecs, "records/s-sqlite")
+	b.ReportMetric(n*k/floorSecs, "floor-records/s")
+	b.ReportMetric(pgSecs/liteSecs, "x-sqlite")
+	b.ReportMetric(floorSecs/pgSecs, "postgres-vs-floor")
 }

@@ -175,7 +175,7 @@ func (a *app) startDemo(ctx context.Context, dir string, keep, manual bool, appr
 	out := a.stdout
 	fmt.Fprintf(out, "daytwo demo workspace: %s\n", dir)
 	fmt.Fprintf(out, "  ServiceNow simulator: %s (users daytwo/daytwo, ops.lead/ops.lead, cab.manager/cab.manager; see README)\n", w.sim.URL())
-	fmt.Fprintln(out, "  services: checkout (dev, staging, production), payments (staging, production), search (dev, staging, production)")
+	fmt.Fprintln(out, "  services: checkout (dev, staging, production), payments (staging, production), web (dev, staging, production)")
 	for _, t := range demofleet.DemoTargets(nil) {
 		if u := w.fleet.URLs()[t.Name]; u != "" {
 			fmt.Fprintf(out, "  %s %s\n", t.Name, u)

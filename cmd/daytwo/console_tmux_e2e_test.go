@@ -81,10 +81,12 @@ func TestTmuxDemoConsoleShowsItsBannerAndTakesBatchedKeys(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "demo")
 	c := startTmux(t, 80, 24, []string{"DAYTWO_ACTOR=e2e", "TERM=xterm-256color"},
 		"demo", "--approve-after", "1h", "--dir", dir)
-	s := c.waitFor("ENVIRONMENT", "production")
+	s := c.waitFor("SERVICE", "production") // the services matrix, home
 	if !strings.Contains(s, "? help") {
 		t.Errorf("the footer at 80×24 lost ? help:\n%s", s)
 	}
+	c.keys("Tab") // the environments list
+	c.waitFor("ENVIRONMENT", "production")
 	c.keys("jj") // one write: bubbletea may read it as one message
 	c.waitUntil("the preview of production", func(s string) bool {
 		for _, l := range strings.Split(s, "\n") {

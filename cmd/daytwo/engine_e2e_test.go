@@ -35,11 +35,18 @@ func newEngineWorld(t *testing.T, bake string) *engineWorld {
 
 func newEngineWorldWith(t *testing.T, bake string, opts snowsim.Options) *engineWorld {
 	t.Helper()
+	return newEngineWorldOn(t, bake, opts, "stg-1", "stg-2", "prd-1", "prd-2", "prd-3")
+}
+
+// newEngineWorldOn is the engine world with a fleet of the named targets
+// (the configuration names the first five).
+func newEngineWorldOn(t *testing.T, bake string, opts snowsim.Options, names ...string) *engineWorld {
+	t.Helper()
 	w := &engineWorld{dir: t.TempDir()}
 	w.sim = startSim(t, opts)
 	w.stateDir = filepath.Join(w.dir, "fleet")
 	var targets []demofleet.Target
-	for _, n := range []string{"stg-1", "stg-2", "prd-1", "prd-2", "prd-3"} {
+	for _, n := range names {
 		targets = append(targets, demofleet.Target{Name: n, Addr: "127.0.0.1:0"})
 	}
 	var err error

@@ -80,6 +80,8 @@ func TestReadOnlyEveryCommand(t *testing.T) {
 		"daytwo config check":          {nil, 0},
 		"daytwo config show":           {nil, 0},
 		"daytwo env list":              {nil, 0},
+		"daytwo service list":          {nil, 0},
+		"daytwo service show":          {[]string{"checkout-service"}, 0},
 		"daytwo env show":              {[]string{"staging"}, 0},
 		"daytwo env diff":              {[]string{"staging", "production"}, 0},
 		"daytwo propose":               {[]string{"staging", "9.9.9"}, 0},

@@ -107,6 +107,8 @@ var readOnlyClasses = map[string]string{
 	"daytwo config check":   roRead,
 	"daytwo config show":    roRead,
 	"daytwo env list":       roRead,
+	"daytwo service list":   roRead,
+	"daytwo service show":   roRead,
 	"daytwo env show":       roRead,
 	"daytwo env diff":       roRead,
 	"daytwo propose":        roWriteUnlessDryRun,

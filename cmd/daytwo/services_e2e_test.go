@@ -1,16 +1,13 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/daytwo/daytwo/fixtures/demofleet"
 	"github.com/daytwo/daytwo/itsm/snowsim"
 )
 
@@ -19,23 +16,7 @@ import (
 // today's single-service form (the engine world's).
 func newServicesWorld(t *testing.T) *engineWorld {
 	t.Helper()
-	w := &engineWorld{dir: t.TempDir()}
-	w.sim = startSim(t, snowsim.Options{})
-	w.stateDir = filepath.Join(w.dir, "fleet")
-	var targets []demofleet.Target
-	for _, n := range []string{"stg-1", "stg-2", "prd-1", "prd-2", "prd-3", "pay-stg-1", "pay-prd-1", "srch-prd-1"} {
-		targets = append(targets, demofleet.Target{Name: n, Addr: "127.0.0.1:0"})
-	}
-	var err error
-	w.fleet, err = demofleet.Start(context.Background(), demofleet.Options{StateDir: w.stateDir, Targets: targets, WarmUp: 50 * time.Millisecond, InitialVersion: "1.0.0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.fleet.Close() })
-	w.cfgPath = filepath.Join(w.dir, "daytwo.yaml")
-	w.writeConfig(t, "0s")
-	w.env = []string{"DAYTWO_CONFIG=" + w.cfgPath, "DAYTWO_SN_PASSWORD=daytwo"}
-	return w
+	return newEngineWorldOn(t, "0s", snowsim.Options{}, "stg-1", "stg-2", "prd-1", "prd-2", "prd-3", "pay-stg-1", "pay-prd-1", "srch-prd-1")
 }
 
 // writeServicesConfig rewrites the world's configuration in the services

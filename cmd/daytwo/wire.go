@@ -127,7 +127,7 @@ func (a *app) serviceFor(ctx context.Context, cfg *config.Config, opts ...itsm.O
 		Environments: cfg.Environments, Freezes: cfg.Freezes, Policies: cfg.Policies,
 		CorrelationPrefix: cfg.ServiceNow.CorrelationPrefix, MirrorCIChanges: cfg.ServiceNow.MirrorCIChanges,
 		FourEyes: cfg.ServiceNow.FourEyes, Actor: a.actor(), Username: cfg.ServiceNow.Auth.Username,
-		ApproverUsername: cfg.ServiceNow.Approver.Username,
+		ApproverUsername: cfg.ServiceNow.Approver.Username, AlertIncidents: cfg.Alertmanager.OpenIncidents,
 	}, db, changes, svcOpts...)
 	if err != nil {
 		return nil, err

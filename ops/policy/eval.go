@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"cel.dev/cel-go/cel"
@@ -74,6 +75,28 @@ type Input struct {
 	Now         time.Time
 }
 
+// applies reports whether r is evaluated for in.
+func (r *compiled) applies(in Input) bool {
+	if len(r.Environments) > 0 && !slices.Contains(r.Environments, in.Environment) && (in.Key == "" || !slices.Contains(r.Environments, in.Key)) {
+		return false
+	}
+	return len(r.Services) == 0 || slices.Contains(r.Services, in.Service)
+}
+
+// Mentions reports whether a rule that applies to in names field in its
+// expression, so that a caller can skip reading what no rule looks at (the
+// promotion source's history, for every environment, every cycle). A rule
+// that names it in a way the text does not show (a computed key) is not
+// seen: callers must pass the field's empty value then, never a wrong one.
+func (s *Set) Mentions(in Input, field string) bool {
+	for i := range s.rules {
+		if s.rules[i].applies(in) && strings.Contains(s.rules[i].Expr, field) {
+			return true
+		}
+	}
+	return false
+}
+
 // Evaluate runs every rule that applies to in.Environment.
 func (s *Set) Evaluate(in Input) []Verdict {
 	vars := map[string]any{
@@ -84,10 +107,7 @@ func (s *Set) Evaluate(in Input) []Verdict {
 	}
 	var out []Verdict
 	for _, r := range s.rules {
-		if len(r.Environments) > 0 && !slices.Contains(r.Environments, in.Environment) && (in.Key == "" || !slices.Contains(r.Environments, in.Key)) {
-			continue
-		}
-		if len(r.Services) > 0 && !slices.Contains(r.Services, in.Service) {
+		if !r.applies(in) {
 			continue
 		}
 		v := Verdict{Policy: r.Name, Action: "warn", Message: r.Message}

@@ -69,3 +69,27 @@ func TestEvaluate(t *testing.T) {
 		t.Errorf("invalid rule: %v", err)
 	}
 }
+
+func TestMentionsOnlyRulesThatApply(t *testing.T) {
+	set, err := NewSet([]Rule{
+		{Name: "promote", Environments: []string{"production"}, Expr: `update.version in env.promote_from.succeeded_versions`},
+		{Name: "payments-only", Services: []string{"payments"}, Expr: `env.promote_from.current_version != ""`},
+		{Name: "debug", Expr: `update.config.log_level != "debug"`},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		in   Input
+		want bool
+	}{
+		{Input{Environment: "production", Service: "checkout"}, true},
+		{Input{Environment: "staging", Service: "checkout"}, false},
+		{Input{Environment: "staging", Service: "payments"}, true},
+		{Input{Environment: "dev", Key: "production"}, true}, // a rule may name the pair's key
+	} {
+		if got := set.Mentions(c.in, "promote_from"); got != c.want {
+			t.Errorf("Mentions(%+v) = %v, want %v", c.in, got, c.want)
+		}
+	}
+}

@@ -70,6 +70,7 @@ func Run(t *testing.T, open Opener) {
 		fn   func(t *testing.T, open Opener)
 	}{
 		{"ChangesUpsertUnchangedAndFilters", testChanges},
+		{"ChangesUpsertManyAndRepeated", testChangesMany},
 		{"ApprovalsAndIncidents", testApprovals},
 		{"Watermarks", testWatermarks},
 		{"UpdatesOptimisticState", testUpdates},
@@ -228,6 +229,34 @@ func testChanges(t *testing.T, open Opener) {
 		t.Fatalf("approvals of a deleted change = %+v, %v", aps, err)
 	}
 	eq("after delete", list(ops.ChangeFilter{}), "CHG0000003", "CHG0000002")
+}
+
+// testChangesMany: a page larger than any batch a store writes at once,
+// then a page that names one change twice (a change updated while the
+// mirror paged): the counts are per row and the later copy wins.
+func testChangesMany(t *testing.T, open Opener) {
+	s, c := world(t, open)
+	t0 := c.Now().Add(-time.Hour)
+	var page []ops.Change
+	for i := range 1201 {
+		page = append(page, change(i, 1, t0))
+	}
+	if st := upsertChanges(t, s, page...); st.Written != 1201 || st.Unchanged != 0 {
+		t.Fatalf("1201 new = %+v", st)
+	}
+	page[600] = change(600, 2, t0.Add(time.Second))
+	if st := upsertChanges(t, s, page...); st.Written != 1 || st.Unchanged != 1200 {
+		t.Fatalf("one newer among 1201 = %+v", st)
+	}
+	if n, err := s.CountChanges(ctx, ops.ChangeFilter{}); err != nil || n != 1201 {
+		t.Fatalf("count = %d, %v", n, err)
+	}
+	if st := upsertChanges(t, s, change(7, 2, t0.Add(time.Second)), change(8, 1, t0), change(7, 3, t0.Add(2*time.Second))); st.Written != 2 || st.Unchanged != 1 {
+		t.Fatalf("a page naming one change twice = %+v, want both copies of 7 written and 8 unchanged", st)
+	}
+	if got, err := s.GetChange(ctx, "sys007"); err != nil || got.SysModCount != 3 {
+		t.Fatalf("sys007 = %+v, %v; want the later copy", got, err)
+	}
 }
 
 func testApprovals(t *testing.T, open Opener) {

@@ -78,6 +78,8 @@ const (
 	PageAudit
 	PageOutbox
 	PageRecord
+	// PageMatrix is the home screen: services × environments.
+	PageMatrix
 )
 
 // String names the page.
@@ -99,6 +101,8 @@ func (p Page) String() string {
 		return "outbox"
 	case PageRecord:
 		return "record"
+	case PageMatrix:
+		return "services"
 	default:
 		return "page"
 	}
@@ -106,7 +110,8 @@ func (p Page) String() string {
 
 // NavigateMsg asks the root to show a page, pushing it on the navigation
 // stack. Arg is page specific: an environment for updates, an update id or
-// change number for detail, a run id for the monitor.
+// change number for detail, a run id for the monitor, a service (or a
+// "service/stage" cell) for the services matrix.
 type NavigateMsg struct {
 	Page Page
 	Arg  string

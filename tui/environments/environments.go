@@ -1,5 +1,6 @@
-// Package environments is the console's home screen: every environment
-// with its current release and since when, the last run's outcome, the
+// Package environments is the console's list of environments (every
+// (service, stage) unit; the home screen is the services matrix, whose tab
+// opens this one): each with its current release and since when, the last run's outcome, the
 // open update with its change and state, drift, the next gate opening,
 // promotion badges, lease holder and policy alerts.
 package environments
@@ -84,6 +85,8 @@ type Model struct {
 	cursor int
 	load   common.Loader
 	err    error
+	// want is the environment to select once loaded (SelectWhenLoaded).
+	want string
 }
 
 // New builds the screen.
@@ -132,8 +135,29 @@ func (m Model) Selected() (ops.EnvironmentStatus, bool) {
 	return m.envs[m.cursor], true
 }
 
-// Select moves the cursor to the environment whose name starts with name.
+// SelectWhenLoaded selects name (Select) now if the screen has loaded,
+// else once it has (the home screen is the services matrix: this one may
+// not have loaded yet). It reports false when the screen has loaded and
+// nothing matches.
+func (m *Model) SelectWhenLoaded(name string) bool {
+	if name == "" {
+		return true
+	}
+	if len(m.envs) == 0 {
+		m.want = name
+		return true
+	}
+	return m.Select(name)
+}
+
+// Select moves the cursor to the environment named name, else to the first
+// whose name starts with name.
 func (m *Model) Select(name string) bool {
+	if i := slices.IndexFunc(m.envs, func(e ops.EnvironmentStatus) bool { return e.Environment.Name == name }); i >= 0 {
+		m.cursor = i
+		m.updateKeys()
+		return true
+	}
 	for i, e := range m.envs {
 		if strings.HasPrefix(e.Environment.Name, name) {
 			m.cursor = i
@@ -162,13 +186,20 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 			return m, nil // stale
 		}
 		m.err = msg.err
+		var cmd tea.Cmd
 		if msg.err == nil {
 			m.envs = msg.envs
 			m.facts = gather(msg.envs, msg.ups)
 			m.cursor = common.Clamp(m.cursor, 0, len(m.envs)-1)
+			if want := m.want; want != "" {
+				m.want = ""
+				if !m.Select(want) {
+					cmd = common.Flash(common.LevelWarn, "no environment matches "+want)
+				}
+			}
 		}
 		m.updateKeys()
-		return m, nil
+		return m, cmd
 	case tea.KeyMsg:
 		return m.handleKey(msg)
 	}

@@ -127,6 +127,10 @@ type Alertmanager struct {
 	// alert to an environment ("environment") and a service ("service").
 	EnvironmentLabel string `koanf:"environment_label"`
 	ServiceLabel     string `koanf:"service_label"`
+	// OpenIncidents makes a firing alert for a gated environment that is
+	// not in a run (outside a verification window) open an incident
+	// caused by the change of the release the environment runs.
+	OpenIncidents bool `koanf:"open_incidents"`
 }
 
 // Audit anchors the audit chain outside the database.

@@ -1,0 +1,791 @@
+// Package matrix is the console's home screen: one row per service, one
+// column per environment (stage), each cell the version that (service,
+// stage) runs with its state as a glyph and, where there is room, a word
+// (ops.EnvironmentStatus.Health: healthy, rolling out, rolled back, failed,
+// drifted, pending, not deployed) and the promotion lag (↑N: the stage it promotes from
+// has N newer successful versions). A configuration without services is
+// one row. enter opens the cell's updates (its history), tab the
+// environments screen on that cell.
+package matrix
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/charmbracelet/bubbles/key"
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/lipgloss"
+
+	"github.com/daytwo/daytwo/ops"
+	"github.com/daytwo/daytwo/tui/actions"
+	"github.com/daytwo/daytwo/tui/common"
+)
+
+// Source is what the screen reads; *ops.Service implements it.
+type Source interface {
+	EnvironmentStatuses(ctx context.Context) ([]ops.EnvironmentStatus, error)
+	UpdateStatuses(ctx context.Context, f ops.UpdateFilter) ([]ops.UpdateStatus, error)
+}
+
+// KeyMap is the screen's keys.
+type KeyMap struct {
+	common.NavKeys
+	Left     key.Binding
+	Right    key.Binding
+	Open     key.Binding
+	Envs     key.Binding
+	Monitor  key.Binding
+	Propose  key.Binding
+	Rollback key.Binding
+	Copy     key.Binding
+}
+
+// DefaultKeyMap returns the screen's default keys.
+func DefaultKeyMap() KeyMap {
+	nav := common.DefaultNavKeys()
+	nav.Up.SetHelp("↑/k", "service up")
+	nav.Down.SetHelp("↓/j", "service down")
+	return KeyMap{
+		NavKeys:  nav,
+		Left:     key.NewBinding(key.WithKeys("left", "h"), key.WithHelp("←/h", "environment left")),
+		Right:    key.NewBinding(key.WithKeys("right", "l"), key.WithHelp("→/l", "environment right")),
+		Open:     key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "history")),
+		Envs:     key.NewBinding(key.WithKeys("tab"), key.WithHelp("tab", "environments")),
+		Monitor:  key.NewBinding(key.WithKeys("m"), key.WithHelp("m", "monitor run")),
+		Propose:  key.NewBinding(key.WithKeys("P"), key.WithHelp("P", "propose ⚠")),
+		Rollback: key.NewBinding(key.WithKeys("B"), key.WithHelp("B", "roll back ⚠")),
+		Copy:     common.CopyKey(),
+	}
+}
+
+type loadedMsg struct {
+	gen  int
+	envs []ops.EnvironmentStatus
+	open []ops.UpdateStatus
+	err  error
+}
+
+func (loadedMsg) Target() common.Page { return common.PageMatrix }
+
+// glyphs say a cell's state (ops.EnvironmentStatus.Health, what `daytwo
+// service list` prints) without colour (theme none); the legend under the
+// matrix names them.
+var glyphs = map[ops.Health]string{
+	ops.HealthRollingOut: "●", ops.HealthRolledBack: "↺", ops.HealthFailed: "✗", ops.HealthDrifted: "≠",
+	ops.HealthPending: "◷", ops.HealthOK: "✓", ops.HealthNever: "○",
+}
+
+// Legend names every glyph of the matrix; ShortLegend fits 80 columns.
+const (
+	Legend      = "✓ healthy  ● rolling out  ↺ rolled back  ✗ failed  ≠ drifted  ◷ pending change  ○ not deployed  ↑N behind its source"
+	ShortLegend = "✓healthy ●rolling ↺rolled back ✗failed ≠drifted ◷pending ○not deployed ↑N behind"
+)
+
+// cell is one (service, stage) as rendered: its plain text in both widths
+// and the styled text, computed once per load.
+type cell struct {
+	env     int // index in Model.envs, -1: the service does not run here
+	state   ops.Health
+	compact string
+	wide    string
+	// styled variants (the state's colour; a lag in the behind colour)
+	compactStyled string
+	wideStyled    string
+}
+
+type row struct {
+	service string // ops.Environment.Service
+	label   string
+	cells   []cell // one per stage
+}
+
+// Model is the services × environments screen.
+type Model struct {
+	common common.Common
+	src    Source
+	acts   actions.Service
+	keys   KeyMap
+	envs   []ops.EnvironmentStatus
+	open   map[string]*ops.UpdateStatus // unit key → its newest open update
+	stages []string
+	rows   []row
+	// visible are the rows the filter keeps (indexes into rows), best
+	// match first.
+	visible []int
+	cursor  int // in visible
+	col     int // in stages
+	offset  int // first visible row shown
+	filter  common.Filter
+	load    common.Loader
+	err     error
+	// want is a "service" or "service/stage" to select once loaded.
+	want string
+	// layout, recomputed on load, resize and filter change
+	cols []common.Column
+	wide bool
+}
+
+// New builds the screen.
+func New(c common.Common, src Source, acts actions.Service) Model {
+	m := Model{common: c, src: src, acts: acts, keys: DefaultKeyMap(), filter: common.NewFilter(c)}
+	m.updateKeys()
+	return m
+}
+
+// Init does nothing: the root loads the screen.
+func (m Model) Init() tea.Cmd { return nil }
+
+// Load starts a (re)load unless one is in flight.
+func (m *Model) Load() tea.Cmd {
+	src := m.src
+	return m.load.Load(m.common, func(ctx context.Context, gen int) tea.Msg {
+		envs, err := src.EnvironmentStatuses(ctx)
+		if err != nil {
+			return loadedMsg{gen: gen, err: err}
+		}
+		open, err := src.UpdateStatuses(ctx, ops.UpdateFilter{States: ops.OpenUpdateStates()})
+		return loadedMsg{gen: gen, envs: envs, open: open, err: err}
+	})
+}
+
+// SetSize sets the screen's size.
+func (m *Model) SetSize(w, h int) {
+	m.common.Width, m.common.Height = w, h
+	m.relayout()
+}
+
+// Title names the screen.
+func (m *Model) Title() string { return "Services" }
+
+// InputFocused reports whether the filter is being typed.
+func (m *Model) InputFocused() bool { return m.filter.Active() }
+
+// FilterValue is the filter's text (esc clears it before it goes back).
+func (m *Model) FilterValue() string { return m.filter.Value() }
+
+// Abandon forgets the load in flight.
+func (m *Model) Abandon() { m.load.Supersede() }
+
+// Selected returns the cell under the cursor: false when there is none
+// or the service does not run in that stage.
+func (m Model) Selected() (ops.EnvironmentStatus, bool) {
+	c, ok := m.selectedCell()
+	if !ok || c.env < 0 {
+		return ops.EnvironmentStatus{}, false
+	}
+	return m.envs[c.env], true
+}
+
+func (m Model) selectedCell() (cell, bool) {
+	if m.cursor < 0 || m.cursor >= len(m.visible) {
+		return cell{}, false
+	}
+	r := m.rows[m.visible[m.cursor]]
+	if m.col < 0 || m.col >= len(r.cells) {
+		return cell{}, false
+	}
+	return r.cells[m.col], true
+}
+
+// SelectedService is the service of the row under the cursor.
+func (m Model) SelectedService() (string, bool) {
+	if m.cursor < 0 || m.cursor >= len(m.visible) {
+		return "", false
+	}
+	return m.rows[m.visible[m.cursor]].label, true
+}
+
+// SelectWhenLoaded moves the cursor to a service (exact name, then
+// prefix, then the best fuzzy match) and, after a "/", to a stage (exact,
+// then prefix), now if the screen has loaded, else once it has. It
+// reports false when the screen has loaded and nothing matches.
+func (m *Model) SelectWhenLoaded(arg string) bool {
+	if arg == "" {
+		return true
+	}
+	m.want = arg
+	if len(m.rows) == 0 {
+		return true
+	}
+	return m.applyWant()
+}
+
+func (m *Model) applyWant() bool {
+	svc, stage, _ := strings.Cut(m.want, "/")
+	m.want = ""
+	ri := m.findService(svc)
+	if ri < 0 {
+		return false
+	}
+	if m.filter.Value() != "" { // a filter must not hide it
+		m.filter = common.NewFilter(m.common)
+		m.applyFilter()
+	}
+	m.cursor = slices.Index(m.visible, ri)
+	if stage != "" {
+		si := slices.Index(m.stages, stage)
+		if si < 0 {
+			si = slices.IndexFunc(m.stages, func(s string) bool { return strings.HasPrefix(s, stage) })
+		}
+		if si < 0 {
+			return false
+		}
+		m.col = si
+	}
+	m.scroll()
+	m.updateKeys()
+	return true
+}
+
+// findService is the row of name: exact, unique prefix, then best fuzzy
+// match; -1 when none matches.
+func (m Model) findService(name string) int {
+	if i := slices.IndexFunc(m.rows, func(r row) bool { return r.label == name }); i >= 0 {
+		return i
+	}
+	var pre []int
+	for i, r := range m.rows {
+		if strings.HasPrefix(r.label, name) {
+			pre = append(pre, i)
+		}
+	}
+	if len(pre) > 0 {
+		return pre[0]
+	}
+	if best := common.FuzzyRank(name, len(m.rows), func(i int) string { return m.rows[i].label }); len(best) > 0 {
+		return best[0]
+	}
+	return -1
+}
+
+// Candidate is the version a proposal for unit suggests: what the unit
+// it promotes from runs now ("" when it promotes from none).
+func (m Model) Candidate(unit string) string {
+	var from string
+	for _, e := range m.envs {
+		if e.Environment.Name == unit {
+			from = e.Environment.PromoteFrom
+		}
+	}
+	for _, e := range m.envs {
+		if from != "" && e.Environment.Name == from {
+			return e.Current.Version
+		}
+	}
+	return ""
+}
+
+func (m *Model) updateKeys() {
+	st, ok := m.Selected()
+	typing := m.filter.Active()
+	m.keys.Open.SetEnabled(ok && !typing)
+	m.keys.Envs.SetEnabled(!typing)
+	m.keys.Propose.SetEnabled(ok && !m.common.ReadOnly)
+	m.keys.Rollback.SetEnabled(ok && !m.common.ReadOnly && st.Current.Version != "")
+	m.keys.Monitor.SetEnabled(ok && st.Running != nil)
+	m.keys.Copy.SetEnabled(ok)
+	m.keys.Left.SetEnabled(len(m.stages) > 1)
+	m.keys.Right.SetEnabled(len(m.stages) > 1)
+}
+
+// Update handles messages.
+func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
+	switch msg := msg.(type) {
+	case common.RefreshMsg:
+		return m, m.Load()
+	case loadedMsg:
+		if !m.load.Done(msg.gen) {
+			return m, nil // stale
+		}
+		m.err = msg.err
+		var cmd tea.Cmd
+		if msg.err == nil {
+			m.build(msg.envs, msg.open)
+			if m.want != "" {
+				want := m.want
+				if !m.applyWant() {
+					cmd = common.Flash(common.LevelWarn, "no service matches "+want)
+				}
+			}
+		}
+		m.updateKeys()
+		return m, cmd
+	case tea.KeyMsg:
+		var handled, changed bool
+		var cmd tea.Cmd
+		m.filter, handled, changed, cmd = m.filter.Update(msg)
+		if changed {
+			m.applyFilter()
+		}
+		if handled {
+			m.updateKeys()
+			return m, cmd
+		}
+		m, cmd = m.handleKey(msg)
+		m.updateKeys()
+		return m, cmd
+	}
+	return m, nil
+}
+
+func (m Model) handleKey(msg tea.KeyMsg) (Model, tea.Cmd) {
+	if to, ok := m.keys.Move(msg, m.cursor, len(m.visible), m.listHeight()); ok {
+		m.cursor = to
+		m.scroll()
+		return m, nil
+	}
+	switch {
+	case key.Matches(msg, m.keys.Left):
+		m.col = common.Clamp(m.col-1, 0, len(m.stages)-1)
+		return m, nil
+	case key.Matches(msg, m.keys.Right):
+		m.col = common.Clamp(m.col+1, 0, len(m.stages)-1)
+		return m, nil
+	case key.Matches(msg, m.keys.Envs):
+		st, _ := m.Selected()
+		return m, common.Navigate(common.PageEnvironments, st.Environment.Name)
+	}
+	st, ok := m.Selected()
+	if !ok {
+		if key.Matches(msg, m.keys.Open) {
+			if svc, ok := m.SelectedService(); ok && m.col < len(m.stages) {
+				return m, common.Flash(common.LevelWarn, svc+" does not run in "+m.stages[m.col])
+			}
+		}
+		return m, nil
+	}
+	switch {
+	case key.Matches(msg, m.keys.Open):
+		return m, common.Navigate(common.PageUpdates, st.Environment.Name)
+	case key.Matches(msg, m.keys.Monitor):
+		return m, common.Navigate(common.PageMonitor, st.Running.ID)
+	case key.Matches(msg, m.keys.Propose):
+		return m, common.Act(actions.Propose(m.acts, st.Environment, "", m.Candidate(st.Environment.Name), nil))
+	case key.Matches(msg, m.keys.Rollback):
+		return m, common.Act(actions.Rollback(m.acts, st.Environment, "", st.Current.Version))
+	case key.Matches(msg, m.keys.Copy):
+		return m, common.Copy(st.Environment.Name)
+	}
+	return m, nil
+}
+
+// build groups the statuses by service (rows in configuration order) and
+// stage (columns: the distinct stages in configuration order), keeping
+// the cursor on the same cell.
+func (m *Model) build(envs []ops.EnvironmentStatus, open []ops.UpdateStatus) {
+	selSvc, hadSel := m.SelectedService()
+	selStage := ""
+	if m.col < len(m.stages) {
+		selStage = m.stages[m.col]
+	}
+	m.envs = envs
+	m.open = make(map[string]*ops.UpdateStatus, len(open))
+	for i := range open { // newest first: keep the first
+		if _, ok := m.open[open[i].Update.Environment]; !ok {
+			m.open[open[i].Update.Environment] = &open[i]
+		}
+	}
+	svcIdx := map[string]int{}
+	var rows []row
+	perService := map[string][]string{} // each service's stages, in order
+	for _, e := range envs {
+		if _, ok := svcIdx[e.Environment.Service]; !ok {
+			svcIdx[e.Environment.Service] = len(rows)
+			rows = append(rows, row{service: e.Environment.Service})
+		}
+		perService[e.Environment.Service] = append(perService[e.Environment.Service], e.Environment.StageName())
+	}
+	m.stages = mergeStages(rows, perService)
+	stageIdx := make(map[string]int, len(m.stages))
+	for i, st := range m.stages {
+		stageIdx[st] = i
+	}
+	for ri := range rows {
+		rows[ri].cells = make([]cell, len(m.stages))
+		for c := range rows[ri].cells {
+			rows[ri].cells[c] = cell{env: -1}
+		}
+	}
+	for i, e := range envs {
+		r := &rows[svcIdx[e.Environment.Service]]
+		r.cells[stageIdx[e.Environment.StageName()]] = m.makeCell(i)
+		if r.label == "" {
+			r.label = e.Environment.Service
+		}
+		if r.label == "" && e.Environment.Change.CmdbCI != "" {
+			r.label = e.Environment.Change.CmdbCI // the implicit service is named after its CI
+		}
+	}
+	for i := range rows {
+		if rows[i].label == "" {
+			rows[i].label = "default"
+		}
+	}
+	m.rows = rows
+	m.applyFilter()
+	if hadSel {
+		if ri := slices.IndexFunc(m.rows, func(r row) bool { return r.label == selSvc }); ri >= 0 {
+			if vi := slices.Index(m.visible, ri); vi >= 0 {
+				m.cursor = vi
+			}
+		}
+		if si := slices.Index(m.stages, selStage); si >= 0 {
+			m.col = si
+		}
+	}
+	m.col = common.Clamp(m.col, 0, len(m.stages)-1)
+	m.relayout()
+	m.scroll()
+}
+
+// mergeStages orders the stages of every service into one list of
+// columns, keeping each service's configuration order: a stage first seen
+// in a later service goes before the next stage that service lists after
+// it (checkout: staging, production; search: dev, staging → dev, staging,
+// production), else last.
+func mergeStages(rows []row, perService map[string][]string) []string {
+	var out []string
+	for _, r := range rows {
+		list := perService[r.service]
+		for i, st := range list {
+			if slices.Contains(out, st) {
+				continue
+			}
+			at := len(out)
+			for _, later := range list[i+1:] {
+				if j := slices.Index(out, later); j >= 0 {
+					at = j
+					break
+				}
+			}
+			out = slices.Insert(out, at, st)
+		}
+	}
+	return out
+}
+
+func (m Model) stateStyle(st ops.Health) lipgloss.Style {
+	s := m.common.Styles
+	switch st {
+	case ops.HealthRollingOut:
+		return s.Badge.Running
+	case ops.HealthRolledBack, ops.HealthFailed:
+		return s.Status.Bad
+	case ops.HealthDrifted:
+		return s.Badge.Drift
+	case ops.HealthPending:
+		return s.Status.Pending
+	case ops.HealthOK:
+		return s.Status.OK
+	}
+	return s.Status.Muted
+}
+
+// makeCell renders envs[i] compact ("✓ 1.4.2 ↑1") and wide ("✓ 1.4.2
+// healthy ↑1 1.5.0 ready").
+func (m Model) makeCell(i int) cell {
+	e := m.envs[i]
+	st := e.Health()
+	c := cell{env: i, state: st}
+	ver := common.Or(e.Current.Version, "—")
+	var next string
+	word := string(st)
+	if u := m.open[e.Environment.Name]; u != nil {
+		next = u.Update.Version
+		if st == ops.HealthPending {
+			word = strings.ReplaceAll(string(u.Update.State), "_", " ")
+		}
+	}
+	switch st {
+	case ops.HealthDrifted:
+		word = fmt.Sprintf("drifted (%d)", e.Drifted)
+	case ops.HealthFailed, ops.HealthRolledBack:
+		next = "" // the open update, if any, shows in the summary
+	}
+	head := glyphs[st] + " " + ver
+	if next != "" && next != e.Current.Version && (st == ops.HealthRollingOut || st == ops.HealthPending) {
+		head += "→" + next
+	}
+	var lagC, lagW string
+	if n := len(e.Behind); n > 0 {
+		lagC = fmt.Sprintf("↑%d", n)
+		lagW = fmt.Sprintf("↑%d %s ready", n, e.Behind[n-1])
+	}
+	style := m.stateStyle(st)
+	behind := m.common.Styles.Badge.Behind
+	join := func(a, b string) string {
+		if b == "" {
+			return a
+		}
+		return a + " " + b
+	}
+	c.compact = join(head, lagC)
+	c.wide = join(head+" "+word, lagW)
+	c.compactStyled = join(style.Render(head), behind.Render(lagC))
+	if lagC == "" {
+		c.compactStyled = style.Render(head)
+	}
+	c.wideStyled = join(style.Render(head+" "+word), behind.Render(lagW))
+	if lagW == "" {
+		c.wideStyled = style.Render(head + " " + word)
+	}
+	return c
+}
+
+func (m *Model) applyFilter() {
+	m.visible = common.FuzzyRank(m.filter.Value(), len(m.rows), func(i int) string { return m.rows[i].label })
+	m.cursor = common.Clamp(m.cursor, 0, len(m.visible)-1)
+	m.relayout()
+	m.scroll()
+}
+
+// relayout sizes the columns to the visible rows: wide cells (with the
+// state in words) when they fit the terminal, compact ones otherwise; the
+// room left over is shared by the stage columns.
+func (m *Model) relayout() {
+	if len(m.stages) == 0 {
+		m.cols = nil
+		return
+	}
+	w := m.common.Width
+	cols := make([]common.Column, 0, len(m.stages)+1)
+	cols = append(cols, common.Column{Title: "SERVICE", Keep: 9, Min: 8})
+	for _, st := range m.stages {
+		cols = append(cols, common.Column{Title: st, Keep: 5, Min: 6}) // as written: the name operators type
+	}
+	widths := func(wide bool) []int {
+		out := make([]int, len(cols))
+		for i, c := range cols {
+			out[i] = lipgloss.Width(c.Title)
+		}
+		for _, ri := range m.visible {
+			r := m.rows[ri]
+			out[0] = max(out[0], lipgloss.Width(r.label)+2)
+			for j, c := range r.cells {
+				txt := c.compact
+				if wide {
+					txt = c.wide
+				}
+				out[j+1] = max(out[j+1], lipgloss.Width(txt)+2) // " x " or "[x]"
+			}
+		}
+		return out
+	}
+	total := func(ws []int) int {
+		n := len(ws) - 1
+		for _, x := range ws {
+			n += x
+		}
+		return n
+	}
+	ws := widths(true)
+	m.wide = total(ws) <= w
+	if !m.wide {
+		ws = widths(false)
+	}
+	for i := range cols {
+		cols[i].Width = ws[i]
+	}
+	if over := total(ws) - w; over > 0 {
+		// Fitted's shrinking, on widths already known.
+		rows := [][]string{make([]string, len(cols))}
+		for i := range cols {
+			rows[0][i] = strings.Repeat(" ", ws[i])
+		}
+		cols = common.Fitted(cols, rows, w)
+	} else if spare := -over; spare > 0 && len(m.stages) > 0 {
+		each := min(spare/len(m.stages), 16)
+		for i := 1; i < len(cols); i++ {
+			cols[i].Width += each
+		}
+	}
+	m.cols = cols
+}
+
+// fixed are the lines around the rows: the header, the filter line and
+// the legend.
+func (m Model) fixed() int {
+	n := 2
+	if m.filter.View() != "" {
+		n++
+	}
+	return n
+}
+
+// listHeight is how many rows the matrix shows: every row while they fit
+// with one line of the selected cell's summary, else what is left (the
+// rows scroll).
+func (m Model) listHeight() int {
+	return max(min(len(m.visible), m.common.Height-m.fixed()-1), 1)
+}
+
+// scroll keeps the cursor's row on screen.
+func (m *Model) scroll() {
+	m.offset = common.Window(m.offset, m.cursor, m.listHeight(), len(m.visible))
+}
+
+// View renders the screen.
+func (m Model) View() string {
+	s := m.common.Styles
+	w, h := m.common.Width, m.common.Height
+	var lines []string
+	if len(m.cols) > 0 {
+		lines = append(lines, s.Table.Header.Render(common.Header(m.cols)))
+	} else {
+		lines = append(lines, s.Table.Header.Render("SERVICE"))
+	}
+	if f := m.filter.View(); f != "" {
+		lines = append(lines, f)
+	}
+	switch {
+	case m.err != nil && len(m.rows) == 0:
+		lines = append(lines, s.Status.Bad.Render("cannot read environments: "+m.err.Error()))
+	case len(m.rows) == 0 && m.load.Loading():
+		lines = append(lines, s.Table.Empty.Render("loading…"))
+	case len(m.rows) == 0:
+		lines = append(lines, s.Table.Empty.Render("no environments configured"))
+	case len(m.visible) == 0:
+		lines = append(lines, s.Table.Empty.Render("no service matches the filter"))
+	}
+	listH := m.listHeight()
+	off := common.Window(m.offset, m.cursor, listH, len(m.visible))
+	for vi := off; vi < len(m.visible) && vi < off+listH; vi++ {
+		lines = append(lines, m.renderRow(vi))
+	}
+	// The selected cell in words: a blank line first when there is room
+	// for more than its first line.
+	summary := m.summary()
+	room := h - len(lines) - 1 // the legend after
+	if room > 2 && len(summary) > 1 {
+		lines = append(lines, "")
+		room--
+	}
+	lines = append(lines, summary[:min(len(summary), max(room, 0))]...)
+	for len(lines) < h-1 {
+		lines = append(lines, "")
+	}
+	legend := Legend
+	if lipgloss.Width(legend) > w {
+		legend = ShortLegend
+	}
+	lines = append(lines[:min(len(lines), h-1)], s.Help.Render(common.Truncate(legend, w)))
+	return common.Fit(strings.Join(lines, "\n"), w, h)
+}
+
+func (m Model) renderRow(vi int) string {
+	s := m.common.Styles
+	r := m.rows[m.visible[vi]]
+	sel := vi == m.cursor
+	var b strings.Builder
+	for i, c := range m.cols {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		if i == 0 {
+			label := "  " + r.label
+			if sel {
+				label = "▸ " + r.label
+				b.WriteString(s.Table.Selected.Render(common.PadRight(label, c.Width)))
+				continue
+			}
+			b.WriteString(common.PadRight(label, c.Width))
+			continue
+		}
+		cl := r.cells[i-1]
+		plain, styled := cl.compact, cl.compactStyled
+		if m.wide {
+			plain, styled = cl.wide, cl.wideStyled
+		}
+		if sel && i-1 == m.col {
+			b.WriteString(s.Table.Selected.Render(common.PadRight("["+plain+"]", c.Width)))
+			continue
+		}
+		b.WriteString(common.PadRight(" "+styled+" ", c.Width))
+	}
+	return b.String()
+}
+
+// summary is the selected cell in words, one fact a line: what it runs
+// and its state, the open update and its change, the promotion lag, drift,
+// the last run, the gate, the lease and alerts.
+func (m Model) summary() []string {
+	s := m.common.Styles
+	w := m.common.Width
+	cl, ok := m.selectedCell()
+	if !ok {
+		return nil
+	}
+	if cl.env < 0 {
+		svc, _ := m.SelectedService()
+		return []string{s.Table.Empty.Render(common.Truncate(svc+" does not run in "+m.stages[m.col], w))}
+	}
+	e := m.envs[cl.env]
+	label := func(l, v string) string {
+		return common.Truncate(s.Section.Label.Render(fmt.Sprintf("%-10s", l)+" ")+s.Section.Value.Render(v), w)
+	}
+	rel := "nothing released yet"
+	if e.Current.Version != "" {
+		rel = e.Current.Version + " since " + common.Timestamp(e.Current.CreatedAt)
+	}
+	name := e.Environment.Name
+	if svc, _ := m.SelectedService(); name != ops.UnitKey(svc, m.stages[m.col]) {
+		name = svc + " · " + name // a key without the service (the implicit one, inherited history)
+	}
+	title := name + "  " + glyphs[cl.state] + " " + string(cl.state) + " · " + rel
+	out := []string{common.Truncate(s.Section.Title.Render(title), w)}
+	if u := m.open[e.Environment.Name]; u != nil {
+		up := u.Update.ID + " " + common.Or(u.Update.FromVersion, "(nothing)") + " → " + u.Update.Version + " " + string(u.Update.State)
+		if u.Update.ChangeNumber != "" {
+			up += " · " + u.Update.ChangeNumber
+		}
+		if u.GateText != "" && !strings.HasPrefix(u.GateText, string(u.Update.State)) {
+			up += " · " + u.GateText
+		}
+		out = append(out, label("open", up))
+	} else if e.Pending > 0 {
+		out = append(out, label("open", fmt.Sprintf("%d pending update(s)", e.Pending)))
+	}
+	if e.Environment.PromoteFrom != "" {
+		behind := "up to date with " + e.Environment.PromoteFrom
+		if n := len(e.Behind); n > 0 {
+			behind = fmt.Sprintf("%s has %d newer: %s (P to promote %s)", e.Environment.PromoteFrom, n, strings.Join(e.Behind, ", "), e.Behind[n-1])
+		}
+		out = append(out, label("promotion", behind))
+	}
+	if e.Drifted > 0 {
+		out = append(out, label("drift", fmt.Sprintf("%d target(s) disagree with %s", e.Drifted, common.Or(e.Current.Version, "the release"))))
+	}
+	if e.Running != nil {
+		out = append(out, label("running", e.Running.ID+" "+string(e.Running.Kind)+" started "+common.Timestamp(e.Running.StartedAt)+" — m to monitor"))
+	} else if e.LastResult != "" {
+		out = append(out, label("last run", string(e.LastResult)))
+	}
+	gate := "no change needed"
+	if e.Environment.RequiresChange {
+		gate = "every update needs an approved ServiceNow change"
+	}
+	out = append(out, label("gate", gate))
+	if e.Lease != nil {
+		out = append(out, label("lease", e.Lease.Holder))
+	}
+	if n := len(e.Alerts); n > 0 {
+		out = append(out, common.Truncate(s.Badge.Alert.Render(fmt.Sprintf("%d policy alert(s)", n))+": "+e.Alerts[0].Policy, w))
+	}
+	out = append(out, s.Help.Render(common.Truncate(fmt.Sprintf("%d target(s) · enter: history & updates · tab: environments list", len(e.Environment.Targets)), w)))
+	return out
+}
+
+// ShortHelp implements help.KeyMap.
+func (m Model) ShortHelp() []key.Binding {
+	return []key.Binding{m.keys.Open, m.keys.Envs, m.filter.Keys.Start, m.keys.Propose, m.keys.Monitor, m.keys.Copy}
+}
+
+// FullHelp implements help.KeyMap.
+func (m Model) FullHelp() [][]key.Binding {
+	return [][]key.Binding{
+		{m.keys.Up, m.keys.Down, m.keys.Left, m.keys.Right, m.keys.PageUp, m.keys.PageDown, m.keys.Top, m.keys.Bottom},
+		{m.keys.Open, m.keys.Envs, m.filter.Keys.Start, m.filter.Keys.Clear, m.keys.Monitor, m.keys.Propose, m.keys.Rollback, m.keys.Copy},
+	}
+}
