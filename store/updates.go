@@ -79,7 +79,9 @@ func (db *DB) GetUpdate(ctx context.Context, idOrChange string) (ops.Update, err
 }
 
 func getUpdate(ctx context.Context, q queryer, where string, args ...any) (ops.Update, error) {
-	us, err := queryUpdates(ctx, q, updateColumns+` WHERE `+where+` ORDER BY created_at DESC, bundle_seq ASC LIMIT 1`, args...)
+	us, err := queryUpdates(ctx, q, updateColumns+` WHERE `+where+
+		// A bundle's change names its first member, not the rollbacks made later.
+		` ORDER BY CASE WHEN bundle_id <> '' AND rollback <> 0 THEN 1 ELSE 0 END, created_at DESC, bundle_seq ASC LIMIT 1`, args...)
 	if err != nil {
 		return ops.Update{}, err
 	}

@@ -338,7 +338,7 @@ func testWatermarks(t *testing.T, open Opener) {
 }
 
 func testUpdates(t *testing.T, open Opener) {
-	s, _ := world(t, open)
+	s, c := world(t, open)
 	u, err := s.GetUpdate(ctx, "CHG0000001")
 	if err != nil || u.ID != "u1" || string(u.Plan) != `{}` {
 		t.Fatalf("GetUpdate by change = %+v, %v", u, err)
@@ -398,6 +398,13 @@ func testUpdates(t *testing.T, open Opener) {
 			t.Fatalf("bundle member %s = %q #%d", b.ID, b.BundleID, b.BundleSeq)
 		}
 	}
+	c.Advance(time.Minute)
+	atomic(t, s, func(tx ops.Tx) error { // a rollback of the bundle, made later
+		return tx.InsertUpdate(ctx, ops.Update{
+			ID: "b3", Environment: "dev", Version: "0", Plan: []byte(`{}`), State: ops.UpdateSucceeded, Rollback: true,
+			ChangeNumber: "CHG0000009", BundleID: "bundle-1", BundleSeq: 1,
+		})
+	})
 	if got, err := s.GetUpdate(ctx, "CHG0000009"); err != nil || got.ID != "b1" {
 		t.Fatalf("GetUpdate(bundle change) = %s, %v; want the first member b1", got.ID, err)
 	}
