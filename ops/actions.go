@@ -15,6 +15,9 @@ func (s *Service) Cancel(ctx context.Context, idOrChange, reason string) (Update
 	if !u.State.CanTransition(UpdateCanceled) {
 		return u, fmt.Errorf("update %s is %s and cannot be canceled: %w", u.ID, u.State, ErrIllegalTransition)
 	}
+	if u.BundleID != "" {
+		return s.cancelBundle(ctx, u, reason) // bundle.go
+	}
 	env, _ := s.Environment(u.Environment)
 	err = s.store.Atomic(ctx, func(tx Tx) error {
 		cur, err := tx.GetUpdate(ctx, u.ID)

@@ -73,5 +73,5 @@ func (s *Service) queueAuditAnchor(ctx context.Context, tx Tx, u Update) error {
 	if env, err := s.Environment(u.Environment); err != nil || !env.RequiresChange {
 		return nil // no change to write to: the file sink (if any) has it
 	}
-	return s.enqueue(ctx, tx, u.ID, OutboxWorkNote, notePayload{UpdateID: u.ID, Note: AnchorNote(a)})
+	return s.enqueue(ctx, tx, u.outboxKey(), OutboxWorkNote, notePayload{UpdateID: u.ID, Note: AnchorNote(a)})
 }

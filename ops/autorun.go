@@ -43,6 +43,9 @@ func (s *Service) AutoRun(ctx context.Context, progress func(RunEvent)) ([]RunRe
 			}
 		}
 		for _, u := range ups {
+			if u.BundleID != "" {
+				continue // run by its bundle, in its order (AdvanceBundles)
+			}
 			g, err := s.gate(ctx, u, facts)
 			if err != nil {
 				errs = append(errs, err)
@@ -57,6 +60,13 @@ func (s *Service) AutoRun(ctx context.Context, progress func(RunEvent)) ([]RunRe
 				errs = append(errs, err)
 			}
 			break // one run per environment per cycle
+		}
+	}
+	if ctx.Err() == nil {
+		ran, err := s.AdvanceBundles(ctx, progress)
+		results = append(results, ran...)
+		if err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return results, errors.Join(errs...)

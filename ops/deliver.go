@@ -239,6 +239,9 @@ func (s *Service) deliver(ctx context.Context, it OutboxItem) error {
 			if err := tx.SaveUpdate(ctx, u, expect); err != nil {
 				return err
 			}
+			if err := setBundleChange(ctx, tx, p.Members, u.ID, ch); err != nil {
+				return err
+			}
 			if _, err := tx.UpsertChanges(ctx, []Change{ch}); err != nil {
 				return err
 			}
@@ -263,7 +266,7 @@ func (s *Service) deliver(ctx context.Context, it OutboxItem) error {
 			if u.State == UpdateProposed {
 				u.State = UpdateAwaitingApproval
 			}
-		})
+		}, s.bundleAwaitsApproval())
 	case OutboxMoveChange:
 		var p movePayload
 		if err := json.Unmarshal(it.Payload, &p); err != nil {
@@ -328,6 +331,8 @@ func (s *Service) deliver(ctx context.Context, it OutboxItem) error {
 		})
 	case OutboxCheckConflicts:
 		return s.deliverConflictCheck(ctx, it)
+	case OutboxAddAffectedCIs:
+		return s.deliverAffectedCIs(ctx, it)
 	default:
 		return fmt.Errorf("%w: unknown outbox kind %q", ErrRefused, it.Kind)
 	}

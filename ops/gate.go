@@ -169,7 +169,7 @@ func (s *Service) gate(ctx context.Context, u Update, facts gateFacts) (GateResu
 		}
 	}
 	if env.RequiresChange && env.Change.CheckConflicts && u.ChangeSysID != "" && !u.State.Terminal() && u.State != UpdateRunning {
-		r, ok, err := s.gateConflictCheck(ctx, u)
+		r, ok, err := s.gateConflictCheck(ctx, s.bundleLead(ctx, u))
 		if err != nil {
 			return g, err
 		} else if ok {

@@ -60,94 +60,11 @@ var configKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // the outbox, in the same transaction. A blocked proposal is stored (so
 // the audit trail shows it) and returned with an error wrapping ErrBlocked.
 func (s *Service) Propose(ctx context.Context, req ProposeRequest) (Proposal, error) {
-	env, err := s.Environment(req.Environment)
+	d, err := s.draftProposal(ctx, req, nil)
 	if err != nil {
 		return Proposal{}, err
 	}
-	if err := ValidateVersion(req.Version); err != nil {
-		return Proposal{}, err
-	}
-	config := map[string]string{}
-	base := env.Config
-	if req.Rollback {
-		base, req.Set = req.Config, nil
-	}
-	for k, v := range base {
-		config[k] = v
-	}
-	for k, v := range req.Set {
-		if !configKeyRE.MatchString(k) {
-			return Proposal{}, withHint(fmt.Errorf("config key %q: config keys use letters, digits and _", k), HintConfigKey, k)
-		}
-		config[k] = v
-	}
-	if req.ChangeType != "" {
-		if !req.ChangeType.Valid() {
-			return Proposal{}, fmt.Errorf("change type %q: want normal, standard or emergency", req.ChangeType)
-		}
-		if !env.RequiresChange {
-			return Proposal{}, withHint(fmt.Errorf("environment %s is not gated by a change; a change type does not apply", env.Name), HintChangeType, env.Name)
-		}
-		if req.ChangeType == ChangeStandard && env.Change.Template == "" {
-			return Proposal{}, fmt.Errorf("a standard change needs environments[%s].change.template", env.Name)
-		}
-		env.Change.Type = req.ChangeType
-	}
-	if env.RequiresChange {
-		if _, err := s.changeSystem(); err != nil {
-			return Proposal{}, fmt.Errorf("environment %s is gated by a ServiceNow change: %w", env.Name, err)
-		}
-	}
-	releases, err := s.store.CurrentReleases(ctx)
-	if err != nil {
-		return Proposal{}, err
-	}
-	from := releases[env.Name]
-	if from.Version != "" && !req.Force && !req.DryRun && from.Digest == ReleaseDigest(req.Version, config) {
-		return Proposal{}, withHint(fmt.Errorf("%s already runs %s with this config (release %s): nothing to propose: %w",
-			env.Name, req.Version, short(from.Digest), ErrNothingToDo), HintForce, env.Name)
-	}
-	plan, err := BuildPlan(env, from, req.Version, config)
-	if err != nil {
-		return Proposal{}, err
-	}
-	now := s.now()
-	id := s.newID()
-	u := Update{
-		ID: id, Environment: env.Name, Version: req.Version, Config: config, FromVersion: from.Version,
-		PlanDigest: plan.Digest(), State: UpdateProposed, CreatedBy: s.cfg.Actor, CreatedAt: now, Rollback: req.Rollback,
-	}
-	if env.RequiresChange {
-		u.ChangeType = env.Change.Type
-	}
-	if u.Plan, err = json.Marshal(plan); err != nil {
-		return Proposal{}, err
-	}
-	in, err := s.policyInput(ctx, env, u, Change{}, now)
-	if err != nil {
-		return Proposal{}, err
-	}
-	p := Proposal{Plan: plan, Verdicts: s.policies.Evaluate(in)}
-	for _, v := range p.Verdicts {
-		if v.Blocking() {
-			p.Blocked = true
-			u.Reason = appendReason(u.Reason, fmt.Sprintf("policy %s: %s", v.Policy, verdictText(v)))
-		}
-	}
-	if !req.Rollback { // a rollback is how a non-compliant environment gets fixed
-		blockers, err := s.proposalBlockers(ctx, env.Name)
-		if err != nil {
-			return Proposal{}, err
-		}
-		for _, b := range blockers {
-			p.Blocked = true
-			u.Reason = appendReason(u.Reason, b)
-		}
-	}
-	if p.Blocked {
-		u.State = UpdateBlocked
-	}
-	p.Update = u
+	env, u, plan, p, now, id := d.env, d.p.Update, d.p.Plan, d.p, d.now, d.p.Update.ID
 	if req.DryRun {
 		return p, blockedErr(p)
 	}
@@ -251,6 +168,109 @@ func (s *Service) Propose(ctx context.Context, req ProposeRequest) (Proposal, er
 	}
 	p.Superseded = superseded
 	return p, blockedErr(p)
+}
+
+// proposalDraft is a proposal planned and judged, not yet stored.
+type proposalDraft struct {
+	env Environment
+	p   Proposal
+	now time.Time
+}
+
+// draftProposal plans req's update and evaluates its policies and the
+// proposal's blockers (freezes, promotion). releases, if given, are the
+// current releases read once for several drafts (a bundle).
+func (s *Service) draftProposal(ctx context.Context, req ProposeRequest, releases map[string]Release) (proposalDraft, error) {
+	env, err := s.Environment(req.Environment)
+	if err != nil {
+		return proposalDraft{}, err
+	}
+	if err := ValidateVersion(req.Version); err != nil {
+		return proposalDraft{}, err
+	}
+	config := map[string]string{}
+	base := env.Config
+	if req.Rollback {
+		base, req.Set = req.Config, nil
+	}
+	for k, v := range base {
+		config[k] = v
+	}
+	for k, v := range req.Set {
+		if !configKeyRE.MatchString(k) {
+			return proposalDraft{}, withHint(fmt.Errorf("config key %q: config keys use letters, digits and _", k), HintConfigKey, k)
+		}
+		config[k] = v
+	}
+	if req.ChangeType != "" {
+		if !req.ChangeType.Valid() {
+			return proposalDraft{}, fmt.Errorf("change type %q: want normal, standard or emergency", req.ChangeType)
+		}
+		if !env.RequiresChange {
+			return proposalDraft{}, withHint(fmt.Errorf("environment %s is not gated by a change; a change type does not apply", env.Name), HintChangeType, env.Name)
+		}
+		if req.ChangeType == ChangeStandard && env.Change.Template == "" {
+			return proposalDraft{}, fmt.Errorf("a standard change needs environments[%s].change.template", env.Name)
+		}
+		env.Change.Type = req.ChangeType
+	}
+	if env.RequiresChange {
+		if _, err := s.changeSystem(); err != nil {
+			return proposalDraft{}, fmt.Errorf("environment %s is gated by a ServiceNow change: %w", env.Name, err)
+		}
+	}
+	if releases == nil {
+		if releases, err = s.store.CurrentReleases(ctx); err != nil {
+			return proposalDraft{}, err
+		}
+	}
+	from := releases[env.Name]
+	if from.Version != "" && !req.Force && !req.DryRun && from.Digest == ReleaseDigest(req.Version, config) {
+		return proposalDraft{}, withHint(fmt.Errorf("%s already runs %s with this config (release %s): nothing to propose: %w",
+			env.Name, req.Version, short(from.Digest), ErrNothingToDo), HintForce, env.Name)
+	}
+	plan, err := BuildPlan(env, from, req.Version, config)
+	if err != nil {
+		return proposalDraft{}, err
+	}
+	now := s.now()
+	id := s.newID()
+	u := Update{
+		ID: id, Environment: env.Name, Version: req.Version, Config: config, FromVersion: from.Version,
+		PlanDigest: plan.Digest(), State: UpdateProposed, CreatedBy: s.cfg.Actor, CreatedAt: now, Rollback: req.Rollback,
+	}
+	if env.RequiresChange {
+		u.ChangeType = env.Change.Type
+	}
+	if u.Plan, err = json.Marshal(plan); err != nil {
+		return proposalDraft{}, err
+	}
+	in, err := s.policyInput(ctx, env, u, Change{}, now)
+	if err != nil {
+		return proposalDraft{}, err
+	}
+	p := Proposal{Plan: plan, Verdicts: s.policies.Evaluate(in)}
+	for _, v := range p.Verdicts {
+		if v.Blocking() {
+			p.Blocked = true
+			u.Reason = appendReason(u.Reason, fmt.Sprintf("policy %s: %s", v.Policy, verdictText(v)))
+		}
+	}
+	if !req.Rollback { // a rollback is how a non-compliant environment gets fixed
+		blockers, err := s.proposalBlockers(ctx, env.Name)
+		if err != nil {
+			return proposalDraft{}, err
+		}
+		for _, b := range blockers {
+			p.Blocked = true
+			u.Reason = appendReason(u.Reason, b)
+		}
+	}
+	if p.Blocked {
+		u.State = UpdateBlocked
+	}
+	p.Update = u
+	return proposalDraft{env: env, p: p, now: now}, nil
 }
 
 // openUpdateErr refuses a proposal while o may still run.
@@ -403,6 +423,8 @@ type (
 	createChangePayload struct {
 		UpdateID string        `json:"update_id"`
 		Request  ChangeRequest `json:"request"`
+		// Members are a bundle's updates, which all get the change.
+		Members []string `json:"members,omitempty"`
 	}
 	updatePayload struct {
 		UpdateID string `json:"update_id"`

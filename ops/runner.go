@@ -50,6 +50,8 @@ type RunRequest struct {
 	// Progress, if set, receives events as the run goes (from several
 	// goroutines, one at a time).
 	Progress func(RunEvent)
+	// inBundle: the bundle's coordinator runs this member (RunBundle).
+	inBundle bool
 }
 
 // RunResult is the outcome of Run.
@@ -75,12 +77,15 @@ func (s *Service) Run(ctx context.Context, req RunRequest) (RunResult, error) {
 	if err != nil {
 		return RunResult{}, err
 	}
+	if u.BundleID != "" && !req.inBundle {
+		return s.runInBundle(ctx, u, req.Progress) // members run in their bundle's order (bundle.go)
+	}
 	g, err := s.Gate(ctx, u)
 	if err != nil {
 		return RunResult{}, err
 	}
 	res := RunResult{Update: u, Gate: g}
-	if !g.Open {
+	if !g.Open && !bundleRollbackMayRun(u, g) {
 		return res, fmt.Errorf("update %s may not run: %w", u.ID, g.Err())
 	}
 	env, err := s.Environment(u.Environment)
@@ -135,12 +140,12 @@ func (s *Service) Run(ctx context.Context, req RunRequest) (RunResult, error) {
 			return err
 		}
 		if env.RequiresChange {
-			if err := s.enqueue(ctx, tx, u.ID, OutboxMoveChange, movePayload{UpdateID: u.ID, To: ChangeImplement}); err != nil {
+			if err := s.enqueue(ctx, tx, u.outboxKey(), OutboxMoveChange, movePayload{UpdateID: u.ID, To: ChangeImplement}); err != nil {
 				return err
 			}
 			note := fmt.Sprintf("daytwo run %s started by %s on %s: %s → %s, plan sha256:%s, %d batch(es).",
 				run.ID, s.cfg.Actor, s.holder, orNone(from.Version), u.Version, u.PlanDigest, len(g.Plan.Batches))
-			if err := s.enqueue(ctx, tx, u.ID, OutboxWorkNote, notePayload{UpdateID: u.ID, Note: note}); err != nil {
+			if err := s.enqueue(ctx, tx, u.outboxKey(), OutboxWorkNote, notePayload{UpdateID: u.ID, Note: note}); err != nil {
 				return err
 			}
 		}
@@ -158,7 +163,7 @@ func (s *Service) Run(ctx context.Context, req RunRequest) (RunResult, error) {
 	// Released however the run ends (a no-op once the lease was lost):
 	// a run stopped at a step boundary is then free to be resumed at once.
 	defer s.store.ReleaseLease(context.WithoutCancel(ctx), fence)
-	s.kickOutbox(ctx, u.ID)
+	s.kickOutbox(ctx, u.outboxKey())
 	r := s.newRunner(ctx, env, u, run, from, g.Plan, fence, req.Progress)
 	defer r.close()
 	out, err := r.execute(nil)
@@ -510,13 +515,13 @@ func (r *runner) noteOnce(fact, text string) error {
 		if err != nil || !first || !r.env.RequiresChange {
 			return err
 		}
-		return r.s.enqueue(ctx, tx, r.u.ID, OutboxWorkNote, notePayload{UpdateID: r.u.ID, Note: text})
+		return r.s.enqueue(ctx, tx, r.u.outboxKey(), OutboxWorkNote, notePayload{UpdateID: r.u.ID, Note: text})
 	})
 	if err != nil {
 		r.check(err)
 		return err
 	}
-	r.s.kickOutbox(ctx, r.u.ID)
+	r.s.kickOutbox(ctx, r.u.outboxKey())
 	return nil
 }
 
@@ -894,7 +899,7 @@ func (r *runner) stopped() (runOutcome, error) {
 		if r.env.RequiresChange {
 			note := fmt.Sprintf("daytwo run %s paused by %s at a step boundary (%v). No target is between steps; the run resumes when daytwo recovers it (or rolls back if its gate has closed by then).",
 				r.run.ID, r.s.holder, cause)
-			if err := r.s.enqueue(ctx, tx, r.u.ID, OutboxWorkNote, notePayload{UpdateID: r.u.ID, Note: note}); err != nil {
+			if err := r.s.enqueue(ctx, tx, r.u.outboxKey(), OutboxWorkNote, notePayload{UpdateID: r.u.ID, Note: note}); err != nil {
 				return err
 			}
 		}
@@ -906,7 +911,7 @@ func (r *runner) stopped() (runOutcome, error) {
 	if err != nil && r.check(err) {
 		return r.fenced()
 	}
-	r.s.kickOutbox(ctx, r.u.ID)
+	r.s.kickOutbox(ctx, r.u.outboxKey())
 	out := r.outcome(ctx)
 	return out, fmt.Errorf("run %s: %v: %w", r.run.ID, cause, ErrRunInterrupted)
 }
@@ -963,8 +968,11 @@ func (r *runner) finishSucceeded() (runOutcome, error) {
 			if err := r.queueEvidence(ctx, tx); err != nil {
 				return err
 			}
-			if err := r.s.enqueue(ctx, tx, r.u.ID, OutboxCloseChange, closePayload{UpdateID: r.u.ID, Code: "successful", Notes: summary}); err != nil {
-				return err
+			// A bundle's change is closed once, after its last member (bundle.go).
+			if r.u.BundleID == "" {
+				if err := r.s.enqueue(ctx, tx, r.u.outboxKey(), OutboxCloseChange, closePayload{UpdateID: r.u.ID, Code: "successful", Notes: summary}); err != nil {
+					return err
+				}
 			}
 		}
 		return r.s.audit(ctx, tx, Event{
@@ -975,7 +983,7 @@ func (r *runner) finishSucceeded() (runOutcome, error) {
 	if err != nil {
 		return r.abort(err)
 	}
-	r.s.kickOutbox(ctx, r.u.ID)
+	r.s.kickOutbox(ctx, r.u.outboxKey())
 	out.run, _ = r.s.store.GetRun(ctx, r.run.ID)
 	return out, nil
 }
@@ -1021,13 +1029,17 @@ func (r *runner) finishFailure(touched []string, cause error, runState RunState,
 			return err
 		}
 		if r.env.RequiresChange {
-			if err := r.s.enqueue(ctx, tx, r.u.ID, OutboxWorkNote, notePayload{UpdateID: r.u.ID, Note: summary}); err != nil {
+			if err := r.s.enqueue(ctx, tx, r.u.outboxKey(), OutboxWorkNote, notePayload{UpdateID: r.u.ID, Note: summary}); err != nil {
 				return err
 			}
 			if err := r.queueEvidence(ctx, tx); err != nil {
 				return err
 			}
-			if err := r.s.enqueue(ctx, tx, r.u.ID, OutboxCloseChange, closePayload{UpdateID: r.u.ID, Code: "unsuccessful", Notes: summary}); err != nil {
+		}
+		// A bundle closes its change and opens one incident once every
+		// touched member is rolled back (bundle.go).
+		if r.env.RequiresChange && r.u.BundleID == "" {
+			if err := r.s.enqueue(ctx, tx, r.u.outboxKey(), OutboxCloseChange, closePayload{UpdateID: r.u.ID, Code: "unsuccessful", Notes: summary}); err != nil {
 				return err
 			}
 			inc := IncidentRequest{
@@ -1036,7 +1048,7 @@ func (r *runner) finishFailure(touched []string, cause error, runState RunState,
 				Description:      fmt.Sprintf("%s\n\nChange %s, update %s, run %s.", summary, r.u.ChangeNumber, r.u.ID, r.run.ID),
 				CmdbCI:           r.env.Change.CmdbCI, AssignmentGroup: r.env.Change.AssignmentGroup, Impact: "medium", Urgency: "medium",
 			}
-			if err := r.s.enqueue(ctx, tx, r.u.ID, OutboxCreateIncident, incidentPayload{UpdateID: r.u.ID, Request: inc}); err != nil {
+			if err := r.s.enqueue(ctx, tx, r.u.outboxKey(), OutboxCreateIncident, incidentPayload{UpdateID: r.u.ID, Request: inc}); err != nil {
 				return err
 			}
 		}
@@ -1051,7 +1063,7 @@ func (r *runner) finishFailure(touched []string, cause error, runState RunState,
 	if err != nil {
 		return r.abort(err)
 	}
-	r.s.kickOutbox(ctx, r.u.ID)
+	r.s.kickOutbox(ctx, r.u.outboxKey())
 	out.run, _ = r.s.store.GetRun(ctx, r.run.ID)
 	return out, fmt.Errorf("%s: %w", summary, ErrRunFailed)
 }
@@ -1080,7 +1092,7 @@ func (r *runner) queueEvidence(ctx context.Context, tx Tx) error {
 	if err != nil {
 		return err
 	}
-	return r.s.enqueue(ctx, tx, r.u.ID, OutboxAttach, attachPayload{
+	return r.s.enqueue(ctx, tx, r.u.outboxKey(), OutboxAttach, attachPayload{
 		UpdateID: r.u.ID,
 		Name:     fmt.Sprintf("daytwo-%s-%s.log", r.env.Name, r.run.ID), ContentType: "text/plain", Data: text,
 	})

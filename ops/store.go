@@ -138,6 +138,8 @@ type UpdateFilter struct {
 	Environment string
 	States      []UpdateState
 	Limit       int
+	// Bundle lists the members of one bundle.
+	Bundle string
 }
 
 // ChangeFilter narrows ListChanges. Zero values match everything.

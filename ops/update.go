@@ -102,7 +102,12 @@ type Update struct {
 	ApprovedDigest string            `json:"approved_digest,omitempty"`
 	// Rollback marks an update that returns an environment to an earlier
 	// release (`daytwo rollback`).
-	Rollback  bool      `json:"rollback,omitempty"`
+	Rollback bool `json:"rollback,omitempty"`
+	// BundleID names the bundle the update belongs to ("" for an update
+	// of its own): several services' updates in one stage raised under
+	// one change and run in BundleSeq order (ProposeBundle).
+	BundleID  string    `json:"bundle,omitempty"`
+	BundleSeq int       `json:"bundle_seq,omitempty"`
 	Reason    string    `json:"reason,omitempty"`
 	CreatedBy string    `json:"created_by,omitempty"`
 	CreatedAt time.Time `json:"created_at"`

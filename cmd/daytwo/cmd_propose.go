@@ -42,13 +42,30 @@ type proposeOptions struct {
 	force      bool
 	supersede  bool
 	wait       time.Duration
-	// req is the request built from the arguments and flags.
-	req ops.ProposeRequest
+	// bundle and parallel: `propose --bundle ENV SERVICE=VERSION...`.
+	bundle, parallel bool
+	// service and stage name the unit: SERVICE ENV, or ENV alone (its one
+	// service).
+	service, stage string
+	// req is the request built from the arguments and flags; breq a
+	// bundle's.
+	req  ops.ProposeRequest
+	breq ops.BundleRequest
 }
 
 // complete builds the request from the arguments and flags: usage errors
 // before anything is loaded.
 func (o *proposeOptions) complete(_ *cobra.Command, args []string) error {
+	if o.bundle {
+		return o.completeBundle(args)
+	}
+	if o.parallel {
+		return usagef("--parallel: only with --bundle")
+	}
+	if len(args) == 3 {
+		o.service, args = args[0], args[1:]
+	}
+	o.stage = args[0]
 	if err := ops.ValidateVersion(args[1]); err != nil {
 		return usageError{err}
 	}
@@ -74,9 +91,10 @@ func (o *proposeOptions) complete(_ *cobra.Command, args []string) error {
 func (a *app) proposeCommand() *cobra.Command {
 	opts := &proposeOptions{}
 	cmd := &cobra.Command{
-		Use:   "propose ENV VERSION",
+		Use:   "propose [SERVICE] ENV VERSION | propose --bundle ENV SERVICE=VERSION...",
 		Short: "Propose an update: plan it, check policies, and raise its change if the environment is gated",
-		Long: `Plan moving ENV to VERSION (with --set overrides of its config map), evaluate
+		Long: `Plan moving SERVICE in ENV to VERSION (ENV alone when one service runs there;
+with --set overrides of its config map), evaluate
 the CEL policies, and record the update. For a gated environment the change
 request is queued in the outbox and delivered at once when ServiceNow answers;
 when it does not, it waits and nothing is lost ('daytwo outbox list').
@@ -87,11 +105,21 @@ naming it; --supersede cancels it (its change too) and proposes this one in
 the same transaction (a running update is never superseded). Proposing the
 release ENV already runs (same version and config) is refused unless --force.
 
+--bundle releases several services to ENV under ONE change request (a release
+train): its description lists every service's plan and every service's CI is
+attached to it. The services run in the order given (--parallel: all at once);
+if one fails, every service already touched is rolled back, the others are not
+started, the change is closed unsuccessful once and one incident names the
+failed service. Any service refused refuses the whole bundle, creating nothing.
+
 Exit 3 when a blocking policy fails (the update is recorded as blocked and
 closed; nothing is raised), when another update is open, or when ENV already
 runs this release.`,
-		Args: exactArgs("ENV", "VERSION"),
+		Args: proposeArgs(opts),
 		RunE: a.runE(&opts.out, opts.complete, func(ctx context.Context, svc *ops.Service, _ []string) error {
+			if opts.bundle {
+				return a.runProposeBundle(ctx, svc, opts) // cmd_bundle.go
+			}
 			return a.runPropose(ctx, svc, opts)
 		}),
 	}
@@ -105,14 +133,18 @@ runs this release.`,
 	f.BoolVar(&opts.force, "force", false, "propose even the release the environment already runs (a redeploy)")
 	f.BoolVar(&opts.supersede, "supersede", false, "cancel the environment's open update (and its change) instead of refusing")
 	f.DurationVar(&opts.wait, "wait", 30*time.Second, "how long to try delivering the change request now (0: leave it to the daemon)")
+	f.BoolVar(&opts.bundle, "bundle", false, "release several services to ENV under one change: propose --bundle ENV SERVICE=VERSION...")
+	f.BoolVar(&opts.parallel, "parallel", false, "with --bundle: run every service at once instead of in the order given")
 	return cmd
 }
 
 func (a *app) runPropose(ctx context.Context, svc *ops.Service, opts *proposeOptions) error {
 	req, out := opts.req, opts.out
-	if err := knownEnvironments(svc, req.Environment); err != nil {
+	unit, err := a.proposeUnit(svc, opts.service, opts.stage)
+	if err != nil {
 		return err
 	}
+	req.Environment = unit
 	p, perr := svc.Propose(ctx, req)
 	if perr != nil && !errors.Is(perr, ops.ErrBlocked) {
 		return perr

@@ -151,6 +151,9 @@ func (a *app) progress(out string) func(ops.RunEvent) {
 // runAndReport runs an update, printing progress, and reports the outcome:
 // the gate's reasons when it may not run (exit 3 or 4), the run otherwise.
 func (a *app) runAndReport(ctx context.Context, svc *ops.Service, id, out string) error {
+	if u, err := svc.GetUpdate(ctx, id); err == nil && u.BundleID != "" {
+		return a.runBundleAndReport(ctx, svc, u, out) // cmd_bundle.go
+	}
 	res, err := svc.Run(ctx, ops.RunRequest{Update: id, Progress: a.progress(out)})
 	if res.Run.ID == "" {
 		return a.reportGate(ctx, svc, id, out, err)

@@ -79,10 +79,10 @@ func (a *app) runUpdateList(ctx context.Context, svc *ops.Service, opts *updateL
 			sts = sts[:opts.limit]
 		}
 	}
-	return printList(a, opts.out, sts, []string{"ID", "ENV", "VERSION", "STATE", "CHANGE", "GATE"}, func(s ops.UpdateStatus) []string {
+	return printList(a, opts.out, sts, []string{"ID", "ENV", "VERSION", "STATE", "CHANGE", "BUNDLE", "GATE"}, func(s ops.UpdateStatus) []string {
 		return []string{
 			s.Update.ID, s.Update.Environment, s.Update.Version, string(s.Update.State),
-			orDash(s.Update.ChangeNumber), truncate(s.GateText, 80),
+			orDash(s.Update.ChangeNumber), bundleCell(s.Update), truncate(s.GateText, 80),
 		}
 	}, wideColumns[ops.UpdateStatus]{header: []string{"FROM", "CREATED BY", "CREATED", "LAST RUN"}, cells: func(s ops.UpdateStatus) []string {
 		run := "-"

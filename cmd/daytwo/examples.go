@@ -35,7 +35,9 @@ var commandExamples = map[string]string{
 	"daytwo service show": "  daytwo service show checkout\n  daytwo service show payments -o json",
 	"daytwo propose": `  daytwo propose staging 1.4.2
   daytwo propose production 1.4.2 --dry-run
-  daytwo propose production 1.4.3 --supersede -o json`,
+  daytwo propose production 1.4.3 --supersede -o json
+  daytwo propose checkout production 1.4.2
+  daytwo propose --bundle production checkout=1.4.2 payments=3.0.1 search=2.0.0`,
 	"daytwo change": "  daytwo change list",
 	"daytwo change list": `  daytwo change list
   daytwo change list --mine -o wide

@@ -186,17 +186,6 @@ func (a *app) preamble(out *string, check checkFunc, then func(cmd *cobra.Comman
 	}
 }
 
-// knownEnvironments checks that every named environment is configured (a
-// usage error naming the valid ones otherwise).
-func knownEnvironments(svc *ops.Service, envs ...string) error {
-	for _, e := range envs {
-		if _, err := svc.Environment(e); err != nil {
-			return usageError{err}
-		}
-	}
-	return nil
-}
-
 // envKeys resolves ENV arguments (a pair's key, or a stage — with
 // --service, or run by one service) to the keys ops knows them by. No
 // argument with --service means every environment of that service.

@@ -25,11 +25,12 @@ func (tx *Tx) InsertUpdate(ctx context.Context, u ops.Update) error {
 		u.CreatedAt = tx.now
 	}
 	_, err = tx.tx.ExecContext(ctx, `INSERT INTO updates (id, environment, version, config_json, from_version, plan_json,
-			plan_digest, state, change_type, change_sys_id, change_number, approved_digest, rollback, reason, created_by, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			plan_digest, state, change_type, change_sys_id, change_number, approved_digest, rollback, reason, created_by, created_at, updated_at,
+			bundle_id, bundle_seq)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		u.ID, u.Environment, u.Version, string(cfg), u.FromVersion, string(u.Plan), u.PlanDigest, string(u.State),
 		u.ChangeType, u.ChangeSysID, u.ChangeNumber, u.ApprovedDigest, u.Rollback, u.Reason, u.CreatedBy,
-		formatTime(u.CreatedAt), formatTime(tx.now))
+		formatTime(u.CreatedAt), formatTime(tx.now), u.BundleID, u.BundleSeq)
 	if err != nil {
 		return fmt.Errorf("store: insert update %s: %w", u.ID, mapErr(err))
 	}
@@ -78,7 +79,9 @@ func (db *DB) GetUpdate(ctx context.Context, idOrChange string) (ops.Update, err
 }
 
 func getUpdate(ctx context.Context, q queryer, where string, args ...any) (ops.Update, error) {
-	us, err := queryUpdates(ctx, q, updateColumns+` WHERE `+where+` ORDER BY created_at DESC LIMIT 1`, args...)
+	us, err := queryUpdates(ctx, q, updateColumns+` WHERE `+where+
+		// A bundle's change names its first member, not the rollbacks made later.
+		` ORDER BY CASE WHEN bundle_id <> '' AND rollback <> 0 THEN 1 ELSE 0 END, created_at DESC, bundle_seq ASC LIMIT 1`, args...)
 	if err != nil {
 		return ops.Update{}, err
 	}
@@ -97,6 +100,10 @@ func (db *DB) ListUpdates(ctx context.Context, f ops.UpdateFilter) ([]ops.Update
 	if f.Environment != "" {
 		where = append(where, "environment = ?")
 		args = append(args, f.Environment)
+	}
+	if f.Bundle != "" {
+		where = append(where, "bundle_id = ?")
+		args = append(args, f.Bundle)
 	}
 	if len(f.States) > 0 {
 		marks := make([]string, len(f.States))
@@ -119,7 +126,8 @@ func (db *DB) ListUpdates(ctx context.Context, f ops.UpdateFilter) ([]ops.Update
 }
 
 const updateColumns = `SELECT id, environment, version, config_json, from_version, plan_json, plan_digest, state,
-	change_type, change_sys_id, change_number, approved_digest, rollback, reason, created_by, created_at, updated_at FROM updates`
+	change_type, change_sys_id, change_number, approved_digest, rollback, reason, created_by, created_at, updated_at,
+	bundle_id, bundle_seq FROM updates`
 
 func queryUpdates(ctx context.Context, q queryer, query string, args ...any) ([]ops.Update, error) {
 	rows, err := q.QueryContext(ctx, query, args...)
@@ -135,7 +143,8 @@ func queryUpdates(ctx context.Context, q queryer, query string, args ...any) ([]
 			created, updated string
 		)
 		if err := rows.Scan(&u.ID, &u.Environment, &u.Version, &cfg, &u.FromVersion, &plan, &u.PlanDigest, &u.State,
-			&u.ChangeType, &u.ChangeSysID, &u.ChangeNumber, &u.ApprovedDigest, &u.Rollback, &u.Reason, &u.CreatedBy, &created, &updated); err != nil {
+			&u.ChangeType, &u.ChangeSysID, &u.ChangeNumber, &u.ApprovedDigest, &u.Rollback, &u.Reason, &u.CreatedBy, &created, &updated,
+			&u.BundleID, &u.BundleSeq); err != nil {
 			return nil, fmt.Errorf("store: scan update: %w", err)
 		}
 		if err := json.Unmarshal([]byte(cfg), &u.Config); err != nil {

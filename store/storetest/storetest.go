@@ -338,7 +338,7 @@ func testWatermarks(t *testing.T, open Opener) {
 }
 
 func testUpdates(t *testing.T, open Opener) {
-	s, _ := world(t, open)
+	s, c := world(t, open)
 	u, err := s.GetUpdate(ctx, "CHG0000001")
 	if err != nil || u.ID != "u1" || string(u.Plan) != `{}` {
 		t.Fatalf("GetUpdate by change = %+v, %v", u, err)
@@ -374,6 +374,42 @@ func testUpdates(t *testing.T, open Opener) {
 	}
 	if _, err := s.GetUpdate(ctx, "nope"); !errors.Is(err, ops.ErrNotFound) {
 		t.Fatalf("missing update: %v", err)
+	}
+	// A bundle's members share a change: they are listed by bundle, and
+	// the change number names the first member.
+	atomic(t, s, func(tx ops.Tx) error {
+		for i, id := range []string{"b2", "b1"} {
+			u := ops.Update{
+				ID: id, Environment: []string{"prod", "dev"}[i], Version: "1", Plan: []byte(`{}`), State: ops.UpdateSucceeded,
+				ChangeNumber: "CHG0000009", BundleID: "bundle-1", BundleSeq: 2 - i,
+			}
+			if err := tx.InsertUpdate(ctx, u); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	bs, err := s.ListUpdates(ctx, ops.UpdateFilter{Bundle: "bundle-1"})
+	if err != nil || len(bs) != 2 {
+		t.Fatalf("ListUpdates(bundle) = %+v, %v", bs, err)
+	}
+	for _, b := range bs {
+		if b.BundleID != "bundle-1" || b.BundleSeq != map[string]int{"b1": 1, "b2": 2}[b.ID] {
+			t.Fatalf("bundle member %s = %q #%d", b.ID, b.BundleID, b.BundleSeq)
+		}
+	}
+	c.Advance(time.Minute)
+	atomic(t, s, func(tx ops.Tx) error { // a rollback of the bundle, made later
+		return tx.InsertUpdate(ctx, ops.Update{
+			ID: "b3", Environment: "dev", Version: "0", Plan: []byte(`{}`), State: ops.UpdateSucceeded, Rollback: true,
+			ChangeNumber: "CHG0000009", BundleID: "bundle-1", BundleSeq: 1,
+		})
+	})
+	if got, err := s.GetUpdate(ctx, "CHG0000009"); err != nil || got.ID != "b1" {
+		t.Fatalf("GetUpdate(bundle change) = %s, %v; want the first member b1", got.ID, err)
+	}
+	if plain, _ := s.GetUpdate(ctx, "u1"); plain.BundleID != "" || plain.BundleSeq != 0 {
+		t.Fatalf("an update of its own has bundle %q #%d", plain.BundleID, plain.BundleSeq)
 	}
 }
 
