@@ -107,7 +107,7 @@ func (s *Service) Unit(service, stage string) (Environment, error) {
 // every reason and nothing is stored.
 func (s *Service) ProposeBundle(ctx context.Context, req BundleRequest) (BundleProposal, error) {
 	if len(req.Members) < 2 {
-		return BundleProposal{}, fmt.Errorf("a bundle needs at least two services (got %d); propose one service with `daytwo propose SERVICE ENV VERSION`", len(req.Members))
+		return BundleProposal{}, fmt.Errorf("a bundle needs at least two services (got %d): propose one service on its own", len(req.Members))
 	}
 	releases, err := s.store.CurrentReleases(ctx)
 	if err != nil {

@@ -349,6 +349,47 @@ func (a *app) demoStory(ctx context.Context, w *demoWorld, manual bool) error {
 	}
 	ok("%s closed %s; incident %s opened and linked to it", ch.Number, ch.CloseCode, incident.Number)
 
+	say("ship a release train: payments 1.1.0 and web 1.1.0 to production as one bundle, under one normal change with both CIs attached")
+	bp, err := svc.ProposeBundle(ctx, ops.BundleRequest{Stage: "production", Members: []ops.BundleMember{
+		{Service: "payments", Version: "1.1.0"}, {Service: "web", Version: "1.1.0"},
+	}})
+	if err != nil {
+		return err
+	}
+	first := bp.Members[0].Update.ID
+	{
+		dctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		_, _ = svc.DeliverOutbox(dctx, first)
+		cancel()
+	}
+	if u, err = waitForUpdate(ctx, svc, first, 30*time.Second, ops.UpdateAwaitingApproval); err != nil {
+		return err
+	}
+	ok("one change %s for %d services; gate: %s", u.ChangeNumber, len(bp.Members), gateText(ctx, svc, u))
+	if manual {
+		if err := a.demoApprove(ctx, svc, first); err != nil {
+			return err
+		}
+	}
+	for _, m := range bp.Members {
+		if _, err := wait(m.Update.ID, ops.UpdateSucceeded); err != nil {
+			return err
+		}
+	}
+	if err := fleetOn("1.1.0", "pay-prd-1", "pay-prd-2", "web-prd-1"); err != nil {
+		return err
+	}
+	ch, err = waitForChange(ctx, svc, u.ChangeSysID, 30*time.Second, func(c ops.Change) bool { return c.State == ops.ChangeClosed })
+	if err != nil {
+		return err
+	}
+	ok("payments and web on 1.1.0, one after the other; %s closed %s once for the whole bundle", ch.Number, ch.CloseCode)
+	cis, err := a.demoAffectedCIs(ctx, u.ChangeSysID, 2)
+	if err != nil {
+		return err
+	}
+	ok("%s's affected CIs in ServiceNow (task_ci): %s", ch.Number, strings.Join(cis, ", "))
+
 	say("verify the audit chain")
 	res, err := svc.VerifyAudit(ctx)
 	if err != nil {
@@ -360,6 +401,35 @@ func (a *app) demoStory(ctx context.Context, w *demoWorld, manual bool) error {
 	ok("%d events, hash chain intact", res.Events)
 	fmt.Fprintln(a.stdout, "\ndemo story passed")
 	return nil
+}
+
+// demoAffectedCIs reads the change's affected CIs back from ServiceNow
+// until want of them are there (the association runs in the background).
+func (a *app) demoAffectedCIs(ctx context.Context, changeSysID string, want int) ([]string, error) {
+	c, err := a.itsmClient()
+	if err != nil || c == nil {
+		return nil, fmt.Errorf("demo: a ServiceNow client: %w", err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got, err := c.AffectedCIs(ctx, changeSysID)
+		if err != nil {
+			return nil, err
+		}
+		names := make([]string, len(got))
+		for i, ci := range got {
+			names[i] = ci.Name
+		}
+		if len(names) >= want {
+			return names, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("demo: change %s has affected CIs %v, want %d", changeSysID, names, want)
+		}
+		if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
+			return nil, err
+		}
+	}
 }
 
 // demoApprove approves an update's change through every stage of its
