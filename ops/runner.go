@@ -1223,6 +1223,10 @@ type Journal interface {
 	GetRun(ctx context.Context, id string) (Run, error)
 	Runs(ctx context.Context, updateID string, states ...RunState) ([]Run, error)
 	Steps(ctx context.Context, runID string) ([]StepRecord, error)
+	// LogLines returns lines of runID's log after line id after, in id
+	// order; with runID empty, of every run's log.
 	LogLines(ctx context.Context, runID string, after int64, limit int) ([]LogLine, error)
+	// LastLogLine returns the id of the newest line of any run's log.
+	LastLogLine(ctx context.Context) (int64, error)
 	TargetVersions(ctx context.Context, env string) (versions map[string]string, unknown []string, err error)
 }

@@ -256,13 +256,19 @@ func (db *DB) Steps(ctx context.Context, runID string) ([]ops.StepRecord, error)
 	return out, rows.Err()
 }
 
-// LogLines returns up to limit lines of a run's log after line id after.
+// LogLines returns up to limit lines of a run's log after line id after;
+// with runID empty, of every run's log (the log feed).
 func (db *DB) LogLines(ctx context.Context, runID string, after int64, limit int) ([]ops.LogLine, error) {
 	if limit <= 0 {
 		limit = 1000
 	}
-	rows, err := db.sql.QueryContext(ctx, `SELECT id, run_id, ts, target, stream, line FROM run_log
-		WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?`, runID, after, limit)
+	q, args := `SELECT id, run_id, ts, target, stream, line FROM run_log
+		WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?`, []any{runID, after, limit}
+	if runID == "" {
+		q, args = `SELECT id, run_id, ts, target, stream, line FROM run_log
+		WHERE id > ? ORDER BY id LIMIT ?`, []any{after, limit}
+	}
+	rows, err := db.sql.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: log of %s: %w", runID, err)
 	}
@@ -282,6 +288,16 @@ func (db *DB) LogLines(ctx context.Context, runID string, after int64, limit int
 		out = append(out, l)
 	}
 	return out, rows.Err()
+}
+
+// LastLogLine returns the id of the newest line of any run's log (0 for
+// none): where a log feed that starts now begins.
+func (db *DB) LastLogLine(ctx context.Context) (int64, error) {
+	var id int64
+	if err := db.sql.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM run_log`).Scan(&id); err != nil {
+		return 0, fmt.Errorf("store: last log line: %w", err)
+	}
+	return id, nil
 }
 
 // TargetVersions returns, per target of env, the version its last

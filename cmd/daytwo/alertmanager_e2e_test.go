@@ -31,10 +31,18 @@ func startAlertDaemon(t *testing.T) (env []string, listen string) {
 // startAlertDaemonWith is startAlertDaemon over the configuration in env.
 func startAlertDaemonWith(t *testing.T, env []string) ([]string, string) {
 	t.Helper()
+	return startDaemonWith(t, env, nil)
+}
+
+// startDaemonWith is startAlertDaemonWith with the daemon's stdout going
+// to stdout and more flags.
+func startDaemonWith(t *testing.T, env []string, stdout io.Writer, flags ...string) ([]string, string) {
+	t.Helper()
 	env = append(env, "DAYTWO_ALERTMANAGER_TOKEN="+webhookToken)
 	listen := freeAddr(t)
-	daemon := exec.Command(daytwoBin, "sync", "--watch", "--interval", "1s", "--listen", listen)
+	daemon := exec.Command(daytwoBin, append([]string{"sync", "--watch", "--interval", "1s", "--listen", listen}, flags...)...)
 	daemon.Env = append(os.Environ(), env...)
+	daemon.Stdout = stdout
 	var logs strings.Builder
 	daemon.Stderr = &logs
 	if err := daemon.Start(); err != nil {

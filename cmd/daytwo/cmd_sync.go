@@ -20,6 +20,9 @@ type syncOptions struct {
 	interval               time.Duration
 	listen                 string
 	intervalSet, listenSet bool
+	// feed writes the log feed on stdout while the daemon runs.
+	feed     bool
+	feedOpts feedOptions
 }
 
 func (a *app) syncCommand() *cobra.Command {
@@ -32,7 +35,8 @@ requests fetched and stored, approvals, deletions, and updates that moved.
 
 --watch is the headless daemon: a cycle every --interval (sync.interval), with
 /metrics (Prometheus), /healthz and /readyz on --listen (sync.listen), JSON logs
-on stderr, and a graceful stop on SIGTERM or Ctrl-C. SIGHUP reloads the
+on stderr, and a graceful stop on SIGTERM or Ctrl-C. --feed also writes the
+log feed (see daytwo feed) as JSON lines on stdout. SIGHUP reloads the
 configuration: a valid file is in force from the next cycle (a run in progress
 finishes under the previous one and keeps its lease); an invalid one is refused
 in the log, naming the file and key, and the previous one stays.`,
@@ -43,6 +47,12 @@ in the log, naming the file and key, and the previous one stays.`,
 			}
 			if opts.watch && a.logLevel == "" {
 				a.logLevel = "info"
+			}
+			if opts.feed && !opts.watch {
+				return usagef("sync: --feed needs --watch (use daytwo feed for a one-off copy)")
+			}
+			if err := opts.feedOpts.check(); err != nil {
+				return err
 			}
 			opts.intervalSet, opts.listenSet = cmd.Flags().Changed("interval"), cmd.Flags().Changed("listen")
 			return nil
@@ -69,6 +79,21 @@ in the log, naming the file and key, and the previous one stays.`,
 				return usagef("--interval %s: at least 1s", cfg.Sync.Interval)
 			}
 			a.reloader = &configReloader{a: a, opts: itsmOpts, intervalFlag: opts.intervalSet, listenFlag: opts.listenSet, current: cfg}
+			if opts.feed {
+				// From now on, unless a cursor file says where it stopped.
+				opts.feedOpts.follow, opts.feedOpts.from = true, "now"
+				feed, err := a.newFeed(ctx, svc, &opts.feedOpts)
+				if err != nil {
+					return err
+				}
+				done := make(chan error, 1)
+				go func() { done <- a.writeFeed(ctx, feed, &opts.feedOpts, a.stdout, a.log()) }()
+				err = a.daemon(ctx, svc, m, cfg.Sync.Interval, cfg.Sync.Listen)
+				if ferr := <-done; err == nil {
+					err = ferr
+				}
+				return err
+			}
 			return a.daemon(ctx, svc, m, cfg.Sync.Interval, cfg.Sync.Listen)
 		}),
 	}
@@ -78,6 +103,8 @@ in the log, naming the file and key, and the previous one stays.`,
 	f.BoolVar(&opts.watch, "watch", false, "run continuously (the daemon)")
 	f.DurationVar(&opts.interval, "interval", 0, "cycle interval (default sync.interval)")
 	f.StringVar(&opts.listen, "listen", "", "address for /metrics, /healthz, /readyz (default sync.listen; empty config value disables)")
+	f.BoolVar(&opts.feed, "feed", false, "with --watch: write the log feed (run logs, audit events, alerts) as JSON lines on stdout")
+	opts.feedOpts.addFlags(f.StringVar, f.StringSliceVar, f.DurationVar, "feed-")
 	return cmd
 }
 

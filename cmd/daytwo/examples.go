@@ -67,6 +67,7 @@ var commandExamples = map[string]string{
   daytwo audit list -w`,
 	"daytwo audit verify":   "  daytwo audit verify\n  daytwo audit verify --against-servicenow -o json",
 	"daytwo audit export":   "  daytwo audit export --file audit.jsonl\n  daytwo audit export --after 1200 >> audit.jsonl",
+	"daytwo feed":           "  daytwo feed --follow --cursor /var/lib/daytwo/feed.cursor | vector --config vector.toml\n  daytwo feed --stream alert,audit -s checkout --env production",
 	"daytwo outbox":         "  daytwo outbox list",
 	"daytwo outbox list":    "  daytwo outbox list\n  daytwo outbox list --all -o json\n  daytwo outbox list -o name",
 	"daytwo outbox discard": "  daytwo outbox discard 42",

@@ -100,6 +100,7 @@ func TestReadOnlyEveryCommand(t *testing.T) {
 		"daytwo audit list":            {nil, 0},
 		"daytwo audit verify":          {nil, 0},
 		"daytwo audit export":          {nil, 0},
+		"daytwo feed":                  {nil, 0},
 		"daytwo outbox list":           {nil, 0},
 		"daytwo outbox retry":          {nil, 0},
 		"daytwo outbox discard":        {[]string{"1"}, 0},

@@ -115,6 +115,7 @@ func TestJSONSchemaMatchesREADME(t *testing.T) {
 		"drift row":           objectKeys(t, "targets", js("drift")),
 		"status":              objectKeys(t, "", js("status")),
 		"version":             objectKeys(t, "", js("version")),
+		"feed record":         objectKeys(t, "", feedLines(t, w.env)...),
 	}
 	for name, got := range printed {
 		doc, ok := schema[name]
@@ -151,4 +152,14 @@ func mapKeys(m map[string]bool) func(func(string) bool) {
 			}
 		}
 	}
+}
+
+// feedLines is `daytwo feed`'s output, one document a line.
+func feedLines(t *testing.T, env []string) []string {
+	t.Helper()
+	r := daytwo(t, env, "feed")
+	if r.code != 0 || r.stdout == "" {
+		t.Fatalf("feed: %+v", r)
+	}
+	return strings.Split(strings.TrimSpace(r.stdout), "\n")
 }

@@ -798,6 +798,13 @@ func testJournal(t *testing.T, open Opener) {
 	if more, _ := s.LogLines(ctx, "r1", lines[0].ID, 1); len(more) != 1 || more[0].Line != "two" {
 		t.Fatalf("log after %d limit 1 = %+v", lines[0].ID, more)
 	}
+	// With no run: every run's log, in id order (the log feed).
+	if all, _ := s.LogLines(ctx, "", lines[0].ID, 0); len(all) != 2 || all[0].RunID != "r1" || all[1].Line != "three" {
+		t.Fatalf("every run's log after %d = %+v", lines[0].ID, all)
+	}
+	if last, err := s.LastLogLine(ctx); err != nil || last != lines[2].ID {
+		t.Fatalf("last log line = %d, %v; want %d", last, err, lines[2].ID)
+	}
 	vs, unknown, err := s.TargetVersions(ctx, "prod")
 	if err != nil || vs["web1"] != "1.2.0" || fmt.Sprint(unknown) != "[web2]" {
 		t.Fatalf("target versions = %v %v %v", vs, unknown, err)
