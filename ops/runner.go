@@ -1222,6 +1222,9 @@ type Journal interface {
 	AppendLog(ctx context.Context, f Fence, lines []LogLine) error
 	GetRun(ctx context.Context, id string) (Run, error)
 	Runs(ctx context.Context, updateID string, states ...RunState) ([]Run, error)
+	// LatestRuns returns every running run and each environment's newest
+	// run that is not running, newest first.
+	LatestRuns(ctx context.Context) ([]Run, error)
 	Steps(ctx context.Context, runID string) ([]StepRecord, error)
 	// LogLines returns lines of runID's log after line id after, in id
 	// order; with runID empty, of every run's log.

@@ -89,7 +89,7 @@ func (s *Service) EnvironmentStatuses(ctx context.Context) ([]EnvironmentStatus,
 	if err != nil {
 		return nil, err
 	}
-	runs, err := s.store.Runs(ctx, "")
+	runs, err := s.store.LatestRuns(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -363,7 +363,7 @@ func (s *Service) RunProgress(ctx context.Context, runID string) (RunProgress, e
 
 // LatestRun returns the most recent run of any update.
 func (s *Service) LatestRun(ctx context.Context) (Run, bool, error) {
-	runs, err := s.store.Runs(ctx, "")
+	runs, err := s.store.LatestRuns(ctx) // the newest run is among them
 	if err != nil || len(runs) == 0 {
 		return Run{}, false, err
 	}

@@ -193,6 +193,16 @@ func (db *DB) Runs(ctx context.Context, updateID string, states ...ops.RunState)
 	return db.queryRuns(ctx, q+` ORDER BY started_at DESC, rowid DESC`, args...)
 }
 
+// LatestRuns returns every running run and each environment's newest
+// run that is not running, newest first: what a status view needs,
+// without reading every run ever made.
+func (db *DB) LatestRuns(ctx context.Context) ([]ops.Run, error) {
+	return db.queryRuns(ctx, runColumns+` WHERE state = ? OR rowid IN (
+		SELECT rowid FROM (SELECT rowid, ROW_NUMBER() OVER (PARTITION BY environment ORDER BY started_at DESC, rowid DESC) AS n
+			FROM runs WHERE state <> ?) newest WHERE n = 1)
+		ORDER BY started_at DESC, rowid DESC`, string(ops.RunRunning), string(ops.RunRunning))
+}
+
 func (db *DB) queryRuns(ctx context.Context, q string, args ...any) ([]ops.Run, error) {
 	return queryRuns(ctx, db.sql, q, args...)
 }

@@ -94,6 +94,7 @@ func Run(t *testing.T, open Opener) {
 		{"OutboxDiscardAndSupersede", testOutboxDiscardSupersede},
 		{"OneOpenUpdatePerEnvironment", testOneOpenUpdate},
 		{"ChangeStatesByIDSearchAndCICache", testChangeStatesByIDSearchCICache},
+		{"LatestRunsPerEnvironment", testLatestRuns},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
@@ -1340,5 +1341,35 @@ func testChangeStatesByIDSearchCICache(t *testing.T, open Opener) {
 	must(t, err)
 	if len(cis) != 1 || cis["checkout-service"].SysID != "ci1" || !cis["checkout-service"].ResolvedAt.Equal(at) {
 		t.Fatalf("CI cache = %+v, want only checkout-service", cis)
+	}
+}
+
+// testLatestRuns: LatestRuns is every running run and each environment's
+// newest run that is not running (ties of start time broken by insertion
+// order), newest first, whatever else the history holds.
+func testLatestRuns(t *testing.T, open Opener) {
+	s, c := world(t, open)
+	insert := func(id, env string, state ops.RunState) {
+		atomic(t, s, func(tx ops.Tx) error {
+			return tx.InsertRun(ctx, ops.Run{ID: id, UpdateID: "u1", Environment: env, Kind: "rollout", State: state})
+		})
+	}
+	insert("p1", "prod", ops.RunFailed)
+	insert("s1", "stg", ops.RunRolledBack)
+	c.Advance(time.Second)
+	insert("p2", "prod", ops.RunSucceeded)
+	insert("s2", "stg", ops.RunSucceeded)
+	insert("s3", "stg", ops.RunFailed) // same second as s2: inserted later, so newer
+	c.Advance(time.Second)
+	insert("p3", "prod", ops.RunRunning)
+	insert("d1", "dev", ops.RunRunning)
+	runs, err := s.LatestRuns(ctx)
+	must(t, err)
+	var got []string
+	for _, r := range runs {
+		got = append(got, r.ID+":"+string(r.State))
+	}
+	if want := "d1:running p3:running s3:failed p2:succeeded"; fmt.Sprint(got) != "["+want+"]" {
+		t.Fatalf("latest runs = %v, want %s", got, want)
 	}
 }
