@@ -1225,6 +1225,8 @@ type Journal interface {
 	// LatestRuns returns every running run and each environment's newest
 	// run that is not running, newest first.
 	LatestRuns(ctx context.Context) ([]Run, error)
+	// LatestRun returns the newest run of any environment.
+	LatestRun(ctx context.Context) (Run, bool, error)
 	Steps(ctx context.Context, runID string) ([]StepRecord, error)
 	// LogLines returns lines of runID's log after line id after, in id
 	// order; with runID empty, of every run's log.

@@ -363,11 +363,7 @@ func (s *Service) RunProgress(ctx context.Context, runID string) (RunProgress, e
 
 // LatestRun returns the most recent run of any update.
 func (s *Service) LatestRun(ctx context.Context) (Run, bool, error) {
-	runs, err := s.store.LatestRuns(ctx) // the newest run is among them
-	if err != nil || len(runs) == 0 {
-		return Run{}, false, err
-	}
-	return runs[0], true, nil
+	return s.store.LatestRun(ctx)
 }
 
 // RunLog returns up to limit lines of a run's log after line id after.

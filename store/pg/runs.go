@@ -197,13 +197,24 @@ func (db *DB) Runs(ctx context.Context, updateID string, states ...ops.RunState)
 }
 
 // LatestRuns returns every running run and each environment's newest
-// run that is not running, newest first: what a status view needs,
-// without reading every run ever made.
+// run that is not running, newest first: what a status view needs, one
+// index seek per environment (runs_env_started) instead of reading every
+// run ever made. An environment no longer configured is left out, but for
+// its running runs.
 func (db *DB) LatestRuns(ctx context.Context) ([]ops.Run, error) {
 	return db.queryRuns(ctx, runColumns+` WHERE state = ? OR rowid IN (
-		SELECT rowid FROM (SELECT rowid, ROW_NUMBER() OVER (PARTITION BY environment ORDER BY started_at DESC, rowid DESC) AS n
-			FROM runs WHERE state <> ?) newest WHERE n = 1)
+		SELECT (SELECT r.rowid FROM runs r WHERE r.environment = e.name AND r.state <> ?
+			ORDER BY r.started_at DESC, r.rowid DESC LIMIT 1) FROM environments e)
 		ORDER BY started_at DESC, rowid DESC`, string(ops.RunRunning), string(ops.RunRunning))
+}
+
+// LatestRun returns the newest run of any environment.
+func (db *DB) LatestRun(ctx context.Context) (ops.Run, bool, error) {
+	runs, err := db.queryRuns(ctx, runColumns+` ORDER BY started_at DESC, rowid DESC LIMIT 1`)
+	if err != nil || len(runs) == 0 {
+		return ops.Run{}, false, err
+	}
+	return runs[0], true, nil
 }
 
 func (db *DB) queryRuns(ctx context.Context, q string, args ...any) ([]ops.Run, error) {

@@ -1349,6 +1349,7 @@ func testChangeStatesByIDSearchCICache(t *testing.T, open Opener) {
 // order), newest first, whatever else the history holds.
 func testLatestRuns(t *testing.T, open Opener) {
 	s, c := world(t, open)
+	must(t, s.SyncEnvironments(ctx, []ops.Environment{{Name: "prod", RequiresChange: true}, {Name: "dev"}, {Name: "stg"}}, "tester"))
 	insert := func(id, env string, state ops.RunState) {
 		atomic(t, s, func(tx ops.Tx) error {
 			return tx.InsertRun(ctx, ops.Run{ID: id, UpdateID: "u1", Environment: env, Kind: "rollout", State: state})
@@ -1371,5 +1372,8 @@ func testLatestRuns(t *testing.T, open Opener) {
 	}
 	if want := "d1:running p3:running s3:failed p2:succeeded"; fmt.Sprint(got) != "["+want+"]" {
 		t.Fatalf("latest runs = %v, want %s", got, want)
+	}
+	if r, ok, err := s.LatestRun(ctx); err != nil || !ok || r.ID != "d1" {
+		t.Fatalf("latest run = %+v %v %v, want d1", r, ok, err)
 	}
 }
