@@ -127,9 +127,18 @@ func (s *Service) probeEnv(ctx context.Context, env Environment, rep *DriftRepor
 // promotionLag lists the source environment's successful releases that
 // came after the version env runs.
 func (s *Service) promotionLag(ctx context.Context, env Environment, current string) ([]string, error) {
-	rels, err := s.store.Releases(ctx, env.PromoteFrom, 0)
+	// The source is usually a release or two ahead: read its newest
+	// releases first, its whole history only when current is not among
+	// them.
+	const recent = 32
+	rels, err := s.store.Releases(ctx, env.PromoteFrom, recent)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return nil, err
+	}
+	if len(rels) == recent && !slices.ContainsFunc(rels, func(r Release) bool { return r.Version == current }) {
+		if rels, err = s.store.Releases(ctx, env.PromoteFrom, 0); err != nil && !errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
 	}
 	behind := []string{}
 	for _, r := range rels { // newest first

@@ -3,6 +3,7 @@ package ops_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -252,5 +253,32 @@ func TestGatePromotionPolicyFollowsTheSource(t *testing.T) {
 	g, err := w.svc.Gate(context.Background(), u)
 	if err != nil || !g.Open {
 		t.Fatalf("gate after staging ran 2.0.0: %q, %v", g.Summary(), err)
+	}
+}
+
+// TestPromotionLagBeyondTheRecentReleases: the lag reads the source's
+// newest releases first, and its whole history when the environment's
+// version is older than those.
+func TestPromotionLagBeyondTheRecentReleases(t *testing.T) {
+	w := newPromoWorld(t)
+	w.release(t, "staging", "1.0.0")
+	w.release(t, "production", "1.0.0")
+	var want []string
+	for i := 1; i <= 40; i++ {
+		v := fmt.Sprintf("1.%d.0", i)
+		w.release(t, "staging", v)
+		want = append(want, v)
+	}
+	reps, err := w.svc.Drift(context.Background(), "production")
+	if err != nil || len(reps) != 1 {
+		t.Fatalf("drift: %+v, %v", reps, err)
+	}
+	if got := strings.Join(reps[0].Behind, ","); got != strings.Join(want, ",") {
+		t.Fatalf("behind = %s, want the 40 staging releases after 1.0.0", got)
+	}
+	w.release(t, "production", "1.39.0")
+	reps, _ = w.svc.Drift(context.Background(), "production")
+	if got := strings.Join(reps[0].Behind, ","); got != "1.40.0" {
+		t.Fatalf("behind = %s, want 1.40.0", got)
 	}
 }
