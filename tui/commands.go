@@ -85,7 +85,10 @@ var paletteCommands = []paletteCommand{
 		if !ok {
 			return errFlash("usage: rollback ENV [VERSION]")
 		}
-		return common.Act(actions.Rollback(m.svc, env, common.Or(arg(a, 1), m.envs.RollbackTarget(env.Name)), ""))
+		if arg(a, 1) == "" { // the version the pair's history returns to, named in the dialog
+			return actions.RollbackFromHistory(m.common, m.svc, m.svc, env)
+		}
+		return common.Act(actions.Rollback(m.svc, env, arg(a, 1), ""))
 	}},
 	{names: []string{"sync"}, usage: "sync", mutates: true, run: func(m *Model, a []string) tea.Cmd {
 		return common.Act(actions.Sync(m.svc))

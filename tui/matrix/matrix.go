@@ -27,6 +27,7 @@ import (
 type Source interface {
 	EnvironmentStatuses(ctx context.Context) ([]ops.EnvironmentStatus, error)
 	UpdateStatuses(ctx context.Context, f ops.UpdateFilter) ([]ops.UpdateStatus, error)
+	actions.ReleaseHistory
 }
 
 // KeyMap is the screen's keys.
@@ -364,7 +365,9 @@ func (m Model) handleKey(msg tea.KeyMsg) (Model, tea.Cmd) {
 	case key.Matches(msg, m.keys.Propose):
 		return m, common.Act(actions.Propose(m.acts, st.Environment, "", m.Candidate(st.Environment.Name), nil))
 	case key.Matches(msg, m.keys.Rollback):
-		return m, common.Act(actions.Rollback(m.acts, st.Environment, "", st.Current.Version))
+		// The pair's history names the version it returns to (read in a
+		// command: the dialog opens once it is known).
+		return m, actions.RollbackFromHistory(m.common, m.src, m.acts, st.Environment)
 	case key.Matches(msg, m.keys.Copy):
 		return m, common.Copy(st.Environment.Name)
 	}
