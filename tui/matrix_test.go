@@ -30,6 +30,12 @@ var stages = []string{"dev", "staging", "production"}
 // targets; a version containing "slow" waits for $FLEET/go before it
 // deploys, one containing "broken" fails its health check.
 func unitEnvironments(dir string, services []string, targets int, skip ...string) []ops.Environment {
+	return unitEnvironmentsOn(dir, services, stages, targets, skip...)
+}
+
+// unitEnvironmentsOn is unitEnvironments over the stages given (in
+// order, each promoting from the one before; "production" gated).
+func unitEnvironmentsOn(dir string, services, stages []string, targets int, skip ...string) []ops.Environment {
 	deploy := ops.DeploySpec{
 		Command: []string{"sh", "-c", `case {{ .Version }} in *slow*) while [ ! -f "$FLEET/go" ]; do sleep 0.05; done;; esac; ` +
 			`echo {{ .Version }} > "$FLEET/{{ .Target.Name }}"`},

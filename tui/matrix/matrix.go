@@ -123,9 +123,16 @@ type Model struct {
 	err     error
 	// want is a "service" or "service/stage" to select once loaded.
 	want string
-	// layout, recomputed on load, resize and filter change
-	cols []common.Column
-	wide bool
+	// layout, recomputed on load, resize and filter change: ws are the
+	// service's and every stage's widths, cols the columns shown (colStage
+	// says what each is: a stage's index, or colService, colLeft,
+	// colRight) from stage first on (the matrix scrolls sideways when the
+	// stages do not fit).
+	ws       []int
+	cols     []common.Column
+	colStage []int
+	first    int
+	wide     bool
 }
 
 // New builds the screen.
@@ -190,6 +197,9 @@ func (m Model) selectedCell() (cell, bool) {
 	return r.cells[m.col], true
 }
 
+// Column is the column cursor: the index of the selected stage.
+func (m Model) Column() int { return m.col }
+
 // SelectedService is the service of the row under the cursor.
 func (m Model) SelectedService() (string, bool) {
 	if m.cursor < 0 || m.cursor >= len(m.visible) {
@@ -234,6 +244,7 @@ func (m *Model) applyWant() bool {
 			return false
 		}
 		m.col = si
+		m.window()
 	}
 	m.scroll()
 	m.updateKeys()
@@ -340,9 +351,11 @@ func (m Model) handleKey(msg tea.KeyMsg) (Model, tea.Cmd) {
 	switch {
 	case key.Matches(msg, m.keys.Left):
 		m.col = common.Clamp(m.col-1, 0, len(m.stages)-1)
+		m.window()
 		return m, nil
 	case key.Matches(msg, m.keys.Right):
 		m.col = common.Clamp(m.col+1, 0, len(m.stages)-1)
+		m.window()
 		return m, nil
 	case key.Matches(msg, m.keys.Envs):
 		st, _ := m.Selected()
@@ -545,23 +558,20 @@ func (m *Model) applyFilter() {
 }
 
 // relayout sizes the columns to the visible rows: wide cells (with the
-// state in words) when they fit the terminal, compact ones otherwise; the
-// room left over is shared by the stage columns.
+// state in words) when every stage fits the terminal that way, compact
+// ones otherwise; then window picks the stages shown.
 func (m *Model) relayout() {
 	if len(m.stages) == 0 {
-		m.cols = nil
+		m.cols, m.colStage = nil, nil
 		return
 	}
-	w := m.common.Width
-	cols := make([]common.Column, 0, len(m.stages)+1)
-	cols = append(cols, common.Column{Title: "SERVICE", Keep: 9, Min: 8})
-	for _, st := range m.stages {
-		cols = append(cols, common.Column{Title: st, Keep: 5, Min: 6}) // as written: the name operators type
-	}
+	titles := make([]string, len(m.stages)+1)
+	titles[0] = "SERVICE"
+	copy(titles[1:], m.stages) // as written: the name operators type
 	widths := func(wide bool) []int {
-		out := make([]int, len(cols))
-		for i, c := range cols {
-			out[i] = lipgloss.Width(c.Title)
+		out := make([]int, len(titles))
+		for i, t := range titles {
+			out[i] = lipgloss.Width(t)
 		}
 		for _, ri := range m.visible {
 			r := m.rows[ri]
@@ -576,35 +586,112 @@ func (m *Model) relayout() {
 		}
 		return out
 	}
-	total := func(ws []int) int {
-		n := len(ws) - 1
-		for _, x := range ws {
-			n += x
-		}
-		return n
-	}
 	ws := widths(true)
-	m.wide = total(ws) <= w
+	n := len(ws) - 1
+	for _, x := range ws {
+		n += x
+	}
+	m.wide = n <= m.common.Width
 	if !m.wide {
 		ws = widths(false)
 	}
-	for i := range cols {
-		cols[i].Width = ws[i]
+	m.ws = ws
+	m.window()
+}
+
+// moreLeft and moreRight say how many stages are off screen on each side
+// (the header's first and last stage titles while the matrix scrolls).
+func moreLeft(n int) string  { return fmt.Sprintf("‹ %d more", n) }
+func moreRight(n int) string { return fmt.Sprintf("%d more ›", n) }
+
+// Column kinds in colStage besides a stage's index.
+const (
+	colService = -1
+	colLeft    = -2 // "‹ N more"
+	colRight   = -3 // "N more ›"
+)
+
+// window lays out the stages shown: all of them when they fit, else the
+// widest run of stages around the cursor's column that fits beside the
+// service column (which stays), with the count of stages off screen on
+// either side. Moving the column cursor scrolls the run; a stage too wide
+// even alone is cut.
+func (m *Model) window() {
+	w, n, ws := m.common.Width, len(m.stages), m.ws
+	if n == 0 || len(ws) != n+1 {
+		return
 	}
-	if over := total(ws) - w; over > 0 {
+	fits := func(first, last int) bool {
+		used := ws[0]
+		for i := first; i < last; i++ {
+			used += 1 + ws[i+1]
+		}
+		if first > 0 {
+			used += 1 + lipgloss.Width(moreLeft(first))
+		}
+		if last < n {
+			used += 1 + lipgloss.Width(moreRight(n-last))
+		}
+		return used <= w
+	}
+	first, last := 0, n
+	if !fits(0, n) {
+		col := common.Clamp(m.col, 0, n-1)
+		first = common.Clamp(m.first, 0, col)
+		for first < col && !fits(first, col+1) {
+			first++
+		}
+		last = col + 1
+		for last < n && fits(first, last+1) {
+			last++
+		}
+		for first > 0 && fits(first-1, last) { // room on the left (a wider terminal)
+			first--
+		}
+	}
+	m.first = first
+	cols := []common.Column{{Title: "SERVICE", Width: ws[0], Keep: 9, Min: 8}}
+	kinds := []int{colService}
+	if first > 0 {
+		t := moreLeft(first)
+		cols = append(cols, common.Column{Title: t, Width: lipgloss.Width(t), Keep: 1, Min: 1})
+		kinds = append(kinds, colLeft)
+	}
+	for i := first; i < last; i++ {
+		cols = append(cols, common.Column{Title: m.stages[i], Width: ws[i+1], Keep: 5, Min: 6})
+		kinds = append(kinds, i)
+	}
+	if last < n {
+		t := moreRight(n - last)
+		cols = append(cols, common.Column{Title: t, Width: lipgloss.Width(t), Keep: 1, Min: 1})
+		kinds = append(kinds, colRight)
+	}
+	used := len(cols) - 1
+	for _, c := range cols {
+		used += c.Width
+	}
+	switch spare := w - used; {
+	case spare < 0:
 		// Fitted's shrinking, on widths already known.
 		rows := [][]string{make([]string, len(cols))}
 		for i := range cols {
-			rows[0][i] = strings.Repeat(" ", ws[i])
+			rows[0][i] = strings.Repeat(" ", cols[i].Width)
 		}
 		cols = common.Fitted(cols, rows, w)
-	} else if spare := -over; spare > 0 && len(m.stages) > 0 {
-		each := min(spare/len(m.stages), 16)
-		for i := 1; i < len(cols); i++ {
-			cols[i].Width += each
+	case last < n:
+		// The stages off screen on the right are said at the right edge.
+		r := &cols[len(cols)-1]
+		r.Width += spare
+		r.Title = strings.Repeat(" ", spare) + r.Title
+	case spare > 0:
+		each := min(spare/(last-first), 16)
+		for i, k := range kinds {
+			if k >= 0 {
+				cols[i].Width += each
+			}
 		}
 	}
-	m.cols = cols
+	m.cols, m.colStage = cols, kinds
 }
 
 // fixed are the lines around the rows: the header, the filter line and
@@ -686,7 +773,8 @@ func (m Model) renderRow(vi int) string {
 		if i > 0 {
 			b.WriteByte(' ')
 		}
-		if i == 0 {
+		switch k := m.colStage[i]; {
+		case k == colService:
 			label := "  " + r.label
 			if sel {
 				label = "▸ " + r.label
@@ -694,18 +782,20 @@ func (m Model) renderRow(vi int) string {
 				continue
 			}
 			b.WriteString(common.PadRight(label, c.Width))
-			continue
+		case k < 0: // a column saying what is off screen
+			b.WriteString(strings.Repeat(" ", c.Width))
+		default:
+			cl := r.cells[k]
+			plain, styled := cl.compact, cl.compactStyled
+			if m.wide {
+				plain, styled = cl.wide, cl.wideStyled
+			}
+			if sel && k == m.col {
+				b.WriteString(s.Table.Selected.Render(common.PadRight("["+plain+"]", c.Width)))
+				continue
+			}
+			b.WriteString(common.PadRight(" "+styled+" ", c.Width))
 		}
-		cl := r.cells[i-1]
-		plain, styled := cl.compact, cl.compactStyled
-		if m.wide {
-			plain, styled = cl.wide, cl.wideStyled
-		}
-		if sel && i-1 == m.col {
-			b.WriteString(s.Table.Selected.Render(common.PadRight("["+plain+"]", c.Width)))
-			continue
-		}
-		b.WriteString(common.PadRight(" "+styled+" ", c.Width))
 	}
 	return b.String()
 }
