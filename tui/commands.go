@@ -106,6 +106,17 @@ var paletteCommands = []paletteCommand{
 	{names: []string{"outbox", "conn", "connection"}, usage: "outbox", run: func(m *Model, a []string) tea.Cmd {
 		return common.Navigate(common.PageOutbox, "")
 	}},
+	{names: []string{"alerts", "alert"}, usage: "alerts [ENV]", run: func(m *Model, a []string) tea.Cmd {
+		// Alertmanager's alerts: every environment's, or one pair's.
+		if arg(a, 0) == "" {
+			return common.Navigate(common.PageAlerts, "")
+		}
+		env, ok := m.findEnv(arg(a, 0))
+		if !ok {
+			return errFlash("no environment matches %q", arg(a, 0))
+		}
+		return common.Navigate(common.PageAlerts, env.Name)
+	}},
 	{names: []string{"monitor", "log", "logs", "mon"}, usage: "monitor [RUN]", run: func(m *Model, a []string) tea.Cmd {
 		return common.Navigate(common.PageMonitor, arg(a, 0))
 	}},

@@ -28,6 +28,7 @@ type Source interface {
 	EnvironmentStatuses(ctx context.Context) ([]ops.EnvironmentStatus, error)
 	UpdateStatuses(ctx context.Context, f ops.UpdateFilter) ([]ops.UpdateStatus, error)
 	actions.ReleaseHistory
+	Alerts(ctx context.Context, prev ops.AlertBoard) (ops.AlertBoard, error)
 }
 
 // KeyMap is the screen's keys.
@@ -40,6 +41,7 @@ type KeyMap struct {
 	Monitor  key.Binding
 	Propose  key.Binding
 	Rollback key.Binding
+	Alerts   key.Binding
 	Copy     key.Binding
 }
 
@@ -57,6 +59,7 @@ func DefaultKeyMap() KeyMap {
 		Monitor:  key.NewBinding(key.WithKeys("m"), key.WithHelp("m", "monitor run")),
 		Propose:  key.NewBinding(key.WithKeys("P"), key.WithHelp("P", "propose ⚠")),
 		Rollback: key.NewBinding(key.WithKeys("B"), key.WithHelp("B", "roll back ⚠")),
+		Alerts:   key.NewBinding(key.WithKeys("a"), key.WithHelp("a", "alerts")),
 		Copy:     common.CopyKey(),
 	}
 }
@@ -70,6 +73,16 @@ type loadedMsg struct {
 
 func (loadedMsg) Target() common.Page { return common.PageMatrix }
 
+// alertsMsg carries the alerts read beside the statuses (their own load:
+// the first frame does not wait for the audit log).
+type alertsMsg struct {
+	gen   int
+	board ops.AlertBoard
+	err   error
+}
+
+func (alertsMsg) Target() common.Page { return common.PageMatrix }
+
 // glyphs say a cell's state (ops.EnvironmentStatus.Health, what `daytwo
 // service list` prints) without colour (theme none); the legend under the
 // matrix names them.
@@ -79,10 +92,17 @@ var glyphs = map[ops.Health]string{
 }
 
 // Legend names every glyph of the matrix; ShortLegend fits 80 columns.
+// While an alert fires the legend names its mark too (AlertLegend,
+// AlertShortLegend).
 const (
-	Legend      = "✓ healthy  ● rolling out  ↺ rolled back  ✗ failed  ≠ drifted  ◷ pending change  ○ not deployed  ↑N behind its source"
-	ShortLegend = "✓healthy ●rolling ↺rolled back ✗failed ≠drifted ◷pending ○not deployed ↑N behind"
+	Legend           = "✓ healthy  ● rolling out  ↺ rolled back  ✗ failed  ≠ drifted  ◷ pending change  ○ not deployed  ↑N behind its source"
+	ShortLegend      = "✓healthy ●rolling ↺rolled back ✗failed ≠drifted ◷pending ○not deployed ↑N behind"
+	AlertLegend      = Legend + "  ⚑ alert firing (a)"
+	AlertShortLegend = "✓healthy ●rolling ↺rolled back ✗failed ≠drifted ◷pending ○none ↑N behind ⚑alert"
 )
+
+// alertMark is the mark of a cell with firing alerts.
+const alertMark = "⚑"
 
 // cell is one (service, stage) as rendered: its plain text in both widths
 // and the styled text, computed once per load.
@@ -121,8 +141,14 @@ type Model struct {
 	filter  common.Filter
 	load    common.Loader
 	err     error
-	// want is a "service" or "service/stage" to select once loaded.
+	// want is a "service", "service/stage" or a pair's key to select
+	// once loaded.
 	want string
+	// firing are the firing alerts by pair (unit key), from board, read
+	// by their own load.
+	board     ops.AlertBoard
+	firing    map[string][]ops.AlertStatus
+	alertLoad common.Loader
 	// layout, recomputed on load, resize and filter change: ws are the
 	// service's and every stage's widths, cols the columns shown (colStage
 	// says what each is: a stage's index, or colService, colLeft,
@@ -148,7 +174,7 @@ func (m Model) Init() tea.Cmd { return nil }
 // Load starts a (re)load unless one is in flight.
 func (m *Model) Load() tea.Cmd {
 	src := m.src
-	return m.load.Load(m.common, func(ctx context.Context, gen int) tea.Msg {
+	statuses := m.load.Load(m.common, func(ctx context.Context, gen int) tea.Msg {
 		envs, err := src.EnvironmentStatuses(ctx)
 		if err != nil {
 			return loadedMsg{gen: gen, err: err}
@@ -156,6 +182,12 @@ func (m *Model) Load() tea.Cmd {
 		open, err := src.UpdateStatuses(ctx, ops.UpdateFilter{States: ops.OpenUpdateStates()})
 		return loadedMsg{gen: gen, envs: envs, open: open, err: err}
 	})
+	prev := m.board
+	alerts := m.alertLoad.Load(m.common, func(ctx context.Context, gen int) tea.Msg {
+		b, err := src.Alerts(ctx, prev)
+		return alertsMsg{gen: gen, board: b, err: err}
+	})
+	return tea.Batch(statuses, alerts)
 }
 
 // SetSize sets the screen's size.
@@ -173,8 +205,11 @@ func (m *Model) InputFocused() bool { return m.filter.Active() }
 // FilterValue is the filter's text (esc clears it before it goes back).
 func (m *Model) FilterValue() string { return m.filter.Value() }
 
-// Abandon forgets the load in flight.
-func (m *Model) Abandon() { m.load.Supersede() }
+// Abandon forgets the loads in flight.
+func (m *Model) Abandon() {
+	m.load.Supersede()
+	m.alertLoad.Supersede()
+}
 
 // Selected returns the cell under the cursor: false when there is none
 // or the service does not run in that stage.
@@ -224,6 +259,10 @@ func (m *Model) SelectWhenLoaded(arg string) bool {
 }
 
 func (m *Model) applyWant() bool {
+	if m.selectUnit(m.want) {
+		m.want = ""
+		return true
+	}
 	svc, stage, _ := strings.Cut(m.want, "/")
 	m.want = ""
 	ri := m.findService(svc)
@@ -249,6 +288,28 @@ func (m *Model) applyWant() bool {
 	m.scroll()
 	m.updateKeys()
 	return true
+}
+
+// selectUnit moves the cursor to the cell of the pair whose key is unit;
+// false when no cell is.
+func (m *Model) selectUnit(unit string) bool {
+	for ri, r := range m.rows {
+		for ci, c := range r.cells {
+			if c.env < 0 || m.envs[c.env].Environment.Name != unit {
+				continue
+			}
+			if m.filter.Value() != "" { // a filter must not hide it
+				m.filter = common.NewFilter(m.common)
+				m.applyFilter()
+			}
+			m.cursor, m.col = slices.Index(m.visible, ri), ci
+			m.window()
+			m.scroll()
+			m.updateKeys()
+			return true
+		}
+	}
+	return false
 }
 
 // findService is the row of name: exact, unique prefix, then best fuzzy
@@ -298,6 +359,7 @@ func (m *Model) updateKeys() {
 	m.keys.Rollback.SetEnabled(ok && !m.common.ReadOnly && st.Current.Version != "")
 	m.keys.Monitor.SetEnabled(ok && st.Running != nil)
 	m.keys.Copy.SetEnabled(ok)
+	m.keys.Alerts.SetEnabled(ok && !typing)
 	m.keys.Left.SetEnabled(len(m.stages) > 1)
 	m.keys.Right.SetEnabled(len(m.stages) > 1)
 }
@@ -324,6 +386,23 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 		}
 		m.updateKeys()
 		return m, cmd
+	case alertsMsg:
+		if !m.alertLoad.Done(msg.gen) {
+			return m, nil // stale
+		}
+		if msg.err != nil {
+			m.common.Logger.Debug("matrix: alerts not read", "err", msg.err)
+			return m, nil
+		}
+		m.board = msg.board
+		m.firing = map[string][]ops.AlertStatus{}
+		for _, a := range m.board.Alerts {
+			if a.Firing() {
+				m.firing[a.Environment] = append(m.firing[a.Environment], a)
+			}
+		}
+		m.remake()
+		return m, nil
 	case tea.KeyMsg:
 		var handled, changed bool
 		var cmd tea.Cmd
@@ -375,6 +454,8 @@ func (m Model) handleKey(msg tea.KeyMsg) (Model, tea.Cmd) {
 		return m, common.Navigate(common.PageUpdates, st.Environment.Name)
 	case key.Matches(msg, m.keys.Monitor):
 		return m, common.Navigate(common.PageMonitor, st.Running.ID)
+	case key.Matches(msg, m.keys.Alerts):
+		return m, common.Navigate(common.PageAlerts, st.Environment.Name)
 	case key.Matches(msg, m.keys.Propose):
 		return m, common.Act(actions.Propose(m.acts, st.Environment, "", m.Candidate(st.Environment.Name), nil))
 	case key.Matches(msg, m.keys.Rollback):
@@ -454,6 +535,19 @@ func (m *Model) build(envs []ops.EnvironmentStatus, open []ops.UpdateStatus) {
 	m.col = common.Clamp(m.col, 0, len(m.stages)-1)
 	m.relayout()
 	m.scroll()
+}
+
+// remake renders every cell again (the alerts changed) and lays the
+// columns out for them.
+func (m *Model) remake() {
+	for ri := range m.rows {
+		for ci, c := range m.rows[ri].cells {
+			if c.env >= 0 {
+				m.rows[ri].cells[ci] = m.makeCell(c.env)
+			}
+		}
+	}
+	m.relayout()
 }
 
 // mergeStages orders the stages of every service into one list of
@@ -546,6 +640,15 @@ func (m Model) makeCell(i int) cell {
 	c.wideStyled = join(style.Render(head+" "+word), behind.Render(lagW))
 	if lagW == "" {
 		c.wideStyled = style.Render(head + " " + word)
+	}
+	if n := len(m.firing[e.Environment.Name]); n > 0 {
+		markC, markW := alertMark, alertMark+" alert"
+		if n > 1 {
+			markC, markW = fmt.Sprintf("%s%d", alertMark, n), fmt.Sprintf("%s %d alerts", alertMark, n)
+		}
+		alert := m.common.Styles.Badge.Alert
+		c.compact, c.wide = join(c.compact, markC), join(c.wide, markW)
+		c.compactStyled, c.wideStyled = join(c.compactStyled, alert.Render(markC)), join(c.wideStyled, alert.Render(markW))
 	}
 	return c
 }
@@ -756,9 +859,12 @@ func (m Model) View() string {
 	for len(lines) < h-1 {
 		lines = append(lines, "")
 	}
-	legend := Legend
+	legend, short := Legend, ShortLegend
+	if len(m.firing) > 0 {
+		legend, short = AlertLegend, AlertShortLegend
+	}
 	if lipgloss.Width(legend) > w {
-		legend = ShortLegend
+		legend = short
 	}
 	lines = append(lines[:min(len(lines), h-1)], s.Help.Render(common.Truncate(legend, w)))
 	return common.Fit(strings.Join(lines, "\n"), w, h)
@@ -828,6 +934,7 @@ func (m Model) summary() []string {
 	}
 	title := name + "  " + glyphs[cl.state] + " " + string(cl.state) + " · " + rel
 	out := []string{common.Truncate(s.Section.Title.Render(title), w)}
+	out = append(out, m.alertLines(e.Environment.Name)...)
 	if u := m.open[e.Environment.Name]; u != nil {
 		up := u.Update.ID + " " + common.Or(u.Update.FromVersion, "(nothing)") + " → " + u.Update.Version + " " + string(u.Update.State)
 		if u.Update.ChangeNumber != "" {
@@ -870,6 +977,33 @@ func (m Model) summary() []string {
 	return out
 }
 
+// alertLines are a pair's firing alerts, one a line (the first two, then
+// how many more): since when, the summary and the incident it opened.
+func (m Model) alertLines(unit string) []string {
+	s := m.common.Styles
+	w := m.common.Width
+	firing := m.firing[unit]
+	var out []string
+	for i, a := range firing {
+		if i == 2 {
+			out = append(out, common.Truncate(s.Badge.Alert.Render(fmt.Sprintf("%-10s", "")+" ")+s.Help.Render(fmt.Sprintf("%d more — a: alerts", len(firing)-2)), w))
+			break
+		}
+		txt := a.Name + " since " + common.Timestamp(a.StartsAt)
+		if sum := a.Summary(); sum != "" {
+			txt += ": " + sum
+		}
+		switch inc := common.IncidentText(a); inc {
+		case "—":
+			txt += " · no incident"
+		default:
+			txt += " · incident " + inc
+		}
+		out = append(out, common.Truncate(s.Badge.Alert.Render(fmt.Sprintf("%-10s", alertMark+" alert")+" ")+s.Section.Value.Render(txt), w))
+	}
+	return out
+}
+
 // ShortHelp implements help.KeyMap.
 func (m Model) ShortHelp() []key.Binding {
 	return []key.Binding{m.keys.Open, m.keys.Envs, m.filter.Keys.Start, m.keys.Propose, m.keys.Monitor, m.keys.Copy}
@@ -879,6 +1013,6 @@ func (m Model) ShortHelp() []key.Binding {
 func (m Model) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
 		{m.keys.Up, m.keys.Down, m.keys.Left, m.keys.Right, m.keys.PageUp, m.keys.PageDown, m.keys.Top, m.keys.Bottom},
-		{m.keys.Open, m.keys.Envs, m.filter.Keys.Start, m.filter.Keys.Clear, m.keys.Monitor, m.keys.Propose, m.keys.Rollback, m.keys.Copy},
+		{m.keys.Open, m.keys.Envs, m.filter.Keys.Start, m.filter.Keys.Clear, m.keys.Monitor, m.keys.Propose, m.keys.Rollback, m.keys.Alerts, m.keys.Copy},
 	}
 }
