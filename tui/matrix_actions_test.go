@@ -71,10 +71,19 @@ func TestMatrixScrollsSideways(t *testing.T) {
 		return unitEnvironmentsOn(dir, []string{"checkout", "payments"}, manyStages, 1)
 	}})
 	for _, r := range [][2]string{
-		{"checkout/dev", "1.5.0"}, {"checkout/test", "1.5.0"}, {"checkout/qa", "1.4.9"}, {"checkout/uat", "1.4.8"},
-		{"checkout/perf", "1.4.8"}, {"checkout/staging", "1.4.7"}, {"checkout/preprod", "1.4.7"}, {"checkout/canary", "1.4.6"},
-		{"checkout/dr", "1.4.5"}, {"checkout/eu-west", "1.4.5"}, {"checkout/us-east", "1.4.4"},
-		{"payments/dev", "3.1.0"}, {"payments/us-east", "3.0.0"},
+		{"checkout/dev", "1.5.0"},
+		{"checkout/test", "1.5.0"},
+		{"checkout/qa", "1.4.9"},
+		{"checkout/uat", "1.4.8"},
+		{"checkout/perf", "1.4.8"},
+		{"checkout/staging", "1.4.7"},
+		{"checkout/preprod", "1.4.7"},
+		{"checkout/canary", "1.4.6"},
+		{"checkout/dr", "1.4.5"},
+		{"checkout/eu-west", "1.4.5"},
+		{"checkout/us-east", "1.4.4"},
+		{"payments/dev", "3.1.0"},
+		{"payments/us-east", "3.0.0"},
 	} {
 		f.release(t, r[0], r[1])
 	}

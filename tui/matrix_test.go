@@ -92,9 +92,17 @@ func ciOf(svc string) string {
 //	search     dev 0.9.0 drifted · (no staging) · production never deployed, one behind dev
 func servicesWorld(t testing.TB) *fixture {
 	t.Helper()
-	f := newFixture(t, fixtureOptions{environments: func(dir string) []ops.Environment {
+	return servicesWorldWith(t, fixtureOptions{})
+}
+
+// servicesWorldWith is servicesWorld with options (its environments are
+// servicesWorld's).
+func servicesWorldWith(t testing.TB, o fixtureOptions) *fixture {
+	t.Helper()
+	o.environments = func(dir string) []ops.Environment {
 		return unitEnvironments(dir, []string{"checkout", "payments", "search"}, 2, "search/staging")
-	}})
+	}
+	f := newFixture(t, o)
 	for _, r := range [][2]string{
 		{"checkout/dev", "1.4.2"},
 		{"checkout/staging", "1.4.2"},

@@ -294,7 +294,12 @@ func (m Model) detail(a ops.AlertStatus, room int) []string {
 	if v := a.Annotations["description"]; v != "" && v != a.Summary() {
 		out = append(out, label("details", v))
 	}
-	out = append(out, label("labels", common.AlertLabels(a.Labels)))
+	for i, l := range common.Wrap(common.AlertLabels(a.Labels), max(w-11, 20)) {
+		if i == 3 {
+			break
+		}
+		out = append(out, label(map[bool]string{true: "labels"}[i == 0], l))
+	}
 	inc := "none opened"
 	if a.Incident != nil {
 		inc = common.IncidentText(a)

@@ -989,15 +989,13 @@ func (m Model) alertLines(unit string) []string {
 			out = append(out, common.Truncate(s.Badge.Alert.Render(fmt.Sprintf("%-10s", "")+" ")+s.Help.Render(fmt.Sprintf("%d more — a: alerts", len(firing)-2)), w))
 			break
 		}
-		txt := a.Name + " since " + common.Timestamp(a.StartsAt)
-		if sum := a.Summary(); sum != "" {
-			txt += ": " + sum
+		txt := a.Name + " · no incident"
+		if inc := common.IncidentText(a); inc != "—" {
+			txt = a.Name + " · incident " + inc
 		}
-		switch inc := common.IncidentText(a); inc {
-		case "—":
-			txt += " · no incident"
-		default:
-			txt += " · incident " + inc
+		txt += " · since " + common.Timestamp(a.StartsAt)
+		if sum := a.Summary(); sum != "" {
+			txt += " · " + sum
 		}
 		out = append(out, common.Truncate(s.Badge.Alert.Render(fmt.Sprintf("%-10s", alertMark+" alert")+" ")+s.Section.Value.Render(txt), w))
 	}
