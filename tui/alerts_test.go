@@ -183,3 +183,29 @@ func lineWith(lines []string, s string) string {
 	}
 	return ""
 }
+
+// TestAlertIncidentQueuedWhileServiceNowIsDown: an alert's incident that
+// ServiceNow has not taken yet shows as queued with its outbox item, in
+// the cell's summary and on the alerts screen (a configuration without
+// services: the pair is the environment).
+func TestAlertIncidentQueuedWhileServiceNowIsDown(t *testing.T) {
+	f := newFixture(t, fixtureOptions{alertIncidents: true})
+	f.release(t, "production", "1.4.1")
+	f.sim.Close() // ServiceNow goes away
+	recordAlerts(t, f, ops.Alert{
+		Name: "HighErrorRate", Status: "firing", Environment: "production", Fingerprint: "fp-err", StartsAt: epoch,
+		Annotations: map[string]string{"summary": "5xx above 2%"},
+	})
+	m := newModel(t, f, modelOptions())
+	press(m, "l") // production
+	v := m.View()
+	if !strings.Contains(lineWith(strings.Split(v, "\n"), "checkout-service"), "⚑") ||
+		!strings.Contains(v, "⚑ alert    HighErrorRate · incident queued (outbox #") {
+		t.Errorf("the matrix does not show production's alert with its queued incident:\n%s", v)
+	}
+	press(m, "a")
+	v = m.View()
+	if !strings.Contains(v, "Alerts: production") || !strings.Contains(lineWith(strings.Split(v, "\n"), "⚑ firing"), "queued (outbox #") {
+		t.Errorf("the alerts screen does not show the queued incident:\n%s", v)
+	}
+}
