@@ -25,8 +25,7 @@ import (
 
 // Source is what the screen reads; *ops.Service implements it.
 type Source interface {
-	EnvironmentStatuses(ctx context.Context) ([]ops.EnvironmentStatus, error)
-	UpdateStatuses(ctx context.Context, f ops.UpdateFilter) ([]ops.UpdateStatus, error)
+	common.StatusSource
 	actions.ReleaseHistory
 	Alerts(ctx context.Context, prev ops.AlertBoard) (ops.AlertBoard, error)
 }
@@ -175,11 +174,7 @@ func (m Model) Init() tea.Cmd { return nil }
 func (m *Model) Load() tea.Cmd {
 	src := m.src
 	statuses := m.load.Load(m.common, func(ctx context.Context, gen int) tea.Msg {
-		envs, err := src.EnvironmentStatuses(ctx)
-		if err != nil {
-			return loadedMsg{gen: gen, err: err}
-		}
-		open, err := src.UpdateStatuses(ctx, ops.UpdateFilter{States: ops.OpenUpdateStates()})
+		envs, open, err := common.ReadStatuses(ctx, src)
 		return loadedMsg{gen: gen, envs: envs, open: open, err: err}
 	})
 	prev := m.board
@@ -335,20 +330,7 @@ func (m Model) findService(name string) int {
 
 // Candidate is the version a proposal for unit suggests: what the unit
 // it promotes from runs now ("" when it promotes from none).
-func (m Model) Candidate(unit string) string {
-	var from string
-	for _, e := range m.envs {
-		if e.Environment.Name == unit {
-			from = e.Environment.PromoteFrom
-		}
-	}
-	for _, e := range m.envs {
-		if from != "" && e.Environment.Name == from {
-			return e.Current.Version
-		}
-	}
-	return ""
-}
+func (m Model) Candidate(unit string) string { return common.Candidate(m.envs, unit) }
 
 func (m *Model) updateKeys() {
 	st, ok := m.Selected()
