@@ -140,6 +140,26 @@ func TestMatrixScrollsSideways(t *testing.T) {
 	}
 }
 
+// TestMatrixScrollsSidewaysWhenNothingFits: on a terminal narrower than
+// the service column and one stage, the selected stage is still the one
+// shown (cut) and every frame fills the terminal.
+func TestMatrixScrollsSidewaysWhenNothingFits(t *testing.T) {
+	f := newFixture(t, fixtureOptions{environments: func(dir string) []ops.Environment {
+		return unitEnvironmentsOn(dir, []string{"checkout-with-a-long-name"}, manyStages, 1)
+	}})
+	f.release(t, "checkout-with-a-long-name/dev", "1.5.0-rc.1+build.20261127")
+	m := newModel(t, f, modelOptions())
+	m.Update(tea.WindowSizeMsg{Width: 30, Height: 12})
+	for i := range len(manyStages) {
+		v := m.View()
+		checkFills(t, v, 30, 12)
+		if h := strings.Split(v, "\n")[1]; !strings.Contains(h, manyStages[i][:min(len(manyStages[i]), 3)]) {
+			t.Fatalf("stage %s is not the one shown: %q", manyStages[i], h)
+		}
+		press(m, "l")
+	}
+}
+
 // glyphOf is a cell's state glyph as the matrix shows it.
 func glyphOf(st ops.EnvironmentStatus) string {
 	return map[ops.Health]string{ops.HealthOK: "✓", ops.HealthNever: "○", ops.HealthPending: "◷", ops.HealthDrifted: "≠"}[st.Health()]
