@@ -99,6 +99,9 @@ func TestAlertsShowInTheMatrixAndTheirScreen(t *testing.T) {
 	if want := "⚑ alert    HighErrorRate · incident " + inc + " · since 2026-11-27 09:25 UTC"; !strings.Contains(v, want) {
 		t.Errorf("the cell's summary does not say %q:\n%s", want, v)
 	}
+	if !strings.Contains(strings.Split(v, "\n")[23], "a alerts") {
+		t.Errorf("the footer does not offer the cell's alerts:\n%s", v)
+	}
 	press(m, "a")
 	if m.active() != common.PageAlerts || !strings.Contains(m.header(), "Alerts: checkout/production") {
 		t.Fatalf("a: on %s %q, want the alerts of checkout/production", m.active(), m.header())

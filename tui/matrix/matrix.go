@@ -5,7 +5,9 @@
 // drifted, pending, not deployed) and the promotion lag (↑N: the stage it promotes from
 // has N newer successful versions). A configuration without services is
 // one row. enter opens the cell's updates (its history), tab the
-// environments screen on that cell.
+// environments screen on that cell, a its alerts. A cell with a firing
+// Alertmanager alert carries ⚑. Stages that do not fit the terminal
+// scroll sideways with the column cursor, the service column fixed.
 package matrix
 
 import (
@@ -986,6 +988,9 @@ func (m Model) alertLines(unit string) []string {
 
 // ShortHelp implements help.KeyMap.
 func (m Model) ShortHelp() []key.Binding {
+	if st, ok := m.Selected(); ok && len(m.firing[st.Environment.Name]) > 0 { // the way to the cell's alerts first
+		return []key.Binding{m.keys.Alerts, m.keys.Open, m.keys.Envs, m.filter.Keys.Start, m.keys.Propose, m.keys.Monitor, m.keys.Copy}
+	}
 	return []key.Binding{m.keys.Open, m.keys.Envs, m.filter.Keys.Start, m.keys.Propose, m.keys.Monitor, m.keys.Copy}
 }
 
