@@ -42,8 +42,10 @@ func TestAlertsFoldsNotificationsIncrementally(t *testing.T) {
 		}
 	}
 	record(
-		ops.Alert{Name: "HighErrorRate", Status: "firing", Service: "checkout", Environment: "production", Fingerprint: "a1", StartsAt: start,
-			Labels: map[string]string{"severity": "critical"}, Annotations: map[string]string{"summary": "5xx above 2%"}},
+		ops.Alert{
+			Name: "HighErrorRate", Status: "firing", Service: "checkout", Environment: "production", Fingerprint: "a1", StartsAt: start,
+			Labels: map[string]string{"severity": "critical"}, Annotations: map[string]string{"summary": "5xx above 2%"},
+		},
 		ops.Alert{Name: "HighErrorRate", Status: "firing", Service: "payments", Environment: "production", Fingerprint: "b1", StartsAt: start},
 	)
 	b1, err := svc.Alerts(ctx, ops.AlertBoard{})
