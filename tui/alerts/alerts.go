@@ -49,16 +49,15 @@ func DefaultKeyMap() KeyMap {
 	}
 }
 
-// LoadedMsg carries a board read by Load (Board passes it on: the matrix
-// shows the same alerts).
-type LoadedMsg struct {
+// loadedMsg carries the board Load read.
+type loadedMsg struct {
 	gen   int
 	board ops.AlertBoard
 	err   error
 }
 
 // Target implements common.Addressed.
-func (LoadedMsg) Target() common.Page { return common.PageAlerts }
+func (loadedMsg) Target() common.Page { return common.PageAlerts }
 
 // Model is the alerts screen.
 type Model struct {
@@ -90,7 +89,7 @@ func (m *Model) Load() tea.Cmd {
 	src, prev := m.src, m.board
 	return m.load.Load(m.common, func(ctx context.Context, gen int) tea.Msg {
 		b, err := src.Alerts(ctx, prev)
-		return LoadedMsg{gen: gen, board: b, err: err}
+		return loadedMsg{gen: gen, board: b, err: err}
 	})
 }
 
@@ -161,7 +160,7 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 	switch msg := msg.(type) {
 	case common.RefreshMsg:
 		return m, m.Load()
-	case LoadedMsg:
+	case loadedMsg:
 		if !m.load.Done(msg.gen) {
 			return m, nil
 		}
