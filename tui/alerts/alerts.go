@@ -278,9 +278,7 @@ func (m Model) View() string {
 func (m Model) detail(a ops.AlertStatus, room int) []string {
 	s := m.common.Styles
 	w := m.common.Width
-	label := func(l, v string) string {
-		return common.Truncate(s.Section.Label.Render(fmt.Sprintf("%-10s", l)+" ")+s.Section.Value.Render(v), w)
-	}
+	label := m.common.Fact
 	out := []string{common.Truncate(s.Section.Title.Render(a.Name+" on "+a.Environment)+"  "+State(m.common, a), w)}
 	when := "since " + common.Timestamp(a.StartsAt)
 	if !a.Firing() && !a.EndsAt.IsZero() {

@@ -450,13 +450,8 @@ func (m Model) preview(room int) []string {
 	s := m.common.Styles
 	w := m.common.Width
 	f := m.facts[e.Environment.Name]
-	label := func(l, v string) string {
-		return common.Truncate(s.Section.Label.Render(fmt.Sprintf("%-10s", l)+" ")+s.Section.Value.Render(v), w)
-	}
-	gate := "no change needed"
-	if e.Environment.RequiresChange {
-		gate = "every update needs an approved ServiceNow change"
-	}
+	label := m.common.Fact
+	gate := common.GateWords(e.Environment)
 	out := []string{s.Section.Title.Render(e.Environment.Name), label("gate", gate)}
 	rel := "nothing released yet"
 	if e.Current.Version != "" {

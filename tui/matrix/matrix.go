@@ -905,9 +905,7 @@ func (m Model) summary() []string {
 		return []string{s.Table.Empty.Render(common.Truncate(svc+" does not run in "+m.stages[m.col], w))}
 	}
 	e := m.envs[cl.env]
-	label := func(l, v string) string {
-		return common.Truncate(s.Section.Label.Render(fmt.Sprintf("%-10s", l)+" ")+s.Section.Value.Render(v), w)
-	}
+	label := m.common.Fact
 	rel := "nothing released yet"
 	if e.Current.Version != "" {
 		rel = e.Current.Version + " since " + common.Timestamp(e.Current.CreatedAt)
@@ -946,10 +944,7 @@ func (m Model) summary() []string {
 	} else if e.LastResult != "" {
 		out = append(out, label("last run", string(e.LastResult)))
 	}
-	gate := "no change needed"
-	if e.Environment.RequiresChange {
-		gate = "every update needs an approved ServiceNow change"
-	}
+	gate := common.GateWords(e.Environment)
 	out = append(out, label("gate", gate))
 	if e.Lease != nil {
 		out = append(out, label("lease", e.Lease.Holder))
