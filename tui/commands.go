@@ -85,7 +85,10 @@ var paletteCommands = []paletteCommand{
 		if !ok {
 			return errFlash("usage: rollback ENV [VERSION]")
 		}
-		return common.Act(actions.Rollback(m.svc, env, common.Or(arg(a, 1), m.envs.RollbackTarget(env.Name)), ""))
+		if arg(a, 1) == "" { // the version the pair's history returns to, named in the dialog
+			return actions.RollbackFromHistory(m.common, m.svc, m.svc, env)
+		}
+		return common.Act(actions.Rollback(m.svc, env, arg(a, 1), ""))
 	}},
 	{names: []string{"sync"}, usage: "sync", mutates: true, run: func(m *Model, a []string) tea.Cmd {
 		return common.Act(actions.Sync(m.svc))
@@ -102,6 +105,17 @@ var paletteCommands = []paletteCommand{
 	}},
 	{names: []string{"outbox", "conn", "connection"}, usage: "outbox", run: func(m *Model, a []string) tea.Cmd {
 		return common.Navigate(common.PageOutbox, "")
+	}},
+	{names: []string{"alerts", "alert"}, usage: "alerts [ENV]", run: func(m *Model, a []string) tea.Cmd {
+		// Alertmanager's alerts: every environment's, or one pair's.
+		if arg(a, 0) == "" {
+			return common.Navigate(common.PageAlerts, "")
+		}
+		env, ok := m.findEnv(arg(a, 0))
+		if !ok {
+			return errFlash("no environment matches %q", arg(a, 0))
+		}
+		return common.Navigate(common.PageAlerts, env.Name)
 	}},
 	{names: []string{"monitor", "log", "logs", "mon"}, usage: "monitor [RUN]", run: func(m *Model, a []string) tea.Cmd {
 		return common.Navigate(common.PageMonitor, arg(a, 0))

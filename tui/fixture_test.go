@@ -40,6 +40,8 @@ type fixtureOptions struct {
 	approver string
 	// environments, if set, replaces testEnvironments.
 	environments func(dir string) []ops.Environment
+	// alertIncidents is alertmanager.open_incidents.
+	alertIncidents bool
 }
 
 func testEnvironments(dir string) []ops.Environment {
@@ -111,7 +113,7 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 		n++
 		return fmt.Sprintf("u-%04d", n)
 	}
-	cfg := ops.Config{Environments: envs, CorrelationPrefix: "daytwo", Actor: "operator", Username: "ops.lead"}
+	cfg := ops.Config{Environments: envs, CorrelationPrefix: "daytwo", Actor: "operator", Username: "ops.lead", AlertIncidents: o.alertIncidents}
 	var extra []ops.Option
 	if o.approver != "" {
 		ac, err := itsm.New(itsm.Config{

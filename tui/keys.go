@@ -25,6 +25,7 @@ type KeyMap struct {
 	Monitor   key.Binding
 	Audit     key.Binding
 	Outbox    key.Binding
+	Alerts    key.Binding
 	Sync      key.Binding
 }
 
@@ -42,6 +43,7 @@ func DefaultKeyMap() KeyMap {
 		Monitor:   key.NewBinding(key.WithKeys("4"), key.WithHelp("4", "run monitor")),
 		Audit:     key.NewBinding(key.WithKeys("5"), key.WithHelp("5", "audit")),
 		Outbox:    key.NewBinding(key.WithKeys("6"), key.WithHelp("6", "outbox/connection")),
+		Alerts:    key.NewBinding(key.WithKeys("7"), key.WithHelp("7", "alerts")),
 		Sync:      key.NewBinding(key.WithKeys("S"), key.WithHelp("S", "sync now")),
 	}
 }
@@ -54,7 +56,7 @@ func (k KeyMap) ShortHelp() []key.Binding {
 // FullHelp is the global keys in the full help.
 func (k KeyMap) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
-		{k.Home, k.Updates, k.Changes, k.Monitor, k.Audit, k.Outbox},
+		{k.Home, k.Updates, k.Changes, k.Monitor, k.Audit, k.Outbox, k.Alerts},
 		{k.Palette, k.Sync, k.Back, k.Help, k.Quit, k.ForceQuit},
 	}
 }
@@ -120,6 +122,8 @@ func (m *Model) globalKey(msg tea.KeyMsg) (cmd tea.Cmd, ok bool) {
 		return m.jump(common.PageAudit), true
 	case key.Matches(msg, m.keys.Outbox):
 		return m.jump(common.PageOutbox), true
+	case key.Matches(msg, m.keys.Alerts):
+		return m.jump(common.PageAlerts), true
 	default:
 		return nil, false
 	}

@@ -30,6 +30,12 @@ var stages = []string{"dev", "staging", "production"}
 // targets; a version containing "slow" waits for $FLEET/go before it
 // deploys, one containing "broken" fails its health check.
 func unitEnvironments(dir string, services []string, targets int, skip ...string) []ops.Environment {
+	return unitEnvironmentsOn(dir, services, stages, targets, skip...)
+}
+
+// unitEnvironmentsOn is unitEnvironments over the stages given (in
+// order, each promoting from the one before; "production" gated).
+func unitEnvironmentsOn(dir string, services, stages []string, targets int, skip ...string) []ops.Environment {
 	deploy := ops.DeploySpec{
 		Command: []string{"sh", "-c", `case {{ .Version }} in *slow*) while [ ! -f "$FLEET/go" ]; do sleep 0.05; done;; esac; ` +
 			`echo {{ .Version }} > "$FLEET/{{ .Target.Name }}"`},
@@ -86,9 +92,17 @@ func ciOf(svc string) string {
 //	search     dev 0.9.0 drifted · (no staging) · production never deployed, one behind dev
 func servicesWorld(t testing.TB) *fixture {
 	t.Helper()
-	f := newFixture(t, fixtureOptions{environments: func(dir string) []ops.Environment {
+	return servicesWorldWith(t, fixtureOptions{})
+}
+
+// servicesWorldWith is servicesWorld with options (its environments are
+// servicesWorld's).
+func servicesWorldWith(t testing.TB, o fixtureOptions) *fixture {
+	t.Helper()
+	o.environments = func(dir string) []ops.Environment {
 		return unitEnvironments(dir, []string{"checkout", "payments", "search"}, 2, "search/staging")
-	}})
+	}
+	f := newFixture(t, o)
 	for _, r := range [][2]string{
 		{"checkout/dev", "1.4.2"},
 		{"checkout/staging", "1.4.2"},

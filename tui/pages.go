@@ -3,6 +3,7 @@ package tui
 import (
 	tea "github.com/charmbracelet/bubbletea"
 
+	"github.com/daytwo/daytwo/tui/alerts"
 	"github.com/daytwo/daytwo/tui/audit"
 	"github.com/daytwo/daytwo/tui/changes"
 	"github.com/daytwo/daytwo/tui/common"
@@ -27,11 +28,12 @@ type pages struct {
 	audit   audit.Model
 	outbox  outbox.Model
 	record  record.Model
+	alerts  alerts.Model
 }
 
 var allPages = []common.Page{
 	common.PageMatrix, common.PageEnvironments, common.PageUpdates, common.PageChanges, common.PageDetail,
-	common.PageMonitor, common.PageAudit, common.PageOutbox, common.PageRecord,
+	common.PageMonitor, common.PageAudit, common.PageOutbox, common.PageRecord, common.PageAlerts,
 }
 
 // page returns the component for p.
@@ -53,6 +55,8 @@ func (ps *pages) page(p common.Page) common.Component {
 		return &ps.outbox
 	case common.PageRecord:
 		return &ps.record
+	case common.PageAlerts:
+		return &ps.alerts
 	default:
 		return &ps.envs
 	}
@@ -80,6 +84,8 @@ func (ps *pages) updatePage(p common.Page, msg tea.Msg) tea.Cmd {
 		ps.outbox, cmd = ps.outbox.Update(msg)
 	case common.PageRecord:
 		ps.record, cmd = ps.record.Update(msg)
+	case common.PageAlerts:
+		ps.alerts, cmd = ps.alerts.Update(msg)
 	}
 	return cmd
 }
@@ -111,6 +117,8 @@ func (ps *pages) open(msg common.NavigateMsg) tea.Cmd {
 		return nil
 	case common.PageDetail:
 		return ps.detail.Show(msg.Arg)
+	case common.PageAlerts:
+		return ps.alerts.SetEnvironment(msg.Arg)
 	case common.PageMonitor:
 		return ps.monitor.Show(msg.Arg)
 	default:
@@ -135,6 +143,7 @@ func (ps *pages) abandon() {
 	ps.monitor.Abandon()
 	ps.audit.Abandon()
 	ps.outbox.Abandon()
+	ps.alerts.Abandon()
 }
 
 // show makes p the active screen and loads it.

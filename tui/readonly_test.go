@@ -19,7 +19,7 @@ func paletteExamples(open ops.Update) map[string]string {
 		"propose": "propose staging 9.9.9", "approve": "approve " + open.ChangeNumber + " ok",
 		"reject": "reject " + open.ChangeNumber + " no", "run": "run " + open.ID, "cancel": "cancel " + open.ID,
 		"rollback": "rollback staging", "sync": "sync", "retry": "retry",
-		"changes": "changes", "audit": "audit", "outbox": "outbox", "monitor": "monitor", "quit": "quit",
+		"changes": "changes", "audit": "audit", "outbox": "outbox", "alerts": "alerts", "monitor": "monitor", "quit": "quit",
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	tea "github.com/charmbracelet/bubbletea"
 
 	"github.com/daytwo/daytwo/ops"
+	"github.com/daytwo/daytwo/tui/alerts"
 	"github.com/daytwo/daytwo/tui/audit"
 	"github.com/daytwo/daytwo/tui/changes"
 	"github.com/daytwo/daytwo/tui/common"
@@ -82,6 +83,7 @@ func New(ctx context.Context, svc *ops.Service, opts Options) *Model {
 	m.audit = audit.New(c, svc)
 	m.outbox = outbox.New(c, svc, svc)
 	m.record = record.New(c)
+	m.alerts = alerts.New(c, svc)
 	m.setSize(80, 24)
 	return m
 }

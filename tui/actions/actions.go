@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"strings"
 
+	tea "github.com/charmbracelet/bubbletea"
+
 	"github.com/daytwo/daytwo/ops"
 	"github.com/daytwo/daytwo/tui/common"
 )
@@ -287,5 +289,54 @@ func Sync(svc Service) common.Action {
 			return fmt.Sprintf("synced: %d delivered, %d changes fetched, %d approvals, %d updates moved",
 				r.Outbox.Delivered, r.Fetched, r.Approvals, r.Transitions), nil
 		},
+	}
+}
+
+// ReleaseHistory reads a pair's releases, newest first; *ops.Service
+// implements it.
+type ReleaseHistory interface {
+	Releases(ctx context.Context, env string, limit int) ([]ops.Release, error)
+}
+
+var _ ReleaseHistory = (*ops.Service)(nil)
+
+// RollbackTarget is the release a rollback returns to, picked the way
+// ops.Service.ProposeRollback picks it from the same history (rels, newest
+// first, rels[0] the current one): the newest earlier release that was
+// not rolled back and runs another version. ok is false when there is
+// none.
+func RollbackTarget(rels []ops.Release) (ops.Release, bool) {
+	if len(rels) == 0 {
+		return ops.Release{}, false
+	}
+	for _, r := range rels[1:] {
+		if r.Status != ops.ReleaseRolledBack && r.Version != rels[0].Version {
+			return r, true
+		}
+	}
+	return ops.Release{}, false
+}
+
+// RollbackFromHistory is a command that reads env's release history and
+// asks for its rollback (Rollback) naming the current version and the one
+// it returns to, which the proposal then asks for by name: the dialog says
+// exactly what will be proposed. A pair with nothing to roll back to is
+// said in a flash instead of a dialog.
+func RollbackFromHistory(c common.Common, hist ReleaseHistory, svc Service, env ops.Environment) tea.Cmd {
+	return func() tea.Msg {
+		ctx, cancel := c.Context()
+		defer cancel()
+		rels, err := hist.Releases(ctx, env.Name, 0)
+		if err != nil {
+			return common.FlashMsg{Level: common.LevelError, Text: "roll back " + env.Name + ": " + err.Error()}
+		}
+		if len(rels) == 0 {
+			return common.FlashMsg{Level: common.LevelWarn, Text: env.Name + " has no release history to roll back to"}
+		}
+		to, ok := RollbackTarget(rels)
+		if !ok {
+			return common.FlashMsg{Level: common.LevelWarn, Text: env.Name + " has no earlier release than " + rels[0].Version + " to roll back to"}
+		}
+		return common.ActionMsg{Action: Rollback(svc, env, to.Version, rels[0].Version)}
 	}
 }

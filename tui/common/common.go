@@ -80,6 +80,8 @@ const (
 	PageRecord
 	// PageMatrix is the home screen: services × environments.
 	PageMatrix
+	// PageAlerts lists the alerts Alertmanager sent.
+	PageAlerts
 )
 
 // String names the page.
@@ -103,6 +105,8 @@ func (p Page) String() string {
 		return "record"
 	case PageMatrix:
 		return "services"
+	case PageAlerts:
+		return "alerts"
 	default:
 		return "page"
 	}
@@ -111,7 +115,8 @@ func (p Page) String() string {
 // NavigateMsg asks the root to show a page, pushing it on the navigation
 // stack. Arg is page specific: an environment for updates, an update id or
 // change number for detail, a run id for the monitor, a service (or a
-// "service/stage" cell) for the services matrix.
+// "service/stage" cell, or a pair's key) for the services matrix, an
+// environment (or "" for all) for the alerts.
 type NavigateMsg struct {
 	Page Page
 	Arg  string

@@ -186,3 +186,18 @@ func (c Common) Rows(from, cursor, n, height int, row func(i int) string) []stri
 	}
 	return out
 }
+
+// Fact is one labelled line of a selected row's summary ("gate       …"):
+// the label padded to 10 cells, cut to the width.
+func (c Common) Fact(label, value string) string {
+	s := c.Styles
+	return Truncate(s.Section.Label.Render(fmt.Sprintf("%-10s", label)+" ")+s.Section.Value.Render(value), c.Width)
+}
+
+// GateWords says whether an environment's updates need a change.
+func GateWords(env ops.Environment) string {
+	if env.RequiresChange {
+		return "every update needs an approved ServiceNow change"
+	}
+	return "no change needed"
+}

@@ -21,10 +21,7 @@ import (
 )
 
 // Source is what the screen reads; *ops.Service implements it.
-type Source interface {
-	EnvironmentStatuses(ctx context.Context) ([]ops.EnvironmentStatus, error)
-	UpdateStatuses(ctx context.Context, f ops.UpdateFilter) ([]ops.UpdateStatus, error)
-}
+type Source = common.StatusSource
 
 // recent bounds how many of the newest updates the screen reads to find
 // each environment's last run, history and current release's origin.
@@ -103,13 +100,9 @@ func (m Model) Init() tea.Cmd { return nil }
 func (m *Model) Load() tea.Cmd {
 	src := m.src
 	return m.load.Load(m.common, func(ctx context.Context, gen int) tea.Msg {
-		envs, err := src.EnvironmentStatuses(ctx)
-		if err != nil {
-			return loadedMsg{gen: gen, err: err}
-		}
 		// Every open update (one per environment at most), then the newest
 		// few of each environment for its last run and history.
-		open, err := src.UpdateStatuses(ctx, ops.UpdateFilter{States: ops.OpenUpdateStates()})
+		envs, open, err := common.ReadStatuses(ctx, src)
 		if err != nil {
 			return loadedMsg{gen: gen, err: err}
 		}
@@ -270,20 +263,7 @@ func gather(envs []ops.EnvironmentStatus, ups []ops.UpdateStatus) map[string]fac
 
 // Candidate is the version a proposal for env suggests: what the
 // environment it promotes from runs now ("" when it promotes from none).
-func (m Model) Candidate(env string) string {
-	var from string
-	for _, e := range m.envs {
-		if e.Environment.Name == env {
-			from = e.Environment.PromoteFrom
-		}
-	}
-	for _, e := range m.envs {
-		if from != "" && e.Environment.Name == from {
-			return e.Current.Version
-		}
-	}
-	return ""
-}
+func (m Model) Candidate(env string) string { return common.Candidate(m.envs, env) }
 
 // RollbackTarget is the version a rollback of env returns to: the one
 // the current release replaced ("" when the screen does not know it).
@@ -470,13 +450,8 @@ func (m Model) preview(room int) []string {
 	s := m.common.Styles
 	w := m.common.Width
 	f := m.facts[e.Environment.Name]
-	label := func(l, v string) string {
-		return common.Truncate(s.Section.Label.Render(fmt.Sprintf("%-10s", l)+" ")+s.Section.Value.Render(v), w)
-	}
-	gate := "no change needed"
-	if e.Environment.RequiresChange {
-		gate = "every update needs an approved ServiceNow change"
-	}
+	label := m.common.Fact
+	gate := common.GateWords(e.Environment)
 	out := []string{s.Section.Title.Render(e.Environment.Name), label("gate", gate)}
 	rel := "nothing released yet"
 	if e.Current.Version != "" {

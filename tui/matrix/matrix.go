@@ -5,7 +5,9 @@
 // drifted, pending, not deployed) and the promotion lag (↑N: the stage it promotes from
 // has N newer successful versions). A configuration without services is
 // one row. enter opens the cell's updates (its history), tab the
-// environments screen on that cell.
+// environments screen on that cell, a its alerts. A cell with a firing
+// Alertmanager alert carries ⚑. Stages that do not fit the terminal
+// scroll sideways with the column cursor, the service column fixed.
 package matrix
 
 import (
@@ -25,8 +27,9 @@ import (
 
 // Source is what the screen reads; *ops.Service implements it.
 type Source interface {
-	EnvironmentStatuses(ctx context.Context) ([]ops.EnvironmentStatus, error)
-	UpdateStatuses(ctx context.Context, f ops.UpdateFilter) ([]ops.UpdateStatus, error)
+	common.StatusSource
+	actions.ReleaseHistory
+	Alerts(ctx context.Context, prev ops.AlertBoard) (ops.AlertBoard, error)
 }
 
 // KeyMap is the screen's keys.
@@ -39,6 +42,7 @@ type KeyMap struct {
 	Monitor  key.Binding
 	Propose  key.Binding
 	Rollback key.Binding
+	Alerts   key.Binding
 	Copy     key.Binding
 }
 
@@ -56,6 +60,7 @@ func DefaultKeyMap() KeyMap {
 		Monitor:  key.NewBinding(key.WithKeys("m"), key.WithHelp("m", "monitor run")),
 		Propose:  key.NewBinding(key.WithKeys("P"), key.WithHelp("P", "propose ⚠")),
 		Rollback: key.NewBinding(key.WithKeys("B"), key.WithHelp("B", "roll back ⚠")),
+		Alerts:   key.NewBinding(key.WithKeys("a"), key.WithHelp("a", "alerts")),
 		Copy:     common.CopyKey(),
 	}
 }
@@ -69,6 +74,16 @@ type loadedMsg struct {
 
 func (loadedMsg) Target() common.Page { return common.PageMatrix }
 
+// alertsMsg carries the alerts read beside the statuses (their own load:
+// the first frame does not wait for the audit log).
+type alertsMsg struct {
+	gen   int
+	board ops.AlertBoard
+	err   error
+}
+
+func (alertsMsg) Target() common.Page { return common.PageMatrix }
+
 // glyphs say a cell's state (ops.EnvironmentStatus.Health, what `daytwo
 // service list` prints) without colour (theme none); the legend under the
 // matrix names them.
@@ -78,10 +93,17 @@ var glyphs = map[ops.Health]string{
 }
 
 // Legend names every glyph of the matrix; ShortLegend fits 80 columns.
+// While an alert fires the legend names its mark too (AlertLegend,
+// AlertShortLegend).
 const (
-	Legend      = "✓ healthy  ● rolling out  ↺ rolled back  ✗ failed  ≠ drifted  ◷ pending change  ○ not deployed  ↑N behind its source"
-	ShortLegend = "✓healthy ●rolling ↺rolled back ✗failed ≠drifted ◷pending ○not deployed ↑N behind"
+	Legend           = "✓ healthy  ● rolling out  ↺ rolled back  ✗ failed  ≠ drifted  ◷ pending change  ○ not deployed  ↑N behind its source"
+	ShortLegend      = "✓healthy ●rolling ↺rolled back ✗failed ≠drifted ◷pending ○not deployed ↑N behind"
+	AlertLegend      = Legend + "  ⚑ alert firing (a)"
+	AlertShortLegend = "✓healthy ●rolling ↺rolled back ✗failed ≠drifted ◷pending ○none ↑N behind ⚑alert"
 )
+
+// alertMark is the mark of a cell with firing alerts.
+const alertMark = "⚑"
 
 // cell is one (service, stage) as rendered: its plain text in both widths
 // and the styled text, computed once per load.
@@ -120,11 +142,24 @@ type Model struct {
 	filter  common.Filter
 	load    common.Loader
 	err     error
-	// want is a "service" or "service/stage" to select once loaded.
+	// want is a "service", "service/stage" or a pair's key to select
+	// once loaded.
 	want string
-	// layout, recomputed on load, resize and filter change
-	cols []common.Column
-	wide bool
+	// firing are the firing alerts by pair (unit key), from board, read
+	// by their own load.
+	board     ops.AlertBoard
+	firing    map[string][]ops.AlertStatus
+	alertLoad common.Loader
+	// layout, recomputed on load, resize and filter change: ws are the
+	// service's and every stage's widths, cols the columns shown (colStage
+	// says what each is: a stage's index, or colService, colLeft,
+	// colRight) from stage first on (the matrix scrolls sideways when the
+	// stages do not fit).
+	ws       []int
+	cols     []common.Column
+	colStage []int
+	first    int
+	wide     bool
 }
 
 // New builds the screen.
@@ -140,14 +175,16 @@ func (m Model) Init() tea.Cmd { return nil }
 // Load starts a (re)load unless one is in flight.
 func (m *Model) Load() tea.Cmd {
 	src := m.src
-	return m.load.Load(m.common, func(ctx context.Context, gen int) tea.Msg {
-		envs, err := src.EnvironmentStatuses(ctx)
-		if err != nil {
-			return loadedMsg{gen: gen, err: err}
-		}
-		open, err := src.UpdateStatuses(ctx, ops.UpdateFilter{States: ops.OpenUpdateStates()})
+	statuses := m.load.Load(m.common, func(ctx context.Context, gen int) tea.Msg {
+		envs, open, err := common.ReadStatuses(ctx, src)
 		return loadedMsg{gen: gen, envs: envs, open: open, err: err}
 	})
+	prev := m.board
+	alerts := m.alertLoad.Load(m.common, func(ctx context.Context, gen int) tea.Msg {
+		b, err := src.Alerts(ctx, prev)
+		return alertsMsg{gen: gen, board: b, err: err}
+	})
+	return tea.Batch(statuses, alerts)
 }
 
 // SetSize sets the screen's size.
@@ -165,8 +202,11 @@ func (m *Model) InputFocused() bool { return m.filter.Active() }
 // FilterValue is the filter's text (esc clears it before it goes back).
 func (m *Model) FilterValue() string { return m.filter.Value() }
 
-// Abandon forgets the load in flight.
-func (m *Model) Abandon() { m.load.Supersede() }
+// Abandon forgets the loads in flight.
+func (m *Model) Abandon() {
+	m.load.Supersede()
+	m.alertLoad.Supersede()
+}
 
 // Selected returns the cell under the cursor: false when there is none
 // or the service does not run in that stage.
@@ -188,6 +228,9 @@ func (m Model) selectedCell() (cell, bool) {
 	}
 	return r.cells[m.col], true
 }
+
+// Column is the column cursor: the index of the selected stage.
+func (m Model) Column() int { return m.col }
 
 // SelectedService is the service of the row under the cursor.
 func (m Model) SelectedService() (string, bool) {
@@ -213,6 +256,10 @@ func (m *Model) SelectWhenLoaded(arg string) bool {
 }
 
 func (m *Model) applyWant() bool {
+	if m.selectUnit(m.want) {
+		m.want = ""
+		return true
+	}
 	svc, stage, _ := strings.Cut(m.want, "/")
 	m.want = ""
 	ri := m.findService(svc)
@@ -233,10 +280,33 @@ func (m *Model) applyWant() bool {
 			return false
 		}
 		m.col = si
+		m.window()
 	}
 	m.scroll()
 	m.updateKeys()
 	return true
+}
+
+// selectUnit moves the cursor to the cell of the pair whose key is unit;
+// false when no cell is.
+func (m *Model) selectUnit(unit string) bool {
+	for ri, r := range m.rows {
+		for ci, c := range r.cells {
+			if c.env < 0 || m.envs[c.env].Environment.Name != unit {
+				continue
+			}
+			if m.filter.Value() != "" { // a filter must not hide it
+				m.filter = common.NewFilter(m.common)
+				m.applyFilter()
+			}
+			m.cursor, m.col = slices.Index(m.visible, ri), ci
+			m.window()
+			m.scroll()
+			m.updateKeys()
+			return true
+		}
+	}
+	return false
 }
 
 // findService is the row of name: exact, unique prefix, then best fuzzy
@@ -262,20 +332,7 @@ func (m Model) findService(name string) int {
 
 // Candidate is the version a proposal for unit suggests: what the unit
 // it promotes from runs now ("" when it promotes from none).
-func (m Model) Candidate(unit string) string {
-	var from string
-	for _, e := range m.envs {
-		if e.Environment.Name == unit {
-			from = e.Environment.PromoteFrom
-		}
-	}
-	for _, e := range m.envs {
-		if from != "" && e.Environment.Name == from {
-			return e.Current.Version
-		}
-	}
-	return ""
-}
+func (m Model) Candidate(unit string) string { return common.Candidate(m.envs, unit) }
 
 func (m *Model) updateKeys() {
 	st, ok := m.Selected()
@@ -286,6 +343,7 @@ func (m *Model) updateKeys() {
 	m.keys.Rollback.SetEnabled(ok && !m.common.ReadOnly && st.Current.Version != "")
 	m.keys.Monitor.SetEnabled(ok && st.Running != nil)
 	m.keys.Copy.SetEnabled(ok)
+	m.keys.Alerts.SetEnabled(ok && !typing)
 	m.keys.Left.SetEnabled(len(m.stages) > 1)
 	m.keys.Right.SetEnabled(len(m.stages) > 1)
 }
@@ -312,6 +370,23 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 		}
 		m.updateKeys()
 		return m, cmd
+	case alertsMsg:
+		if !m.alertLoad.Done(msg.gen) {
+			return m, nil // stale
+		}
+		if msg.err != nil {
+			m.common.Logger.Debug("matrix: alerts not read", "err", msg.err)
+			return m, nil
+		}
+		m.board = msg.board
+		m.firing = map[string][]ops.AlertStatus{}
+		for _, a := range m.board.Alerts {
+			if a.Firing() {
+				m.firing[a.Environment] = append(m.firing[a.Environment], a)
+			}
+		}
+		m.remake()
+		return m, nil
 	case tea.KeyMsg:
 		var handled, changed bool
 		var cmd tea.Cmd
@@ -339,9 +414,11 @@ func (m Model) handleKey(msg tea.KeyMsg) (Model, tea.Cmd) {
 	switch {
 	case key.Matches(msg, m.keys.Left):
 		m.col = common.Clamp(m.col-1, 0, len(m.stages)-1)
+		m.window()
 		return m, nil
 	case key.Matches(msg, m.keys.Right):
 		m.col = common.Clamp(m.col+1, 0, len(m.stages)-1)
+		m.window()
 		return m, nil
 	case key.Matches(msg, m.keys.Envs):
 		st, _ := m.Selected()
@@ -361,10 +438,14 @@ func (m Model) handleKey(msg tea.KeyMsg) (Model, tea.Cmd) {
 		return m, common.Navigate(common.PageUpdates, st.Environment.Name)
 	case key.Matches(msg, m.keys.Monitor):
 		return m, common.Navigate(common.PageMonitor, st.Running.ID)
+	case key.Matches(msg, m.keys.Alerts):
+		return m, common.Navigate(common.PageAlerts, st.Environment.Name)
 	case key.Matches(msg, m.keys.Propose):
 		return m, common.Act(actions.Propose(m.acts, st.Environment, "", m.Candidate(st.Environment.Name), nil))
 	case key.Matches(msg, m.keys.Rollback):
-		return m, common.Act(actions.Rollback(m.acts, st.Environment, "", st.Current.Version))
+		// The pair's history names the version it returns to (read in a
+		// command: the dialog opens once it is known).
+		return m, actions.RollbackFromHistory(m.common, m.src, m.acts, st.Environment)
 	case key.Matches(msg, m.keys.Copy):
 		return m, common.Copy(st.Environment.Name)
 	}
@@ -438,6 +519,19 @@ func (m *Model) build(envs []ops.EnvironmentStatus, open []ops.UpdateStatus) {
 	m.col = common.Clamp(m.col, 0, len(m.stages)-1)
 	m.relayout()
 	m.scroll()
+}
+
+// remake renders every cell again (the alerts changed) and lays the
+// columns out for them.
+func (m *Model) remake() {
+	for ri := range m.rows {
+		for ci, c := range m.rows[ri].cells {
+			if c.env >= 0 {
+				m.rows[ri].cells[ci] = m.makeCell(c.env)
+			}
+		}
+	}
+	m.relayout()
 }
 
 // mergeStages orders the stages of every service into one list of
@@ -531,6 +625,15 @@ func (m Model) makeCell(i int) cell {
 	if lagW == "" {
 		c.wideStyled = style.Render(head + " " + word)
 	}
+	if n := len(m.firing[e.Environment.Name]); n > 0 {
+		markC, markW := alertMark, alertMark+" alert"
+		if n > 1 {
+			markC, markW = fmt.Sprintf("%s%d", alertMark, n), fmt.Sprintf("%s %d alerts", alertMark, n)
+		}
+		alert := m.common.Styles.Badge.Alert
+		c.compact, c.wide = join(c.compact, markC), join(c.wide, markW)
+		c.compactStyled, c.wideStyled = join(c.compactStyled, alert.Render(markC)), join(c.wideStyled, alert.Render(markW))
+	}
 	return c
 }
 
@@ -542,23 +645,20 @@ func (m *Model) applyFilter() {
 }
 
 // relayout sizes the columns to the visible rows: wide cells (with the
-// state in words) when they fit the terminal, compact ones otherwise; the
-// room left over is shared by the stage columns.
+// state in words) when every stage fits the terminal that way, compact
+// ones otherwise; then window picks the stages shown.
 func (m *Model) relayout() {
 	if len(m.stages) == 0 {
-		m.cols = nil
+		m.cols, m.colStage = nil, nil
 		return
 	}
-	w := m.common.Width
-	cols := make([]common.Column, 0, len(m.stages)+1)
-	cols = append(cols, common.Column{Title: "SERVICE", Keep: 9, Min: 8})
-	for _, st := range m.stages {
-		cols = append(cols, common.Column{Title: st, Keep: 5, Min: 6}) // as written: the name operators type
-	}
+	titles := make([]string, len(m.stages)+1)
+	titles[0] = "SERVICE"
+	copy(titles[1:], m.stages) // as written: the name operators type
 	widths := func(wide bool) []int {
-		out := make([]int, len(cols))
-		for i, c := range cols {
-			out[i] = lipgloss.Width(c.Title)
+		out := make([]int, len(titles))
+		for i, t := range titles {
+			out[i] = lipgloss.Width(t)
 		}
 		for _, ri := range m.visible {
 			r := m.rows[ri]
@@ -573,35 +673,112 @@ func (m *Model) relayout() {
 		}
 		return out
 	}
-	total := func(ws []int) int {
-		n := len(ws) - 1
-		for _, x := range ws {
-			n += x
-		}
-		return n
-	}
 	ws := widths(true)
-	m.wide = total(ws) <= w
+	n := len(ws) - 1
+	for _, x := range ws {
+		n += x
+	}
+	m.wide = n <= m.common.Width
 	if !m.wide {
 		ws = widths(false)
 	}
-	for i := range cols {
-		cols[i].Width = ws[i]
+	m.ws = ws
+	m.window()
+}
+
+// moreLeft and moreRight say how many stages are off screen on each side
+// (the header's first and last stage titles while the matrix scrolls).
+func moreLeft(n int) string  { return fmt.Sprintf("‹ %d more", n) }
+func moreRight(n int) string { return fmt.Sprintf("%d more ›", n) }
+
+// Column kinds in colStage besides a stage's index.
+const (
+	colService = -1
+	colLeft    = -2 // "‹ N more"
+	colRight   = -3 // "N more ›"
+)
+
+// window lays out the stages shown: all of them when they fit, else the
+// widest run of stages around the cursor's column that fits beside the
+// service column (which stays), with the count of stages off screen on
+// either side. Moving the column cursor scrolls the run; a stage too wide
+// even alone is cut.
+func (m *Model) window() {
+	w, n, ws := m.common.Width, len(m.stages), m.ws
+	if n == 0 || len(ws) != n+1 {
+		return
 	}
-	if over := total(ws) - w; over > 0 {
+	fits := func(first, last int) bool {
+		used := ws[0]
+		for i := first; i < last; i++ {
+			used += 1 + ws[i+1]
+		}
+		if first > 0 {
+			used += 1 + lipgloss.Width(moreLeft(first))
+		}
+		if last < n {
+			used += 1 + lipgloss.Width(moreRight(n-last))
+		}
+		return used <= w
+	}
+	first, last := 0, n
+	if !fits(0, n) {
+		col := common.Clamp(m.col, 0, n-1)
+		first = common.Clamp(m.first, 0, col)
+		for first < col && !fits(first, col+1) {
+			first++
+		}
+		last = col + 1
+		for last < n && fits(first, last+1) {
+			last++
+		}
+		for first > 0 && fits(first-1, last) { // room on the left (a wider terminal)
+			first--
+		}
+	}
+	m.first = first
+	cols := []common.Column{{Title: "SERVICE", Width: ws[0], Keep: 9, Min: 8}}
+	kinds := []int{colService}
+	if first > 0 {
+		t := moreLeft(first)
+		cols = append(cols, common.Column{Title: t, Width: lipgloss.Width(t), Keep: 1, Min: 1})
+		kinds = append(kinds, colLeft)
+	}
+	for i := first; i < last; i++ {
+		cols = append(cols, common.Column{Title: m.stages[i], Width: ws[i+1], Keep: 5, Min: 6})
+		kinds = append(kinds, i)
+	}
+	if last < n {
+		t := moreRight(n - last)
+		cols = append(cols, common.Column{Title: t, Width: lipgloss.Width(t), Keep: 1, Min: 1})
+		kinds = append(kinds, colRight)
+	}
+	used := len(cols) - 1
+	for _, c := range cols {
+		used += c.Width
+	}
+	switch spare := w - used; {
+	case spare < 0:
 		// Fitted's shrinking, on widths already known.
 		rows := [][]string{make([]string, len(cols))}
 		for i := range cols {
-			rows[0][i] = strings.Repeat(" ", ws[i])
+			rows[0][i] = strings.Repeat(" ", cols[i].Width)
 		}
 		cols = common.Fitted(cols, rows, w)
-	} else if spare := -over; spare > 0 && len(m.stages) > 0 {
-		each := min(spare/len(m.stages), 16)
-		for i := 1; i < len(cols); i++ {
-			cols[i].Width += each
+	case last < n:
+		// The stages off screen on the right are said at the right edge.
+		r := &cols[len(cols)-1]
+		r.Width += spare
+		r.Title = strings.Repeat(" ", spare) + r.Title
+	case spare > 0:
+		each := min(spare/(last-first), 16)
+		for i, k := range kinds {
+			if k >= 0 {
+				cols[i].Width += each
+			}
 		}
 	}
-	m.cols = cols
+	m.cols, m.colStage = cols, kinds
 }
 
 // fixed are the lines around the rows: the header, the filter line and
@@ -666,9 +843,12 @@ func (m Model) View() string {
 	for len(lines) < h-1 {
 		lines = append(lines, "")
 	}
-	legend := Legend
+	legend, short := Legend, ShortLegend
+	if len(m.firing) > 0 {
+		legend, short = AlertLegend, AlertShortLegend
+	}
 	if lipgloss.Width(legend) > w {
-		legend = ShortLegend
+		legend = short
 	}
 	lines = append(lines[:min(len(lines), h-1)], s.Help.Render(common.Truncate(legend, w)))
 	return common.Fit(strings.Join(lines, "\n"), w, h)
@@ -683,7 +863,8 @@ func (m Model) renderRow(vi int) string {
 		if i > 0 {
 			b.WriteByte(' ')
 		}
-		if i == 0 {
+		switch k := m.colStage[i]; {
+		case k == colService:
 			label := "  " + r.label
 			if sel {
 				label = "▸ " + r.label
@@ -691,18 +872,20 @@ func (m Model) renderRow(vi int) string {
 				continue
 			}
 			b.WriteString(common.PadRight(label, c.Width))
-			continue
+		case k < 0: // a column saying what is off screen
+			b.WriteString(strings.Repeat(" ", c.Width))
+		default:
+			cl := r.cells[k]
+			plain, styled := cl.compact, cl.compactStyled
+			if m.wide {
+				plain, styled = cl.wide, cl.wideStyled
+			}
+			if sel && k == m.col {
+				b.WriteString(s.Table.Selected.Render(common.PadRight("["+plain+"]", c.Width)))
+				continue
+			}
+			b.WriteString(common.PadRight(" "+styled+" ", c.Width))
 		}
-		cl := r.cells[i-1]
-		plain, styled := cl.compact, cl.compactStyled
-		if m.wide {
-			plain, styled = cl.wide, cl.wideStyled
-		}
-		if sel && i-1 == m.col {
-			b.WriteString(s.Table.Selected.Render(common.PadRight("["+plain+"]", c.Width)))
-			continue
-		}
-		b.WriteString(common.PadRight(" "+styled+" ", c.Width))
 	}
 	return b.String()
 }
@@ -722,9 +905,7 @@ func (m Model) summary() []string {
 		return []string{s.Table.Empty.Render(common.Truncate(svc+" does not run in "+m.stages[m.col], w))}
 	}
 	e := m.envs[cl.env]
-	label := func(l, v string) string {
-		return common.Truncate(s.Section.Label.Render(fmt.Sprintf("%-10s", l)+" ")+s.Section.Value.Render(v), w)
-	}
+	label := m.common.Fact
 	rel := "nothing released yet"
 	if e.Current.Version != "" {
 		rel = e.Current.Version + " since " + common.Timestamp(e.Current.CreatedAt)
@@ -735,6 +916,7 @@ func (m Model) summary() []string {
 	}
 	title := name + "  " + glyphs[cl.state] + " " + string(cl.state) + " · " + rel
 	out := []string{common.Truncate(s.Section.Title.Render(title), w)}
+	out = append(out, m.alertLines(e.Environment.Name)...)
 	if u := m.open[e.Environment.Name]; u != nil {
 		up := u.Update.ID + " " + common.Or(u.Update.FromVersion, "(nothing)") + " → " + u.Update.Version + " " + string(u.Update.State)
 		if u.Update.ChangeNumber != "" {
@@ -762,10 +944,7 @@ func (m Model) summary() []string {
 	} else if e.LastResult != "" {
 		out = append(out, label("last run", string(e.LastResult)))
 	}
-	gate := "no change needed"
-	if e.Environment.RequiresChange {
-		gate = "every update needs an approved ServiceNow change"
-	}
+	gate := common.GateWords(e.Environment)
 	out = append(out, label("gate", gate))
 	if e.Lease != nil {
 		out = append(out, label("lease", e.Lease.Holder))
@@ -777,8 +956,36 @@ func (m Model) summary() []string {
 	return out
 }
 
+// alertLines are a pair's firing alerts, one a line (the first two, then
+// how many more): since when, the summary and the incident it opened.
+func (m Model) alertLines(unit string) []string {
+	s := m.common.Styles
+	w := m.common.Width
+	firing := m.firing[unit]
+	var out []string
+	for i, a := range firing {
+		if i == 2 {
+			out = append(out, common.Truncate(s.Badge.Alert.Render(fmt.Sprintf("%-10s", "")+" ")+s.Help.Render(fmt.Sprintf("%d more — a: alerts", len(firing)-2)), w))
+			break
+		}
+		txt := a.Name + " · no incident"
+		if inc := common.IncidentText(a); inc != "—" {
+			txt = a.Name + " · incident " + inc
+		}
+		txt += " · since " + common.Timestamp(a.StartsAt)
+		if sum := a.Summary(); sum != "" {
+			txt += " · " + sum
+		}
+		out = append(out, common.Truncate(s.Badge.Alert.Render(fmt.Sprintf("%-10s", alertMark+" alert")+" ")+s.Section.Value.Render(txt), w))
+	}
+	return out
+}
+
 // ShortHelp implements help.KeyMap.
 func (m Model) ShortHelp() []key.Binding {
+	if st, ok := m.Selected(); ok && len(m.firing[st.Environment.Name]) > 0 { // the way to the cell's alerts first
+		return []key.Binding{m.keys.Alerts, m.keys.Open, m.keys.Envs, m.filter.Keys.Start, m.keys.Propose, m.keys.Monitor, m.keys.Copy}
+	}
 	return []key.Binding{m.keys.Open, m.keys.Envs, m.filter.Keys.Start, m.keys.Propose, m.keys.Monitor, m.keys.Copy}
 }
 
@@ -786,6 +993,6 @@ func (m Model) ShortHelp() []key.Binding {
 func (m Model) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
 		{m.keys.Up, m.keys.Down, m.keys.Left, m.keys.Right, m.keys.PageUp, m.keys.PageDown, m.keys.Top, m.keys.Bottom},
-		{m.keys.Open, m.keys.Envs, m.filter.Keys.Start, m.filter.Keys.Clear, m.keys.Monitor, m.keys.Propose, m.keys.Rollback, m.keys.Copy},
+		{m.keys.Open, m.keys.Envs, m.filter.Keys.Start, m.filter.Keys.Clear, m.keys.Monitor, m.keys.Propose, m.keys.Rollback, m.keys.Alerts, m.keys.Copy},
 	}
 }
