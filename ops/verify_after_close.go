@@ -116,8 +116,9 @@ var errWindowFailed = errors.New("verification window after the close failed")
 
 // afterCloseWindow watches the release until until (at least reJudge when
 // that has passed) and records the verdict once. It returns nil when the
-// window passed, an error wrapping ErrRunFailed when it failed (after the
-// emergency rollback, if that was the decision), ErrRunInterrupted when
+// window passed or failed with the release kept (on_failure incident or
+// alert), an error wrapping ErrRunFailed when the release was rolled back
+// (or should have been and could not be), ErrRunInterrupted when
 // stopped before the verdict (the daemon resumes it), ErrLeaseLost when
 // another process took it over.
 func (r *runner) afterCloseWindow(until time.Time) error {
@@ -151,13 +152,19 @@ func (r *runner) afterCloseWindow(until time.Time) error {
 		return nil
 	}
 	summary := fmt.Sprintf("%v: %s", errWindowFailed, strings.Join(failures, "; "))
-	r.emit(RunEvent{Step: StepBake, State: EventVerifyFailed, Message: summary})
+	r.emit(RunEvent{Step: StepBake, State: EventVerifyFailed, Message: fmt.Sprintf("%s (on failure: %s)", summary, onFailure(v))})
+	if onFailure(v) != "rollback" {
+		return nil // the release is kept, as the environment asks; the failure is recorded
+	}
 	if !first || eu.ID == "" {
 		return fmt.Errorf("%s (on failure: %s): %w", summary, onFailure(v), ErrRunFailed)
 	}
-	// The emergency rollback runs under its own lease: let ours go.
+	// The emergency rollback runs under its own lease: let ours go, its
+	// log written first (a line flushed after the release would be refused
+	// as a lost lease's, and stop this runner and the rollback with it).
 	r.stopRenew()
 	<-r.renewDone
+	r.logs.close()
 	r.s.store.ReleaseLease(context.WithoutCancel(r.work), r.fence)
 	res, rerr := r.s.Run(r.stop, RunRequest{Update: eu.ID, Progress: r.progress})
 	if rerr != nil && !errors.Is(rerr, ErrRunFailed) {

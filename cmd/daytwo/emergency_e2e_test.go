@@ -155,6 +155,9 @@ func TestEmergencyWindowOfAKilledRunIsJudgedByTheDaemon(t *testing.T) {
 	})
 	_ = run.Process.Signal(syscall.SIGKILL)
 	_ = run.Wait()
+	if a := daytwo(t, w.env, "audit", "list", "--limit", "0", "-o", "json"); strings.Count(a.stdout, `"verify.window_closed"`) != 1 {
+		t.Fatalf("the killed run judged its window before it died (the test killed it too late)")
+	}
 	if got := w.versions(t, "w-1", "w-2"); got != "1.2.0-degraded,1.2.0-degraded" {
 		t.Fatalf("killed in the window, the fleet runs %s", got)
 	}
