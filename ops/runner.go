@@ -235,6 +235,10 @@ type runner struct {
 
 	stopRenew context.CancelFunc
 	renewDone chan struct{}
+
+	// restored says how an emergency rollback's targets were found back
+	// on the previous release (verify_after_close.go).
+	restored string
 }
 
 type runOutcome struct {
@@ -471,6 +475,9 @@ func (r *runner) execute(view *journalView) (runOutcome, error) {
 		}
 	}
 	if out, err, done := r.verifyWindow(); done {
+		return out, err
+	}
+	if out, err, done := r.verifyEmergency(); done {
 		return out, err
 	}
 	out, err := r.finishSucceeded()

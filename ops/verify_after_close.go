@@ -335,12 +335,45 @@ func (s *Service) releaseAndPrevious(ctx context.Context, env, updateID string) 
 	return cur, back, fmt.Errorf("%s: no release before %s to roll back to", env, cur.Version)
 }
 
+// verifyEmergency asks every target of an emergency rollback, once its
+// batches passed, which version it runs (journaled verify steps): it is
+// claimed restored only when each reports the release it went back to.
+// done reports that the run ended here (failed, stopped or fenced off).
+func (r *runner) verifyEmergency() (out runOutcome, err error, done bool) {
+	if !r.u.emergencyRollback() {
+		return out, nil, false
+	}
+	names := make([]string, len(r.env.Targets))
+	for i, t := range r.env.Targets {
+		names[i] = t.Name
+	}
+	// The runner's "previous release" is the one rolled back from; the
+	// probe must find the update's own version.
+	from := r.from
+	r.from = Release{Environment: r.env.Name, Version: r.u.Version, Config: r.u.Config}
+	verified, unverified, failed := r.verifyRestored(names, r.targets())
+	r.from = from
+	switch {
+	case r.lost.Load():
+		out, err = r.fenced()
+		return out, err, true
+	case len(failed) > 0:
+		out, err = r.finishFailed(names, fmt.Errorf("emergency rollback to %s: not every target is back: %s", r.u.Version, strings.Join(failed, "; ")))
+		return out, err, true
+	case unverified > 0:
+		r.restored = "its health checks passed on every target, but none was verified by a version probe (the environment has no version_probe)"
+	default:
+		r.restored = fmt.Sprintf("every target was restored: each of the %d verified on %s by its version probe", verified, r.u.Version)
+	}
+	return out, nil, false
+}
+
 // emergencyFinished replaces, inside the closing transaction of an
 // emergency rollback's run, the close a normal run queues: the change
 // cannot be closed before it is authorized, so the run's outcome goes to
 // its work notes and CloseEmergencyChanges closes it later.
 func (r *runner) emergencyFinished(ctx context.Context, tx Tx, restored bool, summary string) error {
-	what := "every target was restored"
+	what := r.restored
 	if !restored {
 		what = "the rollback did NOT restore every target"
 	}
@@ -525,7 +558,10 @@ func (s *Service) closeEmergencyChange(ctx context.Context, eu Update) error {
 		return err
 	}
 	run := runs[len(runs)-1]
-	code, what := "successful", "every target was restored and verified"
+	code, what := "successful", "every target was restored, each verified by its version probe"
+	if env, err := s.Environment(eu.Environment); err == nil && env.VersionProbe.HTTP == nil && len(env.VersionProbe.Command) == 0 {
+		what = "its health checks passed on every target; none was verified by a version probe (the environment has none)"
+	}
 	if eu.State != UpdateSucceeded {
 		code, what = "unsuccessful", "the rollback did NOT restore every target ("+run.Error+")"
 	}

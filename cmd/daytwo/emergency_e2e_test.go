@@ -79,7 +79,7 @@ func TestEmergencyChangeRollsBackAfterTheClose(t *testing.T) {
 	}
 	eSysID, eNumber := e["sys_id"].(string), e["number"].(string)
 	notes := w.notesOf(t, eSysID)
-	for _, want := range []string{`metrics "error-rate" on w-`, "#1 failed: 0.", "Rolled out 1.1.0 to 2 target(s)", "ran before this emergency change was authorized"} {
+	for _, want := range []string{`metrics "error-rate" on w-`, "#1 failed: 0.", "Rolled out 1.1.0 to 2 target(s)", "each of the 2 verified on 1.1.0 by its version probe", "ran before this emergency change was authorized"} {
 		if !strings.Contains(notes, want) {
 			t.Errorf("emergency change's work notes lack %q:\n%s", want, notes)
 		}
