@@ -156,8 +156,11 @@ func (r *runner) afterCloseWindow(until time.Time) error {
 	if onFailure(v) != "rollback" {
 		return nil // the release is kept, as the environment asks; the failure is recorded
 	}
-	if !first || eu.ID == "" {
-		return fmt.Errorf("%s (on failure: %s): %w", summary, onFailure(v), ErrRunFailed)
+	if !first {
+		return fmt.Errorf("%s (judged by another process): %w", summary, ErrRunFailed)
+	}
+	if eu.ID == "" {
+		return fmt.Errorf("%s; the release could NOT be rolled back (the audit log and the incident say why): %w", summary, ErrRunFailed)
 	}
 	// The emergency rollback runs under its own lease: let ours go, its
 	// log written first (a line flushed after the release would be refused
@@ -195,21 +198,29 @@ func (r *runner) windowVerdict(failures []string) (eu Update, first bool, err er
 			return err
 		}
 		detail := map[string]any{"run": r.run.ID, "window": v.Window.String(), "on_failure": mode, "failures": failures}
+		what := "The release was kept (verify.on_failure: incident)."
+		if len(failures) > 0 && mode == "rollback" {
+			var perr error
+			if eu, perr = r.proposeEmergencyRollback(ctx, tx, failures); perr != nil && !errors.Is(perr, errNoEmergencyRollback) {
+				return perr
+			} else if perr != nil {
+				// Nothing to roll back to, or another update open: the
+				// incident says so, and so does the record.
+				detail["emergency_rollback_refused"] = perr.Error()
+				r.s.log.Error("emergency rollback not possible", "update", r.u.ID, "err", perr)
+				eu = Update{}
+				what = fmt.Sprintf("daytwo could NOT roll the release back: %v. The release is still in place.", perr)
+			} else {
+				detail["emergency_update"] = eu.ID
+				what = fmt.Sprintf("daytwo rolls the release back under an emergency change (update %s) linked to change %s.", eu.ID, r.u.ChangeNumber)
+			}
+		}
 		if len(failures) > 0 && mode != "alert" {
-			inc := r.windowIncident(failures, mode)
+			inc := r.windowIncident(failures, what)
 			if err := r.s.enqueue(ctx, tx, r.u.outboxKey(), OutboxCreateIncident, incidentPayload{UpdateID: r.u.ID, Request: inc}); err != nil {
 				return err
 			}
 			detail["incident_correlation_id"] = inc.CorrelationID
-		}
-		if len(failures) > 0 && mode == "rollback" {
-			if eu, err = r.proposeEmergencyRollback(ctx, tx, failures); err != nil {
-				detail["emergency_rollback_refused"] = err.Error()
-				r.s.log.Error("emergency rollback not possible", "update", r.u.ID, "err", err)
-				eu = Update{}
-			} else {
-				detail["emergency_update"] = eu.ID
-			}
 		}
 		return r.s.audit(ctx, tx, Event{
 			Action: actionWindowClosed, Subject: r.run.ID, Environment: r.env.Name, UpdateID: r.u.ID,
@@ -225,12 +236,8 @@ func (r *runner) windowVerdict(failures []string) (eu Update, first bool, err er
 	return eu, first, err
 }
 
-func (r *runner) windowIncident(failures []string, mode string) IncidentRequest {
+func (r *runner) windowIncident(failures []string, what string) IncidentRequest {
 	v := r.env.Verify
-	what := "The release was kept (verify.on_failure: incident)."
-	if mode == "rollback" {
-		what = fmt.Sprintf("daytwo rolls the release back under an emergency change (update %s%s) linked to change %s.", r.u.ID, emergencySuffix, r.u.ChangeNumber)
-	}
 	return IncidentRequest{
 		CorrelationID:    r.s.correlationID(r.u.ID) + ":verify-after-close",
 		ShortDescription: fmt.Sprintf("daytwo: %s on %s failed its verification window after change %s closed", r.u.Version, r.env.Name, r.u.ChangeNumber),
@@ -240,25 +247,32 @@ func (r *runner) windowIncident(failures []string, mode string) IncidentRequest 
 	}
 }
 
+// errNoEmergencyRollback refuses an emergency rollback that cannot be
+// made (nothing to roll back to, another update open); the verdict is
+// recorded without it.
+var errNoEmergencyRollback = errors.New("no emergency rollback")
+
 // proposeEmergencyRollback stores, inside tx, the update that returns the
 // environment to the release before r.u, runnable at once, and queues its
 // emergency change: create (parent: the original change), authorization
 // request and the evidence as a work note.
 func (r *runner) proposeEmergencyRollback(ctx context.Context, tx Tx, failures []string) (Update, error) {
 	cur, back, err := r.s.releaseAndPrevious(ctx, r.env.Name, r.u.ID)
-	if err != nil {
+	if errors.Is(err, ErrNotFound) {
+		return Update{}, fmt.Errorf("%w: %w", errNoEmergencyRollback, err)
+	} else if err != nil {
 		return Update{}, err
 	}
 	plan, err := BuildPlan(r.env, cur, back.Version, back.Config)
 	if err != nil {
-		return Update{}, err
+		return Update{}, fmt.Errorf("%w: %w", errNoEmergencyRollback, err)
 	}
 	open, err := tx.OpenUpdates(ctx, r.env.Name)
 	if err != nil {
 		return Update{}, err
 	}
 	if len(open) > 0 {
-		return Update{}, fmt.Errorf("cannot roll %s back: %w", r.env.Name, openUpdateErr(open[0], false))
+		return Update{}, fmt.Errorf("%w: cannot roll %s back: %w", errNoEmergencyRollback, r.env.Name, openUpdateErr(open[0], false))
 	}
 	v := r.env.Verify
 	u := Update{
@@ -330,9 +344,9 @@ func (s *Service) releaseAndPrevious(ctx context.Context, env, updateID string) 
 		}
 	}
 	if !found {
-		return cur, back, fmt.Errorf("%s: update %s put no release in place", env, updateID)
+		return cur, back, fmt.Errorf("%s: update %s put no release in place: %w", env, updateID, ErrNotFound)
 	}
-	return cur, back, fmt.Errorf("%s: no release before %s to roll back to", env, cur.Version)
+	return cur, back, fmt.Errorf("%s: no release before %s to roll back to: %w", env, cur.Version, ErrNotFound)
 }
 
 // verifyEmergency asks every target of an emergency rollback, once its

@@ -267,3 +267,22 @@ func TestVerifyAfterCloseWindowOfAStoppedProcessIsTakenOver(t *testing.T) {
 		t.Errorf("%d incidents, %d closes", len(w.cs.incidents), closes)
 	}
 }
+
+// TestVerifyAfterCloseFirstReleaseCannotRollBack: a first release has
+// nothing to roll back to; the failed window says so in the incident and
+// the run's error, and raises no emergency change.
+func TestVerifyAfterCloseFirstReleaseCannotRollBack(t *testing.T) {
+	w, _ := afterCloseWorld(t, "rollback")
+	u := w.proposeApproved(t, "1.0.0-degraded")
+	_, err := w.svc.Run(context.Background(), ops.RunRequest{Update: u.ID})
+	if !errors.Is(err, ops.ErrRunFailed) || !strings.Contains(err.Error(), "could NOT be rolled back") {
+		t.Fatalf("run: %v", err)
+	}
+	w.deliverAll(t)
+	if len(w.cs.created) != 1 || len(w.cs.incidents) != 1 || !strings.Contains(w.cs.incidents[0].Description, "could NOT roll the release back") {
+		t.Fatalf("%d change(s) raised, incidents %+v", len(w.cs.created), w.cs.incidents)
+	}
+	if _, err := w.svc.GetUpdate(context.Background(), u.ID+"-emergency"); !errors.Is(err, ops.ErrNotFound) {
+		t.Errorf("an emergency rollback with nothing to roll back to: %v", err)
+	}
+}
