@@ -286,3 +286,57 @@ func TestVerifyAfterCloseFirstReleaseCannotRollBack(t *testing.T) {
 		t.Errorf("an emergency rollback with nothing to roll back to: %v", err)
 	}
 }
+
+// TestVerifyAfterCloseEmergencyRollbackStoppedMidwayIsRecovered: the
+// process is stopped while its emergency rollback is between batches; the
+// rollback run is left resumable and another process recovers it to the
+// end, under the same emergency change (no second one, no second
+// incident).
+func TestVerifyAfterCloseEmergencyRollbackStoppedMidwayIsRecovered(t *testing.T) {
+	w, wf := afterCloseWorld(t, "rollback")
+	first := w.proposeApproved(t, "1.0.0")
+	if _, err := w.svc.Run(context.Background(), ops.RunRequest{Update: first.ID}); err != nil {
+		t.Fatalf("healthy release: %v", err)
+	}
+	u := w.proposeApproved(t, "2.0.0-degraded")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var once atomic.Bool
+	w.fleet.onDeploy = func(req ops.StepRequest) {
+		if req.Version == "1.0.0" && once.CompareAndSwap(false, true) {
+			cancel() // a signal while the rollback's first batch deploys
+		}
+	}
+	_, err := w.svc.Run(ctx, ops.RunRequest{Update: u.ID})
+	if !errors.Is(err, ops.ErrRunInterrupted) {
+		t.Fatalf("stopped in the emergency rollback: %v", err)
+	}
+	if v := w.fleet.version("p1") + "," + w.fleet.version("p2"); v != "1.0.0,2.0.0-degraded" {
+		t.Fatalf("stopped between the rollback's batches, the fleet runs %s", v)
+	}
+	w.fleet.onDeploy = nil
+	daemon := w.serviceOn(t, "host:2", wf)
+	if _, err := daemon.RecoverRuns(context.Background(), nil); err != nil {
+		t.Fatalf("recover: %v", err)
+	}
+	if v := w.fleet.version("p1") + "," + w.fleet.version("p2"); v != "1.0.0,1.0.0" {
+		t.Fatalf("after recovery the fleet runs %s", v)
+	}
+	if _, err := daemon.AfterCloseWindows(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	w.deliverAll(t)
+	eu, err := daemon.GetUpdate(context.Background(), u.ID+"-emergency")
+	if err != nil || eu.State != ops.UpdateSucceeded {
+		t.Fatalf("emergency rollback update: %+v, %v", eu, err)
+	}
+	emergency := 0
+	for _, c := range w.cs.created {
+		if c.Type == ops.ChangeEmergency {
+			emergency++
+		}
+	}
+	if emergency != 1 || len(w.cs.incidents) != 1 {
+		t.Errorf("%d emergency change(s), %d incident(s); want one each", emergency, len(w.cs.incidents))
+	}
+}
