@@ -90,7 +90,7 @@ func (b *Bridge) CreateChange(ctx context.Context, req ops.ChangeRequest) (ops.C
 	ch, _, err := b.c.CreateChangeIdempotent(ctx, ChangeInput{
 		Type: string(req.Type), Template: req.Template, ShortDescription: req.ShortDescription, Description: req.Description,
 		AssignmentGroup: req.AssignmentGroup, CmdbCI: req.CmdbCI, Risk: req.Risk, Impact: req.Impact,
-		StartDate: req.Start, EndDate: req.End, CorrelationID: req.CorrelationID,
+		StartDate: req.Start, EndDate: req.End, CorrelationID: req.CorrelationID, Parent: req.Parent,
 	})
 	return toOpsChange(ch), opsErr(err)
 }

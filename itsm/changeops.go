@@ -39,6 +39,9 @@ type ChangeInput struct {
 	// CorrelationID is daytwo's idempotency key ("<prefix>:<update id>",
 	// at most 100 characters).
 	CorrelationID string
+	// Parent is the sys_id of a change this one follows from (the parent
+	// reference change_request inherits from task).
+	Parent string
 }
 
 // changeAPIMissing reports whether err says the Change Management API is not
@@ -82,6 +85,7 @@ func (c *Client) changeBody(ctx context.Context, in ChangeInput) (map[string]str
 	set("correlation_id", in.CorrelationID)
 	set("start_date", FormatTime(in.StartDate))
 	set("end_date", FormatTime(in.EndDate))
+	set("parent", in.Parent)
 	risk, err := ParseRisk(in.Risk)
 	if err != nil {
 		return nil, err
@@ -788,6 +792,6 @@ func changeInput(req ops.ChangeRequest) ChangeInput {
 	return ChangeInput{
 		Type: string(req.Type), Template: req.Template, ShortDescription: req.ShortDescription, Description: req.Description,
 		AssignmentGroup: req.AssignmentGroup, CmdbCI: req.CmdbCI, Risk: req.Risk, Impact: req.Impact,
-		StartDate: req.Start, EndDate: req.End, CorrelationID: req.CorrelationID,
+		StartDate: req.Start, EndDate: req.End, CorrelationID: req.CorrelationID, Parent: req.Parent,
 	}
 }

@@ -69,58 +69,17 @@ func (r *runner) metricVerdict(batch int, v MetricVerdict) {
 // journaled: its checks are read-only, and a run taken over repeats it.
 func (r *runner) verifyWindow() (out runOutcome, err error, done bool) {
 	v := r.env.Verify
-	b, ok := r.health.(Baker)
-	if v == nil || v.Window <= 0 || !ok || len(r.env.Health) == 0 {
+	if _, ok := r.health.(Baker); v == nil || v.Window <= 0 || !ok || len(r.env.Health) == 0 {
+		return out, nil, false
+	}
+	if r.u.emergencyRollback() || afterClose(r.env, r.u) {
+		// An emergency rollback is checked by its own health checks and
+		// version probe; an after_close window runs once the change is
+		// closed (verify_after_close.go).
 		return out, nil, false
 	}
 	r.emit(RunEvent{Step: StepBake, State: EventVerify, Message: fmt.Sprintf("verifying every target for %s (on failure: %s)", v.Window, onFailure(v))})
-	ctx, cancel := context.WithCancel(r.work)
-	defer cancel()
-	stop := context.AfterFunc(r.stop, cancel)
-	defer stop()
-	var (
-		mu       sync.Mutex
-		failures []string
-		alerted  bool
-	)
-	// A firing alert for the environment fails the window: the watcher
-	// records it and cancels the checks.
-	watched := make(chan struct{})
-	go func() {
-		defer close(watched)
-		msg, err := r.watchAlerts(ctx)
-		if err != nil || msg == "" {
-			if err != nil && ctx.Err() == nil {
-				r.s.log.Error("verification window: reading alerts failed", "run", r.run.ID, "err", err)
-			}
-			return
-		}
-		mu.Lock()
-		failures, alerted = append(failures, msg), true
-		mu.Unlock()
-		r.emit(RunEvent{Step: StepBake, State: "verify_failed", Message: "verification failed: " + msg})
-		cancel()
-	}()
-	fanOut(len(r.env.Targets), len(r.env.Targets), func(i int) {
-		t := r.env.Targets[i]
-		req := r.request(t)
-		req.RunID, req.Epoch = r.run.ID, r.fence.Epoch
-		req.OnVerdict = func(mv MetricVerdict) { r.metricVerdict(0, mv) }
-		ev, err := b.Bake(ctx, req, v.Window, r.sink())
-		mu.Lock()
-		defer mu.Unlock()
-		if err != nil && alerted && errors.Is(err, context.Canceled) {
-			return // stopped by the alert, which is the failure
-		}
-		if err != nil && !r.stopping() {
-			failures = append(failures, fmt.Sprintf("%s FAILED verification: %v", t.Name, err))
-			r.emit(RunEvent{Target: t.Name, Step: StepBake, State: EventVerifyFailed, Message: "verification failed: " + err.Error()})
-		} else if err == nil {
-			r.emit(RunEvent{Target: t.Name, Step: StepBake, State: EventVerified, Message: "verified: " + ev})
-		}
-	})
-	cancel()
-	<-watched
+	failures := r.watchWindow(v.Window)
 	if r.lost.Load() {
 		out, err = r.fenced()
 		return out, err, true
@@ -132,7 +91,6 @@ func (r *runner) verifyWindow() (out runOutcome, err error, done bool) {
 	if len(failures) == 0 {
 		return out, nil, false
 	}
-	slices.Sort(failures)
 	cause := fmt.Errorf("verification window %s failed: %s", v.Window, strings.Join(failures, "; "))
 	if err := r.noteOnce("note:verify", fmt.Sprintf("daytwo run %s, verification window %s after the last batch (%s):\n%s",
 		r.run.ID, v.Window, onFailure(v), strings.Join(failures, "\n"))); err != nil {
@@ -167,6 +125,66 @@ func (r *runner) verifyWindow() (out runOutcome, err error, done bool) {
 	}
 	out, err = r.rollbackAll(cause)
 	return out, err, true
+}
+
+// watchWindow bakes every target (health and metric checks, with no
+// baseline: every target is updated) for d, in parallel, while watching
+// for firing alerts, and returns the failures, sorted. The caller checks
+// r.lost and r.stopping() first: a stopped window judged nothing.
+func (r *runner) watchWindow(d time.Duration) []string {
+	b, ok := r.health.(Baker)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(r.work)
+	defer cancel()
+	stop := context.AfterFunc(r.stop, cancel)
+	defer stop()
+	var (
+		mu       sync.Mutex
+		failures []string
+		alerted  bool
+	)
+	// A firing alert for the environment fails the window: the watcher
+	// records it and cancels the checks.
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		msg, err := r.watchAlerts(ctx)
+		if err != nil || msg == "" {
+			if err != nil && ctx.Err() == nil {
+				r.s.log.Error("verification window: reading alerts failed", "run", r.run.ID, "err", err)
+			}
+			return
+		}
+		mu.Lock()
+		failures, alerted = append(failures, msg), true
+		mu.Unlock()
+		r.emit(RunEvent{Step: StepBake, State: "verify_failed", Message: "verification failed: " + msg})
+		cancel()
+	}()
+	fanOut(len(r.env.Targets), len(r.env.Targets), func(i int) {
+		t := r.env.Targets[i]
+		req := r.request(t)
+		req.RunID, req.Epoch = r.run.ID, r.fence.Epoch
+		req.OnVerdict = func(mv MetricVerdict) { r.metricVerdict(0, mv) }
+		ev, err := b.Bake(ctx, req, d, r.sink())
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil && alerted && errors.Is(err, context.Canceled) {
+			return // stopped by the alert, which is the failure
+		}
+		if err != nil && !r.stopping() {
+			failures = append(failures, fmt.Sprintf("%s FAILED verification: %v", t.Name, err))
+			r.emit(RunEvent{Target: t.Name, Step: StepBake, State: EventVerifyFailed, Message: "verification failed: " + err.Error()})
+		} else if err == nil {
+			r.emit(RunEvent{Target: t.Name, Step: StepBake, State: EventVerified, Message: "verified: " + ev})
+		}
+	})
+	cancel()
+	<-watched
+	slices.Sort(failures)
+	return failures
 }
 
 func onFailure(v *VerifyWindow) string {

@@ -56,6 +56,10 @@ type ChangeRequest struct {
 	Impact           string     `json:"impact"`
 	Start            time.Time  `json:"start"`
 	End              time.Time  `json:"end"`
+	// Parent is the sys_id of the change this one follows from (task's
+	// parent reference): an emergency change raised to undo a release
+	// names the change that shipped it.
+	Parent string `json:"parent,omitempty"`
 }
 
 // IncidentRequest is an incident ops opens after a failed rollout.

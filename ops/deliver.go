@@ -247,6 +247,9 @@ func (s *Service) deliver(ctx context.Context, it OutboxItem) error {
 			}
 			result := map[string]any{"number": ch.Number, "sys_id": ch.SysID}
 			detail := map[string]any{"type": ch.Type, "correlation_id": p.Request.CorrelationID, "plan_digest": u.PlanDigest}
+			if p.Request.Parent != "" {
+				detail["parent_sys_id"] = p.Request.Parent // an emergency change's original (verify_after_close.go)
+			}
 			if len(dups) > 0 {
 				result["duplicates_canceled"], detail["duplicates_canceled"] = dups, dups
 			}

@@ -2,6 +2,7 @@ package ops
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -140,7 +141,9 @@ func (e *Engine) cycle(ctx context.Context) {
 
 func (e *Engine) pass(ctx context.Context, svc *Service) {
 	results, err := svc.AutoRun(ctx, e.opts.Observer.RunEvent)
-	e.opts.Observer.Pass(results, err)
+	// Verification windows after the close a process left (verify_after_close.go).
+	more, verr := svc.AfterCloseWindows(ctx, e.opts.Observer.RunEvent)
+	e.opts.Observer.Pass(append(results, more...), errors.Join(err, verr))
 }
 
 type nopObserver struct{}

@@ -87,6 +87,14 @@ type VerifyWindow struct {
 	// naming the failing checks) or "alert" (keep the release, record the
 	// failure in the run log and the audit log).
 	OnFailure string `koanf:"on_failure" json:"on_failure,omitempty"`
+	// AfterClose, on a gated environment, runs the window after the run:
+	// the change is closed successful when the last batch ends and the
+	// window then watches the release; a failure is unplanned work,
+	// handled through an emergency change linked to the original
+	// (verify_after_close.go). False (the default) runs the window inside
+	// the run, under the original change. No effect without
+	// requires_change or in a bundle.
+	AfterClose bool `koanf:"after_close" json:"after_close,omitempty"`
 }
 
 // MetricVerdict is one metric check's verdict on one updated target, with

@@ -132,7 +132,7 @@ func (s *Service) recoverRun(ctx context.Context, run Run, deadHolder string, pr
 	// state (running) and the lease (ours now).
 	var blockers []string
 	for _, r := range g.Reasons {
-		if r.Code != GateState && r.Code != GateLease && (!u.bundleRollback() || r.Code == GatePlan) {
+		if r.Code != GateState && r.Code != GateLease && (!u.bundleRollback() && !u.emergencyRollback() || r.Code == GatePlan) {
 			blockers = append(blockers, r.Message)
 		}
 	}

@@ -85,7 +85,7 @@ func (s *Service) Run(ctx context.Context, req RunRequest) (RunResult, error) {
 		return RunResult{}, err
 	}
 	res := RunResult{Update: u, Gate: g}
-	if !g.Open && !bundleRollbackMayRun(u, g) {
+	if !g.Open && !bundleRollbackMayRun(u, g) && !emergencyRollbackMayRun(u, g) {
 		return res, fmt.Errorf("update %s may not run: %w", u.ID, g.Err())
 	}
 	env, err := s.Environment(u.Environment)
@@ -140,8 +140,12 @@ func (s *Service) Run(ctx context.Context, req RunRequest) (RunResult, error) {
 			return err
 		}
 		if env.RequiresChange {
-			if err := s.enqueue(ctx, tx, u.outboxKey(), OutboxMoveChange, movePayload{UpdateID: u.ID, To: ChangeImplement}); err != nil {
-				return err
+			// An emergency rollback's change awaits authorization: it moves
+			// to Implement only through its close (verify_after_close.go).
+			if !u.emergencyRollback() {
+				if err := s.enqueue(ctx, tx, u.outboxKey(), OutboxMoveChange, movePayload{UpdateID: u.ID, To: ChangeImplement}); err != nil {
+					return err
+				}
 			}
 			note := fmt.Sprintf("daytwo run %s started by %s on %s: %s → %s, plan sha256:%s, %d batch(es).",
 				run.ID, s.cfg.Actor, s.holder, orNone(from.Version), u.Version, u.PlanDigest, len(g.Plan.Batches))
@@ -231,6 +235,10 @@ type runner struct {
 
 	stopRenew context.CancelFunc
 	renewDone chan struct{}
+
+	// restored says how an emergency rollback's targets were found back
+	// on the previous release (verify_after_close.go).
+	restored string
 }
 
 type runOutcome struct {
@@ -469,7 +477,14 @@ func (r *runner) execute(view *journalView) (runOutcome, error) {
 	if out, err, done := r.verifyWindow(); done {
 		return out, err
 	}
-	return r.finishSucceeded()
+	if out, err, done := r.verifyEmergency(); done {
+		return out, err
+	}
+	out, err := r.finishSucceeded()
+	if err == nil && afterClose(r.env, r.u) {
+		err = r.afterCloseWindow(r.s.now().Add(r.env.Verify.Window)) // verify_after_close.go
+	}
+	return out, err
 }
 
 func busy(err error) bool {
@@ -941,6 +956,9 @@ func (r *runner) finishSucceeded() (runOutcome, error) {
 	}
 	summary := fmt.Sprintf("Rolled out %s to %d target(s) of %s in %d batch(es); run %s; every health check passed.",
 		r.u.Version, targets, r.env.Name, len(r.plan.Batches), r.run.ID)
+	if afterClose(r.env, r.u) {
+		summary += fmt.Sprintf(" The verification window (%s) continues after this close.", r.env.Verify.Window)
+	}
 	r.emit(RunEvent{State: EventSucceeded, Message: summary})
 	r.logs.flush()
 	var out runOutcome
@@ -968,8 +986,18 @@ func (r *runner) finishSucceeded() (runOutcome, error) {
 			if err := r.queueEvidence(ctx, tx); err != nil {
 				return err
 			}
-			// A bundle's change is closed once, after its last member (bundle.go).
-			if r.u.BundleID == "" {
+			if afterClose(r.env, r.u) {
+				if err := r.windowOpened(ctx, tx); err != nil {
+					return err
+				}
+			}
+			// A bundle's change is closed once, after its last member
+			// (bundle.go); an emergency change once it is authorized.
+			if r.u.emergencyRollback() {
+				if err := r.emergencyFinished(ctx, tx, true, summary); err != nil {
+					return err
+				}
+			} else if r.u.BundleID == "" {
 				if err := r.s.enqueue(ctx, tx, r.u.outboxKey(), OutboxCloseChange, closePayload{UpdateID: r.u.ID, Code: "successful", Notes: summary}); err != nil {
 					return err
 				}
@@ -1037,8 +1065,13 @@ func (r *runner) finishFailure(touched []string, cause error, runState RunState,
 			}
 		}
 		// A bundle closes its change and opens one incident once every
-		// touched member is rolled back (bundle.go).
-		if r.env.RequiresChange && r.u.BundleID == "" {
+		// touched member is rolled back (bundle.go); an emergency change is
+		// closed once it is authorized, its incident already opened.
+		if r.env.RequiresChange && r.u.emergencyRollback() {
+			if err := r.emergencyFinished(ctx, tx, false, summary); err != nil {
+				return err
+			}
+		} else if r.env.RequiresChange && r.u.BundleID == "" {
 			if err := r.s.enqueue(ctx, tx, r.u.outboxKey(), OutboxCloseChange, closePayload{UpdateID: r.u.ID, Code: "unsuccessful", Notes: summary}); err != nil {
 				return err
 			}

@@ -145,6 +145,10 @@ func buildSchemas() map[string]*schema {
 			ref("requested_by", "sys_user"), ref("opened_by", "sys_user"), datetime("opened_at"),
 			ref("closed_by", "sys_user"), datetime("closed_at"),
 			ref("cmdb_ci", "cmdb_ci"),
+			// parent is task's reference to another task (SERVICENOW.md
+			// §1.4's change_request sample carries it); the simulator has
+			// no task table, so it points at change_request.
+			ref("parent", "change_request"),
 			datetime("start_date"), datetime("end_date"), datetime("work_start"), datetime("work_end"),
 			choices("close_code", "", false, "successful", "Successful", "successful_issues", "Successful with issues",
 				"unsuccessful", "Unsuccessful"),

@@ -26,7 +26,7 @@ func TestTableCreateReadUpdateDelete(t *testing.T) {
 	checks := map[string]any{
 		"number": "CHG0000001", "state": "-5", "type": "normal", "approval": "not requested", "impact": "1",
 		"urgency": "2", "priority": "4", "active": "true", "sys_mod_count": "0", "sys_created_by": "daytwo",
-		"work_notes": "", "parent": nil, "cmdb_ci": "", "comments": "",
+		"work_notes": "", "parent": "", "cmdb_ci": "", "comments": "",
 	}
 	for k, want := range checks {
 		if got := rec[k]; got != want {

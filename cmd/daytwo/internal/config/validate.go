@@ -229,6 +229,12 @@ func (v *validator) serviceRefs(key string, names []string, services map[string]
 func (v *validator) environment(key string, e ops.Environment, envs map[string]int) {
 	v.gating(key, e, envs)
 	v.deployment(key, e)
+	// In the services form a service's verify block serves gated and
+	// ungated stages alike, and after_close only applies where gated; an
+	// environment of its own says what it means.
+	if e.Verify != nil && e.Verify.AfterClose && !e.RequiresChange {
+		v.add(key+".verify.after_close", "only applies on a gated environment (requires_change: true): without a change there is nothing to close before the window")
+	}
 }
 
 // gating checks what an environment decides about updates: promotion and
