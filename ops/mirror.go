@@ -534,8 +534,8 @@ type ChangeMirror interface {
 	// (absent: not mirrored), without their raw JSON.
 	ChangeStatesByID(ctx context.Context, sysIDs []string) (map[string]Change, error)
 	// WaitingChanges returns the updates in one of states whose change is
-	// mirrored, newest first, each with its change's state columns (those
-	// of ChangeStatesByID).
+	// mirrored, newest first, each with what reconcile reads of its change
+	// (sys_id, number, type, state, approval, active).
 	WaitingChanges(ctx context.Context, states []UpdateState) ([]WaitingChange, error)
 	Incidents(ctx context.Context, updateID string) ([]Incident, error)
 	OpenChangeSysIDs(ctx context.Context, correlationPrefix string) ([]string, error)

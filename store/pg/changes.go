@@ -340,8 +340,9 @@ func (db *DB) ChangeStatesByID(ctx context.Context, sysIDs []string) (map[string
 }
 
 // WaitingChanges returns the updates in one of states whose change is
-// mirrored, newest first (ListUpdates' order), each joined with its
-// change's state columns (those of ChangeStatesByID): one query for the
+// mirrored, newest first (ListUpdates' order), each joined with what the
+// reconcile reads of its change (sys_id, number, type, state, approval,
+// active): one query for the
 // reconcile of a sync cycle, instead of every waiting update read whole
 // (config and plan decoded) and then its change.
 func (db *DB) WaitingChanges(ctx context.Context, states []ops.UpdateState) ([]ops.WaitingChange, error) {
@@ -349,8 +350,7 @@ func (db *DB) WaitingChanges(ctx context.Context, states []ops.UpdateState) ([]o
 }
 
 // waitingChangesQuery is the reconcile's join; %s is the states' marks.
-const waitingChangesQuery = `SELECT u.id, u.state, c.sys_id, c.number, c.type, c.state, c.approval, c.active,
-		c.sys_updated_on, c.sys_mod_count
+const waitingChangesQuery = `SELECT u.id, u.state, c.sys_id, c.number, c.type, c.state, c.approval, c.active
 	FROM updates u JOIN changes c ON c.sys_id = u.change_sys_id
 	WHERE u.state IN (%s) AND u.change_sys_id <> ''
 	ORDER BY u.created_at DESC, u.id DESC`
@@ -372,18 +372,14 @@ func waitingChanges(ctx context.Context, query func(ctx context.Context, query s
 	var out []ops.WaitingChange
 	for rows.Next() {
 		var (
-			w       ops.WaitingChange
-			state   int
-			updated string
+			w     ops.WaitingChange
+			state int
 		)
 		c := &w.Change
-		if err := rows.Scan(&w.UpdateID, &w.State, &c.SysID, &c.Number, &c.Type, &state, &c.Approval, &c.Active, &updated, &c.SysModCount); err != nil {
+		if err := rows.Scan(&w.UpdateID, &w.State, &c.SysID, &c.Number, &c.Type, &state, &c.Approval, &c.Active); err != nil {
 			return nil, fmt.Errorf("store: scan waiting change: %w", err)
 		}
 		c.State = ops.ChangeState(state)
-		if c.SysUpdatedOn, err = parseTime(updated); err != nil {
-			return nil, err
-		}
 		out = append(out, w)
 	}
 	if err := rows.Err(); err != nil {

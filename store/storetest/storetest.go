@@ -1334,7 +1334,7 @@ func testChangeStatesByIDSearchCICache(t *testing.T, open Opener) {
 	must(t, err)
 	if len(waiting) != 1 || waiting[0].UpdateID != "u2" || waiting[0].State != ops.UpdateAwaitingApproval ||
 		waiting[0].Change.Number != "CHG0000002" || waiting[0].Change.State != b.State || !waiting[0].Change.Active ||
-		!waiting[0].Change.SysUpdatedOn.Equal(t0) {
+		waiting[0].Change.Type != b.Type || waiting[0].Change.SysID != "sys002" {
 		t.Fatalf("WaitingChanges = %+v", waiting)
 	}
 	if waiting, err := s.WaitingChanges(ctx, []ops.UpdateState{ops.UpdateApproved}); err != nil || len(waiting) != 0 {
