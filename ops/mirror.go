@@ -253,17 +253,22 @@ func (s *Service) reconcile(ctx context.Context) (int, error) {
 		if next, _ := changeOutcome(Update{State: w.State}, ch); next == "" || next == w.State || !w.State.CanTransition(next) {
 			continue
 		}
-		u, err := s.store.GetUpdate(ctx, w.UpdateID)
-		if errors.Is(err, ErrNotFound) {
-			continue
-		} else if err != nil {
-			return moved, err
-		}
-		next, reason := changeOutcome(u, ch)
-		if next == "" || next == u.State || !u.State.CanTransition(next) {
-			continue // moved since the read
-		}
+		did := false
 		err = s.store.Atomic(ctx, func(tx Tx) error {
+			// Read whole, and decided again, inside the transaction that
+			// moves it: it may have moved since the join.
+			did = false
+			u, err := tx.GetUpdate(ctx, w.UpdateID)
+			if errors.Is(err, ErrNotFound) {
+				return nil
+			} else if err != nil {
+				return err
+			}
+			next, reason := changeOutcome(u, ch)
+			if next == "" || next == u.State || !u.State.CanTransition(next) {
+				return nil
+			}
+			did = true
 			expect := u.State
 			u.State = next
 			if next == UpdateApproved {
@@ -282,7 +287,9 @@ func (s *Service) reconcile(ctx context.Context) (int, error) {
 		if err != nil {
 			return moved, err
 		}
-		moved++
+		if did {
+			moved++
+		}
 	}
 	return moved, nil
 }
