@@ -255,16 +255,13 @@ func (b *Bridge) ciSysIDs(ctx context.Context, names []string, known map[string]
 
 // OpenApprovals implements ops.ChangeSystem.
 func (b *Bridge) OpenApprovals(ctx context.Context, prefix string) ([]ops.Approval, error) {
-	as, err := b.c.ListOpenApprovals(ctx, prefix)
+	recs, err := b.c.openApprovalRecords(ctx, prefix)
 	if err != nil {
 		return nil, opsErr(err)
 	}
-	out := make([]ops.Approval, len(as))
-	for i, a := range as {
-		out[i] = ops.Approval{
-			SysID: a.SysID, ChangeSysID: a.ChangeSysID, Approver: firstNonEmpty(a.ApproverUserName, a.Approver),
-			ApproverName: a.ApproverName, State: ops.ApprovalState(a.State), Comments: a.Comments, SysUpdatedOn: a.SysUpdatedOn, SysModCount: a.SysModCount,
-		}
+	out := make([]ops.Approval, len(recs))
+	for i, r := range recs {
+		out[i] = opsApprovalFromRecord(r)
 	}
 	return out, nil
 }

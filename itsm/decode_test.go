@@ -2,6 +2,8 @@ package itsm
 
 import (
 	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -205,4 +207,56 @@ func TestChangeState(t *testing.T) {
 	if s := stateOf(Value{}); s != StateUnknown {
 		t.Errorf("missing state = %v", s)
 	}
+}
+
+// The fixed-layout fast path of ParseTime answers exactly what
+// time.ParseInLocation(TimeLayout, …, UTC) answers, and leaves the rest to
+// the general path.
+func TestParseTimeLayoutSameAsParse(t *testing.T) {
+	for _, s := range []string{
+		"2026-05-01 14:03:22", "2024-02-29 23:59:59", "0000-01-01 00:00:00", "9999-12-31 23:59:59",
+		"2026-04-31 10:00:00", "2023-02-29 10:00:00", "2026-13-01 10:00:00", "2026-00-01 10:00:00",
+		"2026-11-00 10:00:00", "2026-11-26 24:00:00", "2026-11-26 10:60:00", "2026-11-26 10:00:60",
+		"2026-11-26T10:00:00", "2026-11-26 10:00:0x", "+026-11-26 10:00:00", "2026-1-26 10:00:00 ",
+		" 2026-11-26 10:00:00", "2026-11-26 10:00:00Z", "2026/11/26 10:00:00",
+	} {
+		want, wantErr := time.ParseInLocation(TimeLayout, s, time.UTC)
+		got, ok := parseTimeLayout(s)
+		if ok && (wantErr != nil || !got.Equal(want) || got.Location() != time.UTC) {
+			t.Errorf("parseTimeLayout(%q) = %v; time.Parse %v, %v", s, got, want, wantErr)
+		}
+		if !ok && wantErr == nil && len(s) == len(TimeLayout) && s[10] == ' ' {
+			t.Errorf("parseTimeLayout(%q) left a plain value to the slow path", s)
+		}
+		full, err := ParseTime(s)
+		slowWant, slowErr := parseTimeSlow(s)
+		if (err != nil) != (slowErr != nil) || !full.Equal(slowWant) {
+			t.Errorf("ParseTime(%q) = %v, %v; without the fast path %v, %v", s, full, err, slowWant, slowErr)
+		}
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	for i := range 2000 {
+		tm := now.Add(time.Duration(i) * 797 * time.Hour).Add(time.Duration(i) * 10473 * time.Second)
+		got, err := ParseTime(FormatTime(tm))
+		if err != nil || !got.Equal(tm) {
+			t.Fatalf("round trip of %v: %v, %v", tm, got, err)
+		}
+	}
+}
+
+// parseTimeSlow is ParseTime as it was before the fast path.
+func parseTimeSlow(s string) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return time.Time{}, nil
+	}
+	for _, layout := range []string{TimeLayout, "2006-01-02T15:04:05", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
+			return t, nil
+		}
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t.UTC(), nil
+	}
+	return time.Time{}, fmt.Errorf("bad time %q", s)
 }

@@ -240,39 +240,35 @@ func (s *Service) configuredCIs() []string {
 // approved, or any standard change past New) → approved; rejected →
 // rejected; canceled → canceled. It returns how many moved.
 func (s *Service) reconcile(ctx context.Context) (int, error) {
-	waiting, err := s.store.ListUpdates(ctx, UpdateFilter{States: []UpdateState{UpdateProposed, UpdateAwaitingApproval, UpdateApproved, UpdateScheduled}})
-	if err != nil {
-		return 0, err
-	}
-	// One read for every waiting update's change, compared in memory;
-	// only the updates that move are written.
-	ids := make([]string, 0, len(waiting))
-	for _, u := range waiting {
-		if u.ChangeSysID != "" {
-			ids = append(ids, u.ChangeSysID)
-		}
-	}
-	if len(ids) == 0 {
-		return 0, nil
-	}
-	mirrored, err := s.store.ChangeStatesByID(ctx, ids)
+	// One read joins every waiting update with the state of its mirrored
+	// change (no update's config or plan, no change's raw JSON), compared
+	// in memory; only the updates that move are read whole and written.
+	waiting, err := s.store.WaitingChanges(ctx, []UpdateState{UpdateProposed, UpdateAwaitingApproval, UpdateApproved, UpdateScheduled})
 	if err != nil {
 		return 0, err
 	}
 	moved := 0
-	for _, u := range waiting {
-		ch, ok := mirrored[u.ChangeSysID]
-		if u.ChangeSysID == "" || !ok {
-			continue // not mirrored yet
-		}
-		next, reason := changeOutcome(u, ch)
-		if next == "" || next == u.State {
+	for _, w := range waiting {
+		ch := w.Change
+		if next, _ := changeOutcome(Update{State: w.State}, ch); next == "" || next == w.State || !w.State.CanTransition(next) {
 			continue
 		}
-		if !u.State.CanTransition(next) {
-			continue
-		}
+		did := false
 		err = s.store.Atomic(ctx, func(tx Tx) error {
+			// Read whole, and decided again, inside the transaction that
+			// moves it: it may have moved since the join.
+			did = false
+			u, err := tx.GetUpdate(ctx, w.UpdateID)
+			if errors.Is(err, ErrNotFound) {
+				return nil
+			} else if err != nil {
+				return err
+			}
+			next, reason := changeOutcome(u, ch)
+			if next == "" || next == u.State || !u.State.CanTransition(next) {
+				return nil
+			}
+			did = true
 			expect := u.State
 			u.State = next
 			if next == UpdateApproved {
@@ -291,7 +287,9 @@ func (s *Service) reconcile(ctx context.Context) (int, error) {
 		if err != nil {
 			return moved, err
 		}
-		moved++
+		if did {
+			moved++
+		}
 	}
 	return moved, nil
 }
@@ -521,17 +519,31 @@ func (s *Service) decidedButNotMoved(ctx context.Context, changeSysID string, ap
 	return err == nil && (ch.State == ChangeAssess || ch.State == ChangeAuthorize)
 }
 
+// WaitingChange is an update waiting on ServiceNow and the mirrored state
+// of its change: what reconcile compares.
+type WaitingChange struct {
+	UpdateID string
+	State    UpdateState
+	Change   Change
+}
+
 // ChangeMirror reads the local mirror of ServiceNow.
 type ChangeMirror interface {
 	GetChange(ctx context.Context, numberOrSysID string) (Change, error)
 	ListChanges(ctx context.Context, f ChangeFilter) ([]Change, error)
 	CountChanges(ctx context.Context, f ChangeFilter) (int, error)
 	Approvals(ctx context.Context, changeSysID string) ([]Approval, error)
-	// ApprovalsByID returns the mirrored approvals among sysIDs, by sys_id.
+	// ApprovalsByID returns the mirrored approvals among sysIDs, by sys_id,
+	// with the columns a sync cycle compares (sys_id, change_sys_id, state,
+	// sys_updated_on, sys_mod_count).
 	ApprovalsByID(ctx context.Context, sysIDs []string) (map[string]Approval, error)
 	// ChangeStatesByID returns the mirrored changes among sysIDs, by sys_id
 	// (absent: not mirrored), without their raw JSON.
 	ChangeStatesByID(ctx context.Context, sysIDs []string) (map[string]Change, error)
+	// WaitingChanges returns the updates in one of states whose change is
+	// mirrored, newest first, each with what reconcile reads of its change
+	// (sys_id, number, type, state, approval, active).
+	WaitingChanges(ctx context.Context, states []UpdateState) ([]WaitingChange, error)
 	Incidents(ctx context.Context, updateID string) ([]Incident, error)
 	OpenChangeSysIDs(ctx context.Context, correlationPrefix string) ([]string, error)
 	GetWatermark(ctx context.Context, table string) (Watermark, error)

@@ -75,8 +75,10 @@ func runBenchRole(role string) error {
 			return err
 		}
 		defer srv.Close()
-		if err := srv.Sim().GenerateChanges(n, snowsim.GenerateOptions{}); err != nil {
-			return err
+		if n > 0 {
+			if err := srv.Sim().GenerateChanges(n, snowsim.GenerateOptions{}); err != nil {
+				return err
+			}
 		}
 		fmt.Println(srv.URL())
 		_, _ = io.Copy(io.Discard, os.Stdin) // until the benchmark closes our stdin

@@ -289,8 +289,9 @@ func testApprovals(t *testing.T, open Opener) {
 	if len(aps) != 2 || aps[0].SysID != "ap1" || aps[0].State != "approved" || aps[0].ApproverName != "Ann" || aps[0].Comments != "ok" {
 		t.Fatalf("approvals = %+v (an empty approver name keeps the stored one)", aps)
 	}
-	byID, err := s.ApprovalsByID(ctx, []string{"ap2", "nope"})
-	if err != nil || len(byID) != 1 || byID["ap2"].Approver != "u2" {
+	byID, err := s.ApprovalsByID(ctx, []string{"ap2", "nope", "ap1"})
+	if g1, g2 := byID["ap1"], byID["ap2"]; err != nil || len(byID) != 2 || g2.ChangeSysID != "c1" || g2.State != "requested" ||
+		!g2.SysUpdatedOn.Equal(a2.SysUpdatedOn) || g1.State != "approved" || g1.SysModCount != 2 || !g1.SysUpdatedOn.Equal(t0) {
 		t.Fatalf("ApprovalsByID = %+v, %v", byID, err)
 	}
 	many := make([]string, 1200) // more than one chunk of bound parameters
@@ -1321,6 +1322,31 @@ func testChangeStatesByIDSearchCICache(t *testing.T, open Opener) {
 	must(t, err)
 	if len(got) != 2 || got["sys001"].Number != "CHG0000001" || got["sys002"].SysModCount != 1 {
 		t.Fatalf("ChangeStatesByID = %+v", got)
+	}
+	// The reconcile's join: waiting updates with a mirrored change only
+	// (u1's change is not mirrored), newest first, with its state columns.
+	atomic(t, s, func(tx ops.Tx) error {
+		u1, err := tx.GetUpdate(ctx, "u1")
+		if err != nil {
+			return err
+		}
+		u1.ChangeSysID = "missing"
+		if err := tx.SaveUpdate(ctx, u1, ops.UpdateProposed); err != nil {
+			return err
+		}
+		return tx.InsertUpdate(ctx, ops.Update{
+			ID: "u2", Environment: "dev", Version: "2", Plan: []byte(`[]`), State: ops.UpdateAwaitingApproval, ChangeSysID: "sys002",
+		})
+	})
+	waiting, err := s.WaitingChanges(ctx, []ops.UpdateState{ops.UpdateProposed, ops.UpdateAwaitingApproval})
+	must(t, err)
+	if len(waiting) != 1 || waiting[0].UpdateID != "u2" || waiting[0].State != ops.UpdateAwaitingApproval ||
+		waiting[0].Change.Number != "CHG0000002" || waiting[0].Change.State != b.State || !waiting[0].Change.Active ||
+		waiting[0].Change.Type != b.Type || waiting[0].Change.SysID != "sys002" {
+		t.Fatalf("WaitingChanges = %+v", waiting)
+	}
+	if waiting, err := s.WaitingChanges(ctx, []ops.UpdateState{ops.UpdateApproved}); err != nil || len(waiting) != 0 {
+		t.Fatalf("WaitingChanges(approved) = %+v, %v", waiting, err)
 	}
 	for q, want := range map[string]int{"tls": 1, "payments-api": 1, "TLS\x1fpay": 0, "tlspay": 0, "chg000000": 2} {
 		n, err := s.CountChanges(ctx, ops.ChangeFilter{Search: q})
