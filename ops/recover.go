@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -171,6 +172,9 @@ func (s *Service) recoverRun(ctx context.Context, run Run, deadHolder string, pr
 		cause := fmt.Errorf("run interrupted and may no longer run: %s", strings.Join(blockers, "; "))
 		if run.Decision == DecisionRollback {
 			cause = fmt.Errorf("continuing the rollback decided earlier: %s", run.DecisionReason)
+			if strings.HasPrefix(run.DecisionReason, stopEarlyPrefix) {
+				r.earlyStop = errors.New(run.DecisionReason) // a bundle member stopped early stays stopped
+			}
 		}
 		if r.exec, r.health, err = s.executors(env); err != nil {
 			out, err = r.finishFailed(touched, fmt.Errorf("%v; cannot build the executor: %w", cause, err))
@@ -329,4 +333,44 @@ type LeaseStore interface {
 	// kept so the next holder's is newer.
 	ReleaseLease(ctx context.Context, f Fence) error
 	Leases(ctx context.Context) ([]Lease, error)
+}
+
+// ResumeRuns is `daytwo run --resume`: RecoverRuns, then every bundle a
+// dead process left unfinished — one whose member's run was just
+// recovered, or that started and is not settled — is run on as RunBundle
+// (`daytwo run CHG`) would: its next members, or its compensating
+// rollbacks, and its one close. A bundle that rolled back is an outcome
+// (in its result), not an error; one whose member another live process
+// runs is left to it.
+func (s *Service) ResumeRuns(ctx context.Context, progress func(RunEvent)) ([]RunResult, []BundleResult, error) {
+	runs, err := s.RecoverRuns(ctx, progress)
+	errs := []error{err}
+	var ids []string
+	for _, r := range runs {
+		if r.Update.BundleID != "" && !slices.Contains(ids, r.Update.BundleID) {
+			ids = append(ids, r.Update.BundleID)
+		}
+	}
+	if l, ok := s.store.(UnsettledBundleLister); ok && ctx.Err() == nil {
+		unsettled, err := l.UnsettledBundles(ctx)
+		errs = append(errs, err)
+		for _, id := range unsettled {
+			if !slices.Contains(ids, id) {
+				ids = append(ids, id)
+			}
+		}
+	}
+	var bundles []BundleResult
+	for _, id := range ids {
+		if ctx.Err() != nil {
+			break
+		}
+		res, err := s.RunBundle(ctx, id, progress)
+		runs = append(runs, res.Runs...)
+		bundles = append(bundles, res)
+		if err != nil && !errors.Is(err, ErrRunFailed) && !errors.Is(err, ErrBlocked) {
+			errs = append(errs, err)
+		}
+	}
+	return runs, bundles, errors.Join(errs...)
 }

@@ -231,6 +231,9 @@ type runner struct {
 
 	stopRenew context.CancelFunc
 	renewDone chan struct{}
+	// earlyStop is why a bundle member's run was stopped early (another
+	// member failed): it rolls back what it touched and ends stopped.
+	earlyStop error
 }
 
 type runOutcome struct {
@@ -880,6 +883,11 @@ func (r *runner) stopped() (runOutcome, error) {
 	if r.lost.Load() {
 		return r.fenced()
 	}
+	if cause := context.Cause(r.stop); r.earlyStop == nil && stopsEarly(cause) {
+		r.earlyStop = cause // bundle.go
+		r.emit(RunEvent{State: EventStopped, Message: fmt.Sprintf("run %s: %v; rolling back what it touched", r.run.ID, cause)})
+		return r.rollbackAll(cause)
+	}
 	ctx := r.work
 	cause := context.Cause(r.stop)
 	if cause == nil {
@@ -1005,6 +1013,12 @@ func (r *runner) finishFailed(touched []string, cause error) (runOutcome, error)
 
 func (r *runner) finishFailure(touched []string, cause error, runState RunState, final UpdateState, summary string) (runOutcome, error) {
 	ctx := r.work
+	ended := UpdateFailed
+	if r.earlyStop != nil { // not failed: stopped because another bundle member failed
+		ended, final = UpdateStopped, UpdateStopped
+		summary = strings.Replace(strings.Replace(summary, " failed and was rolled back", " was stopped early and rolled back", 1),
+			" failed and could NOT", " was stopped early and could NOT", 1)
+	}
 	r.emit(RunEvent{State: RunEventState(runState), Message: summary})
 	r.logs.flush()
 	var out runOutcome
@@ -1015,7 +1029,7 @@ func (r *runner) finishFailure(touched []string, cause error, runState RunState,
 		if err := tx.FinishRun(ctx, r.run.ID, runState, cause.Error()); err != nil {
 			return err
 		}
-		u, err := r.saveUpdate(ctx, tx, UpdateFailed, cause.Error())
+		u, err := r.saveUpdate(ctx, tx, ended, cause.Error())
 		if err != nil {
 			return err
 		}
@@ -1056,7 +1070,7 @@ func (r *runner) finishFailure(touched []string, cause error, runState RunState,
 			Action: "run." + string(runState), Subject: r.run.ID, Environment: r.env.Name, UpdateID: r.u.ID,
 			ChangeNumber: r.u.ChangeNumber, Result: string(runState), Detail: map[string]any{
 				"version":        r.u.Version,
-				"rolled_back_to": r.from.Version, "touched": touched, "cause": cause.Error(),
+				"rolled_back_to": r.from.Version, "touched": touched, "cause": cause.Error(), "update_state": string(final),
 			},
 		})
 	})

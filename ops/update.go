@@ -27,6 +27,10 @@ const (
 	UpdateBlocked          UpdateState = "blocked"
 	UpdateFailed           UpdateState = "failed"
 	UpdateRolledBack       UpdateState = "rolled_back"
+	// UpdateStopped: a bundle member whose run was stopped early because
+	// another member failed; what it had touched was rolled back by that
+	// run (bundle.go).
+	UpdateStopped UpdateState = "stopped"
 )
 
 // updateTransitions lists, per state, the states an update may move to.
@@ -39,12 +43,13 @@ var updateTransitions = map[UpdateState][]UpdateState{
 	// anything was raised, so nothing waits on it (propose again once the
 	// policy passes).
 	UpdateBlocked:    nil,
-	UpdateRunning:    {UpdateSucceeded, UpdateFailed},
+	UpdateRunning:    {UpdateSucceeded, UpdateFailed, UpdateStopped},
 	UpdateFailed:     {UpdateRolledBack},
 	UpdateSucceeded:  nil,
 	UpdateRejected:   nil,
 	UpdateCanceled:   nil,
 	UpdateRolledBack: nil,
+	UpdateStopped:    nil,
 }
 
 // OpenUpdateStates are the states of an update that may still run. An

@@ -96,9 +96,10 @@ func (a *app) runRun(ctx context.Context, svc *ops.Service, arg string, opts *ru
 	return a.runAndReport(ctx, svc, u.ID, opts.out)
 }
 
-// runResume finishes the runs dead processes left behind (`run --resume`).
+// runResume finishes the runs dead processes left behind (`run --resume`)
+// and goes on with the bundles they were part of.
 func (a *app) runResume(ctx context.Context, svc *ops.Service, out string) error {
-	results, err := svc.RecoverRuns(ctx, a.progress(out))
+	results, bundles, err := svc.ResumeRuns(ctx, a.progress(out))
 	if out == outJSON {
 		reps := make([]runReport, 0, len(results))
 		for _, r := range results {
@@ -108,8 +109,13 @@ func (a *app) runResume(ctx context.Context, svc *ops.Service, out string) error
 		if jerr := a.printJSON(reps); jerr != nil {
 			return jerr
 		}
-	} else if len(results) == 0 {
+	} else if len(results) == 0 && len(bundles) == 0 {
 		fmt.Fprintln(a.stdout, "no interrupted runs")
+	}
+	if out != outJSON {
+		for _, b := range bundles {
+			a.printBundle(a.bundleReport(svc, b)) // cmd_bundle.go
+		}
 	}
 	return err
 }
@@ -164,20 +170,9 @@ func (a *app) runAndReport(ctx context.Context, svc *ops.Service, id, out string
 		if err != nil {
 			rep.Error = err.Error()
 		}
-		if jerr := a.printJSON(rep); jerr != nil {
-			return jerr
-		}
-		switch {
-		case errors.Is(err, ops.ErrRunInterrupted), errors.Is(err, ops.ErrLeaseLost):
-			return silentError{exitStopped}
-		case err != nil:
-			return silentError{exitError}
-		}
-		return nil
+		return a.printRunJSON(rep, err) // runprint.go
 	}
-	if errors.Is(err, ops.ErrRunInterrupted) {
-		fmt.Fprintf(a.stdout, "run %s stopped at a step boundary and is resumable: `daytwo run --resume` or a running `daytwo sync --watch` continues it\n", res.Run.ID)
-	}
+	a.printResumable(err, "run", res.Run.ID)
 	if err != nil {
 		a.printFailedSteps(ctx, svc, res.Run.ID)
 		return err
