@@ -663,9 +663,14 @@ func (s *Service) advanceBundle(ctx context.Context, id string, progress func(Ru
 	ran := make([]RunResult, len(next))
 	errs := make([]error, len(next))
 	fanOut(len(next), len(next), func(i int) {
-		ran[i], errs[i] = s.Run(gctx, RunRequest{Update: next[i].ID, Progress: progress, inBundle: true})
-		if len(next) > 1 && errors.Is(errs[i], ErrRunFailed) && ran[i].Update.State != UpdateStopped {
-			stopOthers(&stopEarlyError{fmt.Sprintf("%s%s failed in bundle %s (update %s)", stopEarlyPrefix, s.svcName(next[i]), id, next[i].ID)})
+		failed := func() {
+			if len(next) > 1 {
+				stopOthers(&stopEarlyError{fmt.Sprintf("%s%s failed in bundle %s (update %s)", stopEarlyPrefix, s.svcName(next[i]), id, next[i].ID)})
+			}
+		}
+		ran[i], errs[i] = s.Run(gctx, RunRequest{Update: next[i].ID, Progress: progress, inBundle: true, onRollback: failed})
+		if errors.Is(errs[i], ErrRunFailed) && ran[i].Update.State != UpdateStopped {
+			failed() // failed without a rollback decision (e.g. no executor); a no-op after the first cause
 		}
 	})
 	early := stopsEarly(context.Cause(gctx))

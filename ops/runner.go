@@ -52,6 +52,9 @@ type RunRequest struct {
 	Progress func(RunEvent)
 	// inBundle: the bundle's coordinator runs this member (RunBundle).
 	inBundle bool
+	// onRollback is called once the run has journaled its decision to roll
+	// back after a failure (a bundle stops its other members then).
+	onRollback func()
 }
 
 // RunResult is the outcome of Run.
@@ -166,6 +169,7 @@ func (s *Service) Run(ctx context.Context, req RunRequest) (RunResult, error) {
 	s.kickOutbox(ctx, u.outboxKey())
 	r := s.newRunner(ctx, env, u, run, from, g.Plan, fence, req.Progress)
 	defer r.close()
+	r.onRollback = req.onRollback
 	out, err := r.execute(nil)
 	res.Run, res.Update = out.run, out.update
 	return res, err
@@ -233,7 +237,8 @@ type runner struct {
 	renewDone chan struct{}
 	// earlyStop is why a bundle member's run was stopped early (another
 	// member failed): it rolls back what it touched and ends stopped.
-	earlyStop error
+	earlyStop  error
+	onRollback func()
 }
 
 type runOutcome struct {
@@ -751,6 +756,9 @@ func (r *runner) rollbackAll(cause error) (runOutcome, error) {
 	})
 	if err != nil {
 		return r.abort(err)
+	}
+	if r.onRollback != nil && r.earlyStop == nil {
+		r.onRollback() // before the rollback's first event
 	}
 	steps, err := r.s.store.Steps(ctx, r.run.ID)
 	if err != nil {
