@@ -468,10 +468,10 @@ func (s *Service) RunBundle(ctx context.Context, idOrMember string, progress fun
 // now — and on the process's first pass every bundle that started and is
 // not settled (its close not queued), however long ago it stopped, so a
 // bundle whose last process died after its last member is closed by the
-// next daemon. Members are started when the bundle's stage has auto_run
-// (the bundle is one release, gated once by its change); a bundle's
-// rollback and its closing are done whatever the setting (they finish
-// what was started).
+// next daemon. A bundle is started when its stage has auto_run (the
+// bundle is one release, gated once by its change); once started, its
+// next members, its rollback and its closing are done whatever the
+// setting (they finish what was started).
 func (s *Service) AdvanceBundles(ctx context.Context, progress func(RunEvent)) ([]RunResult, error) {
 	ids, err := s.bundlesToAdvance(ctx)
 	if err != nil {
@@ -562,10 +562,19 @@ func (s *Service) advanceBundles(ctx context.Context, ids []string, progress fun
 }
 
 // bundleAutoRuns reports whether the daemon starts the bundle's members:
-// when its stage has auto_run. The stage's gating (auto_run sits on the
-// shared environments[] entry) is read from the first member that is
-// still configured.
+// when its stage has auto_run, or once the bundle has started (someone
+// ran it; the process that did is gone): a bundle is one release, gated
+// once, and is not left half released for want of auto_run. The stage's
+// gating (auto_run sits on the shared environments[] entry) is read from
+// the first member that is still configured.
 func (s *Service) bundleAutoRuns(v bundleView) bool {
+	for _, m := range v.members {
+		switch m.State {
+		case UpdateProposed, UpdateAwaitingApproval, UpdateApproved, UpdateScheduled, UpdateCanceled, UpdateRejected, UpdateBlocked:
+		default:
+			return true // started
+		}
+	}
 	for _, m := range append([]Update{v.lead()}, v.members...) {
 		if env, err := s.Environment(m.Environment); err == nil {
 			return env.AutoRun
@@ -744,7 +753,7 @@ func (s *Service) unwindBundle(ctx context.Context, v bundleView, failed Update,
 	}
 	var cancel []Update
 	for _, m := range v.members {
-		if !m.State.Terminal() && m.State != UpdateRunning {
+		if m.State.CanTransition(UpdateCanceled) { // not started (a failed member not restored is not: it stays failed)
 			cancel = append(cancel, m)
 		}
 	}
@@ -897,7 +906,10 @@ func (s *Service) markMemberRolledBack(ctx context.Context, m, rb Update) error 
 		}
 		// Not a lifecycle transition (succeeded is final for an update of
 		// its own): a bundle member's release was undone by rb's run.
-		cur.State, cur.Reason = UpdateRolledBack, fmt.Sprintf("rolled back to %s by update %s (%s)", rb.Version, rb.ID, rb.Reason)
+		cur.State, cur.Reason = UpdateRolledBack, fmt.Sprintf("rolled back to %s by update %s", rb.Version, rb.ID)
+		if rb.Reason != "" {
+			cur.Reason += " (" + rb.Reason + ")"
+		}
 		if err := tx.SaveUpdate(ctx, cur, UpdateSucceeded); err != nil {
 			return err
 		}

@@ -111,8 +111,9 @@ func TestBundleLeftUnsettledIsClosedByTheNextDaemon(t *testing.T) {
 }
 
 // TestBundleStartsWhenItsStageAutoRuns: the daemon starts an approved
-// bundle in its window when the bundle's stage has auto_run, and never
-// otherwise (it waits for `daytwo run`).
+// bundle in its window when the bundle's stage has auto_run, and
+// otherwise waits for `daytwo run` — but goes on with a bundle that was
+// started and left between two members by a process that died.
 func TestBundleStartsWhenItsStageAutoRuns(t *testing.T) {
 	for _, autoRun := range []bool{false, true} {
 		w := newBundleWorld(t, autoRun)
@@ -133,6 +134,34 @@ func TestBundleStartsWhenItsStageAutoRuns(t *testing.T) {
 		if n := len(w.closes()); n != map[bool]int{false: 0, true: 1}[autoRun] {
 			t.Errorf("auto_run %t: closed %d times", autoRun, n)
 		}
+	}
+	// Started by `daytwo run`, whose process died between two members:
+	// the daemon goes on with it without auto_run.
+	w := newBundleWorld(t, false)
+	bp := w.proposeApprovedBundle(t, false, members3("1.4.2", "3.0.1", "2.0.0")...)
+	ctx, cancel := context.WithCancel(context.Background())
+	progress := func(ev ops.RunEvent) {
+		if ev.State == ops.EventSucceeded && ev.Target == "" && strings.Contains(ev.Message, "checkout/production") {
+			cancel()
+		}
+	}
+	if _, err := w.svc.RunBundle(ctx, bp.ID, progress); !errors.Is(err, ops.ErrRunInterrupted) {
+		t.Fatalf("RunBundle: %v", err)
+	}
+	if ms := w.members(t, bp.ID); ms["checkout"].State != ops.UpdateSucceeded || ms["payments"].State != ops.UpdateApproved {
+		t.Fatalf("checkout %s, payments %s", ms["checkout"].State, ms["payments"].State)
+	}
+	if _, err := w.process(t, "host:2").AutoRun(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	w.deliverAll(t)
+	for svc, u := range w.members(t, bp.ID) {
+		if u.State != ops.UpdateSucceeded {
+			t.Errorf("started bundle without auto_run: %s is %s", svc, u.State)
+		}
+	}
+	if closes := w.closes(); len(closes) != 1 || !strings.HasPrefix(closes[0], "successful") {
+		t.Errorf("closes %q", closes)
 	}
 }
 
@@ -220,5 +249,32 @@ func TestBundleParallelFailureStopsTheOthersEarly(t *testing.T) {
 	}
 	if len(w.cs.incidents) != 1 || !strings.Contains(w.cs.incidents[0].ShortDescription, "payments") {
 		t.Errorf("incidents %+v", w.cs.incidents)
+	}
+}
+
+// TestBundleWhoseFailedMemberCannotBeRestoredEndsFailed: payments fails
+// and its own rollback cannot be verified (a target reports another
+// version): the bundle rolls checkout back, cancels search and ends
+// failed — closed unsuccessful once, its notes saying payments needs
+// attention — instead of going round forever.
+func TestBundleWhoseFailedMemberCannotBeRestoredEndsFailed(t *testing.T) {
+	w := newBundleWorld(t, false)
+	bp := w.proposeApprovedBundle(t, false, members3("1.4.2", "3.0.1", "2.0.0")...)
+	w.fleet.broken["payments-1"] = true
+	w.fleet.probeLie = map[string]string{"payments-1": "0.0.1"}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := w.svc.RunBundle(ctx, bp.ID, nil)
+	if !errors.Is(err, ops.ErrRunFailed) || res.State != ops.BundleFailed || res.FailedService != "payments" {
+		t.Fatalf("RunBundle = %s (%q), %v", res.State, res.FailedService, err)
+	}
+	w.deliverAll(t)
+	ms := w.members(t, bp.ID)
+	if ms["payments"].State != ops.UpdateFailed || ms["checkout"].State != ops.UpdateRolledBack || ms["search"].State != ops.UpdateCanceled {
+		t.Errorf("payments %s, checkout %s, search %s", ms["payments"].State, ms["checkout"].State, ms["search"].State)
+	}
+	closes := w.closes()
+	if len(closes) != 1 || !strings.HasPrefix(closes[0], "unsuccessful") || !strings.Contains(closes[0], "could NOT be fully rolled back") {
+		t.Errorf("closes %q", closes)
 	}
 }
