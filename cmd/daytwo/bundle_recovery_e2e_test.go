@@ -33,15 +33,21 @@ func TestBundleKilledMidMemberIsContinuedByRunResume(t *testing.T) {
 // killed (SIGKILL) in the middle of that rollback's deploy. The next
 // process — `daytwo run --resume`, or a daemon — finishes the rollback,
 // cancels search, and closes the change unsuccessful once with one
-// incident; running the bundle again changes nothing.
+// incident; running the bundle again changes nothing. Also with the store
+// on PostgreSQL.
 func TestBundleKilledDuringItsRollbackIsFinishedOnce(t *testing.T) {
-	for _, next := range []string{"resume", "daemon"} {
+	for _, next := range []string{"resume", "daemon", "resume-postgres"} {
 		t.Run(next, func(t *testing.T) { testBundleKilledDuringRollback(t, next) })
 	}
 }
 
 func testBundleKilledDuringRollback(t *testing.T, next string) {
 	w := newBundleWorld(t, false) // the daemon finishes a rollback whatever auto_run says
+	if strings.HasSuffix(next, "-postgres") {
+		srv := pgtest.Start(t)
+		w.env = append(w.env, "DAYTWO_DB_URL="+srv.URL(srv.CreateDB(t)), "DAYTWO_DB_PASSWORD="+srv.Password)
+		next = strings.TrimSuffix(next, "-postgres")
+	}
 	ctl := w.controlledDeploys(t)
 	w.releaseAll(t, "1.1.0")
 	touch(t, ctl, "slow-chk-1-1.1.0") // checkout's compensating deploy back to 1.1.0
