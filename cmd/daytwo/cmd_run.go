@@ -49,7 +49,9 @@ until the gate opens or --timeout passes.
 ENV names the environment's open update (there is at most one).
 
 --resume finishes runs a dead process left behind: it resumes them if their gate
-is still open, otherwise rolls back what they touched.`,
+is still open, otherwise rolls back what they touched. A bundle such a process
+left unfinished goes on as ` + "`daytwo run CHG`" + ` would: its next services, or its
+rollbacks, and its one close.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if opts.resume != (len(args) == 0) {
 				return usagef("run: give an update id or change number, or --resume alone")
