@@ -695,6 +695,35 @@ func (s *Service) advanceBundle(ctx context.Context, id string, progress func(Ru
 	return s.resultOf(ctx, id, res), ran, true, nil
 }
 
+// bundleFailedBeside returns why bundle member u, whose run a dead
+// process left, is to be stopped early: another member of its bundle
+// failed (or decided to roll back) — nil otherwise.
+func (s *Service) bundleFailedBeside(ctx context.Context, u Update) error {
+	if u.BundleID == "" || u.Rollback {
+		return nil
+	}
+	v, err := s.readBundle(ctx, u.BundleID)
+	if err != nil {
+		return nil
+	}
+	for _, m := range v.members {
+		if m.ID == u.ID {
+			continue
+		}
+		failed := slices.ContainsFunc(v.failed(), func(f Update) bool { return f.ID == m.ID })
+		if !failed && m.State == UpdateRunning {
+			runs, err := s.store.Runs(ctx, m.ID, RunRunning)
+			failed = err == nil && slices.ContainsFunc(runs, func(r Run) bool {
+				return r.Decision == DecisionRollback && !strings.HasPrefix(r.DecisionReason, stopEarlyPrefix)
+			})
+		}
+		if failed {
+			return &stopEarlyError{fmt.Sprintf("%s%s failed in bundle %s (update %s)", stopEarlyPrefix, s.svcName(m), v.id, m.ID)}
+		}
+	}
+	return nil
+}
+
 // stopEarlyPrefix starts why a bundle member's run was stopped early: its
 // journaled rollback decision keeps it, so a recovery ends it stopped too.
 const stopEarlyPrefix = "stopped early: "

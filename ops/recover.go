@@ -139,6 +139,14 @@ func (s *Service) recoverRun(ctx context.Context, run Run, deadHolder string, pr
 	}
 	r := s.newRunner(ctx, env, u, run, releases[env.Name], plan, fence, progress)
 	defer r.close()
+	if run.Decision != DecisionRollback {
+		// A member of a bundle another member of which failed while it ran
+		// is not resumed: it was being stopped early (bundle.go).
+		if stop := s.bundleFailedBeside(ctx, u); stop != nil {
+			r.earlyStop = stop
+			blockers = append(blockers, stop.Error())
+		}
+	}
 	course := "resume"
 	switch {
 	case run.Decision == DecisionRollback:
@@ -170,6 +178,9 @@ func (s *Service) recoverRun(ctx context.Context, run Run, deadHolder string, pr
 		out, err = r.execute(view)
 	default:
 		cause := fmt.Errorf("run interrupted and may no longer run: %s", strings.Join(blockers, "; "))
+		if r.earlyStop != nil {
+			cause = r.earlyStop // its rollback decision keeps the prefix
+		}
 		if run.Decision == DecisionRollback {
 			cause = fmt.Errorf("continuing the rollback decided earlier: %s", run.DecisionReason)
 			if strings.HasPrefix(run.DecisionReason, stopEarlyPrefix) {

@@ -268,6 +268,71 @@ func TestBundleParallelFailureStopsTheOthersEarly(t *testing.T) {
 	}
 }
 
+// TestBundleParallelKilledAfterAFailureIsStoppedNotResumed: checkout and
+// payments roll out at once; payments fails and is rolled back while
+// checkout's first deploy still runs, and then `daytwo run` is killed
+// (SIGKILL). `daytwo run --resume` does not resume checkout's rollout (a
+// member of its bundle failed): it rolls back what checkout touched,
+// records it stopped, and closes the change unsuccessful once.
+func TestBundleParallelKilledAfterAFailureIsStoppedNotResumed(t *testing.T) {
+	w := newBundleWorld(t, false)
+	ctl := w.controlledDeploys(t)
+	w.releaseAll(t, "1.1.0")
+	touch(t, ctl, "hold-chk-1-1.2.0")
+	r := daytwo(t, w.env, "propose", "--bundle", "production", "--parallel", "-o", "json", "checkout=1.2.0", "payments=1.2.0-broken")
+	var b bundleResult
+	if err := json.Unmarshal([]byte(r.stdout), &b); err != nil || r.code != 0 || b.Change == "" {
+		t.Fatalf("propose --bundle --parallel: %+v (%v)", r, err)
+	}
+	w.approve(t, b.Change)
+	daytwo(t, w.env, "sync", "--once")
+	run := exec.Command(daytwoBin, "run", b.ID)
+	run.Env = append(os.Environ(), w.env...)
+	run.Dir = w.dir
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "payments to be rolled back", 90*time.Second, func() bool {
+		return w.bundleUpdates(t, b.ID)["payments"].State == ops.UpdateRolledBack
+	})
+	if err := run.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = run.Wait()
+	if c := w.bundleUpdates(t, b.ID)["checkout"]; c.State != ops.UpdateRunning {
+		t.Fatalf("checkout at the kill: %s", c.State)
+	}
+
+	r = daytwo(t, w.env, "run", "--resume")
+	if r.code != 0 || !strings.Contains(r.stdout, "State:   rolled_back") || !strings.Contains(r.stdout, "Failed:  payments") {
+		t.Fatalf("run --resume: %+v", r)
+	}
+	deploys, _ := os.ReadFile(filepath.Join(ctl, "deploys"))
+	if strings.Contains(string(deploys), "chk-2 1.2.0") {
+		t.Errorf("checkout's rollout was resumed after payments failed:\n%s", deploys)
+	}
+	if v := w.versions(t, "chk-1", "chk-2", "pay-1", "pay-2"); v != "1.1.0,1.1.0,1.1.0,1.1.0" {
+		t.Fatalf("fleet = %s", v)
+	}
+	ups := w.bundleUpdates(t, b.ID)
+	if c := ups["checkout"]; c.State != ops.UpdateStopped || !strings.Contains(c.Reason, "stopped early: payments failed") {
+		t.Errorf("checkout is %s (%q), want stopped naming payments", c.State, c.Reason)
+	}
+	if _, ok := ups["checkout:rollback"]; ok {
+		t.Error("checkout got a compensating update")
+	}
+	waitFor(t, "the bundle's writes to be delivered", 30*time.Second, func() bool {
+		r := daytwo(t, w.env, "outbox", "list", "-o", "json")
+		return r.code == 0 && strings.TrimSpace(r.stdout) == "[]"
+	})
+	if chg := w.simRecords(t, "change_request", "number="+b.Change); chg[0]["state"] != "3" || chg[0]["close_code"] != "unsuccessful" {
+		t.Fatalf("change: state %v close_code %v", chg[0]["state"], chg[0]["close_code"])
+	}
+	if k := w.outboxKinds(t, b.ID); k[ops.OutboxCloseChange] != 1 || k[ops.OutboxCreateIncident] != 1 {
+		t.Fatalf("the bundle's writes: %v; want one close and one incident", k)
+	}
+}
+
 // releaseAll ships version to every service as one bundle (a release the
 // next bundle's rollbacks return to).
 func (w *engineWorld) releaseAll(t *testing.T, version string) {
