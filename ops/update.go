@@ -13,8 +13,8 @@ import (
 type UpdateState string
 
 // The update lifecycle: proposed → awaiting_approval → approved → scheduled →
-// running → succeeded, with the exits rejected, canceled, blocked and
-// failed → rolled_back.
+// running → succeeded, with the exits rejected, canceled, blocked,
+// failed → rolled_back and (a bundle member) stopped.
 const (
 	UpdateProposed         UpdateState = "proposed"
 	UpdateAwaitingApproval UpdateState = "awaiting_approval"
