@@ -465,25 +465,73 @@ func (s *Service) RunBundle(ctx context.Context, idOrMember string, progress fun
 
 // AdvanceBundles is the daemon's step for bundles: every bundle with a
 // member still open, or that ended lately, is taken as far as it can go
-// now. Members are started only when every member's environment has
-// auto_run; a bundle's rollback and its closing are done whatever the
+// now — and on the process's first pass every bundle that started and is
+// not settled (its close not queued), however long ago it stopped, so a
+// bundle whose last process died after its last member is closed by the
+// next daemon. A bundle is started when its stage has auto_run (the
+// bundle is one release, gated once by its change); once started, its
+// next members, its rollback and its closing are done whatever the
 // setting (they finish what was started).
 func (s *Service) AdvanceBundles(ctx context.Context, progress func(RunEvent)) ([]RunResult, error) {
+	ids, err := s.bundlesToAdvance(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.advanceBundles(ctx, ids, progress, nil)
+}
+
+// bundleRecency is how long after its last member ended the daemon's
+// later passes still look at a bundle.
+const bundleRecency = 10 * time.Minute
+
+// UnsettledBundleLister lists the bundles that started and whose change is
+// not closed yet (a store ability).
+type UnsettledBundleLister interface {
+	UnsettledBundles(ctx context.Context) ([]string, error)
+}
+
+// bundlesToAdvance is what AdvanceBundles looks at: bundles with an open
+// member or that ended within bundleRecency, and on this process's first
+// pass every unsettled bundle.
+func (s *Service) bundlesToAdvance(ctx context.Context) ([]string, error) {
+	var ids []string
+	sweep := !s.bundlesSwept.Load()
+	if sweep {
+		if l, ok := s.store.(UnsettledBundleLister); ok {
+			unsettled, err := l.UnsettledBundles(ctx)
+			if err != nil {
+				return nil, err // the next pass sweeps again
+			}
+			ids = append(ids, unsettled...)
+		}
+	}
 	open, err := s.store.ListUpdates(ctx, UpdateFilter{States: OpenUpdateStates()})
 	if err != nil {
 		return nil, err
 	}
-	ended, err := s.store.ListUpdates(ctx, UpdateFilter{States: []UpdateState{UpdateSucceeded, UpdateFailed, UpdateRolledBack}, Limit: 50})
+	ended, err := s.store.ListUpdates(ctx, UpdateFilter{States: []UpdateState{UpdateSucceeded, UpdateFailed, UpdateRolledBack, UpdateStopped}, Limit: 50})
 	if err != nil {
 		return nil, err
 	}
-	var ids []string
-	recent := s.now().Add(-10 * time.Minute)
+	recent := s.now().Add(-bundleRecency)
 	for _, u := range append(open, ended...) {
 		if u.BundleID == "" || slices.Contains(ids, u.BundleID) || (u.State.Terminal() && u.UpdatedAt.Before(recent)) {
 			continue
 		}
 		ids = append(ids, u.BundleID)
+	}
+	if sweep {
+		s.bundlesSwept.Store(true)
+	}
+	return ids, nil
+}
+
+// advanceBundles takes each bundle as far as it can go now. mayStart, when
+// set, says whether a bundle's members may be started; nil: when its
+// stage has auto_run (the daemon).
+func (s *Service) advanceBundles(ctx context.Context, ids []string, progress func(RunEvent), mayStart func(bundleView) bool) ([]RunResult, error) {
+	if mayStart == nil {
+		mayStart = s.bundleAutoRuns
 	}
 	var (
 		out  []RunResult
@@ -495,14 +543,9 @@ func (s *Service) AdvanceBundles(ctx context.Context, progress func(RunEvent)) (
 			errs = append(errs, err)
 			continue
 		}
-		mayStart := true
-		for _, m := range v.members {
-			if env, err := s.Environment(m.Environment); err != nil || !env.AutoRun {
-				mayStart = false
-			}
-		}
+		start := mayStart(v)
 		for ctx.Err() == nil {
-			_, ran, progressed, err := s.advanceBundle(ctx, id, progress, mayStart)
+			_, ran, progressed, err := s.advanceBundle(ctx, id, progress, start)
 			out = append(out, ran...)
 			if err != nil {
 				if !errors.Is(err, ErrRunFailed) && !errors.Is(err, ErrBlocked) && !errors.Is(err, ErrApprovalPending) {
@@ -516,6 +559,28 @@ func (s *Service) AdvanceBundles(ctx context.Context, progress func(RunEvent)) (
 		}
 	}
 	return out, errors.Join(errs...)
+}
+
+// bundleAutoRuns reports whether the daemon starts the bundle's members:
+// when its stage has auto_run, or once the bundle has started (someone
+// ran it; the process that did is gone): a bundle is one release, gated
+// once, and is not left half released for want of auto_run. The stage's
+// gating (auto_run sits on the shared environments[] entry) is read from
+// the first member that is still configured.
+func (s *Service) bundleAutoRuns(v bundleView) bool {
+	for _, m := range v.members {
+		switch m.State {
+		case UpdateProposed, UpdateAwaitingApproval, UpdateApproved, UpdateScheduled, UpdateCanceled, UpdateRejected, UpdateBlocked:
+		default:
+			return true // started
+		}
+	}
+	for _, m := range append([]Update{v.lead()}, v.members...) {
+		if env, err := s.Environment(m.Environment); err == nil {
+			return env.AutoRun
+		}
+	}
+	return false
 }
 
 // advanceBundle does the bundle's next step: start the next members, roll
@@ -600,17 +665,78 @@ func (s *Service) advanceBundle(ctx context.Context, id string, progress func(Ru
 			return res, nil, false, fmt.Errorf("bundle %s: %s may not run: %w", id, s.svcName(m), g.Err())
 		}
 	}
+	// Members run at once: the first to fail stops the others early (each
+	// at its next step boundary, rolling back what it touched).
+	gctx, stopOthers := context.WithCancelCause(ctx)
+	defer stopOthers(nil)
 	ran := make([]RunResult, len(next))
 	errs := make([]error, len(next))
 	fanOut(len(next), len(next), func(i int) {
-		ran[i], errs[i] = s.Run(ctx, RunRequest{Update: next[i].ID, Progress: progress, inBundle: true})
-	})
-	for _, err := range errs {
-		if err != nil && !errors.Is(err, ErrRunFailed) {
-			return s.resultOf(ctx, id, res), ran, false, err
+		failed := func() {
+			if len(next) > 1 {
+				stopOthers(&stopEarlyError{fmt.Sprintf("%s%s failed in bundle %s (update %s)", stopEarlyPrefix, s.svcName(next[i]), id, next[i].ID)})
+			}
 		}
+		ran[i], errs[i] = s.Run(gctx, RunRequest{Update: next[i].ID, Progress: progress, inBundle: true, onRollback: failed})
+		if errors.Is(errs[i], ErrRunFailed) && ran[i].Update.State != UpdateStopped {
+			failed() // failed without a rollback decision (e.g. no executor); a no-op after the first cause
+		}
+	})
+	early := stopsEarly(context.Cause(gctx))
+	for _, err := range errs {
+		if err == nil || errors.Is(err, ErrRunFailed) {
+			continue
+		}
+		if early && ctx.Err() == nil && (errors.Is(err, context.Canceled) || errors.Is(err, ErrRunInterrupted)) {
+			continue // stopped before it started (canceled with the rest below), or at a boundary it could not roll back from
+		}
+		return s.resultOf(ctx, id, res), ran, false, err
 	}
 	return s.resultOf(ctx, id, res), ran, true, nil
+}
+
+// bundleFailedBeside returns why bundle member u, whose run a dead
+// process left, is to be stopped early: another member of its bundle
+// failed (or decided to roll back) — nil otherwise.
+func (s *Service) bundleFailedBeside(ctx context.Context, u Update) error {
+	if u.BundleID == "" || u.Rollback {
+		return nil
+	}
+	v, err := s.readBundle(ctx, u.BundleID)
+	if err != nil {
+		return nil
+	}
+	for _, m := range v.members {
+		if m.ID == u.ID {
+			continue
+		}
+		failed := slices.ContainsFunc(v.failed(), func(f Update) bool { return f.ID == m.ID })
+		if !failed && m.State == UpdateRunning {
+			runs, err := s.store.Runs(ctx, m.ID, RunRunning)
+			failed = err == nil && slices.ContainsFunc(runs, func(r Run) bool {
+				return r.Decision == DecisionRollback && !strings.HasPrefix(r.DecisionReason, stopEarlyPrefix)
+			})
+		}
+		if failed {
+			return &stopEarlyError{fmt.Sprintf("%s%s failed in bundle %s (update %s)", stopEarlyPrefix, s.svcName(m), v.id, m.ID)}
+		}
+	}
+	return nil
+}
+
+// stopEarlyPrefix starts why a bundle member's run was stopped early: its
+// journaled rollback decision keeps it, so a recovery ends it stopped too.
+const stopEarlyPrefix = "stopped early: "
+
+// stopEarlyError stops the other members running at once with one that
+// failed.
+type stopEarlyError struct{ msg string }
+
+func (e *stopEarlyError) Error() string { return e.msg }
+
+func stopsEarly(cause error) bool {
+	var e *stopEarlyError
+	return errors.As(cause, &e)
 }
 
 func (s *Service) resultOf(ctx context.Context, id string, fallback BundleResult) BundleResult {
@@ -656,7 +782,7 @@ func (s *Service) unwindBundle(ctx context.Context, v bundleView, failed Update,
 	}
 	var cancel []Update
 	for _, m := range v.members {
-		if !m.State.Terminal() && m.State != UpdateRunning {
+		if m.State.CanTransition(UpdateCanceled) { // not started (a failed member not restored is not: it stays failed)
 			cancel = append(cancel, m)
 		}
 	}
@@ -724,7 +850,7 @@ func (s *Service) unwindBundle(ctx context.Context, v bundleView, failed Update,
 	out := again()
 	out.State = BundleRolledBack
 	for _, m := range out.Updates {
-		if m.State == UpdateFailed || m.State == UpdateSucceeded {
+		if m.State == UpdateFailed || m.State == UpdateSucceeded || m.State == UpdateStopped && !s.runRestored(ctx, m) {
 			out.State = BundleFailed // not restored
 		}
 	}
@@ -809,7 +935,10 @@ func (s *Service) markMemberRolledBack(ctx context.Context, m, rb Update) error 
 		}
 		// Not a lifecycle transition (succeeded is final for an update of
 		// its own): a bundle member's release was undone by rb's run.
-		cur.State, cur.Reason = UpdateRolledBack, fmt.Sprintf("rolled back to %s by update %s (%s)", rb.Version, rb.ID, rb.Reason)
+		cur.State, cur.Reason = UpdateRolledBack, fmt.Sprintf("rolled back to %s by update %s", rb.Version, rb.ID)
+		if rb.Reason != "" {
+			cur.Reason += " (" + rb.Reason + ")"
+		}
 		if err := tx.SaveUpdate(ctx, cur, UpdateSucceeded); err != nil {
 			return err
 		}
@@ -912,7 +1041,7 @@ func (s *Service) bundleNotes(ctx context.Context, v bundleView, failed Update) 
 	if failed.ID == "" {
 		fmt.Fprintf(&b, "Bundle %s succeeded: %d service(s) released.\n", v.id, len(v.members))
 	} else {
-		fmt.Fprintf(&b, "Bundle %s failed: %s failed; every service touched was rolled back, the others were not started.\n", v.id, s.svcName(failed))
+		fmt.Fprintf(&b, "Bundle %s failed: %s failed; every service touched was rolled back, the others were stopped early or not started.\n", v.id, s.svcName(failed))
 	}
 	for i, m := range v.members {
 		what := string(m.State)
@@ -934,6 +1063,11 @@ func (s *Service) bundleNotes(ctx context.Context, v bundleView, failed Update) 
 			what = "failed and could NOT be fully rolled back: targets need attention"
 		case UpdateCanceled:
 			what = "not started (canceled)"
+		case UpdateStopped:
+			what = "stopped early, what it touched rolled back to " + orNew(m.FromVersion)
+			if !s.runRestored(ctx, m) {
+				what = "stopped early and could NOT be fully rolled back: targets need attention"
+			}
 		}
 		if m.ID == failed.ID {
 			what = "FAILED; " + what
@@ -945,6 +1079,13 @@ func (s *Service) bundleNotes(ctx context.Context, v bundleView, failed Update) 
 		b.WriteString(".\n")
 	}
 	return b.String()
+}
+
+// runRestored reports whether m's last run ended with its targets
+// restored (a member stopped early rolls back in its own run).
+func (s *Service) runRestored(ctx context.Context, m Update) bool {
+	runs, err := s.store.Runs(ctx, m.ID)
+	return err == nil && len(runs) > 0 && runs[len(runs)-1].State == RunRolledBack
 }
 
 // bundleRollbackMayRun reports whether a compensating update may run

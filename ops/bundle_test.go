@@ -55,6 +55,9 @@ var bundleServices = []string{"checkout", "payments", "search"}
 type bundleWorld struct {
 	*gatedWorld
 	bc *bundleChanges
+	// process starts another daytwo process on the same store, change
+	// system and fleet.
+	process func(t *testing.T, holder string) *ops.Service
 }
 
 // newBundleWorld configures three services in a gated production stage,
@@ -88,16 +91,21 @@ func newBundleWorld(t *testing.T, autoRun bool) *bundleWorld {
 	}
 	bc := &bundleChanges{fakeChanges: newFakeChanges(clk.Now), affected: map[string][]string{}}
 	w := &gatedWorld{db: db, cs: bc.fakeChanges, fleet: newFleet(targets, "1.0.0"), clk: clk, env: envs[0]}
-	w.svc, err = ops.New(cfg, db, bc, ops.WithClock(clk.Now), ops.WithHolder("host:1"),
-		ops.WithExecutors(func(ops.Environment) (ops.Executor, ops.HealthChecker, error) { return w.fleet, w.fleet, nil }),
-		ops.WithProbers(func(ops.Environment) (ops.VersionProber, error) { return w.fleet, nil }))
-	if err != nil {
-		t.Fatal(err)
+	process := func(t *testing.T, holder string) *ops.Service {
+		t.Helper()
+		svc, err := ops.New(cfg, db, bc, ops.WithClock(clk.Now), ops.WithHolder(holder),
+			ops.WithExecutors(func(ops.Environment) (ops.Executor, ops.HealthChecker, error) { return w.fleet, w.fleet, nil }),
+			ops.WithProbers(func(ops.Environment) (ops.VersionProber, error) { return w.fleet, nil }))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(svc.Wait)
+		return svc
 	}
-	t.Cleanup(w.svc.Wait)
+	w.svc = process(t, "host:1")
 	// Every service runs 1.0.0: a release to return to.
 	atomicRelease(t, db, envs, "1.0.0")
-	return &bundleWorld{gatedWorld: w, bc: bc}
+	return &bundleWorld{gatedWorld: w, bc: bc, process: process}
 }
 
 func atomicRelease(t *testing.T, db *store.DB, envs []ops.Environment, version string) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -138,6 +139,14 @@ func (s *Service) recoverRun(ctx context.Context, run Run, deadHolder string, pr
 	}
 	r := s.newRunner(ctx, env, u, run, releases[env.Name], plan, fence, progress)
 	defer r.close()
+	if run.Decision != DecisionRollback {
+		// A member of a bundle another member of which failed while it ran
+		// is not resumed: it was being stopped early (bundle.go).
+		if stop := s.bundleFailedBeside(ctx, u); stop != nil {
+			r.earlyStop = stop
+			blockers = append(blockers, stop.Error())
+		}
+	}
 	course := "resume"
 	switch {
 	case run.Decision == DecisionRollback:
@@ -169,8 +178,14 @@ func (s *Service) recoverRun(ctx context.Context, run Run, deadHolder string, pr
 		out, err = r.execute(view)
 	default:
 		cause := fmt.Errorf("run interrupted and may no longer run: %s", strings.Join(blockers, "; "))
+		if r.earlyStop != nil {
+			cause = r.earlyStop // its rollback decision keeps the prefix
+		}
 		if run.Decision == DecisionRollback {
 			cause = fmt.Errorf("continuing the rollback decided earlier: %s", run.DecisionReason)
+			if strings.HasPrefix(run.DecisionReason, stopEarlyPrefix) {
+				r.earlyStop = errors.New(run.DecisionReason) // a bundle member stopped early stays stopped
+			}
 		}
 		if r.exec, r.health, err = s.executors(env); err != nil {
 			out, err = r.finishFailed(touched, fmt.Errorf("%v; cannot build the executor: %w", cause, err))
@@ -329,4 +344,44 @@ type LeaseStore interface {
 	// kept so the next holder's is newer.
 	ReleaseLease(ctx context.Context, f Fence) error
 	Leases(ctx context.Context) ([]Lease, error)
+}
+
+// ResumeRuns is `daytwo run --resume`: RecoverRuns, then every bundle a
+// dead process left unfinished — one whose member's run was just
+// recovered, or that started and is not settled — is run on as RunBundle
+// (`daytwo run CHG`) would: its next members, or its compensating
+// rollbacks, and its one close. A bundle that rolled back is an outcome
+// (in its result), not an error; one whose member another live process
+// runs is left to it.
+func (s *Service) ResumeRuns(ctx context.Context, progress func(RunEvent)) ([]RunResult, []BundleResult, error) {
+	runs, err := s.RecoverRuns(ctx, progress)
+	errs := []error{err}
+	var ids []string
+	for _, r := range runs {
+		if r.Update.BundleID != "" && !slices.Contains(ids, r.Update.BundleID) {
+			ids = append(ids, r.Update.BundleID)
+		}
+	}
+	if l, ok := s.store.(UnsettledBundleLister); ok && ctx.Err() == nil {
+		unsettled, err := l.UnsettledBundles(ctx)
+		errs = append(errs, err)
+		for _, id := range unsettled {
+			if !slices.Contains(ids, id) {
+				ids = append(ids, id)
+			}
+		}
+	}
+	var bundles []BundleResult
+	for _, id := range ids {
+		if ctx.Err() != nil {
+			break
+		}
+		res, err := s.RunBundle(ctx, id, progress)
+		runs = append(runs, res.Runs...)
+		bundles = append(bundles, res)
+		if err != nil && !errors.Is(err, ErrRunFailed) && !errors.Is(err, ErrBlocked) {
+			errs = append(errs, err)
+		}
+	}
+	return runs, bundles, errors.Join(errs...)
 }

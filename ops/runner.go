@@ -52,6 +52,9 @@ type RunRequest struct {
 	Progress func(RunEvent)
 	// inBundle: the bundle's coordinator runs this member (RunBundle).
 	inBundle bool
+	// onRollback is called once the run has journaled its decision to roll
+	// back after a failure (a bundle stops its other members then).
+	onRollback func()
 }
 
 // RunResult is the outcome of Run.
@@ -170,6 +173,7 @@ func (s *Service) Run(ctx context.Context, req RunRequest) (RunResult, error) {
 	s.kickOutbox(ctx, u.outboxKey())
 	r := s.newRunner(ctx, env, u, run, from, g.Plan, fence, req.Progress)
 	defer r.close()
+	r.onRollback = req.onRollback
 	out, err := r.execute(nil)
 	res.Run, res.Update = out.run, out.update
 	return res, err
@@ -239,6 +243,10 @@ type runner struct {
 	// restored says how an emergency rollback's targets were found back
 	// on the previous release (verify_after_close.go).
 	restored string
+	// earlyStop is why a bundle member's run was stopped early (another
+	// member failed): it rolls back what it touched and ends stopped.
+	earlyStop  error
+	onRollback func()
 }
 
 type runOutcome struct {
@@ -764,6 +772,9 @@ func (r *runner) rollbackAll(cause error) (runOutcome, error) {
 	if err != nil {
 		return r.abort(err)
 	}
+	if r.onRollback != nil && r.earlyStop == nil {
+		r.onRollback() // before the rollback's first event
+	}
 	steps, err := r.s.store.Steps(ctx, r.run.ID)
 	if err != nil {
 		r.stopNow(err)
@@ -894,6 +905,11 @@ func (r *runner) verifyRestored(touched []string, targets map[string]Target) (ve
 func (r *runner) stopped() (runOutcome, error) {
 	if r.lost.Load() {
 		return r.fenced()
+	}
+	if cause := context.Cause(r.stop); r.earlyStop == nil && stopsEarly(cause) {
+		r.earlyStop = cause // bundle.go
+		r.emit(RunEvent{State: EventStopped, Message: fmt.Sprintf("run %s: %v; rolling back what it touched", r.run.ID, cause)})
+		return r.rollbackAll(cause)
 	}
 	ctx := r.work
 	cause := context.Cause(r.stop)
@@ -1033,6 +1049,12 @@ func (r *runner) finishFailed(touched []string, cause error) (runOutcome, error)
 
 func (r *runner) finishFailure(touched []string, cause error, runState RunState, final UpdateState, summary string) (runOutcome, error) {
 	ctx := r.work
+	ended := UpdateFailed
+	if r.earlyStop != nil { // not failed: stopped because another bundle member failed
+		ended, final = UpdateStopped, UpdateStopped
+		summary = strings.Replace(strings.Replace(summary, " failed and was rolled back", " was stopped early and rolled back", 1),
+			" failed and could NOT", " was stopped early and could NOT", 1)
+	}
 	r.emit(RunEvent{State: RunEventState(runState), Message: summary})
 	r.logs.flush()
 	var out runOutcome
@@ -1043,7 +1065,7 @@ func (r *runner) finishFailure(touched []string, cause error, runState RunState,
 		if err := tx.FinishRun(ctx, r.run.ID, runState, cause.Error()); err != nil {
 			return err
 		}
-		u, err := r.saveUpdate(ctx, tx, UpdateFailed, cause.Error())
+		u, err := r.saveUpdate(ctx, tx, ended, cause.Error())
 		if err != nil {
 			return err
 		}
@@ -1089,7 +1111,7 @@ func (r *runner) finishFailure(touched []string, cause error, runState RunState,
 			Action: "run." + string(runState), Subject: r.run.ID, Environment: r.env.Name, UpdateID: r.u.ID,
 			ChangeNumber: r.u.ChangeNumber, Result: string(runState), Detail: map[string]any{
 				"version":        r.u.Version,
-				"rolled_back_to": r.from.Version, "touched": touched, "cause": cause.Error(),
+				"rolled_back_to": r.from.Version, "touched": touched, "cause": cause.Error(), "update_state": string(final),
 			},
 		})
 	})

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/daytwo/daytwo/ops/policy"
@@ -73,6 +74,9 @@ type Service struct {
 	// changesErr says why changes is nil (e.g. the ServiceNow settings are
 	// incomplete), for commands that need it.
 	changesErr error
+	// bundlesSwept: this process's first AdvanceBundles pass has looked at
+	// every unsettled bundle (bundle.go); later passes look at recent ones.
+	bundlesSwept atomic.Bool
 }
 
 // Option customises a Service.

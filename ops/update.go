@@ -13,8 +13,8 @@ import (
 type UpdateState string
 
 // The update lifecycle: proposed → awaiting_approval → approved → scheduled →
-// running → succeeded, with the exits rejected, canceled, blocked and
-// failed → rolled_back.
+// running → succeeded, with the exits rejected, canceled, blocked,
+// failed → rolled_back and (a bundle member) stopped.
 const (
 	UpdateProposed         UpdateState = "proposed"
 	UpdateAwaitingApproval UpdateState = "awaiting_approval"
@@ -27,6 +27,10 @@ const (
 	UpdateBlocked          UpdateState = "blocked"
 	UpdateFailed           UpdateState = "failed"
 	UpdateRolledBack       UpdateState = "rolled_back"
+	// UpdateStopped: a bundle member whose run was stopped early because
+	// another member failed; what it had touched was rolled back by that
+	// run (bundle.go).
+	UpdateStopped UpdateState = "stopped"
 )
 
 // updateTransitions lists, per state, the states an update may move to.
@@ -39,12 +43,13 @@ var updateTransitions = map[UpdateState][]UpdateState{
 	// anything was raised, so nothing waits on it (propose again once the
 	// policy passes).
 	UpdateBlocked:    nil,
-	UpdateRunning:    {UpdateSucceeded, UpdateFailed},
+	UpdateRunning:    {UpdateSucceeded, UpdateFailed, UpdateStopped},
 	UpdateFailed:     {UpdateRolledBack},
 	UpdateSucceeded:  nil,
 	UpdateRejected:   nil,
 	UpdateCanceled:   nil,
 	UpdateRolledBack: nil,
+	UpdateStopped:    nil,
 }
 
 // OpenUpdateStates are the states of an update that may still run. An

@@ -180,7 +180,7 @@ func (s *Service) updateStatus(ctx context.Context, u Update, facts gateFacts) (
 		}
 	}
 	switch u.State {
-	case UpdateSucceeded, UpdateRejected, UpdateCanceled, UpdateRolledBack, UpdateFailed, UpdateRunning, UpdateBlocked:
+	case UpdateSucceeded, UpdateRejected, UpdateCanceled, UpdateRolledBack, UpdateFailed, UpdateRunning, UpdateBlocked, UpdateStopped:
 		st.GateText = string(u.State)
 		if u.Reason != "" {
 			st.GateText += ": " + u.Reason

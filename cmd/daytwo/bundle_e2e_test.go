@@ -157,8 +157,10 @@ func (w *engineWorld) outboxKinds(t *testing.T, key string) map[ops.OutboxKind]i
 // first two back, never starts the third, closes the change unsuccessful
 // once and opens one incident naming the failed service.
 func TestBundleOneChangeSucceedsThenRollsBackAcrossServices(t *testing.T) {
-	w := newBundleWorld(t, false)
+	testBundleOneChange(t, newBundleWorld(t, false))
+}
 
+func testBundleOneChange(t *testing.T, w *engineWorld) {
 	b := w.proposeBundle(t, "checkout=1.1.0", "payments=1.1.0", "search=1.1.0")
 	for i, m := range b.Updates {
 		if want := []string{"checkout", "payments", "search"}[i]; m.Service != want || m.Seq != i+1 {
@@ -342,12 +344,18 @@ func TestProposeNamesServicesAndRefusesBadBundles(t *testing.T) {
 func TestBundleKilledMidMemberIsContinuedByTheDaemon(t *testing.T) {
 	// Killed: the `daytwo run` of the bundle, or a daemon running it.
 	for _, killed := range []string{"run", "daemon"} {
-		t.Run(killed, func(t *testing.T) { testBundleKilledMidMember(t, killed) })
+		t.Run(killed, func(t *testing.T) { testBundleKilledMidMember(t, killed, "daemon") })
 	}
 }
 
-func testBundleKilledMidMember(t *testing.T, killed string) {
-	w := newBundleWorld(t, true)
+// controlledDeploys replaces every service's deploy command by a script
+// the test steers through files in the returned directory: a file
+// slow-TARGET-VERSION makes that deploy sleep a minute (touching
+// started-TARGET-VERSION first), hold-TARGET-VERSION makes it wait for a
+// file go; every deploy is appended to the file deploys as "TARGET
+// VERSION".
+func (w *engineWorld) controlledDeploys(t *testing.T) string {
+	t.Helper()
 	ctl := filepath.Join(w.dir, "ctl")
 	if err := os.MkdirAll(ctl, 0o755); err != nil {
 		t.Fatal(err)
@@ -355,7 +363,10 @@ func testBundleKilledMidMember(t *testing.T, killed string) {
 	script := filepath.Join(ctl, "deploy.sh")
 	body := fmt.Sprintf(`#!/bin/sh
 ctl=%[1]q
-if [ -f "$ctl/slow-$DAYTWO_TARGET" ]; then touch "$ctl/started-$DAYTWO_TARGET"; sleep 60; fi
+at="$DAYTWO_TARGET-$DAYTWO_VERSION"
+echo "$DAYTWO_TARGET $DAYTWO_VERSION" >> "$ctl/deploys"
+if [ -f "$ctl/slow-$at" ]; then touch "$ctl/started-$at"; sleep 60; fi
+if [ -f "$ctl/hold-$at" ]; then touch "$ctl/started-$at"; while [ ! -f "$ctl/go" ]; do sleep 0.05; done; fi
 exec %[2]q fleet deploy --state-dir %[3]q
 `, ctl, daytwoBin, w.stateDir)
 	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
@@ -370,9 +381,26 @@ exec %[2]q fleet deploy --state-dir %[3]q
 	if err := os.WriteFile(w.cfgPath, cfg, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(ctl, "slow-pay-1"), nil, 0o644); err != nil {
-		t.Fatal(err)
+	return ctl
+}
+
+// touch creates the named control files.
+func touch(t *testing.T, dir string, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		if err := os.WriteFile(filepath.Join(dir, n), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
+}
+
+// testBundleKilledMidMember kills the process running a bundle (killed:
+// "run" or "daemon") during payments' deploy and lets next ("daemon", or
+// "resume": a one-shot `daytwo run --resume`) finish the bundle.
+func testBundleKilledMidMember(t *testing.T, killed, next string) {
+	w := newBundleWorld(t, next == "daemon")
+	ctl := w.controlledDeploys(t)
+	touch(t, ctl, "slow-pay-1-1.1.0")
 
 	b := w.proposeBundle(t, "checkout=1.1.0", "payments=1.1.0", "search=1.1.0")
 	w.approve(t, b.Change)
@@ -387,18 +415,26 @@ exec %[2]q fleet deploy --state-dir %[3]q
 		t.Fatal(err)
 	}
 	waitFor(t, "payments' first deploy to start", 60*time.Second, func() bool {
-		_, err := os.Stat(filepath.Join(ctl, "started-pay-1"))
+		_, err := os.Stat(filepath.Join(ctl, "started-pay-1-1.1.0"))
 		return err == nil
 	})
 	if err := run.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	_ = run.Wait()
-	if err := os.Remove(filepath.Join(ctl, "slow-pay-1")); err != nil {
+	if err := os.Remove(filepath.Join(ctl, "slow-pay-1-1.1.0")); err != nil {
 		t.Fatal(err)
 	}
 	if v := w.versions(t, "chk-1", "chk-2", "pay-1", "srch-1"); v != "1.1.0,1.1.0,1.0.0,1.0.0" {
 		t.Fatalf("fleet at the kill = %s", v)
+	}
+	if next == "resume" {
+		r := daytwo(t, w.env, "run", "--resume")
+		if r.code != 0 || !strings.Contains(r.stdout, "Bundle "+b.ID) || !strings.Contains(r.stdout, "State:   succeeded") {
+			t.Fatalf("run --resume: %+v", r)
+		}
+		w.checkBundleSucceeded(t, b)
+		return
 	}
 
 	daemon := exec.Command(daytwoBin, "sync", "--watch", "--interval", "1s", "--listen", "")
@@ -420,8 +456,15 @@ exec %[2]q fleet deploy --state-dir %[3]q
 		chg := w.simRecords(t, "change_request", "number="+b.Change)
 		return len(chg) == 1 && chg[0]["state"] == "3"
 	})
+	w.checkBundleSucceeded(t, b)
+}
+
+// checkBundleSucceeded checks, on the targets and in ServiceNow, that the
+// three-service bundle b is released and its change closed successful once.
+func (w *engineWorld) checkBundleSucceeded(t *testing.T, b bundleResult) {
+	t.Helper()
 	if v := w.versions(t, "chk-1", "chk-2", "pay-1", "pay-2", "srch-1"); v != "1.1.0,1.1.0,1.1.0,1.1.0,1.1.0" {
-		t.Fatalf("fleet after the daemon = %s", v)
+		t.Fatalf("fleet after the bundle = %s", v)
 	}
 	chg := w.simRecords(t, "change_request", "number="+b.Change)
 	if chg[0]["close_code"] != "successful" {

@@ -217,7 +217,7 @@ func (a *app) printBundle(r bundleResult) {
 		}
 	}
 	if r.Failed != "" {
-		fmt.Fprintf(w, "Failed:  %s; every service touched was rolled back, the others were not started\n", r.Failed)
+		fmt.Fprintf(w, "Failed:  %s; every service touched was rolled back, the others were stopped early or not started\n", r.Failed)
 	}
 }
 
@@ -228,6 +228,23 @@ func (a *app) runBundleAndReport(ctx context.Context, svc *ops.Service, u ops.Up
 	if res.ID == "" {
 		return a.reportGate(ctx, svc, u.ID, out, err)
 	}
+	r := a.bundleReport(svc, res)
+	if len(res.Runs) == 0 && err != nil && (errors.Is(err, ops.ErrApprovalPending) || errors.Is(err, ops.ErrBlocked)) && res.State == ops.BundleWaiting {
+		return a.reportGate(ctx, svc, u.ID, out, err)
+	}
+	if out == outJSON {
+		if err != nil {
+			r.Error = err.Error()
+		}
+		return a.printRunJSON(r, err) // runprint.go
+	}
+	a.printBundle(r)
+	a.printResumable(err, "bundle", res.ID)
+	return err
+}
+
+// bundleReport is a bundle's outcome as `run` prints it.
+func (a *app) bundleReport(svc *ops.Service, res ops.BundleResult) bundleResult {
 	r := bundleResult{ID: res.ID, State: string(res.State), Failed: res.FailedService}
 	for _, m := range res.Updates {
 		r.Updates = append(r.Updates, bundleMember(svc, m))
@@ -242,29 +259,7 @@ func (a *app) runBundleAndReport(ctx context.Context, svc *ops.Service, u ops.Up
 	for _, m := range res.Rollbacks {
 		r.Rollbacks = append(r.Rollbacks, bundleMember(svc, m))
 	}
-	if len(res.Runs) == 0 && err != nil && (errors.Is(err, ops.ErrApprovalPending) || errors.Is(err, ops.ErrBlocked)) && res.State == ops.BundleWaiting {
-		return a.reportGate(ctx, svc, u.ID, out, err)
-	}
-	if out == outJSON {
-		if err != nil {
-			r.Error = err.Error()
-		}
-		if jerr := a.printJSON(r); jerr != nil {
-			return jerr
-		}
-		switch {
-		case errors.Is(err, ops.ErrRunInterrupted), errors.Is(err, ops.ErrLeaseLost):
-			return silentError{exitStopped}
-		case err != nil:
-			return silentError{exitError}
-		}
-		return nil
-	}
-	a.printBundle(r)
-	if errors.Is(err, ops.ErrRunInterrupted) {
-		fmt.Fprintf(a.stdout, "bundle %s stopped at a step boundary and is resumable: `daytwo run --resume` then `daytwo run %s`, or a running `daytwo sync --watch` continues it\n", res.ID, res.ID)
-	}
-	return err
+	return r
 }
 
 // bundleCell is `update list`'s BUNDLE column: the bundle and the member's

@@ -49,7 +49,9 @@ until the gate opens or --timeout passes.
 ENV names the environment's open update (there is at most one).
 
 --resume finishes runs a dead process left behind: it resumes them if their gate
-is still open, otherwise rolls back what they touched.`,
+is still open, otherwise rolls back what they touched. A bundle such a process
+left unfinished goes on as ` + "`daytwo run CHG`" + ` would: its next services, or its
+rollbacks, and its one close.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if opts.resume != (len(args) == 0) {
 				return usagef("run: give an update id or change number, or --resume alone")
@@ -96,9 +98,10 @@ func (a *app) runRun(ctx context.Context, svc *ops.Service, arg string, opts *ru
 	return a.runAndReport(ctx, svc, u.ID, opts.out)
 }
 
-// runResume finishes the runs dead processes left behind (`run --resume`).
+// runResume finishes the runs dead processes left behind (`run --resume`)
+// and goes on with the bundles they were part of.
 func (a *app) runResume(ctx context.Context, svc *ops.Service, out string) error {
-	results, err := svc.RecoverRuns(ctx, a.progress(out))
+	results, bundles, err := svc.ResumeRuns(ctx, a.progress(out))
 	if out == outJSON {
 		reps := make([]runReport, 0, len(results))
 		for _, r := range results {
@@ -108,8 +111,13 @@ func (a *app) runResume(ctx context.Context, svc *ops.Service, out string) error
 		if jerr := a.printJSON(reps); jerr != nil {
 			return jerr
 		}
-	} else if len(results) == 0 {
+	} else if len(results) == 0 && len(bundles) == 0 {
 		fmt.Fprintln(a.stdout, "no interrupted runs")
+	}
+	if out != outJSON {
+		for _, b := range bundles {
+			a.printBundle(a.bundleReport(svc, b)) // cmd_bundle.go
+		}
 	}
 	return err
 }
@@ -164,20 +172,9 @@ func (a *app) runAndReport(ctx context.Context, svc *ops.Service, id, out string
 		if err != nil {
 			rep.Error = err.Error()
 		}
-		if jerr := a.printJSON(rep); jerr != nil {
-			return jerr
-		}
-		switch {
-		case errors.Is(err, ops.ErrRunInterrupted), errors.Is(err, ops.ErrLeaseLost):
-			return silentError{exitStopped}
-		case err != nil:
-			return silentError{exitError}
-		}
-		return nil
+		return a.printRunJSON(rep, err) // runprint.go
 	}
-	if errors.Is(err, ops.ErrRunInterrupted) {
-		fmt.Fprintf(a.stdout, "run %s stopped at a step boundary and is resumable: `daytwo run --resume` or a running `daytwo sync --watch` continues it\n", res.Run.ID)
-	}
+	a.printResumable(err, "run", res.Run.ID)
 	if err != nil {
 		a.printFailedSteps(ctx, svc, res.Run.ID)
 		return err
