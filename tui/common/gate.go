@@ -13,7 +13,7 @@ func GateStyle(c Common, u ops.UpdateStatus) string {
 		return s.OK.Render(text)
 	case ops.UpdateRunning:
 		return s.Pending.Render(text)
-	case ops.UpdateFailed, ops.UpdateRolledBack, ops.UpdateRejected, ops.UpdateBlocked:
+	case ops.UpdateFailed, ops.UpdateRolledBack, ops.UpdateStopped, ops.UpdateRejected, ops.UpdateBlocked:
 		return s.Bad.Render(text)
 	case ops.UpdateCanceled:
 		return s.Muted.Render(text)
