@@ -1095,9 +1095,15 @@ func (s *Service) runRestored(ctx context.Context, m Update) bool {
 // window, a freeze or a policy, no more than they stop a failed run's own
 // rollback.
 func bundleRollbackMayRun(u Update, g GateResult) bool {
-	if !u.bundleRollback() {
-		return false
-	}
+	return u.bundleRollback() && onlyGatingReasons(g)
+}
+
+// onlyGatingReasons reports whether g is closed only by what gates new
+// work (window, freeze, policy, approval) and by nothing that makes
+// running unsafe: another run holds the unit, the plan changed, or the
+// update is not runnable. Rollbacks that must run whatever the gate says
+// (a bundle's compensation, an emergency rollback) ask it.
+func onlyGatingReasons(g GateResult) bool {
 	for _, r := range g.Reasons {
 		switch r.Code {
 		case GateState, GateLease, GatePlan:

@@ -68,16 +68,7 @@ func (u Update) emergencyRollback() bool {
 // stops a failed run's own rollback. Only what would make it unsafe
 // (another run holds the unit, the plan changed, it is not runnable) does.
 func emergencyRollbackMayRun(u Update, g GateResult) bool {
-	if !u.emergencyRollback() {
-		return false
-	}
-	for _, r := range g.Reasons {
-		switch r.Code {
-		case GateState, GateLease, GatePlan:
-			return false
-		}
-	}
-	return true
+	return u.emergencyRollback() && onlyGatingReasons(g)
 }
 
 // windowOpened records, inside the run's closing transaction, that the
