@@ -127,10 +127,6 @@ func (s *Service) alertIncidents(ctx context.Context, alerts []Alert) ([]inciden
 		if err != nil || u.ChangeSysID == "" {
 			continue
 		}
-		key := a.Fingerprint
-		if key == "" {
-			key = a.Name
-		}
 		desc := fmt.Sprintf("Alert %s fired for %s, which runs %s (update %s, change %s).", a.Name, env.Name, rel.Version, u.ID, u.ChangeNumber)
 		for _, k := range []string{"summary", "description"} {
 			if v := a.Annotations[k]; v != "" {
@@ -140,12 +136,9 @@ func (s *Service) alertIncidents(ctx context.Context, alerts []Alert) ([]inciden
 		if a.Source != "" {
 			desc += "\n\nSource: " + a.Source
 		}
-		out = append(out, incidentPayload{UpdateID: u.ID, Request: IncidentRequest{
-			CorrelationID:    fmt.Sprintf("%s:alert:%s:%d", s.correlationID(u.ID), key, a.StartsAt.Unix()),
-			ShortDescription: fmt.Sprintf("daytwo: alert %s on %s (%s)", a.Name, env.Name, rel.Version),
-			Description:      desc,
-			CmdbCI:           env.Change.CmdbCI, AssignmentGroup: env.Change.AssignmentGroup, Impact: "medium", Urgency: "medium",
-		}})
+		out = append(out, incidentPayload{UpdateID: u.ID, Request: environmentIncident(env,
+			s.correlationID(u.ID)+alertIncidentSuffix(a),
+			fmt.Sprintf("daytwo: alert %s on %s (%s)", a.Name, env.Name, rel.Version), desc)})
 	}
 	return out, nil
 }

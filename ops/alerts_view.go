@@ -163,6 +163,13 @@ func keyOfAlert(a Alert) string {
 	return a.Name
 }
 
+// alertIncidentSuffix ends the correlation id of the incident a firing
+// alert opens (after the update's): the alert and its start, so a
+// repeated notification finds the same incident.
+func alertIncidentSuffix(a Alert) string {
+	return fmt.Sprintf(":alert:%s:%d", keyOfAlert(a), a.StartsAt.Unix())
+}
+
 // alertOf reads an alert back from its audit event (RecordAlerts).
 func alertOf(e Event) Alert {
 	a := Alert{Name: e.Subject, Status: strings.TrimPrefix(e.Action, "alert."), Environment: e.Environment}
@@ -209,7 +216,7 @@ func (l *incidentLookup) find(ctx context.Context, a Alert) (*AlertIncident, err
 		}
 		l.releases[a.Environment] = rels
 	}
-	suffix := fmt.Sprintf(":alert:%s:%d", keyOfAlert(a), a.StartsAt.Unix())
+	suffix := alertIncidentSuffix(a)
 	for _, r := range rels {
 		if r.UpdateID == "" {
 			continue

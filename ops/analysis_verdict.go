@@ -109,12 +109,9 @@ func (r *runner) verifyWindow() (out runOutcome, err error, done bool) {
 		out, err = r.finishSucceeded()
 		if err == nil && r.env.RequiresChange {
 			err = r.s.store.Atomic(actx, func(tx Tx) error {
-				inc := IncidentRequest{
-					CorrelationID:    r.s.correlationID(r.u.ID) + ":verify-incident",
-					ShortDescription: fmt.Sprintf("daytwo: %s on %s failed its verification window", r.u.Version, r.env.Name),
-					Description:      fmt.Sprintf("%v\n\nThe release was kept (verify.on_failure: incident). Caused by change %s, update %s, run %s.", cause, r.u.ChangeNumber, r.u.ID, r.run.ID),
-					CmdbCI:           r.env.Change.CmdbCI, AssignmentGroup: r.env.Change.AssignmentGroup, Impact: "medium", Urgency: "medium",
-				}
+				inc := environmentIncident(r.env, r.s.correlationID(r.u.ID)+":verify-incident",
+					fmt.Sprintf("daytwo: %s on %s failed its verification window", r.u.Version, r.env.Name),
+					fmt.Sprintf("%v\n\nThe release was kept (verify.on_failure: incident). Caused by change %s, update %s, run %s.", cause, r.u.ChangeNumber, r.u.ID, r.run.ID))
 				return r.s.enqueue(actx, tx, r.u.ID, OutboxCreateIncident, incidentPayload{UpdateID: r.u.ID, Request: inc})
 			})
 			r.s.kickOutbox(actx, r.u.ID)

@@ -1011,12 +1011,9 @@ func (s *Service) settleBundle(ctx context.Context, v bundleView, failed Update)
 			if failed.ID != "" {
 				fenv, _ := s.Environment(failed.Environment)
 				svc := svcOf(fenv)
-				inc := IncidentRequest{
-					CorrelationID:    s.correlationID(v.id) + ":incident",
-					ShortDescription: fmt.Sprintf("daytwo: bundle %s: %s %s failed in %s", v.id, svc, failed.Version, fenv.StageName()),
-					Description:      fmt.Sprintf("Service %s failed during bundle %s (change %s, update %s).\n\n%s", svc, v.id, lead.ChangeNumber, failed.ID, notes),
-					CmdbCI:           fenv.Change.CmdbCI, AssignmentGroup: fenv.Change.AssignmentGroup, Impact: "medium", Urgency: "medium",
-				}
+				inc := environmentIncident(fenv, s.correlationID(v.id)+":incident",
+					fmt.Sprintf("daytwo: bundle %s: %s %s failed in %s", v.id, svc, failed.Version, fenv.StageName()),
+					fmt.Sprintf("Service %s failed during bundle %s (change %s, update %s).\n\n%s", svc, v.id, lead.ChangeNumber, failed.ID, notes))
 				if err := s.enqueue(ctx, tx, v.id, OutboxCreateIncident, incidentPayload{UpdateID: failed.ID, Request: inc}); err != nil {
 					return err
 				}

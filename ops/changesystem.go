@@ -75,6 +75,17 @@ type IncidentRequest struct {
 	CausedBy string `json:"caused_by"`
 }
 
+// environmentIncident is the incident daytwo opens about env: filed
+// against env's CI and assignment group, at medium impact and urgency
+// (every incident daytwo raises is one, whatever the cause). CausedBy is
+// set when the payload is delivered.
+func environmentIncident(env Environment, correlationID, short, description string) IncidentRequest {
+	return IncidentRequest{
+		CorrelationID: correlationID, ShortDescription: short, Description: description,
+		CmdbCI: env.Change.CmdbCI, AssignmentGroup: env.Change.AssignmentGroup, Impact: "medium", Urgency: "medium",
+	}
+}
+
 // MirrorRequest is one incremental mirror run over change requests.
 type MirrorRequest struct {
 	Since Watermark

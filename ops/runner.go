@@ -1097,12 +1097,9 @@ func (r *runner) finishFailure(touched []string, cause error, runState RunState,
 			if err := r.s.enqueue(ctx, tx, r.u.outboxKey(), OutboxCloseChange, closePayload{UpdateID: r.u.ID, Code: "unsuccessful", Notes: summary}); err != nil {
 				return err
 			}
-			inc := IncidentRequest{
-				CorrelationID:    r.s.correlationID(r.u.ID) + ":incident",
-				ShortDescription: fmt.Sprintf("daytwo: rollout of %s to %s failed", r.u.Version, r.env.Name),
-				Description:      fmt.Sprintf("%s\n\nChange %s, update %s, run %s.", summary, r.u.ChangeNumber, r.u.ID, r.run.ID),
-				CmdbCI:           r.env.Change.CmdbCI, AssignmentGroup: r.env.Change.AssignmentGroup, Impact: "medium", Urgency: "medium",
-			}
+			inc := environmentIncident(r.env, r.s.correlationID(r.u.ID)+":incident",
+				fmt.Sprintf("daytwo: rollout of %s to %s failed", r.u.Version, r.env.Name),
+				fmt.Sprintf("%s\n\nChange %s, update %s, run %s.", summary, r.u.ChangeNumber, r.u.ID, r.run.ID))
 			if err := r.s.enqueue(ctx, tx, r.u.outboxKey(), OutboxCreateIncident, incidentPayload{UpdateID: r.u.ID, Request: inc}); err != nil {
 				return err
 			}

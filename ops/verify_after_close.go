@@ -229,13 +229,10 @@ func (r *runner) windowVerdict(failures []string) (eu Update, first bool, err er
 
 func (r *runner) windowIncident(failures []string, what string) IncidentRequest {
 	v := r.env.Verify
-	return IncidentRequest{
-		CorrelationID:    r.s.correlationID(r.u.ID) + ":verify-after-close",
-		ShortDescription: fmt.Sprintf("daytwo: %s on %s failed its verification window after change %s closed", r.u.Version, r.env.Name, r.u.ChangeNumber),
-		Description: fmt.Sprintf("%v (window %s after change %s closed successful):\n%s\n\n%s Caused by change %s, update %s, run %s.",
-			errWindowFailed, v.Window, r.u.ChangeNumber, strings.Join(failures, "\n"), what, r.u.ChangeNumber, r.u.ID, r.run.ID),
-		CmdbCI: r.env.Change.CmdbCI, AssignmentGroup: r.env.Change.AssignmentGroup, Impact: "medium", Urgency: "medium",
-	}
+	return environmentIncident(r.env, r.s.correlationID(r.u.ID)+":verify-after-close",
+		fmt.Sprintf("daytwo: %s on %s failed its verification window after change %s closed", r.u.Version, r.env.Name, r.u.ChangeNumber),
+		fmt.Sprintf("%v (window %s after change %s closed successful):\n%s\n\n%s Caused by change %s, update %s, run %s.",
+			errWindowFailed, v.Window, r.u.ChangeNumber, strings.Join(failures, "\n"), what, r.u.ChangeNumber, r.u.ID, r.run.ID))
 }
 
 // errNoEmergencyRollback refuses an emergency rollback that cannot be
