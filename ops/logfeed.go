@@ -3,6 +3,7 @@ package ops
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -132,6 +133,10 @@ func (f *LogFeed) Cursor() FeedCursor {
 // new has committed.
 func (f *LogFeed) Next(ctx context.Context) ([]FeedRecord, error) {
 	now := f.s.now()
+	// A change number is known once the change is raised (an emergency
+	// rollback runs before its change is): ask again, once a batch, for
+	// runs that had none.
+	maps.DeleteFunc(f.runs, func(_ string, r feedRun) bool { return r.change == "" })
 	evs, err := f.s.store.ListEvents(ctx, EventFilter{AfterSeq: f.audit.done})
 	if err != nil {
 		return nil, fmt.Errorf("log feed: audit events: %w", err)
@@ -225,11 +230,7 @@ func (f *LogFeed) line(ctx context.Context, l LogLine) (FeedRecord, error) {
 		if len(f.runs) >= 4096 {
 			clear(f.runs)
 		}
-		// A change number is known once the change is raised: keep
-		// asking until it is.
-		if run.change != "" {
-			f.runs[l.RunID] = run
-		}
+		f.runs[l.RunID] = run
 	}
 	r.Update, r.Change = run.update, run.change
 	f.labels(&r, run.env)
