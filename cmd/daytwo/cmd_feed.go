@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/daytwo/daytwo/ops"
 )
@@ -63,20 +64,18 @@ The daemon writes the same feed on its own standard output with
 	}
 	fl := cmd.Flags()
 	fl.BoolVarP(&opts.follow, "follow", "f", false, "keep writing records as they commit (until Ctrl-C or SIGTERM)")
-	opts.addFlags(fl.StringVar, fl.StringSliceVar, fl.DurationVar, "")
+	opts.addFlags(fl, "")
 	fl.StringVar(&opts.from, "from", "start", "without a cursor file: start at the beginning (start) or at the end (now)")
 	return cmd
 }
 
 // addFlags adds the flags `feed` and `sync --watch` share; prefix names
 // them for the daemon ("feed-").
-func (o *feedOptions) addFlags(str func(*string, string, string, string), strs func(*[]string, string, []string, string),
-	dur func(*time.Duration, string, time.Duration, string), prefix string,
-) {
-	str(&o.cursor, prefix+"cursor", "", "keep the feed's position in this file (created if missing)")
-	strs(&o.streams, prefix+"stream", nil, "only these streams: "+strings.Join(feedStreams, ", ")+" (default all)")
-	str(&o.env, prefix+"env", "", "only this environment (a stage, or a unit's key); --service narrows to a service")
-	dur(&o.poll, prefix+"poll", time.Second, "with --follow: how often to look for new records")
+func (o *feedOptions) addFlags(f *pflag.FlagSet, prefix string) {
+	f.StringVar(&o.cursor, prefix+"cursor", "", "keep the feed's position in this file (created if missing)")
+	f.StringSliceVar(&o.streams, prefix+"stream", nil, "only these streams: "+strings.Join(feedStreams, ", ")+" (default all)")
+	f.StringVar(&o.env, prefix+"env", "", "only this environment (a stage, or a unit's key); --service narrows to a service")
+	f.DurationVar(&o.poll, prefix+"poll", time.Second, "with --follow: how often to look for new records")
 }
 
 func (o *feedOptions) check() error {

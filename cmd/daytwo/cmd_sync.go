@@ -104,7 +104,7 @@ in the log, naming the file and key, and the previous one stays.`,
 	f.DurationVar(&opts.interval, "interval", 0, "cycle interval (default sync.interval)")
 	f.StringVar(&opts.listen, "listen", "", "address for /metrics, /healthz, /readyz (default sync.listen; empty config value disables)")
 	f.BoolVar(&opts.feed, "feed", false, "with --watch: write the log feed (run logs, audit events, alerts) as JSON lines on stdout")
-	opts.feedOpts.addFlags(f.StringVar, f.StringSliceVar, f.DurationVar, "feed-")
+	opts.feedOpts.addFlags(f, "feed-")
 	return cmd
 }
 
