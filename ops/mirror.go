@@ -537,9 +537,6 @@ type ChangeMirror interface {
 	// with the columns a sync cycle compares (sys_id, change_sys_id, state,
 	// sys_updated_on, sys_mod_count).
 	ApprovalsByID(ctx context.Context, sysIDs []string) (map[string]Approval, error)
-	// ChangeStatesByID returns the mirrored changes among sysIDs, by sys_id
-	// (absent: not mirrored), without their raw JSON.
-	ChangeStatesByID(ctx context.Context, sysIDs []string) (map[string]Change, error)
 	// WaitingChanges returns the updates in one of states whose change is
 	// mirrored, newest first, each with what reconcile reads of its change
 	// (sys_id, number, type, state, approval, active).

@@ -338,54 +338,6 @@ func (tx *Tx) DeleteChanges(ctx context.Context, sysIDs []string) (int, error) {
 	return len(gone), nil
 }
 
-// ChangeStatesByID returns the mirrored changes among sysIDs, by sys_id,
-// in a few queries whatever their number: a sync cycle compares every
-// waiting update with its change, and reading them one at a time was most
-// of an idle cycle with 1,000 open changes. Only what that comparison
-// needs is read (sys_id, number, type, state, approval, active,
-// sys_updated_on, sys_mod_count): not the raw JSON.
-func (db *DB) ChangeStatesByID(ctx context.Context, sysIDs []string) (map[string]ops.Change, error) {
-	out := make(map[string]ops.Change, len(sysIDs))
-	const chunk = 500 // well under SQLite's bound-parameter limit
-	for len(sysIDs) > 0 {
-		n := min(chunk, len(sysIDs))
-		part := sysIDs[:n]
-		sysIDs = sysIDs[n:]
-		marks := strings.TrimSuffix(strings.Repeat("?,", len(part)), ",")
-		args := make([]any, len(part))
-		for i, id := range part {
-			args[i] = id
-		}
-		if err := func() error {
-			rows, err := db.queryChunk(ctx, `SELECT sys_id, number, type, state, approval, active, sys_updated_on, sys_mod_count
-				FROM changes WHERE sys_id IN (`+marks+`)`, n == chunk, args)
-			if err != nil {
-				return err
-			}
-			defer rows.Close()
-			for rows.Next() {
-				var (
-					c       ops.Change
-					state   int
-					updated string
-				)
-				if err := rows.Scan(&c.SysID, &c.Number, &c.Type, &state, &c.Approval, &c.Active, &updated, &c.SysModCount); err != nil {
-					return err
-				}
-				c.State = ops.ChangeState(state)
-				if c.SysUpdatedOn, err = parseTime(updated); err != nil {
-					return err
-				}
-				out[c.SysID] = c
-			}
-			return rows.Err()
-		}(); err != nil {
-			return nil, fmt.Errorf("store: change states by id: %w", err)
-		}
-	}
-	return out, nil
-}
-
 // WaitingChanges returns the updates in one of states whose change is
 // mirrored, newest first (ListUpdates' order), each joined with what the
 // reconcile reads of its change (sys_id, number, type, state, approval,

@@ -164,38 +164,6 @@ func TestSearchMatchesEachFieldFromTheIndex(t *testing.T) {
 
 func must(where string, _ []any) string { return where }
 
-// ChangeStatesByID reads any number of changes in chunks (the reconcile of
-// 1,000 open updates is one call) and leaves out the ones not mirrored.
-func TestChangeStatesByIDReadsManyAndSkipsMissing(t *testing.T) {
-	ctx := context.Background()
-	db := openTest(t)
-	page := benchChanges(1203)
-	if _, err := db.UpsertChanges(ctx, page); err != nil {
-		t.Fatal(err)
-	}
-	ids := []string{"not-mirrored"}
-	for _, c := range page {
-		ids = append(ids, c.SysID)
-	}
-	got, err := db.ChangeStatesByID(ctx, ids)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != len(page) {
-		t.Fatalf("%d changes, want %d", len(got), len(page))
-	}
-	if _, ok := got["not-mirrored"]; ok {
-		t.Fatal("a change that is not mirrored was returned")
-	}
-	want, err := db.GetChange(ctx, page[1100].SysID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c := got[page[1100].SysID]; c.Number != want.Number || c.SysModCount != want.SysModCount || !c.SysUpdatedOn.Equal(want.SysUpdatedOn) || c.State != want.State || c.Approval != want.Approval || c.Type != want.Type || c.Active != want.Active {
-		t.Fatalf("ChangeStatesByID %+v, GetChange %+v", c, want)
-	}
-}
-
 // The search index in memory follows every write: a change upserted or
 // deleted through this store, or through another handle on the same file
 // (another process, such as the daemon), is found or gone at the next
