@@ -40,9 +40,15 @@ func (tx *Tx) UpsertApprovals(ctx context.Context, approvals []ops.Approval) (op
 		}
 		if n, _ := res.RowsAffected(); n > 0 {
 			st.Written++
+			tx.mirror.approvals = append(tx.mirror.approvals, a)
 		} else {
 			st.Unchanged++
 		}
+	}
+	if st.Written > 0 {
+		// Approvals are mirrored rows too: the counter tells every
+		// process's copy of them (mirrorCache) that they moved.
+		return st, tx.bumpGeneration(ctx, nil, nil)
 	}
 	return st, nil
 }
@@ -129,6 +135,25 @@ func (db *DB) Incidents(ctx context.Context, updateID string) ([]ops.Incident, e
 // OpenChangeSysIDs lists the sys_ids of active mirrored changes whose
 // correlation id starts with prefix (daytwo's own open changes).
 func (db *DB) OpenChangeSysIDs(ctx context.Context, prefix string) ([]string, error) {
+	gen, err := db.generation(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store: open changes: %w", err)
+	}
+	if ids, ok := db.cache.cachedOpen(gen, prefix); ok {
+		return ids, nil
+	}
+	ids, err := db.openChangeSysIDs(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	if after, err := db.generation(ctx); err == nil && after == gen {
+		db.cache.keepOpen(gen, prefix, ids)
+	}
+	return ids, nil
+}
+
+// openChangeSysIDs is OpenChangeSysIDs read from the database.
+func (db *DB) openChangeSysIDs(ctx context.Context, prefix string) ([]string, error) {
 	// "+active" keeps the planner on the correlation_id index: daytwo's
 	// changes are few among a mirror of everyone's changes on its CIs.
 	rows, err := db.queryChunk(ctx, `SELECT sys_id FROM changes WHERE +active = 1 AND correlation_id >= ? AND correlation_id < ? ORDER BY sys_id`,
@@ -152,7 +177,31 @@ func (db *DB) OpenChangeSysIDs(ctx context.Context, prefix string) ([]string, er
 // a few queries whatever their number, with the columns a sync cycle
 // compares (sys_id, change_sys_id, state, sys_updated_on, sys_mod_count):
 // a cycle with 1,000 open changes reads 2,000 of them.
+//
+// It answers from the process's copy (mirrorCache) when no write changed
+// the mirror since the copy was taken, and reads only what the copy does
+// not know otherwise.
 func (db *DB) ApprovalsByID(ctx context.Context, sysIDs []string) (map[string]ops.Approval, error) {
+	gen, err := db.generation(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store: approvals by id: %w", err)
+	}
+	out, missing := db.cache.cachedApprovals(gen, sysIDs)
+	if len(missing) == 0 {
+		return out, nil
+	}
+	found, err := db.approvalsByID(ctx, missing)
+	if err != nil {
+		return nil, err
+	}
+	if after, err := db.generation(ctx); err == nil && after == gen {
+		db.cache.keepApprovals(gen, missing, found)
+	}
+	return mergeApprovals(out, found), nil
+}
+
+// approvalsByID is ApprovalsByID read from the database.
+func (db *DB) approvalsByID(ctx context.Context, sysIDs []string) (map[string]ops.Approval, error) {
 	out := make(map[string]ops.Approval, len(sysIDs))
 	const chunk = 500 // well under SQLite's bound-parameter limit
 	args := make([]any, 0, min(chunk, len(sysIDs)))

@@ -79,6 +79,7 @@ func (tx *Tx) UpsertChanges(ctx context.Context, changes []ops.Change) (ops.Upse
 		st.Unchanged += len(batch) - int(n)
 	}
 	if st.Written > 0 {
+		tx.mirror.changes = true
 		return st, tx.bumpGeneration(ctx, minUpdated, nil)
 	}
 	return st, nil
@@ -318,6 +319,7 @@ func (tx *Tx) SetWatermark(ctx context.Context, table string, w ops.Watermark) e
 // with their approvals.
 func (tx *Tx) DeleteChanges(ctx context.Context, sysIDs []string) (int, error) {
 	var gone []string
+	approvalsGone := false
 	for _, id := range sysIDs {
 		res, err := tx.tx.ExecContext(ctx, `DELETE FROM changes WHERE sys_id = ?`, id)
 		if err != nil {
@@ -326,11 +328,17 @@ func (tx *Tx) DeleteChanges(ctx context.Context, sysIDs []string) (int, error) {
 		if k, _ := res.RowsAffected(); k > 0 {
 			gone = append(gone, id)
 		}
-		if _, err := tx.tx.ExecContext(ctx, `DELETE FROM approvals WHERE change_sys_id = ?`, id); err != nil {
+		res, err = tx.tx.ExecContext(ctx, `DELETE FROM approvals WHERE change_sys_id = ?`, id)
+		if err != nil {
 			return len(gone), fmt.Errorf("store: delete approvals of %s: %w", id, mapErr(err))
 		}
+		if k, _ := res.RowsAffected(); k > 0 {
+			approvalsGone = true
+		}
 	}
-	if len(gone) > 0 {
+	if len(gone) > 0 || approvalsGone {
+		tx.mirror.changes = tx.mirror.changes || len(gone) > 0
+		tx.mirror.deleted = tx.mirror.deleted || approvalsGone
 		if err := tx.bumpGeneration(ctx, nil, gone); err != nil {
 			return 0, err
 		}
@@ -338,37 +346,59 @@ func (tx *Tx) DeleteChanges(ctx context.Context, sysIDs []string) (int, error) {
 	return len(gone), nil
 }
 
-// WaitingChanges returns the updates in one of states whose change is
-// mirrored, newest first (ListUpdates' order), each joined with what the
-// reconcile reads of its change (sys_id, number, type, state, approval,
-// active): one query for the
-// reconcile of a sync cycle, instead of every waiting update read whole
-// (config and plan decoded) and then its change.
-func (db *DB) WaitingChanges(ctx context.Context, states []ops.UpdateState) ([]ops.WaitingChange, error) {
-	return waitingChanges(ctx, func(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-		return db.queryChunk(ctx, query, true, args)
-	}, states)
-}
-
-// waitingChangesQuery is the reconcile's join; %s is the states' marks.
-const waitingChangesQuery = `SELECT u.id, u.state, c.sys_id, c.number, c.type, c.state, c.approval, c.active
-	FROM updates u JOIN changes c ON c.sys_id = u.change_sys_id
-	WHERE u.state IN (%s) AND u.change_sys_id <> ''
-	ORDER BY u.created_at DESC, u.id DESC`
-
-func waitingChanges(ctx context.Context, query func(ctx context.Context, query string, args ...any) (*sql.Rows, error), states []ops.UpdateState) ([]ops.WaitingChange, error) {
-	if len(states) == 0 {
+// WaitingChanges returns the updates f selects, newest first (ListUpdates'
+// order), each joined with what the reconcile reads of its change (sys_id,
+// number, type, state, approval, active): one query for the reconcile of a
+// sync cycle, instead of every waiting update read whole (config and plan
+// decoded) and then its change.
+func (db *DB) WaitingChanges(ctx context.Context, f ops.WaitingFilter) ([]ops.WaitingChange, error) {
+	q, args := WaitingChangesQuery(f)
+	if q == "" {
 		return nil, nil
 	}
-	args := make([]any, len(states))
-	for i, s := range states {
-		args[i] = string(s)
-	}
-	marks := strings.TrimSuffix(strings.Repeat("?,", len(states)), ",")
-	rows, err := query(ctx, fmt.Sprintf(waitingChangesQuery, marks), args...)
+	rows, err := db.queryChunk(ctx, q, true, args)
 	if err != nil {
 		return nil, fmt.Errorf("store: waiting changes: %w", err)
 	}
+	return ScanWaitingChanges(rows)
+}
+
+// WaitingChangesQuery is the reconcile's join for f, with `?` marks (the
+// PostgreSQL store rebinds them), and its arguments; "" when f selects
+// nothing.
+func WaitingChangesQuery(f ops.WaitingFilter) (string, []any) {
+	if len(f.States) == 0 {
+		return "", nil
+	}
+	var args []any
+	marks := func(n int) string { return strings.TrimSuffix(strings.Repeat("?,", n), ",") }
+	for _, s := range f.States {
+		args = append(args, string(s))
+	}
+	q := `SELECT u.id, u.state, c.sys_id, c.number, c.type, c.state, c.approval, c.active
+	FROM updates u JOIN changes c ON c.sys_id = u.change_sys_id
+	WHERE u.state IN (` + marks(len(f.States)) + `) AND u.change_sys_id <> ''`
+	var or []string
+	if len(f.ChangeStates) > 0 {
+		or = append(or, `c.state IN (`+marks(len(f.ChangeStates))+`)`)
+		for _, s := range f.ChangeStates {
+			args = append(args, int(s))
+		}
+	}
+	if len(f.Approvals) > 0 {
+		or = append(or, `c.approval IN (`+marks(len(f.Approvals))+`)`)
+		for _, a := range f.Approvals {
+			args = append(args, string(a))
+		}
+	}
+	if len(or) > 0 {
+		q += ` AND (` + strings.Join(or, ` OR `) + `)`
+	}
+	return q + ` ORDER BY u.created_at DESC, u.id DESC`, args
+}
+
+// ScanWaitingChanges reads and closes rows of WaitingChangesQuery.
+func ScanWaitingChanges(rows *sql.Rows) ([]ops.WaitingChange, error) {
 	defer rows.Close()
 	var out []ops.WaitingChange
 	for rows.Next() {

@@ -379,6 +379,7 @@ func (tx *Tx) bumpGeneration(ctx context.Context, minUpdatedOn *string, deleted 
 		ON CONFLICT (id) DO UPDATE SET n = changes_generation.n + 1 RETURNING n`).Scan(&n); err != nil {
 		return fmt.Errorf("store: changes generation: %w", mapErr(err))
 	}
+	tx.noteGeneration(n)
 	if _, err := tx.tx.ExecContext(ctx, `INSERT INTO changes_writes (gen, min_updated_on, deleted) VALUES (?, ?, ?)`,
 		n, minUpdatedOn, strings.Join(deleted, "\n")); err != nil {
 		return fmt.Errorf("store: changes writes: %w", mapErr(err))
