@@ -243,7 +243,7 @@ func (s *Service) reconcile(ctx context.Context) (int, error) {
 	// One read joins every waiting update with the state of its mirrored
 	// change (no update's config or plan, no change's raw JSON), compared
 	// in memory; only the updates that move are read whole and written.
-	waiting, err := s.store.WaitingChanges(ctx, []UpdateState{UpdateProposed, UpdateAwaitingApproval, UpdateApproved, UpdateScheduled})
+	waiting, err := s.store.WaitingChanges(ctx, reconcileFilter)
 	if err != nil {
 		return 0, err
 	}
@@ -292,6 +292,17 @@ func (s *Service) reconcile(ctx context.Context) (int, error) {
 		}
 	}
 	return moved, nil
+}
+
+// reconcileFilter selects what reconcile reads: the updates that wait on
+// ServiceNow, and of them only those whose change is in a shape
+// changeOutcome acts on (canceled, rejected, or scheduled/implementing).
+// The rest cannot move, so an idle cycle with 1,000 changes in Assess
+// reads no rows (TestReconcileFilterHoldsEveryMove keeps the two in step).
+var reconcileFilter = WaitingFilter{
+	States:       []UpdateState{UpdateProposed, UpdateAwaitingApproval, UpdateApproved, UpdateScheduled},
+	ChangeStates: []ChangeState{ChangeCanceled, ChangeScheduled, ChangeImplement},
+	Approvals:    []ApprovalState{ApprovalRejected},
 }
 
 // changeOutcome maps a mirrored change onto what it means for the update
@@ -527,6 +538,15 @@ type WaitingChange struct {
 	Change   Change
 }
 
+// WaitingFilter selects WaitingChanges' rows: the updates in one of
+// States whose change is mirrored and, when ChangeStates or Approvals is
+// set, whose change is in one of ChangeStates or has one of Approvals.
+type WaitingFilter struct {
+	States       []UpdateState
+	ChangeStates []ChangeState
+	Approvals    []ApprovalState
+}
+
 // ChangeMirror reads the local mirror of ServiceNow.
 type ChangeMirror interface {
 	GetChange(ctx context.Context, numberOrSysID string) (Change, error)
@@ -537,10 +557,10 @@ type ChangeMirror interface {
 	// with the columns a sync cycle compares (sys_id, change_sys_id, state,
 	// sys_updated_on, sys_mod_count).
 	ApprovalsByID(ctx context.Context, sysIDs []string) (map[string]Approval, error)
-	// WaitingChanges returns the updates in one of states whose change is
-	// mirrored, newest first, each with what reconcile reads of its change
-	// (sys_id, number, type, state, approval, active).
-	WaitingChanges(ctx context.Context, states []UpdateState) ([]WaitingChange, error)
+	// WaitingChanges returns the updates f selects, newest first, each with
+	// what reconcile reads of its change (sys_id, number, type, state,
+	// approval, active).
+	WaitingChanges(ctx context.Context, f WaitingFilter) ([]WaitingChange, error)
 	Incidents(ctx context.Context, updateID string) ([]Incident, error)
 	OpenChangeSysIDs(ctx context.Context, correlationPrefix string) ([]string, error)
 	GetWatermark(ctx context.Context, table string) (Watermark, error)

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/daytwo/daytwo/ops"
+	"github.com/daytwo/daytwo/store"
 )
 
 // UpsertChanges writes a page of mirrored change requests in one
@@ -291,51 +292,16 @@ func (tx *Tx) DeleteChanges(ctx context.Context, sysIDs []string) (int, error) {
 	return n, nil
 }
 
-// WaitingChanges returns the updates in one of states whose change is
-// mirrored, newest first (ListUpdates' order), each joined with what the
-// reconcile reads of its change (sys_id, number, type, state, approval,
-// active): one query for the
-// reconcile of a sync cycle, instead of every waiting update read whole
-// (config and plan decoded) and then its change.
-func (db *DB) WaitingChanges(ctx context.Context, states []ops.UpdateState) ([]ops.WaitingChange, error) {
-	return waitingChanges(ctx, db.sql.QueryContext, states)
-}
-
-// waitingChangesQuery is the reconcile's join; %s is the states' marks.
-const waitingChangesQuery = `SELECT u.id, u.state, c.sys_id, c.number, c.type, c.state, c.approval, c.active
-	FROM updates u JOIN changes c ON c.sys_id = u.change_sys_id
-	WHERE u.state IN (%s) AND u.change_sys_id <> ''
-	ORDER BY u.created_at DESC, u.id DESC`
-
-func waitingChanges(ctx context.Context, query func(ctx context.Context, query string, args ...any) (*sql.Rows, error), states []ops.UpdateState) ([]ops.WaitingChange, error) {
-	if len(states) == 0 {
+// WaitingChanges implements ops.ChangeMirror with the SQLite store's
+// query (store.WaitingChangesQuery).
+func (db *DB) WaitingChanges(ctx context.Context, f ops.WaitingFilter) ([]ops.WaitingChange, error) {
+	q, args := store.WaitingChangesQuery(f)
+	if q == "" {
 		return nil, nil
 	}
-	args := make([]any, len(states))
-	for i, s := range states {
-		args[i] = string(s)
-	}
-	marks := strings.TrimSuffix(strings.Repeat("?,", len(states)), ",")
-	rows, err := query(ctx, fmt.Sprintf(waitingChangesQuery, marks), args...)
+	rows, err := db.sql.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: waiting changes: %w", err)
 	}
-	defer rows.Close()
-	var out []ops.WaitingChange
-	for rows.Next() {
-		var (
-			w     ops.WaitingChange
-			state int
-		)
-		c := &w.Change
-		if err := rows.Scan(&w.UpdateID, &w.State, &c.SysID, &c.Number, &c.Type, &state, &c.Approval, &c.Active); err != nil {
-			return nil, fmt.Errorf("store: scan waiting change: %w", err)
-		}
-		c.State = ops.ChangeState(state)
-		out = append(out, w)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: waiting changes: %w", err)
-	}
-	return out, nil
+	return store.ScanWaitingChanges(rows)
 }

@@ -1333,15 +1333,41 @@ func testWaitingChangesSearchCICache(t *testing.T, open Opener) {
 			ID: "u2", Environment: "dev", Version: "2", Plan: []byte(`[]`), State: ops.UpdateAwaitingApproval, ChangeSysID: "sys002",
 		})
 	})
-	waiting, err := s.WaitingChanges(ctx, []ops.UpdateState{ops.UpdateProposed, ops.UpdateAwaitingApproval})
+	waiting, err := s.WaitingChanges(ctx, ops.WaitingFilter{States: []ops.UpdateState{ops.UpdateProposed, ops.UpdateAwaitingApproval}})
 	must(t, err)
 	if len(waiting) != 1 || waiting[0].UpdateID != "u2" || waiting[0].State != ops.UpdateAwaitingApproval ||
 		waiting[0].Change.Number != "CHG0000002" || waiting[0].Change.State != b.State || !waiting[0].Change.Active ||
 		waiting[0].Change.Type != b.Type || waiting[0].Change.SysID != "sys002" {
 		t.Fatalf("WaitingChanges = %+v", waiting)
 	}
-	if waiting, err := s.WaitingChanges(ctx, []ops.UpdateState{ops.UpdateApproved}); err != nil || len(waiting) != 0 {
+	if waiting, err := s.WaitingChanges(ctx, ops.WaitingFilter{States: []ops.UpdateState{ops.UpdateApproved}}); err != nil || len(waiting) != 0 {
 		t.Fatalf("WaitingChanges(approved) = %+v, %v", waiting, err)
+	}
+	// Narrowed to the change shapes that move an update: b is New with no
+	// decision, so only a rejection or a state among ChangeStates selects it.
+	narrow := ops.WaitingFilter{
+		States:       []ops.UpdateState{ops.UpdateProposed, ops.UpdateAwaitingApproval},
+		ChangeStates: []ops.ChangeState{ops.ChangeCanceled, ops.ChangeScheduled},
+		Approvals:    []ops.ApprovalState{ops.ApprovalRejected},
+	}
+	if waiting, err := s.WaitingChanges(ctx, narrow); err != nil || len(waiting) != 0 {
+		t.Fatalf("WaitingChanges(narrowed) of a change in New = %+v, %v; want none", waiting, err)
+	}
+	for _, moved := range []func(*ops.Change){
+		func(c *ops.Change) { c.State = ops.ChangeScheduled },
+		func(c *ops.Change) { c.Approval = ops.ApprovalRejected },
+		func(c *ops.Change) { c.State, c.Active = ops.ChangeCanceled, false },
+	} {
+		b.SysModCount++
+		b.SysUpdatedOn = b.SysUpdatedOn.Add(time.Second)
+		b.State, b.Approval, b.Active = ops.ChangeNew, "", true
+		moved(&b)
+		upsertChanges(t, s, b)
+		waiting, err := s.WaitingChanges(ctx, narrow)
+		must(t, err)
+		if len(waiting) != 1 || waiting[0].UpdateID != "u2" || waiting[0].Change.State != b.State || waiting[0].Change.Approval != b.Approval {
+			t.Fatalf("WaitingChanges(narrowed) of change state %v, approval %q = %+v; want u2", b.State, b.Approval, waiting)
+		}
 	}
 	for q, want := range map[string]int{"tls": 1, "payments-api": 1, "TLS\x1fpay": 0, "tlspay": 0, "chg000000": 2} {
 		n, err := s.CountChanges(ctx, ops.ChangeFilter{Search: q})
