@@ -50,6 +50,16 @@ var approvalFields = []string{
 	"due_date", "sys_created_on", "sys_updated_on", "sys_mod_count",
 }
 
+// opsApprovalFields are the fields opsApprovalFromRecord reads, and the
+// correlation id openApprovalRecords re-checks: the sync cycle's poll asks
+// for these only (4 fewer than approvalFields, one of them dot-walked), a
+// fifth less to serve, send and decode for every open approval, every cycle.
+var opsApprovalFields = []string{
+	"sys_id", "sysapproval", "sysapproval.correlation_id",
+	"approver", "approver.name", "approver.user_name", "state", "comments",
+	"sys_updated_on", "sys_mod_count",
+}
+
 // ApprovalFields returns the field list used for approval reads and the
 // mirror.
 func ApprovalFields() []string { return append([]string(nil), approvalFields...) }
@@ -138,7 +148,7 @@ const openApprovalsPageSize = 5000
 // STARTSWITH<prefix>, and re-checks the dot-walked correlation id
 // client-side in case the instance dropped the term.
 func (c *Client) ListOpenApprovals(ctx context.Context, prefix string) ([]Approval, error) {
-	recs, err := c.openApprovalRecords(ctx, prefix)
+	recs, err := c.openApprovalRecords(ctx, prefix, approvalFields)
 	if err != nil {
 		return nil, err
 	}
@@ -150,8 +160,8 @@ func (c *Client) ListOpenApprovals(ctx context.Context, prefix string) ([]Approv
 }
 
 // openApprovalRecords is ListOpenApprovals before the records become
-// Approvals (the bridge converts them straight to ops.Approval).
-func (c *Client) openApprovalRecords(ctx context.Context, prefix string) ([]Record, error) {
+// Approvals (the bridge converts them straight to ops.Approval), with fields.
+func (c *Client) openApprovalRecords(ctx context.Context, prefix string, fields []string) ([]Record, error) {
 	if prefix == "" {
 		return nil, errors.New("itsm: list open approvals: empty correlation prefix")
 	}
@@ -160,7 +170,7 @@ func (c *Client) openApprovalRecords(ctx context.Context, prefix string) ([]Reco
 		return nil, err
 	}
 	recs, err := c.listAllPaged(ctx, TableApprover,
-		"sysapproval.active=true^sysapproval.correlation_idSTARTSWITH"+v, approvalFields, openApprovalsPageSize)
+		"sysapproval.active=true^sysapproval.correlation_idSTARTSWITH"+v, fields, openApprovalsPageSize)
 	if err != nil {
 		return nil, fmt.Errorf("itsm: list open approvals: %w", err)
 	}

@@ -32,5 +32,16 @@ func TestOpsApprovalFromRecordSameAsViaApproval(t *testing.T) {
 		if got := opsApprovalFromRecord(recs[0]); !reflect.DeepEqual(got, want) {
 			t.Errorf("opsApprovalFromRecord = %+v, want %+v", got, want)
 		}
+		// The poll asks for opsApprovalFields only: what it reads must be
+		// among them.
+		narrow := Record{}
+		for _, f := range opsApprovalFields {
+			if v, ok := recs[0][f]; ok {
+				narrow[f] = v
+			}
+		}
+		if got := opsApprovalFromRecord(narrow); !reflect.DeepEqual(got, want) {
+			t.Errorf("opsApprovalFromRecord of the polled fields only = %+v, want %+v", got, want)
+		}
 	}
 }

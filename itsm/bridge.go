@@ -255,7 +255,7 @@ func (b *Bridge) ciSysIDs(ctx context.Context, names []string, known map[string]
 
 // OpenApprovals implements ops.ChangeSystem.
 func (b *Bridge) OpenApprovals(ctx context.Context, prefix string) ([]ops.Approval, error) {
-	recs, err := b.c.openApprovalRecords(ctx, prefix)
+	recs, err := b.c.openApprovalRecords(ctx, prefix, opsApprovalFields)
 	if err != nil {
 		return nil, opsErr(err)
 	}
