@@ -188,11 +188,14 @@ func Load(src Source) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	if err := dec.Decode(k.Raw()); err != nil {
+	// One copy of the merged tree serves the decode (which only reads it)
+	// and the key checks after it.
+	merged := k.Raw()
+	if err := dec.Decode(merged); err != nil {
 		probs = append(probs, decodeProblems(err)...)
 	}
 	cfg.File = path
-	cfg.merged = k.Raw()
+	cfg.merged = merged
 	// Validate even a tree that did not decode cleanly, so that one run
 	// reports everything; skip what a decode problem already covers.
 	origins := cfg.expand()

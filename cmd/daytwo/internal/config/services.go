@@ -134,7 +134,7 @@ func implicitService(envs []ops.Environment) string {
 			return DefaultService
 		}
 	}
-	if name == "" || !nameRE.MatchString(name) {
+	if name == "" || !validName(name) {
 		return DefaultService
 	}
 	return name
@@ -191,7 +191,7 @@ func (v *validator) validateServices(c *Config, stages map[string]int) {
 		switch {
 		case svc.Name == "":
 			v.add(key+".name", "must not be empty")
-		case !nameRE.MatchString(svc.Name):
+		case !validName(svc.Name):
 			v.add(key+".name", "%q: use lower-case letters, digits, - and _", svc.Name)
 		default:
 			if j, dup := names[svc.Name]; dup {
