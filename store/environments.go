@@ -17,7 +17,24 @@ import (
 // Every environment whose configuration is new or changed gets an
 // "environment.configured" audit event by actor, in the same transaction.
 // Environments removed from the configuration are kept with their history.
+//
+// Most processes find nothing to change: they read the stored copies and
+// take no write lock (a console or `sync --once` starting beside a busy
+// daemon used to queue behind its transaction for nothing).
 func (db *DB) SyncEnvironments(ctx context.Context, envs []ops.Environment, actor string) error {
+	specs := make([]string, len(envs))
+	for i, e := range envs {
+		spec, err := json.Marshal(e)
+		if err != nil {
+			return fmt.Errorf("store: encode environment %s: %w", e.Name, err)
+		}
+		specs[i] = string(spec)
+	}
+	if same, err := db.environmentsAsStored(ctx, envs, specs); err != nil {
+		return err
+	} else if same {
+		return nil
+	}
 	return db.WithTx(ctx, func(tx *Tx) error {
 		stmt, err := tx.tx.PrepareContext(ctx, `INSERT INTO environments (name, tier, requires_change, spec_json, updated_at, service, stage)
 			VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -29,19 +46,15 @@ func (db *DB) SyncEnvironments(ctx context.Context, envs []ops.Environment, acto
 			return fmt.Errorf("store: sync environments: %w", err)
 		}
 		defer stmt.Close()
-		for _, e := range envs {
-			spec, err := json.Marshal(e)
-			if err != nil {
-				return fmt.Errorf("store: encode environment %s: %w", e.Name, err)
-			}
-			res, err := stmt.ExecContext(ctx, e.Name, e.Tier, e.RequiresChange, string(spec), formatTime(tx.now), e.Service, e.StageName())
+		for i, e := range envs {
+			res, err := stmt.ExecContext(ctx, e.Name, e.Tier, e.RequiresChange, specs[i], formatTime(tx.now), e.Service, e.StageName())
 			if err != nil {
 				return fmt.Errorf("store: sync environment %s: %w", e.Name, mapErr(err))
 			}
 			if n, _ := res.RowsAffected(); n == 0 {
 				continue
 			}
-			sum := sha256.Sum256(spec)
+			sum := sha256.Sum256([]byte(specs[i]))
 			if _, err := tx.AppendEvent(ctx, ops.Event{
 				Actor: actor, Action: "environment.configured", Subject: e.Name, Environment: e.Name, Result: "ok",
 				Detail: map[string]any{"spec_sha256": hex.EncodeToString(sum[:]), "targets": len(e.Targets), "requires_change": e.RequiresChange},
@@ -51,6 +64,40 @@ func (db *DB) SyncEnvironments(ctx context.Context, envs []ops.Environment, acto
 		}
 		return nil
 	})
+}
+
+// environmentsAsStored reports whether every environment is stored with
+// the same spec, tier and requires_change (what the upsert's WHERE
+// compares), without a write lock.
+func (db *DB) environmentsAsStored(ctx context.Context, envs []ops.Environment, specs []string) (bool, error) {
+	type stored struct {
+		tier, spec string
+		gated      bool
+	}
+	rows, err := db.sql.QueryContext(ctx, `SELECT name, tier, requires_change, spec_json FROM environments`)
+	if err != nil {
+		return false, fmt.Errorf("store: read environments: %w", err)
+	}
+	defer rows.Close()
+	have := make(map[string]stored, len(envs))
+	for rows.Next() {
+		var name string
+		var st stored
+		if err := rows.Scan(&name, &st.tier, &st.gated, &st.spec); err != nil {
+			return false, fmt.Errorf("store: read environments: %w", err)
+		}
+		have[name] = st
+	}
+	if err := rows.Err(); err != nil {
+		return false, fmt.Errorf("store: read environments: %w", err)
+	}
+	for i, e := range envs {
+		st, ok := have[e.Name]
+		if !ok || st.spec != specs[i] || st.tier != e.Tier || st.gated != e.RequiresChange {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // EnvironmentNames lists every environment the store knows, sorted.
