@@ -90,9 +90,6 @@ func (s *Service) syncOnce(ctx context.Context, write bool) (SyncReport, error) 
 			return rep, err
 		}
 	}
-	if err := s.store.Atomic(ctx, func(tx Tx) error { return tx.SetWatermark(ctx, TableChanges, ms.Cursor) }); err != nil {
-		return rep, err
-	}
 
 	approvals, err := s.changes.OpenApprovals(ctx, s.cfg.CorrelationPrefix+":")
 	rep.Requests++
@@ -151,7 +148,15 @@ func (s *Service) syncOnce(ctx context.Context, write bool) (SyncReport, error) 
 	if err != nil {
 		return rep, fmt.Errorf("sync: deletions: %w", err)
 	}
+	// One commit for the cycle's bookkeeping: the change cursor (the pages
+	// stored their own; this moves it over an empty window), the
+	// approvals that moved, the deletions and their cursor. An idle
+	// `sync --once` made two, each a WAL write the process's close then
+	// checkpointed. A failure before it only re-reads an empty window.
 	err = s.store.Atomic(ctx, func(tx Tx) error {
+		if err := tx.SetWatermark(ctx, TableChanges, ms.Cursor); err != nil {
+			return err
+		}
 		if _, err := tx.UpsertApprovals(ctx, changed); err != nil {
 			return err
 		}

@@ -60,14 +60,19 @@ in the log, naming the file and key, and the previous one stays.`,
 			if cfg.ServiceNow.Instance == "" {
 				return usagef("sync: no ServiceNow instance configured (servicenow.instance, DAYTWO_SN_INSTANCE or --instance)")
 			}
+			if opts.once {
+				// One cycle serves no metrics: no registry to build.
+				svc, err := a.service(ctx)
+				if err != nil {
+					return err
+				}
+				return a.runSyncOnce(ctx, svc, opts.out)
+			}
 			m := newSyncMetrics()
 			itsmOpts := []itsm.Option{itsm.WithRequestHook(m.observeRequest)}
 			svc, err := a.service(ctx, itsmOpts...)
 			if err != nil {
 				return err
-			}
-			if opts.once {
-				return a.runSyncOnce(ctx, svc, opts.out)
 			}
 			if opts.intervalSet {
 				cfg.Sync.Interval = opts.interval
