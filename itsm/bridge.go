@@ -196,7 +196,7 @@ func (b *Bridge) MirrorChanges(ctx context.Context, req ops.MirrorRequest, fn fu
 		}
 	}
 	st, err := b.c.SyncChanges(ctx, SyncRequest{
-		Since: Watermark(req.Since), Query: q, Fields: ChangeFields(), PageSize: req.PageSize,
+		Since: Watermark(req.Since), Query: q, Fields: ChangeFields(), PageSize: req.PageSize, NoFields: true,
 	}, func(page []Change, cursor Watermark) error {
 		out := make([]ops.Change, len(page))
 		for i := range page {

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"mime"
@@ -410,7 +411,11 @@ func (c *Client) send(ctx context.Context, req request, attempt int) (resp *resp
 	actx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{
 		WroteHeaders: func() { wroteFlag.Store(true) },
 	})
-	r := c.rc.R().SetContext(actx).SetResponseBodyLimit(bodyLimit(req))
+	// The body is read here, not by resty: its reader copies 512 bytes at
+	// a time into a slice that doubles, which was a tenth of the mirror's
+	// CPU for 1.3 MB pages; readBody reads into one buffer sized from
+	// Content-Length.
+	r := c.rc.R().SetContext(actx).SetDoNotParseResponse(true)
 	if len(req.query) > 0 {
 		r.SetQueryParamsFromValues(req.query)
 	}
@@ -433,12 +438,16 @@ func (c *Client) send(ctx context.Context, req request, attempt int) (resp *resp
 	}
 	start := time.Now()
 	rr, err := r.Execute(req.method, req.path)
+	var body []byte
+	if err == nil {
+		raw := rr.RawBody()
+		body, err = readBody(raw, rr.RawResponse.ContentLength, bodyLimit(req))
+		raw.Close()
+	}
 	info := RequestInfo{Method: req.method, Path: req.path, Attempt: attempt, Duration: time.Since(start)}
 	wrote = wroteFlag.Load()
-	if errors.Is(err, resty.ErrResponseBodyTooLarge) {
-		if rr != nil {
-			info.Status = rr.StatusCode()
-		}
+	if errors.Is(err, errBodyTooLarge) {
+		info.Status = rr.StatusCode()
 		c.record(info)
 		return nil, wrote, token, tooLarge(req, info.Status)
 	}
@@ -454,7 +463,37 @@ func (c *Client) send(ctx context.Context, req request, attempt int) (resp *resp
 	info.Status = rr.StatusCode()
 	c.record(info)
 	c.noteServerDate(rr.Header().Get("Date"))
-	return &response{status: rr.StatusCode(), header: rr.Header(), body: rr.Body()}, true, token, nil
+	return &response{status: rr.StatusCode(), header: rr.Header(), body: body}, true, token, nil
+}
+
+// errBodyTooLarge: an answer over bodyLimit.
+var errBodyTooLarge = errors.New("response body too large")
+
+// readBody reads an answer of at most limit bytes into one buffer, sized
+// from the announced length when there is one (a gzip answer the
+// transport decompresses announces none).
+func readBody(r io.Reader, announced int64, limit int) ([]byte, error) {
+	size := 64 << 10
+	if announced >= 0 {
+		size = int(min(announced, int64(limit))) + 1 // +1: EOF without growing
+	}
+	buf := make([]byte, 0, size)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if len(buf) > limit {
+			return nil, errBodyTooLarge
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
 }
 
 // classify turns an answer into nil (2xx JSON or empty) or an *Error.

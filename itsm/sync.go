@@ -1,6 +1,7 @@
 package itsm
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -62,6 +63,10 @@ type SyncRequest struct {
 	Fields []string
 	// PageSize overrides the client's page size.
 	PageSize int
+	// NoFields decodes SyncChanges' pages straight into Changes, with
+	// Fields nil (Raw keeps every field): the mirror's path, without a
+	// map per row.
+	NoFields bool
 }
 
 // SyncStats reports a run.
@@ -104,9 +109,9 @@ const defaultSyncSkew = 10 * time.Second
 // Pages that do not advance the cursor, or hold more rows than the limit,
 // stop the run with ErrPagingIgnored.
 func (c *Client) SyncTable(ctx context.Context, table string, req SyncRequest, fn func(page []Record, cursor Watermark) error) (SyncStats, error) {
-	return c.keyset(ctx, table, "sys_updated_on", req, func(recs []Record, _ []json.RawMessage, cur Watermark) error {
+	return c.keyset(ctx, table, "sys_updated_on", req, &recordPage{fn: func(recs []Record, _ []json.RawMessage, cur Watermark) error {
 		return fn(recs, cur)
-	})
+	}})
 }
 
 // SyncChanges is SyncTable on change_request, decoding pages into Changes.
@@ -115,14 +120,67 @@ func (c *Client) SyncChanges(ctx context.Context, req SyncRequest, fn func(page 
 	if len(req.Fields) == 0 {
 		req.Fields = changeFields
 	}
-	return c.keyset(ctx, TableChangeRequest, "sys_updated_on", req, func(recs []Record, raws []json.RawMessage, cur Watermark) error {
+	if req.NoFields {
+		return c.keyset(ctx, TableChangeRequest, "sys_updated_on", req, &changePage{fn: fn})
+	}
+	return c.keyset(ctx, TableChangeRequest, "sys_updated_on", req, &recordPage{fn: func(recs []Record, raws []json.RawMessage, cur Watermark) error {
 		page := make([]Change, len(recs))
 		for i, r := range recs {
 			page[i] = ChangeFromRecord(r, raws[i])
 		}
 		return fn(page, cur)
-	})
+	}})
 }
+
+// keysetPage is one page of keyset: decoded from the body, then handed to
+// the caller with the cursor after it.
+type keysetPage interface {
+	// decode decodes body and returns its rows, the last row's ts and
+	// sys_id (ok false when unusable).
+	decode(body []byte, ts string) (n int, last Watermark, ok bool, err error)
+	deliver(cur Watermark) error
+}
+
+// recordPage decodes into records.
+type recordPage struct {
+	fn   func([]Record, []json.RawMessage, Watermark) error
+	recs []Record
+	raws []json.RawMessage
+}
+
+func (p *recordPage) decode(body []byte, ts string) (int, Watermark, bool, error) {
+	var err error
+	if p.recs, p.raws, err = decodeBodyBytes(body); err != nil || len(p.recs) == 0 {
+		return 0, Watermark{}, false, err
+	}
+	last := p.recs[len(p.recs)-1]
+	t, terr := last[ts].Time()
+	return len(p.recs), Watermark{UpdatedOn: t, SysID: last.Get("sys_id")}, terr == nil && !t.IsZero() && last.Get("sys_id") != "", nil
+}
+
+func (p *recordPage) deliver(cur Watermark) error { return p.fn(p.recs, p.raws, cur) }
+
+// changePage decodes change_request rows straight into Changes
+// (DecodeChanges: no field map per row). Its ts is sys_updated_on.
+type changePage struct {
+	fn   func([]Change, Watermark) error
+	page []Change
+}
+
+func (p *changePage) decode(body []byte, _ string) (int, Watermark, bool, error) {
+	var err error
+	if len(bytes.TrimSpace(body)) == 0 {
+		p.page = nil
+		return 0, Watermark{}, false, nil
+	}
+	if p.page, err = DecodeChanges(body); err != nil || len(p.page) == 0 {
+		return 0, Watermark{}, false, err
+	}
+	last := p.page[len(p.page)-1]
+	return len(p.page), Watermark{UpdatedOn: last.SysUpdatedOn, SysID: last.SysID}, !last.SysUpdatedOn.IsZero() && last.SysID != "", nil
+}
+
+func (p *changePage) deliver(cur Watermark) error { return p.fn(p.page, cur) }
 
 func checkExtraQuery(q string) error {
 	u := strings.ToUpper(q)
@@ -145,9 +203,7 @@ func andQuery(parts ...string) string {
 // keyset is the pager behind SyncTable, SyncChanges and ListDeletes; ts is
 // the timestamp column (sys_updated_on, or sys_created_on for
 // append-only tables).
-func (c *Client) keyset(ctx context.Context, table, ts string, req SyncRequest,
-	fn func([]Record, []json.RawMessage, Watermark) error,
-) (SyncStats, error) {
+func (c *Client) keyset(ctx context.Context, table, ts string, req SyncRequest, page keysetPage) (SyncStats, error) {
 	var st SyncStats
 	if err := checkExtraQuery(req.Query); err != nil {
 		return st, err
@@ -197,35 +253,40 @@ func (c *Client) keyset(ctx context.Context, table, ts string, req SyncRequest,
 		params := c.listParams(q, fields, limit)
 		params.Set("sysparm_suppress_pagination_header", "true")
 		params.Set("sysparm_no_count", "true")
-		recs, raws, _, err := c.listPage(ctx, table, params)
+		body, err := c.fetchPage(ctx, table, params)
 		st.Requests++
 		if err != nil {
 			return st, fmt.Errorf("itsm: sync %s: %w", table, err)
 		}
-		if len(recs) == 0 {
+		n, next, usable, err := page.decode(body, ts)
+		if err != nil {
+			return st, fmt.Errorf("itsm: sync %s: %w", table, err)
+		}
+		if n > limit {
+			return st, fmt.Errorf("itsm: sync %s: itsm: list %s: the instance answered %d rows for sysparm_limit=%d; refusing the page: %w",
+				table, table, n, limit, ErrPagingIgnored)
+		}
+		if n == 0 {
 			if boundary {
 				boundary, inclusive = false, false
 				continue
 			}
 			break
 		}
-		last := recs[len(recs)-1]
-		lastTS, err := last[ts].Time()
-		if err != nil || lastTS.IsZero() || last.Get("sys_id") == "" {
+		if !usable {
 			return st, fmt.Errorf("itsm: sync %s: row %q has no usable %s/sys_id (does the sync user read every field?)",
-				table, last.Get("sys_id"), ts)
+				table, next.SysID, ts)
 		}
-		next := Watermark{UpdatedOn: lastTS, SysID: last.Get("sys_id")}
 		if !next.after(cur) {
 			return st, fmt.Errorf("itsm: sync %s: the page after cursor %s ends at %s, which does not advance the cursor: "+
 				"the instance ignored the paging condition; stopping instead of fetching the same rows forever: %w",
 				table, cur, next, ErrPagingIgnored)
 		}
-		if err := fn(recs, raws, next); err != nil {
+		if err := page.deliver(next); err != nil {
 			return st, err
 		}
 		st.Pages++
-		st.Rows += len(recs)
+		st.Rows += n
 		st.Cursor = next
 		cur = next
 		// Finish this page's last second (sys_id > the last row's) before
@@ -262,6 +323,22 @@ func (c *Client) listPage(ctx context.Context, table string, q url.Values) ([]Re
 		}
 	}
 	return recs, raws, total, nil
+}
+
+// fetchPage fetches one page's body for keyset (nil for no rows: an empty
+// or 204 answer, or the v1 endpoint's 404).
+func (c *Client) fetchPage(ctx context.Context, table string, q url.Values) ([]byte, error) {
+	resp, err := c.do(ctx, request{method: http.MethodGet, path: tablePath(table), query: q, idempotent: true})
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if resp.status == http.StatusNoContent {
+		return nil, nil
+	}
+	return resp.body, nil
 }
 
 func withFields(fields []string, must ...string) []string {
@@ -341,7 +418,7 @@ func (c *Client) ListDeletes(ctx context.Context, table string, since time.Time)
 		Query:  "tablename=" + v,
 		Fields: []string{"sys_id", "tablename", "documentkey", "display_value", "sys_created_on"},
 	}
-	_, err = c.keyset(ctx, TableAuditDelete, "sys_created_on", req, func(recs []Record, _ []json.RawMessage, _ Watermark) error {
+	_, err = c.keyset(ctx, TableAuditDelete, "sys_created_on", req, &recordPage{fn: func(recs []Record, _ []json.RawMessage, _ Watermark) error {
 		for _, r := range recs {
 			if r.Get("tablename") != "" && r.Get("tablename") != table {
 				continue // the tablename term was not applied
@@ -353,7 +430,7 @@ func (c *Client) ListDeletes(ctx context.Context, table string, since time.Time)
 			})
 		}
 		return nil
-	})
+	}})
 	if err != nil {
 		return nil, fmt.Errorf("itsm: list deletes of %s: %w", table, err)
 	}

@@ -144,8 +144,17 @@ func (c *Client) write(ctx context.Context, method, path string, q url.Values, b
 }
 
 func decodeBody(resp *response) ([]Record, []json.RawMessage, error) {
-	if len(bytes.TrimSpace(resp.body)) == 0 || resp.status == http.StatusNoContent {
+	if resp.status == http.StatusNoContent {
 		return nil, nil, nil
 	}
-	return DecodeRecords(resp.body)
+	return decodeBodyBytes(resp.body)
+}
+
+// decodeBodyBytes is decodeBody of a body already fetched: an empty body
+// holds no records.
+func decodeBodyBytes(body []byte) ([]Record, []json.RawMessage, error) {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil, nil, nil
+	}
+	return DecodeRecords(body)
 }

@@ -336,19 +336,50 @@ const maxFastDepth = 200
 // when body is not plainly valid for it; the caller then decodes with
 // encoding/json, which also produces the error.
 func decodeRecordsFast(body []byte) (recs []Record, raws []json.RawMessage, ok bool) {
+	objs, ok := recordObjectsFast(body)
+	if !ok {
+		return nil, nil, false
+	}
+	if objs == nil {
+		return nil, nil, true
+	}
+	recs, raws = make([]Record, 0, len(objs)), make([]json.RawMessage, 0, len(objs))
+	// The records of a page carry the same fields: each map is sized for
+	// its predecessor's (a map sized for 32 held a 14-field approval in
+	// twice the memory it needs).
+	hint := firstRecordFields
+	for _, obj := range objs {
+		rec, ok := decodeRecordFast(obj, hint)
+		if !ok {
+			return nil, nil, false
+		}
+		hint = len(rec)
+		recs = append(recs, rec)
+		raws = append(raws, obj)
+	}
+	return recs, raws, true
+}
+
+// recordObjectsFast validates body's envelope in one pass and returns its
+// record objects, each a slice of body with no spare capacity (the raw
+// JSON of its record): nil for no records (a null body or result), an
+// empty non-nil slice for an empty list. ok is false when body is not
+// plainly valid for the one-pass decoders (their caller falls back to
+// encoding/json).
+func recordObjectsFast(body []byte) (objs [][]byte, ok bool) {
 	i := skipSpace(body, 0)
 	if i >= len(body) {
-		return nil, nil, false
+		return nil, false
 	}
 	if body[i] == 'n' { // a null body: no records, as encoding/json leaves the envelope empty
 		end, ok := skipValue(body, i, 0)
 		if !ok || skipSpace(body, end) != len(body) {
-			return nil, nil, false
+			return nil, false
 		}
-		return nil, nil, true
+		return nil, true
 	}
 	if body[i] != '{' {
-		return nil, nil, false
+		return nil, false
 	}
 	// The envelope: find the last "result" key (encoding/json matches the
 	// name case-insensitively; the last duplicate wins).
@@ -360,67 +391,55 @@ func decodeRecordsFast(body []byte) (recs []Record, raws []json.RawMessage, ok b
 		for {
 			key, next, plain := scanKey(body, i)
 			if !plain {
-				return nil, nil, false
+				return nil, false
 			}
 			vs := skipSpace(body, next)
 			ve, ok := skipValue(body, vs, 1)
 			if !ok {
-				return nil, nil, false
+				return nil, false
 			}
 			if len(key) == len("result") && bytes.EqualFold(key, []byte("result")) {
 				resStart, resEnd = vs, ve
 			}
 			i = skipSpace(body, ve)
 			if i >= len(body) {
-				return nil, nil, false
+				return nil, false
 			}
 			if body[i] == ',' {
 				i = skipSpace(body, i+1)
 				continue
 			}
 			if body[i] != '}' {
-				return nil, nil, false
+				return nil, false
 			}
 			i++
 			break
 		}
 	}
 	if skipSpace(body, i) != len(body) {
-		return nil, nil, false
+		return nil, false
 	}
 	if resStart < 0 || body[resStart] == 'n' {
-		return nil, nil, true
+		return nil, true
 	}
 	switch body[resStart] {
 	case '{':
-		rec, ok := decodeRecordFast(body[resStart:resEnd], firstRecordFields)
-		if !ok {
-			return nil, nil, false
-		}
-		return []Record{rec}, []json.RawMessage{body[resStart:resEnd:resEnd]}, true
+		return [][]byte{body[resStart:resEnd:resEnd]}, true
 	case '[':
 	default:
-		return nil, nil, false // the error ("neither object nor array") comes from the slow path
+		return nil, false // the error ("neither object nor array") comes from the slow path
 	}
-	recs, raws = []Record{}, []json.RawMessage{}
-	// The records of a page carry the same fields: each map is sized for
-	// its predecessor's (a map sized for 32 held a 14-field approval in
-	// twice the memory it needs).
-	hint := firstRecordFields
+	objs = [][]byte{}
 	j := skipSpace(body, resStart+1)
 	if body[j] == ']' {
-		return recs, raws, true
+		return objs, true
 	}
 	for {
 		end, _ := skipValue(body, j, 2) // validated with the envelope
 		if body[j] == '{' {
-			rec, ok := decodeRecordFast(body[j:end], hint)
-			if !ok {
-				return nil, nil, false
-			}
-			hint = len(rec)
-			recs = append(recs, rec)
-			raws = append(raws, body[j:end:end])
+			// A list of non-objects is not a record list: other elements
+			// are skipped, as the slow path skips them.
+			objs = append(objs, body[j:end:end])
 		}
 		j = skipSpace(body, end)
 		if body[j] == ']' {
@@ -428,7 +447,7 @@ func decodeRecordsFast(body []byte) (recs []Record, raws []json.RawMessage, ok b
 		}
 		j = skipSpace(body, j+1) // ','
 	}
-	return recs, raws, true
+	return objs, true
 }
 
 // firstRecordFields sizes the first record's map of a body (a change
@@ -439,16 +458,28 @@ const firstRecordFields = 32
 // for fields. Plain strings
 // (no escapes, valid UTF-8) are cut from one copy of the record's text.
 func decodeRecordFast(obj []byte, fields int) (Record, bool) {
-	text := string(obj)
 	rec := make(Record, fields)
+	if !eachFieldFast(obj, func(name string, v Value) { rec[name] = v }) {
+		return nil, false
+	}
+	return rec, true
+}
+
+// eachFieldFast calls fn with every field of one validated record object,
+// in order (a later duplicate after an earlier one, as a map keeps the
+// last). Plain strings (no escapes, valid UTF-8) are cut from one copy of
+// the record's text, names too. It is false for an escaped or non-ASCII
+// key or a value Value.UnmarshalJSON refuses.
+func eachFieldFast(obj []byte, fn func(name string, v Value)) bool {
+	text := string(obj)
 	i := skipSpace(obj, 1)
 	if obj[i] == '}' {
-		return rec, true
+		return true
 	}
 	for {
 		key, next, plain := scanKey(obj, i)
 		if !plain {
-			return nil, false
+			return false
 		}
 		name := text[i+1 : i+1+len(key)] // b[i] is the key's opening quote
 		vs := skipSpace(obj, next)
@@ -457,12 +488,12 @@ func decodeRecordFast(obj []byte, fields int) (Record, bool) {
 		if obj[vs] == '"' && plainString(obj[vs+1:ve-1]) {
 			v.Value = text[vs+1 : ve-1]
 		} else if err := v.UnmarshalJSON(obj[vs:ve]); err != nil {
-			return nil, false
+			return false
 		}
-		rec[name] = v
+		fn(name, v)
 		i = skipSpace(obj, ve)
 		if obj[i] == '}' {
-			return rec, true
+			return true
 		}
 		i = skipSpace(obj, i+1) // ','
 	}
