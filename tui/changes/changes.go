@@ -356,6 +356,10 @@ func (m *Model) Settled() bool {
 	return m.loaded && !m.loading && m.query == m.filter.Value()
 }
 
+// Querying reports whether a load (a search's count and window) is in
+// flight.
+func (m *Model) Querying() bool { return m.loading }
+
 // Abandon forgets the load in flight: its result will be ignored and the
 // next Load starts a new one (the program stopped before it reported).
 func (m *Model) Abandon() { m.loading = false; m.gen++ }
