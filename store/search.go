@@ -15,9 +15,14 @@ import (
 // searchIndex is the console's search over the change mirror, in memory:
 // each mirrored change's sys_id, sys_updated_on, active flag and
 // search_text, oldest first (sys_updated_on, sys_id; a search walks it
-// backwards, in the list's order), packed in one byte arena. A search is a strings.Contains loop over it (a
-// few ms for 100k changes) instead of a scan of changes_find in SQLite
-// (~250–400 ns an entry, once for the count and once for the window).
+// backwards, in the list's order), packed in one byte arena, with a
+// trigram signature per change. A search checks each change's signature
+// and reads the text (bytes.Contains) of only those that can match:
+// 7–17 ms for 1M changes on the loaded 2-core VM for a number, a CI or
+// nothing, ~35–70 ms for a word in one change of seven, instead of a
+// scan of changes_find in SQLite (~250–400 ns an entry, once for the
+// count and once for the window). Memory: ~205 MiB at 1M changes
+// (arena ~128, rows 40, the sys_id map the rest).
 //
 // It follows changes_generation: every write that changes mirrored rows
 // bumps it in its own transaction (bumpGeneration), from this process or
