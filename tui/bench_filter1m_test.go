@@ -50,7 +50,18 @@ func BenchmarkConsoleFilter1M(b *testing.B) {
 var mirror1M struct {
 	once sync.Once
 	path string
+	dir  string // made for the file (not DAYTWO_BENCH_1M_DB's): removed by TestMain
 	err  error
+}
+
+// TestMain removes the 1M-change file BenchmarkConsoleFilter1M filled
+// (2.4 GB), unless DAYTWO_BENCH_1M_DB keeps it.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if mirror1M.dir != "" {
+		os.RemoveAll(mirror1M.dir)
+	}
+	os.Exit(code)
 }
 
 // mirror1MFile returns the path of a store file holding the 1M changes,
@@ -66,7 +77,7 @@ func mirror1MFile(b *testing.B) string {
 				mirror1M.err = err
 				return
 			}
-			path = filepath.Join(dir, "mirror.db")
+			mirror1M.dir, path = dir, filepath.Join(dir, "mirror.db")
 		} else if _, err := os.Stat(path); err == nil {
 			mirror1M.path = path
 			return
