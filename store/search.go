@@ -458,14 +458,6 @@ func (db *DB) loadSearch(ctx context.Context, gen int64) error {
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	// doubling leaves up to half of each unused: give back more than a
-	// fifth (the next writes append to the clipped slices, and grow them)
-	if c := cap(si.arena); c-len(si.arena) > c/5 {
-		si.arena = append([]byte(nil), si.arena...)
-	}
-	if c := cap(si.rows); c-len(si.rows) > c/5 {
-		si.rows = append([]searchRow(nil), si.rows...)
-	}
 	si.reindex()
 	si.generation, si.valid = gen, true
 	si.loads++
