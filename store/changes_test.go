@@ -3,10 +3,12 @@ package store
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/daytwo/daytwo/ops"
 )
@@ -245,6 +247,17 @@ func TestSearchIndexFollowsWrites(t *testing.T) {
 // the front, a delete), without reloading every change; an index whose
 // generation the log no longer reaches reloads whole and stays right.
 func TestSearchIndexCatchesUpWithoutReload(t *testing.T) {
+	t.Run("distinct id hashes", testSearchIndexCatchesUp)
+	// every sys_id hashes to one of three keys: the index finds most
+	// changes in its second map
+	t.Run("colliding id hashes", func(t *testing.T) {
+		defer func(h func(maphash.Seed, []byte) uint64) { searchIDHash = h }(searchIDHash)
+		searchIDHash = func(_ maphash.Seed, id []byte) uint64 { return uint64(id[len(id)-1] % 3) }
+		testSearchIndexCatchesUp(t)
+	})
+}
+
+func testSearchIndexCatchesUp(t *testing.T) {
 	ctx := context.Background()
 	db := openTest(t)
 	page := benchChanges(400)
@@ -313,6 +326,23 @@ func TestSearchIndexCatchesUpWithoutReload(t *testing.T) {
 	for _, q := range []string{"rollout 1", "rollout 3", "rollout", "moved", "here", "chg0000001", "undated"} {
 		order(q)
 	}
+	// writes that only the newest rows follow (the catch-up reads just
+	// those): two updates moved to the front, a delete
+	front := []ops.Change{page[130], page[141]}
+	for i := range front {
+		front[i].SysModCount += 2
+		front[i].SysUpdatedOn = moved.SysUpdatedOn.Add(time.Duration(i+1) * time.Minute)
+		front[i].ShortDescription += " at the front"
+	}
+	if _, err := other.UpsertChanges(ctx, front); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.WithTx(ctx, func(tx *Tx) error { _, err := tx.DeleteChanges(ctx, []string{page[160].SysID}); return err }); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"rollout 1", "rollout", "front"} {
+		order(q)
+	}
 	db.search.mu.Lock()
 	loads := db.search.loads
 	db.search.mu.Unlock()
@@ -337,4 +367,81 @@ func TestSearchIndexCatchesUpWithoutReload(t *testing.T) {
 	if loads != 2 {
 		t.Fatalf("whole reloads %d; want 2", loads)
 	}
+}
+
+// Issue 14: the index's search answers what SQL's does however the
+// operator types: letter by letter (each search within the last one's
+// matches), back again, with and without active only, searches shorter
+// than a trigram, text that is not ASCII, and a search typed on after a
+// write (the last matches no longer hold).
+func TestSearchTypedOnMatchesSQL(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	page := benchChanges(400)
+	for i := range page {
+		page[i].Active = i%3 == 0
+	}
+	page[7].ShortDescription = "Überprüfung der Rollout-Kette für größere Änderungen"
+	page[8].ShortDescription = "rollout 12 der Änderung"
+	if _, err := db.UpsertChanges(ctx, page); err != nil {
+		t.Fatal(err)
+	}
+	same := func(f ops.ChangeFilter) {
+		t.Helper()
+		cs, err := db.ListChanges(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := db.CountChanges(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got, want []string
+		for _, c := range cs {
+			got = append(got, c.SysID)
+		}
+		q := `SELECT sys_id FROM changes WHERE instr(search_text, ?) > 0`
+		if f.ActiveOnly {
+			q += ` AND active = 1`
+		}
+		rows, err := db.sql.QueryContext(ctx, q+` ORDER BY sys_updated_on DESC, sys_id DESC`, asciiLower(f.Search))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, id)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) || n != len(want) {
+			t.Fatalf("%+v: index %d %v\nSQL %d %v", f, n, got, len(want), want)
+		}
+	}
+	typed := "Rollout 12 der Änd"
+	for _, active := range []bool{false, true} {
+		for i := 1; i <= len(typed); i++ {
+			if utf8.ValidString(typed[:i]) {
+				same(ops.ChangeFilter{Search: typed[:i], ActiveOnly: active})
+			}
+		}
+	}
+	for i := len("rollout 12"); i > 0; i-- {
+		same(ops.ChangeFilter{Search: typed[:i], ActiveOnly: i%2 == 0})
+	}
+	for _, q := range []string{"ä", "Än", "größere", "ü", "o", "ro", "rol", "GENERATED", "gen-3", "no such thing"} {
+		same(ops.ChangeFilter{Search: q})
+	}
+	// typed on after a write: "rollout 1" matched before; the new change
+	// matches "rollout 1x" only
+	same(ops.ChangeFilter{Search: "rollout 1"})
+	fresh := benchChanges(401)[400]
+	fresh.ShortDescription = "Rollout 1x fresh"
+	if _, err := db.UpsertChanges(ctx, []ops.Change{fresh}); err != nil {
+		t.Fatal(err)
+	}
+	same(ops.ChangeFilter{Search: "rollout 1x"})
+	same(ops.ChangeFilter{Search: "rollout 1x f"})
 }

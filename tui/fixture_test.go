@@ -5,6 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"regexp"
 	"sync"
@@ -42,6 +45,9 @@ type fixtureOptions struct {
 	environments func(dir string) []ops.Environment
 	// alertIncidents is alertmanager.open_incidents.
 	alertIncidents bool
+	// seedDB, if set, is a database file (and its -wal, if any) copied
+	// into place before the store opens it.
+	seedDB string
 }
 
 func testEnvironments(dir string) []ops.Environment {
@@ -74,6 +80,13 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 	ctx := context.Background()
 	dir := t.TempDir()
 	clock := func() time.Time { return epoch }
+	if o.seedDB != "" {
+		for _, suffix := range []string{"", "-wal"} {
+			if err := copyFile(o.seedDB+suffix, filepath.Join(dir, "daytwo.db"+suffix)); err != nil && !(suffix != "" && errors.Is(err, fs.ErrNotExist)) {
+				t.Fatal(err)
+			}
+		}
+	}
 	db, err := store.Open(ctx, filepath.Join(dir, "daytwo.db"), store.Options{Clock: clock})
 	if err != nil {
 		t.Fatal(err)
@@ -143,6 +156,24 @@ func newFixture(t testing.TB, o fixtureOptions) *fixture {
 	}
 	t.Cleanup(f.svc.Wait)
 	return f
+}
+
+// copyFile copies the file at from to a new file at to.
+func copyFile(from, to string) error {
+	src, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		dst.Close()
+		return err
+	}
+	return dst.Close()
 }
 
 // release puts env on version through the whole flow outside the console

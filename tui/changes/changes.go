@@ -46,7 +46,11 @@ func DefaultKeyMap() KeyMap {
 }
 
 // debounce is how long typing in the search waits before querying. It is
-// short because a newer search cancels the query of an older one.
+// short because a newer search cancels the query of an older one. One
+// timer serves a burst of keystrokes: a key typed while it runs only
+// moves the time it is due (searchTickMsg sets it again for the rest),
+// so that a burst does not queue one message (and one frame) per key
+// ahead of the query.
 const debounce = 30 * time.Millisecond
 
 type loadedMsg struct {
@@ -57,7 +61,7 @@ type loadedMsg struct {
 	err   error
 }
 
-type searchTickMsg struct{ token int }
+type searchTickMsg struct{ at time.Time }
 
 func (loadedMsg) Target() common.Page     { return common.PageChanges }
 func (searchTickMsg) Target() common.Page { return common.PageChanges }
@@ -70,9 +74,12 @@ type Model struct {
 	filter common.Filter
 	// query is the search the loaded rows match (the filter text after
 	// the debounce).
-	query   string
-	active  bool
-	token   int
+	query  string
+	active bool
+	// typedAt is when the search text last changed; tickAt when the
+	// debounce timer in flight fires (zero: none).
+	typedAt time.Time
+	tickAt  time.Time
 	total   int
 	start   int // index of rows[0]
 	rows    []ops.Change
@@ -195,7 +202,11 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 		}
 		return m, nil
 	case searchTickMsg:
-		if msg.token != m.token || m.filter.Value() == m.query {
+		m.tickAt = time.Time{}
+		if due := m.typedAt.Add(debounce); msg.at.Before(due) {
+			return m, m.tick(due.Sub(msg.at)) // typed on since it was set
+		}
+		if m.filter.Value() == m.query {
 			return m, nil
 		}
 		m.query = m.filter.Value()
@@ -207,9 +218,14 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 		var cmd tea.Cmd
 		m.filter, handled, changed, cmd = m.filter.Update(msg)
 		if changed {
-			m.token++
-			token := m.token
-			return m, tea.Batch(cmd, tea.Tick(debounce, func(time.Time) tea.Msg { return searchTickMsg{token: token} }))
+			now := time.Now()
+			m.typedAt = now
+			// a timer that should long have fired was lost (the program
+			// stopped): set another
+			if !m.tickAt.IsZero() && now.Before(m.tickAt.Add(debounce)) {
+				return m, cmd
+			}
+			return m, tea.Batch(cmd, m.tick(debounce))
 		}
 		if handled {
 			return m, cmd
@@ -217,6 +233,12 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 		return m.handleKey(msg)
 	}
 	return m, nil
+}
+
+// tick sets the debounce timer to fire in d.
+func (m *Model) tick(d time.Duration) tea.Cmd {
+	m.tickAt = time.Now().Add(d)
+	return tea.Tick(d, func(t time.Time) tea.Msg { return searchTickMsg{at: t} })
 }
 
 func (m Model) handleKey(msg tea.KeyMsg) (Model, tea.Cmd) {
@@ -355,6 +377,10 @@ func (m *Model) FilterValue() string { return m.filter.Value() }
 func (m *Model) Settled() bool {
 	return m.loaded && !m.loading && m.query == m.filter.Value()
 }
+
+// Querying reports whether a load (a search's count and window) is in
+// flight.
+func (m *Model) Querying() bool { return m.loading }
 
 // Abandon forgets the load in flight: its result will be ignored and the
 // next Load starts a new one (the program stopped before it reported).

@@ -108,13 +108,13 @@ func TestSupersededSearchIsCancelled(t *testing.T) {
 	m = run(m, m.Load())
 	m, _ = m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("/")})
 	m, _ = m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("a")})
-	m, first := m.Update(searchTickMsg{token: m.token})
+	m, first := m.Update(searchTickMsg{at: time.Now().Add(debounce)})
 	if first == nil {
 		t.Fatal("the search started no query")
 	}
 	go first()
 	m, _ = m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("b")})
-	m, second := m.Update(searchTickMsg{token: m.token})
+	m, second := m.Update(searchTickMsg{at: time.Now().Add(debounce)})
 	if second == nil {
 		t.Fatal("the second search started no query")
 	}
@@ -128,5 +128,52 @@ func TestSupersededSearchIsCancelled(t *testing.T) {
 	}
 	if m.query != "ab" {
 		t.Fatalf("query %q, want ab", m.query)
+	}
+}
+
+// Issue 14: a burst of keystrokes sets one debounce timer, not one per
+// key (each would come back as a message and a frame queued ahead of the
+// query); a timer that fires before the burst's last key has waited the
+// debounce is set again for the rest, and then the search runs, once,
+// for the text as typed.
+func TestSearchBurstSetsOneTimer(t *testing.T) {
+	src := &fakeMirror{n: 10}
+	m := New(common.Common{Styles: styles.Default(), Width: 80, Height: 20}, src)
+	m = run(m, m.Load())
+	m, _ = m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("/")})
+	var timers []tea.Cmd
+	for _, c := range "rollout" {
+		var cmd tea.Cmd
+		m, cmd = m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune{c}})
+		if cmd != nil {
+			timers = append(timers, cmd)
+		}
+	}
+	if len(timers) != 1 {
+		t.Fatalf("typing 7 keys set %d timers, want 1", len(timers))
+	}
+	tick, ok := timers[0]().(searchTickMsg)
+	if !ok {
+		t.Fatal("the timer did not come back as a searchTickMsg")
+	}
+	// a key typed just before the timer fired: it is set again
+	m, cmd := m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("s")})
+	if cmd != nil {
+		t.Fatal("a key typed while the timer runs set another")
+	}
+	m, again := m.Update(searchTickMsg{at: tick.at})
+	if again == nil {
+		t.Fatal("the timer was not set again for the last key")
+	}
+	if m.query != "" {
+		t.Fatalf("searched %q before the last key waited the debounce", m.query)
+	}
+	next, ok := again().(searchTickMsg)
+	if !ok {
+		t.Fatal("the timer set again is not a timer")
+	}
+	m, query := m.Update(next)
+	if query == nil || m.query != "rollouts" {
+		t.Fatalf("after the debounce: query %q, cmd %v; want the search rollouts", m.query, query)
 	}
 }
