@@ -454,8 +454,12 @@ func (s *Service) mirrorPipelined(ctx context.Context, req MirrorRequest, rep *S
 }
 
 // mirrorQueue is how many fetched pages may wait for the store (about
-// 2 MB each at 1,000 rows).
-const mirrorQueue = 3
+// 3 MB each at 1,000 rows: the body, which the raw JSON of each change
+// keeps, and the decoded strings). One keeps the fetch and the store
+// overlapped and the mirror's peak RSS at ~62 MiB at 100k changes (3
+// made it ~77 MiB); a store that falls behind still commits two pages
+// at once (BENCHMARKS.md).
+const mirrorQueue = 1
 
 // conflictRecheck is how often a change that had conflicts is checked
 // again: the conflicting change may have been withdrawn, the blackout may
