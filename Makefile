@@ -10,7 +10,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOFUMPT     := mvdan.cc/gofumpt@v0.12.0
 GOIMPORTS   := golang.org/x/tools/cmd/goimports@v0.52.0
 
-.PHONY: bench-1m build test demo bench bench-ansible reliability lint fmt-check fmt clean
+.PHONY: bench-1m bench-filter-1m build test demo bench bench-ansible reliability lint fmt-check fmt clean
 
 ## build: compile bin/daytwo (static and path-free, as the Dockerfile builds it)
 build:
@@ -50,6 +50,10 @@ bench:
 ## bench-1m: the 1M-change mirror against its floor (not in `make bench`: the simulator alone needs minutes and ~1.7 GB for 1M changes)
 bench-1m:
 	$(GO) test -run '^$$' -bench 'BenchmarkMirror1M' -benchtime 1x -timeout 60m ./cmd/daytwo/
+
+## bench-filter-1m: the console filter over 1M changes (~4 min with the fill; DAYTWO_BENCH_1M_DB=<path> keeps the 2.4 GB file between runs)
+bench-filter-1m:
+	$(GO) test -run '^$$' -bench 'BenchmarkConsoleFilter1M' -benchtime 20x -count 3 -timeout 30m ./tui/
 
 ## bench-ansible: needs `ansible`; slow (tens of minutes on 2 cores). The Ansible executor
 ## (ANSIBLE_HOSTS local hosts, one playbook per batch of ANSIBLE_BATCH, forks 50) against
