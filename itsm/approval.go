@@ -51,7 +51,7 @@ var approvalFields = []string{
 }
 
 // opsApprovalFields are the fields opsApprovalFromRecord reads, and the
-// correlation id openApprovalRecords re-checks: the sync cycle's poll asks
+// correlation id the poll re-checks: the sync cycle's poll asks
 // for these only (4 fewer than approvalFields, one of them dot-walked), a
 // fifth less to serve, send and decode for every open approval, every cycle.
 var opsApprovalFields = []string{
@@ -148,54 +148,167 @@ const openApprovalsPageSize = 5000
 // STARTSWITH<prefix>, and re-checks the dot-walked correlation id
 // client-side in case the instance dropped the term.
 func (c *Client) ListOpenApprovals(ctx context.Context, prefix string) ([]Approval, error) {
-	recs, err := c.openApprovalRecords(ctx, prefix, approvalFields)
-	if err != nil {
+	var sink recordSink
+	if err := c.listOpenApprovals(ctx, prefix, approvalFields, &sink); err != nil {
 		return nil, err
 	}
-	out := make([]Approval, len(recs))
-	for i, r := range recs {
-		out[i] = ApprovalFromRecord(r)
+	out := make([]Approval, 0, len(sink.all))
+	for _, r := range sink.all {
+		if cid, ok := r["sysapproval.correlation_id"]; ok && !strings.HasPrefix(cid.Value, prefix) {
+			continue
+		}
+		out = append(out, ApprovalFromRecord(r))
 	}
 	return out, nil
 }
 
-// openApprovalRecords is ListOpenApprovals before the records become
-// Approvals (the bridge converts them straight to ops.Approval), with fields.
-func (c *Client) openApprovalRecords(ctx context.Context, prefix string, fields []string) ([]Record, error) {
+// listOpenApprovals is the query behind ListOpenApprovals and the sync
+// cycle's poll (openOpsApprovals), into sink.
+func (c *Client) listOpenApprovals(ctx context.Context, prefix string, fields []string, sink listSink) error {
 	if prefix == "" {
-		return nil, errors.New("itsm: list open approvals: empty correlation prefix")
+		return errors.New("itsm: list open approvals: empty correlation prefix")
 	}
 	v, err := queryValue("correlation prefix", prefix)
 	if err != nil {
+		return err
+	}
+	if err := c.listAllInto(ctx, TableApprover,
+		"sysapproval.active=true^sysapproval.correlation_idSTARTSWITH"+v, fields, openApprovalsPageSize, sink); err != nil {
+		return fmt.Errorf("itsm: list open approvals: %w", err)
+	}
+	return nil
+}
+
+// openOpsApprovals is the sync cycle's poll: ListOpenApprovals with
+// opsApprovalFields, decoded straight into ops.Approvals.
+func (c *Client) openOpsApprovals(ctx context.Context, prefix string) ([]ops.Approval, error) {
+	sink := approvalSink{prefix: prefix, out: []ops.Approval{}}
+	if err := c.listOpenApprovals(ctx, prefix, opsApprovalFields, &sink); err != nil {
 		return nil, err
 	}
-	recs, err := c.listAllPaged(ctx, TableApprover,
-		"sysapproval.active=true^sysapproval.correlation_idSTARTSWITH"+v, fields, openApprovalsPageSize)
-	if err != nil {
-		return nil, fmt.Errorf("itsm: list open approvals: %w", err)
-	}
-	out := recs[:0]
-	for _, r := range recs {
-		if cid, ok := r["sysapproval.correlation_id"]; ok && !strings.HasPrefix(cid.Value, prefix) {
-			continue
-		}
-		out = append(out, r)
-	}
-	return out, nil
+	return sink.out, nil
 }
 
 // opsApprovalFromRecord is ApprovalFromRecord then the bridge's mapping
 // to ops.Approval, reading only the fields ops keeps: a sync cycle with
 // 1,000 open changes converts 2,000 of these.
 func opsApprovalFromRecord(r Record) ops.Approval {
-	a := ops.Approval{
-		SysID: r.Get("sys_id"), ChangeSysID: r.Get("sysapproval"),
-		Approver:     firstNonEmpty(r.Get("approver.user_name"), r.Get("approver")),
-		ApproverName: nameOf(r, "approver"), State: ops.ApprovalState(r.Get("state")), Comments: r.Get("comments"),
-		SysUpdatedOn: r.Time("sys_updated_on"),
+	return opsApprovalFrom(func(f string) Value { return r[f] })
+}
+
+// opsApprovalFrom is opsApprovalFromRecord over any source of field
+// values; absent fields are the zero Value.
+func opsApprovalFrom(get func(string) Value) ops.Approval {
+	name := get("approver.name").Value
+	if v := get("approver"); name == "" && v.Display != "" && v.Display != v.Value {
+		name = v.Display
 	}
-	a.SysModCount, _ = r.Int("sys_mod_count")
+	updated, err := get("sys_updated_on").Time()
+	if err != nil {
+		updated = time.Time{}
+	}
+	a := ops.Approval{
+		SysID: get("sys_id").Value, ChangeSysID: get("sysapproval").Value,
+		Approver:     firstNonEmpty(get("approver.user_name").Value, get("approver").Value),
+		ApproverName: name, State: ops.ApprovalState(get("state").Value), Comments: get("comments").Value,
+		SysUpdatedOn: updated,
+	}
+	a.SysModCount, _ = get("sys_mod_count").Int()
 	return a
+}
+
+// approvalSlots is len(opsApprovalFields), as a constant.
+const approvalSlots = 10
+
+// approvalSlot is the index of a field of opsApprovalFields, or -1.
+func approvalSlot(name string) int {
+	switch name {
+	case "sys_id":
+		return 0
+	case "sysapproval":
+		return 1
+	case "sysapproval.correlation_id":
+		return 2
+	case "approver":
+		return 3
+	case "approver.name":
+		return 4
+	case "approver.user_name":
+		return 5
+	case "state":
+		return 6
+	case "comments":
+		return 7
+	case "sys_updated_on":
+		return 8
+	case "sys_mod_count":
+		return 9
+	}
+	return -1
+}
+
+// approvalSink decodes the sync cycle's poll of open approvals straight
+// into ops.Approvals (no map per row) and keeps those whose dot-walked
+// correlation id, when the instance sent it, starts with prefix
+// (ListOpenApprovals' check).
+type approvalSink struct {
+	prefix string
+	out    []ops.Approval
+}
+
+func (s *approvalSink) add(body []byte) (int, string, error) {
+	if n, last, ok := s.addFast(body); ok {
+		return n, last, nil
+	}
+	recs, _, err := decodeBodyBytes(body)
+	if err != nil || len(recs) == 0 {
+		return 0, "", err
+	}
+	for _, r := range recs {
+		if cid, ok := r["sysapproval.correlation_id"]; ok && !strings.HasPrefix(cid.Value, s.prefix) {
+			continue
+		}
+		s.out = append(s.out, opsApprovalFromRecord(r))
+	}
+	return len(recs), recs[len(recs)-1].Get("sys_id"), nil
+}
+
+// addFast is add in one pass; ok is false (and nothing kept) for a body
+// the one-pass decoder leaves to encoding/json.
+func (s *approvalSink) addFast(body []byte) (n int, last string, ok bool) {
+	objs, ok := recordObjectsFast(body)
+	if !ok {
+		return 0, "", false
+	}
+	kept := len(s.out)
+	var (
+		slots [approvalSlots]Value
+		seen  [approvalSlots]bool
+	)
+	set := func(name string, v Value) {
+		if i := approvalSlot(name); i >= 0 {
+			slots[i], seen[i] = v, true
+		}
+	}
+	get := func(name string) Value {
+		if i := approvalSlot(name); i >= 0 {
+			return slots[i]
+		}
+		return Value{}
+	}
+	for _, obj := range objs {
+		slots, seen = [approvalSlots]Value{}, [approvalSlots]bool{}
+		if !eachFieldFast(obj, set) {
+			s.out = s.out[:kept]
+			return 0, "", false
+		}
+		last = slots[0].Value
+		if seen[2] && !strings.HasPrefix(slots[2].Value, s.prefix) {
+			continue
+		}
+		s.out = append(s.out, opsApprovalFrom(get))
+	}
+	return len(objs), last, true
 }
 
 // Approve approves the change as the configured user. See decide.

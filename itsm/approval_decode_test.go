@@ -2,6 +2,7 @@ package itsm
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/daytwo/daytwo/ops"
@@ -43,5 +44,73 @@ func TestOpsApprovalFromRecordSameAsViaApproval(t *testing.T) {
 		if got := opsApprovalFromRecord(narrow); !reflect.DeepEqual(got, want) {
 			t.Errorf("opsApprovalFromRecord of the polled fields only = %+v, want %+v", got, want)
 		}
+	}
+}
+
+// FuzzApprovalSinkSame: the poll's one-pass decode into ops.Approvals
+// equals decoding records, filtering on the dot-walked correlation id and
+// converting each, on every body.
+func FuzzApprovalSinkSame(f *testing.F) {
+	for _, s := range decodeSameSeeds {
+		f.Add([]byte(s))
+	}
+	for _, s := range approvalSinkSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) { checkApprovalSinkSame(t, body) })
+}
+
+var approvalSinkSeeds = []string{
+	`{"result":[{"sys_id":"a1","sysapproval":"c1","sysapproval.correlation_id":"daytwo:u1","approver":"u1","approver.name":"Ann",
+		"approver.user_name":"ann","state":"requested","comments":"","sys_updated_on":"2026-05-01 10:00:01","sys_mod_count":"2"},
+		{"sys_id":"a2","sysapproval":{"value":"c2","display_value":"CHG2"},"sysapproval.correlation_id":"other:u2","state":"approved"},
+		{"sys_id":"a3","approver":{"value":"u3","display_value":"Bob"},"state":"rejected","sys_mod_count":3.0,"sys_updated_on":"garbage"}]}`,
+	`{"result":{"sys_id":"one","sysapproval.correlation_id":"daytwo:x"}}`,
+	`{"result":[{"sys_id":"b","sys_id":"a","sysapproval.correlation_id":"daytwo:1","sysapproval.correlation_id":"no"}]}`,
+	`{"result":[{"sys_id":"\u0061"}]}`,
+}
+
+func checkApprovalSinkSame(t *testing.T, body []byte) {
+	t.Helper()
+	const prefix = "daytwo:"
+	sink := approvalSink{prefix: prefix}
+	n, last, err := sink.add(body)
+	recs, _, wantErr := decodeBodyBytes(body)
+	if (err == nil) != (wantErr == nil) || err != nil && err.Error() != wantErr.Error() {
+		t.Fatalf("%q: error %v, via records %v", body, err, wantErr)
+	}
+	if err != nil {
+		return
+	}
+	var want []ops.Approval
+	wantLast := ""
+	if len(recs) > 0 {
+		wantLast = recs[len(recs)-1].Get("sys_id")
+	}
+	for _, r := range recs {
+		if cid, ok := r["sysapproval.correlation_id"]; ok && !strings.HasPrefix(cid.Value, prefix) {
+			continue
+		}
+		want = append(want, opsApprovalFromRecord(r))
+	}
+	if n != len(recs) || last != wantLast {
+		t.Fatalf("%q: %d rows, last %q; via records %d, %q", body, n, last, len(recs), wantLast)
+	}
+	if !reflect.DeepEqual(sink.out, want) {
+		t.Fatalf("%q: approvals\n%#v\nvia records\n%#v", body, sink.out, want)
+	}
+}
+
+func TestApprovalSinkSameOnSeeds(t *testing.T) {
+	if approvalSlots != len(opsApprovalFields) {
+		t.Fatalf("approvalSlots %d, opsApprovalFields %d", approvalSlots, len(opsApprovalFields))
+	}
+	for i, f := range opsApprovalFields {
+		if approvalSlot(f) != i {
+			t.Errorf("approvalSlot(%q) = %d, want %d", f, approvalSlot(f), i)
+		}
+	}
+	for _, s := range append(append([]string(nil), decodeSameSeeds...), approvalSinkSeeds...) {
+		checkApprovalSinkSame(t, []byte(s))
 	}
 }

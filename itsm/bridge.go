@@ -255,13 +255,9 @@ func (b *Bridge) ciSysIDs(ctx context.Context, names []string, known map[string]
 
 // OpenApprovals implements ops.ChangeSystem.
 func (b *Bridge) OpenApprovals(ctx context.Context, prefix string) ([]ops.Approval, error) {
-	recs, err := b.c.openApprovalRecords(ctx, prefix, opsApprovalFields)
+	out, err := b.c.openOpsApprovals(ctx, prefix)
 	if err != nil {
 		return nil, opsErr(err)
-	}
-	out := make([]ops.Approval, len(recs))
-	for i, r := range recs {
-		out[i] = opsApprovalFromRecord(r)
 	}
 	return out, nil
 }

@@ -367,7 +367,33 @@ func (c *Client) listAll(ctx context.Context, table, query string, fields []stri
 
 // listAllPaged is listAll with a page size (0: the client's).
 func (c *Client) listAllPaged(ctx context.Context, table, query string, fields []string, pageSize int) ([]Record, error) {
-	var all []Record
+	var sink recordSink
+	if err := c.listAllInto(ctx, table, query, fields, pageSize, &sink); err != nil {
+		return nil, err
+	}
+	return sink.all, nil
+}
+
+// listSink takes listAllInto's pages: it decodes a body, keeps its rows,
+// and returns how many there were and the last one's sys_id.
+type listSink interface {
+	add(body []byte) (n int, lastID string, err error)
+}
+
+// recordSink keeps the rows as records.
+type recordSink struct{ all []Record }
+
+func (s *recordSink) add(body []byte) (int, string, error) {
+	recs, _, err := decodeBodyBytes(body)
+	if err != nil || len(recs) == 0 {
+		return 0, "", err
+	}
+	s.all = append(s.all, recs...)
+	return len(recs), recs[len(recs)-1].Get("sys_id"), nil
+}
+
+// listAllInto is listAllPaged's pager, each page decoded by sink.
+func (c *Client) listAllInto(ctx context.Context, table, query string, fields []string, pageSize int, sink listSink) error {
 	last := ""
 	for {
 		q := query
@@ -376,17 +402,35 @@ func (c *Client) listAllPaged(ctx context.Context, table, query string, fields [
 		}
 		params := c.listParams(andQuery(q, "ORDERBYsys_id"), withFields(fields, "sys_id"), pageSize)
 		params.Set("sysparm_suppress_pagination_header", "true")
-		recs, _, total, err := c.listPage(ctx, table, params)
+		resp, err := c.do(ctx, request{method: http.MethodGet, path: tablePath(table), query: params, idempotent: true})
+		if errors.Is(err, ErrNotFound) {
+			return nil // v1 endpoint: 404 means no rows
+		}
 		if err != nil {
-			return nil, err
+			return err
 		}
-		all = append(all, recs...)
-		if len(recs) == 0 || (total >= 0 && len(recs) >= total) {
-			return all, nil
+		var n int
+		var next string
+		if resp.status != http.StatusNoContent {
+			if n, next, err = sink.add(resp.body); err != nil {
+				return err
+			}
 		}
-		next := recs[len(recs)-1].Get("sys_id")
+		if limit, err := strconv.Atoi(params.Get("sysparm_limit")); err == nil && limit > 0 && n > limit {
+			return fmt.Errorf("itsm: list %s: the instance answered %d rows for sysparm_limit=%d; refusing the page: %w",
+				table, n, limit, ErrPagingIgnored)
+		}
+		total := -1
+		if v := resp.header.Get("X-Total-Count"); v != "" {
+			if t, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && t >= 0 {
+				total = t
+			}
+		}
+		if n == 0 || (total >= 0 && n >= total) {
+			return nil
+		}
 		if next == "" || next <= last {
-			return nil, fmt.Errorf("itsm: list %s: rows without increasing sys_id; cannot page", table)
+			return fmt.Errorf("itsm: list %s: rows without increasing sys_id; cannot page", table)
 		}
 		last = next
 	}
