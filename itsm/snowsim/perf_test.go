@@ -119,6 +119,7 @@ type mirrorPager struct {
 	until         string
 	curTS, curID  string
 	rows, queries int
+	buf           bytes.Buffer
 }
 
 func newMirrorPager(tb testing.TB, sim *Sim, base string) *mirrorPager {
@@ -154,8 +155,10 @@ func (p *mirrorPager) get(query string) []pageRow {
 	if err != nil {
 		p.tb.Fatal(err)
 	}
-	body, err := io.ReadAll(res.Body)
+	p.buf.Reset()
+	_, err = p.buf.ReadFrom(res.Body)
 	res.Body.Close()
+	body := p.buf.Bytes()
 	if err != nil || res.StatusCode != 200 {
 		p.tb.Fatalf("status %d for %s: %v", res.StatusCode, query, err)
 	}
@@ -169,11 +172,20 @@ func (p *mirrorPager) get(query string) []pageRow {
 		return string(b[:bytes.IndexByte(b, '"')])
 	}
 	var rows []pageRow
-	for _, rec := range bytes.Split(body, []byte(`{"sys_id":`))[1:] {
-		rec = append([]byte(`"sys_id":`), rec...)
+	start := []byte(`{"sys_id":`)
+	for {
+		i := bytes.Index(body, start)
+		if i < 0 {
+			return rows
+		}
+		body = body[i+1:]
+		end := bytes.Index(body, start)
+		if end < 0 {
+			end = len(body)
+		}
+		rec := body[:end]
 		rows = append(rows, pageRow{sysID: value(rec, "sys_id"), updatedOn: value(rec, "sys_updated_on")})
 	}
-	return rows
 }
 
 // page fetches the next page and finishes its boundary second; it returns
