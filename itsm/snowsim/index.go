@@ -31,7 +31,10 @@ import (
 // its range clauses (>, >=, =, <, <=), and walked, every row checked
 // against the whole query, until the window is full (or to the end of the
 // range when the total is needed). Results are identical to selectRows,
-// ties in insertion order (index_test.go checks).
+// ties in insertion order (index_test.go checks). An index is built at
+// the second query that wants it (one query is cheaper to scan than to
+// index); ORDERBY on a dot-walked field, and several ^NQ groups with an
+// ORDERBY, are scanned and sorted as before.
 
 // blockSize is the target length of an index block; a block splits at
 // twice that.
@@ -336,11 +339,18 @@ func plainField(t *table, path string) int {
 
 // selectFromTable is selectRows over a whole table, answered from an index
 // when the query has at most one AND group and an ORDERBY on plain fields
-// or an equality clause on a plain field. Without needTotal
-// (sysparm_no_count) it stops as soon as the window is full and the total
-// it returns is only a lower bound.
+// or an equality clause on a plain field; an unordered query is scanned
+// in insertion order. Without needTotal (sysparm_no_count) both stop as
+// soon as the window is full, and the total returned is only a lower
+// bound.
 func (q *query) selectFromTable(t *table, offset, limit int, needTotal bool) ([]*record, int) {
-	if len(q.groups) > 1 || len(t.rows) < 1000 {
+	if len(t.rows) < 1000 {
+		return q.selectRows(t.rows, offset, limit)
+	}
+	if len(q.groups) > 1 {
+		if len(q.order) == 0 {
+			return q.collect(t.scan, offset, limit, needTotal)
+		}
 		return q.selectRows(t.rows, offset, limit)
 	}
 	var group [][]cond
@@ -372,11 +382,15 @@ func (q *query) selectFromTable(t *table, offset, limit int, needTotal bool) ([]
 			keys = append([]keyField{{idx: f}}, keys...)
 		}
 	}
-	if len(keys) == 0 {
-		return q.selectRows(t.rows, offset, limit)
+	var ix *orderIndex
+	if len(keys) > 0 {
+		ix = t.index.lookup(t, keys)
 	}
-	ix := t.index.lookup(t, keys)
 	if ix == nil {
+		if len(q.order) == 0 {
+			// Unordered: insertion order, as selectRows answers it.
+			return q.collect(t.scan, offset, limit, needTotal)
+		}
 		return q.selectRows(t.rows, offset, limit)
 	}
 	lo, hi := 0, ix.n
@@ -438,9 +452,25 @@ func (q *query) selectFromTable(t *table, offset, limit int, needTotal bool) ([]
 		ix.each(lo+offset, lo+end, func(r *record) bool { window = append(window, r); return true })
 		return window, total
 	}
+	return q.collect(func(fn func(*record) bool) { ix.each(lo, hi, fn) }, offset, limit, needTotal)
+}
+
+// scan calls fn for t's rows in insertion order until it returns false.
+func (t *table) scan(fn func(*record) bool) {
+	for _, r := range t.rows {
+		if !fn(r) {
+			return
+		}
+	}
+}
+
+// collect matches the rows each yields, in that order, and returns the
+// window [offset, offset+limit) and the number of matches — all of them
+// with needTotal, else those up to the end of the window.
+func (q *query) collect(each func(func(*record) bool), offset, limit int, needTotal bool) ([]*record, int) {
 	var window []*record
 	total := 0
-	ix.each(lo, hi, func(r *record) bool {
+	each(func(r *record) bool {
 		if !q.match(r) {
 			return true
 		}

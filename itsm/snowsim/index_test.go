@@ -127,6 +127,9 @@ func (w *indexWorld) indexQueries() []string {
 		"ORDERBYassignment_group.name^ORDERBYnumber",
 		"sys_created_onSAMEASsys_updated_on^ORDERBYsys_id",
 		"state=3^NQstate=4^ORDERBYsys_id",
+		"state=3^NQstate=4",
+		"correlation_idSTARTSWITHgen-1",
+		"",
 		"ORDERBYnumber",
 	}
 }
