@@ -115,6 +115,7 @@ type getter func(*record) string
 // cond is a compiled term.
 type cond struct {
 	path    string // the field path, for index selection
+	field   int    // schema position when get reads that plain field as stored, else -1
 	get     getter
 	op      string
 	val     string
@@ -244,7 +245,7 @@ func (d *db) compileTerm(t *table, tm term, now time.Time) (cond, bool) {
 	if !ok {
 		return cond{}, false
 	}
-	c := cond{path: tm.field, get: get, op: tm.op, val: val, numeric: isNumeric(f)}
+	c := cond{path: tm.field, field: plainField(t, tm.field), get: get, op: tm.op, val: val, numeric: isNumeric(f)}
 	switch tm.op {
 	case "IN", "NOT IN":
 		c.vals = strings.Split(val, ",")
@@ -265,6 +266,7 @@ func (d *db) compileTerm(t *table, tm term, now time.Time) (cond, bool) {
 			return cond{}, false
 		}
 		self := get
+		c.field = -1
 		if tm.op == "SAMEAS" {
 			c.get = func(r *record) string { return strconv.FormatBool(self(r) == other(r)) }
 		} else {
@@ -294,6 +296,7 @@ func (d *db) compileTerm(t *table, tm term, now time.Time) (cond, bool) {
 		if byName {
 			raw, refTable := get, f.ref
 			c.get = func(r *record) string { return d.display(refTable, raw(r)) }
+			c.field = -1
 		}
 	}
 	if tm.op == "LIKE" || tm.op == "NOT LIKE" || tm.op == "STARTSWITH" || tm.op == "ENDSWITH" {
@@ -416,24 +419,7 @@ func (q *query) match(r *record) bool {
 }
 
 func (k orderKey) compare(a, b *record) int {
-	va, vb := k.get(a), k.get(b)
-	var c int
-	if k.numeric {
-		na, ea := strconv.ParseFloat(va, 64)
-		nb, eb := strconv.ParseFloat(vb, 64)
-		switch {
-		case ea == nil && eb == nil:
-			c = cmp.Compare(na, nb)
-		case ea != nil && eb != nil:
-			c = strings.Compare(va, vb)
-		case ea != nil:
-			c = -1 // empty sorts first
-		default:
-			c = 1
-		}
-	} else {
-		c = strings.Compare(va, vb)
-	}
+	c := compareValues(k.get(a), k.get(b), k.numeric)
 	if k.desc {
 		return -c
 	}

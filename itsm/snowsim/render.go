@@ -24,6 +24,60 @@ type renderOpts struct {
 	fields      []string // nil = all fields
 	baseURL     string   // scheme://host, for reference links
 	loc         *time.Location
+	// paths are fields resolved against pathsOf, once per answer rather
+	// than once per row.
+	paths   []fieldPath
+	pathsOf *table
+}
+
+// fieldPath is a sysparm_fields entry resolved: the references it walks
+// and the field it ends on.
+type fieldPath struct {
+	name string
+	hops []hop
+	ft   *table // the table of the final field
+	f    *field
+	fi   int // the final field's position in ft
+}
+
+type hop struct {
+	idx  int    // the reference field in the current row
+	next *table // the table it points into
+}
+
+// resolveFields resolves sysparm_fields against t; entries that name no
+// readable field (or walk through a field that is no reference) are left
+// out, as walk leaves them out.
+func (d *db) resolveFields(t *table, names []string) []fieldPath {
+	out := make([]fieldPath, 0, len(names))
+	for _, name := range names {
+		p := fieldPath{name: name}
+		cur := t
+		parts := strings.Split(name, ".")
+		ok := true
+		for n, part := range parts {
+			f := cur.sch.field(part)
+			if f == nil || f.kind == kPassword {
+				ok = false
+				break
+			}
+			if n == len(parts)-1 {
+				p.ft, p.f, p.fi = cur, f, cur.sch.idx[part]
+				break
+			}
+			next := d.tables[f.ref]
+			if f.kind != kRef || next == nil {
+				ok = false
+				break
+			}
+			p.hops = append(p.hops, hop{idx: cur.sch.idx[part], next: next})
+			cur = next
+		}
+		if ok {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // jsonString appends s as a JSON string literal.
@@ -156,46 +210,26 @@ func (s *Sim) writeTableRecord(b *bytes.Buffer, d *db, t *table, r *record, o *r
 			s.writeTableField(ob, d, t, r, f, f.name, r.vals[i], o)
 		}
 	} else {
-		for _, name := range o.fields {
-			ft, fr, f, ok := d.walk(t, r, name)
-			if !ok {
-				continue
+		if o.pathsOf != t {
+			o.paths, o.pathsOf = d.resolveFields(t, o.fields), t
+		}
+		for i := range o.paths {
+			p := &o.paths[i]
+			fr := r
+			for _, h := range p.hops {
+				if fr == nil {
+					break
+				}
+				fr = h.next.byID[fr.vals[h.idx]]
 			}
 			v := ""
 			if fr != nil {
-				v = fr.vals[ft.sch.idx[f.name]]
+				v = fr.vals[p.fi]
 			}
-			s.writeTableField(ob, d, ft, fr, f, name, v, o)
+			s.writeTableField(ob, d, p.ft, fr, p.f, p.name, v, o)
 		}
 	}
 	ob.close()
-}
-
-// walk follows a dot-walked path to the final table, row (nil if the chain
-// breaks) and field.
-func (d *db) walk(t *table, r *record, path string) (*table, *record, *field, bool) {
-	parts := strings.Split(path, ".")
-	for n, p := range parts {
-		f := t.sch.field(p)
-		if f == nil || f.kind == kPassword {
-			return nil, nil, nil, false
-		}
-		if n == len(parts)-1 {
-			return t, r, f, true
-		}
-		if f.kind != kRef {
-			return nil, nil, nil, false
-		}
-		next := d.tables[f.ref]
-		if next == nil {
-			return nil, nil, nil, false
-		}
-		if r != nil {
-			r = next.byID[r.vals[t.sch.idx[p]]]
-		}
-		t = next
-	}
-	return nil, nil, nil, false
 }
 
 func (s *Sim) writeTableField(ob *obj, d *db, t *table, r *record, f *field, key, v string, o *renderOpts) {

@@ -1,6 +1,7 @@
 package snowsim
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -16,18 +17,16 @@ const timeLayout = "2006-01-02 15:04:05"
 // table's schema, which keeps 100k-row tables compact and fast to scan.
 type record struct {
 	vals []string
+	seq  uint64 // insertion order in its table (ascending in table.rows); 0 when not in one
 }
 
 // table holds the rows of one table in insertion order plus a sys_id index.
 type table struct {
-	sch  *schema
-	rows []*record
-	byID map[string]*record
-	// mut counts membership changes (add, remove), so that cached orders
-	// know when they are stale; see index.go.
-	mut    uint64
-	writes uint64 // counts field writes (set), which may reorder rows
-	index  orderIndexes
+	sch   *schema
+	rows  []*record
+	byID  map[string]*record
+	seq   uint64       // the last insertion number given
+	index orderIndexes // sorted orders kept in step with writes; see index.go
 }
 
 func (t *table) get(r *record, name string) string {
@@ -39,10 +38,15 @@ func (t *table) get(r *record, name string) string {
 }
 
 func (t *table) set(r *record, name, v string) {
-	if i, ok := t.sch.idx[name]; ok {
-		r.vals[i] = v
-		t.writes++
+	i, ok := t.sch.idx[name]
+	if !ok {
+		return
 	}
+	if r.seq != 0 && r.vals[i] != v && t.index.covers(i) {
+		t.index.write(r, i, v) // moves r in the indexes keyed on the field
+		return
+	}
+	r.vals[i] = v
 }
 
 func (t *table) newRecord() *record {
@@ -50,18 +54,23 @@ func (t *table) newRecord() *record {
 }
 
 func (t *table) add(r *record) {
-	t.mut++
+	t.seq++
+	r.seq = t.seq
 	t.rows = append(t.rows, r)
 	t.byID[t.get(r, "sys_id")] = r
+	t.index.added(r)
 }
 
 func (t *table) remove(r *record) {
-	t.mut++
-	id := t.get(r, "sys_id")
-	delete(t.byID, id)
-	if i := slices.Index(t.rows, r); i >= 0 {
+	delete(t.byID, t.get(r, "sys_id"))
+	if r.seq == 0 {
+		return
+	}
+	if i, ok := slices.BinarySearchFunc(t.rows, r.seq, func(e *record, seq uint64) int { return cmp.Compare(e.seq, seq) }); ok {
 		t.rows = slices.Delete(t.rows, i, i+1)
 	}
+	t.index.removed(r)
+	r.seq = 0
 }
 
 // find returns the first row whose field equals v.
