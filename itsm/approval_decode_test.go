@@ -51,12 +51,7 @@ func TestOpsApprovalFromRecordSameAsViaApproval(t *testing.T) {
 // equals decoding records, filtering on the dot-walked correlation id and
 // converting each, on every body.
 func FuzzApprovalSinkSame(f *testing.F) {
-	for _, s := range decodeSameSeeds {
-		f.Add([]byte(s))
-	}
-	for _, s := range approvalSinkSeeds {
-		f.Add([]byte(s))
-	}
+	addDecodeSeeds(f, approvalSinkSeeds...)
 	f.Fuzz(func(t *testing.T, body []byte) { checkApprovalSinkSame(t, body) })
 }
 

@@ -2,8 +2,6 @@ package itsm
 
 import (
 	"bytes"
-	"os"
-	"path/filepath"
 	"reflect"
 	"testing"
 )
@@ -12,18 +10,7 @@ import (
 // page decoded into records and converted one by one, on every body (the
 // same changes, raw JSON, and success or failure).
 func FuzzDecodeChangesSame(f *testing.F) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "*.json"))
-	for _, name := range files {
-		if b, err := os.ReadFile(name); err == nil {
-			f.Add(b)
-		}
-	}
-	for _, s := range decodeSameSeeds {
-		f.Add([]byte(s))
-	}
-	for _, s := range decodeChangesSeeds {
-		f.Add([]byte(s))
-	}
+	addDecodeSeeds(f, decodeChangesSeeds...)
 	f.Fuzz(func(t *testing.T, body []byte) { checkDecodeChangesSame(t, body) })
 }
 

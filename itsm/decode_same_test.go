@@ -11,16 +11,22 @@ import (
 // FuzzDecodeRecordsSame: the one-pass decoder and encoding/json agree on
 // every body — the same records, raw JSON and success or failure.
 func FuzzDecodeRecordsSame(f *testing.F) {
+	addDecodeSeeds(f)
+	f.Fuzz(func(t *testing.T, body []byte) { checkDecodeSame(t, body) })
+}
+
+// addDecodeSeeds seeds a decoder fuzzer with the recorded answers in
+// testdata, decodeSameSeeds and extra.
+func addDecodeSeeds(f *testing.F, extra ...string) {
 	files, _ := filepath.Glob(filepath.Join("testdata", "*.json"))
 	for _, name := range files {
 		if b, err := os.ReadFile(name); err == nil {
 			f.Add(b)
 		}
 	}
-	for _, s := range decodeSameSeeds {
+	for _, s := range append(append([]string(nil), decodeSameSeeds...), extra...) {
 		f.Add([]byte(s))
 	}
-	f.Fuzz(func(t *testing.T, body []byte) { checkDecodeSame(t, body) })
 }
 
 var decodeSameSeeds = []string{

@@ -135,21 +135,12 @@ func (db *DB) Incidents(ctx context.Context, updateID string) ([]ops.Incident, e
 // OpenChangeSysIDs lists the sys_ids of active mirrored changes whose
 // correlation id starts with prefix (daytwo's own open changes).
 func (db *DB) OpenChangeSysIDs(ctx context.Context, prefix string) ([]string, error) {
-	gen, err := db.generation(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("store: open changes: %w", err)
-	}
-	if ids, ok := db.cache.cachedOpen(gen, prefix); ok {
-		return ids, nil
-	}
-	ids, err := db.openChangeSysIDs(ctx, prefix)
-	if err != nil {
-		return nil, err
-	}
-	if after, err := db.generation(ctx); err == nil && after == gen {
-		db.cache.keepOpen(gen, prefix, ids)
-	}
-	return ids, nil
+	var ids []string
+	err := db.throughCache(ctx, "open changes",
+		func(gen int64) (ok bool) { ids, ok = db.cache.cachedOpen(gen, prefix); return ok },
+		func() (err error) { ids, err = db.openChangeSysIDs(ctx, prefix); return err },
+		func(gen int64) { db.cache.keepOpen(gen, prefix, ids) })
+	return ids, err
 }
 
 // openChangeSysIDs is OpenChangeSysIDs read from the database.
@@ -182,20 +173,14 @@ func (db *DB) openChangeSysIDs(ctx context.Context, prefix string) ([]string, er
 // the mirror since the copy was taken, and reads only what the copy does
 // not know otherwise.
 func (db *DB) ApprovalsByID(ctx context.Context, sysIDs []string) (map[string]ops.Approval, error) {
-	gen, err := db.generation(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("store: approvals by id: %w", err)
-	}
-	out, missing := db.cache.cachedApprovals(gen, sysIDs)
-	if len(missing) == 0 {
-		return out, nil
-	}
-	found, err := db.approvalsByID(ctx, missing)
+	var out, found map[string]ops.Approval
+	var missing []string
+	err := db.throughCache(ctx, "approvals by id",
+		func(gen int64) bool { out, missing = db.cache.cachedApprovals(gen, sysIDs); return len(missing) == 0 },
+		func() (err error) { found, err = db.approvalsByID(ctx, missing); return err },
+		func(gen int64) { db.cache.keepApprovals(gen, missing, found) })
 	if err != nil {
 		return nil, err
-	}
-	if after, err := db.generation(ctx); err == nil && after == gen {
-		db.cache.keepApprovals(gen, missing, found)
 	}
 	return mergeApprovals(out, found), nil
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"slices"
 	"sync"
@@ -53,6 +54,26 @@ func (db *DB) generation(ctx context.Context) (int64, error) {
 	var n int64
 	err = st.QueryRowContext(ctx).Scan(&n)
 	return n, err
+}
+
+// throughCache answers a read from the copy when hit can at the current
+// generation; otherwise it runs read and, when the generation did not move
+// while it ran (no write came between), lets keep store the answer.
+func (db *DB) throughCache(ctx context.Context, what string, hit func(gen int64) bool, read func() error, keep func(gen int64)) error {
+	gen, err := db.generation(ctx)
+	if err != nil {
+		return fmt.Errorf("store: %s: %w", what, err)
+	}
+	if hit(gen) {
+		return nil
+	}
+	if err := read(); err != nil {
+		return err
+	}
+	if after, err := db.generation(ctx); err == nil && after == gen {
+		keep(gen)
+	}
+	return nil
 }
 
 // cachedApprovals returns the approvals among ids the copy knows at gen
