@@ -47,7 +47,7 @@ bench:
 	$(GO) test -run '^$$' -bench 'BenchmarkMatrixKeystroke' -benchtime 3000x ./tui/ >> $(BENCH_OUT) 2>&1 || { cat $(BENCH_OUT); exit 1; }
 	@cat $(BENCH_OUT)
 
-## bench-1m: the 1M-change mirror against its floor (not in `make bench`: the simulator alone needs minutes and ~1.7 GB for 1M changes)
+## bench-1m: the 1M-change mirror against its floor (not in `make bench`: the simulator holds ~1.1 GiB for 1M changes and the run takes minutes)
 bench-1m:
 	$(GO) test -run '^$$' -bench 'BenchmarkMirror1M' -benchtime 1x -timeout 60m ./cmd/daytwo/
 
