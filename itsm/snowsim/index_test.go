@@ -30,8 +30,10 @@ func newIndexWorld(t *testing.T, n, perSecond int) *indexWorld {
 	ct := s.d.tables["cmdb_ci"]
 	// Two of the CIs only, so that the OR clause really filters.
 	ids := []string{ct.get(ct.rows[0], "sys_id"), ct.get(ct.rows[2], "sys_id")}
-	return &indexWorld{t: t, s: s, tb: s.d.tables["change_request"],
-		extra: "correlation_idSTARTSWITHgen-1^ORcmdb_ciIN" + strings.Join(ids, ",")}
+	return &indexWorld{
+		t: t, s: s, tb: s.d.tables["change_request"],
+		extra: "correlation_idSTARTSWITHgen-1^ORcmdb_ciIN" + strings.Join(ids, ","),
+	}
 }
 
 func at(sec int) string {
@@ -215,8 +217,10 @@ func TestOrderIndexKeysetWalkWithWrites(t *testing.T) {
 			case 2:
 				r := tb.newRecord()
 				next++
-				for k, v := range map[string]string{"sys_id": fmt.Sprintf("%032x", rng.Uint64()), "number": fmt.Sprintf("CHG9%06d", next),
-					"sys_updated_on": at(rng.IntN(500)), "correlation_id": "gen-1x", "active": "true"} {
+				for k, v := range map[string]string{
+					"sys_id": fmt.Sprintf("%032x", rng.Uint64()), "number": fmt.Sprintf("CHG9%06d", next),
+					"sys_updated_on": at(rng.IntN(500)), "correlation_id": "gen-1x", "active": "true",
+				} {
 					tb.set(r, k, v)
 				}
 				tb.add(r)
