@@ -277,18 +277,7 @@ func testSearchIndexCatchesUp(t *testing.T) {
 		for _, c := range cs {
 			got = append(got, c.SysID)
 		}
-		rows, err := db.sql.QueryContext(ctx, `SELECT sys_id FROM changes WHERE instr(search_text, ?) > 0 ORDER BY sys_updated_on DESC, sys_id DESC`, asciiLower(search))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				t.Fatal(err)
-			}
-			want = append(want, id)
-		}
+		want = searchBySQL(t, db, search, false)
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Fatalf("search %q: index %v\nSQL %v", search, got, want)
 		}
@@ -400,22 +389,7 @@ func TestSearchTypedOnMatchesSQL(t *testing.T) {
 		for _, c := range cs {
 			got = append(got, c.SysID)
 		}
-		q := `SELECT sys_id FROM changes WHERE instr(search_text, ?) > 0`
-		if f.ActiveOnly {
-			q += ` AND active = 1`
-		}
-		rows, err := db.sql.QueryContext(ctx, q+` ORDER BY sys_updated_on DESC, sys_id DESC`, asciiLower(f.Search))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				t.Fatal(err)
-			}
-			want = append(want, id)
-		}
+		want = searchBySQL(t, db, f.Search, f.ActiveOnly)
 		if fmt.Sprint(got) != fmt.Sprint(want) || n != len(want) {
 			t.Fatalf("%+v: index %d %v\nSQL %d %v", f, n, got, len(want), want)
 		}
@@ -444,4 +418,31 @@ func TestSearchTypedOnMatchesSQL(t *testing.T) {
 	}
 	same(ops.ChangeFilter{Search: "rollout 1x"})
 	same(ops.ChangeFilter{Search: "rollout 1x f"})
+}
+
+// searchBySQL is the search the index must answer, as one SQL scan of
+// search_text in the list's order: the oracle of the index tests.
+func searchBySQL(t *testing.T, db *DB, search string, activeOnly bool) []string {
+	t.Helper()
+	q := `SELECT sys_id FROM changes WHERE instr(search_text, ?) > 0`
+	if activeOnly {
+		q += ` AND active = 1`
+	}
+	rows, err := db.sql.QueryContext(context.Background(), q+` ORDER BY sys_updated_on DESC, sys_id DESC`, asciiLower(search))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return ids
 }
