@@ -65,7 +65,7 @@ func (tx *Tx) DecideRollback(ctx context.Context, id, reason string) (ops.Run, e
 	if err != nil {
 		return ops.Run{}, fmt.Errorf("store: decide rollback of run %s: %w", id, mapErr(err))
 	}
-	runs, err := queryRuns(ctx, tx.tx, runColumns+` WHERE id = ?`, id)
+	runs, err := QueryRuns(ctx, tx.tx, runColumns+` WHERE id = ?`, id)
 	if err != nil {
 		return ops.Run{}, err
 	}
@@ -198,16 +198,23 @@ func (db *DB) Runs(ctx context.Context, updateID string, states ...ops.RunState)
 // index seek per environment (runs_env_started) instead of reading every
 // run ever made. An environment no longer configured is left out, but for
 // its running runs.
-func (db *DB) LatestRuns(ctx context.Context) ([]ops.Run, error) {
-	return db.queryRuns(ctx, runColumns+` WHERE state = ? OR rowid IN (
+func (db *DB) LatestRuns(ctx context.Context) ([]ops.Run, error) { return LatestRunsIn(ctx, db.sql) }
+
+// LatestRun returns the newest run of any environment.
+func (db *DB) LatestRun(ctx context.Context) (ops.Run, bool, error) { return LatestRunIn(ctx, db.sql) }
+
+// LatestRunsIn is LatestRuns over either engine's handle (the PostgreSQL
+// store shares it: its runs carry a rowid identity column too).
+func LatestRunsIn(ctx context.Context, db Querier) ([]ops.Run, error) {
+	return QueryRuns(ctx, db, runColumns+` WHERE state = ? OR rowid IN (
 		SELECT (SELECT r.rowid FROM runs r WHERE r.environment = e.name AND r.state <> ?
 			ORDER BY r.started_at DESC, r.rowid DESC LIMIT 1) FROM environments e)
 		ORDER BY started_at DESC, rowid DESC`, string(ops.RunRunning), string(ops.RunRunning))
 }
 
-// LatestRun returns the newest run of any environment.
-func (db *DB) LatestRun(ctx context.Context) (ops.Run, bool, error) {
-	runs, err := db.queryRuns(ctx, runColumns+` ORDER BY started_at DESC, rowid DESC LIMIT 1`)
+// LatestRunIn is LatestRun over either engine's handle.
+func LatestRunIn(ctx context.Context, db Querier) (ops.Run, bool, error) {
+	runs, err := QueryRuns(ctx, db, runColumns+` ORDER BY started_at DESC, rowid DESC LIMIT 1`)
 	if err != nil || len(runs) == 0 {
 		return ops.Run{}, false, err
 	}
@@ -215,15 +222,17 @@ func (db *DB) LatestRun(ctx context.Context) (ops.Run, bool, error) {
 }
 
 func (db *DB) queryRuns(ctx context.Context, q string, args ...any) ([]ops.Run, error) {
-	return queryRuns(ctx, db.sql, q, args...)
+	return QueryRuns(ctx, db.sql, q, args...)
 }
 
-// rowQuerier is a *sql.DB or a *sql.Tx.
-type rowQuerier interface {
+// Querier is a pool or a transaction, of this store or of the PostgreSQL
+// one (which rebinds `?`): what the queries both engines share need.
+type Querier interface {
 	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
 }
 
-func queryRuns(ctx context.Context, db rowQuerier, q string, args ...any) ([]ops.Run, error) {
+// QueryRuns runs a query of runColumns and reads its runs.
+func QueryRuns(ctx context.Context, db Querier, q string, args ...any) ([]ops.Run, error) {
 	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: runs: %w", err)

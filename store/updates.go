@@ -168,7 +168,12 @@ func queryUpdates(ctx context.Context, q queryer, query string, args ...any) ([]
 // or incident is in the outbox for it. The daemon's first pass continues
 // each (ops.AdvanceBundles), however long ago it stopped.
 func (db *DB) UnsettledBundles(ctx context.Context) ([]string, error) {
-	rows, err := db.sql.QueryContext(ctx, `SELECT DISTINCT u.bundle_id FROM updates u
+	return UnsettledBundlesIn(ctx, db.sql)
+}
+
+// UnsettledBundlesIn is UnsettledBundles over either engine's handle.
+func UnsettledBundlesIn(ctx context.Context, db Querier) ([]string, error) {
+	rows, err := db.QueryContext(ctx, `SELECT DISTINCT u.bundle_id FROM updates u
 		WHERE u.bundle_id <> ''
 		  AND EXISTS (SELECT 1 FROM runs r WHERE r.update_id = u.id)
 		  AND NOT EXISTS (SELECT 1 FROM run_facts f JOIN runs fr ON fr.id = f.run_id JOIN updates m ON m.id = fr.update_id

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/daytwo/daytwo/ops"
+	"github.com/daytwo/daytwo/store"
 )
 
 // InsertRun records a new run inside tx.
@@ -66,7 +67,7 @@ func (tx *Tx) DecideRollback(ctx context.Context, id, reason string) (ops.Run, e
 	if err != nil {
 		return ops.Run{}, fmt.Errorf("store: decide rollback of run %s: %w", id, mapErr(err))
 	}
-	runs, err := queryRuns(ctx, tx.tx, runColumns+` WHERE id = ?`, id)
+	runs, err := store.QueryRuns(ctx, tx.tx, runColumns+` WHERE id = ?`, id)
 	if err != nil {
 		return ops.Run{}, err
 	}
@@ -196,60 +197,19 @@ func (db *DB) Runs(ctx context.Context, updateID string, states ...ops.RunState)
 	return db.queryRuns(ctx, q+` ORDER BY started_at DESC, rowid DESC`, args...)
 }
 
-// LatestRuns returns every running run and each environment's newest
-// run that is not running, newest first: what a status view needs, one
-// index seek per environment (runs_env_started) instead of reading every
-// run ever made. An environment no longer configured is left out, but for
-// its running runs.
+// LatestRuns implements ops.Journal with the SQLite store's query
+// (store.LatestRunsIn; rowid is an identity column here).
 func (db *DB) LatestRuns(ctx context.Context) ([]ops.Run, error) {
-	return db.queryRuns(ctx, runColumns+` WHERE state = ? OR rowid IN (
-		SELECT (SELECT r.rowid FROM runs r WHERE r.environment = e.name AND r.state <> ?
-			ORDER BY r.started_at DESC, r.rowid DESC LIMIT 1) FROM environments e)
-		ORDER BY started_at DESC, rowid DESC`, string(ops.RunRunning), string(ops.RunRunning))
+	return store.LatestRunsIn(ctx, db.sql)
 }
 
 // LatestRun returns the newest run of any environment.
 func (db *DB) LatestRun(ctx context.Context) (ops.Run, bool, error) {
-	runs, err := db.queryRuns(ctx, runColumns+` ORDER BY started_at DESC, rowid DESC LIMIT 1`)
-	if err != nil || len(runs) == 0 {
-		return ops.Run{}, false, err
-	}
-	return runs[0], true, nil
+	return store.LatestRunIn(ctx, db.sql)
 }
 
 func (db *DB) queryRuns(ctx context.Context, q string, args ...any) ([]ops.Run, error) {
-	return queryRuns(ctx, db.sql, q, args...)
-}
-
-// rowQuerier is the pool or a transaction.
-type rowQuerier interface {
-	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
-}
-
-func queryRuns(ctx context.Context, db rowQuerier, q string, args ...any) ([]ops.Run, error) {
-	rows, err := db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("store: runs: %w", err)
-	}
-	defer rows.Close()
-	var out []ops.Run
-	for rows.Next() {
-		var (
-			r             ops.Run
-			started, fini string
-		)
-		if err := rows.Scan(&r.ID, &r.UpdateID, &r.Environment, &r.Kind, &r.State, &r.Holder, &r.Epoch, &r.Decision, &r.DecisionReason, &r.Error, &started, &fini); err != nil {
-			return nil, fmt.Errorf("store: scan run: %w", err)
-		}
-		if r.StartedAt, err = parseTime(started); err != nil {
-			return nil, err
-		}
-		if r.FinishedAt, err = parseTime(fini); err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return store.QueryRuns(ctx, db.sql, q, args...)
 }
 
 // Steps returns a run's journal in order.

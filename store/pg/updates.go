@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/daytwo/daytwo/ops"
+	"github.com/daytwo/daytwo/store"
 )
 
 // queryer runs reads on the database or inside a transaction.
@@ -163,29 +164,8 @@ func queryUpdates(ctx context.Context, q queryer, query string, args ...any) ([]
 	return out, rows.Err()
 }
 
-// UnsettledBundles lists the bundles that started (a member has a run) and
-// are not settled: no member's run records the bundle closed and no close
-// or incident is in the outbox for it. The daemon's first pass continues
-// each (ops.AdvanceBundles), however long ago it stopped.
+// UnsettledBundles implements ops.UnsettledBundleLister with the SQLite store's
+// query (store.UnsettledBundlesIn).
 func (db *DB) UnsettledBundles(ctx context.Context) ([]string, error) {
-	rows, err := db.sql.QueryContext(ctx, `SELECT DISTINCT u.bundle_id FROM updates u
-		WHERE u.bundle_id <> ''
-		  AND EXISTS (SELECT 1 FROM runs r WHERE r.update_id = u.id)
-		  AND NOT EXISTS (SELECT 1 FROM run_facts f JOIN runs fr ON fr.id = f.run_id JOIN updates m ON m.id = fr.update_id
-			WHERE m.bundle_id = u.bundle_id AND f.fact = 'bundle:' || u.bundle_id || ':closed')
-		  AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.ordering_key = u.bundle_id AND o.kind IN (?, ?))
-		ORDER BY u.bundle_id`, string(ops.OutboxCloseChange), string(ops.OutboxCreateIncident))
-	if err != nil {
-		return nil, fmt.Errorf("store: unsettled bundles: %w", err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("store: scan bundle: %w", err)
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
+	return store.UnsettledBundlesIn(ctx, db.sql)
 }
