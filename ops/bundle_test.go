@@ -510,8 +510,18 @@ func TestBundleParallelFailureRollsBackEveryService(t *testing.T) {
 				t.Errorf("%s%s runs %s", svc, n, v)
 			}
 		}
-		if u := w.members(t, bp.ID)[svc]; u.State != ops.UpdateRolledBack {
-			t.Errorf("%s is %s", svc, u.State)
+		// payments failed and rolled back. The others run beside it: one
+		// that had finished is rolled back by the bundle's compensation,
+		// one still running when payments failed stops at its next step
+		// and rolls back what it touched (stopped; its determinate case is
+		// TestBundleParallelFailureStopsTheOthersEarly). Which one depends
+		// on the scheduler; the targets above say the outcome.
+		want := []ops.UpdateState{ops.UpdateRolledBack}
+		if svc != "payments" {
+			want = append(want, ops.UpdateStopped)
+		}
+		if u := w.members(t, bp.ID)[svc]; !slices.Contains(want, u.State) {
+			t.Errorf("%s is %s, want one of %v", svc, u.State, want)
 		}
 	}
 	if len(w.closes()) != 1 || len(w.cs.incidents) != 1 {
