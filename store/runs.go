@@ -289,6 +289,11 @@ func (db *DB) Steps(ctx context.Context, runID string) ([]ops.StepRecord, error)
 // LogLines returns up to limit lines of a run's log after line id after;
 // with runID empty, of every run's log (the log feed).
 func (db *DB) LogLines(ctx context.Context, runID string, after int64, limit int) ([]ops.LogLine, error) {
+	return LogLinesIn(ctx, db.sql, runID, after, limit)
+}
+
+// LogLinesIn is LogLines over either engine's handle.
+func LogLinesIn(ctx context.Context, db Querier, runID string, after int64, limit int) ([]ops.LogLine, error) {
 	if limit <= 0 {
 		limit = 1000
 	}
@@ -298,7 +303,7 @@ func (db *DB) LogLines(ctx context.Context, runID string, after int64, limit int
 		q, args = `SELECT id, run_id, ts, target, stream, line FROM run_log
 		WHERE id > ? ORDER BY id LIMIT ?`, []any{after, limit}
 	}
-	rows, err := db.sql.QueryContext(ctx, q, args...)
+	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: log of %s: %w", runID, err)
 	}

@@ -240,38 +240,10 @@ func (db *DB) Steps(ctx context.Context, runID string) ([]ops.StepRecord, error)
 	return out, rows.Err()
 }
 
-// LogLines returns up to limit lines of a run's log after line id after;
-// with runID empty, of every run's log (the log feed).
+// LogLines implements ops.Journal with the SQLite store's query
+// (store.LogLinesIn).
 func (db *DB) LogLines(ctx context.Context, runID string, after int64, limit int) ([]ops.LogLine, error) {
-	if limit <= 0 {
-		limit = 1000
-	}
-	q, args := `SELECT id, run_id, ts, target, stream, line FROM run_log
-		WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?`, []any{runID, after, limit}
-	if runID == "" {
-		q, args = `SELECT id, run_id, ts, target, stream, line FROM run_log
-		WHERE id > ? ORDER BY id LIMIT ?`, []any{after, limit}
-	}
-	rows, err := db.sql.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("store: log of %s: %w", runID, err)
-	}
-	defer rows.Close()
-	var out []ops.LogLine
-	for rows.Next() {
-		var (
-			l  ops.LogLine
-			ts string
-		)
-		if err := rows.Scan(&l.ID, &l.RunID, &ts, &l.Target, &l.Stream, &l.Line); err != nil {
-			return nil, fmt.Errorf("store: scan log: %w", err)
-		}
-		if l.Time, err = parseTime(ts); err != nil {
-			return nil, err
-		}
-		out = append(out, l)
-	}
-	return out, rows.Err()
+	return store.LogLinesIn(ctx, db.sql, runID, after, limit)
 }
 
 // LastLogLine returns the id of the newest line of any run's log (0 for
