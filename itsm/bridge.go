@@ -289,7 +289,7 @@ func (c *Client) Ping(ctx context.Context) error {
 	q.Set("sysparm_fields", "sys_id")
 	q.Set("sysparm_suppress_pagination_header", "true")
 	q.Set("sysparm_no_count", "true")
-	_, _, _, err := c.listPage(ctx, "sys_user", q)
+	_, _, _, err := c.listPageInto(ctx, "sys_user", q, &recordSink{})
 	if err != nil {
 		return fmt.Errorf("itsm: ping %s: %w", c.Instance(), err)
 	}

@@ -299,30 +299,33 @@ func (c *Client) keyset(ctx context.Context, table, ts string, req SyncRequest, 
 	return st, nil
 }
 
-// listPage fetches one page and reports X-Total-Count (-1 when absent).
-func (c *Client) listPage(ctx context.Context, table string, q url.Values) ([]Record, []json.RawMessage, int, error) {
+// listPageInto fetches one page of a list into sink: its rows, the last
+// one's sys_id, and X-Total-Count (-1 when absent). A page holding more
+// rows than sysparm_limit is refused.
+func (c *Client) listPageInto(ctx context.Context, table string, q url.Values, sink listSink) (n int, last string, total int, err error) {
 	resp, err := c.do(ctx, request{method: http.MethodGet, path: tablePath(table), query: q, idempotent: true})
 	if errors.Is(err, ErrNotFound) {
-		return nil, nil, 0, nil // v1 endpoint: 404 means no rows
+		return 0, "", 0, nil // v1 endpoint: 404 means no rows
 	}
 	if err != nil {
-		return nil, nil, 0, err
+		return 0, "", 0, err
 	}
-	recs, raws, err := decodeBody(resp)
-	if err != nil {
-		return nil, nil, 0, err
-	}
-	if n, err := strconv.Atoi(q.Get("sysparm_limit")); err == nil && n > 0 && len(recs) > n {
-		return nil, nil, 0, fmt.Errorf("itsm: list %s: the instance answered %d rows for sysparm_limit=%d; refusing the page: %w",
-			table, len(recs), n, ErrPagingIgnored)
-	}
-	total := -1
-	if v := resp.header.Get("X-Total-Count"); v != "" {
-		if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n >= 0 {
-			total = n
+	if resp.status != http.StatusNoContent {
+		if n, last, err = sink.add(resp.body); err != nil {
+			return 0, "", 0, err
 		}
 	}
-	return recs, raws, total, nil
+	if limit, err := strconv.Atoi(q.Get("sysparm_limit")); err == nil && limit > 0 && n > limit {
+		return 0, "", 0, fmt.Errorf("itsm: list %s: the instance answered %d rows for sysparm_limit=%d; refusing the page: %w",
+			table, n, limit, ErrPagingIgnored)
+	}
+	total = -1
+	if v := resp.header.Get("X-Total-Count"); v != "" {
+		if t, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && t >= 0 {
+			total = t
+		}
+	}
+	return n, last, total, nil
 }
 
 // fetchPage fetches one page's body for keyset (nil for no rows: an empty
@@ -402,29 +405,9 @@ func (c *Client) listAllInto(ctx context.Context, table, query string, fields []
 		}
 		params := c.listParams(andQuery(q, "ORDERBYsys_id"), withFields(fields, "sys_id"), pageSize)
 		params.Set("sysparm_suppress_pagination_header", "true")
-		resp, err := c.do(ctx, request{method: http.MethodGet, path: tablePath(table), query: params, idempotent: true})
-		if errors.Is(err, ErrNotFound) {
-			return nil // v1 endpoint: 404 means no rows
-		}
+		n, next, total, err := c.listPageInto(ctx, table, params, sink)
 		if err != nil {
 			return err
-		}
-		var n int
-		var next string
-		if resp.status != http.StatusNoContent {
-			if n, next, err = sink.add(resp.body); err != nil {
-				return err
-			}
-		}
-		if limit, err := strconv.Atoi(params.Get("sysparm_limit")); err == nil && limit > 0 && n > limit {
-			return fmt.Errorf("itsm: list %s: the instance answered %d rows for sysparm_limit=%d; refusing the page: %w",
-				table, n, limit, ErrPagingIgnored)
-		}
-		total := -1
-		if v := resp.header.Get("X-Total-Count"); v != "" {
-			if t, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && t >= 0 {
-				total = t
-			}
 		}
 		if n == 0 || (total >= 0 && n >= total) {
 			return nil
