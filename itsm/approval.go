@@ -154,12 +154,19 @@ func (c *Client) ListOpenApprovals(ctx context.Context, prefix string) ([]Approv
 	}
 	out := make([]Approval, 0, len(sink.all))
 	for _, r := range sink.all {
-		if cid, ok := r["sysapproval.correlation_id"]; ok && !strings.HasPrefix(cid.Value, prefix) {
+		if !ownApproval(r, prefix) {
 			continue
 		}
 		out = append(out, ApprovalFromRecord(r))
 	}
 	return out, nil
+}
+
+// ownApproval re-checks the dot-walked correlation id, when the instance
+// sent it, in case it dropped the query's term.
+func ownApproval(r Record, prefix string) bool {
+	cid, ok := r["sysapproval.correlation_id"]
+	return !ok || strings.HasPrefix(cid.Value, prefix)
 }
 
 // listOpenApprovals is the query behind ListOpenApprovals and the sync
@@ -265,7 +272,7 @@ func (s *approvalSink) add(body []byte) (int, string, error) {
 		return 0, "", err
 	}
 	for _, r := range recs {
-		if cid, ok := r["sysapproval.correlation_id"]; ok && !strings.HasPrefix(cid.Value, s.prefix) {
+		if !ownApproval(r, s.prefix) {
 			continue
 		}
 		s.out = append(s.out, opsApprovalFromRecord(r))
