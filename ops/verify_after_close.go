@@ -391,12 +391,12 @@ func (r *runner) emergencyFinished(ctx context.Context, tx Tx, restored bool, su
 // and closes emergency changes that ServiceNow shows authorized. It
 // returns the runs it made.
 func (s *Service) AfterCloseWindows(ctx context.Context, progress func(RunEvent)) ([]RunResult, error) {
-	releases, err := s.store.CurrentReleases(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var out []RunResult
-	var errs []error
+	var (
+		out      []RunResult
+		errs     []error
+		releases map[string]Release
+		loaded   bool
+	)
 	for _, env := range s.Environments() {
 		if ctx.Err() != nil {
 			break
@@ -404,6 +404,15 @@ func (s *Service) AfterCloseWindows(ctx context.Context, progress func(RunEvent)
 		v := env.Verify
 		if v == nil || !v.AfterClose || !env.RequiresChange {
 			continue
+		}
+		// Read only by a pass that has a window to look at: most
+		// configurations set no after_close, and this runs every pass.
+		if !loaded {
+			var err error
+			if releases, err = s.store.CurrentReleases(ctx); err != nil {
+				return nil, err
+			}
+			loaded = true
 		}
 		rel, ok := releases[env.Name]
 		if !ok || rel.UpdateID == "" {
